@@ -1,0 +1,209 @@
+"""The canonical interaction-event schema and its validation.
+
+Every loader produces a Polars frame with these columns, in this order:
+
+| column       | dtype          | meaning                                                            |
+|--------------|----------------|--------------------------------------------------------------------|
+| user_id      | any (str/int)  | external user id (required, non-empty)                             |
+| item_id      | any (str/int)  | external item id (required, non-empty)                             |
+| timestamp    | Datetime[us]   | when it happened; numbers are epoch seconds; null when unknown     |
+| event        | String         | one of ``EventSchema.event_types``                                 |
+| value        | Float64        | rating, revenue or watch time; null when absent                    |
+| request_id   | String         | the request (slate) the event belongs to                           |
+| position     | Int64          | slot in the slate, ≥ 0                                             |
+| propensity   | Float64        | logging policy's probability of the shown item, in (0, 1]          |
+| <context...> | any            | declared context columns (device, placement, split marker, …)      |
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from rankstack.errors import DataValidationError
+
+ID_COLUMNS = ("user_id", "item_id")
+OPTIONAL_COLUMNS: dict[str, pl.DataType] = {
+    "timestamp": pl.Datetime("us"),
+    "event": pl.String(),
+    "value": pl.Float64(),
+    "request_id": pl.String(),
+    "position": pl.Int64(),
+    "propensity": pl.Float64(),
+}
+CANONICAL_COLUMNS = (*ID_COLUMNS, *OPTIONAL_COLUMNS)
+DEFAULT_EVENT_TYPES = (
+    "impression", "click", "conversion", "purchase", "rating", "view", "cart", "interaction",
+)
+
+
+class EventSchema(BaseModel):
+    """Which event types exist, how they weigh in interaction matrices, and which context columns to keep."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_types: tuple[str, ...] = DEFAULT_EVENT_TYPES
+    default_event: str = "interaction"
+    event_weights: dict[str, float] = Field(default_factory=lambda: {"impression": 0.0})
+    context_columns: tuple[str, ...] = ()
+    duplicates: Literal["error", "drop"] = "error"
+
+    def weight(self, event: str) -> float:
+        """Weight of one event type in the interaction matrix (1.0 unless configured)."""
+        return self.event_weights.get(event, 1.0)
+
+
+def _first_row(mask: pl.Series) -> int:
+    """1-based data row (header excluded) of the first True in ``mask``."""
+    return int(mask.arg_true()[0]) + 1
+
+
+def _check_ids(df: pl.DataFrame, source: str) -> None:
+    for col in ID_COLUMNS:
+        series = df.get_column(col)
+        bad = series.is_null()
+        if series.dtype == pl.String:
+            bad = bad | (series.str.strip_chars() == "")
+        if bad.any():
+            raise DataValidationError(source, "null or empty id", column=col, row=_first_row(bad))
+
+
+def _parse_timestamp(series: pl.Series, source: str) -> pl.Series:
+    """Normalise a timestamp column to Datetime[us]; numbers are epoch seconds."""
+    dtype = series.dtype
+    if dtype == pl.Null:
+        return series.cast(pl.Datetime("us"))
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is not None:
+            series = series.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        return series.cast(pl.Datetime("us"))
+    if dtype == pl.Date:
+        return series.cast(pl.Datetime("us"))
+    if dtype.is_numeric():
+        floats = series.cast(pl.Float64)
+        bad = floats.is_nan() | floats.is_infinite()
+        if bad.any():
+            raise DataValidationError(
+                source, "unparsable timestamp: expected epoch seconds, got NaN/inf",
+                column="timestamp", row=_first_row(bad.fill_null(False)),
+            )
+        return (floats * 1_000_000).round().cast(pl.Int64).cast(pl.Datetime("us"))
+    if dtype == pl.String:
+        stripped = series.str.strip_chars()
+        numeric = stripped.cast(pl.Float64, strict=False)
+        parsed = stripped.str.to_datetime(time_unit="us", strict=False, time_zone="UTC")
+        parsed = parsed.dt.replace_time_zone(None)
+        from_numbers = (numeric * 1_000_000).round().cast(pl.Int64).cast(pl.Datetime("us"))
+        result = parsed.fill_null(from_numbers)
+        bad = result.is_null() & series.is_not_null() & (stripped != "")
+        if bad.any():
+            row = _first_row(bad)
+            raise DataValidationError(
+                source,
+                f"unparsable timestamp {series[row - 1]!r}: expected ISO-8601 date-time or epoch seconds",
+                column="timestamp", row=row,
+            )
+        return result
+    raise DataValidationError(source, f"unsupported timestamp dtype {dtype}", column="timestamp")
+
+
+def _check_numeric(df: pl.DataFrame, column: str, dtype: pl.DataType, source: str) -> pl.Series:
+    series = df.get_column(column)
+    if series.dtype == pl.String:
+        series = series.str.strip_chars().replace("", None)
+    cast = series.cast(dtype, strict=False)
+    bad = cast.is_null() & series.is_not_null()
+    if bad.any():
+        row = _first_row(bad)
+        raise DataValidationError(
+            source, f"expected a number, got {series[row - 1]!r}", column=column, row=row
+        )
+    return cast
+
+
+def validate_events(
+    df: pl.DataFrame, *, source: str, schema: EventSchema | None = None
+) -> pl.DataFrame:
+    """Check ``df`` against the canonical schema and return it normalised (columns, dtypes, order).
+
+    Raises :class:`DataValidationError` naming ``source``, the column and the 1-based data row.
+    """
+    schema = schema or EventSchema()
+    missing = [c for c in ID_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataValidationError(
+            source, f"missing required column(s) {missing}; found {df.columns}"
+        )
+    allowed = set(CANONICAL_COLUMNS) | set(schema.context_columns)
+    extra = [c for c in df.columns if c not in allowed]
+    if extra:
+        raise DataValidationError(
+            source,
+            f"unexpected column(s) {extra}: declare them in EventSchema.context_columns or drop them",
+        )
+    absent_context = [c for c in schema.context_columns if c not in df.columns]
+    if absent_context:
+        raise DataValidationError(source, f"declared context column(s) {absent_context} are missing")
+    if df.height == 0:
+        raise DataValidationError(source, "no events: the data is empty")
+    _check_ids(df, source)
+
+    columns: dict[str, pl.Series] = {c: df.get_column(c) for c in ID_COLUMNS}
+    n = df.height
+    columns["timestamp"] = (
+        _parse_timestamp(df.get_column("timestamp"), source)
+        if "timestamp" in df.columns
+        else pl.Series("timestamp", [None] * n, dtype=pl.Datetime("us"))
+    )
+    if "event" in df.columns:
+        event = df.get_column("event").cast(pl.String).fill_null(schema.default_event)
+        unknown = ~event.is_in(list(schema.event_types))
+        if unknown.any():
+            row = _first_row(unknown)
+            raise DataValidationError(
+                source,
+                f"unknown event type {event[row - 1]!r}; expected one of {list(schema.event_types)}",
+                column="event", row=row,
+            )
+        columns["event"] = event
+    else:
+        columns["event"] = pl.Series("event", [schema.default_event] * n, dtype=pl.String)
+    for col in ("value", "position", "propensity"):
+        dtype = OPTIONAL_COLUMNS[col]
+        columns[col] = (
+            _check_numeric(df, col, dtype, source) if col in df.columns
+            else pl.Series(col, [None] * n, dtype=dtype)
+        )
+    columns["request_id"] = (
+        df.get_column("request_id").cast(pl.String) if "request_id" in df.columns
+        else pl.Series("request_id", [None] * n, dtype=pl.String)
+    )
+    prop = columns["propensity"]
+    bad = ((prop <= 0) | (prop > 1) | prop.is_nan()).fill_null(False)
+    if bad.any():
+        row = _first_row(bad)
+        raise DataValidationError(
+            source, f"propensity must be in (0, 1], got {prop[row - 1]}", column="propensity", row=row
+        )
+    bad = (columns["position"] < 0).fill_null(False)
+    if bad.any():
+        row = _first_row(bad)
+        raise DataValidationError(source, "position must be ≥ 0", column="position", row=row)
+
+    out = pl.DataFrame([columns[c].rename(c) for c in CANONICAL_COLUMNS])
+    for col in schema.context_columns:
+        out = out.with_columns(df.get_column(col))
+    dup = out.is_duplicated()
+    if dup.any():
+        if schema.duplicates == "drop":
+            out = out.unique(maintain_order=True)
+        else:
+            rows = (dup.arg_true()[:2] + 1).to_list()
+            raise DataValidationError(
+                source,
+                f"duplicate events: rows {rows} are identical (set EventSchema.duplicates='drop' to drop)",
+                row=rows[0],
+            )
+    return out

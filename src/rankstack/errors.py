@@ -1,0 +1,28 @@
+"""Exceptions shared across rankstack."""
+
+
+class RankstackError(Exception):
+    """Base class for errors raised on purpose by rankstack."""
+
+
+class DataValidationError(RankstackError, ValueError):
+    """Input data does not match the expected schema; the message names file, column and row."""
+
+    def __init__(self, source: str, message: str, *, column: str | None = None, row: int | None = None):
+        where = [source]
+        if column is not None:
+            where.append(f"column '{column}'")
+        if row is not None:
+            where.append(f"row {row}")
+        super().__init__(f"{', '.join(where)}: {message}")
+        self.source = source
+        self.column = column
+        self.row = row
+
+
+class DatasetNotFoundError(RankstackError, FileNotFoundError):
+    """A named dataset is not present in any data directory searched."""
+
+
+class ConfigError(RankstackError, ValueError):
+    """A component or CLI configuration is invalid."""

@@ -1,0 +1,102 @@
+"""The candidate-source interface: fit on a dataset, score or retrieve top-k items for users."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from rankstack.data.dataset import Dataset
+
+PAD_ITEM = -1
+
+
+class SourceConfig(BaseModel):
+    """Base of every component config: unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Top-k items per user: ``item_ids`` [batch, k] (``-1`` pads short rows), ``scores`` [batch, k]."""
+
+    item_ids: np.ndarray
+    scores: np.ndarray
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.item_ids.shape != self.scores.shape or self.item_ids.ndim != 2:
+            raise ValueError(
+                f"Candidates: item_ids {self.item_ids.shape} and scores {self.scores.shape} must be equal 2-D"
+            )
+
+    @property
+    def k(self) -> int:
+        """Number of slots per row."""
+        return int(self.item_ids.shape[1])
+
+
+def topk_excluding(
+    scores: torch.Tensor, k: int, exclude: sp.csr_matrix | None, user_ids: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k (values, indices) of ``scores`` [batch, n_items] after setting excluded items to -inf.
+
+    Rows with fewer than ``k`` allowed items are padded with index -1 and score -inf.
+    """
+    scores = scores.float()
+    if exclude is not None:
+        rows = exclude[user_ids]
+        counts = np.diff(rows.indptr)
+        if rows.nnz:
+            r = torch.from_numpy(np.repeat(np.arange(len(user_ids)), counts)).to(scores.device)
+            c = torch.from_numpy(rows.indices.astype(np.int64)).to(scores.device)
+            scores = scores.clone()
+            scores[r, c] = float("-inf")
+    k_eff = min(k, scores.shape[1])
+    values, indices = torch.topk(scores, k_eff, dim=1)
+    indices = torch.where(torch.isneginf(values), torch.full_like(indices, PAD_ITEM), indices)
+    if k_eff < k:
+        pad = k - k_eff
+        values = torch.cat([values, values.new_full((values.shape[0], pad), float("-inf"))], dim=1)
+        indices = torch.cat([indices, indices.new_full((indices.shape[0], pad), PAD_ITEM)], dim=1)
+    return values, indices
+
+
+class CandidateSource(ABC):
+    """A retrieval model. Subclasses implement :meth:`fit` and :meth:`score`; retrieval is shared."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[SourceConfig]]
+
+    def __init__(self, config: SourceConfig | None = None) -> None:
+        self.config = config if config is not None else self.config_class()
+        self.train_: sp.csr_matrix | None = None
+
+    @abstractmethod
+    def fit(self, dataset: Dataset) -> CandidateSource:
+        """Learn from the (training) dataset; returns ``self``."""
+
+    @abstractmethod
+    def score(self, user_ids: np.ndarray) -> torch.Tensor:
+        """Scores of every item for each user: float tensor [len(user_ids), n_items]; higher is better."""
+
+    def _require_fitted(self) -> sp.csr_matrix:
+        if self.train_ is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(dataset) first")
+        return self.train_
+
+    def retrieve(self, user_ids: np.ndarray, k: int, *, exclude_seen: bool = True) -> Candidates:
+        """Top-``k`` candidates per user, by default without the items each user saw in training."""
+        train = self._require_fitted()
+        user_ids = np.asarray(user_ids, dtype=np.int64)
+        with torch.no_grad():
+            values, indices = topk_excluding(
+                self.score(user_ids), k, train if exclude_seen else None, user_ids
+            )
+        return Candidates(indices.cpu().numpy(), values.cpu().numpy(), source=self.name)
