@@ -1,0 +1,92 @@
+"""EASE (Steck, WWW 2019): a closed-form linear item-item autoencoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg.lapack as lapack
+import torch
+from pydantic import Field
+
+from rankstack.data.dataset import Dataset
+from rankstack.progress import new_progress
+from rankstack.retrieval.base import CandidateSource, SourceConfig
+
+
+class EASEConfig(SourceConfig):
+    """``l2`` is λ; ``device`` is "auto" (CUDA when present), "cpu" or "cuda"."""
+
+    l2: float = Field(200.0, gt=0.0)
+    device: str = "auto"
+
+
+def resolve_device(device: str) -> torch.device:
+    """"auto" → CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _inverse_spd_inplace(gram: np.ndarray, block: int = 4096) -> np.ndarray:
+    """Invert a symmetric positive-definite float32 matrix in place (LAPACK potrf + potri)."""
+    a = gram.T  # Fortran-ordered view of the same (symmetric) memory, so LAPACK can overwrite it
+    factor, info = lapack.spotrf(a, lower=False, overwrite_a=True, clean=False)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE: Gram matrix is not positive definite (potrf info={info})")
+    inv, info = lapack.spotri(factor, lower=False, overwrite_c=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE: inversion failed (potri info={info})")
+    upper = inv.T  # C-ordered: the upper triangle in Fortran order is the lower triangle here
+    n = upper.shape[0]
+    for start in range(0, n, block):  # mirror the computed triangle, block by block, to bound memory
+        stop = min(start + block, n)
+        upper[start:stop, stop:] = upper[stop:, start:stop].T
+        tile = upper[start:stop, start:stop]
+        tile[:] = np.tril(tile) + np.tril(tile, -1).T
+    return upper
+
+
+class EASE(CandidateSource):
+    """B = argmin ‖X − XB‖² + λ‖B‖² s.t. diag(B) = 0, in closed form: P = (XᵀX + λI)⁻¹, B_ij = −P_ij / P_jj.
+
+    score(u, ·) = X_u B.  Fit is float32; dense in the number of items (n² memory).
+    """
+
+    name = "ease"
+    config_class = EASEConfig
+    config: EASEConfig
+
+    def fit(self, dataset: Dataset) -> EASE:
+        """Solve for the item-item weight matrix B."""
+        x = dataset.interaction_matrix(binary=True)
+        self.train_ = x
+        device = resolve_device(self.config.device)
+        n = x.shape[1]
+        with new_progress() as progress:
+            task = progress.add_task(f"EASE fit ({n} items, {device.type})", total=3)
+            gram = (x.T @ x).toarray().astype(np.float32)
+            gram[np.diag_indices(n)] += self.config.l2
+            progress.advance(task)
+            if device.type == "cuda":
+                g = torch.from_numpy(gram).to(device)
+                del gram
+                p = torch.cholesky_inverse(torch.linalg.cholesky(g))
+                del g
+            else:
+                p = torch.from_numpy(_inverse_spd_inplace(gram))
+            progress.advance(task)
+            diag = torch.diagonal(p).clone()
+            p.div_(-diag.unsqueeze(0))
+            p.fill_diagonal_(0.0)
+            progress.advance(task)
+        self.weights_ = p
+        self.device_ = device
+        return self
+
+    def score(self, user_ids: np.ndarray) -> torch.Tensor:
+        """X_u B for a batch of users (sparse × dense on the fit device)."""
+        train = self._require_fitted()
+        rows = train[user_ids].tocoo()
+        idx = torch.from_numpy(np.vstack([rows.row, rows.col]).astype(np.int64))
+        xu = torch.sparse_coo_tensor(idx, torch.from_numpy(rows.data), size=rows.shape, check_invariants=False
+        ).to(self.device_)
+        return torch.sparse.mm(xu, self.weights_)
