@@ -160,7 +160,8 @@ def rolling_windows(
 def random_split(
     dataset: Dataset, *, test_ratio: float = 0.2, validation_ratio: float = 0.0, seed: int = 0
 ) -> Split:
-    """Per-user random holdout: each user with ≥ 2 events puts ⌊ratio·n⌋ (at least 1) events in test.
+    """Per-user random holdout: each user with ≥ 2 events puts ⌊ratio·n⌋ (at least 1) events in test
+    (and, with ≥ 3 events and a validation ratio, at least 1 in validation).
 
     Not temporal: use it only for data without meaningful time (like the Gowalla protocol).
     """
@@ -174,9 +175,8 @@ def random_split(
     )
     n = pl.col("_n").cast(pl.Float64)
     n_test = pl.when(pl.col("_n") >= 2).then(pl.max_horizontal((n * test_ratio).floor(), 1)).otherwise(0)
-    n_val = pl.when(pl.col("_n") >= 3).then((n * validation_ratio).floor()).otherwise(0)
-    if validation_ratio > 0:
-        n_val = pl.when(pl.col("_n") >= 3).then(pl.max_horizontal((n * validation_ratio).floor(), 1)).otherwise(0)
+    min_val = 1 if validation_ratio > 0 else 0
+    n_val = pl.when(pl.col("_n") >= 3).then(pl.max_horizontal((n * validation_ratio).floor(), min_val)).otherwise(0)
     ev = ev.with_columns(n_test.alias("_nt"), n_val.alias("_nv"))
     r = pl.col("_r")
     test = ev.filter(r <= pl.col("_nt"))
