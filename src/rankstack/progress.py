@@ -6,14 +6,16 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 T = TypeVar("T")
 QUIET_ENV = "RANKSTACK_QUIET"
+_STDERR = Console(stderr=True)
 
 
 def enabled() -> bool:
-    """Progress is shown unless ``RANKSTACK_QUIET`` is set to a non-empty value."""
+    """Progress is shown (on stderr, when it is a terminal) unless ``RANKSTACK_QUIET`` is set."""
     return not os.environ.get(QUIET_ENV)
 
 
@@ -24,8 +26,9 @@ def new_progress(transient: bool = True) -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        console=_STDERR,
         transient=transient,
-        disable=not enabled(),
+        disable=not enabled() or not _STDERR.is_terminal,
     )
 
 

@@ -168,10 +168,12 @@ def _map_features(
         return None
     if key not in table.columns:
         raise DataValidationError(f"{name} {key.split('_')[0]} features", f"missing key column '{key}'")
-    if table.get_column(key).is_duplicated().any():
-        dup = table.get_column(key).is_duplicated()
+    repeated = ~table.get_column(key).is_first_distinct()
+    if repeated.any():
+        row = int(repeated.arg_true()[0]) + 1
         raise DataValidationError(
-            f"{name} {key.split('_')[0]} features", "duplicate id", column=key, row=int(dup.arg_true()[0]) + 1
+            f"{name} {key.split('_')[0]} features", f"duplicate id {table.get_column(key)[row - 1]!r}",
+            column=key, row=row,
         )
     ids = id_map.to_internal(table.get_column(key), strict=False)
     mapped = table.with_columns(pl.Series(key, ids)).filter(pl.col(key) >= 0)

@@ -63,7 +63,7 @@ class EASE(CandidateSource):
         n = x.shape[1]
         with new_progress() as progress:
             task = progress.add_task(f"EASE fit ({n} items, {device.type})", total=3)
-            gram = (x.T @ x).toarray().astype(np.float32)
+            gram = (x.T @ x).toarray().astype(np.float32, copy=False)
             gram[np.diag_indices(n)] += self.config.l2
             progress.advance(task)
             if device.type == "cuda":

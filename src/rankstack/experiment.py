@@ -1,0 +1,99 @@
+"""Train one candidate source on a dataset's standard split and evaluate it with full ranking."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+
+from rankstack.data.dataset import Dataset
+from rankstack.data.splits import Split, make_split
+from rankstack.errors import ConfigError
+from rankstack.evaluation.evaluator import Evaluator
+from rankstack.io import write_text_atomic
+from rankstack.provenance import code_version, machine_info
+from rankstack.retrieval.base import CandidateSource
+from rankstack.retrieval.registry import build_source
+
+EvalOn = Literal["validation", "test"]
+
+
+def fit_and_eval_parts(split: Split, eval_on: EvalOn) -> tuple[Dataset, Dataset]:
+    """(fit data, held-out data): tune on validation with train only; for test, fit on train ∪ validation."""
+    if eval_on == "validation":
+        if len(split.validation) == 0:
+            raise ConfigError(f"the {split.kind} split of {split.train.name} has no validation events")
+        return split.train, split.validation
+    fit = split.train
+    if len(split.validation):
+        fit = split.train.with_events(pl.concat([split.train.events, split.validation.events]))
+    return fit, split.test
+
+
+def evaluate_source(
+    model: CandidateSource, fit_data: Dataset, held_out: Dataset, ks: Sequence[int], *, device: str | None = None
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Fit ``model`` and evaluate it; returns (metrics, timings in seconds)."""
+    t0 = time.perf_counter()
+    model.fit(fit_data)
+    t1 = time.perf_counter()
+    evaluator = Evaluator.from_datasets(fit_data, held_out, ks=ks, device=device)
+    metrics = evaluator.evaluate(model)
+    t2 = time.perf_counter()
+    return metrics, {"fit_s": round(t1 - t0, 3), "evaluate_s": round(t2 - t1, 3)}
+
+
+def run_experiment(
+    dataset: Dataset,
+    split_kind: str,
+    model_name: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    ks: Sequence[int] = (10, 20),
+    eval_on: EvalOn = "test",
+    device: str | None = None,
+    load_s: float = 0.0,
+) -> dict[str, Any]:
+    """Split, fit, evaluate; return the run record (config, data checksum, code version, machine, timings)."""
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    model = build_source(model_name, params)
+    split = make_split(dataset, split_kind)
+    fit_data, held_out = fit_and_eval_parts(split, eval_on)
+    split_s = time.perf_counter() - t0
+    metrics, timings = evaluate_source(model, fit_data, held_out, ks, device=device)
+    run_id = f"{started:%Y%m%d-%H%M%S}-{dataset.name}-{model_name}-{secrets.token_hex(2)}"
+    return {
+        "run_id": run_id,
+        "created_at": started.isoformat(timespec="seconds"),
+        "dataset": {
+            "name": dataset.name,
+            "checksum": dataset.checksum(),
+            "users": dataset.n_users,
+            "items": dataset.n_items,
+            "events": len(dataset),
+            "split": split_kind,
+            "split_sizes": split.summary(),
+            "evaluated_on": eval_on,
+        },
+        "model": {"name": model_name, "config": model.config.model_dump(mode="json")},
+        "ks": list(ks),
+        "metrics": metrics,
+        "timings": {"load_s": round(load_s, 3), "split_s": round(split_s, 3), **timings,
+                    "total_s": round(load_s + time.perf_counter() - t0, 3)},
+        "machine": machine_info(),
+        "code_version": code_version(),
+    }
+
+
+def save_run(record: Mapping[str, Any], runs_dir: Path) -> Path:
+    """Write ``runs/<run_id>/result.json`` atomically and return its path."""
+    path = runs_dir / str(record["run_id"]) / "result.json"
+    write_text_atomic(path, json.dumps(record, indent=2, default=str) + "\n")
+    return path

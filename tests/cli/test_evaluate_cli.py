@@ -1,0 +1,97 @@
+"""`rankstack evaluate` and `rankstack quickstart` end to end through the Typer app."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from rankstack.cli import app
+
+runner = CliRunner()
+
+
+def _event_log(tmp_path: Path) -> Path:
+    """A timed log: odd users watch i0 first, even users last, so i0 is the top unseen item for even users."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for user in range(60):
+        items = rng.choice(np.arange(1, 40), size=6, replace=False)
+        for t, item in enumerate(items):
+            rows.append((f"u{user}", f"i{item}", 1_700_000_000 + 100 * t))
+        rows.append((f"u{user}", "i0", 1_700_000_000 + (1000 if user % 2 == 0 else -1000)))
+    path = tmp_path / "events.csv"
+    pl.DataFrame(rows, schema=["user", "item", "ts"], orient="row").write_csv(path)
+    return path
+
+
+def test_evaluate_on_an_event_log_writes_a_run_record(tmp_path: Path) -> None:
+    log = _event_log(tmp_path)
+    # the generic loader expects canonical column names, so map them first
+    canonical = tmp_path / "canonical.csv"
+    pl.read_csv(log).rename({"user": "user_id", "item": "item_id", "ts": "timestamp"}).write_csv(canonical)
+    result = runner.invoke(
+        app, ["evaluate", "--dataset", str(canonical), "--model", "popular", "--k", "1,5", "--json",
+              "--runs-dir", str(tmp_path / "runs")],
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["dataset"]["split"] == "leave_one_out"
+    assert record["metrics"]["hr@1"] >= 0.5  # every even user's test item is the most popular unseen one
+    assert set(record) >= {"run_id", "dataset", "model", "metrics", "timings", "machine", "code_version"}
+    assert len(record["dataset"]["checksum"]) == 64
+    saved = json.loads(Path(record["result_path"]).read_text())
+    assert saved["metrics"] == record["metrics"]
+
+
+def test_evaluate_bundled_dataset_prints_a_table(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["evaluate", "--dataset", "ml-latest-small", "--model", "itemknn", "--set", "neighbors=50",
+              "--runs-dir", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "recall" in result.output and "@20" in result.output and "itemknn" in result.output
+    record = json.loads(next(tmp_path.glob("*/result.json")).read_text())
+    assert record["model"]["config"]["neighbors"] == 50
+    assert 0.0 < record["metrics"]["recall@20"] < 1.0
+
+
+def test_evaluate_on_validation_fits_on_train_only(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["evaluate", "--dataset", "ml-latest-small", "--model", "popular", "--eval-on", "validation",
+              "--json", "--runs-dir", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["dataset"]["evaluated_on"] == "validation"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "bpr"], "unknown model 'bpr'"),
+        (["--model", "ease", "--set", "l2=-3"], "l2: Input should be greater than 0"),
+        (["--model", "ease", "--set", "lambda"], "expected key=value"),
+        (["--model", "popular", "--k", "0"], "positive integer"),
+        (["--model", "popular", "--dataset", "no-such-data"], "unknown dataset 'no-such-data'"),
+    ],
+)
+def test_evaluate_reports_bad_arguments_without_traceback(args: list[str], message: str, tmp_path: Path) -> None:
+    base = ["evaluate", "--dataset", "ml-latest-small", "--runs-dir", str(tmp_path)]
+    result = runner.invoke(app, base + args)
+    assert result.exit_code != 0
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_quickstart_compares_baselines_and_writes_a_report(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["quickstart", "--out", str(tmp_path), "--users", "2"])
+    assert result.exit_code == 0, result.output
+    for name in ("popular", "itemknn", "ease"):
+        assert name in result.output
+    assert "Toy Story" in result.output or "(19" in result.output  # movie titles, not ids
+    page = (tmp_path / "index.html").read_text()
+    assert "data:image/png;base64," in page and "Example recommendations" in page
