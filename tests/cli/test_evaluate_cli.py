@@ -75,7 +75,7 @@ def test_evaluate_on_validation_fits_on_train_only(tmp_path: Path) -> None:
         (["--model", "bpr"], "unknown model 'bpr'"),
         (["--model", "ease", "--set", "l2=-3"], "l2: Input should be greater than 0"),
         (["--model", "ease", "--set", "lambda"], "expected key=value"),
-        (["--model", "popular", "--k", "0"], "positive integer"),
+        (["--model", "popular", "--k", "0"], "each k must be an integer >= 1"),
         (["--model", "popular", "--dataset", "no-such-data"], "unknown dataset 'no-such-data'"),
     ],
 )

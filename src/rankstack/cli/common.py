@@ -10,22 +10,21 @@ import typer
 import yaml
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from rankstack.errors import RankstackError
+from rankstack.evaluation.recs import parse_ks as evaluation_parse_ks
 
 console = Console()
 err_console = Console(stderr=True)
 
 
 def parse_ks(text: str) -> list[int]:
-    """``"10,20"`` → ``[10, 20]`` (positive, de-duplicated, sorted)."""
+    """``"10,20"`` → ``[10, 20]``; a bad list becomes a usage error naming ``--k``."""
     try:
-        ks = sorted({int(part) for part in text.split(",") if part.strip()})
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated integers like 10,20, got {text!r}") from None
-    if not ks or ks[0] < 1:
-        raise typer.BadParameter(f"every K must be a positive integer, got {text!r}")
-    return ks
+        return evaluation_parse_ks(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--k") from None
 
 
 def parse_settings(pairs: list[str] | None) -> dict[str, Any]:
@@ -50,3 +49,20 @@ def friendly_errors() -> Iterator[None]:
     except (RankstackError, FileNotFoundError) as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
+
+
+def metric_grid(title: str, metrics: dict[str, float]) -> Table:
+    """A Rich table with one row per metric family and one column per cut-off K (``recall@10`` → row, @10)."""
+    families: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        family, _, k = key.partition("@")
+        if k:
+            families.setdefault(family, {})[k] = value
+    ks = sorted({k for row in families.values() for k in row}, key=int)
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric", style="bold")
+    for k in ks:
+        table.add_column(f"@{k}", justify="right")
+    for family, row in families.items():
+        table.add_row(family, *(f"{row[k]:.4f}" if k in row else "" for k in ks))
+    return table

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from rankstack.cli.common import console, friendly_errors, parse_ks, parse_settings
+from rankstack.cli.common import console, friendly_errors, metric_grid, parse_ks, parse_settings
 from rankstack.data.dataset import Dataset
 from rankstack.data.loaders import get_spec, load_dataset
 from rankstack.experiment import EvalOn, run_experiment, save_run
@@ -26,23 +26,6 @@ def default_split(name: str, dataset: Dataset) -> str:
             return "predefined"
         timed = dataset.events.get_column("timestamp").null_count() == 0
         return "leave_one_out" if timed else "random"
-
-
-def metric_grid(title: str, metrics: dict[str, float]) -> Table:
-    """A Rich table with one row per metric family and one column per cut-off K (``recall@10`` → row, @10)."""
-    families: dict[str, dict[str, float]] = {}
-    for key, value in metrics.items():
-        family, _, k = key.partition("@")
-        if k:
-            families.setdefault(family, {})[k] = value
-    ks = sorted({k for row in families.values() for k in row}, key=int)
-    table = Table(title=title, title_justify="left")
-    table.add_column("metric", style="bold")
-    for k in ks:
-        table.add_column(f"@{k}", justify="right")
-    for family, row in families.items():
-        table.add_row(family, *(f"{row[k]:.4f}" if k in row else "" for k in ks))
-    return table
 
 
 def metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 import torch
 
 from rankstack.data.dataset import Dataset
+from rankstack.device import resolve_device
 from rankstack.evaluation.metrics import (
     MetricAccumulator,
     canonical_csr,
@@ -31,13 +32,6 @@ class Scorer(Protocol):
     def score(self, user_ids: np.ndarray) -> torch.Tensor:
         """Float scores [len(user_ids), n_items]; higher is better."""
         ...
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` → CUDA when available, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def default_batch_size(n_items: int, budget_bytes: int = SCORE_BUDGET_BYTES) -> int:

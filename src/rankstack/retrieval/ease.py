@@ -8,6 +8,7 @@ import torch
 from pydantic import Field
 
 from rankstack.data.dataset import Dataset
+from rankstack.device import resolve_device
 from rankstack.progress import new_progress
 from rankstack.retrieval.base import CandidateSource, SourceConfig
 
@@ -17,13 +18,6 @@ class EASEConfig(SourceConfig):
 
     l2: float = Field(200.0, gt=0.0)
     device: str = "auto"
-
-
-def resolve_device(device: str) -> torch.device:
-    """"auto" → CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _inverse_spd_inplace(gram: np.ndarray, block: int = 4096) -> np.ndarray:
