@@ -43,7 +43,7 @@ def evaluate_source(
     t0 = time.perf_counter()
     model.fit(fit_data)
     t1 = time.perf_counter()
-    evaluator = Evaluator.from_datasets(fit_data, held_out, ks=ks, device=device)
+    evaluator = Evaluator.from_datasets(fit_data, held_out, ks=ks, device=device, progress=True)
     metrics = evaluator.evaluate(model)
     t2 = time.perf_counter()
     return metrics, {"fit_s": round(t1 - t0, 3), "evaluate_s": round(t2 - t1, 3)}
