@@ -13,8 +13,7 @@ from typing import Any, Literal
 import polars as pl
 
 from rankstack.data.dataset import Dataset
-from rankstack.data.splits import Split, make_split
-from rankstack.errors import ConfigError
+from rankstack.data.splits import Split, make_split, random_split
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.io import write_text_atomic
 from rankstack.provenance import code_version, machine_info
@@ -22,13 +21,19 @@ from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.registry import build_source
 
 EvalOn = Literal["validation", "test"]
+VALIDATION_CARVE_RATIO = 0.1
 
 
 def fit_and_eval_parts(split: Split, eval_on: EvalOn) -> tuple[Dataset, Dataset]:
-    """(fit data, held-out data): tune on validation with train only; for test, fit on train ∪ validation."""
+    """(fit data, held-out data): tune on validation with train only; for test, fit on train ∪ validation.
+
+    A split without validation events (e.g. the predefined Gowalla files) gets one carved from train:
+    a seeded per-user random 10% of the training events, so tuning never touches the test files.
+    """
     if eval_on == "validation":
         if len(split.validation) == 0:
-            raise ConfigError(f"the {split.kind} split of {split.train.name} has no validation events")
+            carved = random_split(split.train, test_ratio=VALIDATION_CARVE_RATIO, seed=0)
+            return carved.train, carved.test
         return split.train, split.validation
     fit = split.train
     if len(split.validation):

@@ -95,3 +95,20 @@ def test_quickstart_compares_baselines_and_writes_a_report(tmp_path: Path) -> No
     assert "Toy Story" in result.output or "(19" in result.output  # movie titles, not ids
     page = (tmp_path / "index.html").read_text()
     assert "data:image/png;base64," in page and "Example recommendations" in page
+
+
+def test_validation_is_carved_from_train_when_the_split_has_none() -> None:
+    rows = [(u, i, "train" if (u + i) % 4 else "test") for u in range(30) for i in range(12) if (u * i) % 5 != 1]
+    from rankstack.data.dataset import Dataset
+    from rankstack.data.schema import EventSchema
+    from rankstack.data.splits import predefined
+    from rankstack.experiment import fit_and_eval_parts
+
+    frame = pl.DataFrame(rows, schema=["user_id", "item_id", "split"], orient="row")
+    data = Dataset.from_events(frame, name="pre", schema=EventSchema(context_columns=("split",)))
+    split = predefined(data)
+    fit, held = fit_and_eval_parts(split, "validation")
+    train_rows = set(split.train.events.select("user_id", "item_id").iter_rows())
+    fit_rows = set(fit.events.select("user_id", "item_id").iter_rows())
+    held_rows = set(held.events.select("user_id", "item_id").iter_rows())
+    assert held_rows and fit_rows | held_rows == train_rows and not fit_rows & held_rows
