@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from rankstack.data.dataset import Dataset
 from rankstack.errors import ConfigError
 from rankstack.retrieval.base import PAD_ITEM, CandidateSource
-from rankstack.retrieval.ease import EASE, EASEConfig, _inverse_spd_inplace
+from rankstack.retrieval.ease import EASE, EASEConfig, inverse_spd_
 from rankstack.retrieval.itemknn import ItemKNN, ItemKNNConfig
 from rankstack.retrieval.popular import MostPopular
 from rankstack.retrieval.registry import SOURCES, build_source
@@ -35,14 +36,21 @@ def test_ease_matches_the_closed_form() -> None:
     np.testing.assert_allclose(model.score(np.array([0, 3])).numpy(), x[[0, 3]] @ expected, atol=1e-3)
 
 
-def test_inplace_spd_inverse_matches_numpy_across_blocks() -> None:
+def test_inplace_spd_inverse_matches_numpy() -> None:
     rng = np.random.default_rng(1)
     a = rng.standard_normal((150, 150))
     spd = (a @ a.T + 150 * np.eye(150)).astype(np.float32)
     expected = np.linalg.inv(spd.astype(np.float64))
-    got = _inverse_spd_inplace(spd.copy(), block=64)
-    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-7)
-    np.testing.assert_allclose(got, got.T)
+    buffer = torch.from_numpy(spd.copy())
+    got = inverse_spd_(buffer)
+    assert got.data_ptr() == buffer.data_ptr()  # no second n² buffer
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-3, atol=1e-7)
+    np.testing.assert_allclose(got.numpy(), got.numpy().T, atol=1e-9)
+
+
+def test_inverse_rejects_a_matrix_that_is_not_positive_definite() -> None:
+    with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
+        inverse_spd_(torch.tensor([[1.0, 2.0], [2.0, 1.0]]))
 
 
 def test_itemknn_matches_brute_force_cosine_with_shrinkage() -> None:

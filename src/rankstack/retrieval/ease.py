@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg.lapack as lapack
 import torch
 from pydantic import Field
 
@@ -20,29 +19,19 @@ class EASEConfig(SourceConfig):
     device: str = "auto"
 
 
-def _inverse_spd_inplace(gram: np.ndarray, block: int = 4096) -> np.ndarray:
-    """Invert a symmetric positive-definite float32 matrix in place (LAPACK potrf + potri)."""
-    a = gram.T  # Fortran-ordered view of the same (symmetric) memory, so LAPACK can overwrite it
-    factor, info = lapack.spotrf(a, lower=False, overwrite_a=True, clean=False)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"EASE: Gram matrix is not positive definite (potrf info={info})")
-    inv, info = lapack.spotri(factor, lower=False, overwrite_c=True)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"EASE: inversion failed (potri info={info})")
-    upper = inv.T  # C-ordered: the upper triangle in Fortran order is the lower triangle here
-    n = upper.shape[0]
-    for start in range(0, n, block):  # mirror the computed triangle, block by block, to bound memory
-        stop = min(start + block, n)
-        upper[start:stop, stop:] = upper[stop:, start:stop].T
-        tile = upper[start:stop, start:stop]
-        tile[:] = np.tril(tile) + np.tril(tile, -1).T
-    return upper
+def inverse_spd_(gram: torch.Tensor) -> torch.Tensor:
+    """Invert a symmetric positive-definite matrix in place (Cholesky, then its inverse, in one buffer)."""
+    info = torch.empty((), dtype=torch.int32, device=gram.device)
+    factor, info = torch.linalg.cholesky_ex(gram, out=(gram, info))
+    if int(info) != 0:
+        raise np.linalg.LinAlgError(f"EASE: Gram matrix is not positive definite (cholesky info={int(info)})")
+    return torch.cholesky_inverse(factor, out=factor)
 
 
 class EASE(CandidateSource):
     """B = argmin ‖X − XB‖² + λ‖B‖² s.t. diag(B) = 0, in closed form: P = (XᵀX + λI)⁻¹, B_ij = −P_ij / P_jj.
 
-    score(u, ·) = X_u B.  Fit is float32; dense in the number of items (n² memory).
+    score(u, ·) = X_u B.  Fit is float32 and dense in the number of items: one n² buffer, inverted in place.
     """
 
     name = "ease"
@@ -60,13 +49,8 @@ class EASE(CandidateSource):
             gram = (x.T @ x).toarray().astype(np.float32, copy=False)
             gram[np.diag_indices(n)] += self.config.l2
             progress.advance(task)
-            if device.type == "cuda":
-                g = torch.from_numpy(gram).to(device)
-                del gram
-                p = torch.cholesky_inverse(torch.linalg.cholesky(g))
-                del g
-            else:
-                p = torch.from_numpy(_inverse_spd_inplace(gram))
+            p = inverse_spd_(torch.from_numpy(gram).to(device))
+            del gram
             progress.advance(task)
             diag = torch.diagonal(p).clone()
             p.div_(-diag.unsqueeze(0))
