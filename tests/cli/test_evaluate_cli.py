@@ -95,6 +95,9 @@ def test_quickstart_compares_baselines_and_writes_a_report(tmp_path: Path) -> No
     assert "Toy Story" in result.output or "(19" in result.output  # movie titles, not ids
     page = (tmp_path / "index.html").read_text()
     assert "data:image/png;base64," in page and "Example recommendations" in page
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert set(saved["metrics"]) == {"popular", "itemknn", "ease"}
+    assert saved["metrics"]["ease"]["recall@10"] > saved["metrics"]["popular"]["recall@10"]
 
 
 def test_validation_is_carved_from_train_when_the_split_has_none() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +17,8 @@ from rankstack.data.loaders import load_dataset
 from rankstack.data.splits import leave_one_out
 from rankstack.evaluation.report import UserExample, write_report
 from rankstack.experiment import evaluate_source, fit_and_eval_parts
-from rankstack.provenance import machine_info
+from rankstack.io import write_text_atomic
+from rankstack.provenance import code_version, machine_info
 from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.registry import build_source
 
@@ -106,4 +108,8 @@ def quickstart(
             },
             examples=examples,
         )
+        record = {"dataset": "ml-latest-small", "split": "leave_one_out", "models": BASELINES, "metrics": results,
+                   "wall_s": round(time.perf_counter() - started, 2), "machine": machine,
+                   "code_version": code_version()}
+        write_text_atomic(out / "results.json", json.dumps(record, indent=2) + "\n")
     console.print(f"\nReport: {report.resolve()}  (total {time.perf_counter() - started:.1f} s)")
