@@ -21,6 +21,9 @@ def _register() -> None:
     app.command("evaluate")(evaluate.evaluate)
     app.command("evaluate-recs")(recs.evaluate_recs)
     app.command("quickstart")(quickstart.quickstart)
+    from rankstack.reranking.cli import check_rules
+
+    app.command("check-rules")(check_rules)
 
 
 _register()

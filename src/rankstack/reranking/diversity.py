@@ -1,0 +1,85 @@
+"""Shared machinery of the diversity re-rankers (MMR, DPP): config, batching and output assembly."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from rankstack.reranking.base import RerankContext, compact, normalize_relevance
+from rankstack.reranking.similarity import ItemSimilarity
+from rankstack.retrieval.base import PAD_ITEM, Candidates
+
+
+class DiversityConfig(BaseModel):
+    """Trade-off knob shared by MMR and DPP; unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    relevance_weight: float = Field(default=0.7, ge=0.0, le=1.0, description="1 = relevance only, 0 = diversity only")
+    relevance: Literal["minmax", "none"] = "minmax"
+    batch_size: int = Field(default=256, ge=1, description="rows re-ranked at once (bounds memory)")
+
+
+class DiversityReranker(ABC):
+    """Greedy selection of ``k`` of each row's candidates by relevance and dissimilarity to earlier picks."""
+
+    name: str = "diversity"
+
+    def __init__(self, similarity: ItemSimilarity, config: DiversityConfig) -> None:
+        self.similarity = similarity
+        self.config = config
+
+    @abstractmethod
+    def select(self, vecs: np.ndarray, residual: np.ndarray, relevance: np.ndarray, valid: np.ndarray,
+               k: int) -> np.ndarray:
+        """Column positions [rows, k] of the picks in pick order (-1 when a row runs out)."""
+
+    def rerank(self, candidates: Candidates, k: int, context: RerankContext | None = None) -> Candidates:
+        """Top-``k`` per row in pick order; scores are the incoming scores of the picked items."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if context is not None:
+            context.check(candidates)
+        ids, scores = compact(candidates.item_ids, candidates.scores)
+        n_rows = ids.shape[0]
+        out_ids = np.full((n_rows, k), PAD_ITEM, dtype=np.int64)
+        out_scores = np.full((n_rows, k), -np.inf)
+        width = min(k, ids.shape[1])
+        for start in range(0, n_rows, self.config.batch_size):
+            part = slice(start, start + self.config.batch_size)
+            picks = self.select_rows(ids[part], scores[part], width)
+            got = picks >= 0
+            safe = np.where(got, picks, 0)
+            out_ids[part, :width] = np.where(got, np.take_along_axis(ids[part], safe, axis=1), PAD_ITEM)
+            out_scores[part, :width] = np.where(got, np.take_along_axis(scores[part], safe, axis=1), -np.inf)
+        return Candidates(out_ids, out_scores, source=f"{candidates.source}+{self.name}")
+
+    def select_rows(self, ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+        """Pick positions [rows, k] for compacted ``ids``/``scores`` rows."""
+        valid = ids >= 0
+        relevance = normalize_relevance(ids, scores, self.config.relevance)
+        if self.config.relevance_weight >= 1.0:
+            return relevance_order(relevance, valid, k)
+        vecs, residual = self.similarity.gather(ids)
+        return self.select(vecs, residual, relevance, valid, k)
+
+
+def relevance_order(relevance: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` most relevant valid entries per row (-1 past the valid ones)."""
+    order = np.argsort(-np.where(valid, relevance, -np.inf), axis=1, kind="stable")[:, :k]
+    return np.where(np.take_along_axis(valid, order, axis=1), order, -1)
+
+
+def fill_by_relevance(picks: np.ndarray, relevance: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Complete rows whose greedy run stopped early with the most relevant items not yet picked."""
+    short = np.flatnonzero((picks < 0).any(axis=1) & (valid.sum(axis=1) > (picks >= 0).sum(axis=1)))
+    for row in short:
+        taken = picks[row][picks[row] >= 0]
+        left = valid[row].copy()
+        left[taken] = False
+        extra = relevance_order(relevance[row][None], left[None], picks.shape[1] - taken.size)[0]
+        picks[row] = np.concatenate([taken, extra])
+    return picks

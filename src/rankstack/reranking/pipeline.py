@@ -1,0 +1,118 @@
+"""The re-rank stage as one YAML-configured component: filters → boosts → diversity → slate rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rankstack.errors import ConfigError
+from rankstack.reranking.base import RerankContext, compact, normalize_relevance, sort_by_score
+from rankstack.reranking.catalog import ItemCatalog
+from rankstack.reranking.diversity import DiversityReranker
+from rankstack.reranking.dpp import DPP, DPPConfig
+from rankstack.reranking.mmr import MMR, MMRConfig
+from rankstack.reranking.rules.config import Rule
+from rankstack.reranking.rules.engine import RuleEngine
+from rankstack.reranking.rules.loading import read_yaml_mapping, validate_config
+from rankstack.reranking.similarity import ItemSimilarity
+from rankstack.retrieval.base import Candidates
+
+
+class SimilarityConfig(BaseModel):
+    """Diversity over a catalog attribute: cosine of its (multi-)category one-hot vectors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attribute: str = Field(min_length=1)
+
+
+class RerankConfig(BaseModel):
+    """One re-rank stage: optional diversity, how deep it orders, and the rules (unknown keys rejected)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    diversity: Annotated[MMRConfig | DPPConfig, Field(discriminator="method")] | None = None
+    similarity: SimilarityConfig | None = None
+    depth: int | None = Field(default=None, ge=1, description="items the diversifier orders (default 2·k)")
+    rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> RerankConfig:
+        seen: dict[str, int] = {}
+        for index, rule in enumerate(self.rules):
+            if rule.name in seen:
+                raise ValueError(f"rules[{index}] reuses the name '{rule.name}' of rules[{seen[rule.name]}]")
+            seen[rule.name] = index
+        return self
+
+
+def load_rerank_config(path: str | Path) -> RerankConfig:
+    """Read and validate a re-rank YAML file (ConfigError naming the file, rule and field on any problem)."""
+    return validate_config(RerankConfig, read_yaml_mapping(path), str(path))
+
+
+class RerankPipeline:
+    """Filters → per-row min-max scaling + boosts → diversity over the top ``depth`` → bury, pins, caps, slots.
+
+    Items the diversifier did not order follow in score order, so constraints can backfill the slate. Output
+    scores are the scaled, boosted relevance of each shown item.
+    """
+
+    def __init__(self, config: RerankConfig, catalog: ItemCatalog, similarity: ItemSimilarity | None = None,
+                 *, source: str = "<config>") -> None:
+        self.config = config
+        self.rules = RuleEngine(config.rules, catalog, source=source)
+        self.diversifier: DiversityReranker | None = None
+        if config.diversity is not None:
+            if similarity is None:
+                if config.similarity is None:
+                    raise ConfigError(f"{source}: field 'similarity': diversity needs a similarity "
+                                      "(give similarity.attribute or pass item embeddings)")
+                try:
+                    similarity = ItemSimilarity.from_categories(catalog.column(config.similarity.attribute))
+                except ValueError as exc:
+                    raise ConfigError(f"{source}: field 'similarity.attribute': {exc}") from None
+            if isinstance(config.diversity, MMRConfig):
+                self.diversifier = MMR(similarity, config.diversity)
+            else:
+                self.diversifier = DPP(similarity, config.diversity)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, catalog: ItemCatalog,
+                  similarity: ItemSimilarity | None = None) -> RerankPipeline:
+        """Load, validate and compile a re-rank YAML file against ``catalog``."""
+        return cls(load_rerank_config(path), catalog, similarity, source=str(path))
+
+    def rerank(self, candidates: Candidates, k: int, context: RerankContext) -> Candidates:
+        """Slates [batch, k]; explanations go to ``context.trace`` when it is set."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        context.check(candidates)
+        incoming, scores = compact(candidates.item_ids, candidates.scores)
+        ids = self.rules.filter(incoming, context)
+        scores = self.rules.adjust(ids, normalize_relevance(ids, scores, "minmax"))
+        ids, scores = sort_by_score(ids, scores)
+        if self.diversifier is not None:
+            depth = min(ids.shape[1], self.config.depth or 2 * k)
+            head = self.diversifier.rerank(Candidates(ids, scores, "rules"), depth).item_ids
+            ids, scores = _head_then_rest(ids, scores, head)
+        return self.rules.slates(ids, scores, k, context, source=f"{candidates.source}+rerank", incoming=incoming)
+
+
+def _head_then_rest(ids: np.ndarray, scores: np.ndarray, head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the ``head`` items in their order, then the row's other items in their current order."""
+    out_ids = np.empty_like(ids)
+    out_scores = np.empty_like(scores)
+    for row in range(ids.shape[0]):
+        first = head[row][head[row] >= 0]
+        sorter = np.argsort(ids[row], kind="stable")
+        at = sorter[np.searchsorted(ids[row], first, sorter=sorter)]
+        rest = np.ones(ids.shape[1], dtype=bool)
+        rest[at] = False
+        first_scores = scores[row][at]
+        out_ids[row] = np.concatenate([first, ids[row][rest]])
+        out_scores[row] = np.concatenate([first_scores, scores[row][rest]])
+    return out_ids, out_scores

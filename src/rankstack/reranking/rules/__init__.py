@@ -1,0 +1,1 @@
+"""Declarative business rules: YAML declarations (config), compiled engine (engine), slate constraints (slate)."""
