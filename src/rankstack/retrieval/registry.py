@@ -10,9 +10,11 @@ from rankstack.errors import ConfigError
 from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.ease import EASE
 from rankstack.retrieval.itemknn import ItemKNN
+from rankstack.retrieval.lightgcn import LightGCN
 from rankstack.retrieval.popular import MostPopular
+from rankstack.retrieval.two_tower import TwoTower
 
-SOURCES: dict[str, type[CandidateSource]] = {cls.name: cls for cls in (MostPopular, ItemKNN, EASE)}
+SOURCES: dict[str, type[CandidateSource]] = {cls.name: cls for cls in (MostPopular, ItemKNN, EASE, LightGCN, TwoTower)}
 
 
 def build_source(name: str, params: Mapping[str, object] | None = None) -> CandidateSource:
