@@ -15,12 +15,13 @@ app = typer.Typer(
 
 def _register() -> None:
     """Attach the sub-commands (kept in their own modules)."""
-    from rankstack.cli import data, evaluate, quickstart, recs
+    from rankstack.cli import data, evaluate, quickstart, recs, simulate
 
     app.add_typer(data.app, name="data", help="List and download datasets.")
     app.command("evaluate")(evaluate.evaluate)
     app.command("evaluate-recs")(recs.evaluate_recs)
     app.command("quickstart")(quickstart.quickstart)
+    app.command("simulate")(simulate.simulate)
     from rankstack.reranking.cli import check_rules
 
     app.command("check-rules")(check_rules)

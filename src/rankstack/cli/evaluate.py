@@ -42,7 +42,7 @@ def metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
 
 def evaluate(
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (see `rankstack data list`) or path.")],
-    model: Annotated[str, typer.Option("--model", help="popular | itemknn | ease")],
+    model: Annotated[str, typer.Option("--model", help="popular | itemknn | ease | multitask")],
     settings: Annotated[
         list[str] | None, typer.Option("--set", help="Model setting key=value (repeatable), e.g. --set l2=80.")
     ] = None,
@@ -61,6 +61,13 @@ def evaluate(
     params = parse_settings(settings)
     if eval_on not in ("test", "validation"):
         raise typer.BadParameter("expected test or validation", param_hint="--eval-on")
+    if model == "multitask":  # a ranker over logged impressions, not a candidate source
+        from rankstack.cli.multitask import evaluate_multitask
+
+        with friendly_errors():
+            evaluate_multitask(dataset, params=params, eval_on="test" if eval_on == "test" else "validation",
+                               device=device, data_dir=data_dir, runs_dir=runs_dir, json_out=json_out)
+        return
     with friendly_errors():
         t0 = time.perf_counter()
         with console.status(f"loading {dataset}", spinner="dots") if not json_out else nullcontext():

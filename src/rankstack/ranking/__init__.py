@@ -1,0 +1,46 @@
+"""Ranking: impression tables, features, the multi-task ranker (MMoE over DCN-v2, ESMM), calibration, plots."""
+
+from rankstack.ranking.calibration import (
+    CALIBRATORS,
+    CalibrationKind,
+    Calibrator,
+    IdentityCalibrator,
+    IsotonicCalibrator,
+    PlattCalibrator,
+    TemperatureCalibrator,
+    calibrator_from_dict,
+    fit_calibrator,
+    pool_adjacent_violators,
+)
+from rankstack.ranking.features import (
+    EncodedBatch,
+    FeatureConfig,
+    FeatureEncoder,
+    add_source_scores,
+    add_user_embedding,
+)
+from rankstack.ranking.impressions import ImpressionSplit, impression_table, temporal_impression_split
+from rankstack.ranking.multitask import MultiTaskConfig, MultiTaskRanker
+
+__all__ = [
+    "CALIBRATORS",
+    "CalibrationKind",
+    "Calibrator",
+    "EncodedBatch",
+    "FeatureConfig",
+    "FeatureEncoder",
+    "IdentityCalibrator",
+    "ImpressionSplit",
+    "IsotonicCalibrator",
+    "MultiTaskConfig",
+    "MultiTaskRanker",
+    "PlattCalibrator",
+    "TemperatureCalibrator",
+    "add_source_scores",
+    "add_user_embedding",
+    "calibrator_from_dict",
+    "fit_calibrator",
+    "impression_table",
+    "pool_adjacent_violators",
+    "temporal_impression_split",
+]
