@@ -3,7 +3,7 @@ ranker, single-task models and logistic regression next to the oracle (true prob
 impressions of value-ranked vs click-ranked slates judged with the simulator's truth; a value-weight sweep.
 
 Usage: python benchmarks/multitask_sim.py [--impressions 1000000] [--epochs 10] [--threads 1]
-Writes benchmarks/results/multitask-sim.json and docs/figures/multitask-sim-*.png.
+Writes benchmarks/results/multitask-sim[-TAG].json and docs/figures/multitask-sim[-TAG]-*.png.
 """
 
 from __future__ import annotations
@@ -110,7 +110,8 @@ def _value_and_plots(sim: MarketplaceSimulator, dataset: Any, table: Any, test: 
 
     points = sweep_weights(ValueObjective.revenue_plus_clicks(0.0), 1, SWEEP, evaluate)
     FIGURES.mkdir(parents=True, exist_ok=True)
-    plot_pareto(points, FIGURES / "multitask-sim-pareto.png",
+    stem = f"multitask-sim{'-' + args.tag if args.tag else ''}"
+    plot_pareto(points, FIGURES / f"{stem}-pareto.png",
                 title="value = pCTR·pCVR·payout + w·pCTR (label: w), truth-judged")
     y_click = test.get_column("click").to_numpy()
     y_conv = test.get_column("conversion").to_numpy()
@@ -119,7 +120,7 @@ def _value_and_plots(sim: MarketplaceSimulator, dataset: Any, table: Any, test: 
     for head, y, col in (("click", y_click, "p_click"), ("conversion", y_conv, "p_conversion")):
         plot_reliability({"raw": (y, raw[head]), "calibrated": (y, cal[head]),
                           "oracle": (y, oracle.get_column(col).to_numpy())},
-                         FIGURES / f"multitask-sim-reliability-{head}.png", title=f"{head}: multi-task ranker, test")
+                         FIGURES / f"{stem}-reliability-{head}.png", title=f"{head}: multi-task ranker, test")
     return {"slates": slates, "sweep": [{"weight": p.weight, "objective": p.objective, **p.metrics} for p in points]}
 
 

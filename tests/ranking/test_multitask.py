@@ -110,3 +110,17 @@ def test_encoded_batches_slice_consistently(sim_split: ImpressionSplit) -> None:
     assert isinstance(part, EncodedBatch) and len(part) == 2
     torch.testing.assert_close(part.cat[1], batch.cat[2])
     torch.testing.assert_close(part.labels["click"][1], batch.labels["click"][2])
+
+
+def test_save_and_load_give_the_same_predictions(fitted: MultiTaskRanker, sim_split: ImpressionSplit,
+                                                 tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rankstack.ranking.persistence import load_ranker, save_ranker
+
+    save_ranker(fitted, tmp_path / "ranker")
+    again = load_ranker(tmp_path / "ranker", device="cpu")
+    table = sim_split.test.head(300)
+    before, after = fitted.predict(table), again.predict(table)
+    for key in before:
+        np.testing.assert_allclose(after[key], before[key], rtol=1e-6)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        save_ranker(MultiTaskRanker(), tmp_path / "empty")

@@ -146,3 +146,15 @@ def test_yaml_config_with_overrides_and_clear_errors(tmp_path) -> None:  # type:
     path.write_text("n_users: 50\nwrong_key: 1\n")
     with pytest.raises(ConfigError, match="wrong_key"):
         load_simulator_config(path)
+
+
+def test_sparse_and_dense_exposure_counters_agree() -> None:
+    from rankstack.simulation.simulator import _ExposureCounter
+
+    rng = np.random.default_rng(0)
+    dense, sparse = _ExposureCounter(20, 10), _ExposureCounter(20, 10)
+    sparse.dense = None
+    for _ in range(5):
+        users = rng.integers(0, 20, 30)
+        items = np.stack([rng.permutation(10)[:3] for _ in range(30)])
+        np.testing.assert_array_equal(dense.observe(users, items), sparse.observe(users, items))

@@ -21,6 +21,7 @@ from rankstack.ranking.features import (
 )
 from rankstack.ranking.impressions import ImpressionSplit, impression_table, temporal_impression_split
 from rankstack.ranking.multitask import MultiTaskConfig, MultiTaskRanker
+from rankstack.ranking.persistence import load_ranker, save_ranker
 
 __all__ = [
     "CALIBRATORS",
@@ -41,6 +42,8 @@ __all__ = [
     "calibrator_from_dict",
     "fit_calibrator",
     "impression_table",
+    "load_ranker",
     "pool_adjacent_violators",
+    "save_ranker",
     "temporal_impression_split",
 ]

@@ -180,6 +180,16 @@ class FeatureEncoder:
                 "mean": self.mean_, "std": self.std_, "bias_features": self.bias_features_,
                 "max_position": self.max_position_}
 
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> FeatureEncoder:
+        """Rebuild a fitted encoder from :meth:`to_dict`."""
+        enc = cls(FeatureConfig.model_validate(state["config"]), state["payout_column"])
+        enc.categorical_, enc.numeric_ = list(state["categorical"]), list(state["numeric"])
+        enc.vocab_ = {k: list(v) for k, v in state["vocab"].items()}
+        enc.log_, enc.mean_, enc.std_ = dict(state["log"]), dict(state["mean"]), dict(state["std"])
+        enc.bias_features_, enc.max_position_ = list(state["bias_features"]), int(state["max_position"])
+        return enc
+
 
 def add_user_embedding(table: pl.DataFrame, embeddings: np.ndarray, prefix: str = "user_emb") -> pl.DataFrame:
     """Append ``embeddings[user_id]`` (e.g. a sequential model's user vector) as numeric columns."""

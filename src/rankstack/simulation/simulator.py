@@ -28,10 +28,16 @@ class SlateValue:
 
 
 class _ExposureCounter:
-    """Running count of earlier impressions per (user, item) pair, updated chunk by chunk."""
+    """Running count of earlier impressions per (user, item) pair, updated chunk by chunk.
 
-    def __init__(self, n_items: int) -> None:
+    A dense int32 table when users × items ≤ 2^25 (128 MiB at most), else sorted unique keys with counts.
+    """
+
+    DENSE_LIMIT = 2**25
+
+    def __init__(self, n_users: int, n_items: int) -> None:
         self.n_items = n_items
+        self.dense = np.zeros(n_users * n_items, dtype=np.int32) if n_users * n_items <= self.DENSE_LIMIT else None
         self.keys = np.empty(0, dtype=np.int64)
         self.counts = np.empty(0, dtype=np.int64)
 
@@ -44,6 +50,11 @@ class _ExposureCounter:
         group_start = np.maximum.accumulate(np.where(starts, np.arange(len(keys)), 0))
         within = np.empty(len(keys), dtype=np.int64)
         within[order] = np.arange(len(keys)) - group_start
+        if self.dense is not None:
+            earlier = self.dense[keys].astype(np.int64)
+            uniq, counts = np.unique(sorted_keys, return_counts=True)
+            self.dense[uniq] += counts.astype(np.int32)
+            return (earlier + within).reshape(items.shape)
         earlier = np.zeros(len(keys), dtype=np.int64)
         if len(self.keys):
             pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
@@ -89,7 +100,7 @@ class MarketplaceSimulator:
         policy = policy or self.policy
         rng = np.random.default_rng(self._log_seed)
         reqs = self.draw_requests(c.n_requests, rng)
-        counter = _ExposureCounter(w.n_items)
+        counter = _ExposureCounter(w.n_users, w.n_items)
         spend = np.zeros(c.n_advertisers)
         parts: dict[str, list[np.ndarray]] = {k: [] for k in SimulationLog.ARRAYS}
         k = c.slate_size
