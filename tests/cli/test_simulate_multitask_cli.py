@@ -70,3 +70,9 @@ def test_evaluate_multitask_rejects_unknown_settings(sim_dir: Path, tmp_path: Pa
     result = runner.invoke(app, ["evaluate", "--dataset", str(sim_dir), "--model", "multitask", "--set", "bogus=1",
                                  "--runs-dir", str(tmp_path)])
     assert result.exit_code == 2 and "bogus" in result.output
+
+
+def test_evaluate_multitask_refuses_a_non_temporal_split(sim_dir: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["evaluate", "--dataset", str(sim_dir), "--model", "multitask", "--split",
+                                 "leave_one_out", "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "temporal" in result.output

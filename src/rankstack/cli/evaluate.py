@@ -64,6 +64,9 @@ def evaluate(
     if model == "multitask":  # a ranker over logged impressions, not a candidate source
         from rankstack.cli.multitask import evaluate_multitask
 
+        if split not in (None, "temporal"):
+            raise typer.BadParameter("the multitask ranker uses a temporal split of impressions", param_hint="--split")
+
         with friendly_errors():
             evaluate_multitask(dataset, params=params, eval_on="test" if eval_on == "test" else "validation",
                                device=device, data_dir=data_dir, runs_dir=runs_dir, json_out=json_out)
