@@ -55,19 +55,20 @@ class EventSchema(BaseModel):
         return self.event_weights.get(event, 1.0)
 
 
-def _first_row(mask: pl.Series) -> int:
+def first_row(mask: pl.Series) -> int:
     """1-based data row (header excluded) of the first True in ``mask``."""
     return int(mask.arg_true()[0]) + 1
 
 
-def _check_ids(df: pl.DataFrame, source: str) -> None:
-    for col in ID_COLUMNS:
+def check_ids(df: pl.DataFrame, source: str, columns: tuple[str, ...] = ID_COLUMNS) -> None:
+    """Raise naming the first row whose id in ``columns`` is null or an empty string."""
+    for col in columns:
         series = df.get_column(col)
         bad = series.is_null()
         if series.dtype == pl.String:
             bad = bad | (series.str.strip_chars() == "")
         if bad.any():
-            raise DataValidationError(source, "null or empty id", column=col, row=_first_row(bad))
+            raise DataValidationError(source, "null or empty id", column=col, row=first_row(bad))
 
 
 def _parse_timestamp(series: pl.Series, source: str) -> pl.Series:
@@ -87,7 +88,7 @@ def _parse_timestamp(series: pl.Series, source: str) -> pl.Series:
         if bad.any():
             raise DataValidationError(
                 source, "unparsable timestamp: expected epoch seconds, got NaN/inf",
-                column="timestamp", row=_first_row(bad.fill_null(False)),
+                column="timestamp", row=first_row(bad.fill_null(False)),
             )
         return (floats * 1_000_000).round().cast(pl.Int64).cast(pl.Datetime("us"))
     if dtype == pl.String:
@@ -99,7 +100,7 @@ def _parse_timestamp(series: pl.Series, source: str) -> pl.Series:
         result = parsed.fill_null(from_numbers)
         bad = result.is_null() & series.is_not_null() & (stripped != "")
         if bad.any():
-            row = _first_row(bad)
+            row = first_row(bad)
             raise DataValidationError(
                 source,
                 f"unparsable timestamp {series[row - 1]!r}: expected ISO-8601 date-time or epoch seconds",
@@ -116,7 +117,7 @@ def _check_numeric(df: pl.DataFrame, column: str, dtype: pl.DataType, source: st
     cast = series.cast(dtype, strict=False)
     bad = cast.is_null() & series.is_not_null()
     if bad.any():
-        row = _first_row(bad)
+        row = first_row(bad)
         raise DataValidationError(
             source, f"expected a number, got {series[row - 1]!r}", column=column, row=row
         )
@@ -148,7 +149,7 @@ def validate_events(
         raise DataValidationError(source, f"declared context column(s) {absent_context} are missing")
     if df.height == 0:
         raise DataValidationError(source, "no events: the data is empty")
-    _check_ids(df, source)
+    check_ids(df, source)
 
     columns: dict[str, pl.Series] = {c: df.get_column(c) for c in ID_COLUMNS}
     n = df.height
@@ -161,7 +162,7 @@ def validate_events(
         event = df.get_column("event").cast(pl.String).fill_null(schema.default_event)
         unknown = ~event.is_in(list(schema.event_types))
         if unknown.any():
-            row = _first_row(unknown)
+            row = first_row(unknown)
             raise DataValidationError(
                 source,
                 f"unknown event type {event[row - 1]!r}; expected one of {list(schema.event_types)}",
@@ -183,13 +184,13 @@ def validate_events(
     prop = columns["propensity"]
     bad = ((prop <= 0) | (prop > 1) | prop.is_nan()).fill_null(False)
     if bad.any():
-        row = _first_row(bad)
+        row = first_row(bad)
         raise DataValidationError(
             source, f"propensity must be in (0, 1], got {prop[row - 1]}", column="propensity", row=row
         )
     bad = (columns["position"] < 0).fill_null(False)
     if bad.any():
-        row = _first_row(bad)
+        row = first_row(bad)
         raise DataValidationError(source, "position must be ≥ 0", column="position", row=row)
 
     out = pl.DataFrame([columns[c].rename(c) for c in CANONICAL_COLUMNS])

@@ -15,6 +15,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from rankstack.data.idmap import IdMap
+from rankstack.data.schema import check_ids, first_row
 from rankstack.errors import DataValidationError
 from rankstack.evaluation.metrics import summarize, validate_ks
 from rankstack.retrieval.base import PAD_ITEM
@@ -37,11 +38,6 @@ def parse_ks(text: str) -> list[int]:
     return validate_ks(values)
 
 
-def _first_row(mask: pl.Series) -> int:
-    """1-based row number of the first True in ``mask``."""
-    return int(mask.arg_true()[0]) + 1
-
-
 def read_table(path: str | Path, columns: Sequence[str], role: str) -> pl.DataFrame:
     """Read ``columns`` of a CSV/Parquet file, checking that it exists, has them and has no null ids."""
     path = Path(path)
@@ -61,13 +57,7 @@ def read_table(path: str | Path, columns: Sequence[str], role: str) -> pl.DataFr
     if missing:
         raise DataValidationError(source, f"missing column(s) {missing}; found {table.columns}")
     table = table.select(columns)
-    for col in PAIR_COLUMNS:
-        series = table.get_column(col)
-        bad = series.is_null()
-        if series.dtype == pl.String:
-            bad = bad | (series.str.strip_chars() == "")
-        if bad.any():
-            raise DataValidationError(source, "null or empty id", column=col, row=_first_row(bad))
+    check_ids(table, source, PAIR_COLUMNS)
     return table
 
 
@@ -75,7 +65,7 @@ def _check_ranks(table: pl.DataFrame, source: str) -> pl.DataFrame:
     """Cast ``rank`` to Int64, rejecting nulls, non-integers, ranks < 1 and duplicate (user, rank)."""
     rank = table.get_column("rank")
     if rank.is_null().any():
-        raise DataValidationError(source, "missing rank", column="rank", row=_first_row(rank.is_null()))
+        raise DataValidationError(source, "missing rank", column="rank", row=first_row(rank.is_null()))
     if rank.dtype == pl.String:
         as_int = rank.str.strip_chars().cast(pl.Int64, strict=False)
         bad = as_int.is_null()
@@ -87,16 +77,16 @@ def _check_ranks(table: pl.DataFrame, source: str) -> pl.DataFrame:
     else:
         raise DataValidationError(source, f"rank must be an integer, column type is {rank.dtype}", column="rank")
     if bad.any():
-        row = _first_row(bad)
+        row = first_row(bad)
         raise DataValidationError(source, f"rank must be an integer, got {rank[row - 1]!r}", column="rank", row=row)
     low = as_int < 1
     if low.any():
-        row = _first_row(low)
+        row = first_row(low)
         raise DataValidationError(source, f"rank must be >= 1, got {as_int[row - 1]}", column="rank", row=row)
     table = table.with_columns(as_int.alias("rank"))
     repeat = table.select(~pl.struct("user_id", "rank").is_first_distinct()).to_series()
     if repeat.any():
-        row = _first_row(repeat)
+        row = first_row(repeat)
         user, rank_value = table.row(row - 1)[0], table.row(row - 1)[2]
         raise DataValidationError(
             source, f"duplicate rank {rank_value} for user {user!r}", column="rank", row=row
