@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+from scipy.special import expit
 
 from rankstack.evaluation.classification import log_loss
 
@@ -17,10 +18,6 @@ def logit(p: np.ndarray) -> np.ndarray:
     """log(p / (1 − p)) with p clipped to [1e-7, 1 − 1e-7]."""
     p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
     return np.log(p) - np.log1p(-p)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 def pool_adjacent_violators(y: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
@@ -133,7 +130,7 @@ class PlattCalibrator(Calibrator):
         x = np.column_stack([z, np.ones_like(z)]) if self.fit_bias else z[:, None]
         theta = np.array([1.0, 0.0])[: x.shape[1]]
         for _ in range(50):
-            mu = _sigmoid(x @ theta)
+            mu = expit(x @ theta)
             grad = x.T @ (mu - y)
             hess = (x * (mu * (1 - mu))[:, None]).T @ x + 1e-9 * np.eye(x.shape[1])
             step = np.linalg.solve(hess, grad)
@@ -146,7 +143,7 @@ class PlattCalibrator(Calibrator):
 
     def transform(self, p: np.ndarray) -> np.ndarray:
         """σ(a·logit(p) + b)."""
-        return _sigmoid(self.a_ * logit(p) + self.b_)
+        return expit(self.a_ * logit(p) + self.b_)
 
     def to_dict(self) -> dict[str, Any]:
         """Slope and intercept."""

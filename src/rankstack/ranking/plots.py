@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from rankstack.evaluation.classification import expected_calibration_error, reliability_curve
+from rankstack.plotting import save_figure
 
 
 def plot_reliability(series: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path, *, title: str = "",
@@ -35,9 +36,4 @@ def plot_reliability(series: Mapping[str, tuple[np.ndarray, np.ndarray]], path: 
     ax.set_ylabel("observed rate")
     ax.set_title(title or "reliability")
     ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from rankstack.data.dataset import Dataset
 from rankstack.evaluation.metrics import hits_matrix
+from rankstack.plotting import save_figure
 from rankstack.progress import new_progress
 from rankstack.retrieval.base import Candidates, CandidateSource
 from rankstack.retrieval.merge import merge_candidates, merge_sources_config
@@ -66,12 +67,7 @@ class FunnelReport:
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.tight_layout()
-        fig.savefig(out, dpi=120)
-        plt.close(fig)
-        return out
+        return save_figure(fig, path)
 
 
 def funnel_recall(

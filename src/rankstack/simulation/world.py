@@ -5,18 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit
 
 from rankstack.simulation.config import DEVICES, PLACEMENTS, SimulatorConfig
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """σ(x) = 1 / (1 + e^(−x)), computed without overflow."""
-    out = np.empty_like(x, dtype=np.float64)
-    pos = x >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
-    ex = np.exp(x[~pos])
-    out[~pos] = ex / (1.0 + ex)
-    return out
 
 
 @dataclass(frozen=True)
@@ -167,7 +158,7 @@ class Marketplace:
         self, req: Requests, items: np.ndarray, positions: np.ndarray, exposures: np.ndarray | None = None
     ) -> np.ndarray:
         """P(click | user, item, context, position, exposures) = exam · σ(attraction) · fatigue^exposures."""
-        p = self.examination(positions, req.placement) * sigmoid(self.attraction_logit(req, items))
+        p = self.examination(positions, req.placement) * expit(self.attraction_logit(req, items))
         if exposures is not None:
             p = p * np.power(self.config.fatigue, exposures)
         return p
@@ -187,4 +178,4 @@ class Marketplace:
             + self.device_conversion[req.device][extra]
             + self.region_conversion[self.user_region[req.users]][extra]
         )
-        return sigmoid(logit)
+        return expit(logit)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rankstack.plotting import save_figure
 from rankstack.value.objective import ValueObjective
 
 
@@ -69,9 +70,4 @@ def plot_pareto(points: Sequence[SweepPoint], path: str | Path, *, x: str = "cli
     ax.set_ylabel(y)
     ax.set_title(title or "value-model weight sweep (label = click weight)")
     ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
