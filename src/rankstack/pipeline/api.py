@@ -1,0 +1,105 @@
+"""The request/response types and the two interfaces shared by the pipeline and the HTTP service.
+
+``Recommender.recommend`` is the one code path used by offline evaluation, log replay, the simulator
+loop and the service; ``StateStore`` holds the online state it reads (recent histories, exposure
+counts, bandit statistics) and the events the service ingests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_K = 500
+StageStatus = Literal["ran", "degraded", "skipped", "failed"]
+EventKind = Literal["impression", "click", "conversion"]
+
+
+class RecommendRequest(BaseModel):
+    """One user's request: external ids throughout; ``context`` is free-form (placement, device, …)."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_id: str = Field(min_length=1, max_length=256)
+    k: int = Field(default=10, ge=1, le=MAX_K)
+    context: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    exclude: list[str] = Field(default_factory=list, max_length=10_000)
+    filters: dict[str, list[str]] = Field(default_factory=dict)
+    request_id: str | None = Field(default=None, max_length=128)
+
+
+class ScoredItem(BaseModel):
+    """One slot of a slate: the item, the final score and the logging propensity (None if deterministic)."""
+
+    item_id: str
+    score: float
+    propensity: float | None = None
+
+
+class RecommendResponse(BaseModel):
+    """A slate plus what produced it: each stage's status (ran / degraded / skipped / failed)."""
+
+    request_id: str
+    user_id: str
+    items: list[ScoredItem]
+    stages: dict[str, StageStatus] = Field(default_factory=dict)
+    model_version: str = ""
+    fallback: str | None = None
+
+
+class Event(BaseModel):
+    """One feedback event; ``event_id`` makes ingestion idempotent; ``value`` is revenue for conversions."""
+
+    model_config = ConfigDict(extra="forbid")
+    event_id: str = Field(min_length=1, max_length=128)
+    user_id: str = Field(min_length=1, max_length=256)
+    item_id: str = Field(min_length=1, max_length=256)
+    event: EventKind
+    request_id: str | None = Field(default=None, max_length=128)
+    timestamp: float | None = None
+    value: float | None = None
+    propensity: float | None = Field(default=None, gt=0, le=1)
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """Online state. Implementations: SQLite in WAL mode (embedded default) and Redis."""
+
+    def add_events(self, events: Sequence[Event]) -> int:
+        """Durably store events (idempotent on ``event_id``) before returning; returns how many were new."""
+        ...
+
+    def recent_items(self, user_id: str, n: int, *, events: Sequence[str] = ("click", "conversion")) -> list[str]:
+        """The user's last ``n`` items with an event in ``events``, oldest first."""
+        ...
+
+    def exposure_counts(self, user_id: str, *, since: float, events: Sequence[str] = ("impression",)) -> dict[str, int]:
+        """Item id → the user's number of ``events`` at or after ``since`` (frequency caps)."""
+        ...
+
+    def bandit_stats(self, arm_ids: Sequence[str]) -> dict[str, tuple[float, float]]:
+        """Arm → (pulls, reward sum) of exploration statistics."""
+        ...
+
+    def healthy(self) -> bool:
+        """True when the store answers (readiness)."""
+        ...
+
+
+@runtime_checkable
+class Recommender(Protocol):
+    """What the service serves: a trained pipeline loaded from an artifact."""
+
+    version: str
+
+    def recommend(
+        self, requests: Sequence[RecommendRequest], state: StateStore | None = None, *,
+        deadline_s: float | None = None,
+    ) -> list[RecommendResponse]:
+        """Slates for a batch of requests; degrades stage by stage instead of failing."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Manifest summary (version, stages, data checksum, metrics) for /readyz and the registry."""
+        ...
