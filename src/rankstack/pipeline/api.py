@@ -38,7 +38,7 @@ class ScoredItem(BaseModel):
 
 
 class RecommendResponse(BaseModel):
-    """A slate plus what produced it: each stage's status (ran / degraded / skipped / failed)."""
+    """A slate plus what produced it: each stage's status (ran / degraded / skipped / failed) and wall time in ms."""
 
     request_id: str
     user_id: str
@@ -46,6 +46,7 @@ class RecommendResponse(BaseModel):
     stages: dict[str, StageStatus] = Field(default_factory=dict)
     model_version: str = ""
     fallback: str | None = None
+    stage_ms: dict[str, float] = Field(default_factory=dict)
 
 
 class Event(BaseModel):
@@ -102,4 +103,13 @@ class Recommender(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """Manifest summary (version, stages, data checksum, metrics) for /readyz and the registry."""
+        ...
+
+
+@runtime_checkable
+class KnownItems(Protocol):
+    """Optional for a Recommender: which external item ids its catalog has (the events endpoint reports the rest)."""
+
+    def known_items(self, item_ids: Sequence[str]) -> list[bool]:
+        """One flag per id: True when the item is in the served catalog."""
         ...
