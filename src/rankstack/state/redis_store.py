@@ -1,0 +1,142 @@
+"""Online state in Redis (redis-py): one Lua script stores a batch atomically and idempotently.
+
+Layout (``prefix`` defaults to ``rankstack:``): ``e:{event_id}`` holds the event as JSON (``SET NX``
+is the idempotency check); ``h:{user_id}:{event}`` is a sorted set of the user's events of one kind,
+scored by timestamp, capped at ``max_history`` per user and kind; ``b:pulls`` / ``b:reward`` are hashes
+of bandit statistics per item. Single-instance Redis only (the script touches keys it computes).
+
+Durability: Redis acknowledges a write before it is on disk unless it runs with ``appendonly yes`` and
+``appendfsync always``; only then does an acknowledged event survive a crash. ``durability_problem``
+says when the server is configured otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from rankstack.pipeline.api import Event
+from rankstack.state.base import DEFAULT_MAX_HISTORY, StateStoreError, merge_recent, with_timestamps
+
+_FIELDS = 6
+_ADD_EVENTS = """
+local prefix, cap, new = ARGV[1], tonumber(ARGV[2]), 0
+for i = 3, #ARGV, 6 do
+  local eid, uid, item, kind, ts, record = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  if redis.call('SET', prefix .. 'e:' .. eid, record, 'NX') then
+    new = new + 1
+    local seq = redis.call('INCR', prefix .. 'seq')
+    local key = prefix .. 'h:' .. uid .. ':' .. kind
+    redis.call('ZADD', key, ts, string.format('%016d', seq) .. ':' .. item)
+    if redis.call('ZCARD', key) > cap then redis.call('ZREMRANGEBYRANK', key, 0, -cap - 1) end
+    if kind == 'impression' then redis.call('HINCRBYFLOAT', prefix .. 'b:pulls', item, 1) end
+    if kind == 'click' then redis.call('HINCRBYFLOAT', prefix .. 'b:reward', item, 1) end
+  end
+end
+return new
+"""
+
+
+def _split_member(member: str) -> tuple[int, str]:
+    """``"0000000000000042:item"`` → ``(42, "item")``."""
+    return int(member[:16]), member[17:]
+
+
+class RedisStateStore:
+    """``StateStore`` on a Redis server (``redis://host:port/db``); every Redis error becomes ``StateStoreError``."""
+
+    def __init__(self, url: str, *, prefix: str = "rankstack:", max_history: int = DEFAULT_MAX_HISTORY,
+                 timeout_s: float = 1.0) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.max_history = max_history
+        self._client = redis.Redis.from_url(
+            url, decode_responses=True, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 1),
+        )
+        self._add = self._client.register_script(_ADD_EVENTS)
+
+    def add_events(self, events: Sequence[Event]) -> int:
+        """Store the batch with one atomic script call; returns how many ``event_id``s were new."""
+        args: list[Any] = [self.prefix, self.max_history]
+        for e in with_timestamps(events):
+            args += [e.event_id, e.user_id, e.item_id, e.event, repr(e.timestamp), e.model_dump_json()]
+        return int(self._call(self._add, args=args))
+
+    def recent_items(self, user_id: str, n: int, *, events: Sequence[str] = ("click", "conversion")) -> list[str]:
+        """The user's last ``n`` items with an event in ``events``, oldest first."""
+        if n <= 0 or not events:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for kind in events:
+            pipe.zrevrange(self._history_key(user_id, kind), 0, n - 1, withscores=True)
+        rows = []
+        for result in self._call(pipe.execute):
+            for member, score in result:
+                seq, item = _split_member(member)
+                rows.append((float(score), seq, item))
+        return merge_recent(rows, n)
+
+    def exposure_counts(self, user_id: str, *, since: float, events: Sequence[str] = ("impression",)) -> dict[str, int]:
+        """Item id → the user's number of ``events`` at or after ``since`` (within the last ``max_history``)."""
+        pipe = self._client.pipeline(transaction=False)
+        for kind in events:
+            pipe.zrangebyscore(self._history_key(user_id, kind), since, "+inf")
+        counts: dict[str, int] = {}
+        for members in self._call(pipe.execute) if events else []:
+            for member in members:
+                item = _split_member(member)[1]
+                counts[item] = counts.get(item, 0) + 1
+        return counts
+
+    def bandit_stats(self, arm_ids: Sequence[str]) -> dict[str, tuple[float, float]]:
+        """Arm → (impressions, clicks) since the keys were created; arms never seen get (0, 0)."""
+        if not arm_ids:
+            return {}
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hmget(self.prefix + "b:pulls", list(arm_ids))
+        pipe.hmget(self.prefix + "b:reward", list(arm_ids))
+        pulls, rewards = self._call(pipe.execute)
+        return {arm: (float(p or 0), float(r or 0)) for arm, p, r in zip(arm_ids, pulls, rewards, strict=True)}
+
+    def stored_event_ids(self, event_ids: Sequence[str]) -> set[str]:
+        """Which of ``event_ids`` are in the store (used to audit durability)."""
+        pipe = self._client.pipeline(transaction=False)
+        for eid in event_ids:
+            pipe.exists(self.prefix + "e:" + eid)
+        return {eid for eid, hit in zip(event_ids, self._call(pipe.execute), strict=True) if hit}
+
+    def healthy(self) -> bool:
+        """True when the server answers PING."""
+        try:
+            return bool(self._client.ping())
+        except redis.RedisError:
+            return False
+
+    def durability_problem(self) -> str | None:
+        """Why acknowledged events could be lost on a crash with this server's settings, or None."""
+        config = self._call(self._client.config_get, "append*")
+        if config.get("appendonly") != "yes" or config.get("appendfsync") != "always":
+            return (f"Redis at {self.url} runs with appendonly={config.get('appendonly')} "
+                    f"appendfsync={config.get('appendfsync')}: acknowledged events can be lost on a crash; "
+                    "use appendonly yes and appendfsync always")
+        return None
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def _history_key(self, user_id: str, kind: str) -> str:
+        """Sorted set of the user's events of one kind (``kind`` never contains ':', so keys cannot collide)."""
+        return f"{self.prefix}h:{user_id}:{kind}"
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call redis-py; its errors become ``StateStoreError`` naming the server."""
+        try:
+            return fn(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise StateStoreError(f"Redis state store {self.url}: {exc}") from exc

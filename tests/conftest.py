@@ -1,0 +1,81 @@
+"""Fixtures shared across test folders: a real ``redis-server`` on a free port in a temp dir."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REDIS_BINARY = shutil.which("redis-server")
+needs_redis = pytest.mark.skipif(
+    REDIS_BINARY is None, reason="no redis-server binary on PATH (apt-get install redis-server; .ci/run does)"
+)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A throw-away redis-server with AOF ``appendfsync always`` (the no-loss setting); can be killed and restarted."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Connection URL of the server."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start (or restart on the same port and data dir) and wait until it answers."""
+        assert REDIS_BINARY is not None
+        self.proc = subprocess.Popen(
+            [REDIS_BINARY, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def kill(self) -> None:
+        """Stop the server abruptly (SIGKILL) and wait for it to exit."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port with no listener (for "store is down" cases)."""
+    return free_port()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh redis-server for one test; killed afterwards."""
+    if REDIS_BINARY is None:
+        pytest.skip("no redis-server binary on PATH (apt-get install redis-server; .ci/run does)")
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.kill()

@@ -1,0 +1,83 @@
+"""What is specific to each store: durability settings, failure as ``StateStoreError``, opening by URL."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rankstack.errors import ConfigError
+from rankstack.pipeline.api import Event
+from rankstack.state import RedisStateStore, SQLiteStateStore, StateStoreError, open_state
+
+EVENT = Event(event_id="e1", user_id="u", item_id="i", event="click", timestamp=1.0)
+
+
+def test_sqlite_uses_wal_and_full_sync(tmp_path: Path) -> None:
+    store = SQLiteStateStore(tmp_path / "s.db")
+    store.add_events([EVENT])
+    conn = sqlite3.connect(tmp_path / "s.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("SELECT event_id FROM events").fetchall() == [("e1",)]
+
+
+def test_sqlite_survives_reopen(tmp_path: Path) -> None:
+    SQLiteStateStore(tmp_path / "s.db").add_events([EVENT])
+    assert SQLiteStateStore(tmp_path / "s.db").recent_items("u", 5) == ["i"]
+
+
+def test_sqlite_errors_are_state_store_errors(tmp_path: Path) -> None:
+    store = SQLiteStateStore(tmp_path / "s.db")
+    store.close()
+    with pytest.raises(StateStoreError, match="SQLite state store"):
+        store.add_events([EVENT])
+    assert not store.healthy()
+
+
+def test_redis_down_raises_state_store_error(unused_port: int) -> None:
+    store = RedisStateStore(f"redis://127.0.0.1:{unused_port}/0", timeout_s=0.2)
+    with pytest.raises(StateStoreError, match="Redis state store"):
+        store.add_events([EVENT])
+    with pytest.raises(StateStoreError):
+        store.recent_items("u", 3)
+    assert not store.healthy()
+
+
+def test_redis_durability_check(redis_server: Any) -> None:
+    store = RedisStateStore(redis_server.url)
+    assert store.durability_problem() is None
+    store._client.config_set("appendfsync", "everysec")
+    problem = store.durability_problem()
+    assert problem is not None and "appendfsync always" in problem
+
+
+def test_redis_acknowledged_events_survive_a_crash(redis_server: Any) -> None:
+    store = RedisStateStore(redis_server.url)
+    ids = [f"e{i}" for i in range(200)]
+    for i in range(0, 200, 20):
+        store.add_events([Event(event_id=eid, user_id="u", item_id="i", event="click") for eid in ids[i : i + 20]])
+    redis_server.kill()
+    redis_server.start()
+    assert RedisStateStore(redis_server.url).stored_event_ids(ids) == set(ids)
+
+
+def test_redis_history_is_capped(redis_server: Any) -> None:
+    store = RedisStateStore(redis_server.url, max_history=3)
+    store.add_events([Event(event_id=str(i), user_id="u", item_id=f"i{i}", event="click", timestamp=float(i))
+                      for i in range(6)])
+    assert store.recent_items("u", 10) == ["i3", "i4", "i5"]
+
+
+@pytest.mark.parametrize(("spec", "kind"), [("sqlite:{tmp}/a.db", SQLiteStateStore),
+                                            ("redis://127.0.0.1:1/0", RedisStateStore)])
+def test_open_state(spec: str, kind: type, tmp_path: Path) -> None:
+    assert isinstance(open_state(spec.format(tmp=tmp_path)), kind)
+
+
+@pytest.mark.parametrize("spec", ["sqlite:", "postgres://x", "state.db"])
+def test_open_state_rejects_bad_specs(spec: str) -> None:
+    with pytest.raises(ConfigError, match="sqlite"):
+        open_state(spec)
