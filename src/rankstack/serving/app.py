@@ -1,0 +1,152 @@
+"""The FastAPI application: recommend, ingest events, health, metrics and hot reload."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from rankstack.errors import RankstackError
+from rankstack.pipeline.api import KnownItems, RecommendRequest, RecommendResponse, StateStore
+from rankstack.serving.guard import GuardedState, StateBreaker
+from rankstack.serving.metrics import ServiceMetrics
+from rankstack.serving.middleware import ServiceMiddleware
+from rankstack.serving.model_slot import ModelSlot, RecommenderLoader, ReloadRefusedError
+from rankstack.serving.schemas import ErrorBody, EventBatch, EventsAck, ReloadRequest, ReloadResponse, Status
+from rankstack.serving.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer with."""
+    return {code: {"model": ErrorBody} for code in codes}
+
+
+def create_app(recommender_loader: RecommenderLoader, state: StateStore, settings: ServiceSettings) -> FastAPI:
+    """Load ``settings.artifact`` with ``recommender_loader`` and build the service around it and ``state``."""
+    slot = ModelSlot(recommender_loader, settings.artifact, settings.warmup_user)
+    metrics = ServiceMetrics()
+    metrics.model_loaded.set(slot.current.loaded_at)
+    breaker = StateBreaker(settings.state_retry_s)
+    app = FastAPI(title="rankstack", version="1", summary="Multi-stage recommendations and feedback events.")
+    app.state.slot, app.state.metrics, app.state.store = slot, metrics, state
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 with the pydantic errors and one readable sentence naming each bad field."""
+        errors = exc.errors()
+        message = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
+        metrics.errors.labels(request.url.path if request.url.path in _ROUTES else "unmatched", "invalid_input").inc()
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
+        return JSONResponse(status_code=422, content={"detail": detail, "message": message})
+
+    @app.post("/v1/recommend", response_model=RecommendResponse, responses=_errors(503))
+    def recommend(body: RecommendRequest) -> RecommendResponse:
+        """A slate of ``k`` items for one user; ``stages`` says which stages ran, degraded or fell back."""
+        loaded = slot.current
+        request = body if body.request_id else body.model_copy(update={"request_id": uuid.uuid4().hex})
+        guarded = GuardedState(state, breaker)
+        try:
+            [response] = loaded.recommender.recommend([request], guarded, deadline_s=settings.deadline_s)
+        except RankstackError as exc:
+            if isinstance(exc, ValueError):  # RequestError: e.g. a filter on an attribute the catalog lacks
+                metrics.errors.labels("/v1/recommend", "bad_request").inc()
+                raise HTTPException(422, f"request cannot be served: {exc}") from exc
+            metrics.errors.labels("/v1/recommend", "recommender").inc()
+            raise HTTPException(503, f"recommender failed: {exc}") from exc
+        except Exception as exc:
+            log.exception("recommender failed")
+            metrics.errors.labels("/v1/recommend", "recommender").inc()
+            raise HTTPException(503, f"recommender failed: {type(exc).__name__}") from exc
+        if guarded.used:
+            response.stages["state"] = "degraded" if guarded.degraded else "ran"
+            response.stage_ms["state"] = round(guarded.elapsed_s * 1000.0, 3)
+            if guarded.degraded and response.fallback is None:
+                response.fallback = "no_fresh_state"
+        metrics.observe_response(response)
+        return response
+
+    @app.post("/v1/events", response_model=EventsAck, responses=_errors(413, 503))
+    def ingest(batch: EventBatch) -> EventsAck:
+        """Store events durably before answering; duplicates (same ``event_id``) are acknowledged, not recounted."""
+        try:
+            new = state.add_events(batch.events)
+        except Exception as exc:
+            breaker.trip()
+            metrics.errors.labels("/v1/events", "state_store").inc()
+            log.warning("events not stored: %s", exc)
+            raise HTTPException(503, "state store unavailable: events were not stored, retry later",
+                                headers={"Retry-After": "1"}) from exc
+        breaker.reset()
+        received = len(batch.events)
+        metrics.events.labels("new").inc(new)
+        metrics.events.labels("duplicate").inc(received - new)
+        recommender = slot.current.recommender
+        unknown: list[str] = []
+        if isinstance(recommender, KnownItems):
+            ids = [e.item_id for e in batch.events]
+            unknown = sorted({i for i, known in zip(ids, recommender.known_items(ids), strict=True) if not known})
+            metrics.unknown_items.inc(len(unknown))
+        return EventsAck(received=received, new=new, duplicates=received - new, unknown_items=unknown)
+
+    @app.get("/healthz", response_model=Status)
+    def healthz() -> Status:
+        """Liveness: the process answers."""
+        return Status(status="ok")
+
+    @app.get("/readyz", response_model=Status, responses={503: {"model": Status}})
+    def readyz() -> Any:
+        """Readiness: a model is loaded and the state store answers."""
+        loaded = slot.current
+        store_ok = state.healthy()
+        metrics.state_up.set(1 if store_ok else 0)
+        body = Status(status="ready" if store_ok else "not ready", model_version=loaded.recommender.version,
+                      artifact=str(loaded.artifact), state_store="ok" if store_ok else "unavailable")
+        return JSONResponse(body.model_dump(), status_code=200 if store_ok else 503)
+
+    @app.get("/metrics", response_class=Response)
+    def prometheus_metrics() -> Response:
+        """Prometheus exposition of the service's metrics."""
+        metrics.state_up.set(1 if state.healthy() else 0)
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.post("/admin/reload", response_model=ReloadResponse, responses=_errors(401, 403, 422))
+    def reload(body: ReloadRequest | None = None,
+               authorization: Annotated[str | None, Header()] = None) -> ReloadResponse:
+        """Load an artifact fully, smoke-test it, then swap it in; in-flight requests finish on the old one."""
+        _check_token(settings.admin_token, authorization)
+        target = Path(body.artifact) if body and body.artifact else None
+        try:
+            previous, loaded = slot.reload(target)
+        except ReloadRefusedError as exc:
+            metrics.reloads.labels("refused").inc()
+            log.warning("%s", exc)
+            raise HTTPException(422, f"{exc}; still serving {slot.current.recommender.version!r} "
+                                     f"from {slot.current.artifact}") from exc
+        metrics.reloads.labels("ok").inc()
+        metrics.model_loaded.set(loaded.loaded_at)
+        return ReloadResponse(previous_version=previous.recommender.version, version=loaded.recommender.version,
+                              artifact=str(loaded.artifact))
+
+    app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+_ROUTES = {"/v1/recommend", "/v1/events", "/healthz", "/readyz", "/metrics", "/admin/reload"}
+
+
+def _check_token(expected: str | None, authorization: str | None) -> None:
+    """403 when admin is off, 401 unless ``Authorization: Bearer <token>`` matches (constant-time compare)."""
+    if expected is None:
+        raise HTTPException(403, "admin endpoints are off: start the service with RANKSTACK_ADMIN_TOKEN set")
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise HTTPException(401, "missing or wrong admin token (Authorization: Bearer <token>)",
+                            headers={"WWW-Authenticate": "Bearer"})

@@ -1,0 +1,51 @@
+"""Prometheus metrics of one service instance (own registry, so several apps can live in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from rankstack.pipeline.api import RecommendResponse
+
+LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class ServiceMetrics:
+    """Latency per endpoint and per pipeline stage, errors, degradations, fallbacks, events, reloads."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.request_seconds = Histogram("rankstack_http_request_duration_seconds", "HTTP request latency.",
+                                         ["endpoint", "method"], buckets=LATENCY_BUCKETS, registry=r)
+        self.requests = Counter("rankstack_http_requests", "HTTP responses by status.", ["endpoint", "status"],
+                                registry=r)
+        self.stage_seconds = Histogram("rankstack_stage_duration_seconds", "Wall time of each pipeline stage.",
+                                       ["stage"], buckets=LATENCY_BUCKETS, registry=r)
+        self.errors = Counter("rankstack_errors", "Failures handled by the service.", ["endpoint", "kind"], registry=r)
+        self.degradations = Counter("rankstack_stage_degradations", "Stages that did not run normally.",
+                                    ["stage", "status"], registry=r)
+        self.fallbacks = Counter("rankstack_fallbacks", "Responses served by a fallback.", ["fallback"], registry=r)
+        self.events = Counter("rankstack_events_ingested", "Events acknowledged, new or duplicate.", ["result"],
+                              registry=r)
+        self.unknown_items = Counter("rankstack_events_unknown_items", "Events naming an item not served.", registry=r)
+        self.state_up = Gauge("rankstack_state_store_up", "1 when the state store answered its last check.",
+                              registry=r)
+        self.reloads = Counter("rankstack_model_reloads", "Reload attempts by result.", ["result"], registry=r)
+        self.model_loaded = Gauge("rankstack_model_loaded_timestamp_seconds", "When the served model was loaded.",
+                                  registry=r)
+
+    def observe_response(self, response: RecommendResponse) -> None:
+        """Record a slate's stage timings, non-normal stages and fallback."""
+        for stage, ms in response.stage_ms.items():
+            self.stage_seconds.labels(stage).observe(ms / 1000.0)
+        for stage, status in response.stages.items():
+            if status != "ran":
+                self.degradations.labels(stage, status).inc()
+        if response.fallback:
+            self.fallbacks.labels(response.fallback).inc()
+
+    def render(self) -> bytes:
+        """The exposition text of every metric."""
+        return generate_latest(self.registry)

@@ -1,0 +1,83 @@
+"""Pure ASGI middleware: request-size limit (413) and per-endpoint latency / status metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rankstack.serving.metrics import ServiceMetrics
+
+
+class _BodyTooLarge(Exception):
+    """Raised inside ``receive`` when a streamed body passes the limit."""
+
+
+def _error_message(status: int, detail: str) -> tuple[Message, Message]:
+    """The two ASGI messages of a small JSON error response."""
+    body = json.dumps({"detail": detail}).encode()
+    start: Message = {"type": "http.response.start", "status": status,
+                      "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
+    return start, {"type": "http.response.body", "body": body}
+
+
+class ServiceMiddleware:
+    """Refuses bodies over ``max_body_bytes`` and times every request under its route template."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Wrap one HTTP request; other ASGI traffic passes through."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = {"code": 500, "started": False}
+        limit = self.max_body_bytes
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"], status["started"] = message["status"], True
+            await send(message)
+
+        try:
+            declared = _content_length(scope)
+            if declared is not None and declared > limit:
+                raise _BodyTooLarge
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if status["started"]:
+                raise
+            for message in _error_message(413, f"request body larger than {limit} bytes"):
+                await tracking_send(message)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or "unmatched"
+            self.metrics.request_seconds.labels(endpoint, scope["method"]).observe(time.perf_counter() - t0)
+            self.metrics.requests.labels(endpoint, str(status["code"])).inc()
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The declared Content-Length, or None when absent or unparsable (then the stream is counted)."""
+    headers: Any = scope.get("headers") or []
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,28 @@
+"""Service settings: one validated model, filled from the command line and the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ADMIN_TOKEN_ENV = "RANKSTACK_ADMIN_TOKEN"
+
+
+class ServiceSettings(BaseModel):
+    """How the HTTP service runs; unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+    artifact: Path = Field(description="Artifact (folder) served at start; /admin/reload may swap in another.")
+    admin_token: str | None = Field(default=None, min_length=16, description="Bearer token of /admin/*; None = off.")
+    max_body_bytes: int = Field(default=1_000_000, ge=1_024, description="Larger request bodies get 413.")
+    deadline_s: float | None = Field(default=0.1, gt=0, description="Time budget handed to Recommender.recommend.")
+    state_retry_s: float = Field(default=1.0, ge=0, description="After a state-store failure, skip it this long.")
+    warmup_user: str = Field(default="__rankstack_warmup__", description="User of the smoke request run on reload.")
+
+    @classmethod
+    def from_env(cls, artifact: Path, **overrides: object) -> ServiceSettings:
+        """Settings with the admin token taken from ``$RANKSTACK_ADMIN_TOKEN`` when it is set."""
+        token = os.environ.get(ADMIN_TOKEN_ENV) or None
+        return cls.model_validate({"artifact": artifact, "admin_token": token, **overrides})

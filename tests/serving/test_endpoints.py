@@ -1,0 +1,133 @@
+"""The service's endpoints over a fake recommender and a real SQLite store: happy paths, 422s, idempotency, metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from serving_fakes import click
+
+from rankstack.serving.schemas import MAX_EVENTS_PER_BATCH
+from rankstack.state import SQLiteStateStore
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok", "model_version": None, "artifact": None,
+                                             "state_store": None}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["model_version"] == "v1" and ready.json()["state_store"] == "ok"
+
+
+def test_recommend_returns_a_scored_slate(client: TestClient) -> None:
+    body = client.post("/v1/recommend", json={"user_id": "u1", "k": 3}).json()
+    assert [it["item_id"] for it in body["items"]] == ["i0", "i1", "i2"]
+    assert all(it["propensity"] == 1.0 and it["score"] > 0 for it in body["items"])
+    assert len(body["request_id"]) == 32 and body["model_version"] == "v1"
+    assert body["stages"] == {"retrieval": "ran", "ranking": "ran", "reranking": "ran", "state": "ran"}
+    assert body["fallback"] is None and "state" in body["stage_ms"]
+
+
+def test_recommend_echoes_request_id_and_honours_exclusions(client: TestClient) -> None:
+    body = client.post("/v1/recommend", json={"user_id": "u1", "k": 2, "exclude": ["i0"], "request_id": "r-1",
+                                              "context": {"placement": "home", "slot": 2}}).json()
+    assert body["request_id"] == "r-1"
+    assert [it["item_id"] for it in body["items"]] == ["i1", "i2"]
+
+
+def test_a_click_is_seen_by_the_next_request(client: TestClient) -> None:
+    ack = client.post("/v1/events", json={"events": [click("e1", item="i0"), click("e2", item="i2")]})
+    assert ack.status_code == 200
+    items = [it["item_id"] for it in client.post("/v1/recommend", json={"user_id": "u1", "k": 3}).json()["items"]]
+    assert items == ["i1", "i3", "i4"]
+
+
+def test_events_are_idempotent(client: TestClient, store: SQLiteStateStore) -> None:
+    batch = {"events": [click("e1", kind="impression"), click("e2", kind="click"), click("e1", kind="impression")]}
+    first = client.post("/v1/events", json=batch).json()
+    assert first == {"received": 3, "new": 2, "duplicates": 1, "unknown_items": []}
+    again = client.post("/v1/events", json=batch).json()
+    assert again == {"received": 3, "new": 0, "duplicates": 3, "unknown_items": []}
+    assert store.bandit_stats(["i0"]) == {"i0": (1.0, 1.0)}
+
+
+def test_unknown_items_are_stored_and_reported(client: TestClient, store: SQLiteStateStore) -> None:
+    ack = client.post("/v1/events", json={"events": [click("e1", item="nope"), click("e2", item="i1"),
+                                                     click("e3", item="gone", kind="conversion", value=3.5)]}).json()
+    assert ack["new"] == 3 and ack["unknown_items"] == ["gone", "nope"]
+    assert store.stored_event_ids(["e1", "e3"]) == {"e1", "e3"}
+
+
+BAD_RECOMMEND: list[tuple[Any, str]] = [
+    ({"k": 3}, "user_id"),
+    ({"user_id": "", "k": 3}, "user_id"),
+    ({"user_id": "u", "k": 0}, "k"),
+    ({"user_id": "u", "k": 501}, "k"),
+    ({"user_id": "u", "k": "ten"}, "k"),
+    ({"user_id": "u", "colour": "red"}, "colour"),
+    ({"user_id": "u", "exclude": [f"i{i}" for i in range(10_001)]}, "exclude"),
+    ({"user_id": "u", "context": {"nested": {"a": 1}}}, "context"),
+    ({"user_id": "u" * 257}, "user_id"),
+    ([{"user_id": "u"}], "body"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), BAD_RECOMMEND)
+def test_bad_recommend_requests_get_422_naming_the_field(client: TestClient, body: Any, field: str) -> None:
+    response = client.post("/v1/recommend", json=body)
+    assert response.status_code == 422
+    assert field in response.json()["message"]
+
+
+BAD_EVENTS: list[tuple[Any, str]] = [
+    ({"events": []}, "events"),
+    ({"events": [click(str(i)) for i in range(MAX_EVENTS_PER_BATCH + 1)]}, "events"),
+    ({"events": [{**click("e1"), "event": "purchase"}]}, "event"),
+    ({"events": [{**click("e1"), "propensity": 0}]}, "propensity"),
+    ({"events": [{k: v for k, v in click("e1").items() if k != "event_id"}]}, "event_id"),
+    ({"events": [{**click("e1"), "extra": 1}]}, "extra"),
+    ({"event": click("e1")}, "events"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), BAD_EVENTS)
+def test_bad_event_batches_get_422_naming_the_field(client: TestClient, body: Any, field: str) -> None:
+    response = client.post("/v1/events", json=body)
+    assert response.status_code == 422
+    assert field in response.json()["message"]
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b'{"events": [{"event_id": "e", "user_id": "u", "item_id": "i", '
+                                              b'"event": "click", "value": NaN}]}'])
+def test_malformed_or_non_finite_json_is_422(client: TestClient, raw: bytes) -> None:
+    response = client.post("/v1/events", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 422 and response.json()["message"]
+
+
+def test_oversized_body_is_413(client: TestClient) -> None:
+    response = client.post("/v1/recommend", content=b"{" + b" " * 1_100_000 + b"}",
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert "larger than" in response.json()["detail"]
+
+
+def test_metrics_expose_latency_stages_events_and_errors(client: TestClient) -> None:
+    client.post("/v1/recommend", json={"user_id": "u1", "k": 3})
+    client.post("/v1/recommend", json={"user_id": "u1", "k": 0})
+    client.post("/v1/events", json={"events": [click("e1"), click("e1")]})
+    text = client.get("/metrics").text
+    assert 'rankstack_http_request_duration_seconds_bucket{endpoint="/v1/recommend",le="0.01",method="POST"}' in text
+    assert 'rankstack_stage_duration_seconds_count{stage="ranking"} 1.0' in text
+    assert 'rankstack_stage_duration_seconds_count{stage="state"} 1.0' in text
+    assert 'rankstack_events_ingested_total{result="new"} 1.0' in text
+    assert 'rankstack_events_ingested_total{result="duplicate"} 1.0' in text
+    assert 'rankstack_errors_total{endpoint="/v1/recommend",kind="invalid_input"} 1.0' in text
+    assert 'rankstack_http_requests_total{endpoint="/v1/recommend",status="422"} 1.0' in text
+    assert "rankstack_state_store_up 1.0" in text
+
+
+def test_openapi_is_published(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/recommend", "/v1/events", "/healthz", "/readyz", "/metrics", "/admin/reload"} <= set(spec["paths"])
+    assert spec["components"]["schemas"]["RecommendRequest"]["properties"]["k"]["maximum"] == 500
