@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from serving_fakes import load_fake, write_fake_artifact
+from serving_fakes import TOKEN, load_fake, write_fake_artifact
 
 from rankstack.serving import ServiceSettings, create_app
 from rankstack.state import SQLiteStateStore
-
-TOKEN = "test-admin-token-0123456789"
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ from typing import Any
 from rankstack.errors import RankstackError
 from rankstack.pipeline.api import Event, RecommendRequest, RecommendResponse, ScoredItem, StateStore
 
+TOKEN = "test-admin-token-0123456789"
+
 
 class FakeArtifactError(RankstackError):
     """The fake artifact is corrupt or of another format."""
