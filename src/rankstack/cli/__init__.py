@@ -22,6 +22,9 @@ def _register() -> None:
     app.command("evaluate-recs")(recs.evaluate_recs)
     app.command("quickstart")(quickstart.quickstart)
     app.command("simulate")(simulate.simulate)
+    from rankstack.cli.serve import serve
+
+    app.command("serve")(serve)
     from rankstack.reranking.cli import check_rules
 
     app.command("check-rules")(check_rules)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rankstack.errors import ConfigError
 
 ADMIN_TOKEN_ENV = "RANKSTACK_ADMIN_TOKEN"
 
@@ -25,4 +27,8 @@ class ServiceSettings(BaseModel):
     def from_env(cls, artifact: Path, **overrides: object) -> ServiceSettings:
         """Settings with the admin token taken from ``$RANKSTACK_ADMIN_TOKEN`` when it is set."""
         token = os.environ.get(ADMIN_TOKEN_ENV) or None
-        return cls.model_validate({"artifact": artifact, "admin_token": token, **overrides})
+        try:
+            return cls.model_validate({"artifact": artifact, "admin_token": token, **overrides})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"invalid service settings ({ADMIN_TOKEN_ENV} feeds admin_token): {problems}") from None
