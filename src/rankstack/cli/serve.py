@@ -9,8 +9,7 @@ import typer
 
 from rankstack.cli.common import err_console, friendly_errors
 from rankstack.serving.loaders import DEFAULT_LOADER
-
-DEFAULT_STATE = "sqlite:rankstack-state.db"
+from rankstack.serving.server import DEFAULT_STATE, run_server
 
 
 def serve(
@@ -26,24 +25,6 @@ def serve(
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve recommendations over HTTP: /v1/recommend, /v1/events, /healthz, /readyz, /metrics, /admin/reload."""
-    import uvicorn
-
-    from rankstack.serving import ServiceSettings, create_app
-    from rankstack.serving.loaders import resolve_loader
-    from rankstack.state import RedisStateStore, open_state
-
     with friendly_errors():
-        settings = ServiceSettings.from_env(artifact, deadline_s=deadline_ms / 1000.0)
-        store = open_state(state)
-        if isinstance(store, RedisStateStore) and store.healthy() and (problem := store.durability_problem()):
-            err_console.print(f"[yellow]warning:[/yellow] {problem}")
-        app = create_app(resolve_loader(loader), store, settings)
-    if settings.admin_token is None:
-        err_console.print("admin endpoints are off (set RANKSTACK_ADMIN_TOKEN to enable /admin/reload)")
-    err_console.print(f"serving {artifact} on http://{host}:{port} (state: {state}; docs at /docs)")
-    try:
-        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
-    finally:
-        close = getattr(store, "close", None)
-        if callable(close):
-            close()
+        run_server(artifact, host=host, port=port, state=state, deadline_ms=deadline_ms, loader=loader,
+                   log_level=log_level, say=lambda message: err_console.print(message, highlight=False))

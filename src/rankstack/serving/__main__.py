@@ -1,0 +1,35 @@
+"""``python -m rankstack.serving ARTIFACT …``: the service without loading the whole CLI (faster start)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rankstack.errors import RankstackError
+from rankstack.serving.loaders import DEFAULT_LOADER
+from rankstack.serving.server import DEFAULT_STATE, run_server
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the same options as ``rankstack serve`` and run the server; 2 on a configuration error."""
+    parser = argparse.ArgumentParser(prog="python -m rankstack.serving", description=__doc__)
+    parser.add_argument("artifact", type=Path)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--state", default=DEFAULT_STATE)
+    parser.add_argument("--deadline-ms", type=float, default=100.0)
+    parser.add_argument("--loader", default=DEFAULT_LOADER)
+    parser.add_argument("--log-level", default="warning")
+    args = parser.parse_args(argv)
+    try:
+        run_server(args.artifact, host=args.host, port=args.port, state=args.state, deadline_ms=args.deadline_ms,
+                   loader=args.loader, log_level=args.log_level)
+    except RankstackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
