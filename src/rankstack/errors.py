@@ -26,3 +26,15 @@ class DatasetNotFoundError(RankstackError, FileNotFoundError):
 
 class ConfigError(RankstackError, ValueError):
     """A component or CLI configuration is invalid."""
+
+
+class ArtifactError(RankstackError):
+    """A pipeline artifact is missing, corrupt or incompatible; the message names the file and the problem."""
+
+
+class RegistryError(RankstackError):
+    """A model-registry operation cannot be done (unknown version, nothing to roll back to, bad index)."""
+
+
+class RequestError(RankstackError, ValueError):
+    """A recommendation request cannot be served as asked (e.g. a filter on an unknown item attribute)."""

@@ -15,13 +15,15 @@ app = typer.Typer(
 
 def _register() -> None:
     """Attach the sub-commands (kept in their own modules)."""
-    from rankstack.cli import data, evaluate, quickstart, recs, simulate
+    from rankstack.cli import data, evaluate, models, quickstart, recs, simulate, train
 
     app.add_typer(data.app, name="data", help="List and download datasets.")
     app.command("evaluate")(evaluate.evaluate)
     app.command("evaluate-recs")(recs.evaluate_recs)
     app.command("quickstart")(quickstart.quickstart)
     app.command("simulate")(simulate.simulate)
+    app.command("train")(train.train)
+    app.add_typer(models.app, name="models", help="List, promote and roll back trained pipeline versions.")
     from rankstack.cli.serve import serve
 
     app.command("serve")(serve)

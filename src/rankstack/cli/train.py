@@ -1,0 +1,73 @@
+"""``rankstack train [PIPELINE.yaml] -o ARTIFACT``: train every stage, evaluate offline, write and register it."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from rankstack.cli.common import console, friendly_errors, metric_grid
+from rankstack.errors import RegistryError
+from rankstack.pipeline.artifact import save_artifact
+from rankstack.pipeline.config import load_pipeline_config
+from rankstack.pipeline.registry import Registry
+from rankstack.pipeline.train import TrainResult, train_pipeline
+
+
+def summary(result: TrainResult) -> dict[str, Any]:
+    """Version, per-source and final-slate metrics, funnel recall and timings (the ``--json`` output)."""
+    m = result.manifest
+    return {"version": m["version"], "name": m["name"], "stages": m["stages"], "data": m["data"],
+            "metrics": m["metrics"], "timings": m["timings"]}
+
+
+def train(
+    config: Annotated[Path | None, typer.Argument(help="Pipeline YAML (default: the built-in default).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Artifact directory to write.")] = Path("artifacts/default"),
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where to look for named datasets.")] = None,
+    registry: Annotated[Path | None, typer.Option("--registry", help="Registry folder (default ~/.rankstack/registry "
+                                                  "or $RANKSTACK_REGISTRY).")] = None,
+    register: Annotated[bool, typer.Option("--register/--no-register", help="Add it to the registry.")] = True,
+    promote: Annotated[bool, typer.Option("--promote", help="Make the new version the active one.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing artifact directory.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Train the pipeline's stages in order, evaluate them offline, write a versioned artifact and register it."""
+    started = time.perf_counter()
+    with friendly_errors():
+        cfg = load_pipeline_config(config)
+        if out.exists() and any(out.iterdir()) and not force:
+            raise typer.BadParameter(f"{out} exists and is not empty (use --force to replace it)", param_hint="--out")
+        log = (lambda _msg: None) if as_json else (lambda msg: console.print(escape(msg)))
+        result = train_pipeline(cfg, data_dir=data_dir, log=log)
+        save_artifact(result.pipeline.parts, result.manifest, out, overwrite=force)
+        result.pipeline.close()
+        registered: dict[str, Any] | None = None
+        if register:
+            reg = Registry(registry)
+            try:
+                entry = reg.register(out)
+                if promote:
+                    reg.promote(entry.version)
+                registered = {"registry": str(reg.root), "active": reg.read().active == entry.version}
+            except RegistryError as exc:
+                registered = {"registry": str(reg.root), "error": str(exc)}
+    record = {**summary(result), "artifact": str(out.resolve()), "registered": registered,
+              "wall_s": round(time.perf_counter() - started, 2)}
+    if as_json:
+        typer.echo(json.dumps(record, indent=2, default=str))
+        return
+    metrics = result.manifest["metrics"]
+    for name, values in metrics["sources"].items():
+        console.print(metric_grid(f"source {name} (full ranking)", values))
+    console.print(metric_grid(f"pipeline {cfg.name}: final slate via recommend()", metrics["pipeline"]))
+    console.print(f"\nArtifact [bold]{escape(str(out))}[/] version [bold]{record['version']}[/] "
+                  f"({record['wall_s']:.1f} s)")
+    if registered is not None:
+        state = str(registered.get("error") or ("active" if registered["active"] else "registered (not active)"))
+        console.print(f"Registry {escape(registered['registry'])}: {escape(state)}")
+    console.print(f"Next: [bold]rankstack serve {escape(str(out))}[/]")

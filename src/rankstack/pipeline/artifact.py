@@ -1,0 +1,183 @@
+"""Versioned pipeline artifacts: written to a temp directory then renamed; verified file by file on load.
+
+Layout::
+
+    manifest.json             format, version, config, data checksum, code version, machine, metrics, files
+    sources/<name>/           each fitted candidate source (safetensors + JSON, rankstack.retrieval.persistence)
+    ranker/                   the ranker, unless it is one of the sources (then the manifest points there)
+    fallback/                 the most-popular source behind the popularity fallback
+    user_map.parquet          external ids, row i = internal id i
+    item_map.parquet
+    histories.safetensors     each known user's training sequence (``items`` split by ``indptr``)
+    catalog.parquet           item attributes for filters, rules and the value model (when the data has them)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from safetensors.torch import load_file, save_file
+
+from rankstack.data.idmap import IdMap
+from rankstack.errors import ArtifactError, ConfigError
+from rankstack.io import atomic_write, sha256_file, write_text_atomic
+from rankstack.pipeline.config import validate_pipeline_config
+from rankstack.pipeline.pipeline import PipelineParts
+from rankstack.reranking.catalog import ItemCatalog
+from rankstack.retrieval.persistence import load_source, save_source
+from rankstack.retrieval.popular import MostPopular
+
+FORMAT = "rankstack.pipeline/1"
+MANIFEST = "manifest.json"
+
+
+def _save_histories(path: Path, histories: list[np.ndarray]) -> None:
+    lengths = np.array([len(h) for h in histories], dtype=np.int64)
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    items = np.concatenate(histories).astype(np.int64) if histories else np.zeros(0, np.int64)
+    with atomic_write(path) as tmp:
+        save_file({"indptr": torch.from_numpy(indptr), "items": torch.from_numpy(items)}, str(tmp))
+
+
+def _load_histories(path: Path) -> list[np.ndarray]:
+    tensors = load_file(str(path))
+    indptr, items = tensors["indptr"].numpy(), tensors["items"].numpy()
+    return [items[indptr[u]: indptr[u + 1]] for u in range(len(indptr) - 1)]
+
+
+def _write_parts(parts: PipelineParts, root: Path) -> dict[str, Any]:
+    """Write every component under ``root``; returns the manifest's ``components`` entry."""
+    components: dict[str, Any] = {"sources": {}, "ranker": None, "fallback": "fallback"}
+    for name, source in parts.sources.items():
+        save_source(source, root / "sources" / name)
+        components["sources"][name] = f"sources/{name}"
+    if parts.ranker is not None:
+        shared = next((n for n, s in parts.sources.items() if s is parts.ranker), None)
+        if shared is None:
+            save_source(parts.ranker, root / "ranker")
+        components["ranker"] = f"sources/{shared}" if shared else "ranker"
+    save_source(parts.fallback, root / "fallback")
+    parts.user_map.save(root / "user_map.parquet")
+    parts.item_map.save(root / "item_map.parquet")
+    _save_histories(root / "histories.safetensors", parts.histories)
+    if parts.catalog is not None:
+        with atomic_write(root / "catalog.parquet") as tmp:
+            parts.catalog.table.write_parquet(tmp)
+    return components
+
+
+def save_artifact(parts: PipelineParts, manifest: dict[str, Any], out: Path, *, overwrite: bool = False) -> Path:
+    """Write the artifact into a temp directory beside ``out`` and rename it into place; returns ``out``."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise ArtifactError(f"{out}: already exists (pass overwrite / --force to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        components = _write_parts(parts, tmp)
+        files = {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        record = {"format": FORMAT, **manifest, "components": components, "files": files}
+        write_text_atomic(tmp / MANIFEST, json.dumps(record, indent=2, default=str) + "\n")
+        if out.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, trash / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    """The manifest of an artifact directory, checked for format (``ArtifactError`` otherwise)."""
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        raise ArtifactError(f"{path}: missing (not a rankstack pipeline artifact)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path}: the manifest is not a JSON object")
+    fmt = manifest.get("format")
+    if not isinstance(fmt, str) or fmt.split("/")[0] != FORMAT.split("/")[0]:
+        raise ArtifactError(f"{path}: field 'format': {fmt!r} is not a rankstack pipeline artifact")
+    if fmt != FORMAT:
+        raise ArtifactError(f"{path}: field 'format': artifact format {fmt!r} is incompatible with {FORMAT!r}")
+    for key in ("version", "config", "files", "components"):
+        if key not in manifest:
+            raise ArtifactError(f"{path}: missing field {key!r}")
+    return manifest
+
+
+def verify_files(root: Path, manifest: dict[str, Any]) -> None:
+    """Every file listed in the manifest exists with the recorded SHA-256 (``ArtifactError`` naming it)."""
+    files = manifest["files"]
+    if not isinstance(files, dict) or not files:
+        raise ArtifactError(f"{root / MANIFEST}: field 'files' must list the artifact's files")
+    for rel, digest in files.items():
+        path = root / rel
+        if not path.is_file():
+            raise ArtifactError(f"{path}: missing from the artifact")
+        if sha256_file(path) != digest:
+            raise ArtifactError(f"{path}: checksum mismatch (the file is corrupt or was changed)")
+
+
+def load_artifact(root: Path) -> PipelineParts:
+    """Validate and load an artifact directory into ``PipelineParts`` (``ArtifactError`` on any problem)."""
+    root = Path(root)
+    manifest = read_manifest(root)
+    verify_files(root, manifest)
+    try:
+        config = validate_pipeline_config(manifest["config"], f"{root / MANIFEST} config")
+    except ConfigError as exc:
+        raise ArtifactError(f"incompatible artifact: {exc}") from None
+    comps = manifest["components"]
+    current = "?"
+    try:
+        current = "sources"
+        sources = {name: load_source(root / rel) for name, rel in comps["sources"].items()}
+        current = "ranker"
+        ranker = None
+        if comps.get("ranker"):
+            rel = comps["ranker"]
+            shared = rel.removeprefix("sources/") if rel.startswith("sources/") else None
+            ranker = sources[shared] if shared in sources else load_source(root / rel)
+        current = "fallback"
+        fallback = load_source(root / comps["fallback"])
+        if not isinstance(fallback, MostPopular):
+            raise ArtifactError(f"{root / comps['fallback']}: the fallback must be the most-popular source")
+        current = "id maps"
+        name = str(manifest.get("data", {}).get("name", "artifact"))
+        user_map = IdMap.load(root / "user_map.parquet", name=f"{name}:user_id")
+        item_map = IdMap.load(root / "item_map.parquet", name=f"{name}:item_id")
+        current = "histories"
+        histories = _load_histories(root / "histories.safetensors")
+        current = "catalog"
+        catalog = None
+        if (root / "catalog.parquet").is_file():
+            catalog = ItemCatalog(pl.read_parquet(root / "catalog.parquet"), len(item_map), item_map)
+    except ArtifactError:
+        raise
+    except Exception as exc:
+        raise ArtifactError(f"{root}: cannot load the {current} ({type(exc).__name__}: {exc})") from None
+    for label, source in [*sources.items(), ("fallback", fallback)]:
+        shape = source._require_fitted().shape
+        if shape != (len(user_map), len(item_map)):
+            raise ArtifactError(f"{root}: {label} was trained on {shape}, the id maps say "
+                                f"{(len(user_map), len(item_map))}")
+    if len(histories) != len(user_map):
+        raise ArtifactError(f"{root / 'histories.safetensors'}: {len(histories)} users, expected {len(user_map)}")
+    return PipelineParts(config=config, sources=sources, fallback=fallback, user_map=user_map, item_map=item_map,
+                         histories=histories, ranker=ranker, catalog=catalog, manifest=manifest)

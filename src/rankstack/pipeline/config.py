@@ -1,0 +1,219 @@
+"""The pipeline definition (YAML → pydantic): data, candidate sources, ranker, value, re-rank, exploration.
+
+Every model forbids unknown keys; :func:`load_pipeline_config` turns any problem into a ``ConfigError``
+naming the file and the field (``sources[1] 'ease', field 'quota'``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rankstack.errors import ConfigError
+from rankstack.reranking.pipeline import RerankConfig
+from rankstack.value.objective import ValueObjective
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    """A registered dataset name or an event-log path; ``split`` null = the dataset's standard split."""
+
+    name: str = Field(default="ml-latest-small", min_length=1)
+    split: Literal["leave_one_out", "temporal", "random", "predefined"] | None = None
+    eval_on: Literal["validation", "test"] = "test"
+
+
+class SourceStage(_Strict):
+    """One candidate source: a name from ``rankstack.retrieval.registry.SOURCES`` and its settings.
+
+    ``k`` items are retrieved per user; the merge keeps the source's top ``quota`` and fuses the rest with
+    reciprocal-rank weight ``weight``.
+    """
+
+    name: str = Field(min_length=1)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    k: int = Field(default=100, ge=1, le=10_000)
+    quota: int = Field(default=0, ge=0)
+    weight: float = Field(default=1.0, ge=0.0)
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from rankstack.retrieval.registry import SOURCES
+
+        if name not in SOURCES:
+            raise ValueError(f"unknown source {name!r}; available: {', '.join(sorted(SOURCES))}")
+        return name
+
+
+class MergeStage(_Strict):
+    """How many merged candidates go on to ranking, and the reciprocal-rank-fusion constant."""
+
+    k: int = Field(default=200, ge=1, le=10_000)
+    rrf_k: float = Field(default=60.0, ge=0.0)
+
+
+class RankerStage(_Strict):
+    """Re-scores the merged candidates from the user's recent history (internal ids, oldest first).
+
+    ``source`` is a registered source with ``score_candidates(histories, candidates)``; when it names one of
+    the candidate sources and gives no settings, that fitted source is reused.
+    """
+
+    source: str = Field(min_length=1)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    history: int = Field(default=50, ge=1, le=10_000)
+
+    @field_validator("source")
+    @classmethod
+    def _can_rescore(cls, name: str) -> str:
+        from rankstack.retrieval.registry import SOURCES
+
+        if name not in SOURCES:
+            raise ValueError(f"unknown source {name!r}; available: {', '.join(sorted(SOURCES))}")
+        if not callable(getattr(SOURCES[name], "score_candidates", None)):
+            raise ValueError(f"source {name!r} cannot re-score candidates (it has no score_candidates method)")
+        return name
+
+
+class ValueStage(_Strict):
+    """Blends per-candidate predictions (``ranker``, ``retrieval``, each source's name, numeric item
+    attributes) with a value objective; ``normalize`` min-max scales each prediction per request first."""
+
+    objective: ValueObjective
+    normalize: bool = True
+
+
+class ExplorationStage(_Strict):
+    """Picks the shown slate from the top ``pool`` re-ranked items and records each item's propensity.
+
+    ``greedy``: the top k, propensity None. ``epsilon_greedy``: with probability ε a uniformly random slate
+    from the pool. ``softmax``: items drawn with inclusion probability ∝ exp(score / temperature).
+    """
+
+    policy: Literal["greedy", "epsilon_greedy", "softmax"] = "greedy"
+    epsilon: float = Field(default=0.05, ge=0.0, le=1.0)
+    temperature: float = Field(default=1.0, gt=0.0)
+    pool: int = Field(default=50, ge=1, le=10_000)
+    seed: int = 0
+
+
+class DeadlineConfig(_Strict):
+    """Per-stage time budgets in milliseconds for one ``recommend`` call (null = no limit)."""
+
+    retrieval: float | None = Field(default=200.0, gt=0)
+    ranker: float | None = Field(default=100.0, gt=0)
+    rerank: float | None = Field(default=50.0, gt=0)
+
+
+class EvaluationConfig(_Strict):
+    """Cut-offs of the offline metrics and of the funnel (candidate recall) report."""
+
+    ks: list[int] = Field(default_factory=lambda: [10, 20], min_length=1)
+    funnel_ks: list[int] = Field(default_factory=lambda: [50, 100, 200], min_length=1)
+
+    @field_validator("ks", "funnel_ks")
+    @classmethod
+    def _positive(cls, ks: list[int]) -> list[int]:
+        if any(k < 1 for k in ks):
+            raise ValueError("cut-offs must be >= 1")
+        return sorted(set(ks))
+
+
+class PipelineConfig(_Strict):
+    """The whole pipeline: data → sources → merge → ranker → value → rerank → exploration."""
+
+    name: str = Field(default="pipeline", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    data: DataConfig = Field(default_factory=DataConfig)
+    sources: list[SourceStage] = Field(min_length=1)
+    merge: MergeStage = Field(default_factory=MergeStage)
+    ranker: RankerStage | None = None
+    value: ValueStage | None = None
+    rerank: RerankConfig | None = None
+    exploration: ExplorationStage = Field(default_factory=ExplorationStage)
+    deadlines_ms: DeadlineConfig = Field(default_factory=DeadlineConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineConfig:
+        names = [s.name for s in self.sources]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"sources: each source may appear once; repeated: {repeated}")
+        if sum(s.quota for s in self.sources) > self.merge.k:
+            raise ValueError(f"sources: quotas sum to more than merge.k = {self.merge.k}")
+        return self
+
+    def stage_names(self) -> list[str]:
+        """The stages this pipeline runs, in order."""
+        optional = [("ranker", self.ranker), ("value", self.value), ("rerank", self.rerank)]
+        return ["retrieval", *(name for name, stage in optional if stage is not None), "exploration"]
+
+
+def _where(error: dict[str, Any], data: Any) -> str:
+    """``sources[1] 'ease', field 'quota'`` from a pydantic error location."""
+    loc = list(error["loc"])
+    parts: list[str] = []
+    if len(loc) >= 2 and loc[0] == "sources" and isinstance(loc[1], int):
+        raw = data.get("sources") if isinstance(data, dict) else None
+        entry = raw[loc[1]] if isinstance(raw, list) and loc[1] < len(raw) else None
+        label = f"sources[{loc[1]}]"
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            label += f" '{entry['name']}'"
+        parts.append(label)
+        loc = loc[2:]
+    if error["type"] == "extra_forbidden":
+        field = ".".join(str(p) for p in loc[:-1])
+        msg = f"unknown field '{loc[-1]}'"
+    elif error["type"] == "missing":
+        field = ".".join(str(p) for p in loc[:-1])
+        msg = f"missing required field '{loc[-1]}'"
+    else:
+        field = ".".join(str(p) for p in loc)
+        msg = str(error["msg"]).removeprefix("Value error, ")
+    if field:
+        parts.append(f"field '{field}'")
+    return (", ".join(parts) + ": " if parts else "") + msg
+
+
+def validate_pipeline_config(data: Any, source: str = "<config>") -> PipelineConfig:
+    """Validate a mapping; a problem becomes a ``ConfigError`` naming ``source`` and each bad field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + "; ".join(_where(dict(e), data) for e in exc.errors())) from None
+
+
+def load_pipeline_config(path: str | Path | None = None) -> PipelineConfig:
+    """Read and validate a pipeline YAML file; without a path, the default pipeline.
+
+    A ``rerank`` given as a string is a path to a re-rank YAML file, relative to the pipeline file.
+    """
+    if path is None:
+        from rankstack.pipeline.defaults import default_config
+
+        return default_config()
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read pipeline config ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{file}: invalid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("rerank"), str):
+        from rankstack.reranking.rules.loading import read_yaml_mapping
+
+        data = {**data, "rerank": read_yaml_mapping(file.parent / data["rerank"])}
+    return validate_pipeline_config(data, str(file))

@@ -1,0 +1,25 @@
+"""The default pipeline on the bundled ml-latest-small (mirrored by ``configs/pipelines/default.yaml``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rankstack.pipeline.config import PipelineConfig, validate_pipeline_config
+
+DEFAULT: dict[str, Any] = {
+    "name": "default",
+    "data": {"name": "ml-latest-small", "split": "leave_one_out", "eval_on": "test"},
+    "sources": [
+        {"name": "popular", "k": 100, "quota": 20},
+        {"name": "itemknn", "settings": {"neighbors": 100}, "k": 200, "quota": 100},
+    ],
+    "merge": {"k": 200},
+    "exploration": {"policy": "epsilon_greedy", "epsilon": 0.05, "pool": 50, "seed": 0},
+    "deadlines_ms": {"retrieval": 200, "ranker": 100, "rerank": 50},
+    "evaluation": {"ks": [10, 20], "funnel_ks": [50, 100, 200]},
+}
+
+
+def default_config() -> PipelineConfig:
+    """The default multi-stage pipeline (popular + item-kNN retrieval, exploration with propensities)."""
+    return validate_pipeline_config(DEFAULT, "<default pipeline>")

@@ -1,0 +1,77 @@
+"""Exploration over a re-ranked pool: choose each request's slate and the propensity of every shown item.
+
+ε-greedy reports π(item, slot | request), the probability that the policy puts this item in this slot
+(the Open Bandit convention of the simulator's logging policies; per slot it sums to 1 over the pool).
+Softmax shows its sampled items in score order, so it reports the inclusion probability
+π(item ∈ slate | request) instead (it sums to k over the pool).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from rankstack.pipeline.config import ExplorationStage
+from rankstack.simulation.policies import capped_inclusion, uniform_slates
+
+
+def request_rng(seed: int, request_id: str, user_id: str) -> np.random.Generator:
+    """A generator seeded by (seed, request id, user id): the same request gets the same draw anywhere."""
+    digest = hashlib.blake2b(f"{seed}\x1f{request_id}\x1f{user_id}".encode(), digest_size=8).digest()
+    return np.random.default_rng(int.from_bytes(digest, "little"))
+
+
+def greedy(pool: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first ``k`` pool items (already in score order); deterministic, so no propensity."""
+    return pool[:k], None
+
+
+def epsilon_greedy(pool: np.ndarray, k: int, epsilon: float,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """With probability ε a uniform random slate of the pool, else the top ``k``.
+
+    π(i, p) = (1 − ε)·1[i is the p-th pool item] + ε / |pool|.
+    """
+    k = min(k, len(pool))
+    top = pool[:k]
+    if rng.random() < epsilon:
+        chosen = uniform_slates(1, np.arange(len(pool)), k, rng)[0]
+        items = pool[chosen]
+    else:
+        items = top
+    return items, epsilon / len(pool) + (1.0 - epsilon) * (items == top)
+
+
+def softmax_sample(pool: np.ndarray, scores: np.ndarray, k: int, temperature: float,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``k`` distinct items with inclusion π_i ∝ exp(s_i / T) (capped at 1, Σπ = k), by systematic sampling,
+    shown in descending score order; the propensity reported is the inclusion probability π_i.
+    """
+    k = min(k, len(pool))
+    z = np.asarray(scores, np.float64) / temperature
+    z = np.where(np.isfinite(z), z, np.nanmin(np.where(np.isfinite(z), z, np.inf)) - 50.0)
+    w = np.exp(z - z.max())
+    pi = capped_inclusion(w[None, :], k)[0]
+    cum = np.cumsum(pi)
+    cum *= k / cum[-1]
+    points = rng.random() + np.arange(k)
+    picked = np.minimum(np.searchsorted(cum, points, side="right"), len(pool) - 1)
+    picked = np.unique(picked)
+    if len(picked) < k:  # floating-point ties at a boundary; fill with the most likely unpicked items
+        rest = np.setdiff1d(np.argsort(-pi, kind="stable"), picked, assume_unique=True)
+        picked = np.concatenate([picked, rest[: k - len(picked)]])
+    order = picked[np.argsort(-np.asarray(scores)[picked], kind="stable")]
+    return pool[order], pi[order]
+
+
+def explore(pool: np.ndarray, scores: np.ndarray, k: int, stage: ExplorationStage,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    """(slate item ids, propensities or None) for one request; ``pool``/``scores`` are in re-ranked order."""
+    if len(pool) == 0:
+        return pool, None
+    if stage.policy == "greedy":
+        return greedy(pool, k)
+    if stage.policy == "epsilon_greedy":
+        return epsilon_greedy(pool, k, stage.epsilon, rng)
+    return softmax_sample(pool, scores, k, stage.temperature, rng)

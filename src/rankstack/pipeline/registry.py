@@ -1,0 +1,140 @@
+"""The local model registry (the embedded default): a JSON index of artifact versions on disk.
+
+``index.json`` (written atomically) holds every registered version with its artifact path, the active
+version, and the stack of previously active versions that ``rollback`` returns to. Artifacts stay where
+they were written; the registry only points at them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rankstack.errors import ArtifactError, RegistryError
+from rankstack.io import write_text_atomic
+from rankstack.pipeline.artifact import read_manifest
+
+REGISTRY_ENV = "RANKSTACK_REGISTRY"
+INDEX = "index.json"
+
+
+def default_registry_dir() -> Path:
+    """``$RANKSTACK_REGISTRY``, else ``~/.rankstack/registry``."""
+    env = os.environ.get(REGISTRY_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".rankstack" / "registry"
+
+
+class Entry(BaseModel):
+    """One registered artifact."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: str
+    path: str
+    name: str = ""
+    created_at: str = ""
+    registered_at: str = ""
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class RegistryIndex(BaseModel):
+    """The whole index: versions in registration order, the active one, and the previously active ones."""
+
+    model_config = ConfigDict(extra="forbid")
+    versions: list[Entry] = Field(default_factory=list)
+    active: str | None = None
+    previous: list[str] = Field(default_factory=list)
+
+
+class Registry:
+    """Register, list, promote and roll back pipeline artifacts under ``root``."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_registry_dir()
+
+    @property
+    def index_path(self) -> Path:
+        """Where the JSON index lives."""
+        return self.root / INDEX
+
+    def read(self) -> RegistryIndex:
+        """The index (empty when the registry does not exist yet)."""
+        if not self.index_path.is_file():
+            return RegistryIndex()
+        try:
+            return RegistryIndex.model_validate(json.loads(self.index_path.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError, ValidationError) as exc:
+            raise RegistryError(f"{self.index_path}: unreadable registry index ({exc})") from None
+
+    def _write(self, index: RegistryIndex) -> None:
+        write_text_atomic(self.index_path, index.model_dump_json(indent=2) + "\n")
+
+    def get(self, version: str) -> Entry:
+        """The entry of ``version`` (``RegistryError`` listing the known ones if absent)."""
+        index = self.read()
+        for entry in index.versions:
+            if entry.version == version:
+                return entry
+        known = ", ".join(e.version for e in index.versions) or "none"
+        raise RegistryError(f"unknown version {version!r} in {self.root}; registered: {known}")
+
+    def register(self, artifact: str | Path, *, activate_if_first: bool = True) -> Entry:
+        """Add an artifact (its manifest is checked); the first one registered becomes active."""
+        path = Path(artifact).resolve()
+        try:
+            manifest = read_manifest(path)
+        except ArtifactError as exc:
+            raise RegistryError(f"cannot register: {exc}") from None
+        index = self.read()
+        version = str(manifest["version"])
+        if any(e.version == version for e in index.versions):
+            raise RegistryError(f"version {version!r} is already registered in {self.root}")
+        final = manifest.get("metrics", {}).get("pipeline", {})
+        entry = Entry(version=version, path=str(path), name=str(manifest.get("name", "")),
+                      created_at=str(manifest.get("created_at", "")),
+                      registered_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                      metrics={k: float(v) for k, v in final.items() if isinstance(v, int | float)})
+        index.versions.append(entry)
+        if index.active is None and activate_if_first:
+            index.active = version
+        self._write(index)
+        return entry
+
+    def promote(self, version: str) -> Entry:
+        """Make ``version`` active; the formerly active one is remembered for ``rollback``."""
+        entry = self.get(version)
+        if not Path(entry.path).is_dir():
+            raise RegistryError(f"cannot promote {version!r}: its artifact {entry.path} is gone")
+        index = self.read()
+        if index.active == version:
+            return entry
+        if index.active is not None:
+            index.previous.append(index.active)
+        index.active = version
+        self._write(index)
+        return entry
+
+    def rollback(self) -> Entry:
+        """Re-activate the previously active version (``RegistryError`` when there is none)."""
+        index = self.read()
+        if not index.previous:
+            raise RegistryError(f"nothing to roll back to in {self.root}: no previously active version")
+        version = index.previous.pop()
+        index.active = version
+        self._write(index)
+        return next(e for e in index.versions if e.version == version)
+
+    def active(self) -> Entry | None:
+        """The active entry, or None."""
+        index = self.read()
+        return next((e for e in index.versions if e.version == index.active), None)
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Every version with an ``active`` flag and whether its artifact still exists."""
+        index = self.read()
+        return [{**e.model_dump(), "active": e.version == index.active, "exists": Path(e.path).is_dir()}
+                for e in index.versions]

@@ -1,0 +1,178 @@
+"""The pipeline's array stages over candidate tables [batch, C] (internal ids, -1 pads): retrieval, the
+popularity fallback, eligibility with backfill, ranker re-scoring and the value blend."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from rankstack.pipeline.config import PipelineConfig, ValueStage
+from rankstack.reranking.base import normalize_relevance
+from rankstack.reranking.catalog import ItemCatalog
+from rankstack.retrieval.base import PAD_ITEM, CandidateSource
+from rankstack.retrieval.merge import MergeConfig, merge_candidates
+
+
+@runtime_checkable
+class CandidateScorer(Protocol):
+    """A fitted model that re-scores given candidates from each user's recent history (e.g. SASRec)."""
+
+    def score_candidates(self, histories: Sequence[np.ndarray], candidates: np.ndarray) -> torch.Tensor:
+        """Scores [B, C] of ``candidates`` [B, C] (internal item ids) given ``histories`` (oldest first)."""
+        ...
+
+
+@dataclass(frozen=True)
+class CandidateTable:
+    """Candidates per row and what is known about each: ``retrieval`` (fused) and per-source scores."""
+
+    item_ids: np.ndarray
+    retrieval: np.ndarray
+    source_scores: dict[str, np.ndarray]
+
+    def take(self, order: np.ndarray) -> CandidateTable:
+        """Rows reordered column-wise by ``order`` [B, C]."""
+        def pick(a: np.ndarray) -> np.ndarray:
+            return np.take_along_axis(a, order, axis=1)
+
+        return CandidateTable(pick(self.item_ids), pick(self.retrieval),
+                              {n: pick(s) for n, s in self.source_scores.items()})
+
+
+def retrieve(sources: Mapping[str, CandidateSource], config: PipelineConfig,
+             user_ids: np.ndarray) -> tuple[CandidateTable, list[str]]:
+    """Each source's top-k for known users, merged; returns the table and the sources that failed."""
+    stages = {s.name: s for s in config.sources}
+    lists, failed = [], []
+    for name, source in sources.items():
+        try:
+            lists.append(source.retrieve(user_ids, stages[name].k))
+        except Exception:
+            failed.append(name)
+    if not lists:
+        raise RuntimeError(f"every candidate source failed: {failed}")
+    names = {c.source for c in lists}
+    merge = MergeConfig(k=config.merge.k, rrf_k=config.merge.rrf_k,
+                        quotas={n: s.quota for n, s in stages.items() if n in names and s.quota},
+                        weights={n: s.weight for n, s in stages.items() if n in names})
+    merged = merge_candidates(lists, merge)
+    table = CandidateTable(merged.item_ids, merged.scores.astype(np.float64),
+                           {n: merged.source_scores[:, :, j].astype(np.float64) for j, n in enumerate(merged.sources)})
+    return table, failed
+
+
+def popularity(order: np.ndarray, seen: sp.csr_matrix | None, user_ids: np.ndarray, width: int,
+               rrf_k: float, source_names: Sequence[str]) -> CandidateTable:
+    """The most popular items not seen in training (unknown users: -1 → nothing seen), scored 1/(rrf_k+rank+1)."""
+    rows = len(user_ids)
+    out = np.full((rows, width), PAD_ITEM, np.int64)
+    for row, user in enumerate(user_ids):
+        cand = order[: width + (0 if seen is None or user < 0 else int(seen.indptr[user + 1] - seen.indptr[user]))]
+        if seen is not None and user >= 0:
+            cand = cand[~np.isin(cand, seen.indices[seen.indptr[user]: seen.indptr[user + 1]])]
+        cand = cand[:width]
+        out[row, : len(cand)] = cand
+    ranks = np.arange(width, dtype=np.float64)
+    scores = np.where(out >= 0, 1.0 / (rrf_k + ranks + 1.0), -np.inf)
+    return CandidateTable(out, scores, {n: np.full((rows, width), np.nan) for n in source_names})
+
+
+def stack(tables: Sequence[tuple[np.ndarray, CandidateTable]], rows: int) -> CandidateTable:
+    """One table from parts that each cover some rows (``(row indices, table)``), padded to a common width."""
+    width = max(t.item_ids.shape[1] for _, t in tables)
+    names = sorted({n for _, t in tables for n in t.source_scores})
+    ids = np.full((rows, width), PAD_ITEM, np.int64)
+    ret = np.full((rows, width), -np.inf)
+    src = {n: np.full((rows, width), np.nan) for n in names}
+    for index, t in tables:
+        w = t.item_ids.shape[1]
+        ids[index, :w], ret[index, :w] = t.item_ids, t.retrieval
+        for n, s in t.source_scores.items():
+            src[n][index, :w] = s
+    return CandidateTable(ids, ret, src)
+
+
+def eligible(table: CandidateTable, blocked: Sequence[np.ndarray],
+             allowed: Sequence[np.ndarray | None]) -> CandidateTable:
+    """Drop blocked and filtered-out candidates, moving each row's survivors to the front (order kept)."""
+    ids = table.item_ids.copy()
+    for row, (block, allow) in enumerate(zip(blocked, allowed, strict=True)):
+        valid = ids[row] >= 0
+        bad = valid & np.isin(ids[row], block) if len(block) else np.zeros_like(valid)
+        if allow is not None:
+            bad |= valid & ~allow[np.where(valid, ids[row], 0)]
+        ids[row, bad] = PAD_ITEM
+    order = np.argsort(ids < 0, axis=1, kind="stable")
+    out = replace(table, item_ids=ids).take(order)
+    return replace(out, retrieval=np.where(out.item_ids >= 0, out.retrieval, -np.inf))
+
+
+def backfill(table: CandidateTable, need: np.ndarray, order: np.ndarray, seen: sp.csr_matrix | None,
+             user_ids: np.ndarray, blocked: Sequence[np.ndarray],
+             allowed: Sequence[np.ndarray | None]) -> CandidateTable:
+    """Rows with fewer than ``need`` candidates get popular eligible items appended (retrieval score -inf)."""
+    counts = (table.item_ids >= 0).sum(axis=1)
+    short = np.flatnonzero(counts < need)
+    if len(short) == 0:
+        return table
+    width = max(table.item_ids.shape[1], int(need.max()))
+    pad = width - table.item_ids.shape[1]
+    ids = np.pad(table.item_ids, ((0, 0), (0, pad)), constant_values=PAD_ITEM)
+    ret = np.pad(table.retrieval, ((0, 0), (0, pad)), constant_values=-np.inf)
+    src = {n: np.pad(s, ((0, 0), (0, pad)), constant_values=np.nan) for n, s in table.source_scores.items()}
+    for row in short.tolist():
+        user, have = user_ids[row], ids[row][ids[row] >= 0]
+        taken = np.concatenate([have, blocked[row]])
+        if seen is not None and user >= 0:
+            taken = np.concatenate([taken, seen.indices[seen.indptr[user]: seen.indptr[user + 1]]])
+        cand = order[~np.isin(order, taken)]
+        allow = allowed[row]
+        if allow is not None:
+            cand = cand[allow[cand]]
+        extra = cand[: int(need[row]) - len(have)]
+        ids[row, len(have): len(have) + len(extra)] = extra
+    return CandidateTable(ids, ret, src)
+
+
+def rank(scorer: CandidateScorer, table: CandidateTable, histories: Sequence[np.ndarray]) -> np.ndarray:
+    """Ranker scores [B, C] for rows with a history (NaN elsewhere and on pads)."""
+    out = np.full(table.item_ids.shape, np.nan)
+    rows = [r for r, h in enumerate(histories) if len(h)]
+    if not rows:
+        return out
+    cands = table.item_ids[rows]
+    with torch.no_grad():
+        scores = scorer.score_candidates([histories[r] for r in rows], np.where(cands >= 0, cands, 0))
+    scores_np = torch.as_tensor(scores).float().cpu().numpy().astype(np.float64)
+    if scores_np.shape != cands.shape:
+        raise ValueError(f"score_candidates returned {scores_np.shape}, expected {cands.shape}")
+    out[rows] = np.where(cands >= 0, scores_np, np.nan)
+    return out
+
+
+def predictions(table: CandidateTable, ranker: np.ndarray | None,
+                catalog: ItemCatalog | None, fields: set[str]) -> dict[str, np.ndarray]:
+    """Per-candidate predictions a value objective may read: ranker, retrieval, each source, item attributes."""
+    out: dict[str, np.ndarray] = {"retrieval": table.retrieval}
+    out["ranker"] = table.retrieval if ranker is None else np.where(np.isnan(ranker), table.retrieval, ranker)
+    for name, scores in table.source_scores.items():
+        out[name] = np.where(np.isnan(scores), np.nanmin(scores, initial=0.0), scores)
+    if catalog is not None:
+        for name in fields - set(out):
+            if name in catalog.attributes and catalog.column(name).dtype.is_numeric():
+                values = catalog.column(name).fill_null(0).to_numpy().astype(np.float64)
+                out[name] = values[np.where(table.item_ids >= 0, table.item_ids, 0)]
+    return out
+
+
+def blend(stage: ValueStage, table: CandidateTable, preds: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Value of every candidate under the objective (each prediction min-max scaled per row if asked)."""
+    used = {f: np.asarray(preds[f], np.float64) for f in stage.objective.fields if f in preds}
+    if stage.normalize:
+        used = {f: normalize_relevance(table.item_ids, v, "minmax") for f, v in used.items()}
+    return np.where(table.item_ids >= 0, stage.objective.score(used), -np.inf)
