@@ -88,6 +88,7 @@ BAD_EVENTS: list[tuple[Any, str]] = [
     ({"events": [{k: v for k, v in click("e1").items() if k != "event_id"}]}, "event_id"),
     ({"events": [{**click("e1"), "extra": 1}]}, "extra"),
     ({"event": click("e1")}, "events"),
+    ({"events": [{**click("e1"), "value": False}]}, "value must be a number"),
 ]
 
 

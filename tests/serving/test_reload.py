@@ -61,7 +61,8 @@ def test_corrupt_or_incompatible_artifacts_are_refused_and_the_old_one_keeps_ser
     for path in (corrupt, future, tmp_path / "missing"):
         response = client.post("/admin/reload", json={"artifact": str(path)}, headers=AUTH)
         assert response.status_code == 422
-        assert str(path) in response.json()["detail"] and "still serving 'v1'" in response.json()["detail"]
+        assert str(path) in response.json()["message"] and "still serving 'v1'" in response.json()["message"]
+        assert response.json()["detail"][0]["type"] == "artifact_refused"
         assert client.post("/v1/recommend", json={"user_id": "u", "k": 2}).json()["model_version"] == "v1"
     assert 'rankstack_model_reloads_total{result="refused"} 3.0' in client.get("/metrics").text
 

@@ -18,15 +18,25 @@ from rankstack.serving.guard import GuardedState, StateBreaker
 from rankstack.serving.metrics import ServiceMetrics
 from rankstack.serving.middleware import ServiceMiddleware
 from rankstack.serving.model_slot import ModelSlot, RecommenderLoader, ReloadRefusedError
-from rankstack.serving.schemas import ErrorBody, EventBatch, EventsAck, ReloadRequest, ReloadResponse, Status
+from rankstack.serving.schemas import (
+    ErrorBody,
+    EventBatch,
+    EventsAck,
+    InvalidBody,
+    InvalidItem,
+    ReloadRequest,
+    ReloadResponse,
+    Status,
+    UnprocessableError,
+)
 from rankstack.serving.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error statuses a route can answer with."""
-    return {code: {"model": ErrorBody} for code in codes}
+    """OpenAPI entries for the error statuses a route can answer with (422 always has the ``InvalidBody`` shape)."""
+    return {code: {"model": InvalidBody if code == 422 else ErrorBody} for code in codes}
 
 
 def create_app(recommender_loader: RecommenderLoader, state: StateStore, settings: ServiceSettings) -> FastAPI:
@@ -41,13 +51,16 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     @app.exception_handler(RequestValidationError)
     async def invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:
         """422 with the pydantic errors and one readable sentence naming each bad field."""
-        errors = exc.errors()
-        message = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
         metrics.errors.labels(request.url.path if request.url.path in _ROUTES else "unmatched", "invalid_input").inc()
-        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
-        return JSONResponse(status_code=422, content={"detail": detail, "message": message})
+        body = InvalidBody.of([InvalidItem(loc=list(e["loc"]), msg=e["msg"], type=e["type"]) for e in exc.errors()])
+        return JSONResponse(status_code=422, content=body.model_dump())
 
-    @app.post("/v1/recommend", response_model=RecommendResponse, responses=_errors(503))
+    @app.exception_handler(UnprocessableError)
+    async def unprocessable(request: Request, exc: UnprocessableError) -> JSONResponse:
+        """422 for a valid request that cannot be served as asked (same shape as validation errors)."""
+        return JSONResponse(status_code=422, content=exc.body.model_dump())
+
+    @app.post("/v1/recommend", response_model=RecommendResponse, responses=_errors(400, 413, 422, 503))
     def recommend(body: RecommendRequest) -> RecommendResponse:
         """A slate of ``k`` items for one user; ``stages`` says which stages ran, degraded or fell back."""
         loaded = slot.current
@@ -58,7 +71,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         except RankstackError as exc:
             if isinstance(exc, ValueError):  # RequestError: e.g. a filter on an attribute the catalog lacks
                 metrics.errors.labels("/v1/recommend", "bad_request").inc()
-                raise HTTPException(422, f"request cannot be served: {exc}") from exc
+                raise UnprocessableError(["body"], f"request cannot be served: {exc}", "request_error") from exc
             metrics.errors.labels("/v1/recommend", "recommender").inc()
             raise HTTPException(503, f"recommender failed: {exc}") from exc
         except Exception as exc:
@@ -73,7 +86,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         metrics.observe_response(response)
         return response
 
-    @app.post("/v1/events", response_model=EventsAck, responses=_errors(413, 503))
+    @app.post("/v1/events", response_model=EventsAck, responses=_errors(400, 413, 422, 503))
     def ingest(batch: EventBatch) -> EventsAck:
         """Store events durably before answering; duplicates (same ``event_id``) are acknowledged, not recounted."""
         try:
@@ -117,7 +130,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         metrics.state_up.set(1 if state.healthy() else 0)
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    @app.post("/admin/reload", response_model=ReloadResponse, responses=_errors(401, 403, 422))
+    @app.post("/admin/reload", response_model=ReloadResponse, responses=_errors(400, 401, 403, 413, 422))
     def reload(body: ReloadRequest | None = None,
                authorization: Annotated[str | None, Header()] = None) -> ReloadResponse:
         """Load an artifact fully, smoke-test it, then swap it in; in-flight requests finish on the old one."""
@@ -128,8 +141,8 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         except ReloadRefusedError as exc:
             metrics.reloads.labels("refused").inc()
             log.warning("%s", exc)
-            raise HTTPException(422, f"{exc}; still serving {slot.current.recommender.version!r} "
-                                     f"from {slot.current.artifact}") from exc
+            raise UnprocessableError(["body", "artifact"], f"{exc}; still serving {slot.current.recommender.version!r} "
+                                     f"from {slot.current.artifact}", "artifact_refused") from exc
         metrics.reloads.labels("ok").inc()
         metrics.model_loaded.set(loaded.loaded_at)
         return ReloadResponse(previous_version=previous.recommender.version, version=loaded.recommender.version,

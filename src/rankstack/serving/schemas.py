@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -16,6 +17,17 @@ class EventBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS_PER_BATCH)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        """JSON ``true`` / ``false`` are not numbers: refuse them where a number is expected instead of coercing."""
+        events = data.get("events") if isinstance(data, dict) else None
+        for i, e in enumerate(events if isinstance(events, list) else []):
+            for name in ("timestamp", "value", "propensity"):
+                if isinstance(e, dict) and isinstance(e.get(name), bool):
+                    raise ValueError(f"events[{i}].{name} must be a number, got {str(e[name]).lower()}")
+        return data
 
     @model_validator(mode="after")
     def _finite_numbers(self) -> EventBatch:
@@ -62,6 +74,34 @@ class Status(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """Every error the service raises on purpose: one sentence saying what went wrong."""
+    """Every non-422 error the service answers with: one sentence saying what went wrong."""
 
     detail: str
+
+
+class InvalidItem(BaseModel):
+    """One problem with the input: where (``loc``), what (``msg``) and its kind (``type``)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class InvalidBody(BaseModel):
+    """Every 422: the problems one by one and ``message``, one sentence naming each bad field."""
+
+    detail: list[InvalidItem]
+    message: str
+
+    @classmethod
+    def of(cls, problems: list[InvalidItem]) -> InvalidBody:
+        """The body for a list of problems."""
+        return cls(detail=problems, message="; ".join(f"{'.'.join(map(str, p.loc))}: {p.msg}" for p in problems))
+
+
+class UnprocessableError(Exception):
+    """Raised by an endpoint for a well-formed request that cannot be served as asked (answered as 422)."""
+
+    def __init__(self, loc: list[str | int], msg: str, kind: str) -> None:
+        super().__init__(msg)
+        self.body = InvalidBody.of([InvalidItem(loc=loc, msg=msg, type=kind)])
