@@ -1,0 +1,100 @@
+"""Artifacts: a round trip gives identical slates; corrupt, incomplete or incompatible ones are refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rankstack.data.dataset import Dataset
+from rankstack.errors import ArtifactError
+from rankstack.pipeline.api import RecommendRequest
+from rankstack.pipeline.artifact import save_artifact
+from rankstack.pipeline.pipeline import Pipeline
+
+from .conftest import build, manifest_for
+
+REQUESTS = [RecommendRequest(user_id=u, k=6, request_id=f"r-{u}") for u in ("u0", "u7", "u13", "stranger")]
+
+
+@pytest.fixture(scope="module")
+def saved(small_split: tuple[Dataset, Dataset], tmp_path_factory: pytest.TempPathFactory) -> tuple[Pipeline, Path]:
+    from rankstack.retrieval.registry import SOURCES
+
+    from .conftest import FakeSeq
+
+    SOURCES["fakeseq"] = FakeSeq  # module scope outlives the autouse monkeypatch
+    pipe = build(small_split[0], ranker={"source": "fakeseq"},
+                 exploration={"policy": "softmax", "temperature": 0.5, "pool": 12},
+                 rerank={"rules": [{"name": "cap", "type": "cap", "attribute": "category", "max_per_slate": 3}]})
+    out = tmp_path_factory.mktemp("art") / "pipe"
+    save_artifact(pipe.parts, manifest_for(pipe), out)
+    return pipe, out
+
+
+def _dump(pipe: Pipeline) -> list[dict[str, object]]:
+    return [r.model_dump(exclude={"stage_ms", "model_version"}) for r in pipe.recommend(REQUESTS)]
+
+
+def test_round_trip_gives_identical_slates(saved: tuple[Pipeline, Path]) -> None:
+    pipe, out = saved
+    loaded = Pipeline.load(out)
+    assert _dump(loaded) == _dump(pipe)
+    assert loaded.version == "small-test-0001" and loaded.describe()["stages"] == pipe.config.stage_names()
+    assert {p.name for p in out.iterdir()} >= {"manifest.json", "sources", "fallback", "user_map.parquet",
+                                               "item_map.parquet", "histories.safetensors", "catalog.parquet"}
+    assert not list(out.parent.glob(".pipe.*"))  # no temp directory left behind
+
+
+def test_existing_artifact_is_not_overwritten_by_default(saved: tuple[Pipeline, Path]) -> None:
+    pipe, out = saved
+    with pytest.raises(ArtifactError, match="already exists"):
+        save_artifact(pipe.parts, manifest_for(pipe), out)
+
+
+def _copy(out: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    dest = tmp_path / "copy"
+    shutil.copytree(out, dest)
+    return dest
+
+
+def _edit_manifest(root: Path, **changes: object) -> None:
+    path = root / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest.update(changes)
+    path.write_text(json.dumps(manifest))
+
+
+def test_corrupt_weights_are_refused(saved: tuple[Pipeline, Path], tmp_path: Path) -> None:
+    root = _copy(saved[1], tmp_path)
+    weights = root / "sources" / "itemknn" / "tensors.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=r"itemknn/tensors\.safetensors: checksum mismatch"):
+        Pipeline.load(root)
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda r: (r / "manifest.json").unlink(), "manifest.json: missing"),
+    (lambda r: (r / "manifest.json").write_text("{not json"), "unreadable manifest"),
+    (lambda r: (r / "histories.safetensors").unlink(), "histories.safetensors: missing from the artifact"),
+    (lambda r: _edit_manifest(r, format="rankstack.pipeline/2"), "incompatible"),
+    (lambda r: _edit_manifest(r, format="something-else/1"), "not a rankstack pipeline artifact"),
+    (lambda r: _edit_manifest(r, config={"sources": [{"name": "teleporter"}]}), "incompatible artifact"),
+    (lambda r: _edit_manifest(r, files={}), "field 'files'"),
+])
+def test_broken_artifacts_are_refused(saved: tuple[Pipeline, Path], tmp_path: Path, damage: object,
+                                      message: str) -> None:
+    root = _copy(saved[1], tmp_path)
+    damage(root)  # type: ignore[operator]
+    with pytest.raises(ArtifactError, match=message):
+        Pipeline.load(root)
+
+
+def test_not_a_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="not a rankstack pipeline artifact"):
+        Pipeline.load(tmp_path / "nothing-here")

@@ -1,0 +1,80 @@
+"""Pipeline YAML: the default mirrors its file; every bad input is refused naming the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from rankstack.errors import ConfigError
+from rankstack.pipeline.config import load_pipeline_config
+from rankstack.pipeline.defaults import DEFAULT, default_config
+
+from .conftest import config_dict
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_default_yaml_is_the_builtin_default() -> None:
+    assert load_pipeline_config(REPO / "configs" / "pipelines" / "default.yaml") == default_config()
+    assert load_pipeline_config(None).model_dump() == default_config().model_dump()
+    assert default_config().data.name == DEFAULT["data"]["name"] == "ml-latest-small"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "pipelines").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_config_validates(path: Path) -> None:
+    assert load_pipeline_config(path).sources
+
+
+def _write(tmp_path: Path, data: Any) -> Path:
+    path = tmp_path / "pipe.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+BAD: list[tuple[str, Any, str]] = [
+    ("unknown top-level key", config_dict(colour="red"), "unknown field 'colour'"),
+    ("no sources", config_dict(sources=[]), "field 'sources'"),
+    ("unknown source", config_dict(sources=[{"name": "nope"}]), "sources[0] 'nope', field 'name': unknown source"),
+    ("negative quota", config_dict(sources=[{"name": "popular", "quota": -1}]), "sources[0] 'popular', field 'quota'"),
+    ("unknown source key", config_dict(sources=[{"name": "popular", "kk": 3}]), "sources[0] 'popular': unknown field"),
+    ("repeated source", config_dict(sources=[{"name": "popular"}, {"name": "popular"}]), "repeated: ['popular']"),
+    ("quotas over merge.k", config_dict(merge={"k": 5}, sources=[{"name": "popular", "quota": 6}]), "merge.k = 5"),
+    ("ranker cannot re-score", config_dict(ranker={"source": "ease"}), "field 'ranker.source'"),
+    ("ranker unknown", config_dict(ranker={"source": "nope"}), "unknown source 'nope'"),
+    ("bad policy", config_dict(exploration={"policy": "thompson"}), "field 'exploration.policy'"),
+    ("epsilon above 1", config_dict(exploration={"policy": "epsilon_greedy", "epsilon": 1.5}),
+     "field 'exploration.epsilon'"),
+    ("zero temperature", config_dict(exploration={"temperature": 0}), "field 'exploration.temperature'"),
+    ("negative deadline", config_dict(deadlines_ms={"ranker": -5}), "field 'deadlines_ms.ranker'"),
+    ("zero cut-off", config_dict(evaluation={"ks": [0, 10]}), "field 'evaluation.ks'"),
+    ("bad split", config_dict(data={"name": "x", "split": "sideways"}), "field 'data.split'"),
+    ("name with a space", config_dict(name="my pipe"), "field 'name'"),
+    ("bad rerank rule", config_dict(rerank={"rules": [{"name": "r", "type": "teleport"}]}), "field 'rerank.rules.0"),
+    ("value without terms", config_dict(value={"objective": {"terms": "x"}}), "field 'value.objective.terms'"),
+    ("top-level list", "- a\n- b\n", "expected a mapping"),
+    ("broken YAML", "name: [unclosed\n", "invalid YAML at line"),
+]
+
+
+@pytest.mark.parametrize(("case", "data", "message"), BAD, ids=[b[0] for b in BAD])
+def test_bad_configs_are_refused_naming_file_and_field(tmp_path: Path, case: str, data: Any, message: str) -> None:
+    path = _write(tmp_path, data)
+    with pytest.raises(ConfigError) as err:
+        load_pipeline_config(path)
+    assert str(path) in str(err.value)
+    assert message in str(err.value), str(err.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read pipeline config"):
+        load_pipeline_config(tmp_path / "absent.yaml")
+
+
+def test_rerank_may_be_a_file_next_to_the_pipeline(tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text("rules:\n  - {name: cap, type: cap, attribute: category, max_per_slate: 2}\n")
+    config = load_pipeline_config(_write(tmp_path, config_dict(rerank="rules.yaml")))
+    assert config.rerank is not None and config.rerank.rules[0].name == "cap"
+    assert config.stage_names() == ["retrieval", "rerank", "exploration"]

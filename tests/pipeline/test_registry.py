@@ -1,0 +1,81 @@
+"""The local registry: register, list, promote, roll back, and the edge cases of each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rankstack.errors import RegistryError
+from rankstack.pipeline.registry import REGISTRY_ENV, Registry, default_registry_dir
+
+
+def fake_artifact(root: Path, version: str) -> Path:
+    """A directory with just a manifest (registration reads only the manifest)."""
+    root.mkdir(parents=True)
+    manifest = {"format": "rankstack.pipeline/1", "version": version, "name": "p", "config": {}, "files": {},
+                "components": {}, "metrics": {"pipeline": {"recall@20": 0.25}}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def test_empty_registry(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "reg")
+    assert reg.listing() == [] and reg.active() is None
+    with pytest.raises(RegistryError, match="nothing to roll back"):
+        reg.rollback()
+    with pytest.raises(RegistryError, match=r"unknown version 'v1'.*registered: none"):
+        reg.promote("v1")
+
+
+def test_promote_and_rollback(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "reg")
+    first = reg.register(fake_artifact(tmp_path / "a", "v1"))
+    assert reg.active() == first and first.metrics == {"recall@20": 0.25}
+    reg.register(fake_artifact(tmp_path / "b", "v2"))
+    assert reg.active() is not None and reg.active().version == "v1"  # type: ignore[union-attr]
+    reg.promote("v2")
+    reg.promote("v2")  # promoting the active version changes nothing
+    assert [r["active"] for r in reg.listing()] == [False, True]
+    assert reg.rollback().version == "v1"
+    with pytest.raises(RegistryError, match="nothing to roll back"):
+        reg.rollback()
+    with pytest.raises(RegistryError, match=r"unknown version 'v9'.*v1, v2"):
+        reg.promote("v9")
+
+
+def test_duplicate_and_invalid_registrations(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "reg")
+    art = fake_artifact(tmp_path / "a", "v1")
+    reg.register(art)
+    with pytest.raises(RegistryError, match="already registered"):
+        reg.register(art)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RegistryError, match="cannot register"):
+        reg.register(tmp_path / "empty")
+
+
+def test_promoting_a_deleted_artifact_is_refused(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "reg")
+    reg.register(fake_artifact(tmp_path / "a", "v1"))
+    reg.register(fake_artifact(tmp_path / "b", "v2"))
+    (tmp_path / "b" / "manifest.json").unlink()
+    (tmp_path / "b").rmdir()
+    assert [r["exists"] for r in reg.listing()] == [True, False]
+    with pytest.raises(RegistryError, match="is gone"):
+        reg.promote("v2")
+
+
+def test_corrupt_index_is_a_registry_error(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    reg.index_path.write_text("[1, 2")
+    with pytest.raises(RegistryError, match="unreadable registry index"):
+        reg.listing()
+
+
+def test_default_location_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(REGISTRY_ENV, str(tmp_path / "r"))
+    assert default_registry_dir() == tmp_path / "r" and Registry().root == tmp_path / "r"
+    monkeypatch.delenv(REGISTRY_ENV)
+    assert default_registry_dir() == Path.home() / ".rankstack" / "registry"
