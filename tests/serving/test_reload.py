@@ -82,3 +82,14 @@ def test_in_flight_requests_finish_on_the_old_model(client: TestClient, tmp_path
     worker.join(5)
     assert results["r"].status_code == 200 and results["r"].json()["model_version"] == "slow"
     assert client.post("/v1/recommend", json={"user_id": "u", "k": 2}).json()["model_version"] == "fast"
+
+
+def test_the_replaced_model_is_closed_after_its_last_request(client: TestClient, tmp_path: Path) -> None:
+    slot = client.app.state.slot  # type: ignore[attr-defined]
+    first = slot.current.recommender
+    closed: list[str] = []
+    first.close = lambda: closed.append("v1")
+    with slot.use():
+        client.post("/admin/reload", json={"artifact": str(write_fake_artifact(tmp_path / "v2", "v2"))}, headers=AUTH)
+        assert closed == []  # a request still runs on v1
+    assert closed == ["v1"]

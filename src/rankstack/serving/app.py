@@ -63,11 +63,11 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     @app.post("/v1/recommend", response_model=RecommendResponse, responses=_errors(400, 413, 422, 503))
     def recommend(body: RecommendRequest) -> RecommendResponse:
         """A slate of ``k`` items for one user; ``stages`` says which stages ran, degraded or fell back."""
-        loaded = slot.current
         request = body if body.request_id else body.model_copy(update={"request_id": uuid.uuid4().hex})
         guarded = GuardedState(state, breaker)
         try:
-            [response] = loaded.recommender.recommend([request], guarded, deadline_s=settings.deadline_s)
+            with slot.use() as loaded:
+                [response] = loaded.recommender.recommend([request], guarded, deadline_s=settings.deadline_s)
         except RankstackError as exc:
             if isinstance(exc, ValueError):  # RequestError: e.g. a filter on an attribute the catalog lacks
                 metrics.errors.labels("/v1/recommend", "bad_request").inc()
@@ -101,12 +101,13 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         received = len(batch.events)
         metrics.events.labels("new").inc(new)
         metrics.events.labels("duplicate").inc(received - new)
-        recommender = slot.current.recommender
         unknown: list[str] = []
-        if isinstance(recommender, KnownItems):
-            ids = [e.item_id for e in batch.events]
-            unknown = sorted({i for i, known in zip(ids, recommender.known_items(ids), strict=True) if not known})
-            metrics.unknown_items.inc(len(unknown))
+        with slot.use() as loaded:
+            if isinstance(loaded.recommender, KnownItems):
+                ids = [e.item_id for e in batch.events]
+                flags = loaded.recommender.known_items(ids)
+                unknown = sorted({i for i, known in zip(ids, flags, strict=True) if not known})
+                metrics.unknown_items.inc(len(unknown))
         return EventsAck(received=received, new=new, duplicates=received - new, unknown_items=unknown)
 
     @app.get("/healthz", response_model=Status)

@@ -1,16 +1,20 @@
-"""The served recommender behind one reference: load fully, smoke-test, then swap atomically."""
+"""The served recommender behind one reference: load fully, smoke-test, swap atomically, close the old one
+once its last in-flight request is done."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from rankstack.errors import RankstackError
 from rankstack.pipeline.api import Recommender, RecommendRequest
 
+log = logging.getLogger(__name__)
 RecommenderLoader = Callable[[Path], Recommender]
 
 
@@ -18,13 +22,25 @@ class ReloadRefusedError(RankstackError):
     """A new artifact could not be loaded or failed its smoke request; the old one keeps serving."""
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Loaded:
-    """One loaded artifact: requests take a reference at their start and finish on it."""
+    """One loaded artifact; ``active`` counts the requests running on it, ``retired`` is set once replaced."""
 
     recommender: Recommender
     artifact: Path
     loaded_at: float
+    active: int = 0
+    retired: bool = False
+
+
+def _close(loaded: Loaded) -> None:
+    """Release a retired recommender's resources (worker threads, files) if it has a ``close``."""
+    close = getattr(loaded.recommender, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:
+            log.exception("closing the replaced model %s failed", loaded.artifact)
 
 
 class ModelSlot:
@@ -34,6 +50,7 @@ class ModelSlot:
         self.loader = loader
         self.warmup_user = warmup_user
         self._reload_lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self.current = self._load(artifact)
 
     def _load(self, artifact: Path) -> Loaded:
@@ -45,10 +62,30 @@ class ModelSlot:
             raise ReloadRefusedError(f"artifact {artifact} refused: {type(exc).__name__}: {exc}") from exc
         return Loaded(recommender, artifact, time.time())
 
+    @contextlib.contextmanager
+    def use(self) -> Iterator[Loaded]:
+        """The current model for the length of one request, even if a reload swaps it meanwhile."""
+        with self._count_lock:
+            loaded = self.current
+            loaded.active += 1
+        try:
+            yield loaded
+        finally:
+            with self._count_lock:
+                loaded.active -= 1
+                close_now = loaded.retired and loaded.active == 0
+            if close_now:
+                _close(loaded)
+
     def reload(self, artifact: Path | None = None) -> tuple[Loaded, Loaded]:
         """Serve ``artifact`` (default: the current path again); returns (previous, new). One reload at a time."""
         with self._reload_lock:
             previous = self.current
             loaded = self._load(artifact or previous.artifact)
-            self.current = loaded
+            with self._count_lock:
+                self.current = loaded
+                previous.retired = True
+                close_now = previous.active == 0
+            if close_now:
+                _close(previous)
             return previous, loaded
