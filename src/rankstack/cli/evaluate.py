@@ -42,7 +42,9 @@ def metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
 
 def evaluate(
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (see `rankstack data list`) or path.")],
-    model: Annotated[str, typer.Option("--model", help="popular | itemknn | ease | lightgcn | two-tower | multitask")],
+    model: Annotated[
+        str, typer.Option("--model", help="popular | itemknn | ease | lightgcn | two-tower | sasrec | multitask")
+    ],
     settings: Annotated[
         list[str] | None, typer.Option("--set", help="Model setting key=value (repeatable), e.g. --set l2=80.")
     ] = None,

@@ -19,7 +19,11 @@ from rankstack.retrieval.base import CandidateSource, SourceConfig
 
 
 class LightGCNConfig(SourceConfig):
-    """Paper defaults: dim 64, 3 layers, lr 1e-3, L2 1e-4; ``validation_ratio`` 0 disables early stopping."""
+    """Paper defaults: dim 64, 3 layers, lr 1e-3, L2 1e-4; ``validation_ratio`` 0 disables early stopping.
+
+    Without ``refit``, the layer-0 embeddings of the best validation epoch are propagated over the whole
+    training graph (validation edges included) for the final embeddings; ``time_budget_s`` stops training.
+    """
 
     embedding_dim: int = Field(default=64, ge=1)
     layers: int = Field(default=3, ge=0)
@@ -32,6 +36,7 @@ class LightGCNConfig(SourceConfig):
     patience: int = Field(default=10, ge=1)
     eval_k: int = Field(default=20, ge=1)
     refit: bool = False
+    time_budget_s: float | None = Field(default=None, gt=0)
     seed: int = 0
     device: str = "auto"
 
@@ -130,15 +135,17 @@ class LightGCN(CandidateSource):
         self.history_: list[dict[str, float]] = []
         if cfg.validation_ratio > 0:
             graph, val = holdout(x, cfg.validation_ratio, cfg.seed)
-            best_epoch = self._train(graph, val, cfg.epochs)
+            best_epoch = self._train(graph, val, cfg.epochs, final_graph=x)
             if cfg.refit:
                 self._train(x, None, best_epoch)
         else:
             self._train(x, None, cfg.epochs)
         return self
 
-    def _train(self, graph: sp.csr_matrix, val: sp.csr_matrix | None, epochs: int) -> int:
-        """Train from scratch on ``graph``; returns the best (or last) epoch and keeps its embeddings."""
+    def _train(self, graph: sp.csr_matrix, val: sp.csr_matrix | None, epochs: int,
+               final_graph: sp.csr_matrix | None = None) -> int:
+        """Train from scratch on ``graph``; returns the best (or last) epoch and keeps its embeddings,
+        propagated over ``final_graph`` (default ``graph``)."""
         cfg, dev = self.config, self.device_
         n_users, n_items = graph.shape
         torch.manual_seed(cfg.seed)
@@ -154,12 +161,13 @@ class LightGCN(CandidateSource):
         pos_keys = torch.sort(pairs_u * n_items + pairs_i).values
         evaluator = Evaluator(graph, val, ks=[cfg.eval_k], device=dev) if val is not None else None
         best, best_epoch, stale, t0 = -1.0, epochs, 0, time.perf_counter()
+        best_ego = ego.detach().clone()
         n = pairs_u.numel()
         with new_progress() as progress:
             task = progress.add_task("LightGCN", total=epochs)
             for epoch in range(1, epochs + 1):
                 perm = torch.randperm(n, device=dev, generator=gen)
-                total = 0.0
+                total = torch.zeros((), device=dev)
                 for start in range(0, n, cfg.batch_size):
                     idx = perm[start : start + cfg.batch_size]
                     u, i = pairs_u[idx], pairs_i[idx]
@@ -168,26 +176,29 @@ class LightGCN(CandidateSource):
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
-                    total += float(loss.detach()) * len(idx)
-                row: dict[str, float] = {"epoch": epoch, "wall_s": time.perf_counter() - t0, "loss": total / n}
-                if evaluator is not None and (epoch % cfg.eval_every == 0 or epoch == epochs):
+                    total += loss.detach() * len(idx)
+                row: dict[str, float] = {"epoch": epoch, "wall_s": time.perf_counter() - t0, "loss": float(total) / n}
+                out_of_time = cfg.time_budget_s is not None and row["wall_s"] >= cfg.time_budget_s
+                if evaluator is not None and (epoch % cfg.eval_every == 0 or epoch == epochs or out_of_time):
                     emb = self._final(adj, ego, n_users)
                     metrics = evaluator.evaluate_embeddings(emb[:n_users], emb[n_users:])
                     row.update({f"val_{k}": v for k, v in metrics.items() if k.startswith(("recall", "ndcg"))})
                     score = metrics[f"recall@{cfg.eval_k}"]
                     if score > best:
                         best, best_epoch, stale = score, epoch, 0
-                        self._keep(emb, n_users)
+                        best_ego = ego.detach().clone()
                     else:
                         stale += 1
                     progress.update(task, description=f"LightGCN val recall@{cfg.eval_k} {score:.4f}")
                 self.history_.append(row)
                 progress.update(task, advance=1)
-                if evaluator is not None and stale >= cfg.patience:
+                if (evaluator is not None and stale >= cfg.patience) or out_of_time:
                     break
         if evaluator is None:
-            self._keep(self._final(adj, ego, n_users), n_users)
-            best_epoch = epochs
+            best_ego, best_epoch = ego.detach(), epoch
+        if final_graph is not None and final_graph is not graph:
+            adj = to_torch_csr(normalized_adjacency(final_graph), dev)
+        self._keep(self._final(adj, best_ego, n_users), n_users)
         self.best_epoch_ = best_epoch
         return best_epoch
 

@@ -13,8 +13,11 @@ from rankstack.retrieval.itemknn import ItemKNN
 from rankstack.retrieval.lightgcn import LightGCN
 from rankstack.retrieval.popular import MostPopular
 from rankstack.retrieval.two_tower import TwoTower
+from rankstack.sequential.sasrec import SASRec
 
-SOURCES: dict[str, type[CandidateSource]] = {cls.name: cls for cls in (MostPopular, ItemKNN, EASE, LightGCN, TwoTower)}
+SOURCES: dict[str, type[CandidateSource]] = {
+    cls.name: cls for cls in (MostPopular, ItemKNN, EASE, LightGCN, TwoTower, SASRec)
+}
 
 
 def build_source(name: str, params: Mapping[str, object] | None = None) -> CandidateSource:

@@ -1,0 +1,82 @@
+"""The SASRec network: item + learned position embeddings, pre-LN causal self-attention blocks, tied output."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class CausalBlock(nn.Module):
+    """x ← x + Drop(MHA(LN(x))) ; x ← x + Drop(FFN(LN(x))), attention restricted to earlier, non-pad items."""
+
+    def __init__(self, dim: int, heads: int, dropout: float, ffn_mult: int = 1) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"hidden dim {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(ffn_mult * dim, dim))
+        self.drop = nn.Dropout(dropout)
+        self.attn_dropout = dropout
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """``x`` [B, L, D]; ``allowed`` [B, 1, L, L] bool, True where query i may attend key j."""
+        b, length, dim = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.heads, dim // self.heads).unbind(2)
+        attn = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=allowed,
+            dropout_p=self.attn_dropout if self.training else 0.0)
+        x = x + self.drop(self.out(attn.transpose(1, 2).reshape(b, length, dim)))
+        return x + self.drop(self.ffn(self.norm2(x)))
+
+
+class SASRecNet(nn.Module):
+    """Hidden state h_t of every position; score(t, i) = ⟨h_t, e_i⟩ with the input item embeddings (tied).
+
+    Item ids are shifted by one inside the network: 0 is padding, item i is row i + 1.
+    """
+
+    def __init__(self, n_items: int, max_len: int, dim: int, blocks: int, heads: int, dropout: float,
+                 ffn_mult: int = 1) -> None:
+        super().__init__()
+        self.n_items, self.max_len, self.dim = n_items, max_len, dim
+        self.items = nn.Embedding(n_items + 1, dim, padding_idx=0)
+        self.positions = nn.Embedding(max_len, dim)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(CausalBlock(dim, heads, dropout, ffn_mult) for _ in range(blocks))
+        self.norm = nn.LayerNorm(dim)
+        nn.init.normal_(self.items.weight, std=dim**-0.5)
+        nn.init.normal_(self.positions.weight, std=dim**-0.5)
+        with torch.no_grad():
+            self.items.weight[0].zero_()
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        """``seq`` [B, L] of shifted ids, left-padded with 0 → hidden states [B, L, D] (0 at pads)."""
+        length = seq.shape[1]
+        if length > self.max_len:
+            raise ValueError(f"sequence length {length} exceeds max_len {self.max_len}")
+        valid = seq > 0
+        pos = torch.arange(self.max_len - length, self.max_len, device=seq.device)
+        x = self.items(seq) * math.sqrt(self.dim) + self.positions(pos)
+        x = self.drop(x) * valid.unsqueeze(-1)
+        causal = torch.ones(length, length, dtype=torch.bool, device=seq.device).tril()
+        eye = torch.eye(length, dtype=torch.bool, device=seq.device)
+        allowed = ((causal & valid[:, None, :]) | eye).unsqueeze(1)
+        for block in self.blocks:
+            x = block(x, allowed) * valid.unsqueeze(-1)
+        return self.norm(x) * valid.unsqueeze(-1)
+
+    def item_table(self) -> torch.Tensor:
+        """Output embeddings of the real items [n_items, D] (row i is internal item i)."""
+        return self.items.weight[1:]
+
+    def last_hidden(self, seq: torch.Tensor) -> torch.Tensor:
+        """Hidden state at the last position [B, D] (sequences are left-padded, so that is the newest item)."""
+        return self.forward(seq)[:, -1]

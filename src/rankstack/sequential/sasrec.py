@@ -1,0 +1,243 @@
+"""SASRec (Kang & McAuley, ICDM 2018) trained with cross-entropy over the catalog ("SASRec+",
+Klenitskiy & Vasilev, RecSys 2023); a candidate source for full retrieval and a ranker of given candidates.
+
+Scoring needs only a user's item history, so a history that grew after training (fresh clicks from the
+online state) is scored without retraining: see :meth:`SASRec.score_histories`.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch.nn import functional as F
+
+from rankstack.data.dataset import Dataset
+from rankstack.device import resolve_device
+from rankstack.progress import new_progress
+from rankstack.retrieval.base import PAD_ITEM, CandidateSource, SourceConfig
+from rankstack.sequential.batches import SequenceTable, pad_left
+from rankstack.sequential.net import SASRecNet
+
+
+class SASRecConfig(SourceConfig):
+    """Defaults follow the SASRec paper's ML-1M set-up (200 items, 2 blocks, 1 head, dim 64)."""
+
+    max_len: int = Field(default=200, ge=1)
+    hidden_dim: int = Field(default=64, ge=1)
+    blocks: int = Field(default=2, ge=1)
+    heads: int = Field(default=1, ge=1)
+    ffn_mult: int = Field(default=1, ge=1)
+    dropout: float = Field(default=0.2, ge=0, lt=1)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    batch_size: int = Field(default=128, ge=1)
+    epochs: int = Field(default=200, ge=1)
+    sampled_negatives: int = Field(default=0, ge=0, description="0: full softmax; else uniform shared negatives")
+    crop: Literal["last", "random"] = "last"
+    validation: bool = Field(default=True, description="hold out each user's last item to early-stop on")
+    eval_every: int = Field(default=1, ge=1)
+    patience: int = Field(default=10, ge=1)
+    eval_k: int = Field(default=10, ge=1)
+    time_budget_s: float | None = Field(default=None, gt=0)
+    amp: bool = Field(default=True, description="bfloat16 autocast on CUDA")
+    seed: int = 0
+    device: str = "auto"
+
+
+class SASRec(CandidateSource):
+    """score(u, i) = ⟨h_T(u), e_i⟩: the last hidden state of u's history against the tied item embeddings.
+
+    Loss: mean over non-pad positions t of −log softmax_i(⟨h_t, e_i⟩)[s_{t+1}] (full catalog), or over the
+    target plus ``sampled_negatives`` shared uniform negatives (accidental hits masked).
+    """
+
+    name = "sasrec"
+    config_class = SASRecConfig
+    config: SASRecConfig
+
+    def fit(self, dataset: Dataset) -> SASRec:
+        """Train on every user's sequence; early-stop on each user's last item when ``validation``."""
+        cfg = self.config
+        self.train_ = dataset.interaction_matrix(binary=True)
+        self.device_ = resolve_device(cfg.device)
+        self.n_items_ = dataset.n_items
+        self.histories_ = [np.asarray(s, dtype=np.int64) for s in dataset.sequences()]
+        torch.manual_seed(cfg.seed)
+        self.net_ = SASRecNet(self.n_items_, cfg.max_len, cfg.hidden_dim, cfg.blocks, cfg.heads, cfg.dropout,
+                              cfg.ffn_mult).to(self.device_)
+        self.history_: list[dict[str, float]] = []
+        if cfg.validation:
+            fit_seqs = [s[:-1] if len(s) >= 3 else s for s in self.histories_]
+            val_users = np.array([u for u, s in enumerate(self.histories_) if len(s) >= 3], dtype=np.int64)
+        else:
+            fit_seqs, val_users = self.histories_, np.zeros(0, dtype=np.int64)
+        self._train(fit_seqs, val_users)
+        return self
+
+    def _autocast(self) -> AbstractContextManager[Any]:
+        if self.config.amp and self.device_.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _train(self, seqs: list[np.ndarray], val_users: np.ndarray) -> None:
+        """Adam over shuffled users each epoch; keeps the weights of the best validation NDCG."""
+        cfg, dev = self.config, self.device_
+        table = SequenceTable(seqs, dev)
+        rows = torch.from_numpy(np.flatnonzero([len(s) >= 2 for s in seqs])).to(dev)
+        if rows.numel() == 0:
+            raise ValueError("SASRec needs at least one user with two or more events to train on")
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(cfg.seed)
+        opt = torch.optim.AdamW(self.net_.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
+        best, best_state, stale, t0 = -1.0, None, 0, time.perf_counter()
+        self.best_epoch_ = cfg.epochs
+        with new_progress() as progress:
+            task = progress.add_task("SASRec", total=cfg.epochs)
+            for epoch in range(1, cfg.epochs + 1):
+                self.net_.train()
+                perm = rows[torch.randperm(rows.numel(), device=dev, generator=gen)]
+                total = torch.zeros((), device=dev)
+                for start in range(0, perm.numel(), cfg.batch_size):
+                    batch = perm[start : start + cfg.batch_size]
+                    inputs, targets = table.windows(batch, cfg.max_len, table.sample_ends(batch, cfg.max_len,
+                                                                                          cfg.crop, gen))
+                    loss = self._loss(inputs, targets, gen)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    total += loss.detach() * len(batch)
+                row: dict[str, float] = {"epoch": epoch, "wall_s": time.perf_counter() - t0,
+                                         "loss": float(total) / rows.numel()}
+                out_of_time = cfg.time_budget_s is not None and row["wall_s"] >= cfg.time_budget_s
+                if len(val_users) and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs or out_of_time):
+                    metrics = self.validate(seqs, val_users)
+                    row.update(metrics)
+                    score = metrics[f"val_ndcg@{cfg.eval_k}"]
+                    if score > best:
+                        best, stale, self.best_epoch_ = score, 0, epoch
+                        best_state = copy.deepcopy(self.net_.state_dict())
+                    else:
+                        stale += 1
+                    progress.update(task, description=f"SASRec val ndcg@{cfg.eval_k} {score:.4f}")
+                self.history_.append(row)
+                progress.update(task, advance=1)
+                if stale >= cfg.patience or out_of_time:
+                    break
+        if best_state is not None:
+            self.net_.load_state_dict(best_state)
+        self.net_.eval()
+
+    def _loss(self, inputs: torch.Tensor, targets: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Cross-entropy of the next item at every non-pad position (full catalog or sampled)."""
+        with self._autocast():
+            hidden = self.net_(inputs)
+            mask = targets > 0
+            h, y = hidden[mask], targets[mask] - 1
+            items = self.net_.item_table()
+            n_neg = self.config.sampled_negatives
+            if n_neg == 0 or n_neg >= self.n_items_:
+                return F.cross_entropy(h @ items.T, y)
+            neg = torch.randint(0, self.n_items_, (n_neg,), device=h.device, generator=gen)
+            pos_logit = (h * items[y]).sum(-1, keepdim=True)
+            neg_logits = (h @ items[neg].T).masked_fill(neg[None, :] == y[:, None], float("-inf"))
+            logits = torch.cat([pos_logit, neg_logits], dim=1)
+            return F.cross_entropy(logits, torch.zeros_like(y))
+
+    @torch.no_grad()
+    def validate(self, seqs: Sequence[np.ndarray], val_users: np.ndarray, batch_size: int = 1024) -> dict[str, float]:
+        """NDCG@k and HR@k of each validation user's held-out last item, history items excluded (full ranking)."""
+        k = self.config.eval_k
+        self.net_.eval()
+        ndcg = hits = 0.0
+        for start in range(0, len(val_users), batch_size):
+            users = val_users[start : start + batch_size]
+            hist = [seqs[u] for u in users]
+            scores = self.score_histories(hist)
+            target = torch.as_tensor([self.histories_[u][-1] for u in users], device=scores.device)
+            rows = torch.from_numpy(np.repeat(np.arange(len(users)), [len(h) for h in hist])).to(scores.device)
+            scores[rows, torch.from_numpy(np.concatenate(hist)).to(scores.device)] = float("-inf")
+            target_score = scores.gather(1, target[:, None])
+            rank = (scores > target_score).sum(1).float()
+            hit = (rank < k) & torch.isfinite(target_score.squeeze(1))
+            ndcg += float((hit / torch.log2(rank + 2)).sum())
+            hits += float(hit.sum())
+        n = max(1, len(val_users))
+        return {f"val_ndcg@{k}": ndcg / n, f"val_hr@{k}": hits / n}
+
+    @torch.no_grad()
+    def user_states(self, histories: Sequence[np.ndarray], batch_size: int = 2048) -> torch.Tensor:
+        """Last hidden state [B, D] (float32) of each history of internal item ids (any length, may be empty)."""
+        self._require_fitted()
+        self._check_items(histories)
+        self.net_.eval()
+        out = []
+        for start in range(0, len(histories), batch_size):
+            seq = pad_left(histories[start : start + batch_size], self.config.max_len, self.device_)
+            with self._autocast():
+                out.append(self.net_.last_hidden(seq).float())
+        if not out:
+            return torch.zeros(0, self.config.hidden_dim, device=self.device_)
+        return torch.cat(out)
+
+    def score_histories(self, histories: Sequence[np.ndarray]) -> torch.Tensor:
+        """Scores of every item [B, n_items] for each history (e.g. the training history plus fresh clicks)."""
+        with torch.no_grad():
+            return self.user_states(histories) @ self.net_.item_table().float().T
+
+    def score_candidates(self, histories: Sequence[np.ndarray], candidates: np.ndarray) -> torch.Tensor:
+        """Scores [B, C] of given candidate item ids per history; ``-1`` padding scores −inf."""
+        cand = torch.as_tensor(np.asarray(candidates, dtype=np.int64), device=self.device_)
+        if cand.ndim != 2 or cand.shape[0] != len(histories):
+            raise ValueError(f"candidates must be [{len(histories)}, C], got {tuple(cand.shape)}")
+        if cand.numel() and int(cand.max()) >= self.n_items_:
+            raise ValueError(f"candidate item id {int(cand.max())} is outside the catalog of {self.n_items_} items")
+        with torch.no_grad():
+            states = self.user_states(histories)
+            emb = self.net_.item_table().float()[cand.clamp_min(0)]
+            scores = torch.einsum("bcd,bd->bc", emb, states)
+        return scores.masked_fill(cand == PAD_ITEM, float("-inf"))
+
+    def score(self, user_ids: np.ndarray) -> torch.Tensor:
+        """Scores of every item from each user's full training history."""
+        self._require_fitted()
+        return self.score_histories([self.histories_[int(u)] for u in np.asarray(user_ids)])
+
+    def update_histories(self, user_ids: Sequence[int], items: Sequence[int]) -> None:
+        """Append events (internal ids, in time order) to the stored histories; no retraining needed."""
+        self._check_items([np.asarray(items, dtype=np.int64)])
+        for user, item in zip(user_ids, items, strict=True):
+            self.histories_[int(user)] = np.append(self.histories_[int(user)], np.int64(item))
+
+    def _check_items(self, histories: Sequence[np.ndarray]) -> None:
+        for h in histories:
+            if len(h) and (int(np.max(h)) >= self.n_items_ or int(np.min(h)) < 0):
+                raise ValueError(f"history holds item ids outside [0, {self.n_items_}): map unknown items out first")
+
+    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Network weights, the stored histories (flattened + offsets) and the training history."""
+        tensors = {f"net.{k}": v.detach() for k, v in self.net_.state_dict().items()}
+        lengths = np.array([len(h) for h in self.histories_], dtype=np.int64)
+        tensors["histories.items"] = torch.from_numpy(np.concatenate([*self.histories_, np.zeros(0, np.int64)]))
+        tensors["histories.offsets"] = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+        return tensors, {"n_items": self.n_items_, "history": self.history_, "best_epoch": self.best_epoch_}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Rebuild the network on the configured device and restore weights and histories."""
+        cfg = self.config
+        self.device_ = resolve_device(cfg.device)
+        self.n_items_ = int(meta["n_items"])
+        self.net_ = SASRecNet(self.n_items_, cfg.max_len, cfg.hidden_dim, cfg.blocks, cfg.heads, cfg.dropout,
+                              cfg.ffn_mult).to(self.device_)
+        self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        self.net_.eval()
+        items, offsets = tensors["histories.items"].numpy(), tensors["histories.offsets"].numpy()
+        self.histories_ = [items[offsets[u] : offsets[u + 1]].copy() for u in range(len(offsets) - 1)]
+        self.history_ = list(meta.get("history", []))
+        self.best_epoch_ = int(meta.get("best_epoch", 0))

@@ -1,0 +1,123 @@
+"""SASRec: learns a planted order, causal attention, online histories, candidate scoring, persistence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cycles import cycle_dataset
+
+from rankstack.data.splits import make_split
+from rankstack.errors import ConfigError
+from rankstack.evaluation.evaluator import Evaluator
+from rankstack.experiment import fit_and_eval_parts
+from rankstack.retrieval.persistence import load_source, save_source
+from rankstack.retrieval.registry import build_source
+from rankstack.sequential import SASRec, SASRecConfig
+from rankstack.sequential.net import SASRecNet
+
+SMALL = {"max_len": 16, "hidden_dim": 32, "heads": 2, "dropout": 0.0, "lr": 5e-3, "epochs": 40, "batch_size": 64,
+         "eval_every": 5, "patience": 4, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[SASRec, object, object]:
+    data = cycle_dataset()
+    fit, test = fit_and_eval_parts(make_split(data, "leave_one_out"), "test")
+    torch.set_num_threads(1)
+    return SASRec(SASRecConfig(**SMALL)).fit(fit), fit, test
+
+
+def test_learns_the_planted_next_item(fitted: tuple[SASRec, object, object]) -> None:
+    model, fit, test = fitted
+    metrics = Evaluator.from_datasets(fit, test, ks=[1, 10]).evaluate(model)
+    assert metrics["hr@1"] > 0.8  # popularity would be ~1/40
+    assert model.history_[-1]["val_hr@10"] > 0.8
+    assert 1 <= model.best_epoch_ <= len(model.history_)
+
+
+def test_fresh_click_changes_scores_without_retraining(fitted: tuple[SASRec, object, object]) -> None:
+    model, fit, _ = fitted
+    history = model.histories_[0]
+    last = str(fit.item_map.to_external(np.array([history[-1]]))[0])
+    following = int(fit.item_map.to_internal([f"i{(int(last[1:]) + 1) % 40}"])[0])
+    before = model.score_histories([history])[0]
+    after = model.score_histories([np.append(history, following)])[0]
+    assert not torch.allclose(before, after)
+    assert int(torch.argmax(before)) == following  # the planted next item is the top score
+    saved = list(model.histories_)
+    try:
+        model.update_histories([0], [following])
+        assert torch.allclose(model.score(np.array([0]))[0], after)
+    finally:
+        model.histories_ = saved
+
+
+def test_score_candidates_gathers_full_scores(fitted: tuple[SASRec, object, object]) -> None:
+    model, _, _ = fitted
+    hist = [model.histories_[u] for u in range(3)]
+    cand = np.array([[0, 5, -1], [7, 2, 3], [-1, -1, 1]])
+    full = model.score_histories(hist)
+    got = model.score_candidates(hist, cand)
+    for r in range(3):
+        for c in range(3):
+            if cand[r, c] < 0:
+                assert torch.isneginf(got[r, c])
+            else:
+                assert got[r, c] == pytest.approx(float(full[r, cand[r, c]]), rel=1e-5, abs=1e-5)
+
+
+def test_save_load_round_trip(fitted: tuple[SASRec, object, object], tmp_path: Path) -> None:
+    model, fit, _ = fitted
+    save_source(model, tmp_path / "sasrec", dataset=fit)
+    loaded = load_source(tmp_path / "sasrec")
+    users = np.arange(5)
+    assert torch.allclose(model.score(users), loaded.score(users), atol=1e-5)
+    assert [len(h) for h in loaded.histories_] == [len(h) for h in model.histories_]
+
+
+def test_attention_is_causal_and_padding_invariant() -> None:
+    torch.manual_seed(0)
+    net = SASRecNet(n_items=20, max_len=8, dim=16, blocks=2, heads=2, dropout=0.0).eval()
+    seq = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8]])
+    changed = seq.clone()
+    changed[0, -1] = 12
+    h1, h2 = net(seq), net(changed)
+    assert torch.allclose(h1[:, :-1], h2[:, :-1], atol=1e-6)  # earlier positions never see later items
+    assert not torch.allclose(h1[:, -1], h2[:, -1])
+    shorter = net(seq[:, 2:])  # same history with less left padding
+    assert torch.allclose(shorter[:, -1], h1[:, -1], atol=1e-5)
+    assert torch.all(h1[0, :2] == 0)
+
+
+def test_sampled_negatives_train_too() -> None:
+    data = cycle_dataset(n_users=80)
+    cfg = SASRecConfig(**{**SMALL, "epochs": 3, "sampled_negatives": 10})
+    model = SASRec(cfg).fit(data)
+    assert np.isfinite(model.history_[-1]["loss"])
+
+
+@pytest.mark.parametrize(("params", "match"), [
+    ({"hidden_dim": 30, "heads": 4}, "divisible"),
+    ({"dropout": 1.0}, "dropout"),
+    ({"max_len": 0}, "max_len"),
+    ({"crop": "middle"}, "crop"),
+    ({"nonsense": 1}, "nonsense"),
+])
+def test_bad_configs_are_refused(params: dict[str, object], match: str) -> None:
+    if match == "divisible":
+        with pytest.raises(ValueError, match=match):
+            SASRec(SASRecConfig(**{**SMALL, **params})).fit(cycle_dataset(n_users=10))
+        return
+    with pytest.raises(ConfigError, match=match):
+        build_source("sasrec", params)
+
+
+def test_unknown_item_ids_are_refused(fitted: tuple[SASRec, object, object]) -> None:
+    model, _, _ = fitted
+    with pytest.raises(ValueError, match="outside"):
+        model.score_histories([np.array([0, model.n_items_])])
+    with pytest.raises(ValueError, match="outside the catalog"):
+        model.score_candidates([np.array([0])], np.array([[model.n_items_]]))
