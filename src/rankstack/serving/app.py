@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from rankstack.errors import RankstackError
 from rankstack.pipeline.api import KnownItems, RecommendRequest, RecommendResponse, StateStore
+from rankstack.serving.batcher import MicroBatcher, OverloadedError
 from rankstack.serving.guard import GuardedState, StateBreaker
 from rankstack.serving.metrics import ServiceMetrics
 from rankstack.serving.middleware import ServiceMiddleware
@@ -45,7 +49,30 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     metrics = ServiceMetrics()
     metrics.model_loaded.set(slot.current.loaded_at)
     breaker = StateBreaker(settings.state_retry_s)
-    app = FastAPI(title="rankstack", version="1", summary="Multi-stage recommendations and feedback events.")
+
+    def run_batch(requests: list[RecommendRequest]) -> list[RecommendResponse]:
+        """One batched pipeline call on the current model; the state view records whether reads degraded."""
+        guarded = GuardedState(state, breaker)
+        with slot.use() as loaded:
+            responses = loaded.recommender.recommend(requests, guarded, deadline_s=settings.deadline_s)
+        for response in responses:
+            if guarded.used:
+                response.stages["state"] = "degraded" if guarded.degraded else "ran"
+                response.stage_ms["state"] = round(guarded.elapsed_s * 1000.0, 3)
+                if guarded.degraded and response.fallback is None:
+                    response.fallback = "no_fresh_state"
+        return responses
+
+    def observe_batch(size: int, waited_s: float) -> None:
+        """Record a batch's size and how long its oldest request waited."""
+        metrics.batch_size.observe(size)
+        metrics.queue_seconds.observe(waited_s)
+
+    batcher = MicroBatcher(run_batch, max_batch=settings.max_batch, max_wait_s=settings.batch_wait_ms / 1000.0,
+                           max_queue=settings.max_queue, on_batch=observe_batch)
+
+    app = FastAPI(title="rankstack", version="1", summary="Multi-stage recommendations and feedback events.",
+                  lifespan=_closing(batcher))
     app.state.slot, app.state.metrics, app.state.store = slot, metrics, state
 
     @app.exception_handler(RequestValidationError)
@@ -61,13 +88,14 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         return JSONResponse(status_code=422, content=exc.body.model_dump())
 
     @app.post("/v1/recommend", response_model=RecommendResponse, responses=_errors(400, 413, 422, 503))
-    def recommend(body: RecommendRequest) -> RecommendResponse:
+    async def recommend(body: RecommendRequest) -> RecommendResponse:
         """A slate of ``k`` items for one user; ``stages`` says which stages ran, degraded or fell back."""
         request = body if body.request_id else body.model_copy(update={"request_id": uuid.uuid4().hex})
-        guarded = GuardedState(state, breaker)
         try:
-            with slot.use() as loaded:
-                [response] = loaded.recommender.recommend([request], guarded, deadline_s=settings.deadline_s)
+            response = await asyncio.wrap_future(batcher.submit(request))
+        except OverloadedError as exc:
+            metrics.errors.labels("/v1/recommend", "overloaded").inc()
+            raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc
         except RankstackError as exc:
             if isinstance(exc, ValueError):  # RequestError: e.g. a filter on an attribute the catalog lacks
                 metrics.errors.labels("/v1/recommend", "bad_request").inc()
@@ -75,14 +103,9 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
             metrics.errors.labels("/v1/recommend", "recommender").inc()
             raise HTTPException(503, f"recommender failed: {exc}") from exc
         except Exception as exc:
-            log.exception("recommender failed")
+            log.error("recommender failed: %s", exc, exc_info=exc)
             metrics.errors.labels("/v1/recommend", "recommender").inc()
             raise HTTPException(503, f"recommender failed: {type(exc).__name__}") from exc
-        if guarded.used:
-            response.stages["state"] = "degraded" if guarded.degraded else "ran"
-            response.stage_ms["state"] = round(guarded.elapsed_s * 1000.0, 3)
-            if guarded.degraded and response.fallback is None:
-                response.fallback = "no_fresh_state"
         metrics.observe_response(response)
         return response
 
@@ -151,6 +174,17 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
 
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app
+
+
+def _closing(batcher: MicroBatcher) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """A lifespan that stops the batcher's worker when the server shuts down."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        batcher.close()
+
+    return lifespan
 
 
 _ROUTES = {"/v1/recommend", "/v1/events", "/healthz", "/readyz", "/metrics", "/admin/reload"}

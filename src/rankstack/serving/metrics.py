@@ -33,6 +33,10 @@ class ServiceMetrics:
         self.state_up = Gauge("rankstack_state_store_up", "1 when the state store answered its last check.",
                               registry=r)
         self.reloads = Counter("rankstack_model_reloads", "Reload attempts by result.", ["result"], registry=r)
+        self.batch_size = Histogram("rankstack_recommend_batch_size", "Requests per batched pipeline call.",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
+        self.queue_seconds = Histogram("rankstack_recommend_queue_seconds", "Wait before a request's batch starts.",
+                                       buckets=LATENCY_BUCKETS, registry=r)
         self.model_loaded = Gauge("rankstack_model_loaded_timestamp_seconds", "When the served model was loaded.",
                                   registry=r)
 

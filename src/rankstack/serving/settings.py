@@ -21,6 +21,9 @@ class ServiceSettings(BaseModel):
     max_body_bytes: int = Field(default=1_000_000, ge=1_024, description="Larger request bodies get 413.")
     deadline_s: float | None = Field(default=0.1, gt=0, description="Time budget handed to Recommender.recommend.")
     state_retry_s: float = Field(default=1.0, ge=0, description="After a state-store failure, skip it this long.")
+    max_batch: int = Field(default=32, ge=1, le=1_024, description="Most requests answered by one pipeline call.")
+    batch_wait_ms: float = Field(default=0.0, ge=0, le=100, description="Extra wait for a batch to fill (0: none).")
+    max_queue: int = Field(default=1_000, ge=1, description="Waiting requests beyond this get 503 (load shedding).")
     warmup_user: str = Field(default="__rankstack_warmup__", description="User of the smoke request run on reload.")
 
     @classmethod

@@ -1,0 +1,103 @@
+"""Micro-batching: concurrent recommend requests are answered by one batched ``Recommender.recommend`` call.
+
+One worker thread takes the first waiting request, then every request queued behind it (up to ``max_batch``,
+waiting at most ``max_wait_s`` for more), and runs them as one batch: the pipeline is batch-first, so eight
+requests cost about twice one. A batch that raises is re-run one request at a time, so one bad request
+fails alone. A queue longer than ``max_queue`` sheds load (``OverloadedError``, answered as 503).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from rankstack.errors import RankstackError
+from rankstack.pipeline.api import RecommendRequest, RecommendResponse
+
+log = logging.getLogger(__name__)
+BatchFn = Callable[[list[RecommendRequest]], list[RecommendResponse]]
+
+
+class OverloadedError(RankstackError):
+    """Too many requests are already waiting; the client should retry later."""
+
+
+@dataclass
+class _Job:
+    """One queued request and the future its endpoint awaits."""
+
+    request: RecommendRequest
+    future: Future[RecommendResponse] = field(default_factory=Future)
+    queued_at: float = field(default_factory=time.perf_counter)
+
+
+class MicroBatcher:
+    """Runs ``run_batch`` on batches of queued requests in one worker thread."""
+
+    def __init__(self, run_batch: BatchFn, *, max_batch: int = 32, max_wait_s: float = 0.0,
+                 max_queue: int = 1_000, on_batch: Callable[[int, float], None] | None = None) -> None:
+        self.run_batch = run_batch
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self.on_batch = on_batch
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="rankstack-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, request: RecommendRequest) -> Future[RecommendResponse]:
+        """Queue one request; the future holds its response or the exception its batch raised."""
+        if self._queue.qsize() >= self.max_queue:
+            raise OverloadedError(f"{self.max_queue} requests are already waiting; retry shortly")
+        job = _Job(request)
+        self._queue.put(job)
+        return job.future
+
+    def close(self) -> None:
+        """Finish the queued requests, then stop the worker."""
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        """Collect a batch behind the first waiting request, run it, repeat until ``close``."""
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            jobs, stop = [first], False
+            until = time.perf_counter() + self.max_wait_s
+            while len(jobs) < self.max_batch:
+                try:
+                    left = until - time.perf_counter()
+                    job = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                jobs.append(job)
+            if self.on_batch is not None:
+                self.on_batch(len(jobs), time.perf_counter() - first.queued_at)
+            self._run(jobs)
+            if stop:
+                return
+
+    def _run(self, jobs: list[_Job]) -> None:
+        """Answer every job of the batch; a failing batch is split so that only the bad request fails."""
+        try:
+            responses = self.run_batch([j.request for j in jobs])
+        except BaseException as exc:
+            if len(jobs) == 1:
+                jobs[0].future.set_exception(exc)
+                return
+            log.info("a batch of %d failed (%s); answering its requests one by one", len(jobs), exc)
+            for job in jobs:
+                self._run([job])
+            return
+        for job, response in zip(jobs, responses, strict=True):
+            job.future.set_result(response)

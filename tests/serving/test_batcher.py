@@ -1,0 +1,61 @@
+"""Micro-batching: requests queued behind a running batch share the next call; a bad request fails alone."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from rankstack.pipeline.api import RecommendRequest, RecommendResponse
+from rankstack.serving.batcher import MicroBatcher, OverloadedError
+
+
+def answer(requests: list[RecommendRequest]) -> list[RecommendResponse]:
+    """One empty slate per request, echoing the user."""
+    return [RecommendResponse(request_id=r.request_id or "", user_id=r.user_id, items=[]) for r in requests]
+
+
+def test_requests_waiting_behind_a_batch_share_the_next_call() -> None:
+    gate, sizes = threading.Event(), []
+
+    def run(requests: list[RecommendRequest]) -> list[RecommendResponse]:
+        sizes.append(len(requests))
+        gate.wait(5)
+        return answer(requests)
+
+    batcher = MicroBatcher(run, max_batch=4)
+    futures = [batcher.submit(RecommendRequest(user_id=f"u{i}")) for i in range(9)]
+    gate.set()
+    assert [f.result(5).user_id for f in futures] == [f"u{i}" for i in range(9)]
+    assert sum(sizes) == 9 and max(sizes) <= 4 and len(sizes) < 9
+    batcher.close()
+
+
+def test_a_failing_request_fails_alone() -> None:
+    def run(requests: list[RecommendRequest]) -> list[RecommendResponse]:
+        if any(r.user_id == "bad" for r in requests):
+            raise ValueError("bad user")
+        return answer(requests)
+
+    gate = threading.Event()
+    batcher = MicroBatcher(lambda rs: (gate.wait(5), run(rs))[1], max_batch=8)
+    futures = [batcher.submit(RecommendRequest(user_id=u)) for u in ("a", "bad", "c")]
+    gate.set()
+    assert futures[0].result(5).user_id == "a" and futures[2].result(5).user_id == "c"
+    with pytest.raises(ValueError, match="bad user"):
+        futures[1].result(5)
+    batcher.close()
+
+
+def test_a_full_queue_sheds_load() -> None:
+    gate = threading.Event()
+    batcher = MicroBatcher(lambda rs: (gate.wait(5), answer(rs))[1], max_batch=1, max_queue=2)
+    first = batcher.submit(RecommendRequest(user_id="running"))
+    while batcher._queue.qsize():  # wait until the worker has taken the first request
+        pass
+    queued = [batcher.submit(RecommendRequest(user_id=f"q{i}")) for i in range(2)]
+    with pytest.raises(OverloadedError, match="retry"):
+        batcher.submit(RecommendRequest(user_id="one too many"))
+    gate.set()
+    assert [f.result(5).user_id for f in [first, *queued]] == ["running", "q0", "q1"]
+    batcher.close()
