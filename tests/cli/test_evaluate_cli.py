@@ -87,17 +87,27 @@ def test_evaluate_reports_bad_arguments_without_traceback(args: list[str], messa
     assert "Traceback" not in result.output
 
 
-def test_quickstart_compares_baselines_and_writes_a_report(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["quickstart", "--out", str(tmp_path), "--users", "2"])
+def test_quickstart_trains_the_pipeline_compares_baselines_and_writes_a_report(tmp_path: Path) -> None:
+    config = tmp_path / "quick.yaml"
+    config.write_text(
+        "name: quick\nsources:\n  - {name: popular, k: 50, quota: 10}\n"
+        "  - {name: itemknn, settings: {neighbors: 50}, k: 100}\nmerge: {k: 100}\n"
+        "evaluation: {ks: [10, 20], funnel_ks: [50, 100]}\n"
+    )
+    artifact = tmp_path / "artifact"
+    result = runner.invoke(app, ["quickstart", "--out", str(tmp_path), "--users", "2", "--config", str(config),
+                                 "--artifact", str(artifact)])
     assert result.exit_code == 0, result.output
-    for name in ("popular", "itemknn", "ease"):
+    for name in ("popular", "itemknn", "ease", "pipeline"):
         assert name in result.output
     assert "Toy Story" in result.output or "(19" in result.output  # movie titles, not ids
+    assert f"rankstack serve {artifact}" in " ".join(result.output.split())
     page = (tmp_path / "index.html").read_text()
     assert "data:image/png;base64," in page and "Example recommendations" in page
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert set(saved["metrics"]) == {"popular", "itemknn", "ease"}
+    assert set(saved["metrics"]) == {"popular", "itemknn", "ease", "pipeline"}
     assert saved["metrics"]["ease"]["recall@10"] > saved["metrics"]["popular"]["recall@10"]
+    assert (artifact / "manifest.json").is_file() and saved["version"].startswith("quick-")
 
 
 def test_validation_is_carved_from_train_when_the_split_has_none() -> None:

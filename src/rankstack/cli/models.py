@@ -35,12 +35,15 @@ def list_models(
         console.print(f"No versions registered in {escape(str(reg.root))} (train one: rankstack train -o DIR).")
         return
     table = Table(title=f"registry {reg.root}", title_justify="left")
-    for col in ("", "version", "created", "recall@20", "ndcg@20", "artifact"):
-        table.add_column(col)
+    table.add_column("")
+    table.add_column("version", no_wrap=True)
+    for col in ("recall@20", "ndcg@20"):
+        table.add_column(col, justify="right")
+    table.add_column("artifact", overflow="fold")
     for row in rows:
         metrics = row["metrics"]
         path = row["path"] if row["exists"] else f"{row['path']} (missing)"
-        table.add_row("*" if row["active"] else "", row["version"], row["created_at"],
+        table.add_row("*" if row["active"] else "", row["version"],
                       f"{metrics['recall@20']:.4f}" if "recall@20" in metrics else "",
                       f"{metrics['ndcg@20']:.4f}" if "ndcg@20" in metrics else "", escape(path))
     console.print(table)

@@ -1,4 +1,5 @@
-"""``rankstack quickstart``: the main job on the bundled ml-latest-small data."""
+"""``rankstack quickstart``: train the default multi-stage pipeline on the bundled ml-latest-small, evaluate it
+next to the single-model baselines, write the artifact and an HTML report; serves nothing."""
 
 from __future__ import annotations
 
@@ -9,20 +10,23 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
+from rich.markup import escape
 
-from rankstack.cli.common import console, friendly_errors, parse_ks
+from rankstack.cli.common import console, friendly_errors
 from rankstack.cli.evaluate import metrics_table
 from rankstack.data.dataset import Dataset
-from rankstack.data.loaders import load_dataset
-from rankstack.data.splits import leave_one_out
+from rankstack.evaluation.evaluator import Evaluator
 from rankstack.evaluation.report import UserExample, write_report
-from rankstack.experiment import evaluate_source, fit_and_eval_parts
 from rankstack.io import write_text_atomic
-from rankstack.provenance import code_version, machine_info
-from rankstack.retrieval.base import CandidateSource
+from rankstack.pipeline.api import RecommendRequest
+from rankstack.pipeline.artifact import save_artifact
+from rankstack.pipeline.config import load_pipeline_config
+from rankstack.pipeline.pipeline import Pipeline
+from rankstack.pipeline.train import train_pipeline
 from rankstack.retrieval.registry import build_source
 
 BASELINES: dict[str, dict[str, Any]] = {"popular": {}, "itemknn": {"neighbors": 100}, "ease": {"l2": 200.0}}
+PIPELINE_ROW = "pipeline"
 
 
 def _titles(dataset: Dataset, item_ids: np.ndarray) -> list[str]:
@@ -35,81 +39,91 @@ def _titles(dataset: Dataset, item_ids: np.ndarray) -> list[str]:
     return [str(x) for x in dataset.item_map.to_external(ids).to_list()]
 
 
-def _examples(
-    fit_data: Dataset, held_out: Dataset, models: dict[str, CandidateSource], users: np.ndarray
-) -> list[UserExample]:
-    """Top-10 lists with titles for a few users, marking their held-out item."""
+def _examples(pipeline: Pipeline, fit_data: Dataset, held_out: Dataset, users: np.ndarray,
+              baseline: Any) -> list[UserExample]:
+    """Top-10 lists with titles for a few users (the pipeline's slate and a baseline's), marking held-out items."""
     sequences = fit_data.sequences()
     truth = dict(held_out.events.select("user_id", "item_id").iter_rows())
+    external = [str(u) for u in fit_data.user_map.to_external(users).to_list()]
+    responses = pipeline.recommend([RecommendRequest(user_id=u, k=10, request_id=f"quickstart-{u}")
+                                    for u in external])
     examples = []
-    for user in users:
-        lists = {}
-        for name, model in models.items():
-            recs = model.retrieve(np.array([user]), k=10).item_ids[0]
-            titles = _titles(fit_data, recs)
-            lists[name] = [(t, int(i) == truth.get(int(user))) for t, i in zip(titles, recs[recs >= 0], strict=True)]
-        examples.append(
-            UserExample(
-                user=str(fit_data.user_map.to_external([int(user)])[0]),
-                history=_titles(fit_data, sequences[user][-5:][::-1]),
-                lists=lists,
-            )
-        )
+    for user, name, response in zip(users, external, responses, strict=True):
+        slate = fit_data.item_map.to_internal([i.item_id for i in response.items], strict=False)
+        lists = {PIPELINE_ROW: slate, "ease": baseline.retrieve(np.array([user]), k=10).item_ids[0]}
+        examples.append(UserExample(
+            user=name, history=_titles(fit_data, sequences[user][-5:][::-1]),
+            lists={label: [(t, int(i) == truth.get(int(user)))
+                           for t, i in zip(_titles(fit_data, ids), ids[ids >= 0], strict=True)]
+                   for label, ids in lists.items()},
+        ))
     return examples
 
 
 def quickstart(
     out: Annotated[Path, typer.Option("--out", help="Folder for the HTML report.")] = Path("reports/quickstart"),
-    k: Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")] = "10,20",
+    artifact: Annotated[Path, typer.Option("--artifact", help="Where to write the trained pipeline.")] = Path(
+        "artifacts/quickstart"),
+    config: Annotated[Path | None, typer.Option("--config", help="Pipeline YAML (default: the default pipeline).")
+                      ] = None,
     users: Annotated[int, typer.Option("--users", help="How many users to show recommendations for.")] = 3,
     seed: Annotated[int, typer.Option("--seed", help="Picks the example users.")] = 0,
 ) -> None:
-    """Train and compare the baselines on the bundled ml-latest-small, show recommendations, write a report."""
-    ks = parse_ks(k)
+    """Train the default pipeline on the bundled ml-latest-small, compare it with the baselines, write a report."""
     started = time.perf_counter()
     with friendly_errors():
-        data = load_dataset("ml-latest-small")
-        split = leave_one_out(data)
-        fit_data, held_out = fit_and_eval_parts(split, "test")
-        console.print(
-            f"[bold]ml-latest-small[/]: {data.n_users:,} users, {data.n_items:,} movies, {len(data):,} ratings. "
-            f"Leave-one-out by time: the last rating of each user is the test item, the one before it "
-            f"validation (trained on here); full ranking over all movies, seen movies removed."
-        )
-        results: dict[str, dict[str, float]] = {}
-        models: dict[str, CandidateSource] = {}
+        cfg = load_pipeline_config(config)
+        result = train_pipeline(cfg, log=lambda msg: console.print(escape(msg)))
+        fit_data, held_out, manifest = result.fit_data, result.held_out, result.manifest
+        ks = cfg.evaluation.ks
+        metrics = manifest["metrics"]
+        results: dict[str, dict[str, float]] = dict(metrics["sources"])
+        evaluator = Evaluator.from_datasets(fit_data, held_out, ks=ks)
+        fitted: dict[str, Any] = {}
         for name, params in BASELINES.items():
-            model = build_source(name, params)
-            metrics, timings = evaluate_source(model, fit_data, held_out, ks)
-            results[name] = metrics
-            models[name] = model
-            console.print(f"  {name}: fit {timings['fit_s']:.2f} s, evaluate {timings['evaluate_s']:.2f} s")
-        columns = [f"{m}@{kk}" for kk in ks for m in ("recall", "ndcg", "mrr", "map", "coverage")]
-        console.print(metrics_table("Baselines on ml-latest-small (test)", {n: {c: r[c] for c in columns}
-                                                                           for n, r in results.items()}))
+            if name not in results:
+                t0 = time.perf_counter()
+                fitted[name] = build_source(name, params).fit(fit_data)
+                results[name] = evaluator.evaluate(fitted[name])
+                console.print(f"  baseline {name}: fit + evaluate {time.perf_counter() - t0:.1f} s")
+        results[PIPELINE_ROW] = metrics["pipeline"]
+        columns = [f"{m}@{k}" for k in ks for m in ("recall", "ndcg", "mrr", "coverage")]
+        console.print(metrics_table(f"{cfg.data.name} ({manifest['data']['eval_on']}): each source alone vs the "
+                                    f"whole pipeline's final slate", {n: {c: r[c] for c in columns}
+                                                                      for n, r in results.items()}))
         test_users = held_out.events.get_column("user_id").unique().sort().to_numpy()
-        picked = np.random.default_rng(seed).choice(test_users, size=min(users, len(test_users)), replace=False)
-        examples = _examples(fit_data, held_out, models, np.sort(picked))
+        picked = np.sort(np.random.default_rng(seed).choice(test_users, size=min(users, len(test_users)),
+                                                            replace=False))
+        baseline = fitted.get("ease") or result.pipeline.parts.sources.get("ease")
+        examples = _examples(result.pipeline, fit_data, held_out, picked, baseline) if baseline is not None else []
         for ex in examples:
-            console.print(f"\n[bold]User {ex.user}[/] recently rated: {'; '.join(ex.history)}")
-            for rank, (title, hit) in enumerate(ex.lists["ease"], start=1):
-                console.print(f"  {rank:2d}. {title}{'  [green]← held-out movie[/]' if hit else ''}")
-        machine = machine_info()
+            console.print(f"\n[bold]User {escape(ex.user)}[/] recently rated: {escape('; '.join(ex.history))}")
+            for rank, (title, hit) in enumerate(ex.lists[PIPELINE_ROW], start=1):
+                console.print(f"  {rank:2d}. {escape(title)}{'  [green]← held-out movie[/]' if hit else ''}")
+        save_artifact(result.pipeline.parts, manifest, artifact, overwrite=True)
+        result.pipeline.close()
+        machine = manifest["machine"]
+        wall = time.perf_counter() - started
+        data = manifest["data"]
         report = write_report(
             out / "index.html",
-            title="rankstack quickstart — baselines on ml-latest-small",
+            title=f"rankstack quickstart — the {cfg.name} pipeline on {data['name']}",
             results=results,
             metrics=[f"{m}@{ks[0]}" for m in ("recall", "ndcg", "hr", "mrr", "map", "coverage")],
             meta={
-                "dataset": f"ml-latest-small ({data.n_users} users, {data.n_items} items, {len(data)} ratings)",
-                "protocol": "leave-one-out by time, full ranking, seen items removed",
+                "dataset": f"{data['name']} ({data['users']} users, {data['items']} items, {data['events']} events)",
+                "protocol": f"{data['split']}, full ranking, seen items removed; '{PIPELINE_ROW}' is the final "
+                            f"slate from recommend() (stages: {', '.join(manifest['stages'])})",
+                "artifact": f"{artifact} (version {manifest['version']})",
                 "machine": f"{machine['cpu']} ({machine['cpu_count']} cores), torch {machine['torch']}",
-                "wall time": f"{time.perf_counter() - started:.1f} s",
+                "wall time": f"{wall:.1f} s",
             },
             examples=examples,
         )
-        record = {"dataset": "ml-latest-small", "split": "leave_one_out", "models": BASELINES, "metrics": results,
-                   "wall_s": round(time.perf_counter() - started, 2), "machine": machine,
-                   "code_version": code_version()}
+        record = {"dataset": data["name"], "split": data["split"], "pipeline": cfg.model_dump(mode="json"),
+                  "baselines": BASELINES, "metrics": results, "funnel": metrics["funnel"],
+                  "version": manifest["version"], "artifact": str(artifact), "wall_s": round(wall, 2),
+                  "machine": machine, "code_version": manifest["code_version"]}
         write_text_atomic(out / "results.json", json.dumps(record, indent=2) + "\n")
-    console.print(f"\nReport: {report.resolve()}  (total {time.perf_counter() - started:.1f} s)")
+    console.print(f"\nReport: {escape(str(report.resolve()))}  (total {time.perf_counter() - started:.1f} s)")
+    console.print(f"Next: [bold]rankstack serve {escape(str(artifact))}[/]")
