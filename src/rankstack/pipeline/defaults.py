@@ -10,10 +10,18 @@ DEFAULT: dict[str, Any] = {
     "name": "default",
     "data": {"name": "ml-latest-small", "split": "leave_one_out", "eval_on": "test"},
     "sources": [
-        {"name": "popular", "k": 100, "quota": 20},
+        {"name": "popular", "k": 100, "quota": 20, "weight": 0.3},
         {"name": "itemknn", "settings": {"neighbors": 100}, "k": 200, "quota": 100},
     ],
     "merge": {"k": 200},
+    "ranker": {
+        "source": "sasrec",
+        "settings": {"epochs": 5, "time_budget_s": 90, "max_len": 50, "hidden_dim": 64, "batch_size": 256,
+                     "lr": 0.002, "validation": False},
+        "history": 50,
+    },
+    "value": {"objective": {"name": "ranker_and_retrieval", "terms": [
+        {"weight": 0.3, "factors": ["ranker"]}, {"weight": 1.0, "factors": ["retrieval"]}]}},
     "exploration": {"policy": "epsilon_greedy", "epsilon": 0.05, "pool": 50, "seed": 0},
     "deadlines_ms": {"retrieval": 200, "ranker": 100, "rerank": 50},
     "evaluation": {"ks": [10, 20], "funnel_ks": [50, 100, 200]},
@@ -21,5 +29,5 @@ DEFAULT: dict[str, Any] = {
 
 
 def default_config() -> PipelineConfig:
-    """The default multi-stage pipeline (popular + item-kNN retrieval, exploration with propensities)."""
+    """The default pipeline: popular + item-kNN → SASRec re-scoring → value blend → ε-greedy exploration."""
     return validate_pipeline_config(DEFAULT, "<default pipeline>")
