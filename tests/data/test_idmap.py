@@ -78,3 +78,15 @@ def test_out_of_range_internal_ids_and_bad_maps() -> None:
         IdMap(pl.Series([1, 1]))
     with pytest.raises(DataValidationError, match="null"):
         IdMap(pl.Series([1, None]))
+
+
+@given(st.lists(st.text(max_size=4), min_size=1, max_size=30, unique=True),
+       st.lists(st.text(max_size=4), max_size=20))
+def test_small_string_lookups_equal_the_join(known: list[str], asked: list[str]) -> None:
+    """The dict fast path used per request answers exactly what the polars join answers."""
+    m = IdMap.fit(known)
+    fast = m.to_internal(asked, strict=False)
+    assert fast.tolist() == m.to_internal(pl.Series(asked, dtype=pl.String), strict=False).tolist()
+    if any(a not in known for a in asked):
+        with pytest.raises(KeyError, match="unknown external id"):
+            m.to_internal(asked)

@@ -11,6 +11,8 @@ import polars as pl
 from rankstack.errors import DataValidationError
 from rankstack.io import atomic_write
 
+_SMALL = 256
+
 
 class IdMap:
     """A bijection external id ↔ internal index; internal index i is the i-th sorted distinct id."""
@@ -26,6 +28,7 @@ class IdMap:
         self._lookup = pl.DataFrame(
             {"external_id": external, "internal_id": np.arange(len(external), dtype=np.int64)}
         )
+        self._dict: dict[object, int] | None = None
 
     @classmethod
     def fit(cls, values: pl.Series | Iterable[object], *, name: str = "id") -> IdMap:
@@ -49,7 +52,12 @@ class IdMap:
 
     def to_internal(self, values: pl.Series | Iterable[object], *, strict: bool = True) -> np.ndarray:
         """Internal indices of ``values``; unknown ids raise (strict) or map to -1."""
-        series = values if isinstance(values, pl.Series) else pl.Series(list(values))
+        if not isinstance(values, pl.Series):
+            values = list(values)
+            fast = self._small_lookup(values)
+            if fast is not None and (not strict or (fast >= 0).all()):
+                return fast
+        series = values if isinstance(values, pl.Series) else pl.Series(values)
         series = series.rename("external_id")
         if series.dtype != self.dtype:
             series = series.cast(self.dtype, strict=False)
@@ -62,6 +70,19 @@ class IdMap:
             first = int(mapped.is_null().arg_true()[0])
             raise KeyError(f"{self.name}: unknown external id {series[first]!r} (position {first})")
         return mapped.fill_null(-1).to_numpy().astype(np.int64)
+
+    def _small_lookup(self, values: list[object]) -> np.ndarray | None:
+        """A dict lookup for a few string ids (per-request serving), or None where the join must decide.
+
+        Only string ids against a string map qualify, so the answer is exactly the join's; the dict is built
+        on first use.
+        """
+        if len(values) > _SMALL or self.dtype != pl.String or not all(type(v) is str for v in values):
+            return None
+        if self._dict is None:
+            self._dict = {ext: i for i, ext in enumerate(self.external_.to_list())}
+        table = self._dict
+        return np.fromiter((table.get(v, -1) for v in values), dtype=np.int64, count=len(values))
 
     def to_external(self, ids: np.ndarray | Iterable[int]) -> pl.Series:
         """External ids for internal indices (raises IndexError when out of range)."""
