@@ -58,6 +58,13 @@ def test_same_request_same_draw() -> None:
     assert a[0].tolist() == b[0].tolist()
 
 
+def test_softmax_with_unscored_items_still_gives_probabilities() -> None:
+    items, props = softmax_sample(POOL[:4], np.array([-np.inf] * 4), 2, 1.0, np.random.default_rng(0))
+    assert len(items) == 2 and np.allclose(props, 0.5)
+    items, props = softmax_sample(POOL[:4], np.array([1.0, -np.inf, 0.5, -np.inf]), 3, 1.0, np.random.default_rng(0))
+    assert len(set(items.tolist())) == 3 and np.all((props > 0) & (props <= 1))
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     scores=st.lists(st.floats(-20, 20, allow_nan=False), min_size=1, max_size=30),

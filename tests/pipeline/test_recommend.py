@@ -194,3 +194,12 @@ def test_known_items(small_split: tuple[Dataset, Dataset]) -> None:
 
 def test_state_store_protocol_is_satisfied_by_the_fake() -> None:
     assert isinstance(FakeState(), StateStore)
+
+
+def test_a_stuck_ranker_does_not_starve_retrieval(small_split: tuple[Dataset, Dataset]) -> None:
+    pipe = build(small_split[0], ranker={"source": "fakeseq", "settings": {"mode": "sleep", "sleep_s": 0.6}},
+                 deadlines_ms={"ranker": 20, "retrieval": 300})
+    for _ in range(3):  # more calls than ranker workers: they stay busy sleeping
+        (resp,) = pipe.recommend([RecommendRequest(user_id="u1", k=3)])
+        assert resp.stages["retrieval"] == "ran" and resp.stages["ranker"] == "degraded"
+    pipe.close()

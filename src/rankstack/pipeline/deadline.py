@@ -29,14 +29,15 @@ class Outcome(Generic[T]):
 
 
 class StageRunner:
-    """Runs stage calls inline (no budget) or on a small worker pool, waiting at most the budget.
+    """Runs stage calls inline (no budget) or on a small worker pool per stage, waiting at most the budget.
 
-    A stage that overruns keeps running on its worker, but its result is dropped and the caller goes on.
+    A stage that overruns keeps running on its worker, but its result is dropped and the caller goes on; a
+    stage whose workers are all stuck times out on its own, without starving the other stages.
     """
 
     def __init__(self, workers: int = 2) -> None:
         self._workers = workers
-        self._pool: ThreadPoolExecutor | None = None
+        self._pools: dict[str, ThreadPoolExecutor] = {}
 
     def run(self, stage: str, fn: Callable[[], T], budget_s: float | None) -> Outcome[T]:
         """``fn()`` within ``budget_s`` seconds (None: no limit, run inline); never raises."""
@@ -47,9 +48,11 @@ class StageRunner:
             else:
                 if budget_s <= 0:
                     return Outcome(None, "timeout", 0.0)
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="rankstack-stage")
-                value = self._pool.submit(fn).result(timeout=budget_s)
+                pool = self._pools.get(stage)
+                if pool is None:
+                    pool = self._pools.setdefault(
+                        stage, ThreadPoolExecutor(self._workers, thread_name_prefix=f"rankstack-{stage}"))
+                value = pool.submit(fn).result(timeout=budget_s)
         except FutureTimeout:
             LOGGER.warning("stage %s ran past its %.1f ms budget", stage, 1000 * (budget_s or 0))
             return Outcome(None, "timeout", time.perf_counter() - start)
@@ -59,7 +62,7 @@ class StageRunner:
         return Outcome(value, None, time.perf_counter() - start)
 
     def close(self) -> None:
-        """Stop the worker pool (running stages finish in the background)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        """Stop the worker pools (running stages finish in the background)."""
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)

@@ -50,7 +50,8 @@ def softmax_sample(pool: np.ndarray, scores: np.ndarray, k: int, temperature: fl
     """
     k = min(k, len(pool))
     z = np.asarray(scores, np.float64) / temperature
-    z = np.where(np.isfinite(z), z, np.nanmin(np.where(np.isfinite(z), z, np.inf)) - 50.0)
+    finite = np.isfinite(z)
+    z = np.where(finite, z, z[finite].min() - 50.0 if finite.any() else 0.0)  # unscored items: last, still > 0
     w = np.exp(z - z.max())
     pi = capped_inclusion(w[None, :], k)[0]
     cum = np.cumsum(pi)
