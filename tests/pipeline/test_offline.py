@@ -55,3 +55,21 @@ def test_eval_on_picks_the_held_out_part(tmp_path: Path, eval_on: str) -> None:
     config = validate_pipeline_config(config_dict(data={"name": str(log), "eval_on": eval_on}))
     result = train_pipeline(config)
     assert result.manifest["data"]["eval_on"] == eval_on and len(result.held_out) == 60
+
+
+def test_sasrec_ranker_trains_saves_and_reloads_with_identical_slates(tmp_path: Path) -> None:
+    from rankstack.pipeline.api import RecommendRequest
+    from rankstack.pipeline.artifact import save_artifact
+    from rankstack.pipeline.pipeline import Pipeline
+
+    log = tmp_path / "events.csv"
+    small_events().write_csv(log)
+    sasrec = {"source": "sasrec", "history": 10, "settings": {"epochs": 2, "max_len": 10, "hidden_dim": 8,
+                                                              "validation": False, "device": "cpu"}}
+    config = validate_pipeline_config(config_dict(data={"name": str(log)}, ranker=sasrec))
+    result = train_pipeline(config)
+    save_artifact(result.pipeline.parts, result.manifest, tmp_path / "art")
+    reqs = [RecommendRequest(user_id=u, k=5, request_id=u) for u in ("u1", "u2", "nobody")]
+    before = [r.model_dump(exclude={"stage_ms"}) for r in result.pipeline.recommend(reqs)]
+    after = [r.model_dump(exclude={"stage_ms"}) for r in Pipeline.load(tmp_path / "art").recommend(reqs)]
+    assert before == after and before[0]["stages"]["ranker"] == "ran"
