@@ -41,7 +41,10 @@ def test_train_pipeline_on_an_event_log(tmp_path: Path) -> None:
     manifest = result.manifest
     assert manifest["data"]["split"] == "leave_one_out" and len(manifest["data"]["checksum"]) == 64
     assert set(manifest["metrics"]["sources"]) == {"popular", "itemknn"}
-    assert set(manifest["metrics"]["funnel"]["recall"]) == {"popular", "itemknn", "merged"}
+    funnel = manifest["metrics"]["funnel"]
+    assert set(funnel["recall"]) == {"popular", "itemknn", "merged"}
+    kept = list(funnel["stages"].values())
+    assert next(iter(funnel["stages"])) == "retrieval (merged, 30 candidates)" and kept[0] >= kept[-1]
     assert 0.0 <= manifest["metrics"]["pipeline"]["recall@10"] <= 1.0
     assert manifest["stages"] == ["retrieval", "ranker", "exploration"]
     assert result.pipeline.version == manifest["version"] and manifest["version"].startswith("small-")

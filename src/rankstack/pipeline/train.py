@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rankstack.data.dataset import Dataset
 from rankstack.data.loaders import get_spec, load_dataset
 from rankstack.data.splits import make_split
@@ -19,10 +21,11 @@ from rankstack.experiment import fit_and_eval_parts
 from rankstack.pipeline.config import PipelineConfig
 from rankstack.pipeline.offline import evaluate_recommender
 from rankstack.pipeline.pipeline import Pipeline, PipelineParts
+from rankstack.pipeline.stages import retrieve
 from rankstack.provenance import code_version, machine_info
 from rankstack.reranking.catalog import ItemCatalog
 from rankstack.retrieval.base import CandidateSource
-from rankstack.retrieval.funnel import funnel_recall
+from rankstack.retrieval.funnel import candidate_recall, funnel_recall
 from rankstack.retrieval.popular import MostPopular
 from rankstack.retrieval.registry import build_source
 
@@ -85,7 +88,22 @@ def evaluate_stages(pipeline: Pipeline, fit_data: Dataset, held_out: Dataset, lo
                            weights={s.name: s.weight for s in cfg.sources})
     log("funnel (candidate recall):\n" + funnel.table())
     final = evaluate_recommender(pipeline, fit_data, held_out, cfg.evaluation.ks, progress=True)
-    return {"sources": per_source, "pipeline": final, "funnel": funnel.to_json()}
+    stages = {f"retrieval (merged, {cfg.merge.k} candidates)": merged_recall(pipeline, held_out),
+              **{f"final slate @{k}": final[f"recall@{k}"] for k in cfg.evaluation.ks}}
+    log("recall kept by each stage: " + ", ".join(f"{name} {value:.4f}" for name, value in stages.items()))
+    return {"sources": per_source, "pipeline": final, "funnel": {**funnel.to_json(), "stages": stages}}
+
+
+def merged_recall(pipeline: Pipeline, held_out: Dataset, batch_size: int = 256) -> float:
+    """Mean share of each held-out user's items inside the pipeline's own merged candidates (its quotas, k)."""
+    truth = held_out.interaction_matrix()
+    users = np.flatnonzero(np.diff(truth.indptr) > 0).astype(np.int64)
+    total = 0.0
+    for start in range(0, len(users), batch_size):
+        batch = users[start: start + batch_size]
+        table, _ = retrieve(pipeline.parts.sources, pipeline.config, batch)
+        total += float(np.nansum(candidate_recall(table.item_ids, truth[batch])))
+    return total / max(len(users), 1)
 
 
 def train_pipeline(config: PipelineConfig, *, data_dir: Path | None = None, log: Log | None = None) -> TrainResult:
