@@ -7,10 +7,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rankstack.data.dataset import Dataset
 from rankstack.errors import ConfigError, RequestError
 from rankstack.pipeline.api import Event, KnownItems, Recommender, RecommendRequest, RecommendResponse, StateStore
+from rankstack.pipeline.pipeline import Pipeline
 
 from .conftest import build
 
@@ -203,3 +206,34 @@ def test_a_stuck_ranker_does_not_starve_retrieval(small_split: tuple[Dataset, Da
         (resp,) = pipe.recommend([RecommendRequest(user_id="u1", k=3)])
         assert resp.stages["retrieval"] == "ran" and resp.stages["ranker"] == "degraded"
     pipe.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    user=st.sampled_from(["u0", "u4", "u17", "u33", "nobody"]),
+    k=st.integers(1, 25),
+    exclude=st.lists(st.integers(0, 45).map(lambda i: f"i{i}"), max_size=15),
+    category=st.none() | st.sampled_from(["c0", "c1", "c3"]),
+    policy=st.sampled_from(["greedy", "epsilon_greedy", "softmax"]),
+)
+def test_slates_always_respect_exclusions_filters_and_history(
+    small_split: tuple[Dataset, Dataset], user: str, k: int, exclude: list[str], category: str | None, policy: str,
+) -> None:
+    fit = small_split[0]
+    pipe = _PIPES.get(policy) or _PIPES.setdefault(policy, build(fit, exploration={"policy": policy, "pool": 12}))
+    filters = {"category": [category]} if category else {}
+    (resp,) = pipe.recommend([RecommendRequest(user_id=user, k=k, exclude=exclude, filters=filters)])
+    shown = ids(resp)
+    assert len(shown) == len(set(shown)) <= k
+    assert not set(shown) & set(exclude)
+    assert user == "nobody" or not set(shown) & seen_items(fit, user)
+    if category:
+        assert all(f"c{int(i[1:]) % 4}" == category for i in shown)
+    catalog = {f"i{i}" for i in range(40) if not category or f"c{i % 4}" == category}
+    available = catalog - set(exclude) - (set() if user == "nobody" else seen_items(fit, user))
+    assert len(shown) == min(k, len(available))  # backfill fills the slate whenever items are left
+    props = [i.propensity for i in resp.items]
+    assert all(p is None for p in props) if policy == "greedy" else all(0 < (p or 0) <= 1 for p in props)
+
+
+_PIPES: dict[str, Pipeline] = {}
