@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 RANKSTACK_QUIET=1 RANKSTACK_DATA="${RANKSTACK_DATA:-.devdata}"
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-3}"
 OUT="${OUT:-/tmp/gpu-batch}"; LIMIT="${LIMIT:-480}"; PY="${PY:-python3}"
-LOGS=benchmarks/results/gpu-logs; mkdir -p "$OUT" "$LOGS"
+LOGS=benchmarks/results/gpu-logs-call1; mkdir -p "$OUT" "$LOGS"
 if [ -n "${QUICK:-}" ]; then  # plumbing check on small data
   G=movielens-100k; ML=movielens-100k; BE=movielens-100k; DEV=cpu
   LG=(--set epochs=2 --set eval_every=1); TT=(--set epochs=1); SQ=(--quick --funnel 50)

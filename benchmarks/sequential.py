@@ -131,12 +131,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--funnel", default="50,100,200,500")
     parser.add_argument("--quick", action="store_true", help="one small config, few epochs (smoke test)")
+    parser.add_argument("--grid", type=json.loads, default=None, help="JSON list of configs replacing the preset grid")
+    parser.add_argument("--tag", default="")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     started = time.perf_counter()
     data = load_dataset(args.dataset, args.data_dir)
     fit_data, test = fit_and_eval_parts(make_split(data, "leave_one_out"), "test")
-    grid = GRIDS.get(data.name, DEFAULT_GRID)
+    grid = args.grid or GRIDS.get(data.name, DEFAULT_GRID)
     base: dict[str, Any] = {"epochs": args.epochs, "time_budget_s": args.budget_s}
     if args.quick:
         grid, base = [{"max_len": 50, "hidden_dim": 32, "dropout": 0.2}], {"epochs": 3, "eval_every": 1}
@@ -149,19 +151,26 @@ def main() -> None:
     print(f"[{data.name}] test (chosen on validation {chosen}): NDCG@10 {full['ndcg@10']:.4f} HR@10 "
           f"{full['hr@10']:.4f}", flush=True)
     sizes = [int(s) for s in args.funnel.split(",") if s]
-    rows = funnel(model, fit_data, test, sizes, evaluator) if sizes else []
     record = {"dataset": data.name, "users": data.n_users, "items": data.n_items, "events": len(data),
               "split": "leave_one_out", "chosen_config": chosen, "test": full,
-              "full_catalog_ms_per_user": full_ms, "trials": trials, "funnel": rows,
+              "full_catalog_ms_per_user": full_ms, "trials": trials, "funnel": [],
               "command": "python benchmarks/sequential.py --dataset " + args.dataset
-              + (f" --budget-s {args.budget_s:g}" if args.budget_s else ""),
-              "wall_s": round(time.perf_counter() - started, 1), "machine": machine_info(),
-              "code_version": code_version(), "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+              + (f" --budget-s {args.budget_s:g}" if args.budget_s else "")
+              + (f" --grid '{json.dumps(args.grid)}'" if args.grid else ""),
+              "machine": machine_info(), "code_version": code_version(),
+              "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"sequential-{data.name}" + ("-quick" if args.quick else "")
-    (args.out / f"{stem}.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    if rows:
-        plot(rows, full["ndcg@10"], f"retrieve → rank on {data.name}", args.out / f"{stem}-funnel.png")
+    stem = f"sequential-{data.name}" + ("-quick" if args.quick else "") + (f"-{args.tag}" if args.tag else "")
+
+    def write() -> None:
+        record["wall_s"] = round(time.perf_counter() - started, 1)
+        (args.out / f"{stem}.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+
+    write()  # the model figures survive even if the funnel is cut short
+    if sizes:
+        record["funnel"] = funnel(model, fit_data, test, sizes, evaluator)
+        write()
+        plot(record["funnel"], full["ndcg@10"], f"retrieve → rank on {data.name}", args.out / f"{stem}-funnel.png")
 
 
 if __name__ == "__main__":

@@ -93,8 +93,7 @@ def merge_candidates(candidates: Sequence[Candidates], config: MergeConfig | Non
     weights = np.array([cfg.weights.get(n, 1.0) for n in names], np.float64)
     quotas = np.array([cfg.quotas.get(n, 0) for n in names], np.int64)
     fused = np.bincount(inverse, weights=weights[src] / (cfg.rrf_k + ranks + 1.0), minlength=n_unique)
-    in_quota = np.zeros(n_unique, bool)
-    np.logical_or.at(in_quota, inverse, ranks < quotas[src])
+    in_quota = np.bincount(inverse, weights=ranks < quotas[src], minlength=n_unique) > 0
     per_src_score = np.full((n_unique, n_src), np.nan, np.float32)
     per_src_rank = np.full((n_unique, n_src), -1, np.int32)
     # a source may repeat an item; keep its best (first) rank
