@@ -86,6 +86,9 @@ def test_corrupt_weights_are_refused(saved: tuple[Pipeline, Path], tmp_path: Pat
     (lambda r: _edit_manifest(r, format="something-else/1"), "not a rankstack pipeline artifact"),
     (lambda r: _edit_manifest(r, config={"sources": [{"name": "teleporter"}]}), "incompatible artifact"),
     (lambda r: _edit_manifest(r, files={}), "field 'files'"),
+    (lambda r: _edit_manifest(r, components={"sources": {"popular": "../../elsewhere"}, "fallback": "fallback"}),
+     "outside the artifact"),
+    (lambda r: _edit_manifest(r, components=[]), "field 'components' is malformed"),
 ])
 def test_broken_artifacts_are_refused(saved: tuple[Pipeline, Path], tmp_path: Path, damage: object,
                                       message: str) -> None:

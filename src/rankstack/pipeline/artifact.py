@@ -134,6 +134,19 @@ def verify_files(root: Path, manifest: dict[str, Any]) -> None:
             raise ArtifactError(f"{path}: checksum mismatch (the file is corrupt or was changed)")
 
 
+def _check_inside(root: Path, components: Any) -> None:
+    """Every component path stays inside the artifact (a manifest cannot point the loader elsewhere)."""
+    if not isinstance(components, dict) or not isinstance(components.get("sources"), dict):
+        raise ArtifactError(f"{root / MANIFEST}: field 'components' is malformed")
+    paths = [*components["sources"].values(), components.get("ranker"), components.get("fallback")]
+    base = root.resolve()
+    for rel in paths:
+        if rel is None:
+            continue
+        if not isinstance(rel, str) or not (root / rel).resolve().is_relative_to(base):
+            raise ArtifactError(f"{root / MANIFEST}: field 'components': {rel!r} is outside the artifact")
+
+
 def load_artifact(root: Path) -> PipelineParts:
     """Validate and load an artifact directory into ``PipelineParts`` (``ArtifactError`` on any problem)."""
     root = Path(root)
@@ -144,6 +157,7 @@ def load_artifact(root: Path) -> PipelineParts:
     except ConfigError as exc:
         raise ArtifactError(f"incompatible artifact: {exc}") from None
     comps = manifest["components"]
+    _check_inside(root, comps)
     current = "?"
     try:
         current = "sources"
