@@ -79,3 +79,13 @@ def test_default_location_follows_the_environment(tmp_path: Path, monkeypatch: p
     assert default_registry_dir() == tmp_path / "r" and Registry().root == tmp_path / "r"
     monkeypatch.delenv(REGISTRY_ENV)
     assert default_registry_dir() == Path.home() / ".rankstack" / "registry"
+
+
+def test_concurrent_registrations_are_all_kept(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    arts = [fake_artifact(tmp_path / f"a{n}", f"v{n}") for n in range(8)]
+    reg = Registry(tmp_path / "reg")
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(reg.register, arts))
+    assert sorted(r["version"] for r in reg.listing()) == [f"v{n}" for n in range(8)]

@@ -7,8 +7,10 @@ they were written; the registry only points at them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,22 @@ class Registry:
     def _write(self, index: RegistryIndex) -> None:
         write_text_atomic(self.index_path, index.model_dump_json(indent=2) + "\n")
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise read-modify-write of the index across processes (an advisory lock where the OS has one)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".lock").open("a") as handle:
+            try:
+                import fcntl
+            except ImportError:  # no advisory locks on this platform: last writer wins
+                yield
+                return
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def get(self, version: str) -> Entry:
         """The entry of ``version`` (``RegistryError`` listing the known ones if absent)."""
         index = self.read()
@@ -89,19 +107,20 @@ class Registry:
             manifest = read_manifest(path)
         except ArtifactError as exc:
             raise RegistryError(f"cannot register: {exc}") from None
-        index = self.read()
         version = str(manifest["version"])
-        if any(e.version == version for e in index.versions):
-            raise RegistryError(f"version {version!r} is already registered in {self.root}")
         final = manifest.get("metrics", {}).get("pipeline", {})
         entry = Entry(version=version, path=str(path), name=str(manifest.get("name", "")),
                       created_at=str(manifest.get("created_at", "")),
                       registered_at=datetime.now(UTC).isoformat(timespec="seconds"),
                       metrics={k: float(v) for k, v in final.items() if isinstance(v, int | float)})
-        index.versions.append(entry)
-        if index.active is None and activate_if_first:
-            index.active = version
-        self._write(index)
+        with self._locked():
+            index = self.read()
+            if any(e.version == version for e in index.versions):
+                raise RegistryError(f"version {version!r} is already registered in {self.root}")
+            index.versions.append(entry)
+            if index.active is None and activate_if_first:
+                index.active = version
+            self._write(index)
         return entry
 
     def promote(self, version: str) -> Entry:
@@ -109,23 +128,25 @@ class Registry:
         entry = self.get(version)
         if not Path(entry.path).is_dir():
             raise RegistryError(f"cannot promote {version!r}: its artifact {entry.path} is gone")
-        index = self.read()
-        if index.active == version:
-            return entry
-        if index.active is not None:
-            index.previous.append(index.active)
-        index.active = version
-        self._write(index)
+        with self._locked():
+            index = self.read()
+            if index.active == version:
+                return entry
+            if index.active is not None:
+                index.previous.append(index.active)
+            index.active = version
+            self._write(index)
         return entry
 
     def rollback(self) -> Entry:
         """Re-activate the previously active version (``RegistryError`` when there is none)."""
-        index = self.read()
-        if not index.previous:
-            raise RegistryError(f"nothing to roll back to in {self.root}: no previously active version")
-        version = index.previous.pop()
-        index.active = version
-        self._write(index)
+        with self._locked():
+            index = self.read()
+            if not index.previous:
+                raise RegistryError(f"nothing to roll back to in {self.root}: no previously active version")
+            version = index.previous.pop()
+            index.active = version
+            self._write(index)
         return next(e for e in index.versions if e.version == version)
 
     def active(self) -> Entry | None:
