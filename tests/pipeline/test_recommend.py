@@ -137,6 +137,7 @@ def test_failing_or_slow_ranker_degrades_to_retrieval_order(small_split: tuple[D
     out = pipe.recommend(reqs)
     assert time.perf_counter() - start < 0.9  # did not wait for the sleeping ranker
     assert [r.stages["ranker"] for r in out] == ["degraded", "degraded"]
+    assert [r.fallback for r in out] == ["retrieval_order", "retrieval_order"]
     assert [ids(r) for r in out] == [ids(r) for r in baseline]
 
 

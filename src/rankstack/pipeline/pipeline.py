@@ -139,6 +139,8 @@ class Pipeline:
         table = st.backfill(table, need, self.popular_order, self.seen, batch.user_ids, batch.blocked, batch.allowed)
         clock.lap("retrieval")
         ranker_scores = self._rank(batch, table, started, deadline_s, stage_deadlines)
+        if ranker_scores is None and self.parts.ranker is not None:
+            fallback = [f or "retrieval_order" for f in fallback]
         clock.lap("ranker")
         order_scores = table.retrieval if ranker_scores is None else np.where(
             np.isnan(ranker_scores), table.retrieval, ranker_scores)
