@@ -78,3 +78,11 @@ def test_rerank_may_be_a_file_next_to_the_pipeline(tmp_path: Path) -> None:
     config = load_pipeline_config(_write(tmp_path, config_dict(rerank="rules.yaml")))
     assert config.rerank is not None and config.rerank.rules[0].name == "cap"
     assert config.stage_names() == ["retrieval", "rerank", "exploration"]
+
+
+def test_an_event_log_next_to_the_pipeline_file_is_found(tmp_path: Path) -> None:
+    (tmp_path / "events.csv").write_text("user_id,item_id\nu,i\n")
+    config = load_pipeline_config(_write(tmp_path, config_dict(data={"name": "events.csv"})))
+    assert config.data.name == str((tmp_path / "events.csv").resolve())
+    assert load_pipeline_config(_write(tmp_path, config_dict(data={"name": "ml-latest-small"}))).data.name == (
+        "ml-latest-small")

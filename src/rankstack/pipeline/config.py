@@ -195,7 +195,8 @@ def validate_pipeline_config(data: Any, source: str = "<config>") -> PipelineCon
 def load_pipeline_config(path: str | Path | None = None) -> PipelineConfig:
     """Read and validate a pipeline YAML file; without a path, the default pipeline.
 
-    A ``rerank`` given as a string is a path to a re-rank YAML file, relative to the pipeline file.
+    A ``rerank`` given as a string is a path to a re-rank YAML file, relative to the pipeline file; so is a
+    ``data.name`` that is an event log found next to the pipeline file.
     """
     if path is None:
         from rankstack.pipeline.defaults import default_config
@@ -216,4 +217,16 @@ def load_pipeline_config(path: str | Path | None = None) -> PipelineConfig:
         from rankstack.reranking.rules.loading import read_yaml_mapping
 
         data = {**data, "rerank": read_yaml_mapping(file.parent / data["rerank"])}
+    if isinstance(data, dict) and isinstance(data.get("data"), dict) and isinstance(data["data"].get("name"), str):
+        data = {**data, "data": {**data["data"], "name": _beside(file, data["data"]["name"])}}
     return validate_pipeline_config(data, str(file))
+
+
+def _beside(file: Path, name: str) -> str:
+    """A relative event-log path that exists next to the pipeline file, made absolute; anything else unchanged."""
+    from rankstack.data.loaders import REGISTRY
+
+    candidate = file.parent / name
+    if name in REGISTRY or Path(name).is_absolute() or not candidate.exists():
+        return name
+    return str(candidate.resolve())
