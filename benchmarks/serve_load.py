@@ -96,21 +96,24 @@ def synthetic_log(n_items: int, n_users: int, per_user: int, seed: int) -> tuple
 
 
 def pipeline_config(args: argparse.Namespace) -> dict[str, Any]:
-    """Popular + item-kNN → merge → (SASRec) → MMR + frequency cap → epsilon-greedy, k up to 20."""
+    """Popular + item-kNN (or SASRec) → merge → (SASRec) → MMR + frequency cap → epsilon-greedy, k up to 20."""
+    sasrec = {"max_len": 50, "hidden_dim": 64, "blocks": 2, "epochs": 1, "sampled_negatives": 100,
+              "validation": False, "batch_size": 256, "time_budget_s": args.ranker_budget_s, "device": "cpu"}
+    second = ({"name": "itemknn", "settings": {"neighbors": 50}} if args.retrieval == "itemknn"
+              else {"name": "sasrec", "settings": sasrec})
     config: dict[str, Any] = {
         "name": "serve-load", "data": {"name": "synthetic"},
         "sources": [{"name": "popular", "k": 100, "quota": 20},
-                    {"name": "itemknn", "settings": {"neighbors": 50}, "k": args.merge_k, "quota": args.merge_k // 2}],
+                    {**second, "k": args.merge_k, "quota": args.merge_k // 2}],
         "merge": {"k": args.merge_k},
         "rerank": {"diversity": {"method": "mmr", "relevance_weight": 0.8}, "similarity": {"attribute": "category"},
                    "depth": 40, "rules": [{"name": "cap", "type": "frequency_cap", "max_count": 3, "window_days": 1}]},
         "exploration": {"policy": "epsilon_greedy", "epsilon": 0.05, "pool": 40, "seed": 0},
         "deadlines_ms": {"retrieval": 200, "ranker": 100, "rerank": 50},
     }
-    if args.ranker != "none":
-        config["ranker"] = {"source": args.ranker, "history": 50, "settings": {
-            "max_len": 50, "hidden_dim": 64, "blocks": 2, "epochs": 1, "sampled_negatives": 100,
-            "validation": False, "batch_size": 256, "time_budget_s": args.ranker_budget_s, "device": "cpu"}}
+    if args.ranker != "none":  # a ranker naming a source without settings reuses that fitted source
+        same = args.ranker == args.retrieval
+        config["ranker"] = {"source": args.ranker, "history": 50, "settings": {} if same else sasrec}
     return config
 
 
@@ -268,6 +271,8 @@ def main() -> None:
     parser.add_argument("--merge-k", type=int, default=300)
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--ranker", default="sasrec" if "sasrec" in SOURCES else "none")
+    parser.add_argument("--retrieval", default="itemknn", choices=["itemknn", "sasrec"],
+                        help="second source next to popular (item-kNN's fit is quadratic in the catalog)")
     parser.add_argument("--ranker-budget-s", type=float, default=120.0)
     parser.add_argument("--rates", default="300", help="comma-separated offered loads (requests/s), one run each")
     parser.add_argument("--connections", type=int, default=16)
@@ -286,12 +291,14 @@ def main() -> None:
     started = time.perf_counter()
     for n_items in (int(x) for x in args.items.split(",")):
         row = measure(n_items, args, workdir)
-        row.update({"ranker": args.ranker, "merge_k": args.merge_k, "k": args.k, "connections": args.connections,
-                    "users": args.users, "machine": {"cpu": platform.processor() or platform.machine(),
-                                                     "cores": os.cpu_count(), "loadavg_after": os.getloadavg()},
+        row.update({"ranker": args.ranker, "retrieval": args.retrieval, "merge_k": args.merge_k, "k": args.k,
+                    "connections": args.connections, "users": args.users,
+                    "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                                "loadavg_after": os.getloadavg()},
                     "date": datetime.now(UTC).isoformat(timespec="seconds"),
                     "command": "python benchmarks/serve_load.py " + " ".join(sys.argv[1:])})
-        (RESULTS / f"serve_load-{n_items}.json").write_text(json.dumps(row, indent=2) + "\n")
+        suffix = "" if args.retrieval == "itemknn" else f"-{args.retrieval}"
+        (RESULTS / f"serve_load-{n_items}{suffix}.json").write_text(json.dumps(row, indent=2) + "\n")
     print(f"total wall time {time.perf_counter() - started:.0f} s; results in {RESULTS}", flush=True)
 
 
