@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -14,11 +14,13 @@ from rankstack.retrieval.base import PAD_ITEM, CandidateSource
 from rankstack.retrieval.merge import MergedCandidates, merge_candidates, merge_sources_config
 
 
-class CandidateRanker(Protocol):
-    """Scores given candidates from each user's item history (e.g. :class:`rankstack.sequential.SASRec`)."""
+@runtime_checkable
+class CandidateScorer(Protocol):
+    """A fitted model that re-scores given candidates from each user's recent history (e.g. SASRec)."""
 
     def score_candidates(self, histories: Sequence[np.ndarray], candidates: np.ndarray) -> torch.Tensor:
-        """Scores [B, C]; ``-1`` candidates score −inf."""
+        """Scores [B, C] of ``candidates`` [B, C] (internal item ids, ``-1`` pads score −inf) given
+        ``histories`` (oldest first)."""
         ...
 
 
@@ -36,7 +38,7 @@ class TwoStageRecommender:
     """Each source proposes ``n_candidates`` (seen items excluded); equal quotas merge them to ``n_candidates``;
     the ranker orders the merged set and the top-k are returned."""
 
-    def __init__(self, sources: Sequence[CandidateSource], ranker: CandidateRanker, n_candidates: int) -> None:
+    def __init__(self, sources: Sequence[CandidateSource], ranker: CandidateScorer, n_candidates: int) -> None:
         if not sources:
             raise ValueError("a two-stage recommender needs at least one candidate source")
         if n_candidates < 1:
