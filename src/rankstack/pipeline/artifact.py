@@ -4,7 +4,8 @@ Layout::
 
     manifest.json             format, version, config, data checksum, code version, machine, metrics, files
     sources/<name>/           each fitted candidate source (safetensors + JSON, rankstack.retrieval.persistence)
-    ranker/                   the ranker, unless it is one of the sources (then the manifest points there)
+    ranker/                   the ranker, unless it is one of the sources (then the manifest points there);
+                              the multi-task ranker's folder is ``rankstack.pipeline.multitask_stage``
     fallback/                 the most-popular source behind the popularity fallback
     user_map.parquet          external ids, row i = internal id i
     item_map.parquet
@@ -29,9 +30,11 @@ from safetensors.torch import load_file, save_file
 from rankstack.data.idmap import IdMap
 from rankstack.errors import ArtifactError, ConfigError
 from rankstack.io import atomic_write, sha256_file, write_text_atomic
-from rankstack.pipeline.config import validate_pipeline_config
+from rankstack.pipeline.config import MultiTaskRankerStage, validate_pipeline_config
+from rankstack.pipeline.multitask_stage import MultiTaskStage, load_stage, save_stage
 from rankstack.pipeline.pipeline import PipelineParts
 from rankstack.reranking.catalog import ItemCatalog
+from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.persistence import load_source, save_source
 from rankstack.retrieval.popular import MostPopular
 
@@ -59,7 +62,10 @@ def _write_parts(parts: PipelineParts, root: Path) -> dict[str, Any]:
     for name, source in parts.sources.items():
         save_source(source, root / "sources" / name)
         components["sources"][name] = f"sources/{name}"
-    if parts.ranker is not None:
+    if isinstance(parts.ranker, MultiTaskStage):
+        save_stage(parts.ranker, root / "ranker")
+        components["ranker"] = "ranker"
+    elif parts.ranker is not None:
         shared = next((n for n, s in parts.sources.items() if s is parts.ranker), None)
         if shared is None:
             save_source(parts.ranker, root / "ranker")
@@ -163,8 +169,10 @@ def load_artifact(root: Path) -> PipelineParts:
         current = "sources"
         sources = {name: load_source(root / rel) for name, rel in comps["sources"].items()}
         current = "ranker"
-        ranker = None
-        if comps.get("ranker"):
+        ranker: CandidateSource | MultiTaskStage | None = None
+        if comps.get("ranker") and isinstance(config.ranker, MultiTaskRankerStage):
+            ranker = load_stage(root / comps["ranker"])
+        elif comps.get("ranker"):
             rel = comps["ranker"]
             shared = rel.removeprefix("sources/") if rel.startswith("sources/") else None
             ranker = sources[shared] if shared in sources else load_source(root / rel)
@@ -191,6 +199,12 @@ def load_artifact(root: Path) -> PipelineParts:
         if shape != (len(user_map), len(item_map)):
             raise ArtifactError(f"{root}: {label} was trained on {shape}, the id maps say "
                                 f"{(len(user_map), len(item_map))}")
+    if isinstance(ranker, MultiTaskStage):
+        for label, frame, n in (("user", ranker.user_features, len(user_map)),
+                                ("item", ranker.item_features, len(item_map))):
+            if frame is not None and frame.height != n:
+                raise ArtifactError(f"{root / comps['ranker']}: {label} features have {frame.height} rows, "
+                                    f"the id maps say {n}")
     if len(histories) != len(user_map):
         raise ArtifactError(f"{root / 'histories.safetensors'}: {len(histories)} users, expected {len(user_map)}")
     return PipelineParts(config=config, sources=sources, fallback=fallback, user_map=user_map, item_map=item_map,

@@ -7,12 +7,22 @@ naming the file and the field (``sources[1] 'ease', field 'quota'``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rankstack.errors import ConfigError
+from rankstack.ranking.multitask import MultiTaskConfig
 from rankstack.reranking.pipeline import RerankConfig
 from rankstack.value.objective import ValueObjective
 
@@ -66,6 +76,7 @@ class RankerStage(_Strict):
     the candidate sources and gives no settings, that fitted source is reused.
     """
 
+    kind: Literal["sequential"] = "sequential"
     source: str = Field(min_length=1)
     settings: dict[str, Any] = Field(default_factory=dict)
     history: int = Field(default=50, ge=1, le=10_000)
@@ -80,6 +91,43 @@ class RankerStage(_Strict):
         if not callable(getattr(SOURCES[name], "score_candidates", None)):
             raise ValueError(f"source {name!r} cannot re-score candidates (it has no score_candidates method)")
         return name
+
+
+class MultiTaskRankerStage(_Strict):
+    """The multi-task ranker (``rankstack.ranking.MultiTaskRanker``) trained on logged impressions joined with the
+    candidate sources' scores; ``order_by`` (a value expression over its calibrated predictions) orders the slate.
+
+    The fit window's impressions are cut by request time: the first ``history_share`` only fits the sources
+    that score the ranker's rows (so their scores do not leak the labels), the last ``validation_share`` is
+    for early stopping and calibration, the rest trains the ranker.
+    """
+
+    kind: Literal["multitask"]
+    model: MultiTaskConfig = Field(default_factory=MultiTaskConfig)
+    order_by: ValueObjective = Field(default_factory=ValueObjective)
+    score_sources: list[str] | None = Field(default=None, description="sources whose scores are features (all)")
+    history_share: float = Field(default=0.5, gt=0.0, lt=1.0)
+    validation_share: float = Field(default=0.15, gt=0.0, lt=1.0)
+    history: int = Field(default=50, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _shares(self) -> MultiTaskRankerStage:
+        if self.history_share + self.validation_share >= 1.0:
+            raise ValueError("history_share + validation_share must leave impressions to train on (< 1)")
+        return self
+
+
+def _ranker_kind(value: Any) -> str:
+    """The ranker's ``kind``; a mapping without one is the sequential ranker (configs written before kinds)."""
+    if isinstance(value, dict):
+        return str(value.get("kind", "sequential"))
+    return str(getattr(value, "kind", "sequential"))
+
+
+RankerConfig = Annotated[
+    Annotated[RankerStage, Tag("sequential")] | Annotated[MultiTaskRankerStage, Tag("multitask")],
+    Discriminator(_ranker_kind),
+]
 
 
 class ValueStage(_Strict):
@@ -133,7 +181,7 @@ class PipelineConfig(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     sources: list[SourceStage] = Field(min_length=1)
     merge: MergeStage = Field(default_factory=MergeStage)
-    ranker: RankerStage | None = None
+    ranker: RankerConfig | None = None
     value: ValueStage | None = None
     rerank: RerankConfig | None = None
     exploration: ExplorationStage = Field(default_factory=ExplorationStage)
@@ -148,6 +196,10 @@ class PipelineConfig(_Strict):
             raise ValueError(f"sources: each source may appear once; repeated: {repeated}")
         if sum(s.quota for s in self.sources) > self.merge.k:
             raise ValueError(f"sources: quotas sum to more than merge.k = {self.merge.k}")
+        if isinstance(self.ranker, MultiTaskRankerStage) and self.ranker.score_sources is not None:
+            unknown = sorted(set(self.ranker.score_sources) - set(names))
+            if unknown:
+                raise ValueError(f"ranker.score_sources: {unknown} are not among the sources {names}")
         return self
 
     def stage_names(self) -> list[str]:
@@ -168,7 +220,12 @@ def _where(error: dict[str, Any], data: Any) -> str:
             label += f" '{entry['name']}'"
         parts.append(label)
         loc = loc[2:]
-    if error["type"] == "extra_forbidden":
+    if len(loc) >= 2 and loc[0] == "ranker" and loc[1] in ("sequential", "multitask"):
+        loc = [loc[0], *loc[2:]]  # the union's tag adds nothing for the reader
+    if error["type"] == "union_tag_invalid":
+        field = ".".join(str(p) for p in loc)
+        msg = f"unknown kind {error.get('input', {}).get('kind')!r}; expected 'sequential' or 'multitask'"
+    elif error["type"] == "extra_forbidden":
         field = ".".join(str(p) for p in loc[:-1])
         msg = f"unknown field '{loc[-1]}'"
     elif error["type"] == "missing":

@@ -16,8 +16,9 @@ from rankstack.errors import ConfigError
 from rankstack.pipeline import stages as st
 from rankstack.pipeline.api import RecommendRequest, RecommendResponse, ScoredItem, StateStore
 from rankstack.pipeline.batch import ItemFilters, RequestBatch, build_batch
-from rankstack.pipeline.config import PipelineConfig
+from rankstack.pipeline.config import MultiTaskRankerStage, PipelineConfig
 from rankstack.pipeline.deadline import StageRunner
+from rankstack.pipeline.multitask_stage import MultiTaskStage
 from rankstack.pipeline.policy import explore, request_rng
 from rankstack.pipeline.state_exposure import RowExposure
 from rankstack.reranking.base import RerankContext
@@ -47,8 +48,9 @@ class _Clock:
 
 @dataclass
 class PipelineParts:
-    """Everything a trained pipeline holds: fitted sources, optional ranker, the popularity fallback,
-    id maps, each known user's training sequence (internal ids, oldest first) and the item catalog."""
+    """Everything a trained pipeline holds: fitted sources, optional ranker (a sequential source or the multi-task
+    stage), the popularity fallback, id maps, each known user's training sequence (internal ids, oldest first)
+    and the item catalog."""
 
     config: PipelineConfig
     sources: dict[str, CandidateSource]
@@ -56,7 +58,7 @@ class PipelineParts:
     user_map: IdMap
     item_map: IdMap
     histories: list[np.ndarray]
-    ranker: CandidateSource | None = None
+    ranker: CandidateSource | MultiTaskStage | None = None
     catalog: ItemCatalog | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
 
@@ -68,8 +70,7 @@ class Pipeline:
         self.parts = parts
         self.config = parts.config
         self.version: str = str(parts.manifest.get("version", "unsaved"))
-        if parts.ranker is not None and not isinstance(parts.ranker, st.CandidateScorer):
-            raise ConfigError(f"ranker {type(parts.ranker).__name__} has no score_candidates method")
+        self._check_ranker()
         self.popular_order = np.argsort(-parts.fallback.item_counts_.numpy(), kind="stable").astype(np.int64)
         self.seen: sp.csr_matrix = parts.fallback._require_fitted()
         self.filters = ItemFilters(parts.catalog, len(parts.item_map))
@@ -81,10 +82,24 @@ class Pipeline:
         self._check_value_fields()
         self.runner = StageRunner()
 
+    def _check_ranker(self) -> None:
+        ranker, stage = self.parts.ranker, self.config.ranker
+        if isinstance(stage, MultiTaskRankerStage):
+            if not isinstance(ranker, MultiTaskStage):
+                got = type(ranker).__name__
+                raise ConfigError(f"ranker kind 'multitask' needs a fitted multi-task stage, not {got}")
+            missing = sorted(stage.order_by.fields - ranker.predictions)
+            if missing:
+                raise ConfigError(f"ranker.order_by reads {missing}; the ranker predicts {sorted(ranker.predictions)}")
+        elif stage is not None and ranker is not None and not isinstance(ranker, st.CandidateScorer):
+            raise ConfigError(f"ranker {type(ranker).__name__} has no score_candidates method")
+
     def _check_value_fields(self) -> None:
         if self.config.value is None:
             return
         known = {"ranker", "retrieval", *self.parts.sources}
+        if isinstance(self.parts.ranker, MultiTaskStage):
+            known |= self.parts.ranker.predictions
         if self.parts.catalog is not None:
             known |= {a for a in self.parts.catalog.attributes if self.parts.catalog.column(a).dtype.is_numeric()}
         missing = sorted(self.config.value.objective.fields - known)
@@ -138,16 +153,20 @@ class Pipeline:
         table = st.eligible(table, batch.blocked, batch.allowed)
         table = st.backfill(table, need, self.popular_order, self.seen, batch.user_ids, batch.blocked, batch.allowed)
         clock.lap("retrieval")
-        ranker_scores = self._rank(batch, table, started, deadline_s, stage_deadlines)
-        if ranker_scores is None and self.parts.ranker is not None:
+        ranker_scores, heads = self._rank(batch, table, state, started, deadline_s, stage_deadlines)
+        if ranker_scores is None and self.parts.ranker is not None and self.config.ranker is not None:
             fallback = [f or "retrieval_order" for f in fallback]
         clock.lap("ranker")
         order_scores = table.retrieval if ranker_scores is None else np.where(
             np.isnan(ranker_scores), table.retrieval, ranker_scores)
         if self.config.value is not None:
-            preds = st.predictions(table, ranker_scores, p.catalog, self.config.value.objective.fields)
-            order_scores = st.blend(self.config.value, table, preds)
-            batch.mark("value", "ran")
+            fields = self.config.value.objective.fields
+            if isinstance(p.ranker, MultiTaskStage) and fields & p.ranker.predictions and not heads:
+                batch.mark("value", "skipped")  # the ranker's predictions are missing: retrieval order stands
+            else:
+                preds = st.predictions(table, ranker_scores, p.catalog, fields, heads)
+                order_scores = st.blend(self.config.value, table, preds)
+                batch.mark("value", "ran")
         keyed = np.where(table.item_ids >= 0, order_scores, -np.inf)
         order = np.argsort(-keyed, axis=1, kind="stable")
         table = table.take(order)
@@ -186,22 +205,44 @@ class Pipeline:
                 fallback[row] = "popularity"
         return st.stack(parts, len(batch.requests))
 
-    def _rank(self, batch: RequestBatch, table: st.CandidateTable, started: float, deadline_s: float | None,
-              enforce: bool) -> np.ndarray | None:
-        """Ranker scores, or None when the ranker is absent, failed or overran (retrieval order is kept)."""
-        ranker = self.parts.ranker
-        if ranker is None or self.config.ranker is None:
-            return None
+    def _rank(self, batch: RequestBatch, table: st.CandidateTable, state: StateStore | None, started: float,
+              deadline_s: float | None, enforce: bool) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+        """Ranker scores and (multi-task) per-head predictions; None and {} when the ranker is absent, failed or
+        overran (retrieval order is kept)."""
+        ranker, stage = self.parts.ranker, self.config.ranker
+        if ranker is None or stage is None:
+            return None, {}
+        budget = self._budget("ranker", started, deadline_s, enforce)
+        if isinstance(ranker, MultiTaskStage) and isinstance(stage, MultiTaskRankerStage):
+            multitask, order_by = ranker, stage.order_by
+            outcome = self.runner.run("ranker", lambda: self._multitask(multitask, batch, table, state), budget)
+            if outcome.value is None:
+                batch.mark("ranker", "degraded")
+                return None, {}
+            batch.mark("ranker", "ran")
+            return order_by.score(outcome.value), outcome.value
         assert isinstance(ranker, st.CandidateScorer)
-        outcome = self.runner.run("ranker", lambda: st.rank(ranker, table, batch.histories),
-                                  self._budget("ranker", started, deadline_s, enforce))
-        if outcome.value is None:
+        scored = self.runner.run("ranker", lambda: st.rank(ranker, table, batch.histories), budget)
+        if scored.value is None:
             batch.mark("ranker", "degraded")
-            return None
+            return None, {}
         with_history = [r for r, h in enumerate(batch.histories) if len(h)]
         batch.mark("ranker", "skipped")
         batch.mark("ranker", "ran", with_history)
-        return outcome.value
+        return scored.value, {}
+
+    def _multitask(self, ranker: MultiTaskStage, batch: RequestBatch, table: st.CandidateTable,
+                   state: StateStore | None) -> dict[str, np.ndarray]:
+        """The multi-task ranker's predictions [B, C]; exposures are the user's impressions in the state store."""
+        exposures = np.zeros(table.item_ids.shape)
+        if state is not None:
+            seen = RowExposure(batch, state, self.parts.item_map)
+            for row in range(len(batch.requests)):
+                counts = seen.counts(row, since=0.0, events=("impression",))
+                if counts:
+                    exposures[row] = [counts.get(int(i), 0) for i in table.item_ids[row]]
+        contexts = [r.context for r in batch.requests]
+        return ranker.predict(batch.user_ids, table.item_ids, contexts, exposures, self.parts.sources)
 
     def _rerank(self, batch: RequestBatch, ids: np.ndarray, scores: np.ndarray, depth: int,
                 state: StateStore | None, started: float, deadline_s: float | None,

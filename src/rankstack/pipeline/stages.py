@@ -146,13 +146,16 @@ def rank(scorer: CandidateScorer, table: CandidateTable, histories: Sequence[np.
     return out
 
 
-def predictions(table: CandidateTable, ranker: np.ndarray | None,
-                catalog: ItemCatalog | None, fields: set[str]) -> dict[str, np.ndarray]:
-    """Per-candidate predictions a value objective may read: ranker, retrieval, each source, item attributes."""
+def predictions(table: CandidateTable, ranker: np.ndarray | None, catalog: ItemCatalog | None, fields: set[str],
+                heads: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Per-candidate predictions a value objective may read: ranker, retrieval, each source, the multi-task
+    ranker's calibrated ``heads`` (click, conversion, cvr, revenue, payout), item attributes."""
     out: dict[str, np.ndarray] = {"retrieval": table.retrieval}
     out["ranker"] = table.retrieval if ranker is None else np.where(np.isnan(ranker), table.retrieval, ranker)
     for name, scores in table.source_scores.items():
         out[name] = np.where(np.isnan(scores), np.nanmin(scores, initial=0.0), scores)
+    for name, values in (heads or {}).items():
+        out[name] = np.nan_to_num(values, nan=0.0)
     if catalog is not None:
         for name in fields - set(out):
             if name in catalog.attributes and catalog.column(name).dtype.is_numeric():

@@ -18,7 +18,9 @@ from rankstack.data.loaders import get_spec, load_dataset
 from rankstack.data.splits import make_split
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.experiment import fit_and_eval_parts
-from rankstack.pipeline.config import PipelineConfig
+from rankstack.pipeline.config import MultiTaskRankerStage, PipelineConfig
+from rankstack.pipeline.multitask_stage import MultiTaskStage
+from rankstack.pipeline.multitask_train import fit_multitask
 from rankstack.pipeline.offline import evaluate_recommender
 from rankstack.pipeline.pipeline import Pipeline, PipelineParts
 from rankstack.pipeline.stages import retrieve
@@ -58,14 +60,20 @@ def new_version(name: str, when: datetime) -> str:
 
 
 def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log) -> PipelineParts:
-    """Fit the sources, the ranker (on the same training data) and the popularity fallback, in order."""
+    """Fit the sources, the ranker and the popularity fallback, in order.
+
+    A sequential ranker trains on the same interactions as the sources; the multi-task ranker on the logged
+    impressions joined with the scores of sources fitted on the impressions before its window.
+    """
     sources: dict[str, CandidateSource] = {}
     for stage in config.sources:
         t0 = time.perf_counter()
         sources[stage.name] = build_source(stage.name, stage.settings).fit(fit_data)
         log(f"source {stage.name}: fitted in {time.perf_counter() - t0:.1f} s")
-    ranker: CandidateSource | None = None
-    if config.ranker is not None:
+    ranker: CandidateSource | MultiTaskStage | None = None
+    if isinstance(config.ranker, MultiTaskRankerStage):
+        ranker = fit_multitask(config.ranker, config.sources, fit_data, log)
+    elif config.ranker is not None:
         if config.ranker.source in sources and not config.ranker.settings:
             ranker = sources[config.ranker.source]
         else:

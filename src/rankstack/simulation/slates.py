@@ -47,15 +47,7 @@ def candidate_sets(
     items_internal = pick.astype(np.int64)
     items = known[items_internal]
     users_internal = requests.get_column("user_id").to_numpy().astype(np.int64)
-    users = dataset.user_map.to_external(users_internal).to_numpy().astype(np.int64)
-    c = sim.config
-    start = np.datetime64(c.start.replace(tzinfo=None), "us")
-    elapsed = (requests.get_column("timestamp").to_numpy() - start).astype("timedelta64[us]").astype(np.float64)
-    req = Requests(
-        users=users, t_frac=elapsed / (c.days * 86_400e6), hour=requests.get_column("hour").to_numpy(),
-        device=np.array([DEVICES.index(d) for d in requests.get_column("device").to_list()]),
-        placement=np.array([PLACEMENTS.index(p) for p in requests.get_column("placement").to_list()]),
-    )
+    req = simulator_requests(sim, dataset, requests)
     exposures = _earlier_exposures(impressions, users_internal, items_internal, requests.get_column("timestamp"),
                                    dataset.n_items)
     table = requests.select("request_id", "timestamp", "user_id", "device", "placement", "hour")
@@ -68,6 +60,26 @@ def candidate_sets(
         if features is not None:
             table = table.join(features, on=key, how="left", maintain_order="left")
     return CandidateSets(req, items, exposures, table)
+
+
+def simulator_requests(sim: MarketplaceSimulator, dataset: Dataset, requests: pl.DataFrame) -> Requests:
+    """The simulator's view of logged requests (rows with user_id (internal), timestamp, device, placement, hour)."""
+    users_internal = requests.get_column("user_id").to_numpy().astype(np.int64)
+    users = dataset.user_map.to_external(users_internal).to_numpy().astype(np.int64)
+    c = sim.config
+    start = np.datetime64(c.start.replace(tzinfo=None), "us")
+    elapsed = (requests.get_column("timestamp").to_numpy() - start).astype("timedelta64[us]").astype(np.float64)
+    return Requests(
+        users=users, t_frac=elapsed / (c.days * 86_400e6), hour=requests.get_column("hour").to_numpy(),
+        device=np.array([DEVICES.index(d) for d in requests.get_column("device").to_list()]),
+        placement=np.array([PLACEMENTS.index(p) for p in requests.get_column("placement").to_list()]),
+    )
+
+
+def earlier_exposures(impressions: pl.DataFrame, users: np.ndarray, items: np.ndarray, times: pl.Series,
+                      n_items: int) -> np.ndarray:
+    """For each (users[r], items[r, j]) (internal ids): the pair's impressions in the log strictly before times[r]."""
+    return _earlier_exposures(impressions, users, items, times, n_items)
 
 
 def _earlier_exposures(impressions: pl.DataFrame, users: np.ndarray, items: np.ndarray, times: pl.Series,
