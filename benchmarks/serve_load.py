@@ -2,7 +2,7 @@
 
 Per catalog size (``--items``, e.g. ``41000`` or ``10000,100000,1000000``): build a synthetic interaction log
 (Zipf item popularity, users with a home category; every item also appears once with one of a set of catalog-
-only users, five items each), train a pipeline (popular + item-kNN merged to ``--merge-k`` candidates, the
+only users, ``--cover-group`` items each), train a pipeline (popular + item-kNN merged to ``--merge-k`` candidates, the
 SASRec transformer re-scoring them when registered, MMR + a frequency cap re-ranking to k=20, epsilon-greedy
 exploration), save the artifact, start the server on loopback with SQLite state, post a few thousand events,
 warm up, then run ``wrk`` (one thread, ``--connections`` connections, each pausing between requests so that
@@ -67,7 +67,8 @@ end
 """
 
 
-def synthetic_log(n_items: int, n_users: int, per_user: int, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+def synthetic_log(n_items: int, n_users: int, per_user: int, seed: int,
+                  cover_group: int = 5) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Events (user, item, time) and item categories: 70% of a user's items from a home category, 30% by
     global Zipf popularity; every item appears at least once (with a catalog-only user) so the catalog
     really has ``n_items`` items."""
@@ -82,7 +83,7 @@ def synthetic_log(n_items: int, n_users: int, per_user: int, seed: int) -> tuple
     global_pick = shuffled[rng.choice(n_items, users.size, p=popularity / popularity.sum())]
     items = np.where(rng.random(users.size) < 0.7, own, global_pick)
     cover_items = np.arange(n_items)
-    cover_users = n_users + cover_items // 5  # catalog-only users with 5 items each (never sent requests)
+    cover_users = n_users + cover_items // cover_group  # catalog-only users (never sent requests)
     all_users = np.concatenate([users, cover_users])
     all_items = np.concatenate([items, cover_items])
     events = pl.DataFrame({
@@ -120,7 +121,7 @@ def pipeline_config(args: argparse.Namespace) -> dict[str, Any]:
 def build_artifact(n_items: int, args: argparse.Namespace, workdir: Path) -> tuple[Path, dict[str, Any]]:
     """Train the pipeline on the synthetic log and save it; returns the artifact and build facts."""
     t0 = time.perf_counter()
-    events, features = synthetic_log(n_items, args.users, args.per_user, args.seed)
+    events, features = synthetic_log(n_items, args.users, args.per_user, args.seed, args.cover_group)
     data = Dataset.from_events(events, name="synthetic", item_features=features)
     t1 = time.perf_counter()
     config = validate_pipeline_config(pipeline_config(args))
@@ -268,6 +269,7 @@ def main() -> None:
     parser.add_argument("--items", default="41000", help="comma-separated catalog sizes")
     parser.add_argument("--users", type=int, default=30_000)
     parser.add_argument("--per-user", type=int, default=30)
+    parser.add_argument("--cover-group", type=int, default=5, help="items per catalog-only user")
     parser.add_argument("--merge-k", type=int, default=300)
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--ranker", default="sasrec" if "sasrec" in SOURCES else "none")
