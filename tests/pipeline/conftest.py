@@ -1,15 +1,18 @@
-"""Shared fixtures: a small timed dataset with item attributes, a fake sequential ranker, pipeline builders."""
+"""Shared fixtures: a small timed dataset with item attributes, a fake sequential ranker, pipeline builders, a small
+simulated marketplace log."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
+import yaml
 
 from rankstack.data.dataset import Dataset
 from rankstack.data.splits import leave_one_out
@@ -19,6 +22,9 @@ from rankstack.pipeline.pipeline import Pipeline
 from rankstack.pipeline.train import fit_stages
 from rankstack.retrieval.base import CandidateSource, SourceConfig
 from rankstack.retrieval.registry import SOURCES
+from rankstack.simulation import MarketplaceSimulator, SimulatorConfig
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "pipelines"
 
 
 class FakeSeqConfig(SourceConfig):
@@ -127,3 +133,21 @@ def manifest_for(pipeline: Pipeline, version: str = "small-test-0001") -> dict[s
     return {"version": version, "name": pipeline.config.name, "created_at": "2026-01-01T00:00:00+00:00",
             "config": pipeline.config.model_dump(mode="json"), "data": {"name": "small"},
             "metrics": {"pipeline": {"recall@10": 0.5}}}
+
+
+def simulator_config_dict(data: Path, epochs: int = 6) -> dict[str, Any]:
+    """``configs/pipelines/simulator.yaml`` pointed at ``data`` with a short training run."""
+    config = yaml.safe_load((CONFIGS / "simulator.yaml").read_text(encoding="utf-8"))
+    config["data"]["name"] = str(data)
+    config["ranker"]["model"]["epochs"] = epochs
+    return dict(config)
+
+
+@pytest.fixture(scope="session")
+def sim_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small simulated marketplace log with its truth and simulator config (25,000 impressions: with much
+    fewer there are too few conversions to learn from)."""
+    folder = tmp_path_factory.mktemp("sim") / "sim"
+    config = SimulatorConfig(n_users=250, n_items=60, n_impressions=25_000, seed=0)
+    MarketplaceSimulator(config).run().save(folder)
+    return folder
