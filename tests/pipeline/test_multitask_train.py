@@ -52,7 +52,7 @@ def test_train_writes_a_multitask_artifact_that_serves_slates_with_propensities(
     pipeline = Pipeline.load(artifact)
     assert isinstance(pipeline.parts.ranker, MultiTaskStage)
     assert pipeline.parts.ranker.context == ["device", "placement", "hour"]
-    requests = [RecommendRequest(user_id=str(u), k=5, context={"device": "mobile", "placement": "feed", "hour": 9})
+    requests = [RecommendRequest(user_id=str(u), k=5, context={"device": "mobile", "placement": "home", "hour": 9})
                 for u in range(5)]
     for response in pipeline.recommend(requests):
         assert len(response.items) == 5
