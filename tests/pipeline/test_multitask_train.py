@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -49,6 +51,8 @@ def test_train_writes_a_multitask_artifact_that_serves_slates_with_propensities(
     assert manifest["components"]["ranker"] == "ranker"
     assert {"ranker/ranker.json", "ranker/weights.safetensors", "ranker/stage.json"} <= set(manifest["files"])
     assert manifest["stages"] == ["retrieval", "ranker", "value", "exploration"]
+    held_out = manifest["metrics"]["ranker"]
+    assert held_out["auc_click"] > 0.6 and held_out["ece_click"] < 0.05, held_out
     pipeline = Pipeline.load(artifact)
     assert isinstance(pipeline.parts.ranker, MultiTaskStage)
     assert pipeline.parts.ranker.context == ["device", "placement", "hour"]
@@ -104,3 +108,19 @@ def test_multitask_settings_are_checked_when_the_config_is_read(sim_folder: Path
     raw["ranker"]["history_share"], raw["ranker"]["validation_share"] = 0.9, 0.2
     with pytest.raises(ConfigError, match="must leave impressions to train on"):
         validate_pipeline_config(raw)
+
+
+def test_the_trained_artifact_degrades_to_retrieval_order_when_the_ranker_fails(
+        artifact: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: Any) -> dict[str, np.ndarray]:
+        raise RuntimeError("ranker exploded")
+
+    monkeypatch.setattr(MultiTaskStage, "predict", broken)
+    pipeline = Pipeline.load(artifact)
+    try:
+        responses = pipeline.recommend([RecommendRequest(user_id=str(u), k=5) for u in range(3)])
+    finally:
+        pipeline.close()
+    for response in responses:
+        assert response.stages["ranker"] == "degraded" and response.fallback == "retrieval_order"
+        assert len(response.items) == 5 and all(item.propensity is not None for item in response.items)

@@ -12,7 +12,7 @@ so a row's ``score_<source>`` comes from a source that never saw that row's clic
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import polars as pl
 
@@ -20,10 +20,11 @@ from rankstack.data.dataset import Dataset
 from rankstack.errors import ConfigError, DataValidationError
 from rankstack.pipeline.config import MultiTaskRankerStage, SourceStage
 from rankstack.pipeline.multitask_stage import MultiTaskStage, dense_features, prediction_names
-from rankstack.ranking.experiment import _configs
+from rankstack.ranking.experiment import _configs, classification_metrics
 from rankstack.ranking.features import add_source_scores
 from rankstack.ranking.impressions import impression_table, temporal_impression_split
 from rankstack.ranking.multitask import MultiTaskRanker
+from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.registry import build_source
 
 Log = Callable[[str], None]
@@ -68,3 +69,14 @@ def fit_multitask(stage: MultiTaskRankerStage, sources: Sequence[SourceStage], f
     context = [c for c in fit_data.schema.context_columns if c in table.columns]
     users, items = dense_features(fit_data, context)
     return MultiTaskStage(ranker, users, items, context, list(scorers))
+
+
+def evaluate_multitask(stage: MultiTaskStage, data: Dataset, held_out: Dataset,
+                       sources: Mapping[str, CandidateSource]) -> dict[str, float]:
+    """AUC, log-loss and ECE per head on the held-out impressions, scored as served (the pipeline's sources)."""
+    shown = held_out.events.filter(pl.col("event") == "impression").get_column("request_id").unique()
+    if shown.len() == 0:
+        return {}
+    table = impression_table(data).filter(pl.col("request_id").is_in(shown.implode()))
+    table = add_source_scores(table, {name: sources[name] for name in stage.score_sources})
+    return classification_metrics(stage.ranker, table)

@@ -20,7 +20,7 @@ from rankstack.evaluation.evaluator import Evaluator
 from rankstack.experiment import fit_and_eval_parts
 from rankstack.pipeline.config import MultiTaskRankerStage, PipelineConfig
 from rankstack.pipeline.multitask_stage import MultiTaskStage
-from rankstack.pipeline.multitask_train import fit_multitask
+from rankstack.pipeline.multitask_train import evaluate_multitask, fit_multitask
 from rankstack.pipeline.offline import evaluate_recommender
 from rankstack.pipeline.pipeline import Pipeline, PipelineParts
 from rankstack.pipeline.stages import retrieve
@@ -131,6 +131,10 @@ def train_pipeline(config: PipelineConfig, *, data_dir: Path | None = None, log:
     t2 = time.perf_counter()
     pipeline = Pipeline(parts)
     metrics = evaluate_stages(pipeline, fit_data, held_out, say)
+    if isinstance(parts.ranker, MultiTaskStage):
+        metrics["ranker"] = evaluate_multitask(parts.ranker, data, held_out, parts.sources)
+        say("ranker on held-out impressions: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["ranker"].items()
+                                                          if k.startswith(("auc", "ece"))))
     t3 = time.perf_counter()
     parts.manifest = {
         "version": version, "name": config.name, "created_at": started.isoformat(timespec="seconds"),
