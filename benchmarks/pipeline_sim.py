@@ -89,7 +89,8 @@ def main() -> None:
         "lift_revenue_vs_retrieval": judged["pipeline"]["revenue_per_mille"]
         / judged["retrieval_order"]["revenue_per_mille"] - 1.0,
         "latency_single_request": latency_ms(trained.pipeline, users),
-        "metrics": trained.manifest["metrics"]["pipeline"], "timings": trained.manifest["timings"],
+        "metrics": trained.manifest["metrics"]["pipeline"],
+        "ranker_held_out": trained.manifest["metrics"].get("ranker"), "timings": trained.manifest["timings"],
         "simulator": sim_config.model_dump(mode="json"), "log_summary": log.summary(),
         "config": trained.manifest["config"],
         "protocol": "simulate; temporal split of events (train/test), pipeline fitted on train (sources on all of it; "
