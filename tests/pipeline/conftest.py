@@ -19,7 +19,7 @@ from rankstack.data.splits import leave_one_out
 from rankstack.experiment import fit_and_eval_parts
 from rankstack.pipeline.config import validate_pipeline_config
 from rankstack.pipeline.pipeline import Pipeline
-from rankstack.pipeline.train import fit_stages
+from rankstack.pipeline.train import TrainResult, fit_stages, train_pipeline
 from rankstack.retrieval.base import CandidateSource, SourceConfig
 from rankstack.retrieval.registry import SOURCES
 from rankstack.simulation import MarketplaceSimulator, SimulatorConfig
@@ -151,3 +151,16 @@ def sim_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = SimulatorConfig(n_users=250, n_items=60, n_impressions=25_000, seed=0)
     MarketplaceSimulator(config).run().save(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def sim_trained(sim_folder: Path) -> Iterator[TrainResult]:
+    """The example simulator pipeline trained in process on ``sim_folder`` (greedy: deterministic slates)."""
+    raw = simulator_config_dict(sim_folder)
+    raw["exploration"] = {"policy": "greedy"}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the machine's cores are shared: one thread trains fastest
+    try:
+        yield train_pipeline(validate_pipeline_config(raw))
+    finally:
+        torch.set_num_threads(threads)

@@ -3,38 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from rankstack.errors import ArtifactError
 from rankstack.pipeline.api import RecommendRequest
 from rankstack.pipeline.artifact import save_artifact
-from rankstack.pipeline.config import validate_pipeline_config
 from rankstack.pipeline.multitask_stage import MultiTaskStage
 from rankstack.pipeline.pipeline import Pipeline
-from rankstack.pipeline.train import TrainResult, train_pipeline
-
-from .conftest import simulator_config_dict
+from rankstack.pipeline.train import TrainResult
 
 CONTEXT: dict[str, str | int | float | bool] = {"device": "mobile", "placement": "home", "hour": 9}
-
-
-@pytest.fixture(scope="module")
-def trained(sim_folder: Path) -> Iterator[TrainResult]:
-    """The example simulator pipeline trained in process (greedy, so slates are deterministic)."""
-    raw = simulator_config_dict(sim_folder)
-    raw["exploration"] = {"policy": "greedy"}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield train_pipeline(validate_pipeline_config(raw))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def requests(n: int = 8, **context: Any) -> list[RecommendRequest]:
@@ -47,36 +29,36 @@ def slates(pipeline: Pipeline, reqs: list[RecommendRequest]) -> list[list[tuple[
     return [[(i.item_id, i.score) for i in r.items] for r in pipeline.recommend(reqs, stage_deadlines=False)]
 
 
-def test_artifact_round_trip_gives_identical_slates(trained: TrainResult, tmp_path: Path) -> None:
-    out = save_artifact(trained.pipeline.parts, trained.manifest, tmp_path / "artifact")
+def test_artifact_round_trip_gives_identical_slates(sim_trained: TrainResult, tmp_path: Path) -> None:
+    out = save_artifact(sim_trained.pipeline.parts, sim_trained.manifest, tmp_path / "artifact")
     loaded = Pipeline.load(out)
     assert isinstance(loaded.parts.ranker, MultiTaskStage)
     reqs = [*requests(), RecommendRequest(user_id="no-such-user", k=5, context=CONTEXT, request_id="cold")]
-    assert slates(loaded, reqs) == slates(trained.pipeline, reqs)
+    assert slates(loaded, reqs) == slates(sim_trained.pipeline, reqs)
     (out / "ranker" / "stage.json").write_text('{"format": 1, "context": [], "score_sources": []}\n')
     with pytest.raises(ArtifactError, match="checksum mismatch"):
         Pipeline.load(out)
 
 
-def test_request_context_feeds_the_rankers_context_features(trained: TrainResult) -> None:
-    stage = trained.pipeline.parts.ranker
+def test_request_context_feeds_the_rankers_context_features(sim_trained: TrainResult) -> None:
+    stage = sim_trained.pipeline.parts.ranker
     assert isinstance(stage, MultiTaskStage) and stage.context == ["device", "placement", "hour"]
     users, items = np.array([0, -1]), np.array([[1, 2], [3, -1]])
     rows = stage.rows(users, items, [CONTEXT, {"hour": "9", "unknown": 1}], np.zeros(items.shape),
-                      trained.pipeline.parts.sources)
+                      sim_trained.pipeline.parts.sources)
     assert rows.get_column("item_id").to_list() == [1, 2, 3]
     assert rows.get_column("device").to_list() == ["mobile", "mobile", None]
     assert rows.get_column("hour").to_list() == ["9", "9", "9"]
     assert rows.get_column("score_itemknn").null_count() + rows.get_column("score_itemknn").is_nan().sum() == 1
     assert rows.get_column("segment")[2] is None  # unknown user: no user features, the encoder's "unseen"
     by_context = {placement: stage.predict(np.array([0]), np.array([[1, 2, 3]]), [{**CONTEXT, "placement": placement}],
-                                           np.zeros((1, 3)), trained.pipeline.parts.sources)["click"]
+                                           np.zeros((1, 3)), sim_trained.pipeline.parts.sources)["click"]
                   for placement in ("home", "search")}
     assert not np.allclose(by_context["home"], by_context["search"])
 
 
-def test_calibrated_heads_reach_the_value_stage(trained: TrainResult) -> None:
-    pipeline = trained.pipeline
+def test_calibrated_heads_reach_the_value_stage(sim_trained: TrainResult) -> None:
+    pipeline = sim_trained.pipeline
     stage = pipeline.parts.ranker
     assert isinstance(stage, MultiTaskStage)
     (response,) = pipeline.recommend(requests(1), stage_deadlines=False)
@@ -88,7 +70,7 @@ def test_calibrated_heads_reach_the_value_stage(trained: TrainResult) -> None:
     assert list(value[0]) == sorted(value[0], reverse=True)
 
 
-def test_exposures_come_from_the_state_store(trained: TrainResult, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_exposures_come_from_the_state_store(sim_trained: TrainResult, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[np.ndarray] = []
     original = MultiTaskStage.predict
 
@@ -104,17 +86,17 @@ def test_exposures_come_from_the_state_store(trained: TrainResult, monkeypatch: 
             return {"7": 3}
 
     monkeypatch.setattr(MultiTaskStage, "predict", spy)
-    trained.pipeline.recommend(requests(1), Store(), stage_deadlines=False)  # type: ignore[arg-type]
-    trained.pipeline.recommend(requests(1), stage_deadlines=False)
+    sim_trained.pipeline.recommend(requests(1), Store(), stage_deadlines=False)  # type: ignore[arg-type]
+    sim_trained.pipeline.recommend(requests(1), stage_deadlines=False)
     candidates_with_7 = (seen[0] == 3).sum()
     assert candidates_with_7 == 1 and seen[0].sum() == 3  # item "7" was shown 3 times, nothing else
     assert seen[1].max() == 0  # no store: no exposures
 
 
 @pytest.mark.parametrize("mode", ["raise", "sleep"])
-def test_a_failing_or_slow_ranker_leaves_retrieval_order(trained: TrainResult, mode: str,
+def test_a_failing_or_slow_ranker_leaves_retrieval_order(sim_trained: TrainResult, mode: str,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    pipeline = trained.pipeline
+    pipeline = sim_trained.pipeline
     config = pipeline.config.model_copy(update={"deadlines_ms": pipeline.config.deadlines_ms.model_copy(
         update={"ranker": 50.0})})
     retrieval = pipeline.with_config(config.model_copy(update={"ranker": None, "value": None}))
