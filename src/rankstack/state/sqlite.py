@@ -60,6 +60,11 @@ class SQLiteStateStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(_SCHEMA)
+        # Reads use their own connection: under WAL they see every committed batch and never wait for the
+        # writer's fsync, so a burst of events does not stall recommendations.
+        self._read_lock = threading.Lock()
+        self._read_conn = sqlite3.connect(self.path, timeout=timeout_s, check_same_thread=False,
+                                          isolation_level=None)
 
     def add_events(self, events: Sequence[Event]) -> int:
         """Store the batch in one durable transaction; events whose ``event_id`` is known are skipped."""
@@ -138,14 +143,16 @@ class SQLiteStateStore:
         return True
 
     def close(self) -> None:
-        """Close the connection (checkpointing the WAL)."""
+        """Close both connections (the last one to close checkpoints the WAL)."""
+        with self._read_lock:
+            self._read_conn.close()
         with self._lock:
             self._conn.close()
 
     def _query(self, sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
-        """Run a read under the connection lock; SQLite errors become ``StateStoreError``."""
-        with self._lock:
+        """Run a read on the read connection; SQLite errors become ``StateStoreError``."""
+        with self._read_lock:
             try:
-                return list(self._conn.execute(sql, tuple(params)).fetchall())
+                return list(self._read_conn.execute(sql, tuple(params)).fetchall())
             except sqlite3.Error as exc:
                 raise StateStoreError(f"SQLite state store {self.path}: {exc}") from exc
