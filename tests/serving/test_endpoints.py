@@ -57,6 +57,7 @@ def test_unknown_items_are_stored_and_reported(client: TestClient, store: SQLite
                                                      click("e3", item="gone", kind="conversion", value=3.5)]}).json()
     assert ack["new"] == 3 and ack["unknown_items"] == ["gone", "nope"]
     assert store.stored_event_ids(["e1", "e3"]) == {"e1", "e3"}
+    assert "rankstack_events_unknown_items_total 2.0" in client.get("/metrics").text
 
 
 BAD_RECOMMEND: list[tuple[Any, str]] = [

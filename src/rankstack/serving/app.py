@@ -130,7 +130,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
                 ids = [e.item_id for e in batch.events]
                 flags = loaded.recommender.known_items(ids)
                 unknown = sorted({i for i, known in zip(ids, flags, strict=True) if not known})
-                metrics.unknown_items.inc(len(unknown))
+                metrics.unknown_items.inc(flags.count(False))
         return EventsAck(received=received, new=new, duplicates=received - new, unknown_items=unknown)
 
     @app.get("/healthz", response_model=Status)
