@@ -20,7 +20,7 @@ from rankstack.data.dataset import Dataset
 from rankstack.errors import ConfigError, DataValidationError
 from rankstack.pipeline.config import MultiTaskRankerStage, SourceStage
 from rankstack.pipeline.multitask_stage import MultiTaskStage, dense_features, prediction_names
-from rankstack.ranking.experiment import _configs, classification_metrics
+from rankstack.ranking.experiment import classification_metrics, experiment_configs
 from rankstack.ranking.features import add_source_scores
 from rankstack.ranking.impressions import impression_table, temporal_impression_split
 from rankstack.ranking.multitask import MultiTaskRanker
@@ -44,7 +44,7 @@ def fit_multitask(stage: MultiTaskRankerStage, sources: Sequence[SourceStage], f
                   log: Log) -> MultiTaskStage:
     """Fit the scoring sources on the history part, then the ranker (early stopping + calibration on validation)."""
     table = ranker_impressions(fit_data)
-    model = _configs(stage.model.model_dump(exclude_unset=True), table)[1]
+    model = experiment_configs(stage.model.model_dump(exclude_unset=True), table)[1]
     missing = sorted(stage.order_by.fields - prediction_names(model.objectives))
     if missing:
         raise ConfigError(f"ranker.order_by reads {missing}, which the multi-task ranker with objectives "

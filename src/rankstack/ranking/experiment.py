@@ -47,7 +47,7 @@ class ExperimentConfig(BaseModel):
         return self
 
 
-def _configs(params: Mapping[str, Any], table: pl.DataFrame) -> tuple[ExperimentConfig, MultiTaskConfig]:
+def experiment_configs(params: Mapping[str, Any], table: pl.DataFrame) -> tuple[ExperimentConfig, MultiTaskConfig]:
     """Split ``params`` into experiment and model configs; objectives default to what the labels support."""
     exp_keys = set(ExperimentConfig.model_fields)
     exp = {k: v for k, v in params.items() if k in exp_keys}
@@ -164,7 +164,7 @@ def run_multitask_experiment(
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     table = impression_table(dataset)
-    exp, model_cfg = _configs(params or {}, table)
+    exp, model_cfg = experiment_configs(params or {}, table)
     split = temporal_impression_split(table, validation_start=exp.validation_start, test_start=exp.test_start)
     train, calib, held_out = _parts(split, eval_on)
     t1 = time.perf_counter()
