@@ -28,11 +28,13 @@ class FakeRecommender:
         self.delay_s = delay_s
         self.started = threading.Event()
         self.fail = False
+        self.last_deadline_s: float | None = None
 
     def recommend(self, requests: Sequence[RecommendRequest], state: StateStore | None = None, *,
                   deadline_s: float | None = None) -> list[RecommendResponse]:
         """One slate per request, the same for the same inputs and state."""
         self.started.set()
+        self.last_deadline_s = deadline_s
         if self.fail:
             raise RuntimeError("boom")
         time.sleep(self.delay_s)

@@ -18,7 +18,8 @@ def answer(requests: list[RecommendRequest]) -> list[RecommendResponse]:
 def test_requests_waiting_behind_a_batch_share_the_next_call() -> None:
     gate, sizes = threading.Event(), []
 
-    def run(requests: list[RecommendRequest]) -> list[RecommendResponse]:
+    def run(requests: list[RecommendRequest], waited_s: float) -> list[RecommendResponse]:
+        assert waited_s >= 0
         sizes.append(len(requests))
         gate.wait(5)
         return answer(requests)
@@ -38,7 +39,7 @@ def test_a_failing_request_fails_alone() -> None:
         return answer(requests)
 
     gate = threading.Event()
-    batcher = MicroBatcher(lambda rs: (gate.wait(5), run(rs))[1], max_batch=8)
+    batcher = MicroBatcher(lambda rs, _w: (gate.wait(5), run(rs))[1], max_batch=8)
     futures = [batcher.submit(RecommendRequest(user_id=u)) for u in ("a", "bad", "c")]
     gate.set()
     assert futures[0].result(5).user_id == "a" and futures[2].result(5).user_id == "c"
@@ -49,7 +50,7 @@ def test_a_failing_request_fails_alone() -> None:
 
 def test_a_full_queue_sheds_load() -> None:
     gate = threading.Event()
-    batcher = MicroBatcher(lambda rs: (gate.wait(5), answer(rs))[1], max_batch=1, max_queue=2)
+    batcher = MicroBatcher(lambda rs, _w: (gate.wait(5), answer(rs))[1], max_batch=1, max_queue=2)
     first = batcher.submit(RecommendRequest(user_id="running"))
     while batcher._queue.qsize():  # wait until the worker has taken the first request
         pass

@@ -29,6 +29,12 @@ def test_recommend_returns_a_scored_slate(client: TestClient) -> None:
     assert body["fallback"] is None and "state" in body["stage_ms"]
 
 
+def test_the_deadline_counts_from_arrival(client: TestClient) -> None:
+    client.post("/v1/recommend", json={"user_id": "u1", "k": 1})
+    deadline = client.app.state.slot.current.recommender.last_deadline_s  # type: ignore[attr-defined]
+    assert deadline is not None and 0 < deadline <= 0.1  # the service's 100 ms budget less the queue wait
+
+
 def test_recommend_echoes_request_id_and_honours_exclusions(client: TestClient) -> None:
     body = client.post("/v1/recommend", json={"user_id": "u1", "k": 2, "exclude": ["i0"], "request_id": "r-1",
                                               "context": {"placement": "home", "slot": 2}}).json()

@@ -50,11 +50,13 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     metrics.model_loaded.set(slot.current.loaded_at)
     breaker = StateBreaker(settings.state_retry_s)
 
-    def run_batch(requests: list[RecommendRequest]) -> list[RecommendResponse]:
-        """One batched pipeline call on the current model; the state view records whether reads degraded."""
+    def run_batch(requests: list[RecommendRequest], waited_s: float) -> list[RecommendResponse]:
+        """One batched pipeline call on the current model, its deadline counted from the oldest request's
+        arrival (late batches fall back to cheap stages); the state view records whether reads degraded."""
         guarded = GuardedState(state, breaker)
+        deadline = None if settings.deadline_s is None else max(settings.deadline_s - waited_s, 0.001)
         with slot.use() as loaded:
-            responses = loaded.recommender.recommend(requests, guarded, deadline_s=settings.deadline_s)
+            responses = loaded.recommender.recommend(requests, guarded, deadline_s=deadline)
         for response in responses:
             if guarded.used:
                 response.stages["state"] = "degraded" if guarded.degraded else "ran"

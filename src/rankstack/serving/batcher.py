@@ -3,7 +3,8 @@
 One worker thread takes the first waiting request, then every request queued behind it (up to ``max_batch``,
 waiting at most ``max_wait_s`` for more), and runs them as one batch: the pipeline is batch-first, so eight
 requests cost about twice one. A batch that raises is re-run one request at a time, so one bad request
-fails alone. A queue longer than ``max_queue`` sheds load (``OverloadedError``, answered as 503).
+fails alone. ``run_batch`` is told how long the oldest request waited, so the pipeline's deadline can
+count from arrival. A queue longer than ``max_queue`` sheds load (``OverloadedError``, answered as 503).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from rankstack.errors import RankstackError
 from rankstack.pipeline.api import RecommendRequest, RecommendResponse
 
 log = logging.getLogger(__name__)
-BatchFn = Callable[[list[RecommendRequest]], list[RecommendResponse]]
+BatchFn = Callable[[list[RecommendRequest], float], list[RecommendResponse]]  # (requests, oldest wait in s)
 
 
 class OverloadedError(RankstackError):
@@ -90,7 +91,7 @@ class MicroBatcher:
     def _run(self, jobs: list[_Job]) -> None:
         """Answer every job of the batch; a failing batch is split so that only the bad request fails."""
         try:
-            responses = self.run_batch([j.request for j in jobs])
+            responses = self.run_batch([j.request for j in jobs], time.perf_counter() - jobs[0].queued_at)
         except BaseException as exc:
             if len(jobs) == 1:
                 jobs[0].future.set_exception(exc)
