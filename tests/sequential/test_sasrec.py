@@ -121,3 +121,11 @@ def test_unknown_item_ids_are_refused(fitted: tuple[SASRec, object, object]) -> 
         model.score_histories([np.array([0, model.n_items_])])
     with pytest.raises(ValueError, match="outside the catalog"):
         model.score_candidates([np.array([0])], np.array([[model.n_items_]]))
+
+
+def test_time_budget_is_kept_inside_an_epoch() -> None:
+    data = cycle_dataset(n_users=400)
+    cfg = SASRecConfig(**{**SMALL, "epochs": 50, "batch_size": 4, "time_budget_s": 0.05, "patience": 50})
+    model = SASRec(cfg).fit(data)
+    assert len(model.history_) == 1  # stopped within the first epoch (100 steps would take far longer)
+    assert "val_ndcg@10" in model.history_[0]  # and still validated what it had

@@ -113,6 +113,8 @@ class SASRec(CandidateSource):
                     loss.backward()
                     opt.step()
                     total += loss.detach() * len(batch)
+                    if cfg.time_budget_s is not None and time.perf_counter() - t0 >= cfg.time_budget_s:
+                        break  # the budget holds inside an epoch too (large catalogs on a CPU)
                 row: dict[str, float] = {"epoch": epoch, "wall_s": time.perf_counter() - t0,
                                          "loss": float(total) / rows.numel()}
                 out_of_time = cfg.time_budget_s is not None and row["wall_s"] >= cfg.time_budget_s
