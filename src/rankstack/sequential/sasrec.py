@@ -178,7 +178,8 @@ class SASRec(CandidateSource):
         """Last hidden state [B, D] (float32) of each history of internal item ids (any length, may be empty)."""
         self._require_fitted()
         self._check_items(histories)
-        self.net_.eval()
+        if self.net_.training:  # eval() walks every submodule: skip it on the serving hot path
+            self.net_.eval()
         out = []
         for start in range(0, len(histories), batch_size):
             seq = pad_left(histories[start : start + batch_size], self.config.max_len, self.device_)
