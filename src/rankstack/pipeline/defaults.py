@@ -11,7 +11,8 @@ DEFAULT: dict[str, Any] = {
     "data": {"name": "ml-latest-small", "split": "leave_one_out", "eval_on": "test"},
     "sources": [
         {"name": "popular", "k": 100, "quota": 20, "weight": 0.3},
-        {"name": "itemknn", "settings": {"neighbors": 100}, "k": 200, "quota": 100},
+        {"name": "itemknn", "settings": {"neighbors": 100}, "k": 200, "quota": 40, "weight": 0.5},
+        {"name": "ease", "k": 200, "quota": 100},
     ],
     "merge": {"k": 200},
     "ranker": {
@@ -29,5 +30,5 @@ DEFAULT: dict[str, Any] = {
 
 
 def default_config() -> PipelineConfig:
-    """The default pipeline: popular + item-kNN → SASRec re-scoring → value blend → ε-greedy exploration."""
+    """The default pipeline: popular + item-kNN + EASE → SASRec re-scoring → value blend → ε-greedy exploration."""
     return validate_pipeline_config(DEFAULT, "<default pipeline>")
