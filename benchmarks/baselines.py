@@ -13,8 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from rankstack.cli.evaluate import default_split
-from rankstack.data.loaders import load_dataset
+from rankstack.data.loaders import load_dataset, standard_split
 from rankstack.experiment import run_experiment
 
 RESULTS = Path(__file__).parent / "results"
@@ -35,7 +34,7 @@ def main() -> None:
     t0 = time.perf_counter()
     data = load_dataset(args.dataset, args.data_dir)
     load_s = time.perf_counter() - t0
-    record = run_experiment(data, default_split(args.dataset, data), args.model, params, ks=ks, load_s=load_s)
+    record = run_experiment(data, standard_split(args.dataset, data), args.model, params, ks=ks, load_s=load_s)
     record["command"] = "python benchmarks/baselines.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in (("dataset", args.dataset), ("model", args.model)))
     record["command"] += "".join(f" --set {kv}" for kv in args.set)

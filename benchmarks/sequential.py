@@ -27,6 +27,7 @@ from rankstack.evaluation.evaluator import Evaluator
 from rankstack.experiment import fit_and_eval_parts
 from rankstack.provenance import code_version, machine_info
 from rankstack.ranking.two_stage import TwoStageRecommender
+from rankstack.retrieval.funnel import candidate_recall
 from rankstack.retrieval.registry import build_source
 from rankstack.sequential import SASRec, SASRecConfig
 
@@ -87,8 +88,7 @@ def funnel(model: SASRec, fit_data: Any, test: Any, sizes: list[int], evaluator:
             recs = np.full((evaluator.n_users, 10), -1, dtype=np.int64)
             recs[users] = out.recs
             m = evaluator.evaluate_recs(recs)
-            recall = float(np.mean([test_item in row for test_item, row in zip(
-                evaluator.test[users].indices, out.candidates.item_ids, strict=True)]))
+            recall = float(np.nanmean(candidate_recall(out.candidates.item_ids, evaluator.test[users])))
             rows.append({"sources": label, "n_candidates": n, "ndcg@10": m["ndcg@10"], "hr@10": m["hr@10"],
                          "candidate_recall": recall, "retrieval_ms_per_user": 1e3 * out.retrieval_s / len(users),
                          "ranking_ms_per_user": 1e3 * out.ranking_s / len(users)})

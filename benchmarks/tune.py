@@ -16,8 +16,7 @@ from typing import Any
 
 import yaml
 
-from rankstack.cli.evaluate import default_split
-from rankstack.data.loaders import load_dataset
+from rankstack.data.loaders import load_dataset, standard_split
 from rankstack.data.splits import make_split
 from rankstack.experiment import evaluate_source, fit_and_eval_parts
 from rankstack.provenance import code_version, machine_info
@@ -47,7 +46,7 @@ def main() -> None:
     ks = sorted({10, 20, int(args.metric.split("@")[1])})
     started = time.perf_counter()
     data = load_dataset(args.dataset, args.data_dir)
-    split = make_split(data, default_split(args.dataset, data))
+    split = make_split(data, standard_split(args.dataset, data))
     fit, held = fit_and_eval_parts(split, "validation")
     trials = []
     for params in _grid(args.grid):

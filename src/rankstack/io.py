@@ -1,4 +1,4 @@
-"""Small I/O helpers: atomic writes and checksums."""
+"""Small I/O helpers: atomic writes, checksums and reading YAML mappings with file-naming errors."""
 
 from __future__ import annotations
 
@@ -8,6 +8,11 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rankstack.errors import ConfigError
 
 
 @contextlib.contextmanager
@@ -38,3 +43,25 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_yaml_mapping(path: str | Path, *, what: str = "config file", empty_ok: bool = True) -> dict[str, Any]:
+    """The top-level mapping of a YAML file; ConfigError naming the file for a missing file, bad syntax or a
+    non-mapping (an empty file is ``{}`` when ``empty_ok``)."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read {what} ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
+    if data is None and empty_ok:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    return data

@@ -12,20 +12,8 @@ import typer
 from rich.table import Table
 
 from rankstack.cli.common import console, friendly_errors, metric_grid, parse_ks, parse_settings
-from rankstack.data.dataset import Dataset
-from rankstack.data.loaders import get_spec, load_dataset
+from rankstack.data.loaders import load_dataset, standard_split
 from rankstack.experiment import EvalOn, run_experiment, save_run
-
-
-def default_split(name: str, dataset: Dataset) -> str:
-    """The dataset's standard split; for a user's event log, temporal if timed else per-user random."""
-    try:
-        return get_spec(name).default_split
-    except KeyError:
-        if "split" in dataset.events.columns:
-            return "predefined"
-        timed = dataset.events.get_column("timestamp").null_count() == 0
-        return "leave_one_out" if timed else "random"
 
 
 def metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
@@ -78,7 +66,7 @@ def evaluate(
         with console.status(f"loading {dataset}", spinner="dots") if not json_out else nullcontext():
             data = load_dataset(dataset, data_dir)
         load_s = time.perf_counter() - t0
-        kind = split or default_split(dataset, data)
+        kind = split or standard_split(dataset, data)
         eval_target: EvalOn = "test" if eval_on == "test" else "validation"
         record = run_experiment(
             data, kind, model, params, ks=ks, eval_on=eval_target, device=device, load_s=load_s

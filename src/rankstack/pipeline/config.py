@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -22,6 +21,7 @@ from pydantic import (
 )
 
 from rankstack.errors import ConfigError
+from rankstack.io import read_yaml_mapping
 from rankstack.ranking.multitask import MultiTaskConfig
 from rankstack.reranking.pipeline import RerankConfig
 from rankstack.value.objective import ValueObjective
@@ -260,21 +260,10 @@ def load_pipeline_config(path: str | Path | None = None) -> PipelineConfig:
 
         return default_config()
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read pipeline config ({exc.strerror or exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{file}: invalid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
-    if isinstance(data, dict) and isinstance(data.get("rerank"), str):
-        from rankstack.reranking.rules.loading import read_yaml_mapping
-
-        data = {**data, "rerank": read_yaml_mapping(file.parent / data["rerank"])}
-    if isinstance(data, dict) and isinstance(data.get("data"), dict) and isinstance(data["data"].get("name"), str):
+    data: dict[str, Any] = read_yaml_mapping(file, what="pipeline config", empty_ok=False)
+    if isinstance(data.get("rerank"), str):
+        data = {**data, "rerank": read_yaml_mapping(file.parent / data["rerank"], what="rules file")}
+    if isinstance(data.get("data"), dict) and isinstance(data["data"].get("name"), str):
         data = {**data, "data": {**data["data"], "name": _beside(file, data["data"]["name"])}}
     return validate_pipeline_config(data, str(file))
 

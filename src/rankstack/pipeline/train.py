@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from rankstack.data.dataset import Dataset
-from rankstack.data.loaders import get_spec, load_dataset
+from rankstack.data.loaders import load_dataset, standard_split
 from rankstack.data.splits import make_split
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.experiment import fit_and_eval_parts
@@ -42,16 +42,6 @@ class TrainResult:
     fit_data: Dataset
     held_out: Dataset
     manifest: dict[str, Any]
-
-
-def standard_split(name: str, dataset: Dataset) -> str:
-    """The dataset's standard split; for an event log: its own ``split`` column, else leave-one-out if timed."""
-    try:
-        return get_spec(name).default_split
-    except KeyError:
-        if "split" in dataset.events.columns:
-            return "predefined"
-        return "leave_one_out" if dataset.events.get_column("timestamp").null_count() == 0 else "random"
 
 
 def new_version(name: str, when: datetime) -> str:

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from pydantic import Field
 from torch.nn import functional as F
 
 from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
+from rankstack.evaluation.evaluator import Evaluator
 from rankstack.progress import new_progress
 from rankstack.retrieval.base import PAD_ITEM, CandidateSource, SourceConfig
 from rankstack.sequential.batches import SequenceTable, pad_left
@@ -96,6 +99,7 @@ class SASRec(CandidateSource):
         gen = torch.Generator(device=dev)
         gen.manual_seed(cfg.seed)
         opt = torch.optim.AdamW(self.net_.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
+        validate = self._validator(seqs, val_users) if len(val_users) else None
         best, best_state, stale, t0 = -1.0, None, 0, time.perf_counter()
         self.best_epoch_ = cfg.epochs
         with new_progress() as progress:
@@ -118,8 +122,8 @@ class SASRec(CandidateSource):
                 row: dict[str, float] = {"epoch": epoch, "wall_s": time.perf_counter() - t0,
                                          "loss": float(total) / rows.numel()}
                 out_of_time = cfg.time_budget_s is not None and row["wall_s"] >= cfg.time_budget_s
-                if len(val_users) and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs or out_of_time):
-                    metrics = self.validate(seqs, val_users)
+                if validate is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs or out_of_time):
+                    metrics = validate()
                     row.update(metrics)
                     score = metrics[f"val_ndcg@{cfg.eval_k}"]
                     if score > best:
@@ -152,26 +156,21 @@ class SASRec(CandidateSource):
             logits = torch.cat([pos_logit, neg_logits], dim=1)
             return F.cross_entropy(logits, torch.zeros_like(y))
 
-    @torch.no_grad()
-    def validate(self, seqs: Sequence[np.ndarray], val_users: np.ndarray, batch_size: int = 1024) -> dict[str, float]:
-        """NDCG@k and HR@k of each validation user's held-out last item, history items excluded (full ranking)."""
-        k = self.config.eval_k
-        self.net_.eval()
-        ndcg = hits = 0.0
-        for start in range(0, len(val_users), batch_size):
-            users = val_users[start : start + batch_size]
-            hist = [seqs[u] for u in users]
-            scores = self.score_histories(hist)
-            target = torch.as_tensor([self.histories_[u][-1] for u in users], device=scores.device)
-            rows = torch.from_numpy(np.repeat(np.arange(len(users)), [len(h) for h in hist])).to(scores.device)
-            scores[rows, torch.from_numpy(np.concatenate(hist)).to(scores.device)] = float("-inf")
-            target_score = scores.gather(1, target[:, None])
-            rank = (scores > target_score).sum(1).float()
-            hit = (rank < k) & torch.isfinite(target_score.squeeze(1))
-            ndcg += float((hit / torch.log2(rank + 2)).sum())
-            hits += float(hit.sum())
-        n = max(1, len(val_users))
-        return {f"val_ndcg@{k}": ndcg / n, f"val_hr@{k}": hits / n}
+    def _validator(self, seqs: Sequence[np.ndarray], val_users: np.ndarray) -> Callable[[], dict[str, float]]:
+        """Full-ranking NDCG@k / HR@k of each validation user's held-out last item, ``seqs`` items excluded."""
+        k, shape = self.config.eval_k, (len(seqs), self.n_items_)
+        rows = np.repeat(np.arange(len(seqs)), [len(h) for h in seqs])
+        seen = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, np.concatenate(seqs))), shape=shape)
+        targets = np.array([self.histories_[u][-1] for u in val_users], dtype=np.int64)
+        held = sp.csr_matrix((np.ones(len(val_users), np.float32), (val_users, targets)), shape=shape)
+        evaluator = Evaluator(seen, held, ks=[k], device=self.device_)
+        scorer = SimpleNamespace(score=lambda users: self.score_histories([seqs[u] for u in users]))
+
+        def run() -> dict[str, float]:
+            metrics = evaluator.evaluate(scorer)
+            return {f"val_ndcg@{k}": metrics[f"ndcg@{k}"], f"val_hr@{k}": metrics[f"hr@{k}"]}
+
+        return run
 
     @torch.no_grad()
     def user_states(self, histories: Sequence[np.ndarray], batch_size: int = 2048) -> torch.Tensor:

@@ -40,6 +40,16 @@ def get_spec(name: str) -> DatasetSpec:
     return REGISTRY[name]
 
 
+def standard_split(name: str, dataset: Dataset) -> str:
+    """The dataset's standard split; for an event log: its own ``split`` column, else leave-one-out if timed."""
+    try:
+        return get_spec(name).default_split
+    except KeyError:
+        if "split" in dataset.events.columns:
+            return "predefined"
+        return "leave_one_out" if dataset.events.get_column("timestamp").null_count() == 0 else "random"
+
+
 def search_dirs(data_dir: str | Path | None = None) -> list[Path]:
     """Directories searched for named datasets, in priority order (existing ones only)."""
     dirs = data_dirs(data_dir)

@@ -5,33 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from rankstack.errors import ConfigError
+from rankstack.io import read_yaml_mapping as read_mapping
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
-    """The top-level mapping of a YAML file (ConfigError for a missing file, bad syntax or a non-mapping)."""
-    source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read rules file ({exc.strerror or exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
+    """The top-level mapping of a rules/re-rank YAML file (see :func:`rankstack.io.read_yaml_mapping`)."""
+    return read_mapping(path, what="rules file")
 
 
 def _describe(error: dict[str, Any], data: Any) -> str:
