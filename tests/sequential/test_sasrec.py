@@ -129,3 +129,4 @@ def test_time_budget_is_kept_inside_an_epoch() -> None:
     model = SASRec(cfg).fit(data)
     assert len(model.history_) == 1  # stopped within the first epoch (100 steps would take far longer)
     assert "val_ndcg@10" in model.history_[0]  # and still validated what it had
+

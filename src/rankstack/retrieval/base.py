@@ -68,6 +68,34 @@ def topk_excluding(
     return values, indices
 
 
+def sparse_topk(scores: sp.csr_matrix, k: int, exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (item ids, scores) [rows, k] among each row's stored entries of ``scores``, minus ``exclude``'s.
+
+    Per row a partial sort of its stored entries only, never a dense [rows, n_items] matrix: for sources whose
+    scores are sparse (item-kNN). Ties go to the lower item id; short rows are padded with -1 / -inf.
+    """
+    scores = sp.csr_matrix(scores, dtype=np.float32)
+    n_rows = scores.shape[0]
+    out_ids = np.full((n_rows, k), PAD_ITEM, dtype=np.int64)
+    out_scores = np.full((n_rows, k), -np.inf, dtype=np.float32)
+    blocked = np.zeros(scores.shape[1], dtype=bool)
+    for row in range(n_rows):
+        at = slice(scores.indptr[row], scores.indptr[row + 1])
+        items, values = scores.indices[at], scores.data[at]
+        if exclude is not None:
+            seen = exclude.indices[exclude.indptr[row]: exclude.indptr[row + 1]]
+            blocked[seen] = True
+            keep = ~blocked[items]
+            blocked[seen] = False
+            items, values = items[keep], values[keep]
+        if len(values) > k:
+            part = np.argpartition(-values, k - 1)[:k]
+            items, values = items[part], values[part]
+        order = np.lexsort((items, -values))
+        out_ids[row, : len(order)], out_scores[row, : len(order)] = items[order], values[order]
+    return out_ids, out_scores
+
+
 class CandidateSource(ABC):
     """A retrieval model. Subclasses implement :meth:`fit` and :meth:`score`; retrieval is shared."""
 

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from rankstack.data.dataset import Dataset
 from rankstack.progress import new_progress
-from rankstack.retrieval.base import CandidateSource, SourceConfig
+from rankstack.retrieval.base import Candidates, CandidateSource, SourceConfig, sparse_topk
 
 
 class ItemKNNConfig(SourceConfig):
@@ -67,3 +67,11 @@ class ItemKNN(CandidateSource):
         """Sum of similarities from the user's training items."""
         train = self._require_fitted()
         return torch.from_numpy((train[user_ids] @ self.similarity_).toarray())
+
+    def retrieve(self, user_ids: np.ndarray, k: int, *, exclude_seen: bool = True) -> Candidates:
+        """Top-``k`` items with a positive score, from the sparse product (no dense [users, catalog] matrix);
+        users with fewer such items get padded rows (-1), which the merge and the pipeline backfill."""
+        train = self._require_fitted()
+        rows = train[np.asarray(user_ids, dtype=np.int64)]
+        ids, scores = sparse_topk(rows @ self.similarity_, k, rows if exclude_seen else None)
+        return Candidates(ids, scores, source=self.name)

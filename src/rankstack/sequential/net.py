@@ -36,6 +36,19 @@ class CausalBlock(nn.Module):
         x = x + self.drop(self.out(attn.transpose(1, 2).reshape(b, length, dim)))
         return x + self.drop(self.ffn(self.norm2(x)))
 
+    def infer(self, x: torch.Tensor, allowed: torch.Tensor | None, last_only: bool) -> torch.Tensor:
+        """Eval-mode ``forward`` without dropout or pad zeroing; ``allowed`` None means every row is full
+        (plain causal attention); ``last_only`` returns just the last position [B, 1, D]."""
+        b, length, dim = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.heads, dim // self.heads).unbind(2)
+        if last_only:  # the last query attends to every (allowed) key: no causal mask needed
+            q, x = q[:, -1:], x[:, -1:]
+            allowed = None if allowed is None else allowed[:, :, -1:]
+        attn = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                              attn_mask=allowed, is_causal=allowed is None and not last_only)
+        x = x + self.out(attn.transpose(1, 2).reshape(b, x.shape[1], dim))
+        return x + self.ffn(self.norm2(x))
+
 
 class SASRecNet(nn.Module):
     """Hidden state h_t of every position; score(t, i) = ⟨h_t, e_i⟩ with the input item embeddings (tied).
@@ -78,5 +91,26 @@ class SASRecNet(nn.Module):
         return self.items.weight[1:]
 
     def last_hidden(self, seq: torch.Tensor) -> torch.Tensor:
-        """Hidden state at the last position [B, D] (sequences are left-padded, so that is the newest item)."""
-        return self.forward(seq)[:, -1]
+        """Hidden state at the last position [B, D] (sequences are left-padded, so that is the newest item).
+
+        In eval mode this is the serving path: pads are only masked (their states never reach a real position),
+        attention is plain causal when no row is padded, and the last block computes the last position only.
+        """
+        if self.training:
+            return self.forward(seq)[:, -1]
+        length = seq.shape[1]
+        if length > self.max_len:
+            raise ValueError(f"sequence length {length} exceeds max_len {self.max_len}")
+        valid = seq > 0
+        x = self.items(seq) * math.sqrt(self.dim) + self.positions.weight[self.max_len - length:]
+        allowed = None
+        if not bool(valid.all()):
+            causal = torch.ones(length, length, dtype=torch.bool, device=seq.device).tril()
+            eye = torch.eye(length, dtype=torch.bool, device=seq.device)
+            allowed = ((causal & valid[:, None, :]) | eye).unsqueeze(1)
+        blocks: list[CausalBlock] = list(self.blocks)  # type: ignore[arg-type]
+        for i, block in enumerate(blocks):
+            x = block.infer(x, allowed, last_only=i == len(blocks) - 1)
+        if not blocks:
+            x = x[:, -1:]
+        return self.norm(x[:, 0]) * valid[:, -1:]
