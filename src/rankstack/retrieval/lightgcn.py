@@ -1,15 +1,17 @@
-"""LightGCN (He et al., SIGIR 2020): linear propagation over the normalised user–item graph, BPR loss."""
+"""LightGCN (He et al., SIGIR 2020): linear propagation over the normalised user–item graph, BPR loss
+(the paper's set-up) or, optionally, a sampled softmax with logQ correction."""
 
 from __future__ import annotations
 
 import time
 import warnings
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from pydantic import Field
+from torch.nn import functional as F
 
 from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
@@ -23,6 +25,8 @@ class LightGCNConfig(SourceConfig):
 
     Without ``refit``, the layer-0 embeddings of the best validation epoch are propagated over the whole
     training graph (validation edges included) for the final embeddings; ``time_budget_s`` stops training.
+    ``loss`` "softmax" trains a sampled softmax at ``temperature`` τ over the batch's positives plus
+    ``negatives`` uniform items, on cosines when ``cosine`` (then the final embeddings are L2-normalised).
     """
 
     embedding_dim: int = Field(default=64, ge=1)
@@ -37,6 +41,10 @@ class LightGCNConfig(SourceConfig):
     eval_k: int = Field(default=20, ge=1)
     refit: bool = False
     time_budget_s: float | None = Field(default=None, gt=0)
+    loss: Literal["bpr", "softmax"] = "bpr"
+    temperature: float = Field(default=0.1, gt=0)
+    negatives: int = Field(default=1024, ge=0)
+    cosine: bool = True
     seed: int = 0
     device: str = "auto"
 
@@ -88,6 +96,29 @@ def propagate(adj: torch.Tensor, ego: torch.Tensor, layers: int) -> torch.Tensor
     return total / (layers + 1)
 
 
+def ragged_ranges(starts: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(owner, index) of the concatenated ranges starts[r] .. starts[r] + lens[r] − 1, without Python loops."""
+    owner = torch.repeat_interleave(torch.arange(len(starts), device=starts.device), lens)
+    offset = (torch.cumsum(lens, 0) - lens)[owner]
+    return owner, torch.arange(len(owner), device=starts.device) - offset + starts[owner]
+
+
+def accidental_hits(users: torch.Tensor, cols: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """hit[b, c] = (users[b], cols[c]) is a training pair, from the CSR ``positives`` [n_users, n_items].
+
+    Costs O(Σ_b deg(users[b]) · log |cols| + hits), not O(|users| · |cols|) look-ups.
+    """
+    indptr, indices = positives.crow_indices(), positives.col_indices()
+    row, at = ragged_ranges(indptr[users], indptr[users + 1] - indptr[users])
+    sorted_cols, order = torch.sort(cols)
+    lo = torch.searchsorted(sorted_cols, indices[at])
+    hi = torch.searchsorted(sorted_cols, indices[at], right=True)
+    pair, k = ragged_ranges(lo, hi - lo)
+    hit = torch.zeros(len(users), len(cols), dtype=torch.bool, device=users.device)
+    hit[row[pair], order[k]] = True
+    return hit
+
+
 def sample_negatives(
     users: torch.Tensor, pos_keys: torch.Tensor, n_items: int, gen: torch.Generator, rounds: int = 3
 ) -> torch.Tensor:
@@ -117,9 +148,11 @@ def holdout(x: sp.csr_matrix, ratio: float, seed: int) -> tuple[sp.csr_matrix, s
 
 
 class LightGCN(CandidateSource):
-    """score(u, i) = ⟨e_u, e_i⟩ with [E_U; E_I] = 1/(L+1) Σ_l Â^l E⁰ (see :func:`propagate`).
+    """score(u, i) = ⟨e_u, e_i⟩ with [E_U; E_I] = 1/(L+1) Σ_l Â^l E⁰ (see :func:`propagate`); with the
+    cosine softmax, e_u and e_i are L2-normalised so the score is the cosine the model was trained on.
 
-    Loss per batch B of (u, i⁺, i⁻): −mean log σ(ŷ_ui⁺ − ŷ_ui⁻) + λ · ½(‖e⁰_u‖² + ‖e⁰_i⁺‖² + ‖e⁰_i⁻‖²)/|B|.
+    BPR loss per batch B of (u, i⁺, i⁻): −mean log σ(ŷ_ui⁺ − ŷ_ui⁻) + λ · ½(‖e⁰_u‖² + ‖e⁰_i⁺‖² + ‖e⁰_i⁻‖²)/|B|;
+    softmax loss: see :meth:`_softmax_loss`.
     """
 
     name = "lightgcn"
@@ -159,6 +192,8 @@ class LightGCN(CandidateSource):
         pairs_u = torch.from_numpy(coo.row.astype(np.int64)).to(dev)
         pairs_i = torch.from_numpy(coo.col.astype(np.int64)).to(dev)
         pos_keys = torch.sort(pairs_u * n_items + pairs_i).values
+        item_freq = torch.bincount(pairs_i, minlength=n_items).float() / max(pairs_i.numel(), 1)
+        positives = to_torch_csr(graph, dev)
         evaluator = Evaluator(graph, val, ks=[cfg.eval_k], device=dev) if val is not None else None
         best, best_epoch, stale, t0 = -1.0, epochs, 0, time.perf_counter()
         best_ego = ego.detach().clone()
@@ -171,8 +206,12 @@ class LightGCN(CandidateSource):
                 for start in range(0, n, cfg.batch_size):
                     idx = perm[start : start + cfg.batch_size]
                     u, i = pairs_u[idx], pairs_i[idx]
-                    j = sample_negatives(u, pos_keys, n_items, gen)
-                    loss = self._bpr_loss(adj, ego, u, i, j, n_users)
+                    if cfg.loss == "bpr":
+                        j = sample_negatives(u, pos_keys, n_items, gen)
+                        loss = self._bpr_loss(adj, ego, u, i, j, n_users)
+                    else:
+                        j = torch.randint(0, n_items, (cfg.negatives,), device=dev, generator=gen)
+                        loss = self._softmax_loss(adj, ego, u, i, j, positives, item_freq, n_users)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -180,8 +219,7 @@ class LightGCN(CandidateSource):
                 row: dict[str, float] = {"epoch": epoch, "wall_s": time.perf_counter() - t0, "loss": float(total) / n}
                 out_of_time = cfg.time_budget_s is not None and row["wall_s"] >= cfg.time_budget_s
                 if evaluator is not None and (epoch % cfg.eval_every == 0 or epoch == epochs or out_of_time):
-                    emb = self._final(adj, ego, n_users)
-                    metrics = evaluator.evaluate_embeddings(emb[:n_users], emb[n_users:])
+                    metrics = evaluator.evaluate_embeddings(*self._outputs(self._final(adj, ego, n_users), n_users))
                     row.update({f"val_{k}": v for k, v in metrics.items() if k.startswith(("recall", "ndcg"))})
                     score = metrics[f"recall@{cfg.eval_k}"]
                     if score > best:
@@ -206,9 +244,17 @@ class LightGCN(CandidateSource):
         with torch.no_grad():
             return propagate(adj, ego.detach(), self.config.layers)
 
+    def _outputs(self, emb: torch.Tensor, n_users: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(user, item) embeddings as scored: L2-normalised when trained with the cosine softmax."""
+        users, items = emb[:n_users], emb[n_users:]
+        if self.config.loss == "softmax" and self.config.cosine:
+            return F.normalize(users, dim=1), F.normalize(items, dim=1)
+        return users, items
+
     def _keep(self, emb: torch.Tensor, n_users: int) -> None:
-        self.user_emb_ = emb[:n_users].clone()
-        self.item_emb_ = emb[n_users:].clone()
+        users, items = self._outputs(emb, n_users)
+        self.user_emb_ = users.clone()
+        self.item_emb_ = items.clone()
 
     def _bpr_loss(self, adj: torch.Tensor, ego: torch.Tensor, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
                   n_users: int) -> torch.Tensor:
@@ -219,14 +265,42 @@ class LightGCN(CandidateSource):
         reg = ego[u].pow(2).sum() + ego[n_users + i].pow(2).sum() + ego[n_users + j].pow(2).sum()
         return -torch.nn.functional.logsigmoid(margin).mean() + self.config.l2 * 0.5 * reg / len(u)
 
+    def _softmax_loss(self, adj: torch.Tensor, ego: torch.Tensor, u: torch.Tensor, i: torch.Tensor,
+                      j: torch.Tensor, positives: torch.Tensor, item_freq: torch.Tensor,
+                      n_users: int) -> torch.Tensor:
+        """−mean_b log softmax_c(s(u_b, c)/τ − log Q_c)[i_b] + λ · ½ Σ‖e⁰‖²/|B| over the batch's u, i and j.
+
+        Columns c are the batch's positives i then the shared uniform negatives j; Q_c = |B|·q_c + K/n_items
+        is c's expected count among them (q_c its share of training edges, K = len(j)), applied alike to
+        every column, the target included. Columns that are a training positive of the row's user
+        (``positives``, CSR), other than the row's own target, are masked (accidental hits). s is the cosine
+        when ``cosine``, else ⟨·,·⟩.
+        """
+        cfg = self.config
+        n_items = item_freq.numel()
+        emb = propagate(adj, ego, cfg.layers)
+        cols = torch.cat([i, j])
+        eu, ec = emb[u], emb[n_users + cols]
+        if cfg.cosine:
+            eu, ec = F.normalize(eu, dim=1), F.normalize(ec, dim=1)
+        log_q = torch.log(len(u) * item_freq[cols] + len(j) / n_items)
+        logits = eu @ ec.T / cfg.temperature - log_q
+        target = torch.arange(len(u), device=u.device)
+        with torch.no_grad():
+            hit = accidental_hits(u, cols, positives)
+            hit[target, target] = False
+        logits = logits.masked_fill(hit, float("-inf"))
+        reg = ego[u].pow(2).sum() + ego[n_users + cols].pow(2).sum()
+        return F.cross_entropy(logits, target) + cfg.l2 * 0.5 * reg / len(u)
+
     def score(self, user_ids: np.ndarray) -> torch.Tensor:
-        """⟨e_u, e_i⟩ for every item."""
+        """⟨e_u, e_i⟩ for every item (cosine when trained with the cosine softmax)."""
         self._require_fitted()
         users = torch.as_tensor(np.asarray(user_ids, dtype=np.int64), device=self.user_emb_.device)
         return self.user_emb_[users] @ self.item_emb_.T
 
     def item_vectors(self) -> torch.Tensor:
-        """Final item embeddings (index these with a VectorIndex: inner product)."""
+        """Final item embeddings (index these with a VectorIndex: inner product, = cosine if normalised)."""
         return self.item_emb_
 
     def user_vectors(self, user_ids: np.ndarray) -> torch.Tensor:
