@@ -28,6 +28,7 @@ def test_round_trip(values: list) -> None:
     internal = id_map.to_internal(values)
     assert internal.dtype == np.int64 and internal.min() >= 0 and internal.max() < len(id_map)
     assert id_map.to_external(internal).to_list() == values
+    assert id_map.to_external_list(internal) == values
     assert id_map.to_external(np.arange(len(id_map))).to_list() == distinct  # dense and sorted
 
 
@@ -74,6 +75,8 @@ def test_out_of_range_internal_ids_and_bad_maps() -> None:
         id_map.to_external([2])
     with pytest.raises(IndexError):
         id_map.to_external([-1])
+    with pytest.raises(IndexError):
+        id_map.to_external_list([2])
     with pytest.raises(DataValidationError, match="duplicate"):
         IdMap(pl.Series([1, 1]))
     with pytest.raises(DataValidationError, match="null"):

@@ -29,6 +29,7 @@ class IdMap:
             {"external_id": external, "internal_id": np.arange(len(external), dtype=np.int64)}
         )
         self._dict: dict[object, int] | None = None
+        self._values: list[object] | None = None
 
     @classmethod
     def fit(cls, values: pl.Series | Iterable[object], *, name: str = "id") -> IdMap:
@@ -90,6 +91,16 @@ class IdMap:
         if arr.size and (arr.min() < 0 or arr.max() >= len(self)):
             raise IndexError(f"{self.name}: internal id out of range [0, {len(self)})")
         return self.external_.gather(arr)
+
+    def to_external_list(self, ids: np.ndarray | Iterable[int]) -> list[object]:
+        """External ids as Python values, from a list built on first use (per-request serving: no Series)."""
+        arr = np.asarray(ids, dtype=np.int64)
+        if arr.size and (arr.min() < 0 or arr.max() >= len(self)):
+            raise IndexError(f"{self.name}: internal id out of range [0, {len(self)})")
+        if self._values is None:
+            self._values = self.external_.to_list()
+        values = self._values
+        return [values[i] for i in arr.tolist()]
 
     def save(self, path: str | Path) -> None:
         """Write the map as Parquet (column ``external_id``, row i = internal id i)."""

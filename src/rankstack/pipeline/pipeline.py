@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -278,7 +279,7 @@ class Pipeline:
         batch.mark("exploration", "ran")
         clock.lap("exploration")
         flat = np.concatenate([s[0] for s in slates]) if slates else np.zeros(0, np.int64)
-        external = [str(x) for x in self.parts.item_map.to_external(flat).to_list()]
+        external = [str(x) for x in self.parts.item_map.to_external_list(flat)]
         stage_ms = clock.done()
         out, at = [], 0
         for row, (items, item_scores, props) in enumerate(slates):
@@ -286,9 +287,9 @@ class Pipeline:
             at += len(items)
             out.append(RecommendResponse(
                 request_id=batch.request_ids[row], user_id=batch.requests[row].user_id,
-                items=[ScoredItem(item_id=n, score=float(s) if np.isfinite(s) else 0.0,
-                                  propensity=None if props is None else float(props[j]))
-                       for j, (n, s) in enumerate(zip(names, item_scores, strict=True))],
+                items=[ScoredItem.model_construct(item_id=n, score=s if math.isfinite(s) else 0.0,  # checked types
+                                                  propensity=None if props is None else float(props[j]))
+                       for j, (n, s) in enumerate(zip(names, item_scores.tolist(), strict=True))],
                 stages=dict(batch.stages[row]), model_version=self.version, fallback=fallback[row],
                 stage_ms=dict(stage_ms)))
         return out

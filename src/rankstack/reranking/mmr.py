@@ -30,23 +30,25 @@ class MMR(DiversityReranker):
 
     def select(self, vecs: np.ndarray, residual: np.ndarray, relevance: np.ndarray, valid: np.ndarray,
                k: int) -> np.ndarray:
-        """Positions [rows, k] in MMR pick order."""
+        """Positions [rows, k] in MMR pick order (float32, in-place updates: this runs on the serving path)."""
         lam = self.config.relevance_weight
         n_rows = vecs.shape[0]
         rows = np.arange(n_rows)
-        base = lam * relevance + np.where(valid, 0.0, -np.inf)
+        vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+        base = (lam * relevance + np.where(valid, 0.0, -np.inf)).astype(np.float32)
         gain = base.copy()
-        max_sim = np.full(valid.shape, -np.inf)
-        picks = np.full((n_rows, k), -1, dtype=np.int64)
+        max_sim = np.full(base.shape, -np.inf, dtype=np.float32)
+        penalty = np.float32(1.0 - lam)
+        picks = np.empty((n_rows, k), dtype=np.int64)
+        picked_gain = np.empty((n_rows, k), dtype=np.float32)
         for t in range(k):
             j = gain.argmax(axis=1)
-            empty = gain[rows, j] == -np.inf
-            if empty.all():
-                break
-            picks[:, t] = np.where(empty, -1, j)
+            picks[:, t] = j
+            picked_gain[:, t] = gain[rows, j]
             base[rows, j] = -np.inf
             if t == k - 1:
                 break
             np.maximum(max_sim, np.matmul(vecs, vecs[rows, j][:, :, None])[..., 0], out=max_sim)
-            gain = base - (1.0 - lam) * max_sim
+            np.subtract(base, penalty * max_sim, out=gain)
+        picks[np.isneginf(picked_gain)] = -1  # the row ran out of valid items
         return picks

@@ -183,6 +183,9 @@ def compose(ranked: np.ndarray, k: int, spec: SlateSpec,
     holds; L only decreases, so it ends (at worst with L = 0).
     """
     pins = pins or []
+    if not (pins or spec.caps or spec.slots or spec.shares):  # nothing to enforce: the ranked head is the slate
+        head = [int(i) for i in ranked[:k]]
+        return head + [-1] * (k - len(head)), []
     limits = [k - math.ceil(s.share * k - 1e-9) for s in spec.shares]
     while True:
         slate, notes = _fill(ranked, k, spec, pins, limits)
