@@ -25,8 +25,10 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m rankstack.serving ARTIFACT --state STATE --loader …`` on a free port (= rankstack serve)."""
 
-    def __init__(self, artifact: Path, state: str, log_path: Path, loader: str = "serving_fakes:load_fake") -> None:
+    def __init__(self, artifact: Path, state: str, log_path: Path, loader: str = "serving_fakes:load_fake", *,
+                 workers: int = 1, env: dict[str, str] | None = None) -> None:
         self.artifact, self.state, self.log_path, self.loader = artifact, state, log_path, loader
+        self.workers, self.extra_env = workers, env or {}
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -37,11 +39,13 @@ class ServerProcess:
 
     def start(self, timeout_s: float = 60.0) -> None:
         """Start the server and wait until /healthz answers."""
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+               **self.extra_env}
+        workers = ["--workers", str(self.workers)] if self.workers != 1 else []
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "rankstack.serving", str(self.artifact),
-                 "--port", str(self.port), "--state", self.state, "--loader", self.loader],
+                 "--port", str(self.port), "--state", self.state, "--loader", self.loader, *workers],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout_s
@@ -54,6 +58,16 @@ class ServerProcess:
             except httpx.HTTPError:
                 time.sleep(0.05)
         raise RuntimeError(f"server did not answer within {timeout_s} s: {self.log_path.read_text()[-2000:]}")
+
+    def worker_pids(self, timeout_s: float = 30.0) -> set[int]:
+        """Wait until every worker process has answered /healthz (new connection each time); their pids."""
+        seen: set[int] = set()
+        deadline = time.monotonic() + timeout_s
+        while len(seen) < self.workers and time.monotonic() < deadline:
+            seen.add(int(httpx.get(self.url + "/healthz", timeout=5).headers["x-rankstack-worker"]))
+        if len(seen) < self.workers:
+            raise RuntimeError(f"only workers {sorted(seen)} answered within {timeout_s} s")
+        return seen
 
     def kill9(self) -> None:
         """SIGKILL the server: no shutdown hooks, no flushing."""

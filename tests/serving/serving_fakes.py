@@ -61,11 +61,12 @@ class FakeRecommender:
         return [i in catalog for i in item_ids]
 
 
-def write_fake_artifact(path: Path, version: str = "v1", n_items: int = 50, delay_s: float = 0.0) -> Path:
-    """A folder with the fake manifest."""
+def write_fake_artifact(path: Path, version: str = "v1", n_items: int = 50, delay_s: float = 0.0,
+                        load_once: bool = False) -> Path:
+    """A folder with the fake manifest; a ``load_once`` artifact refuses every load after its first."""
     path.mkdir(parents=True, exist_ok=True)
     (path / "manifest.json").write_text(json.dumps({"format": 1, "version": version, "n_items": n_items,
-                                                    "delay_s": delay_s}))
+                                                    "delay_s": delay_s, "load_once": load_once}))
     return path
 
 
@@ -77,6 +78,11 @@ def load_fake(path: Path) -> FakeRecommender:
         raise FakeArtifactError(f"{path}: unreadable manifest: {exc}") from exc
     if manifest.get("format") != 1:
         raise FakeArtifactError(f"{path}: artifact format {manifest.get('format')!r} is not supported (expected 1)")
+    if manifest.get("load_once"):
+        try:
+            (path / "loaded").open("x").close()
+        except FileExistsError:
+            raise FakeArtifactError(f"{path}: this artifact may be loaded once only") from None
     return FakeRecommender(manifest["version"], manifest["n_items"], manifest.get("delay_s", 0.0))
 
 

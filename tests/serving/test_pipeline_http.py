@@ -130,3 +130,23 @@ def test_rankstack_serve_loads_the_pipeline_artifact(artifact: Path, tmp_path: P
         offline.close()
     finally:
         server.stop()
+
+
+def test_two_workers_serve_the_same_pipeline_slates(artifact: Path, tmp_path: Path) -> None:
+    server = ServerProcess(artifact, f"sqlite:{tmp_path / 'state.db'}", tmp_path / "server.log", loader=DEFAULT_LOADER,
+                           workers=2)
+    server.start()
+    try:
+        server.worker_pids()
+        offline = Pipeline.load(artifact)
+        [expected] = offline.recommend([RecommendRequest(**REQUESTS[1])], SQLiteStateStore(tmp_path / "state.db"))
+        offline.close()
+        workers = set()
+        with httpx.Client(base_url=server.url, timeout=30, limits=httpx.Limits(max_keepalive_connections=0)) as http:
+            for _ in range(30):
+                response = http.post("/v1/recommend", json=REQUESTS[1])
+                assert slate(response.json()) == slate(expected.model_dump())
+                workers.add(response.headers["x-rankstack-worker"])
+        assert len(workers) == 2
+    finally:
+        server.stop()

@@ -9,7 +9,7 @@ import typer
 
 from rankstack.cli.common import err_console, friendly_errors
 from rankstack.serving.loaders import DEFAULT_LOADER
-from rankstack.serving.server import DEFAULT_STATE, run_server
+from rankstack.serving.server import DEFAULT_STATE, WORKERS_HELP, run_server
 
 
 def serve(
@@ -23,8 +23,10 @@ def serve(
     loader: Annotated[str, typer.Option("--loader", help="MODULE:CALLABLE turning the artifact path into a "
                                         "Recommender.")] = DEFAULT_LOADER,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "warning",
+    workers: Annotated[int, typer.Option("--workers", help=WORKERS_HELP, min=1)] = 1,
 ) -> None:
     """Serve recommendations over HTTP: /v1/recommend, /v1/events, /healthz, /readyz, /metrics, /admin/reload."""
     with friendly_errors():
         run_server(artifact, host=host, port=port, state=state, deadline_ms=deadline_ms, loader=loader,
-                   log_level=log_level, say=lambda message: err_console.print(message, highlight=False))
+                   log_level=log_level, workers=workers,
+                   say=lambda message: err_console.print(message, highlight=False))

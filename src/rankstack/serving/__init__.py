@@ -1,4 +1,10 @@
-"""HTTP service: FastAPI app over a ``Recommender`` and a ``StateStore``, with metrics and hot reload."""
+"""HTTP service: FastAPI app over a ``Recommender`` and a ``StateStore``, with metrics and hot reload.
+
+One process by default; ``--workers N`` (``ServiceSettings.workers``) runs N uvicorn worker processes on one
+port, each with its own model, micro-batcher and state-store connection: ``/metrics`` adds up all of them
+(prometheus_client multiprocess mode), ``/admin/reload`` reaches every worker (``fanout``) and each response
+names the worker that answered (``X-Rankstack-Worker``). See ``workers`` and docs/serving.md.
+"""
 
 from rankstack.serving.app import create_app
 from rankstack.serving.model_slot import RecommenderLoader, ReloadRefusedError

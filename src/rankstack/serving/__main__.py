@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rankstack.errors import RankstackError
 from rankstack.serving.loaders import DEFAULT_LOADER
-from rankstack.serving.server import DEFAULT_STATE, run_server
+from rankstack.serving.server import DEFAULT_STATE, WORKERS_HELP, run_server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,10 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline-ms", type=float, default=100.0)
     parser.add_argument("--loader", default=DEFAULT_LOADER)
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--workers", type=int, default=1, help=WORKERS_HELP)
     args = parser.parse_args(argv)
     try:
         run_server(args.artifact, host=args.host, port=args.port, state=args.state, deadline_ms=args.deadline_ms,
-                   loader=args.loader, log_level=args.log_level)
+                   loader=args.loader, log_level=args.log_level, workers=args.workers)
     except RankstackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

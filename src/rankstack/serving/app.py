@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from rankstack.errors import RankstackError
 from rankstack.pipeline.api import KnownItems, RecommendRequest, RecommendResponse, StateStore
 from rankstack.serving.batcher import MicroBatcher, OverloadedError
+from rankstack.serving.fanout import ReloadGroup
 from rankstack.serving.guard import GuardedState, StateBreaker
 from rankstack.serving.metrics import ServiceMetrics
 from rankstack.serving.middleware import ServiceMiddleware
@@ -43,10 +45,15 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": InvalidBody if code == 422 else ErrorBody} for code in codes}
 
 
-def create_app(recommender_loader: RecommenderLoader, state: StateStore, settings: ServiceSettings) -> FastAPI:
-    """Load ``settings.artifact`` with ``recommender_loader`` and build the service around it and ``state``."""
-    slot = ModelSlot(recommender_loader, settings.artifact, settings.warmup_user)
-    metrics = ServiceMetrics()
+def create_app(recommender_loader: RecommenderLoader, state: StateStore, settings: ServiceSettings, *,
+               group: ReloadGroup | None = None, on_shutdown: Sequence[Callable[[], None]] = ()) -> FastAPI:
+    """Load ``settings.artifact`` with ``recommender_loader`` and build the service around it and ``state``.
+
+    With ``group`` the app is one of several worker processes: reloads reach every worker, ``/metrics`` adds up
+    all of them and responses name the answering worker. ``on_shutdown`` runs after the batcher has stopped."""
+    slot = (ModelSlot(recommender_loader, settings.artifact, settings.warmup_user) if group is None
+            else group.open_slot(recommender_loader, settings.artifact, settings.warmup_user))
+    metrics = ServiceMetrics(multiprocess=group is not None)
     metrics.model_loaded.set(slot.current.loaded_at)
     breaker = StateBreaker(settings.state_retry_s)
 
@@ -73,8 +80,14 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     batcher = MicroBatcher(run_batch, max_batch=settings.max_batch, max_wait_s=settings.batch_wait_ms / 1000.0,
                            max_queue=settings.max_queue, on_batch=observe_batch)
 
+    def start() -> None:
+        """Follow the other workers' reloads (multi-worker service only)."""
+        if group is not None:
+            group.start(slot, on_reload=lambda loaded: metrics.model_loaded.set(loaded.loaded_at))
+
+    stops = [group.stop] if group is not None else []
     app = FastAPI(title="rankstack", version="1", summary="Multi-stage recommendations and feedback events.",
-                  lifespan=_closing(batcher))
+                  lifespan=_lifespan(start, [*stops, batcher.close, *on_shutdown]))
     app.state.slot, app.state.metrics, app.state.store = slot, metrics, state
 
     @app.exception_handler(RequestValidationError)
@@ -156,35 +169,53 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         metrics.state_up.set(1 if state.healthy() else 0)
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    @app.post("/admin/reload", response_model=ReloadResponse, responses=_errors(400, 401, 403, 413, 422))
+    @app.post("/admin/reload", response_model=ReloadResponse, response_model_exclude_none=True,
+              responses=_errors(400, 401, 403, 413, 422, 500))
     def reload(body: ReloadRequest | None = None,
                authorization: Annotated[str | None, Header()] = None) -> ReloadResponse:
-        """Load an artifact fully, smoke-test it, then swap it in; in-flight requests finish on the old one."""
+        """Load an artifact fully, smoke-test it, then swap it in; in-flight requests finish on the old one.
+        With several workers, answers once every worker serves it (500 naming the workers that did not)."""
         _check_token(settings.admin_token, authorization)
         target = Path(body.artifact) if body and body.artifact else None
         try:
-            previous, loaded = slot.reload(target)
+            if group is None:
+                previous, loaded = slot.reload(target)
+            else:
+                previous, loaded, generation = group.reload(slot, target)
         except ReloadRefusedError as exc:
             metrics.reloads.labels("refused").inc()
             log.warning("%s", exc)
             raise UnprocessableError(["body", "artifact"], f"{exc}; still serving {slot.current.recommender.version!r} "
                                      f"from {slot.current.artifact}", "artifact_refused") from exc
-        metrics.reloads.labels("ok").inc()
         metrics.model_loaded.set(loaded.loaded_at)
-        return ReloadResponse(previous_version=previous.recommender.version, version=loaded.recommender.version,
-                              artifact=str(loaded.artifact))
+        response = ReloadResponse(previous_version=previous.recommender.version, version=loaded.recommender.version,
+                                  artifact=str(loaded.artifact))
+        if group is None:
+            metrics.reloads.labels("ok").inc()
+            return response
+        outcome = group.wait(generation)
+        if outcome.problems:
+            metrics.reloads.labels("incomplete").inc()
+            raise HTTPException(500, f"{loaded.recommender.version!r} from {loaded.artifact} is served by "
+                                f"{outcome.switched} of {outcome.workers} workers: {'; '.join(outcome.problems)}")
+        metrics.reloads.labels("ok").inc()
+        return response.model_copy(update={"workers_switched": outcome.switched})
 
-    app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
+                       worker=None if group is None else str(os.getpid()))
     return app
 
 
-def _closing(batcher: MicroBatcher) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
-    """A lifespan that stops the batcher's worker when the server shuts down."""
+def _lifespan(start: Callable[[], None], stops: Sequence[Callable[[], None]]
+              ) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """A lifespan that calls ``start`` when the server starts and each of ``stops`` in order when it stops."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        start()
         yield
-        batcher.close()
+        for stop in stops:
+            stop()
 
     return lifespan
 

@@ -1,8 +1,14 @@
-"""Prometheus metrics of one service instance (own registry, so several apps can live in one process)."""
+"""Prometheus metrics of one service instance (own registry, so several apps can live in one process).
+
+With several worker processes (``$PROMETHEUS_MULTIPROC_DIR`` set before ``prometheus_client`` is imported) every
+worker writes its values to files there and ``render`` adds them up: counters and histograms are summed,
+``state_up`` is the latest check by any live worker and ``model_loaded`` is listed per live worker (``pid`` label).
+"""
 
 from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from rankstack.pipeline.api import RecommendResponse
 
@@ -14,7 +20,8 @@ class ServiceMetrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, *, multiprocess: bool = False) -> None:
+        self.multiprocess = multiprocess
         self.registry = CollectorRegistry()
         r = self.registry
         self.request_seconds = Histogram("rankstack_http_request_duration_seconds", "HTTP request latency.",
@@ -31,14 +38,14 @@ class ServiceMetrics:
                               registry=r)
         self.unknown_items = Counter("rankstack_events_unknown_items", "Events naming an item not served.", registry=r)
         self.state_up = Gauge("rankstack_state_store_up", "1 when the state store answered its last check.",
-                              registry=r)
+                              multiprocess_mode="livemostrecent", registry=r)
         self.reloads = Counter("rankstack_model_reloads", "Reload attempts by result.", ["result"], registry=r)
         self.batch_size = Histogram("rankstack_recommend_batch_size", "Requests per batched pipeline call.",
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
         self.queue_seconds = Histogram("rankstack_recommend_queue_seconds", "Wait before a request's batch starts.",
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.model_loaded = Gauge("rankstack_model_loaded_timestamp_seconds", "When the served model was loaded.",
-                                  registry=r)
+                                  multiprocess_mode="liveall", registry=r)
 
     def observe_response(self, response: RecommendResponse) -> None:
         """Record a slate's stage timings, non-normal stages and fallback."""
@@ -51,5 +58,9 @@ class ServiceMetrics:
             self.fallbacks.labels(response.fallback).inc()
 
     def render(self) -> bytes:
-        """The exposition text of every metric."""
-        return generate_latest(self.registry)
+        """The exposition text of every metric (of every worker process in multiprocess mode)."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)
+        return generate_latest(merged)

@@ -10,6 +10,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rankstack.serving.metrics import ServiceMetrics
 
+WORKER_HEADER = b"x-rankstack-worker"
+
 
 class _BodyTooLarge(Exception):
     """Raised inside ``receive`` when a streamed body passes the limit."""
@@ -24,12 +26,14 @@ def _error_message(status: int, detail: str) -> tuple[Message, Message]:
 
 
 class ServiceMiddleware:
-    """Refuses bodies over ``max_body_bytes`` and times every request under its route template."""
+    """Refuses bodies over ``max_body_bytes`` and times every request under its route template; with ``worker``
+    set, every response names the worker process that answered (``X-Rankstack-Worker``)."""
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_body_bytes: int, worker: str | None = None) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.worker_header = None if worker is None else (WORKER_HEADER, worker.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Wrap one HTTP request; other ASGI traffic passes through."""
@@ -52,6 +56,8 @@ class ServiceMiddleware:
         async def tracking_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"], status["started"] = message["status"], True
+                if self.worker_header is not None:
+                    message = {**message, "headers": [*message.get("headers", []), self.worker_header]}
             await send(message)
 
         try:

@@ -77,6 +77,14 @@ class ModelSlot:
             if close_now:
                 _close(loaded)
 
+    def close(self) -> None:
+        """Release the current model once its requests are done (for a slot that will serve no more)."""
+        with self._count_lock:
+            self.current.retired = True
+            close_now = self.current.active == 0
+        if close_now:
+            _close(self.current)
+
     def reload(self, artifact: Path | None = None) -> tuple[Loaded, Loaded]:
         """Serve ``artifact`` (default: the current path again); returns (previous, new). One reload at a time."""
         with self._reload_lock:

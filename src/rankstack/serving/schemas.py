@@ -62,6 +62,8 @@ class ReloadResponse(BaseModel):
     previous_version: str
     version: str
     artifact: str
+    workers_switched: int | None = Field(default=None, description="Worker processes now serving ``version`` "
+                                         "(only when the service runs several).")
 
 
 class Status(BaseModel):

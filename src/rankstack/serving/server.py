@@ -8,16 +8,18 @@ from pathlib import Path
 
 import uvicorn
 
+from rankstack.pipeline.api import StateStore
 from rankstack.serving.app import create_app
 from rankstack.serving.loaders import DEFAULT_LOADER, resolve_loader
-from rankstack.serving.settings import ServiceSettings
+from rankstack.serving.model_slot import ModelSlot
+from rankstack.serving.settings import SWITCH_INTERVAL_S, ServiceSettings
+from rankstack.serving.workers import run_workers
 from rankstack.state import RedisStateStore, open_state
 
+__all__ = ["DEFAULT_STATE", "SWITCH_INTERVAL_S", "WORKERS_HELP", "run_server"]
 DEFAULT_STATE = "sqlite:rankstack-state.db"
-# The event loop, the batch worker and the pipeline's stage threads share one GIL; CPython's default 5 ms
-# switch interval makes a thread that becomes runnable wait up to 5 ms behind a busy one. 0.5 ms cut the
-# median latency by a third under load on the 2-core box (docs/benchmarks.md, Serving).
-SWITCH_INTERVAL_S = 0.0005
+WORKERS_HELP = ("Server processes sharing the port (default 1; one Python process uses about one core). Each loads "
+                "the artifact and opens the state store; /metrics adds them up and /admin/reload reaches all.")
 
 
 def _stderr(message: str) -> None:
@@ -27,20 +29,38 @@ def _stderr(message: str) -> None:
 
 def run_server(artifact: Path, *, host: str = "127.0.0.1", port: int = 8000, state: str = DEFAULT_STATE,
                deadline_ms: float = 100.0, loader: str = DEFAULT_LOADER, log_level: str = "warning",
-               say: Callable[[str], None] = _stderr) -> None:
-    """Open the state store, load the artifact (errors are ``RankstackError``s), then serve until stopped."""
-    settings = ServiceSettings.from_env(artifact, deadline_s=deadline_ms / 1000.0)
+               workers: int = 1, say: Callable[[str], None] = _stderr) -> None:
+    """Open the state store, load the artifact (errors are ``RankstackError``s), then serve until stopped.
+
+    With ``workers`` > 1 the artifact and the store are checked here once, then each worker process opens its own."""
+    settings = ServiceSettings.from_env(artifact, deadline_s=deadline_ms / 1000.0, workers=workers)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     store = open_state(state)
     try:
         if isinstance(store, RedisStateStore) and store.healthy() and (problem := store.durability_problem()):
             say(f"warning: {problem}")
-        app = create_app(resolve_loader(loader), store, settings)
-        if settings.admin_token is None:
-            say("admin endpoints are off (set RANKSTACK_ADMIN_TOKEN to enable /admin/reload)")
-        say(f"serving {artifact} on http://{host}:{port} (state: {state}; OpenAPI at /openapi.json)")
-        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+        if settings.workers == 1:
+            app = create_app(resolve_loader(loader), store, settings)
+            _announce(settings, host, port, state, say)
+            uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+            return
+        ModelSlot(resolve_loader(loader), settings.artifact, settings.warmup_user).close()
     finally:
-        close = getattr(store, "close", None)
-        if callable(close):
-            close()
+        _close(store)
+    _announce(settings, host, port, state, say)
+    run_workers(settings, state=state, loader=loader, host=host, port=port, log_level=log_level)
+
+
+def _announce(settings: ServiceSettings, host: str, port: int, state: str, say: Callable[[str], None]) -> None:
+    """Say what is served where, and whether admin endpoints are on."""
+    if settings.admin_token is None:
+        say("admin endpoints are off (set RANKSTACK_ADMIN_TOKEN to enable /admin/reload)")
+    workers = f"; {settings.workers} worker processes" if settings.workers > 1 else ""
+    say(f"serving {settings.artifact} on http://{host}:{port} (state: {state}; OpenAPI at /openapi.json{workers})")
+
+
+def _close(store: StateStore) -> None:
+    """Close the state store if it has a ``close``."""
+    close = getattr(store, "close", None)
+    if callable(close):
+        close()

@@ -10,6 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rankstack.errors import ConfigError
 
 ADMIN_TOKEN_ENV = "RANKSTACK_ADMIN_TOKEN"
+# The event loop, the batch worker and the pipeline's stage threads share one GIL; CPython's default 5 ms
+# switch interval makes a thread that becomes runnable wait up to 5 ms behind a busy one. 0.5 ms cut the
+# median latency by a third under load on the 2-core box (docs/benchmarks.md, Serving).
+SWITCH_INTERVAL_S = 0.0005
 
 
 class ServiceSettings(BaseModel):
@@ -25,6 +29,7 @@ class ServiceSettings(BaseModel):
     batch_wait_ms: float = Field(default=0.0, ge=0, le=100, description="Extra wait for a batch to fill (0: none).")
     max_queue: int = Field(default=1_000, ge=1, description="Waiting requests beyond this get 503 (load shedding).")
     warmup_user: str = Field(default="__rankstack_warmup__", description="User of the smoke request run on reload.")
+    workers: int = Field(default=1, ge=1, description="Server processes sharing the port, each with its own model.")
 
     @classmethod
     def from_env(cls, artifact: Path, **overrides: object) -> ServiceSettings:

@@ -1,0 +1,213 @@
+"""Hot reload across worker processes, through a control folder they share.
+
+The worker that receives ``POST /admin/reload`` loads and smoke-tests the artifact itself (a refusal publishes
+nothing); then it writes ``target.json`` (artifact and a generation number; written aside, then renamed).
+Every worker polls that file and, when the generation moves, reloads through its ``ModelSlot`` (in-flight
+requests finish on the old model) and writes ``ack-PID.json``: the generation, the version it serves and the
+error if its own reload failed (it then keeps its old model). The receiving worker answers once every live
+worker has acknowledged the generation, or after ``wait_s``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rankstack.serving.model_slot import Loaded, ModelSlot, RecommenderLoader, ReloadRefusedError
+
+log = logging.getLogger(__name__)
+POLL_S = 0.25
+WAIT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Ack:
+    """One worker's last word: the generation it reached, the version it serves, its reload error if any."""
+
+    pid: int
+    generation: int
+    version: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a published generation went: live workers asked, workers now serving it, one line per problem."""
+
+    workers: int
+    switched: int
+    problems: list[str]
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (and is not a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to a temporary file beside ``path``, then rename it over ``path`` (atomic)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload))
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when it does not exist (yet)."""
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    return data
+
+
+class ReloadGroup:
+    """One worker's side of the protocol: publish a reload, follow the others', acknowledge."""
+
+    def __init__(self, control_dir: Path, *, poll_s: float = POLL_S, wait_s: float = WAIT_S) -> None:
+        self.dir = control_dir
+        self.poll_s = poll_s
+        self.wait_s = wait_s
+        self.pid = os.getpid()
+        self.generation = 0
+        self._lock = threading.Lock()  # one reload at a time in this worker: its own or a followed one
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def target_path(self) -> Path:
+        """Where the artifact every worker should serve is published."""
+        return self.dir / "target.json"
+
+    def open_slot(self, loader: RecommenderLoader, default: Path, warmup_user: str) -> ModelSlot:
+        """A slot serving the artifact last published (``default`` before any reload): a worker that starts late
+        (uvicorn replaced a dead one) serves what the others serve. If that artifact no longer loads, it starts
+        on ``default`` and its follower retries the published one once, reporting the error in its ack."""
+        target = _read_json(self.target_path)
+        if target is None:
+            return ModelSlot(loader, default, warmup_user)
+        try:
+            slot = ModelSlot(loader, Path(target["artifact"]), warmup_user)
+        except ReloadRefusedError as exc:
+            log.error("worker %d starts on %s: %s", self.pid, default, exc)
+            return ModelSlot(loader, default, warmup_user)
+        self.generation = int(target["generation"])
+        return slot
+
+    def start(self, slot: ModelSlot, on_reload: Callable[[Loaded], None]) -> None:
+        """Acknowledge the model served now and follow published reloads in a background thread."""
+        self._ack(slot.current.recommender.version)
+        self._thread = threading.Thread(target=self._follow, args=(slot, on_reload), name="rankstack-reload-follower",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop following and withdraw this worker's acknowledgement (it no longer serves)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        (self.dir / f"ack-{self.pid}.json").unlink(missing_ok=True)
+
+    def reload(self, slot: ModelSlot, artifact: Path | None) -> tuple[Loaded, Loaded, int]:
+        """Reload here (``ReloadRefusedError`` publishes nothing), then publish; returns (previous, new, generation)."""
+        with self._lock:
+            previous, loaded = slot.reload(artifact)
+            with self._exclusive():
+                published = _read_json(self.target_path)
+                generation = max(self.generation, int(published["generation"]) if published else 0) + 1
+                _write_json(self.target_path, {"generation": generation, "artifact": str(loaded.artifact)})
+            self.generation = generation
+            self._ack(loaded.recommender.version)
+        return previous, loaded, generation
+
+    def wait(self, generation: int) -> Outcome:
+        """Wait until every live worker has acknowledged ``generation`` (at most ``wait_s``) and say how it went."""
+        deadline = time.monotonic() + self.wait_s
+        acks = self.live_acks()
+        while any(a.generation < generation for a in acks) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            acks = self.live_acks()
+        problems = []
+        for a in acks:
+            if a.generation < generation:
+                problems.append(f"worker {a.pid} did not answer within {self.wait_s:g} s (serves {a.version!r})")
+            elif a.error is not None:
+                problems.append(f"worker {a.pid} kept {a.version!r}: {a.error}")
+            elif a.generation > generation:
+                problems.append(f"worker {a.pid} moved on to a later reload (serves {a.version!r})")
+        return Outcome(workers=len(acks), switched=len(acks) - len(problems), problems=problems)
+
+    def live_acks(self) -> list[Ack]:
+        """The acknowledgements of workers still running (a crashed worker's file is ignored)."""
+        acks = []
+        for path in sorted(self.dir.glob("ack-*.json")):
+            with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+                data = json.loads(path.read_text())
+                if pid_alive(int(data["pid"])):
+                    acks.append(Ack(int(data["pid"]), int(data["generation"]), str(data["version"]), data.get("error")))
+        return acks
+
+    def _ack(self, version: str, error: str | None = None) -> None:
+        """Record this worker's generation, served version and reload error."""
+        _write_json(self.dir / f"ack-{self.pid}.json",
+                    {"pid": self.pid, "generation": self.generation, "version": version, "error": error})
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the control folder's lock (across processes) so two reloads never take the same generation."""
+        with (self.dir / "lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _follow(self, slot: ModelSlot, on_reload: Callable[[Loaded], None]) -> None:
+        """Poll the target; reload when another worker published a newer generation; stop if orphaned."""
+        parent = os.getppid()
+        while not self._stop.wait(self.poll_s):
+            if os.getppid() != parent:
+                log.error("the server's parent process is gone: worker %d stops", os.getpid())
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            try:
+                self._follow_once(slot, on_reload)
+            except Exception:
+                log.exception("following a published reload failed; retrying")
+
+    def _follow_once(self, slot: ModelSlot, on_reload: Callable[[Loaded], None]) -> None:
+        """Apply the published target if it is newer than what this worker serves, then acknowledge it."""
+        target = _read_json(self.target_path)
+        if target is None or int(target["generation"]) <= self.generation:
+            return
+        with self._lock:
+            generation = int(target["generation"])
+            if generation <= self.generation:
+                return
+            try:
+                _, loaded = slot.reload(Path(target["artifact"]))
+            except ReloadRefusedError as exc:
+                log.error("worker %d keeps %r: %s", self.pid, slot.current.recommender.version, exc)
+                self.generation = generation
+                self._ack(slot.current.recommender.version, str(exc))
+                return
+            on_reload(loaded)
+            self.generation = generation
+            self._ack(loaded.recommender.version)

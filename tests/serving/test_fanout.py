@@ -1,0 +1,88 @@
+"""The reload protocol between workers, in one process: publish, follow, acknowledge, and report stragglers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from serving_fakes import load_fake, write_fake_artifact
+
+from rankstack.serving.fanout import ReloadGroup, pid_alive
+from rankstack.serving.model_slot import Loaded, ModelSlot, ReloadRefusedError
+
+
+def slot(tmp_path: Path, version: str = "v1") -> ModelSlot:
+    """A slot serving a fake artifact."""
+    return ModelSlot(load_fake, write_fake_artifact(tmp_path / version, version), "warmup")
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited and been reaped."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_pid_alive() -> None:
+    assert pid_alive(os.getpid()) and not pid_alive(dead_pid())
+
+
+def test_a_reload_is_published_and_acknowledged(tmp_path: Path) -> None:
+    group, here = ReloadGroup(tmp_path), slot(tmp_path)
+    group.start(here, on_reload=lambda loaded: None)
+    try:
+        previous, loaded, generation = group.reload(here, write_fake_artifact(tmp_path / "v2", "v2"))
+        assert (previous.recommender.version, loaded.recommender.version, generation) == ("v1", "v2", 1)
+        assert json.loads((tmp_path / "target.json").read_text()) == {"generation": 1, "artifact": str(tmp_path / "v2")}
+        outcome = group.wait(generation)
+        assert (outcome.workers, outcome.switched, outcome.problems) == (1, 1, [])
+    finally:
+        group.stop()
+    assert not list(tmp_path.glob("ack-*.json"))  # a stopped worker no longer counts
+
+
+def test_a_refused_reload_publishes_nothing(tmp_path: Path) -> None:
+    group, here = ReloadGroup(tmp_path), slot(tmp_path)
+    with pytest.raises(ReloadRefusedError):
+        group.reload(here, tmp_path / "missing")
+    assert not (tmp_path / "target.json").exists() and here.current.recommender.version == "v1"
+
+
+def test_a_follower_switches_and_a_late_starter_serves_the_published_artifact(tmp_path: Path) -> None:
+    leader, follower = ReloadGroup(tmp_path), ReloadGroup(tmp_path, poll_s=0.02)
+    follower.pid = os.getppid()  # stands for another live worker process
+    followed: list[Loaded] = []
+    follower_slot = slot(tmp_path)
+    follower.start(follower_slot, on_reload=followed.append)
+    try:
+        _, _, generation = leader.reload(slot(tmp_path), write_fake_artifact(tmp_path / "v2", "v2"))
+        outcome = leader.wait(generation)
+        assert (outcome.workers, outcome.switched, outcome.problems) == (2, 2, [])
+        assert follower_slot.current.recommender.version == "v2" and len(followed) == 1
+    finally:
+        follower.stop()
+    late = ReloadGroup(tmp_path)
+    assert late.open_slot(load_fake, tmp_path / "v1", "warmup").current.recommender.version == "v2"
+    assert late.generation == generation
+
+
+def test_a_late_starter_falls_back_when_the_published_artifact_is_gone(tmp_path: Path) -> None:
+    leader = ReloadGroup(tmp_path)
+    _, _, generation = leader.reload(slot(tmp_path), write_fake_artifact(tmp_path / "v2", "v2"))
+    (tmp_path / "v2" / "manifest.json").unlink()
+    late = ReloadGroup(tmp_path)
+    assert late.open_slot(load_fake, tmp_path / "v1", "warmup").current.recommender.version == "v1"
+    assert late.generation < generation  # so its follower retries the published artifact and reports the error
+
+
+def test_silent_workers_are_reported_and_dead_ones_ignored(tmp_path: Path) -> None:
+    for pid in (dead_pid(), os.getppid()):  # one crashed worker, one live worker that never follows
+        (tmp_path / f"ack-{pid}.json").write_text(json.dumps({"pid": pid, "generation": 0, "version": "v1"}))
+    group = ReloadGroup(tmp_path, wait_s=0.2)
+    _, _, generation = group.reload(slot(tmp_path), write_fake_artifact(tmp_path / "v2", "v2"))
+    outcome = group.wait(generation)
+    assert (outcome.workers, outcome.switched) == (2, 1)
+    assert outcome.problems == [f"worker {os.getppid()} did not answer within 0.2 s (serves 'v1')"]

@@ -1,0 +1,41 @@
+"""``python -m rankstack.serving``: options reach the server; configuration errors exit 2 with one line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from serving_fakes import write_fake_artifact
+
+from rankstack.serving import __main__ as entry
+
+
+def test_workers_reach_the_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(entry, "run_server", lambda artifact, **kw: calls.append({"artifact": artifact, **kw}))
+    assert entry.main([str(tmp_path), "--workers", "3", "--port", "9"]) == 0
+    assert calls[0]["workers"] == 3 and calls[0]["port"] == 9 and calls[0]["artifact"] == tmp_path
+    assert entry.main([str(tmp_path)]) == 0 and calls[1]["workers"] == 1
+
+
+@pytest.mark.parametrize("workers", ["0", "-1"])
+def test_fewer_than_one_worker_is_a_configuration_error(tmp_path: Path, workers: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    artifact = write_fake_artifact(tmp_path / "v1")
+    code = entry.main([str(artifact), "--workers", workers, "--state", f"sqlite:{tmp_path / 's.db'}",
+                       "--loader", "serving_fakes:load_fake"])
+    assert code == 2
+    assert "workers: Input should be greater than or equal to 1" in capsys.readouterr().err
+    assert not (tmp_path / "s.db").exists()  # refused before anything was opened
+
+
+def test_a_corrupt_artifact_stops_a_multi_worker_start(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "setswitchinterval", lambda _s: None)  # leave the test process's interval alone
+    artifact = write_fake_artifact(tmp_path / "v1")
+    (artifact / "manifest.json").write_text("{")
+    code = entry.main([str(artifact), "--workers", "2", "--state", f"sqlite:{tmp_path / 's.db'}",
+                       "--loader", "serving_fakes:load_fake"])
+    assert code == 2 and f"artifact {artifact} refused" in capsys.readouterr().err
