@@ -14,6 +14,7 @@ wrk measures latency from sending a request to its response on an open connectio
 for its connection's previous one is not counted as waiting (no coordinated-omission correction).
 
 Usage: python benchmarks/serve_load.py [--items 41000] [--rates 100,300] [--duration 30] [--ranker sasrec|none]
+       [--workers 2]
 Needs ``wrk`` on PATH (``apt-get install wrk``).
 """
 
@@ -142,13 +143,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(artifact: Path, workdir: Path, port: int) -> subprocess.Popen[bytes]:
-    """``python -m rankstack.serving`` with one torch thread (the other core drives the load)."""
+def start_server(artifact: Path, workdir: Path, port: int, workers: int = 1) -> subprocess.Popen[bytes]:
+    """``python -m rankstack.serving`` with one torch thread per worker process."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     state = workdir / f"state-{port}.db"
     log = (workdir / f"server-{port}.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "rankstack.serving", str(artifact), "--port", str(port),
-                             "--state", f"sqlite:{state}"], env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "--state", f"sqlite:{state}", *(["--workers", str(workers)] if workers > 1 else [])],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -238,7 +240,7 @@ def measure(n_items: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
     print(f"  built: {facts}", flush=True)
     port = free_port()
     t0 = time.perf_counter()
-    proc = start_server(artifact, workdir, port)
+    proc = start_server(artifact, workdir, port, args.workers)
     startup_s = time.perf_counter() - t0
     url = f"http://127.0.0.1:{port}"
     rows = []
@@ -278,6 +280,7 @@ def main() -> None:
     parser.add_argument("--ranker-budget-s", type=float, default=120.0)
     parser.add_argument("--rates", default="300", help="comma-separated offered loads (requests/s), one run each")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes (rankstack serve --workers)")
     parser.add_argument("--duration", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--seed-events", type=int, default=5_000)
@@ -294,12 +297,14 @@ def main() -> None:
     for n_items in (int(x) for x in args.items.split(",")):
         row = measure(n_items, args, workdir)
         row.update({"ranker": args.ranker, "retrieval": args.retrieval, "merge_k": args.merge_k, "k": args.k,
+                    "workers": args.workers,
                     "connections": args.connections, "users": args.users,
                     "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                                 "loadavg_after": os.getloadavg()},
                     "date": datetime.now(UTC).isoformat(timespec="seconds"),
                     "command": "python benchmarks/serve_load.py " + " ".join(sys.argv[1:])})
-        suffix = "" if args.retrieval == "itemknn" else f"-{args.retrieval}"
+        suffix = ("" if args.retrieval == "itemknn" else f"-{args.retrieval}") + (
+            f"-w{args.workers}" if args.workers > 1 else "")
         (RESULTS / f"serve_load-{n_items}{suffix}.json").write_text(json.dumps(row, indent=2) + "\n")
     print(f"total wall time {time.perf_counter() - started:.0f} s; results in {RESULTS}", flush=True)
 
