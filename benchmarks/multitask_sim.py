@@ -50,7 +50,8 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1 is fastest on a shared CPU); the models train on CUDA when present")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--slate-requests", type=int, default=5_000)
     parser.add_argument("--tag", default="")
@@ -75,7 +76,8 @@ def main() -> None:
         metrics = classification_metrics(ranker, split.test, truth)
         results[name] = {"config": cfg.model_dump(mode="json"), "metrics": metrics, "fit_s": round(fit_s, 1),
                          "epochs_run": len(ranker.history_), "history": ranker.history_,
-                         "calibrators": {k: v.kind for k, v in ranker.calibrators_.items()}}
+                         "calibrators": {k: v.kind for k, v in ranker.calibrators_.items()},
+                         "device": str(ranker.device)}
         rankers[name] = ranker
         print(name, f"fit {fit_s:.0f} s", {k: round(v, 4) for k, v in metrics.items()}, flush=True)
     record: dict[str, Any] = {"models": results}
@@ -94,6 +96,13 @@ def main() -> None:
     out = RESULTS / f"multitask-sim{'-' + args.tag if args.tag else ''}.json"
     out.write_text(json.dumps(record, indent=2, default=str) + "\n")
     print(f"wrote {out} in {record['wall_s']} s")
+    for name, res in results.items():
+        m = res["metrics"]
+        gaps = " ".join(f"{obj} AUC {m[f'auc_{obj}']:.4f} (oracle {m[f'oracle_auc_{obj}']:.4f}, gap "
+                        f"{m[f'auc_{obj}'] - m[f'oracle_auc_{obj}']:+.4f})"
+                        for obj in ("click", "conversion") if f"auc_{obj}" in m)
+        print(f"DONE multitask-sim {args.impressions} impressions {name}: {gaps}; fit {res['fit_s']} s "
+              f"({res['epochs_run']} epochs) on {res['device']}; wall {record['wall_s']} s", flush=True)
 
 
 def _value_and_plots(sim: MarketplaceSimulator, dataset: Any, table: Any, test: Any, truth: Any,

@@ -27,6 +27,7 @@ from rankstack.evaluation.evaluator import Evaluator
 from rankstack.experiment import fit_and_eval_parts
 from rankstack.provenance import code_version, machine_info
 from rankstack.ranking.two_stage import TwoStageRecommender
+from rankstack.retrieval.base import Candidates
 from rankstack.retrieval.funnel import candidate_recall
 from rankstack.retrieval.registry import build_source
 from rankstack.sequential import SASRec, SASRecConfig
@@ -72,29 +73,56 @@ def run_grid(dataset_name: str, fit_data: Any, grid: list[dict[str, Any]], base:
     return best_model, trials
 
 
-def funnel(model: SASRec, fit_data: Any, test: Any, sizes: list[int], evaluator: Evaluator) -> list[dict[str, Any]]:
-    """NDCG@10/HR@10 and per-user stage latency of retrieve → SASRec for each candidate-set size."""
+def funnel(model: SASRec, fit_data: Any, test: Any, sizes: list[int], evaluator: Evaluator,
+           batch_users: int = 4096) -> list[dict[str, Any]]:
+    """NDCG@10/HR@10 and per-user stage latency of retrieve → SASRec for each candidate-set size.
+
+    Each source retrieves its top-max(sizes) once, ``batch_users`` users at a time (a smaller budget takes the
+    lists' prefixes: the candidates of retrieving at that size, up to ties); the merge (torch, on SASRec's
+    device) and SASRec's ranking run per size. retrieval_ms_per_user = the mix's sources'
+    retrieval at max(sizes) + the merge at this size; ranking_ms_per_user = SASRec scoring + top-10.
+    """
+    dev = model.device_
     t0 = time.perf_counter()
     retrievers = {name: build_source(name, params).fit(fit_data) for name, params in RETRIEVERS.items()}
     fit_retrievers_s = time.perf_counter() - t0
     users = evaluator.user_ids
     histories = [model.histories_[u] for u in users]
+    truth = evaluator.test[users]
+    lists: dict[str, Candidates] = {}
+    retrieve_s: dict[str, float] = {}
+    for name, src in [*retrievers.items(), ("sasrec", model)]:
+        t0 = time.perf_counter()
+        parts = [src.retrieve(users[b : b + batch_users], max(sizes))
+                 for b in range(0, len(users), batch_users)]
+        lists[name] = Candidates(np.concatenate([c.item_ids for c in parts]),
+                                 np.concatenate([c.scores for c in parts]), name)
+        retrieve_s[name] = time.perf_counter() - t0
     rows = []
-    for label, sources in (("popular+itemknn+ease", list(retrievers.values())),
-                           ("popular+itemknn+ease+sasrec", [*retrievers.values(), model])):
+    for names in (list(retrievers), [*retrievers, "sasrec"]):
+        label = "+".join(names)
+        sources = [model if n == "sasrec" else retrievers[n] for n in names]
         for n in sizes:
-            stage = TwoStageRecommender(sources, model, n)
-            out = stage.recommend(users, histories, 10)
+            stage = TwoStageRecommender(sources, model, n, device=dev)
+            t0 = time.perf_counter()
+            merged = stage.merge([lists[name] for name in names], batch_users)
+            merge_s = time.perf_counter() - t0
+            recs_users = stage.rank(merged, histories, 10, batch_size=batch_users)
+            rank_s = time.perf_counter() - t0 - merge_s
             recs = np.full((evaluator.n_users, 10), -1, dtype=np.int64)
-            recs[users] = out.recs
+            recs[users] = recs_users
             m = evaluator.evaluate_recs(recs)
-            recall = float(np.nanmean(candidate_recall(out.candidates.item_ids, evaluator.test[users])))
+            recall = float(np.nanmean(candidate_recall(merged.item_ids, truth)))
+            retrieval_s = sum(retrieve_s[name] for name in names) + merge_s
             rows.append({"sources": label, "n_candidates": n, "ndcg@10": m["ndcg@10"], "hr@10": m["hr@10"],
-                         "candidate_recall": recall, "retrieval_ms_per_user": 1e3 * out.retrieval_s / len(users),
-                         "ranking_ms_per_user": 1e3 * out.ranking_s / len(users)})
+                         "candidate_recall": recall, "retrieval_ms_per_user": 1e3 * retrieval_s / len(users),
+                         "merge_ms_per_user": 1e3 * merge_s / len(users),
+                         "ranking_ms_per_user": 1e3 * rank_s / len(users)})
             print(f"  funnel {label} n={n}: NDCG@10 {m['ndcg@10']:.4f} HR@10 {m['hr@10']:.4f} "
-                  f"cand recall {recall:.3f}", flush=True)
-    rows.append({"fit_retrievers_s": round(fit_retrievers_s, 2)})
+                  f"cand recall {recall:.3f} (retrieval {rows[-1]['retrieval_ms_per_user']:.3f} ms/user, "
+                  f"ranking {rows[-1]['ranking_ms_per_user']:.3f} ms/user)", flush=True)
+    rows.append({"fit_retrievers_s": round(fit_retrievers_s, 2), "batch_users": batch_users,
+                 "retrieve_top_max_ms_per_user": {n: 1e3 * v / len(users) for n, v in retrieve_s.items()}})
     return rows
 
 
@@ -156,6 +184,9 @@ def main() -> None:
               "full_catalog_ms_per_user": full_ms, "trials": trials, "funnel": [],
               "command": "python benchmarks/sequential.py --dataset " + args.dataset
               + (f" --budget-s {args.budget_s:g}" if args.budget_s else "")
+              + (f" --epochs {args.epochs}" if args.epochs != 300 else "")
+              + (f" --funnel {args.funnel}" if args.funnel != "50,100,200,500" else "")
+              + (f" --tag {args.tag}" if args.tag else "")
               + (f" --grid '{json.dumps(args.grid)}'" if args.grid else ""),
               "machine": machine_info(), "code_version": code_version(),
               "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -171,6 +202,10 @@ def main() -> None:
         record["funnel"] = funnel(model, fit_data, test, sizes, evaluator)
         write()
         plot(record["funnel"], full["ndcg@10"], f"retrieve → rank on {data.name}", args.out / f"{stem}-funnel.png")
+    best = max((r for r in record["funnel"] if "sources" in r), key=lambda r: r["ndcg@10"], default=None)
+    print(f"DONE sequential {data.name} {stem}: test NDCG@10 {full['ndcg@10']:.4f} HR@10 {full['hr@10']:.4f}"
+          + (f"; best funnel {best['sources']} n={best['n_candidates']} NDCG@10 {best['ndcg@10']:.4f}" if best else "")
+          + f"; wall {time.perf_counter() - started:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,21 @@ def test_all_items_as_candidates_equals_full_ranking() -> None:
         assert list(out.recs[u][out.recs[u] >= 0]) == list(np.sort(unseen)[::-1][:3])
 
 
+def test_torch_merge_batched_ranking_and_prefix_lists_agree() -> None:
+    data = small_dataset()
+    sources = [MostPopular().fit(data), build_source("itemknn").fit(data)]
+    users = np.arange(data.n_users)
+    hist = [np.zeros(0)] * len(users)
+    want = TwoStageRecommender(sources, ScoreByItemId(), n_candidates=8).recommend(users, hist, 5)
+    stage = TwoStageRecommender(sources, ScoreByItemId(), n_candidates=8, device="cpu")
+    got = stage.recommend(users, hist, 5, batch_size=7)
+    np.testing.assert_array_equal(got.recs, want.recs)
+    np.testing.assert_array_equal(got.candidates.item_ids, want.candidates.item_ids)
+    longer = stage.merge([s.retrieve(users, 20) for s in sources], batch_size=4)  # top-20 lists cut to 8
+    np.testing.assert_array_equal(longer.item_ids, want.candidates.item_ids)
+    np.testing.assert_array_equal(longer.source_ranks, want.candidates.source_ranks)
+
+
 @pytest.mark.parametrize("n", [0, -5])
 def test_bad_candidate_counts_are_refused(n: int) -> None:
     with pytest.raises(ValueError, match="n_candidates"):

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from rankstack.data.dataset import Dataset
 from rankstack.retrieval.base import Candidates
-from rankstack.retrieval.funnel import MERGED, candidate_recall, funnel_recall
+from rankstack.retrieval.funnel import MERGED, candidate_recall, funnel_recall, merge_rows
 from rankstack.retrieval.itemknn import ItemKNN
 from rankstack.retrieval.merge import MergeConfig, equal_quotas, merge_candidates
 from rankstack.retrieval.popular import MostPopular
@@ -92,3 +92,24 @@ def test_funnel_recall_matches_direct_computation_and_plots(tmp_path: Path) -> N
     assert report.recall[MERGED][40] >= max(report.recall[n][40] for n in sources) - 0.15
     assert "| merged |" in report.table()
     assert report.plot(tmp_path / "funnel.png").stat().st_size > 1000
+
+
+def test_merge_rows_equals_the_numpy_merge() -> None:
+    """Random lists with padding, repeats within a source, quotas, weights and both rrf_k settings."""
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        n_rows, n_src, n_items = int(rng.integers(1, 20)), int(rng.integers(1, 5)), int(rng.integers(3, 40))
+        cands = []
+        for s in range(n_src):
+            width = int(rng.integers(1, 12))
+            ids = rng.integers(-1, n_items, (n_rows, width))
+            ids[rng.random((n_rows, width)) < 0.3] = -1
+            scores = -np.sort(-rng.random((n_rows, width)).astype(np.float32), axis=1)
+            cands.append(Candidates(ids, np.where(ids < 0, -np.inf, scores).astype(np.float32), f"s{s}"))
+        cfg = MergeConfig(k=int(rng.integers(1, 30)), rrf_k=float(rng.choice([0.0, 60.0])),
+                          quotas={f"s{s}": int(rng.integers(0, 4)) for s in range(n_src)},
+                          weights={f"s{s}": float(rng.choice([0.5, 1.0, 2.0])) for s in range(n_src)})
+        want, got = merge_candidates(cands, cfg), merge_rows(cands, cfg)
+        for field in ("item_ids", "scores", "source_ranks", "source_scores"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+        assert got.sources == want.sources
