@@ -281,6 +281,7 @@ def main() -> None:
     parser.add_argument("--rates", default="300", help="comma-separated offered loads (requests/s), one run each")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1, help="server worker processes (rankstack serve --workers)")
+    parser.add_argument("--tag", default="", help="suffix of the results file (keeps earlier runs)")
     parser.add_argument("--duration", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--seed-events", type=int, default=5_000)
@@ -304,7 +305,7 @@ def main() -> None:
                     "date": datetime.now(UTC).isoformat(timespec="seconds"),
                     "command": "python benchmarks/serve_load.py " + " ".join(sys.argv[1:])})
         suffix = ("" if args.retrieval == "itemknn" else f"-{args.retrieval}") + (
-            f"-w{args.workers}" if args.workers > 1 else "")
+            f"-w{args.workers}" if args.workers > 1 else "") + (f"-{args.tag}" if args.tag else "")
         (RESULTS / f"serve_load-{n_items}{suffix}.json").write_text(json.dumps(row, indent=2) + "\n")
     print(f"total wall time {time.perf_counter() - started:.0f} s; results in {RESULTS}", flush=True)
 
