@@ -79,6 +79,28 @@ def test_batch_equals_one_by_one(small_split: tuple[Dataset, Dataset]) -> None:
     assert [[i.propensity for i in a.items] for a in together] == [[i.propensity for i in b.items] for b in alone]
 
 
+def test_warmup_runs_a_known_user_inline_and_changes_nothing(small_split: tuple[Dataset, Dataset],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    pipe = build(small_split[0])
+    reqs = [RecommendRequest(user_id=u, k=5, request_id=f"r-{u}") for u in ("u1", "u7")]
+    before = [ids(r) for r in pipe.recommend(reqs)]
+    seen: list[tuple[list[str], bool]] = []
+    original = pipe.recommend
+
+    def spy(requests: Sequence[RecommendRequest], state: StateStore | None = None,
+            **kwargs: object) -> list[RecommendResponse]:
+        seen.append(([r.user_id for r in requests], bool(kwargs.get("stage_deadlines", True))))
+        return original(requests, state, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipe, "recommend", spy)
+    pipe.warmup()
+    (users, deadlines), = seen
+    assert deadlines is False and pipe.known_items([]) == [] and len(users) == 1
+    assert (pipe.parts.user_map.to_internal(users, strict=False) >= 0).all()  # a known user: every stage runs
+    monkeypatch.undo()
+    assert [ids(r) for r in pipe.recommend(reqs)] == before
+
+
 def test_unknown_user_gets_the_popularity_fallback(small_split: tuple[Dataset, Dataset]) -> None:
     fit, _ = small_split
     pipe = build(fit)

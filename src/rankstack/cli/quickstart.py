@@ -46,7 +46,7 @@ def _examples(pipeline: Pipeline, fit_data: Dataset, held_out: Dataset, users: n
     truth = dict(held_out.events.select("user_id", "item_id").iter_rows())
     external = [str(u) for u in fit_data.user_map.to_external(users).to_list()]
     responses = pipeline.recommend([RecommendRequest(user_id=u, k=10, request_id=f"quickstart-{u}")
-                                    for u in external])
+                                    for u in external], stage_deadlines=False)  # offline: no serving budgets
     examples = []
     for user, name, response in zip(users, external, responses, strict=True):
         slate = fit_data.item_map.to_internal([i.item_id for i in response.items], strict=False)

@@ -23,11 +23,16 @@ def requests_for(held_out: Dataset, k: int, *, prefix: str = "offline") -> list[
     return [RecommendRequest(user_id=u, k=k, request_id=f"{prefix}-{u}") for u in external]
 
 
+def _offline_options(recommender: Recommender) -> dict[str, bool]:
+    """Per-stage deadlines off when the recommender allows it: offline runs must not depend on machine load."""
+    accepts = "stage_deadlines" in inspect.signature(recommender.recommend).parameters
+    return {"stage_deadlines": False} if accepts else {}
+
+
 def replay(recommender: Recommender, requests: Sequence[RecommendRequest], state: StateStore | None = None, *,
            batch_size: int = 256, progress: bool = False) -> Iterator[RecommendResponse]:
     """``recommend`` over ``requests`` in batches (per-stage deadlines off when the recommender allows it)."""
-    accepts = "stage_deadlines" in inspect.signature(recommender.recommend).parameters
-    extra = {"stage_deadlines": False} if accepts else {}
+    extra = _offline_options(recommender)
     with new_progress() as bar:
         task = bar.add_task("replaying requests", total=len(requests)) if progress else None
         for start in range(0, len(requests), batch_size):
@@ -79,10 +84,12 @@ def replay_log(recommender: Recommender, events: Dataset, state: StateStore, k: 
     items = [str(i) for i in events.item_map.to_external(ev.get_column("item_id").to_numpy()).to_list()]
     times = (ev.get_column("timestamp").dt.timestamp("us").cast(pl.Float64) / 1e6).to_list()  # epoch seconds
     hits = 0
+    extra = _offline_options(recommender)
     with new_progress() as bar:
         task = bar.add_task("replaying the log", total=len(users)) if progress else None
         for n, (user, item, when) in enumerate(zip(users, items, times, strict=True)):
-            (response,) = recommender.recommend([RecommendRequest(user_id=user, k=k, request_id=f"replay-{n}")], state)
+            (response,) = recommender.recommend([RecommendRequest(user_id=user, k=k, request_id=f"replay-{n}")], state,
+                                                **extra)
             hits += any(s.item_id == item for s in response.items)
             state.add_events([Event(event_id=f"replay-{n}", user_id=user, item_id=item, event="click",
                                     request_id=response.request_id, timestamp=when)])

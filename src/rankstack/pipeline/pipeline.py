@@ -294,6 +294,14 @@ class Pipeline:
                 stage_ms=dict(stage_ms)))
         return out
 
+    def warmup(self) -> None:
+        """One full request for a known user, stages inline, so that the first served requests do not pay the
+        first-call costs (lazy caches, kernel set-up) and time out into a fallback after a load or reload."""
+        if len(self.parts.user_map):
+            user = str(self.parts.user_map.to_external_list([0])[0])
+            self.recommend([RecommendRequest(user_id=user, k=1, request_id="rankstack-warmup")], None,
+                           stage_deadlines=False)
+
     def known_items(self, item_ids: Sequence[str]) -> list[bool]:
         """One flag per external item id: True when the item is in the trained catalog."""
         if not item_ids:

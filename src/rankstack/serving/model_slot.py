@@ -54,10 +54,14 @@ class ModelSlot:
         self.current = self._load(artifact)
 
     def _load(self, artifact: Path) -> Loaded:
-        """Load an artifact and run one smoke request on it; any failure is a ``ReloadRefusedError``."""
+        """Load an artifact, run one smoke request and its ``warmup`` (if any); any failure is a
+        ``ReloadRefusedError``."""
         try:
             recommender = self.loader(artifact)
             recommender.recommend([RecommendRequest(user_id=self.warmup_user, k=1)], None)
+            warmup = getattr(recommender, "warmup", None)
+            if callable(warmup):  # a full request for a known user, so live traffic does not meet cold stages
+                warmup()
         except Exception as exc:
             raise ReloadRefusedError(f"artifact {artifact} refused: {type(exc).__name__}: {exc}") from exc
         return Loaded(recommender, artifact, time.time())

@@ -1,0 +1,55 @@
+"""ModelSlot warms a freshly loaded recommender up before it serves, and refuses one whose warm-up fails."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from rankstack.pipeline.api import RecommendRequest, RecommendResponse, StateStore
+from rankstack.serving.model_slot import ModelSlot, ReloadRefusedError
+
+
+class WarmingRecommender:
+    """Counts smoke requests and warm-ups; ``fail_warmup`` makes the warm-up raise."""
+
+    def __init__(self, fail_warmup: bool = False) -> None:
+        self.calls: list[str] = []
+        self.fail_warmup = fail_warmup
+
+    def recommend(self, requests: Sequence[RecommendRequest], state: StateStore | None = None, *,
+                  deadline_s: float | None = None) -> list[RecommendResponse]:
+        self.calls.append("recommend")
+        return [RecommendResponse(request_id="r", user_id=r.user_id, items=[], stages={}, model_version="v",
+                                  fallback=None, stage_ms={}) for r in requests]
+
+    def warmup(self) -> None:
+        self.calls.append("warmup")
+        if self.fail_warmup:
+            raise RuntimeError("cold stage broke")
+
+    def known_items(self, item_ids: Sequence[str]) -> list[bool]:
+        return [True] * len(item_ids)
+
+
+def test_every_load_runs_the_smoke_request_then_the_warmup(tmp_path: Path) -> None:
+    loaded: list[WarmingRecommender] = []
+
+    def loader(path: Path) -> WarmingRecommender:
+        loaded.append(WarmingRecommender())
+        return loaded[-1]
+
+    slot = ModelSlot(loader, tmp_path, "warmup-user")  # type: ignore[arg-type]
+    slot.reload()
+    assert [r.calls for r in loaded] == [["recommend", "warmup"], ["recommend", "warmup"]]
+
+
+def test_a_failing_warmup_refuses_the_artifact_and_keeps_the_old_model(tmp_path: Path) -> None:
+    good = WarmingRecommender()
+    slot = ModelSlot(lambda path: good, tmp_path, "warmup-user")  # type: ignore[arg-type,return-value]
+    bad = WarmingRecommender(fail_warmup=True)
+    slot.loader = lambda path: bad  # type: ignore[assignment,return-value]
+    with pytest.raises(ReloadRefusedError, match="cold stage broke"):
+        slot.reload()
+    assert slot.current.recommender is good
