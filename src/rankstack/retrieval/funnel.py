@@ -16,7 +16,7 @@ from rankstack.evaluation.metrics import hits_matrix
 from rankstack.plotting import save_figure
 from rankstack.progress import new_progress
 from rankstack.retrieval.base import PAD_ITEM, Candidates, CandidateSource
-from rankstack.retrieval.merge import MergeConfig, MergedCandidates, merge_sources_config
+from rankstack.retrieval.merge import MergeConfig, MergedCandidates, check_merge_inputs, merge_sources_config
 
 MERGED = "merged"
 
@@ -78,17 +78,7 @@ def merge_rows(candidates: Sequence[Candidates], config: MergeConfig, device: to
     the same merged lists, fused scores and attribution, ties broken alike (lower item id first); for large
     batches, where the NumPy merge's global sorts dominate the funnel.
     """
-    if not candidates:
-        raise ValueError("merge_rows needs at least one Candidates")
-    names = tuple(c.source for c in candidates)
-    if len(set(names)) != len(names):
-        raise ValueError(f"source names must be distinct, got {names}")
-    unknown = (set(config.quotas) | set(config.weights)) - set(names)
-    if unknown:
-        raise ValueError(f"quotas/weights name sources not given: {sorted(unknown)}")
-    batch = candidates[0].item_ids.shape[0]
-    if any(c.item_ids.shape[0] != batch for c in candidates):
-        raise ValueError("all Candidates must have the same number of rows (users)")
+    names, batch = check_merge_inputs(candidates, config, "merge_rows")
     dev = resolve_device(device)
     n_src, k = len(candidates), config.k
     items = torch.cat([torch.as_tensor(c.item_ids, dtype=torch.int64) for c in candidates], 1).to(dev)

@@ -56,6 +56,23 @@ class MergedCandidates:
         return out
 
 
+def check_merge_inputs(candidates: Sequence[Candidates], config: MergeConfig,
+                       caller: str) -> tuple[tuple[str, ...], int]:
+    """The source names and the row count of lists to merge; ``ValueError`` when they cannot be merged."""
+    if not candidates:
+        raise ValueError(f"{caller} needs at least one Candidates")
+    names = tuple(c.source for c in candidates)
+    if len(set(names)) != len(names):
+        raise ValueError(f"source names must be distinct, got {names}")
+    unknown = (set(config.quotas) | set(config.weights)) - set(names)
+    if unknown:
+        raise ValueError(f"quotas/weights name sources not given: {sorted(unknown)}")
+    batch = candidates[0].item_ids.shape[0]
+    if any(c.item_ids.shape[0] != batch for c in candidates):
+        raise ValueError("all Candidates must have the same number of rows (users)")
+    return names, batch
+
+
 def merge_candidates(candidates: Sequence[Candidates], config: MergeConfig | None = None) -> MergedCandidates:
     """Union of the sources' lists per user, de-duplicated, top-``k`` by (in quota, fused score).
 
@@ -65,17 +82,7 @@ def merge_candidates(candidates: Sequence[Candidates], config: MergeConfig | Non
     Vectorised: one sort over (user, item) keys, no per-user loops.
     """
     cfg = config or MergeConfig()
-    if not candidates:
-        raise ValueError("merge_candidates needs at least one Candidates")
-    names = tuple(c.source for c in candidates)
-    if len(set(names)) != len(names):
-        raise ValueError(f"source names must be distinct, got {names}")
-    unknown = (set(cfg.quotas) | set(cfg.weights)) - set(names)
-    if unknown:
-        raise ValueError(f"quotas/weights name sources not given: {sorted(unknown)}")
-    batch = candidates[0].item_ids.shape[0]
-    if any(c.item_ids.shape[0] != batch for c in candidates):
-        raise ValueError("all Candidates must have the same number of rows (users)")
+    names, batch = check_merge_inputs(candidates, cfg, "merge_candidates")
     n_src = len(candidates)
     rows_l, items_l, src_l, rank_l, score_l = [], [], [], [], []
     for j, c in enumerate(candidates):
