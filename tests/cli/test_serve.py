@@ -32,3 +32,11 @@ def test_workers_reach_the_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 def test_zero_workers_is_refused(tmp_path: Path) -> None:
     result = runner.invoke(app, [str(tmp_path), "--workers", "0"])
     assert result.exit_code == 2 and "--workers" in result.output
+
+
+def test_batching_options_reach_the_server_and_are_bounded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(serve_cli, "run_server", lambda artifact, **kw: calls.append(kw))
+    assert runner.invoke(app, [str(tmp_path), "--max-batch", "4", "--batch-wait-ms", "1"]).exit_code == 0
+    assert (calls[0]["max_batch"], calls[0]["batch_wait_ms"]) == (4, 1.0)
+    assert runner.invoke(app, [str(tmp_path), "--max-batch", "0"]).exit_code == 2

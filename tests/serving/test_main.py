@@ -39,3 +39,24 @@ def test_a_corrupt_artifact_stops_a_multi_worker_start(tmp_path: Path, capsys: p
     code = entry.main([str(artifact), "--workers", "2", "--state", f"sqlite:{tmp_path / 's.db'}",
                        "--loader", "serving_fakes:load_fake"])
     assert code == 2 and f"artifact {artifact} refused" in capsys.readouterr().err
+
+
+def test_batching_options_reach_the_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(entry, "run_server", lambda artifact, **kw: calls.append(kw))
+    assert entry.main([str(tmp_path), "--max-batch", "8", "--batch-wait-ms", "2.5"]) == 0
+    assert entry.main([str(tmp_path)]) == 0
+    assert [(c["max_batch"], c["batch_wait_ms"]) for c in calls] == [(8, 2.5), (32, 0.0)]
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--max-batch", "0", "max_batch: Input should be greater than or equal to 1"),
+    ("--batch-wait-ms", "-1", "batch_wait_ms: Input should be greater than or equal to 0"),
+    ("--batch-wait-ms", "500", "batch_wait_ms: Input should be less than or equal to 100"),
+])
+def test_bad_batching_options_are_configuration_errors(tmp_path: Path, option: str, value: str, message: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    artifact = write_fake_artifact(tmp_path / "v1")
+    code = entry.main([str(artifact), option, value, "--state", f"sqlite:{tmp_path / 's.db'}",
+                       "--loader", "serving_fakes:load_fake"])
+    assert code == 2 and message in capsys.readouterr().err

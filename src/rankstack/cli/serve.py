@@ -9,7 +9,7 @@ import typer
 
 from rankstack.cli.common import err_console, friendly_errors
 from rankstack.serving.loaders import DEFAULT_LOADER
-from rankstack.serving.server import DEFAULT_STATE, WORKERS_HELP, run_server
+from rankstack.serving.server import BATCH_WAIT_HELP, DEFAULT_STATE, MAX_BATCH_HELP, WORKERS_HELP, run_server
 
 
 def serve(
@@ -24,9 +24,11 @@ def serve(
                                         "Recommender.")] = DEFAULT_LOADER,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "warning",
     workers: Annotated[int, typer.Option("--workers", help=WORKERS_HELP, min=1)] = 1,
+    max_batch: Annotated[int, typer.Option("--max-batch", help=MAX_BATCH_HELP, min=1, max=1024)] = 32,
+    batch_wait_ms: Annotated[float, typer.Option("--batch-wait-ms", help=BATCH_WAIT_HELP, min=0, max=100)] = 0.0,
 ) -> None:
     """Serve recommendations over HTTP: /v1/recommend, /v1/events, /healthz, /readyz, /metrics, /admin/reload."""
     with friendly_errors():
         run_server(artifact, host=host, port=port, state=state, deadline_ms=deadline_ms, loader=loader,
-                   log_level=log_level, workers=workers,
+                   log_level=log_level, workers=workers, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
                    say=lambda message: err_console.print(message, highlight=False))
