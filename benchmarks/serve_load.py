@@ -143,13 +143,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(artifact: Path, workdir: Path, port: int, workers: int = 1) -> subprocess.Popen[bytes]:
+def start_server(artifact: Path, workdir: Path, port: int, workers: int = 1,
+                 batch_wait_ms: float = 0.0) -> subprocess.Popen[bytes]:
     """``python -m rankstack.serving`` with one torch thread per worker process."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     state = workdir / f"state-{port}.db"
     log = (workdir / f"server-{port}.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "rankstack.serving", str(artifact), "--port", str(port),
-                             "--state", f"sqlite:{state}", *(["--workers", str(workers)] if workers > 1 else [])],
+                             "--state", f"sqlite:{state}", *(["--workers", str(workers)] if workers > 1 else []),
+                             *(["--batch-wait-ms", str(batch_wait_ms)] if batch_wait_ms else [])],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -240,7 +242,7 @@ def measure(n_items: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
     print(f"  built: {facts}", flush=True)
     port = free_port()
     t0 = time.perf_counter()
-    proc = start_server(artifact, workdir, port, args.workers)
+    proc = start_server(artifact, workdir, port, args.workers, args.batch_wait_ms)
     startup_s = time.perf_counter() - t0
     url = f"http://127.0.0.1:{port}"
     rows = []
@@ -282,6 +284,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1, help="server worker processes (rankstack serve --workers)")
     parser.add_argument("--tag", default="", help="suffix of the results file (keeps earlier runs)")
+    parser.add_argument("--batch-wait-ms", type=float, default=0.0, help="server micro-batch fill wait")
     parser.add_argument("--duration", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--seed-events", type=int, default=5_000)
@@ -298,7 +301,7 @@ def main() -> None:
     for n_items in (int(x) for x in args.items.split(",")):
         row = measure(n_items, args, workdir)
         row.update({"ranker": args.ranker, "retrieval": args.retrieval, "merge_k": args.merge_k, "k": args.k,
-                    "workers": args.workers,
+                    "workers": args.workers, "batch_wait_ms": args.batch_wait_ms,
                     "connections": args.connections, "users": args.users,
                     "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                                 "loadavg_after": os.getloadavg()},
