@@ -101,3 +101,18 @@ def test_broken_artifacts_are_refused(saved: tuple[Pipeline, Path], tmp_path: Pa
 def test_not_a_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="not a rankstack pipeline artifact"):
         Pipeline.load(tmp_path / "nothing-here")
+
+
+def test_an_indexed_source_is_served_from_its_index_after_loading(small_split: tuple[Dataset, Dataset],
+                                                                   tmp_path: Path) -> None:
+    from rankstack.retrieval.indexed import IndexedRetriever
+
+    source = {"name": "lightgcn", "k": 15, "index": {"kind": "exact"}, "settings": {
+        "epochs": 3, "batch_size": 128, "embedding_dim": 8, "validation_ratio": 0.0, "device": "cpu"}}
+    pipe = build(small_split[0], sources=[{"name": "popular", "k": 15, "quota": 5}, source])
+    save_artifact(pipe.parts, manifest_for(pipe), tmp_path / "a")
+    loaded = Pipeline.load(tmp_path / "a")
+    assert isinstance(loaded.retrievers["lightgcn"], IndexedRetriever)
+    reqs = [RecommendRequest(user_id=u, k=5, request_id=u) for u in ("u2", "u3")]
+    assert [[i.item_id for i in r.items] for r in loaded.recommend(reqs)] == \
+        [[i.item_id for i in r.items] for r in pipe.recommend(reqs)]

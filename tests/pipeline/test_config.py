@@ -54,6 +54,10 @@ BAD: list[tuple[str, Any, str]] = [
     ("name with a space", config_dict(name="my pipe"), "field 'name'"),
     ("bad rerank rule", config_dict(rerank={"rules": [{"name": "r", "type": "teleport"}]}), "field 'rerank.rules.0"),
     ("value without terms", config_dict(value={"objective": {"terms": "x"}}), "field 'value.objective.terms'"),
+    ("index on a source without vectors", config_dict(sources=[{"name": "itemknn", "index": {"kind": "exact"}}]),
+     "source 'itemknn' has no user/item vectors"),
+    ("unknown index kind", config_dict(sources=[{"name": "lightgcn", "index": {"kind": "annoy"}}]),
+     "sources[0] 'lightgcn', field 'index.kind'"),
     ("top-level list", "- a\n- b\n", "expected a mapping"),
     ("broken YAML", "name: [unclosed\n", "invalid YAML at line"),
 ]

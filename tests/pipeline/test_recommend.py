@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from rankstack.data.dataset import Dataset
 from rankstack.errors import ConfigError, RequestError
 from rankstack.pipeline.api import Event, KnownItems, Recommender, RecommendRequest, RecommendResponse, StateStore
+from rankstack.pipeline.config import IndexStage
 from rankstack.pipeline.pipeline import Pipeline
+from rankstack.retrieval.indexed import IndexedRetriever
 
 from .conftest import build
 
@@ -99,6 +101,18 @@ def test_warmup_runs_a_known_user_inline_and_changes_nothing(small_split: tuple[
     assert (pipe.parts.user_map.to_internal(users, strict=False) >= 0).all()  # a known user: every stage runs
     monkeypatch.undo()
     assert [ids(r) for r in pipe.recommend(reqs)] == before
+
+
+def test_a_source_served_from_an_exact_index_gives_the_same_slates(small_split: tuple[Dataset, Dataset]) -> None:
+    lightgcn = {"name": "lightgcn", "k": 20, "quota": 10, "settings": {
+        "epochs": 5, "batch_size": 128, "embedding_dim": 8, "validation_ratio": 0.0, "device": "cpu"}}
+    direct = build(small_split[0], sources=[{"name": "popular", "k": 20, "quota": 5}, lightgcn])
+    indexed = direct.with_config(direct.config.model_copy(update={"sources": [
+        direct.config.sources[0], direct.config.sources[1].model_copy(update={"index": IndexStage(kind="exact")})]}))
+    assert isinstance(indexed.retrievers["lightgcn"], IndexedRetriever)
+    assert not isinstance(direct.retrievers["lightgcn"], IndexedRetriever)
+    reqs = [RecommendRequest(user_id=u, k=6, request_id=u) for u in ("u1", "u5", "u9", "ghost")]
+    assert [ids(r) for r in indexed.recommend(reqs)] == [ids(r) for r in direct.recommend(reqs)]
 
 
 def test_unknown_user_gets_the_popularity_fallback(small_split: tuple[Dataset, Dataset]) -> None:

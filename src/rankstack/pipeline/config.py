@@ -39,11 +39,20 @@ class DataConfig(_Strict):
     eval_on: Literal["validation", "test"] = "test"
 
 
+class IndexStage(_Strict):
+    """Serve a vector source's retrieval from an index over its item vectors (``rankstack.index.build_index``):
+    ``exact`` (torch matmul + top-k), ``hnsw`` or ``ivf-flat`` (FAISS); ``params`` go to the index config."""
+
+    kind: Literal["exact", "hnsw", "ivf-flat"] = "exact"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class SourceStage(_Strict):
     """One candidate source: a name from ``rankstack.retrieval.registry.SOURCES`` and its settings.
 
     ``k`` items are retrieved per user; the merge keeps the source's top ``quota`` and fuses the rest with
-    reciprocal-rank weight ``weight``.
+    reciprocal-rank weight ``weight``. ``index`` (vector sources only: LightGCN, two-tower, SASRec) answers
+    retrieval from a vector index instead of scoring the whole catalog.
     """
 
     name: str = Field(min_length=1)
@@ -51,6 +60,7 @@ class SourceStage(_Strict):
     k: int = Field(default=100, ge=1, le=10_000)
     quota: int = Field(default=0, ge=0)
     weight: float = Field(default=1.0, ge=0.0)
+    index: IndexStage | None = None
 
     @field_validator("name")
     @classmethod
@@ -60,6 +70,15 @@ class SourceStage(_Strict):
         if name not in SOURCES:
             raise ValueError(f"unknown source {name!r}; available: {', '.join(sorted(SOURCES))}")
         return name
+
+    @model_validator(mode="after")
+    def _indexable(self) -> SourceStage:
+        from rankstack.retrieval.indexed import has_vectors
+        from rankstack.retrieval.registry import SOURCES
+
+        if self.index is not None and not has_vectors(SOURCES[self.name]):
+            raise ValueError(f"source {self.name!r} has no user/item vectors, so it cannot be served from an index")
+        return self
 
 
 class MergeStage(_Strict):

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from rankstack.data.idmap import IdMap
 from rankstack.errors import ConfigError
+from rankstack.index import build_index
 from rankstack.pipeline import stages as st
 from rankstack.pipeline.api import RecommendRequest, RecommendResponse, ScoredItem, StateStore
 from rankstack.pipeline.batch import ItemFilters, RequestBatch, build_batch
@@ -25,7 +26,8 @@ from rankstack.pipeline.state_exposure import RowExposure
 from rankstack.reranking.base import RerankContext
 from rankstack.reranking.catalog import ItemCatalog
 from rankstack.reranking.pipeline import RerankPipeline
-from rankstack.retrieval.base import Candidates, CandidateSource
+from rankstack.retrieval.base import Candidates, CandidateSource, Retriever
+from rankstack.retrieval.indexed import IndexedRetriever
 from rankstack.retrieval.popular import MostPopular
 
 
@@ -81,7 +83,21 @@ class Pipeline:
                 raise ConfigError("rerank: the dataset has no item attributes for the re-rank rules")
             self.reranker = RerankPipeline(self.config.rerank, parts.catalog, source="rerank")
         self._check_value_fields()
+        self.retrievers = self._retrievers()
         self.runner = StageRunner()
+
+    def _retrievers(self) -> dict[str, Retriever]:
+        """The sources as retrieval sees them: those with an ``index`` stage answer from a vector index built
+        here over their item vectors (FAISS indexes train at load time)."""
+        out: dict[str, Retriever] = dict(self.parts.sources)
+        for stage in self.config.sources:
+            if stage.index is not None:
+                try:
+                    index = build_index(stage.index.kind, stage.index.params)
+                except (ValueError, ImportError) as exc:
+                    raise ConfigError(f"sources[{stage.name}].index: {exc}") from None
+                out[stage.name] = IndexedRetriever(self.parts.sources[stage.name], index)
+        return out
 
     def _check_ranker(self) -> None:
         ranker, stage = self.parts.ranker, self.config.ranker
@@ -188,7 +204,7 @@ class Pipeline:
         parts: list[tuple[np.ndarray, st.CandidateTable]] = []
         if len(known):
             users = batch.user_ids[known]
-            outcome = self.runner.run("retrieval", lambda: st.retrieve(self.parts.sources, self.config, users),
+            outcome = self.runner.run("retrieval", lambda: st.retrieve(self.retrievers, self.config, users),
                                       self._budget("retrieval", started, deadline_s, enforce))
             if outcome.value is not None:
                 table, failed = outcome.value

@@ -14,7 +14,7 @@ from rankstack.pipeline.config import PipelineConfig, ValueStage
 from rankstack.ranking.two_stage import CandidateScorer
 from rankstack.reranking.base import normalize_relevance
 from rankstack.reranking.catalog import ItemCatalog
-from rankstack.retrieval.base import PAD_ITEM, CandidateSource
+from rankstack.retrieval.base import PAD_ITEM, Retriever
 from rankstack.retrieval.merge import MergeConfig, merge_candidates
 
 
@@ -35,9 +35,10 @@ class CandidateTable:
                               {n: pick(s) for n, s in self.source_scores.items()})
 
 
-def retrieve(sources: Mapping[str, CandidateSource], config: PipelineConfig,
+def retrieve(sources: Mapping[str, Retriever], config: PipelineConfig,
              user_ids: np.ndarray) -> tuple[CandidateTable, list[str]]:
-    """Each source's top-k for known users, merged; returns the table and the sources that failed."""
+    """Each source's top-k for known users (directly or from its vector index), merged; returns the table and
+    the sources that failed."""
     stages = {s.name: s for s in config.sources}
     lists, failed = [], []
     for name, source in sources.items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -94,6 +94,14 @@ def sparse_topk(scores: sp.csr_matrix, k: int, exclude: sp.csr_matrix | None = N
         order = np.lexsort((items, -values))
         out_ids[row, : len(order)], out_scores[row, : len(order)] = items[order], values[order]
     return out_ids, out_scores
+
+
+class Retriever(Protocol):
+    """What the pipeline's retrieval stage calls: a ``CandidateSource``, or one served from a vector index."""
+
+    def retrieve(self, user_ids: np.ndarray, k: int) -> Candidates:
+        """Top-``k`` candidates per user, the user's training items excluded."""
+        ...
 
 
 class CandidateSource(ABC):

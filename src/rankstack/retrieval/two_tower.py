@@ -209,6 +209,12 @@ class TwoTower(CandidateSource):
         """Item vectors (unit norm; index them with a VectorIndex: inner product = cosine)."""
         return self.item_vectors_
 
+    def user_vectors(self, user_ids: np.ndarray) -> torch.Tensor:
+        """User vectors [users, d] (the queries of a VectorIndex over ``item_vectors``)."""
+        self._require_fitted()
+        users = torch.as_tensor(np.asarray(user_ids, dtype=np.int64), device=self.user_vectors_.device)
+        return self.user_vectors_[users]
+
     def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Network weights, features, histories and the final vectors."""
         tensors = {f"net.{k}": v for k, v in self.net_.state_dict().items()}

@@ -211,6 +211,16 @@ class SASRec(CandidateSource):
         self._require_fitted()
         return self.score_histories([self.histories_[int(u)] for u in np.asarray(user_ids)])
 
+    def user_vectors(self, user_ids: np.ndarray) -> torch.Tensor:
+        """Each user's last hidden state from the stored history (a VectorIndex query over ``item_vectors``)."""
+        self._require_fitted()
+        return self.user_states([self.histories_[int(u)] for u in np.asarray(user_ids)])
+
+    def item_vectors(self) -> torch.Tensor:
+        """The output item embeddings [n_items, D] the model scores with (tied to its input embeddings)."""
+        self._require_fitted()
+        return self.net_.item_table().detach().float()
+
     def update_histories(self, user_ids: Sequence[int], items: Sequence[int]) -> None:
         """Append events (internal ids, in time order) to the stored histories; no retraining needed."""
         self._check_items([np.asarray(items, dtype=np.int64)])
