@@ -102,7 +102,8 @@ def pipeline_config(args: argparse.Namespace) -> dict[str, Any]:
     sasrec = {"max_len": 50, "hidden_dim": 64, "blocks": 2, "epochs": 1, "sampled_negatives": 100,
               "validation": False, "batch_size": 256, "time_budget_s": args.ranker_budget_s, "device": "cpu"}
     second = ({"name": "itemknn", "settings": {"neighbors": 50}} if args.retrieval == "itemknn"
-              else {"name": "sasrec", "settings": sasrec})
+              else {"name": "sasrec", "settings": sasrec,
+                    **({"index": {"kind": args.index, "params": args.index_params}} if args.index else {})})
     config: dict[str, Any] = {
         "name": "serve-load", "data": {"name": "synthetic"},
         "sources": [{"name": "popular", "k": 100, "quota": 20},
@@ -285,6 +286,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="server worker processes (rankstack serve --workers)")
     parser.add_argument("--tag", default="", help="suffix of the results file (keeps earlier runs)")
     parser.add_argument("--batch-wait-ms", type=float, default=0.0, help="server micro-batch fill wait")
+    parser.add_argument("--index", choices=["exact", "hnsw", "ivf-flat"], default=None,
+                        help="with --retrieval sasrec: serve its retrieval from this vector index")
+    parser.add_argument("--index-params", type=json.loads, default={}, help='JSON, e.g. \'{"nlist": 4096}\'')
     parser.add_argument("--duration", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--seed-events", type=int, default=5_000)
@@ -301,7 +305,8 @@ def main() -> None:
     for n_items in (int(x) for x in args.items.split(",")):
         row = measure(n_items, args, workdir)
         row.update({"ranker": args.ranker, "retrieval": args.retrieval, "merge_k": args.merge_k, "k": args.k,
-                    "workers": args.workers, "batch_wait_ms": args.batch_wait_ms,
+                    "workers": args.workers, "batch_wait_ms": args.batch_wait_ms, "index": args.index,
+                    "index_params": args.index_params,
                     "connections": args.connections, "users": args.users,
                     "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                                 "loadavg_after": os.getloadavg()},
