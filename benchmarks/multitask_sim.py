@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import torch
 
+from rankstack.data.dataset import Dataset
 from rankstack.provenance import code_version, machine_info
 from rankstack.ranking.experiment import (
     ExperimentConfig,
@@ -23,10 +26,11 @@ from rankstack.ranking.experiment import (
     judge_candidates,
     ranking_value_metrics,
 )
-from rankstack.ranking.impressions import impression_table, temporal_impression_split
+from rankstack.ranking.impressions import ImpressionSplit, impression_table, temporal_impression_split
 from rankstack.ranking.multitask import MultiTaskConfig, MultiTaskRanker
 from rankstack.ranking.plots import plot_reliability
 from rankstack.simulation import MarketplaceSimulator, SimulatorConfig
+from rankstack.simulation.log import SimulationLog
 from rankstack.simulation.slates import slate_metrics
 from rankstack.value import ValueObjective, plot_pareto, sweep_weights
 
@@ -42,28 +46,52 @@ MODELS: dict[str, dict[str, Any]] = {
 SWEEP = [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]
 
 
-def main() -> None:
-    """Simulate, train every model, evaluate, sweep, plot, save JSON."""
-    parser = argparse.ArgumentParser(description=__doc__)
+@dataclass(frozen=True)
+class World:
+    """One simulated run prepared for the multi-task benchmarks: the log, its truth and the impression split."""
+
+    sim: MarketplaceSimulator
+    log: SimulationLog
+    dataset: Dataset
+    truth: pl.DataFrame
+    table: pl.DataFrame
+    split: ImpressionSplit
+
+
+def world_options(parser: argparse.ArgumentParser, epochs: int) -> argparse.ArgumentParser:
+    """The simulated world and training options the multi-task benchmarks share."""
     parser.add_argument("--impressions", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--items", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1 is fastest on a shared CPU); the models train on CUDA when present")
-    parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--slate-requests", type=int, default=5_000)
     parser.add_argument("--tag", default="")
-    args = parser.parse_args()
+    return parser
+
+
+def simulate_world(args: argparse.Namespace) -> World:
+    """Set the torch threads, simulate the world the options describe, build and split its impression table."""
     torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
     sim = MarketplaceSimulator(SimulatorConfig(n_users=args.users, n_items=args.items,
                                                n_impressions=args.impressions, seed=args.seed))
     log = sim.run()
-    dataset, truth = log.to_dataset(), log.truth()
+    dataset = log.to_dataset()
     table = impression_table(dataset)
-    split = temporal_impression_split(table)
+    return World(sim, log, dataset, log.truth(), table, temporal_impression_split(table))
+
+
+def main() -> None:
+    """Simulate, train every model, evaluate, sweep, plot, save JSON."""
+    parser = world_options(argparse.ArgumentParser(description=__doc__), epochs=10)
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--slate-requests", type=int, default=5_000)
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    world = simulate_world(args)
+    sim, log, dataset, truth, table, split = (world.sim, world.log, world.dataset, world.truth, world.table,
+                                              world.split)
     prep_s = time.perf_counter() - t0
     print(f"simulated + prepared in {prep_s:.1f} s: {split.summary()} {log.summary()}", flush=True)
     results: dict[str, Any] = {}

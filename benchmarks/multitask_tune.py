@@ -14,13 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
+from multitask_sim import simulate_world, world_options  # the sibling script (benchmarks/ is on sys.path)
 
 from rankstack.provenance import code_version, machine_info
 from rankstack.ranking.experiment import classification_metrics
-from rankstack.ranking.impressions import impression_table, temporal_impression_split
 from rankstack.ranking.multitask import MultiTaskConfig, MultiTaskRanker
-from rankstack.simulation import MarketplaceSimulator, SimulatorConfig
 
 RESULTS = Path(__file__).parent / "results"
 GRID: dict[str, dict[str, Any]] = {
@@ -38,23 +36,13 @@ def gap(metrics: dict[str, float]) -> float:
 
 def main() -> None:
     """Simulate once, fit every grid entry, choose on validation, test the winner once."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--impressions", type=int, default=1_000_000)
-    parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument("--items", type=int, default=500)
-    parser.add_argument("--epochs", type=int, default=14)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = world_options(argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter), epochs=14)
     parser.add_argument("--only", default=",".join(GRID), help="comma-separated grid entries to run")
-    parser.add_argument("--tag", default="")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    sim = MarketplaceSimulator(SimulatorConfig(n_users=args.users, n_items=args.items,
-                                               n_impressions=args.impressions, seed=args.seed))
-    log = sim.run()
-    truth = log.truth()
-    split = temporal_impression_split(impression_table(log.to_dataset()))
+    world = simulate_world(args)
+    truth, split = world.truth, world.split
     trials: dict[str, Any] = {}
     best_name, best_gap, best_ranker = "", float("inf"), None
     for name in args.only.split(","):

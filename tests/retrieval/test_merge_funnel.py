@@ -11,9 +11,9 @@ import scipy.sparse as sp
 
 from rankstack.data.dataset import Dataset
 from rankstack.retrieval.base import Candidates
-from rankstack.retrieval.funnel import MERGED, candidate_recall, funnel_recall, merge_rows
+from rankstack.retrieval.funnel import MERGED, candidate_recall, funnel_recall
 from rankstack.retrieval.itemknn import ItemKNN
-from rankstack.retrieval.merge import MergeConfig, equal_quotas, merge_candidates
+from rankstack.retrieval.merge import MergeConfig, equal_quotas, merge_candidates, merge_rows
 from rankstack.retrieval.popular import MostPopular
 
 

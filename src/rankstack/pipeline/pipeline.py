@@ -74,7 +74,7 @@ class Pipeline:
         self.config = parts.config
         self.version: str = str(parts.manifest.get("version", "unsaved"))
         self._check_ranker()
-        self.popular_order = np.argsort(-parts.fallback.item_counts_.numpy(), kind="stable").astype(np.int64)
+        self.popular_order = parts.fallback.popularity_order()[0]
         self.seen: sp.csr_matrix = parts.fallback._require_fitted()
         self.filters = ItemFilters(parts.catalog, len(parts.item_map))
         self.reranker: RerankPipeline | None = None

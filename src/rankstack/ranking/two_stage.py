@@ -11,8 +11,7 @@ import numpy as np
 import torch
 
 from rankstack.retrieval.base import PAD_ITEM, Candidates, CandidateSource
-from rankstack.retrieval.funnel import merge_rows
-from rankstack.retrieval.merge import MergedCandidates, merge_candidates, merge_sources_config
+from rankstack.retrieval.merge import MergedCandidates, merge_candidates, merge_rows, merge_sources_config
 
 
 @runtime_checkable
@@ -39,7 +38,7 @@ class TwoStageRecommender:
     """Each source proposes ``n_candidates`` (seen items excluded); equal quotas merge them to ``n_candidates``;
     the ranker orders the merged set and the top-k are returned.
 
-    ``device``: where the merge runs (:func:`~rankstack.retrieval.funnel.merge_rows`, the same result as the
+    ``device``: where the merge runs (:func:`~rankstack.retrieval.merge.merge_rows`, the same result as the
     NumPy merge); None merges with NumPy on the CPU.
     """
 
