@@ -41,6 +41,7 @@ class IndexedRetriever:
         if not isinstance(source, VectorSource):
             raise TypeError(f"source {source.name!r} has no user/item vectors to index")
         self.source = source
+        self.vectors: VectorSource = source  # the same object, typed for its vector methods
         self.name = source.name
         self.index = index.build(source.item_vectors().detach().float().cpu().numpy())
 
@@ -48,8 +49,7 @@ class IndexedRetriever:
         """Top-``k`` items by inner product from the index, minus each user's training items (-1 pads)."""
         train = self.source._require_fitted()
         users = np.asarray(user_ids, dtype=np.int64)
-        assert isinstance(self.source, VectorSource)
-        queries = self.source.user_vectors(users).detach().float().cpu().numpy()
+        queries = self.vectors.user_vectors(users).detach().float().cpu().numpy()
         n_seen = np.diff(train.indptr)[users] if exclude_seen and len(users) else np.zeros(len(users), np.int64)
         depth = min(k + int(n_seen.max(initial=0)), self.index.ntotal)
         scores, ids = self.index.search(queries, max(depth, 1))
