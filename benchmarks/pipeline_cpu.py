@@ -5,7 +5,10 @@ clicks and impressions to a fresh SQLite state store, warms up, then times ``--c
 the stages run inline (no worker threads) and the stage clock switched to thread CPU time, so the figures are
 the work done, not time spent waiting for the other core.
 
-Usage: python benchmarks/pipeline_cpu.py ARTIFACT [--batch-sizes 1,4] [--calls 100] [--users 31500]
+The pipeline warms up as the service does (``Pipeline.warmup``: the ranker's state cache holds the known users'
+trained states); ``--no-state-cache`` turns that cache off, so that every request runs the transformer.
+
+Usage: python benchmarks/pipeline_cpu.py ARTIFACT [--batch-sizes 1,4] [--calls 100] [--users 31500] [--no-state-cache]
 Prints one line per batch size and writes nothing else (the state store lives in a temporary folder).
 """
 
@@ -21,6 +24,7 @@ import torch
 
 import rankstack.pipeline.pipeline as pipeline_module
 from rankstack.pipeline.api import Event, RecommendRequest
+from rankstack.pipeline.config import RankerStage
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.state.sqlite import SQLiteStateStore
 
@@ -41,9 +45,14 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=31_500, help="user ids u0 … u{N-1} are drawn uniformly")
     parser.add_argument("--events", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-state-cache", action="store_true", help="run the ranker's network on every request")
     args = parser.parse_args()
     torch.set_num_threads(1)
     pipeline = Pipeline.load(args.artifact)
+    if args.no_state_cache and isinstance(pipeline.config.ranker, RankerStage):
+        ranker = pipeline.config.ranker.model_copy(update={"state_cache": 0})
+        pipeline = pipeline.with_config(pipeline.config.model_copy(update={"ranker": ranker}))
+    pipeline.warmup()
     n_items = len(pipeline.parts.item_map)
     items = pipeline.parts.item_map.to_external(np.arange(n_items)).to_list()
     rng = np.random.default_rng(args.seed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,6 +78,31 @@ def test_sasrec_ranker_trains_saves_and_reloads_with_identical_slates(tmp_path: 
     before = [r.model_dump(exclude={"stage_ms"}) for r in result.pipeline.recommend(reqs)]
     after = [r.model_dump(exclude={"stage_ms"}) for r in Pipeline.load(tmp_path / "art").recommend(reqs)]
     assert before == after and before[0]["stages"]["ranker"] == "ran"
+
+
+
+def test_sasrec_state_cache_is_warmed_and_serves_the_same_slates(tmp_path: Path) -> None:
+    log = tmp_path / "events.csv"
+    small_events().write_csv(log)
+    sasrec = {"source": "sasrec", "history": 10, "state_cache": 1000,
+              "settings": {"epochs": 2, "max_len": 10, "hidden_dim": 8, "validation": False, "device": "cpu"}}
+    pipe = train_pipeline(validate_pipeline_config(config_dict(data={"name": str(log)}, ranker=sasrec))).pipeline
+    cache = pipe.parts.ranker.state_cache
+    assert cache is not None and len(cache) > 0  # filled by the offline evaluation
+    cache.clear()
+    warmed = pipe.warm_states()
+    assert warmed == sum(len(h) > 0 for h in pipe.parts.histories) and len(cache) == warmed
+    state = ListState()
+    state.add_events([Event(event_id="e1", user_id="u1", item_id="i3", event="click", timestamp=time.time())])
+    reqs = [RecommendRequest(user_id=u, k=5, request_id=u) for u in ("u1", "u2", "u3")]
+    hits, misses = cache.hits, cache.misses
+    cached = [r.items for r in pipe.recommend(reqs, state)]
+    assert (cache.hits - hits, cache.misses - misses) == (2, 1)  # u1's fresh click makes a new history
+    off = sasrec | {"state_cache": 0}
+    uncached = pipe.with_config(pipe.config.model_copy(update={"ranker": pipe.config.ranker.model_copy(update=off)}))
+    assert uncached.parts.ranker.state_cache is None and uncached.warm_states() == 0
+    assert [[i.item_id for i in r] for r in cached] == [
+        [i.item_id for i in r.items] for r in uncached.recommend(reqs, state)]
 
 
 class ListState:

@@ -99,6 +99,10 @@ class RankerStage(_Strict):
     source: str = Field(min_length=1)
     settings: dict[str, Any] = Field(default_factory=dict)
     history: int = Field(default=50, ge=1, le=10_000)
+    state_cache: int = Field(default=100_000, ge=0, le=100_000_000, description=(
+        "user states kept between requests, keyed by the exact history (0: off; SASRec only)"))
+    warm_states: bool = Field(default=True, description=(
+        "compute the states of known users' trained histories when the pipeline loads (up to state_cache)"))
 
     @field_validator("source")
     @classmethod

@@ -18,7 +18,7 @@ from rankstack.index import build_index
 from rankstack.pipeline import stages as st
 from rankstack.pipeline.api import RecommendRequest, RecommendResponse, ScoredItem, StateStore
 from rankstack.pipeline.batch import ItemFilters, RequestBatch, build_batch
-from rankstack.pipeline.config import MultiTaskRankerStage, PipelineConfig
+from rankstack.pipeline.config import MultiTaskRankerStage, PipelineConfig, RankerStage
 from rankstack.pipeline.deadline import StageRunner
 from rankstack.pipeline.multitask_stage import MultiTaskStage
 from rankstack.pipeline.policy import explore, request_rng
@@ -29,6 +29,7 @@ from rankstack.reranking.pipeline import RerankPipeline
 from rankstack.retrieval.base import Candidates, CandidateSource, Retriever
 from rankstack.retrieval.indexed import IndexedRetriever
 from rankstack.retrieval.popular import MostPopular
+from rankstack.sequential.state_cache import CachesStates
 
 
 class _Clock:
@@ -74,6 +75,8 @@ class Pipeline:
         self.config = parts.config
         self.version: str = str(parts.manifest.get("version", "unsaved"))
         self._check_ranker()
+        if isinstance(parts.ranker, CachesStates) and isinstance(self.config.ranker, RankerStage):
+            parts.ranker.enable_state_cache(self.config.ranker.state_cache)
         self.popular_order = parts.fallback.popularity_order()[0]
         self.seen: sp.csr_matrix = parts.fallback._require_fitted()
         self.filters = ItemFilters(parts.catalog, len(parts.item_map))
@@ -312,11 +315,26 @@ class Pipeline:
 
     def warmup(self) -> None:
         """One full request for a known user, stages inline, so that the first served requests do not pay the
-        first-call costs (lazy caches, kernel set-up) and time out into a fallback after a load or reload."""
+        first-call costs (lazy caches, kernel set-up) and time out into a fallback after a load or reload; with
+        ``ranker.warm_states``, the ranker's state cache is filled from the known users' trained histories."""
+        self.warm_states()
         if len(self.parts.user_map):
             user = str(self.parts.user_map.to_external_list([0])[0])
             self.recommend([RecommendRequest(user_id=user, k=1, request_id="rankstack-warmup")], None,
                            stage_deadlines=False)
+
+    def warm_states(self) -> int:
+        """Compute and cache the ranker's state for up to ``ranker.state_cache`` known users (their trained
+        histories, as a request without fresh events reads them); returns how many were computed."""
+        ranker, stage = self.parts.ranker, self.config.ranker
+        if not (isinstance(ranker, CachesStates) and isinstance(stage, RankerStage) and stage.warm_states):
+            return 0
+        cache = ranker.state_cache
+        if cache is None:
+            return 0
+        histories = [h[-stage.history:] for h in self.parts.histories if len(h)][: cache.capacity]
+        ranker.user_states(histories)
+        return len(histories)
 
     def known_items(self, item_ids: Sequence[str]) -> list[bool]:
         """One flag per external item id: True when the item is in the trained catalog."""

@@ -27,6 +27,7 @@ from rankstack.progress import new_progress
 from rankstack.retrieval.base import PAD_ITEM, CandidateSource, SourceConfig
 from rankstack.sequential.batches import SequenceTable, pad_left
 from rankstack.sequential.net import SASRecNet
+from rankstack.sequential.state_cache import StateCache, history_key
 
 
 class SASRecConfig(SourceConfig):
@@ -72,6 +73,7 @@ class SASRec(CandidateSource):
         self.device_ = resolve_device(cfg.device)
         self.n_items_ = dataset.n_items
         self.histories_ = [np.asarray(s, dtype=np.int64) for s in dataset.sequences()]
+        cache, self.state_cache = self.state_cache, None  # validation scores change with the weights
         torch.manual_seed(cfg.seed)
         self.net_ = SASRecNet(self.n_items_, cfg.max_len, cfg.hidden_dim, cfg.blocks, cfg.heads, cfg.dropout,
                               cfg.ffn_mult).to(self.device_)
@@ -82,6 +84,8 @@ class SASRec(CandidateSource):
         else:
             fit_seqs, val_users = self.histories_, np.zeros(0, dtype=np.int64)
         self._train(fit_seqs, val_users)
+        self.state_cache = cache
+        self._forget_states()
         return self
 
     def _autocast(self) -> AbstractContextManager[Any]:
@@ -172,17 +176,46 @@ class SASRec(CandidateSource):
 
         return run
 
+    state_cache: StateCache | None = None
+
+    def enable_state_cache(self, capacity: int) -> None:
+        """Keep up to ``capacity`` user states between calls of :meth:`user_states` (serving); 0 turns it off."""
+        self.state_cache = StateCache(capacity) if capacity > 0 else None
+
+    def _forget_states(self) -> None:
+        if self.state_cache is not None:
+            self.state_cache.clear()
+
     @torch.no_grad()
     def user_states(self, histories: Sequence[np.ndarray], batch_size: int = 2048) -> torch.Tensor:
-        """Last hidden state [B, D] (float32) of each history of internal item ids (any length, may be empty)."""
+        """Last hidden state [B, D] (float32) of each history of internal item ids (any length, may be empty);
+        with a state cache, only the histories not seen before run through the network."""
         self._require_fitted()
         self._check_items(histories)
+        cache = self.state_cache
+        if cache is None:
+            return self._compute_states(histories, batch_size)
+        keys = [history_key(h, self.config.max_len) for h in histories]
+        found = cache.get_many(keys)
+        missing = [row for row, state in enumerate(found) if state is None]
+        if missing:
+            fresh = self._compute_states([histories[r] for r in missing], batch_size).cpu().numpy()
+            cache.put_many([keys[r] for r in missing], fresh)
+            for at, row in enumerate(missing):
+                found[row] = fresh[at]
+        rows = [s for s in found if s is not None]
+        if not rows:
+            return torch.zeros(0, self.config.hidden_dim, device=self.device_)
+        return torch.from_numpy(np.stack(rows)).to(self.device_)
+
+    def _compute_states(self, histories: Sequence[np.ndarray], batch_size: int) -> torch.Tensor:
+        """The network's last hidden state of each history, in batches of ``batch_size``."""
         if self.net_.training:  # eval() walks every submodule: skip it on the serving hot path
             self.net_.eval()
         out = []
         for start in range(0, len(histories), batch_size):
             seq = pad_left(histories[start : start + batch_size], self.config.max_len, self.device_)
-            with self._autocast():
+            with torch.no_grad(), self._autocast():
                 out.append(self.net_.last_hidden(seq).float())
         if not out:
             return torch.zeros(0, self.config.hidden_dim, device=self.device_)
@@ -249,6 +282,7 @@ class SASRec(CandidateSource):
                               cfg.ffn_mult).to(self.device_)
         self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         self.net_.eval()
+        self._forget_states()
         items, offsets = tensors["histories.items"].numpy(), tensors["histories.offsets"].numpy()
         self.histories_ = [items[offsets[u] : offsets[u + 1]].copy() for u in range(len(offsets) - 1)]
         self.history_ = list(meta.get("history", []))
