@@ -6,6 +6,7 @@ from typing import Literal
 
 import numpy as np
 
+from rankstack.reranking.base import normalize_relevance
 from rankstack.reranking.diversity import DiversityConfig, DiversityReranker
 from rankstack.reranking.similarity import ItemSimilarity
 
@@ -20,13 +21,22 @@ class MMR(DiversityReranker):
     """Greedy ``argmax_{i∉Y} λ·r_i − (1−λ)·max_{j∈Y} S_ij`` (the first pick is the most relevant item).
 
     ``r`` is the per-row relevance (min-max scaled scores by default), ``S`` the item similarity and ``Y``
-    the items picked so far (Carbonell & Goldstein 1998). Cost O(N·k·d) per row, vectorised over rows.
+    the items picked so far (Carbonell & Goldstein 1998). Cost O(N·k·d) per row, vectorised over rows; O(N·k)
+    when every item has at most one category (:func:`categorical_mmr`, same picks).
     """
 
     name = "mmr"
 
     def __init__(self, similarity: ItemSimilarity, config: MMRConfig | None = None) -> None:
         super().__init__(similarity, config if config is not None else MMRConfig())
+
+    def select_rows(self, ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+        """Pick positions [rows, k]; one-category similarities take the equality-test path."""
+        codes = self.similarity.gather_categories(ids)
+        if codes is None or self.config.relevance_weight >= 1.0:
+            return super().select_rows(ids, scores, k)
+        relevance = normalize_relevance(ids, scores, self.config.relevance)
+        return categorical_mmr(codes, relevance, ids >= 0, k, self.config.relevance_weight)
 
     def select(self, vecs: np.ndarray, residual: np.ndarray, relevance: np.ndarray, valid: np.ndarray,
                k: int) -> np.ndarray:
@@ -52,3 +62,50 @@ class MMR(DiversityReranker):
             np.subtract(base, penalty * max_sim, out=gain)
         picks[np.isneginf(picked_gain)] = -1  # the row ran out of valid items
         return picks
+
+
+def categorical_mmr(codes: np.ndarray, relevance: np.ndarray, valid: np.ndarray, k: int,
+                    relevance_weight: float) -> np.ndarray:
+    """MMR picks [rows, k] for ``S_ij = [c_i = c_j ≥ 0]``: ``gain_i = λ·r_i − (1−λ)·[c_i ∈ c(Y)]``.
+
+    ``codes`` [rows, N] are category codes (-1: none, similar to nothing); the float32 gains, pick order, ties
+    (first position) and -1 for rows that run out are those of :meth:`MMR.select` on one-hot vectors.
+    """
+    n = codes.shape[1]
+    keys = np.where(codes >= 0, codes, -1 - np.arange(n))  # an uncategorised item only matches itself
+    gain = (relevance_weight * relevance + np.where(valid, 0.0, -np.inf)).astype(np.float32)
+    penalised = gain - np.float32(1.0 - relevance_weight)
+    if codes.shape[0] == 1:
+        return _greedy_row(keys[0], gain[0], penalised[0], k)[None]
+    return _greedy_rows(keys, gain, penalised, k)
+
+
+def _greedy_row(keys: np.ndarray, gain: np.ndarray, penalised: np.ndarray, k: int) -> np.ndarray:
+    """One row: pick ``argmax gain``, then ``gain ← penalised`` on the pick's key (the pick's own entry −∞)."""
+    picks = np.full(k, -1, dtype=np.int64)
+    for t in range(k):
+        j = int(gain.argmax())
+        if gain[j] == -np.inf:
+            break
+        picks[t] = j
+        penalised[j] = -np.inf
+        np.copyto(gain, penalised, where=keys == keys[j])
+    return picks
+
+
+def _greedy_rows(keys: np.ndarray, gain: np.ndarray, penalised: np.ndarray, k: int) -> np.ndarray:
+    """:func:`_greedy_row` on every row at once, with flat indices (fewer numpy calls per step)."""
+    n_rows, n = keys.shape
+    row_start = np.arange(0, n_rows * n, n)
+    flat_keys = keys.ravel()
+    picks = np.empty((k, n_rows), dtype=np.int64)
+    picked_gain = np.empty((k, n_rows), dtype=np.float32)
+    for t in range(k):
+        j = gain.argmax(axis=1)
+        picks[t] = j
+        at = row_start + j
+        gain.take(at, out=picked_gain[t])
+        penalised.put(at, -np.inf)
+        np.copyto(gain, penalised, where=keys == flat_keys.take(at)[:, None])
+    picks[np.isneginf(picked_gain)] = -1
+    return picks.T

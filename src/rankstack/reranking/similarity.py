@@ -25,6 +25,7 @@ class ItemSimilarity:
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         self.unit_ = np.divide(vecs, norms, out=np.zeros_like(vecs), where=norms > 0)
         self.residual_ = 1.0 - np.einsum("nd,nd->n", self.unit_, self.unit_)
+        self.categories_ = one_hot_codes(self.unit_)
 
     @classmethod
     def from_embeddings(cls, embeddings: np.ndarray) -> ItemSimilarity:
@@ -52,10 +53,32 @@ class ItemSimilarity:
         safe = np.where(valid, ids, 0)
         return np.take(self.unit_, safe, axis=0) * valid[..., None], np.take(self.residual_, safe) * valid
 
+    def gather_categories(self, item_ids: np.ndarray) -> np.ndarray | None:
+        """Category codes [...] of ``item_ids`` (-1: none or padding); None unless ``S_ij = [c_i = c_j ≥ 0]``."""
+        if self.categories_ is None:
+            return None
+        ids = np.asarray(item_ids)
+        if ids.size and ids.max() >= self.n_items:
+            raise ValueError(f"item id {int(ids.max())} is outside the similarity's {self.n_items} items")
+        return np.where(ids >= 0, self.categories_[np.where(ids >= 0, ids, 0)], -1)
+
     def matrix(self, item_ids: np.ndarray) -> np.ndarray:
         """Dense similarity block ``S[item_ids][:, item_ids]`` for a 1-D array of ids."""
         vecs, residual = self.gather(np.asarray(item_ids).reshape(-1))
         return vecs @ vecs.T + np.diag(residual)
+
+
+def one_hot_codes(unit: np.ndarray) -> np.ndarray | None:
+    """Each row's one non-zero column (-1 for zero rows) when every row is zero or a one-hot 1.0, else None."""
+    if unit.shape[1] == 0:
+        return np.full(unit.shape[0], -1, dtype=np.int64)
+    nonzero = unit != 0
+    count = nonzero.sum(axis=1)
+    if count.max(initial=0) > 1:
+        return None
+    codes = np.where(count == 1, nonzero.argmax(axis=1), -1)
+    ones = unit[np.flatnonzero(count == 1), codes[count == 1]]
+    return codes if np.all(ones == 1.0) else None
 
 
 def category_multi_hot(
