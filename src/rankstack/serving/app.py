@@ -20,6 +20,7 @@ from rankstack.errors import RankstackError
 from rankstack.pipeline.api import KnownItems, RecommendRequest, RecommendResponse, StateStore
 from rankstack.serving.batcher import MicroBatcher, OverloadedError
 from rankstack.serving.fanout import ReloadGroup
+from rankstack.serving.fast_recommend import response_json
 from rankstack.serving.guard import GuardedState, StateBreaker
 from rankstack.serving.metrics import ServiceMetrics
 from rankstack.serving.middleware import ServiceMiddleware
@@ -102,9 +103,8 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         """422 for a valid request that cannot be served as asked (same shape as validation errors)."""
         return JSONResponse(status_code=422, content=exc.body.model_dump())
 
-    @app.post("/v1/recommend", response_model=RecommendResponse, responses=_errors(400, 413, 422, 503))
-    async def recommend(body: RecommendRequest) -> RecommendResponse:
-        """A slate of ``k`` items for one user; ``stages`` says which stages ran, degraded or fell back."""
+    async def answer(body: RecommendRequest) -> RecommendResponse:
+        """The slate for one validated request (HTTP errors raised as ``HTTPException`` / ``UnprocessableError``)."""
         request = body if body.request_id else body.model_copy(update={"request_id": uuid.uuid4().hex})
         try:
             response = await asyncio.wrap_future(batcher.submit(request))
@@ -123,6 +123,11 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
             raise HTTPException(503, f"recommender failed: {type(exc).__name__}") from exc
         metrics.observe_response(response)
         return response
+
+    @app.post("/v1/recommend", response_model=RecommendResponse, responses=_errors(400, 413, 422, 503))
+    async def recommend(body: RecommendRequest) -> Response:
+        """A slate of ``k`` items for one user; ``stages`` says which stages ran, degraded or fell back."""
+        return Response(response_json(await answer(body)), media_type="application/json")
 
     @app.post("/v1/events", response_model=EventsAck, responses=_errors(400, 413, 422, 503))
     def ingest(batch: EventBatch) -> EventsAck:
@@ -202,7 +207,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         return response.model_copy(update={"workers_switched": outcome.switched})
 
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
-                       worker=None if group is None else str(os.getpid()))
+                       worker=None if group is None else str(os.getpid()), recommend=answer)
     return app
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rankstack.serving import fast_recommend
 from rankstack.serving.metrics import ServiceMetrics
 
 WORKER_HEADER = b"x-rankstack-worker"
@@ -27,10 +28,13 @@ def _error_message(status: int, detail: str) -> tuple[Message, Message]:
 
 class ServiceMiddleware:
     """Refuses bodies over ``max_body_bytes`` and times every request under its route template; with ``worker``
-    set, every response names the worker process that answered (``X-Rankstack-Worker``)."""
+    set, every response names the worker process that answered (``X-Rankstack-Worker``); with ``recommend``,
+    JSON recommend requests take the fast path (``rankstack.serving.fast_recommend``)."""
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_body_bytes: int, worker: str | None = None) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_body_bytes: int, worker: str | None = None,
+                 recommend: fast_recommend.Answer | None = None) -> None:
         self.app = app
+        self.recommend = recommend
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.worker_header = None if worker is None else (WORKER_HEADER, worker.encode())
@@ -64,7 +68,11 @@ class ServiceMiddleware:
             declared = _content_length(scope)
             if declared is not None and declared > limit:
                 raise _BodyTooLarge
-            await self.app(scope, limited_receive, tracking_send)
+            if self.recommend is not None and fast_recommend.handles(scope):
+                scope.setdefault("rankstack.endpoint", fast_recommend.PATH)
+                await fast_recommend.serve(scope, limited_receive, tracking_send, self.app, self.recommend)
+            else:
+                await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if status["started"]:
                 raise
@@ -72,7 +80,7 @@ class ServiceMiddleware:
                 await tracking_send(message)
         finally:
             route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
+            endpoint = getattr(route, "path", None) or scope.get("rankstack.endpoint") or "unmatched"
             self.metrics.request_seconds.labels(endpoint, scope["method"]).observe(time.perf_counter() - t0)
             self.metrics.requests.labels(endpoint, str(status["code"])).inc()
 
