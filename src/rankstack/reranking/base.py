@@ -121,6 +121,14 @@ def compact(item_ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.where(pad, PAD_ITEM, ids), np.where(pad, -np.inf, vals)
 
 
+def uncompact(positions: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Map ``positions`` among each row's valid entries (as :func:`compact` orders them) to columns of the row."""
+    if valid.all():
+        return positions
+    order = np.argsort(~valid, axis=1, kind="stable")
+    return np.where(positions >= 0, np.take_along_axis(order, np.maximum(positions, 0), axis=1), -1)
+
+
 def sort_by_score(item_ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row ordered by descending score (stable; pads last)."""
     keyed = np.where(item_ids >= 0, scores, -np.inf).astype(np.float64)

@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from rankstack.reranking.base import RerankContext, compact, normalize_relevance
+from rankstack.reranking.base import RerankContext, compact, normalize_relevance, uncompact
 from rankstack.reranking.similarity import ItemSimilarity
 from rankstack.retrieval.base import PAD_ITEM, Candidates
 
@@ -39,23 +39,29 @@ class DiversityReranker(ABC):
 
     def rerank(self, candidates: Candidates, k: int, context: RerankContext | None = None) -> Candidates:
         """Top-``k`` per row in pick order; scores are the incoming scores of the picked items."""
+        picks = self.positions(candidates, k, context)
+        if candidates.item_ids.shape[1] == 0:
+            return Candidates(np.full(picks.shape, PAD_ITEM, dtype=np.int64), np.full(picks.shape, -np.inf),
+                              source=f"{candidates.source}+{self.name}")
+        got = picks >= 0
+        safe = np.where(got, picks, 0)
+        ids = np.where(got, np.take_along_axis(candidates.item_ids, safe, axis=1), PAD_ITEM).astype(np.int64)
+        scores = np.where(got, np.take_along_axis(candidates.scores, safe, axis=1), -np.inf).astype(np.float64)
+        return Candidates(ids, scores, source=f"{candidates.source}+{self.name}")
+
+    def positions(self, candidates: Candidates, k: int, context: RerankContext | None = None) -> np.ndarray:
+        """Columns [rows, k] of the picks in ``candidates`` in pick order (-1 once a row runs out)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         if context is not None:
             context.check(candidates)
         ids, scores = compact(candidates.item_ids, candidates.scores)
-        n_rows = ids.shape[0]
-        out_ids = np.full((n_rows, k), PAD_ITEM, dtype=np.int64)
-        out_scores = np.full((n_rows, k), -np.inf)
+        picks = np.full((ids.shape[0], k), -1, dtype=np.int64)
         width = min(k, ids.shape[1])
-        for start in range(0, n_rows, self.config.batch_size):
+        for start in range(0, ids.shape[0], self.config.batch_size):
             part = slice(start, start + self.config.batch_size)
-            picks = self.select_rows(ids[part], scores[part], width)
-            got = picks >= 0
-            safe = np.where(got, picks, 0)
-            out_ids[part, :width] = np.where(got, np.take_along_axis(ids[part], safe, axis=1), PAD_ITEM)
-            out_scores[part, :width] = np.where(got, np.take_along_axis(scores[part], safe, axis=1), -np.inf)
-        return Candidates(out_ids, out_scores, source=f"{candidates.source}+{self.name}")
+            picks[part, :width] = self.select_rows(ids[part], scores[part], width)
+        return uncompact(picks, candidates.item_ids >= 0)
 
     def select_rows(self, ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
         """Pick positions [rows, k] for compacted ``ids``/``scores`` rows."""

@@ -15,7 +15,7 @@ from rankstack.reranking.diversity import DiversityReranker
 from rankstack.reranking.dpp import DPP, DPPConfig
 from rankstack.reranking.mmr import MMR, MMRConfig
 from rankstack.reranking.rules.config import Rule
-from rankstack.reranking.rules.engine import RuleEngine
+from rankstack.reranking.rules.engine import RuleEngine, has_duplicates
 from rankstack.reranking.rules.loading import read_yaml_mapping, validate_config
 from rankstack.reranking.similarity import ItemSimilarity
 from rankstack.retrieval.base import Candidates
@@ -97,12 +97,27 @@ class RerankPipeline:
         ids, scores = sort_by_score(ids, scores)
         if self.diversifier is not None:
             depth = min(ids.shape[1], self.config.depth or 2 * k)
-            head = self.diversifier.rerank(Candidates(ids, scores, "rules"), depth).item_ids
+            head = self.diversifier.positions(Candidates(ids, scores, "rules"), depth)
             ids, scores = _head_then_rest(ids, scores, head)
         return self.rules.slates(ids, scores, k, context, source=f"{candidates.source}+rerank", incoming=incoming)
 
 
 def _head_then_rest(ids: np.ndarray, scores: np.ndarray, head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the entries at columns ``head`` (-1: none) in their order, then the row's others in column order."""
+    if has_duplicates(ids):  # an item listed twice is placed by its first column, as by item id
+        safe = np.where(head >= 0, head, 0)
+        head_ids = np.where(head >= 0, np.take_along_axis(ids, safe, axis=1), -1) if ids.shape[1] else head
+        return _head_then_rest_by_id(ids, scores, head_ids)
+    n_rows, n = ids.shape
+    rank = np.broadcast_to(np.arange(head.shape[1], head.shape[1] + n), (n_rows, n)).copy()
+    rows, slots = np.nonzero(head >= 0)
+    rank[rows, head[rows, slots]] = slots
+    order = np.argsort(rank, axis=1)
+    return np.take_along_axis(ids, order, axis=1), np.take_along_axis(scores, order, axis=1)
+
+
+def _head_then_rest_by_id(ids: np.ndarray, scores: np.ndarray,
+                          head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row: the ``head`` items in their order, then the row's other items in their current order."""
     out_ids = np.empty_like(ids)
     out_scores = np.empty_like(scores)

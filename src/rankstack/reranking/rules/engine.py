@@ -183,7 +183,7 @@ class RuleEngine:
                                                       first_rank(int(item), r + 1), None))
                 ranked = np.concatenate([ranked[~down], ranked[down]])
         pins: list[tuple[str, int, int]] = []
-        quiet = replace(context, trace=None)
+        quiet = replace(context, trace=None) if self.pins else context
         used = {p for _, p, _ in self.pins if p >= 0}
         for rule, item, mask in self.pins:
             if mask is not None:
@@ -214,12 +214,26 @@ class RuleEngine:
         ids, scores = sort_by_score(ids, scores)
         return self.slates(ids, scores, k, context, source=f"{candidates.source}+rules", incoming=incoming)
 
+    def _nothing_to_arrange(self, context: RerankContext) -> bool:
+        """No bury, pin or slate rule (and no boost to explain): each slate is the head of its ranked row."""
+        spec = self.slate_spec
+        quiet = context.trace is None or not self.boosts
+        return quiet and not (self.bury_rules or self.pins or spec.caps or spec.slots or spec.shares)
+
     def slates(self, ranked: np.ndarray, scores: np.ndarray, k: int, context: RerankContext, source: str,
                incoming: np.ndarray | None = None) -> Candidates:
-        """Run :meth:`arrange` on every row of ranked (already filtered) ids; scores follow their items.
+        """Slates [batch, k] of ranked (already filtered) ids; scores follow their items.
 
+        Each row's valid head when no rule reorders it (and no item repeats), else :meth:`slates_by_row`.
         ``incoming`` [batch, N] are the request's candidates, for ranks in explanations.
         """
+        if self._nothing_to_arrange(context) and not has_duplicates(ranked):
+            return _heads(ranked, scores, k, source)
+        return self.slates_by_row(ranked, scores, k, context, source, incoming)
+
+    def slates_by_row(self, ranked: np.ndarray, scores: np.ndarray, k: int, context: RerankContext, source: str,
+                      incoming: np.ndarray | None = None) -> Candidates:
+        """:meth:`slates` one row at a time through :meth:`arrange` (the general path)."""
         out = np.full((ranked.shape[0], k), PAD_ITEM, dtype=np.int64)
         out_scores = np.full((ranked.shape[0], k), -np.inf)
         for row in range(ranked.shape[0]):
@@ -235,6 +249,22 @@ class RuleEngine:
                             self._note(context, row, Note(item, name, "boosted", f"{label}: relevance {amount:+g}",
                                                           None, slot))
         return Candidates(out, out_scores, source=source)
+
+
+def _heads(ranked: np.ndarray, scores: np.ndarray, k: int, source: str) -> Candidates:
+    """The first ``k`` valid ids of each row (distinct ids) with their scores; -1 and -inf pad."""
+    ids, vals = compact(ranked, scores)
+    if ids.shape[1] < k:
+        ids = np.pad(ids, ((0, 0), (0, k - ids.shape[1])), constant_values=PAD_ITEM)
+        vals = np.pad(vals, ((0, 0), (0, k - vals.shape[1])), constant_values=-np.inf)
+    head = ids[:, :k].astype(np.int64, copy=False)
+    return Candidates(head, np.where(head >= 0, vals[:, :k], -np.inf), source=source)
+
+
+def has_duplicates(ids: np.ndarray) -> bool:
+    """Whether any row lists an item id (≥ 0) more than once."""
+    ordered = np.sort(ids, axis=1)
+    return bool(np.any((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)))
 
 
 def _scores_of(slate: np.ndarray, items: np.ndarray, scores: np.ndarray) -> np.ndarray:
