@@ -306,9 +306,9 @@ class Pipeline:
             at += len(items)
             out.append(RecommendResponse(
                 request_id=batch.request_ids[row], user_id=batch.requests[row].user_id,
-                items=[ScoredItem.model_construct(item_id=n, score=s if math.isfinite(s) else 0.0,  # checked types
-                                                  propensity=None if props is None else float(props[j]))
-                       for j, (n, s) in enumerate(zip(names, item_scores.tolist(), strict=True))],
+                items=[ScoredItem(item_id=n, score=s if math.isfinite(s) else 0.0, propensity=p)
+                       for n, s, p in zip(names, item_scores.tolist(),
+                                          [None] * len(names) if props is None else props.tolist(), strict=True)],
                 stages=dict(batch.stages[row]), model_version=self.version, fallback=fallback[row],
                 stage_ms=dict(stage_ms)))
         return out

@@ -16,10 +16,43 @@ from rankstack.pipeline.config import ExplorationStage
 from rankstack.simulation.policies import capped_inclusion, uniform_slates
 
 
-def request_rng(seed: int, request_id: str, user_id: str) -> np.random.Generator:
-    """A generator seeded by (seed, request id, user id): the same request gets the same draw anywhere."""
-    digest = hashlib.blake2b(f"{seed}\x1f{request_id}\x1f{user_id}".encode(), digest_size=8).digest()
-    return np.random.default_rng(int.from_bytes(digest, "little"))
+class RequestDraws:
+    """The random draws of one request, reproducible from (seed, request id, user id).
+
+    The first uniform comes straight from the request's hash, and a full generator is seeded only when more is
+    drawn: ε-greedy flips one coin on most requests, and seeding a generator costs more than the rest of it.
+    """
+
+    def __init__(self, seed: int, request_id: str, user_id: str) -> None:
+        digest = hashlib.blake2b(f"{seed}\x1f{request_id}\x1f{user_id}".encode(), digest_size=16).digest()
+        self._first: float | None = (int.from_bytes(digest[:8], "little") >> 11) / float(1 << 53)
+        self._seed = int.from_bytes(digest[8:], "little")
+        self._generator: np.random.Generator | None = None
+
+    def random(self) -> float:
+        """One uniform draw in [0, 1)."""
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return float(self.generator().random())
+
+    def generator(self) -> np.random.Generator:
+        """A numpy generator for everything past single draws (seeded from the hash, created once)."""
+        if self._generator is None:
+            self._generator = np.random.default_rng(self._seed)
+        return self._generator
+
+
+Draws = np.random.Generator | RequestDraws
+
+
+def _generator(rng: Draws) -> np.random.Generator:
+    return rng.generator() if isinstance(rng, RequestDraws) else rng
+
+
+def request_rng(seed: int, request_id: str, user_id: str) -> RequestDraws:
+    """The draws of one request: the same request gets the same draws anywhere."""
+    return RequestDraws(seed, request_id, user_id)
 
 
 def greedy(pool: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -27,8 +60,7 @@ def greedy(pool: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray | None]:
     return pool[:k], None
 
 
-def epsilon_greedy(pool: np.ndarray, k: int, epsilon: float,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def epsilon_greedy(pool: np.ndarray, k: int, epsilon: float, rng: Draws) -> tuple[np.ndarray, np.ndarray]:
     """With probability ε a uniform random slate of the pool, else the top ``k``.
 
     π(i, p) = (1 − ε)·1[i is the p-th pool item] + ε / |pool|.
@@ -36,7 +68,7 @@ def epsilon_greedy(pool: np.ndarray, k: int, epsilon: float,
     k = min(k, len(pool))
     top = pool[:k]
     if rng.random() < epsilon:
-        chosen = uniform_slates(1, np.arange(len(pool)), k, rng)[0]
+        chosen = uniform_slates(1, np.arange(len(pool)), k, _generator(rng))[0]
         items = pool[chosen]
     else:
         items = top
@@ -44,7 +76,7 @@ def epsilon_greedy(pool: np.ndarray, k: int, epsilon: float,
 
 
 def softmax_sample(pool: np.ndarray, scores: np.ndarray, k: int, temperature: float,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                   rng: Draws) -> tuple[np.ndarray, np.ndarray]:
     """``k`` distinct items with inclusion π_i ∝ exp(s_i / T) (capped at 1, Σπ = k), by systematic sampling,
     shown in descending score order; the propensity reported is the inclusion probability π_i.
     """
@@ -67,7 +99,7 @@ def softmax_sample(pool: np.ndarray, scores: np.ndarray, k: int, temperature: fl
 
 
 def explore(pool: np.ndarray, scores: np.ndarray, k: int, stage: ExplorationStage,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+            rng: Draws) -> tuple[np.ndarray, np.ndarray | None]:
     """(slate item ids, propensities or None) for one request; ``pool``/``scores`` are in re-ranked order."""
     if len(pool) == 0:
         return pool, None

@@ -228,16 +228,22 @@ class SASRec(CandidateSource):
 
     def score_candidates(self, histories: Sequence[np.ndarray], candidates: np.ndarray) -> torch.Tensor:
         """Scores [B, C] of given candidate item ids per history; ``-1`` padding scores −inf."""
-        cand = torch.as_tensor(np.asarray(candidates, dtype=np.int64), device=self.device_)
+        cand = np.asarray(candidates, dtype=np.int64)
         if cand.ndim != 2 or cand.shape[0] != len(histories):
             raise ValueError(f"candidates must be [{len(histories)}, C], got {tuple(cand.shape)}")
-        if cand.numel() and int(cand.max()) >= self.n_items_:
+        if cand.size and int(cand.max()) >= self.n_items_:
             raise ValueError(f"candidate item id {int(cand.max())} is outside the catalog of {self.n_items_} items")
         with torch.no_grad():
             states = self.user_states(histories)
-            emb = self.net_.item_table().float()[cand.clamp_min(0)]
-            scores = torch.einsum("bcd,bd->bc", emb, states)
-        return scores.masked_fill(cand == PAD_ITEM, float("-inf"))
+            if self.device_.type == "cpu":  # numpy gathers and multiplies small blocks ~10x faster than torch
+                table = self.net_.item_table().detach().float().numpy()
+                scores = np.matmul(table[np.maximum(cand, 0)], states.numpy()[:, :, None])[..., 0]
+                scores[cand == PAD_ITEM] = -np.inf
+                return torch.from_numpy(scores)
+            index = torch.as_tensor(cand, device=self.device_)
+            emb = self.net_.item_table().float()[index.clamp_min(0)]
+            scores_t = torch.einsum("bcd,bd->bc", emb, states)
+        return scores_t.masked_fill(index == PAD_ITEM, float("-inf"))
 
     def score(self, user_ids: np.ndarray) -> torch.Tensor:
         """Scores of every item from each user's full training history."""
