@@ -3,6 +3,7 @@ popularity fallback, eligibility with backfill, ranker re-scoring and the value 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -49,13 +50,19 @@ def retrieve(sources: Mapping[str, Retriever], config: PipelineConfig,
     if not lists:
         raise RuntimeError(f"every candidate source failed: {failed}")
     names = {c.source for c in lists}
-    merge = MergeConfig(k=config.merge.k, rrf_k=config.merge.rrf_k,
-                        quotas={n: s.quota for n, s in stages.items() if n in names and s.quota},
-                        weights={n: s.weight for n, s in stages.items() if n in names})
+    merge = _merge_config(config.merge.k, config.merge.rrf_k,
+                          tuple((n, s.quota, s.weight) for n, s in stages.items() if n in names))
     merged = merge_candidates(lists, merge)
     table = CandidateTable(merged.item_ids, merged.scores.astype(np.float64),
                            {n: merged.source_scores[:, :, j].astype(np.float64) for j, n in enumerate(merged.sources)})
     return table, failed
+
+
+@functools.lru_cache(maxsize=32)
+def _merge_config(k: int, rrf_k: float, sources: tuple[tuple[str, int, float], ...]) -> MergeConfig:
+    """The merge settings for these (name, quota, weight) sources, validated once rather than per request."""
+    return MergeConfig(k=k, rrf_k=rrf_k, quotas={n: q for n, q, _ in sources if q},
+                       weights={n: w for n, _, w in sources})
 
 
 def popularity(order: np.ndarray, seen: sp.csr_matrix | None, user_ids: np.ndarray, width: int,
@@ -78,6 +85,9 @@ def stack(tables: Sequence[tuple[np.ndarray, CandidateTable]], rows: int) -> Can
     """One table from parts that each cover some rows (``(row indices, table)``), padded to a common width."""
     width = max(t.item_ids.shape[1] for _, t in tables)
     names = sorted({n for _, t in tables for n in t.source_scores})
+    if len(tables) == 1 and _covers_in_order(*tables[0], rows):  # the common case: all rows from one part
+        t = tables[0][1]
+        return CandidateTable(t.item_ids, t.retrieval, {n: t.source_scores[n] for n in names})
     ids = np.full((rows, width), PAD_ITEM, np.int64)
     ret = np.full((rows, width), -np.inf)
     src = {n: np.full((rows, width), np.nan) for n in names}
@@ -89,19 +99,40 @@ def stack(tables: Sequence[tuple[np.ndarray, CandidateTable]], rows: int) -> Can
     return CandidateTable(ids, ret, src)
 
 
+def _covers_in_order(index: np.ndarray, table: CandidateTable, rows: int) -> bool:
+    """``table`` is row for row the whole stacked table already (rows 0…rows-1, the stacked dtypes)."""
+    return (len(index) == rows and bool((np.asarray(index) == np.arange(rows)).all())
+            and table.item_ids.dtype == np.int64 and table.retrieval.dtype == np.float64
+            and all(s.dtype == np.float64 for s in table.source_scores.values()))
+
+
 def eligible(table: CandidateTable, blocked: Sequence[np.ndarray],
              allowed: Sequence[np.ndarray | None]) -> CandidateTable:
     """Drop blocked and filtered-out candidates, moving each row's survivors to the front (order kept)."""
-    ids = table.item_ids.copy()
-    for row, (block, allow) in enumerate(zip(blocked, allowed, strict=True)):
-        valid = ids[row] >= 0
-        bad = valid & np.isin(ids[row], block) if len(block) else np.zeros_like(valid)
+    ids = table.item_ids
+    valid = ids >= 0
+    bad = valid & _blocked(ids, blocked)
+    for row, allow in enumerate(allowed):
         if allow is not None:
-            bad |= valid & ~allow[np.where(valid, ids[row], 0)]
-        ids[row, bad] = PAD_ITEM
-    order = np.argsort(ids < 0, axis=1, kind="stable")
-    out = replace(table, item_ids=ids).take(order)
-    return replace(out, retrieval=np.where(out.item_ids >= 0, out.retrieval, -np.inf))
+            bad[row] |= valid[row] & ~allow[np.where(valid[row], ids[row], 0)]
+    if bad.any() or (valid[:, 1:] > valid[:, :-1]).any():  # else every row is already its survivors, in order
+        ids = np.where(bad, PAD_ITEM, ids)
+        table = replace(table, item_ids=ids).take(np.argsort(ids < 0, axis=1, kind="stable"))
+    return replace(table, retrieval=np.where(table.item_ids >= 0, table.retrieval, -np.inf),
+                   source_scores=dict(table.source_scores))
+
+
+def _blocked(ids: np.ndarray, blocked: Sequence[np.ndarray]) -> np.ndarray:
+    """Bool [B, C]: ``ids[b, c]`` is in ``blocked[b]``; one search over sorted (row, item) keys for all rows."""
+    counts = [len(b) for b in blocked]
+    if not any(counts):
+        return np.zeros(ids.shape, dtype=bool)
+    items = np.concatenate(blocked).astype(np.int64)
+    width = max(int(ids.max(initial=0)), int(items.max())) + 2  # +2: a pad (-1) maps to no key of any row
+    keys = np.sort(np.repeat(np.arange(len(blocked), dtype=np.int64), counts) * width + items)
+    cand = np.arange(len(ids), dtype=np.int64)[:, None] * width + ids
+    at = np.minimum(np.searchsorted(keys, cand), len(keys) - 1)
+    return keys[at] == cand
 
 
 def backfill(table: CandidateTable, need: np.ndarray, order: np.ndarray, seen: sp.csr_matrix | None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -88,11 +89,65 @@ def sparse_topk(scores: sp.csr_matrix, k: int, exclude: sp.csr_matrix | None = N
             keep = ~blocked[items]
             blocked[seen] = False
             items, values = items[keep], values[keep]
-        if len(values) > k:
-            part = np.argpartition(-values, k - 1)[:k]
-            items, values = items[part], values[part]
-        order = np.lexsort((items, -values))
+        if len(values) > k:  # everything tied with the k-th value competes, so ties at the cut go by item id too
+            near = values >= np.partition(values, len(values) - k)[len(values) - k]
+            items, values = items[near], values[near]
+        order = np.lexsort((items, -values))[:k]
         out_ids[row, : len(order)], out_scores[row, : len(order)] = items[order], values[order]
+    return out_ids, out_scores
+
+
+def ragged_positions(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in a CSR matrix's ``indices``/``data`` of ``rows``' entries, concatenated, and each row's length.
+
+    positions = indptr[r] + 0 … len(r) - 1 for each r in ``rows``, in order: one ``arange`` and one ``repeat``.
+    """
+    starts = indptr[rows].astype(np.int64)
+    lengths = indptr[rows + 1] - starts
+    ends = np.cumsum(lengths)
+    return np.arange(int(ends[-1]) if len(ends) else 0) + np.repeat(starts - (ends - lengths), lengths), lengths
+
+
+def rows_topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (item ids, float32 scores) [rows, k] among each row's nonzero entries of dense ``scores``.
+
+    The same lists as :func:`sparse_topk` on ``sp.csr_matrix(scores)``: ties go to the lower item id, short rows
+    are padded with -1 / -inf. One partition per row finds the k-th largest value; only the entries at or above
+    it (every nonzero entry when fewer than k are positive) are sorted, all rows in one ``lexsort``.
+    """
+    n_rows, n_cols = scores.shape
+    scores = np.asarray(scores, dtype=np.float32)
+    keep = scores != 0
+    if k < n_cols:
+        kth = np.negative(scores)
+        kth.partition(k - 1, axis=1)
+        floor = -kth[:, k - 1]
+        keep &= scores >= np.where(floor > 0, floor, -np.inf)[:, None]
+    flat = np.flatnonzero(keep)
+    rows, items = np.divmod(flat, n_cols)
+    values = scores.ravel()[flat]
+    order = stable_lexsort((-values, rows))  # items stay ascending among ties
+    return place_in_slots(rows[order], items[order], values[order], n_rows, k)
+
+
+def stable_lexsort(keys: Sequence[np.ndarray]) -> np.ndarray:
+    """``np.lexsort(keys)`` (last key primary, full ties keep input order) as one stable argsort per key, last
+    key last: the same permutation, several times faster than ``lexsort`` on the short arrays of one request."""
+    order = np.argsort(keys[0], kind="stable")
+    for key in keys[1:]:
+        order = order[np.argsort(key[order], kind="stable")]
+    return order
+
+
+def place_in_slots(rows: np.ndarray, items: np.ndarray, values: np.ndarray, n_rows: int,
+                   k: int) -> tuple[np.ndarray, np.ndarray]:
+    """[n_rows, k] (ids, float32 scores) from entries sorted by row then rank: each row's first ``k``, padded."""
+    slot = np.arange(len(rows)) - np.searchsorted(rows, np.arange(n_rows))[rows]
+    fits = slot < k
+    out_ids = np.full((n_rows, k), PAD_ITEM, dtype=np.int64)
+    out_scores = np.full((n_rows, k), -np.inf, dtype=np.float32)
+    out_ids[rows[fits], slot[fits]] = items[fits]
+    out_scores[rows[fits], slot[fits]] = values[fits]
     return out_ids, out_scores
 
 

@@ -6,6 +6,7 @@ as [batch, k, n_sources] arrays a ranker can use as features and diagnostics can
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from rankstack.device import resolve_device
-from rankstack.retrieval.base import PAD_ITEM, Candidates
+from rankstack.retrieval.base import PAD_ITEM, Candidates, stable_lexsort
 
 
 class MergeConfig(BaseModel):
@@ -81,50 +82,89 @@ def merge_candidates(candidates: Sequence[Candidates], config: MergeConfig | Non
     fused(u, i) = Σ_s w_s / (rrf_k + rank_s(u, i) + 1) over the sources s that proposed i
     (reciprocal-rank fusion, Cormack et al. 2009: ranks, not raw scores, so scales need not agree).
     An item is *in quota* when some source s ranks it below ``quotas[s]``; in-quota items come first.
-    Vectorised: one sort over (user, item) keys, no per-user loops.
+    Vectorised: one stable sort over (user, item) keys, no per-user loops.
     """
     cfg = config or MergeConfig()
     names, batch = check_merge_inputs(candidates, cfg, "merge_candidates")
-    n_src = len(candidates)
-    rows_l, items_l, src_l, rank_l, score_l = [], [], [], [], []
-    for j, c in enumerate(candidates):
-        r, pos = np.nonzero(c.item_ids >= 0)
-        rows_l.append(r)
-        items_l.append(c.item_ids[r, pos].astype(np.int64))
-        src_l.append(np.full(len(r), j, np.int64))
-        rank_l.append(pos.astype(np.int64))
-        score_l.append(c.scores[r, pos].astype(np.float32))
-    rows, items, src = np.concatenate(rows_l), np.concatenate(items_l), np.concatenate(src_l)
-    ranks, raw = np.concatenate(rank_l), np.concatenate(score_l)
-    n_items = int(items.max(initial=0)) + 1
-    keys, inverse = np.unique(rows * n_items + items, return_inverse=True)
-    n_unique = len(keys)
-    weights = np.array([cfg.weights.get(n, 1.0) for n in names], np.float64)
-    quotas = np.array([cfg.quotas.get(n, 0) for n in names], np.int64)
-    fused = np.bincount(inverse, weights=weights[src] / (cfg.rrf_k + ranks + 1.0), minlength=n_unique)
-    in_quota = np.bincount(inverse, weights=ranks < quotas[src], minlength=n_unique) > 0
-    per_src_score = np.full((n_unique, n_src), np.nan, np.float32)
-    per_src_rank = np.full((n_unique, n_src), -1, np.int32)
-    # a source may repeat an item; keep its best (first) rank
-    order = np.argsort(ranks, kind="stable")[::-1]
-    per_src_score[inverse[order], src[order]] = raw[order]
-    per_src_rank[inverse[order], src[order]] = ranks[order]
-    u_rows, u_items = keys // n_items, keys % n_items
-    order = np.lexsort((-fused, ~in_quota, u_rows))
-    starts = np.searchsorted(u_rows[order], np.arange(batch))
-    slot = np.arange(n_unique) - starts[u_rows[order]]
-    keep = order[slot < cfg.k]
-    slot = slot[slot < cfg.k]
+    slots = _Slots.of(tuple(c.k for c in candidates), tuple(cfg.weights.get(n, 1.0) for n in names),
+                      tuple(cfg.quotas.get(n, 0) for n in names), cfg.rrf_k)
+    items = np.concatenate([c.item_ids for c in candidates], axis=1)
+    rows, cols = np.nonzero(items >= 0)
+    items = items[rows, cols].astype(np.int64)
+    keys = rows * (int(items.max(initial=0)) + 1) + items
+    # stable: one (user, item)'s entries keep their (source, rank) order, so the float64 sums below add in the
+    # same order as a source-by-source concatenation would, and the first entry per source has its best rank
+    order = np.argsort(keys, kind="stable")
+    keys, rows, cols, items = keys[order], rows[order], cols[order], items[order]
+    first = np.empty(len(keys), bool)
+    first[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    group = np.cumsum(first) - 1
+    n_unique = len(keys) and int(group[-1]) + 1
+    fused = np.bincount(group, weights=slots.fused[cols], minlength=n_unique)
+    in_quota = np.bincount(group, weights=slots.in_quota[cols], minlength=n_unique) > 0
+    u_rows, u_items = rows[first], items[first]
+    top = stable_lexsort((-fused, ~in_quota, u_rows))
+    u_rows = u_rows[top]
+    slot = np.arange(n_unique) - np.searchsorted(u_rows, np.arange(batch))[u_rows]
+    fits = slot < cfg.k
+    top, r, slot = top[fits], u_rows[fits], slot[fits]
     out_items = np.full((batch, cfg.k), PAD_ITEM, np.int64)
     out_scores = np.full((batch, cfg.k), -np.inf, np.float32)
-    out_src_scores = np.full((batch, cfg.k, n_src), np.nan, np.float32)
-    out_src_ranks = np.full((batch, cfg.k, n_src), -1, np.int32)
-    r = u_rows[keep]
-    out_items[r, slot] = u_items[keep]
-    out_scores[r, slot] = fused[keep]
-    out_src_scores[r, slot] = per_src_score[keep]
-    out_src_ranks[r, slot] = per_src_rank[keep]
+    out_items[r, slot] = u_items[top]
+    out_scores[r, slot] = fused[top]
+    out_src_scores, out_src_ranks = _attribution(candidates, slots, (rows, cols, group), top, (r, slot),
+                                                 (batch, cfg.k))
     return MergedCandidates(out_items, out_scores, names, out_src_scores, out_src_ranks)
+
+
+@dataclass(frozen=True)
+class _Slots:
+    """Per column of the sources' lists laid side by side: its source, rank, fused share and quota flag."""
+
+    source: np.ndarray
+    rank: np.ndarray
+    fused: np.ndarray  # w_s / (rrf_k + rank + 1), float64
+    in_quota: np.ndarray  # rank < quotas[s]
+
+    @staticmethod
+    @functools.lru_cache(maxsize=64)
+    def of(widths: tuple[int, ...], weights: tuple[float, ...], quotas: tuple[int, ...], rrf_k: float) -> _Slots:
+        """The columns of lists ``widths`` wide laid side by side (cached: the same few layouts every request)."""
+        source = np.repeat(np.arange(len(widths)), widths)
+        rank = np.concatenate([np.arange(w) for w in widths])
+        fused = np.asarray(weights, np.float64)[source] / (rrf_k + rank + 1.0)
+        slots = _Slots(source, rank, fused, rank < np.asarray(quotas, np.int64)[source])
+        for array in (slots.source, slots.rank, slots.fused, slots.in_quota):
+            array.flags.writeable = False
+        return slots
+
+
+def _attribution(candidates: Sequence[Candidates], slots: _Slots, entries: tuple[np.ndarray, np.ndarray, np.ndarray],
+                 top: np.ndarray, at: tuple[np.ndarray, np.ndarray],
+                 shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """[batch, k, n_sources] raw scores (NaN) and ranks (-1) of the kept groups ``top``, written at ``at``.
+
+    ``entries`` (row, column, group) are sorted by group then (source, rank): a group's first entry from a source
+    holds that source's best rank for the item.
+    """
+    rows, cols, group = entries
+    n_src = len(candidates)
+    src = slots.source[cols]
+    best = np.empty(len(cols), bool)
+    best[:1] = True
+    np.not_equal(group[1:] * n_src + src[1:], group[:-1] * n_src + src[:-1], out=best[1:])
+    place = np.full(len(group) and int(group[-1]) + 1, -1, np.int64)
+    place[top] = np.arange(len(top))  # kept group → its place in ``at``
+    hit = best & (place[group] >= 0)
+    kept = place[group[hit]]
+    cell = (at[0][kept], at[1][kept], src[hit])
+    raw = np.concatenate([c.scores for c in candidates], axis=1)
+    out_scores = np.full((*shape, n_src), np.nan, np.float32)
+    out_ranks = np.full((*shape, n_src), -1, np.int32)
+    out_scores[cell] = raw[rows[hit], cols[hit]]
+    out_ranks[cell] = slots.rank[cols[hit]]
+    return out_scores, out_ranks
 
 
 def equal_quotas(names: Sequence[str], k: int) -> dict[str, int]:
