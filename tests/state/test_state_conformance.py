@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rankstack.pipeline.api import Event, StateStore
+from rankstack.pipeline.api import BatchStateReads, Event, StateStore
 from rankstack.state import RedisStateStore, SQLiteStateStore
 
 StoreFactory = Callable[[], Any]
@@ -131,3 +131,23 @@ def test_matches_a_reference_model(make_store: StoreFactory, rows: list[tuple[in
         assert store.recent_items(user, n) == [item for *_, item in sorted(engaged)[-n:]]
         shown = [e.item_id for e in kept if e.user_id == user and e.event == "impression" and (e.timestamp or 0) >= 2]
         assert store.exposure_counts(user, since=2.0) == {i: shown.count(i) for i in set(shown)}
+    users = ["u", "v", "nobody", "u"]  # batched reads answer per user, in order, repeats and strangers included
+    assert store.recent_items_many(users, n) == [store.recent_items(u, n) for u in users]
+    assert store.exposure_counts_many(users, since=2.0) == [store.exposure_counts(u, since=2.0) for u in users]
+
+
+def test_batched_reads_of_nothing(make_store: StoreFactory) -> None:
+    store = make_store()
+    store.add_events([ev("e1", "a", "x"), ev("e2", "a", "y", "impression")])
+    assert isinstance(store, BatchStateReads)
+    assert store.recent_items_many([], 3) == [] and store.exposure_counts_many([], since=0.0) == []
+    assert store.recent_items_many(["a"], 0) == [[]] and store.recent_items_many(["a"], 3, events=()) == [[]]
+    assert store.exposure_counts_many(["a"], since=0.0, events=()) == [{}]
+    assert store.recent_items_many(["a"], 3) == [["x"]] and store.exposure_counts_many(["a"], since=0.0) == [{"y": 1}]
+
+
+def test_batched_reads_span_more_users_than_one_statement_takes(make_store: StoreFactory) -> None:
+    store = make_store()
+    users = [f"u{i}" for i in range(1_203)]
+    store.add_events([ev(f"e{i}", u, f"i{i}", ts=float(i)) for i, u in enumerate(users)])
+    assert store.recent_items_many(users, 2) == [[f"i{i}"] for i in range(len(users))]

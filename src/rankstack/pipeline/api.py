@@ -88,6 +88,37 @@ class StateStore(Protocol):
         ...
 
 
+
+@runtime_checkable
+class BatchStateReads(Protocol):
+    """A state store that answers the reads of a whole request batch in one round trip (both built-in stores)."""
+
+    def recent_items_many(self, user_ids: Sequence[str], n: int, *,
+                          events: Sequence[str] = ("click", "conversion")) -> list[list[str]]:
+        """``recent_items`` of each user, in order."""
+        ...
+
+    def exposure_counts_many(self, user_ids: Sequence[str], *, since: float,
+                             events: Sequence[str] = ("impression",)) -> list[dict[str, int]]:
+        """``exposure_counts`` of each user, in order."""
+        ...
+
+
+def recent_items_many(state: StateStore, user_ids: Sequence[str], n: int, *,
+                      events: Sequence[str] = ("click", "conversion")) -> list[list[str]]:
+    """Each user's recent items: one batched read where the store offers it, else one read per user."""
+    if isinstance(state, BatchStateReads):
+        return state.recent_items_many(user_ids, n, events=events)
+    return [state.recent_items(u, n, events=events) for u in user_ids]
+
+
+def exposure_counts_many(state: StateStore, user_ids: Sequence[str], *, since: float,
+                         events: Sequence[str] = ("impression",)) -> list[dict[str, int]]:
+    """Each user's exposure counts: one batched read where the store offers it, else one read per user."""
+    if isinstance(state, BatchStateReads):
+        return state.exposure_counts_many(user_ids, since=since, events=events)
+    return [state.exposure_counts(u, since=since, events=events) for u in user_ids]
+
 @runtime_checkable
 class Recommender(Protocol):
     """What the service serves: a trained pipeline loaded from an artifact."""

@@ -10,7 +10,7 @@ import numpy as np
 
 from rankstack.data.idmap import IdMap
 from rankstack.errors import RequestError
-from rankstack.pipeline.api import RecommendRequest, StageStatus, StateStore
+from rankstack.pipeline.api import RecommendRequest, StageStatus, StateStore, recent_items_many
 from rankstack.reranking.catalog import ItemCatalog, UnknownAttributeError
 
 
@@ -68,13 +68,23 @@ class ItemFilters:
         return out
 
 
-def _recent(state: StateStore, user: str, n: int, item_map: IdMap) -> np.ndarray:
-    """The user's fresh clicks/conversions from the state store, as internal ids (unknown items dropped)."""
-    recent = state.recent_items(user, n)
-    if not recent:
-        return np.zeros(0, np.int64)
-    ids = item_map.to_internal(recent, strict=False)
-    return ids[ids >= 0]
+def _recent(state: StateStore | None, users: list[str], n: int, item_map: IdMap) -> list[np.ndarray] | None:
+    """Each user's fresh clicks/conversions from the state store in one batched read, as internal ids (unknown
+    items dropped); None when the store failed."""
+    if state is None:
+        return [np.zeros(0, np.int64) for _ in users]
+    try:
+        recent = recent_items_many(state, users, n)
+    except Exception:  # the store is down: serve from the trained history alone
+        return None
+    flat = [item for items in recent for item in items]
+    ids = item_map.to_internal(flat, strict=False) if flat else np.zeros(0, np.int64)
+    out, at = [], 0
+    for items in recent:
+        row = np.asarray(ids[at: at + len(items)], dtype=np.int64)
+        out.append(row[row >= 0])
+        at += len(items)
+    return out
 
 
 def build_batch(
@@ -92,15 +102,12 @@ def build_batch(
     users = user_map.to_internal([r.user_id for r in reqs], strict=False)
     stages: list[dict[str, StageStatus]] = [{} for _ in reqs]
     histories, blocked, allowed = [], [], []
+    fresh_rows = _recent(state, [r.user_id for r in reqs], history_len, item_map)
     for row, (req, user) in enumerate(zip(reqs, users, strict=True)):
         past = train_histories[user][-history_len:] if user >= 0 else np.zeros(0, np.int64)
-        fresh = np.zeros(0, np.int64)
+        fresh = np.zeros(0, np.int64) if fresh_rows is None else fresh_rows[row]
         if state is not None:
-            try:
-                fresh = _recent(state, req.user_id, history_len, item_map)
-                stages[row]["state"] = "ran"
-            except Exception:  # the store is down: serve from the trained history alone
-                stages[row]["state"] = "degraded"
+            stages[row]["state"] = "degraded" if fresh_rows is None else "ran"
         histories.append(np.concatenate([past, fresh]).astype(np.int64)[-history_len:])
         excluded = item_map.to_internal(req.exclude, strict=False) if req.exclude else np.zeros(0, np.int64)
         blocked.append(np.unique(np.concatenate([excluded[excluded >= 0], fresh])))

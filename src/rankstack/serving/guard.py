@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from rankstack.pipeline.api import Event, StateStore
+from rankstack.pipeline.api import Event, StateStore, exposure_counts_many, recent_items_many
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,6 +71,17 @@ class GuardedState:
     def exposure_counts(self, user_id: str, *, since: float, events: Sequence[str] = ("impression",)) -> dict[str, int]:
         """The store's answer, or no exposures when it is down."""
         return self._read(lambda: self.inner.exposure_counts(user_id, since=since, events=events), {})
+
+    def recent_items_many(self, user_ids: Sequence[str], n: int, *,
+                          events: Sequence[str] = ("click", "conversion")) -> list[list[str]]:
+        """The store's answers (one batched read where it offers one), or no histories when it is down."""
+        return self._read(lambda: recent_items_many(self.inner, user_ids, n, events=events), [[] for _ in user_ids])
+
+    def exposure_counts_many(self, user_ids: Sequence[str], *, since: float,
+                             events: Sequence[str] = ("impression",)) -> list[dict[str, int]]:
+        """The store's answers (one batched read where it offers one), or no exposures when it is down."""
+        return self._read(lambda: exposure_counts_many(self.inner, user_ids, since=since, events=events),
+                          [{} for _ in user_ids])
 
     def bandit_stats(self, arm_ids: Sequence[str]) -> dict[str, tuple[float, float]]:
         """The store's answer, or zero statistics when it is down."""

@@ -69,29 +69,48 @@ class RedisStateStore:
 
     def recent_items(self, user_id: str, n: int, *, events: Sequence[str] = ("click", "conversion")) -> list[str]:
         """The user's last ``n`` items with an event in ``events``, oldest first."""
-        if n <= 0 or not events:
-            return []
-        pipe = self._client.pipeline(transaction=False)
-        for kind in events:
-            pipe.zrevrange(self._history_key(user_id, kind), 0, n - 1, withscores=True)
-        rows = []
-        for result in self._call(pipe.execute):
-            for member, score in result:
-                seq, item = _split_member(member)
-                rows.append((float(score), seq, item))
-        return merge_recent(rows, n)
+        return self.recent_items_many([user_id], n, events=events)[0]
 
     def exposure_counts(self, user_id: str, *, since: float, events: Sequence[str] = ("impression",)) -> dict[str, int]:
         """Item id → the user's number of ``events`` at or after ``since`` (within the last ``max_history``)."""
+        return self.exposure_counts_many([user_id], since=since, events=events)[0]
+
+    def recent_items_many(self, user_ids: Sequence[str], n: int, *,
+                          events: Sequence[str] = ("click", "conversion")) -> list[list[str]]:
+        """``recent_items`` of each user, every user's reads in one pipelined round trip."""
+        if n <= 0 or not events or not user_ids:
+            return [[] for _ in user_ids]
         pipe = self._client.pipeline(transaction=False)
-        for kind in events:
-            pipe.zrangebyscore(self._history_key(user_id, kind), since, "+inf")
-        counts: dict[str, int] = {}
-        for members in self._call(pipe.execute) if events else []:
-            for member in members:
-                item = _split_member(member)[1]
-                counts[item] = counts.get(item, 0) + 1
-        return counts
+        for user in user_ids:
+            for kind in events:
+                pipe.zrevrange(self._history_key(user, kind), 0, n - 1, withscores=True)
+        results = self._call(pipe.execute)
+        out = []
+        for at in range(0, len(results), len(events)):
+            rows = [(float(score), *_split_member(member)) for result in results[at: at + len(events)]
+                    for member, score in result]
+            out.append(merge_recent(rows, n))
+        return out
+
+    def exposure_counts_many(self, user_ids: Sequence[str], *, since: float,
+                             events: Sequence[str] = ("impression",)) -> list[dict[str, int]]:
+        """``exposure_counts`` of each user, every user's reads in one pipelined round trip."""
+        if not events or not user_ids:
+            return [{} for _ in user_ids]
+        pipe = self._client.pipeline(transaction=False)
+        for user in user_ids:
+            for kind in events:
+                pipe.zrangebyscore(self._history_key(user, kind), since, "+inf")
+        results = self._call(pipe.execute)
+        out = []
+        for at in range(0, len(results), len(events)):
+            counts: dict[str, int] = {}
+            for members in results[at: at + len(events)]:
+                for member in members:
+                    item = _split_member(member)[1]
+                    counts[item] = counts.get(item, 0) + 1
+            out.append(counts)
+        return out
 
     def bandit_stats(self, arm_ids: Sequence[str]) -> dict[str, tuple[float, float]]:
         """Arm → (impressions, clicks) since the keys were created; arms never seen get (0, 0)."""

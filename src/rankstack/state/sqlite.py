@@ -49,6 +49,16 @@ def bandit_increment(event: Event) -> tuple[float, float]:
     return (1.0, 0.0) if event.event == "impression" else (0.0, 1.0) if event.event == "click" else (0.0, 0.0)
 
 
+def _marks(values: Sequence[object]) -> str:
+    """One ``?`` placeholder per value."""
+    return ",".join("?" * len(values))
+
+
+def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
+    """``values`` in pieces of at most ``size`` (SQLite limits the placeholders of one statement)."""
+    return [values[i: i + size] for i in range(0, len(values), size)]
+
+
 class SQLiteStateStore:
     """The embedded default ``StateStore``: one SQLite file shared by the service's threads."""
 
@@ -113,6 +123,39 @@ class SQLiteStateStore:
             (user_id, *events, since),
         )
         return {item: int(count) for item, count in rows}
+
+    def recent_items_many(self, user_ids: Sequence[str], n: int, *,
+                          events: Sequence[str] = ("click", "conversion")) -> list[list[str]]:
+        """``recent_items`` of each user from one query (a window over the users' rows)."""
+        out: dict[str, list[str]] = {u: [] for u in user_ids}
+        if n <= 0 or not events or not user_ids:
+            return [[] for _ in user_ids]
+        for chunk in _chunks(list(out)):
+            rows = self._query(
+                f"SELECT user_id, item_id FROM (SELECT user_id, item_id, ts, seq, ROW_NUMBER() OVER (PARTITION BY"
+                f" user_id ORDER BY ts DESC, seq DESC) AS rn FROM events WHERE user_id IN ({_marks(chunk)})"
+                f" AND event IN ({_marks(events)})) WHERE rn <= ? ORDER BY user_id, ts, seq",
+                (*chunk, *events, n),
+            )
+            for user, item in rows:
+                out[user].append(item)
+        return [list(out[u]) for u in user_ids]
+
+    def exposure_counts_many(self, user_ids: Sequence[str], *, since: float,
+                             events: Sequence[str] = ("impression",)) -> list[dict[str, int]]:
+        """``exposure_counts`` of each user from one query."""
+        out: dict[str, dict[str, int]] = {u: {} for u in user_ids}
+        if not events or not user_ids:
+            return [{} for _ in user_ids]
+        for chunk in _chunks(list(out)):
+            rows = self._query(
+                f"SELECT user_id, item_id, COUNT(*) FROM events WHERE user_id IN ({_marks(chunk)})"
+                f" AND event IN ({_marks(events)}) AND ts >= ? GROUP BY user_id, item_id",
+                (*chunk, *events, since),
+            )
+            for user, item, count in rows:
+                out[user][item] = int(count)
+        return [dict(out[u]) for u in user_ids]
 
     def bandit_stats(self, arm_ids: Sequence[str]) -> dict[str, tuple[float, float]]:
         """Arm → (impressions, clicks) since the store was created; arms never seen get (0, 0)."""
