@@ -117,6 +117,8 @@ def pipeline_config(args: argparse.Namespace) -> dict[str, Any]:
     if args.ranker != "none":  # a ranker naming a source without settings reuses that fitted source
         same = args.ranker == args.retrieval
         config["ranker"] = {"source": args.ranker, "history": 50, "settings": {} if same else sasrec}
+        if args.state_cache is not None:
+            config["ranker"]["state_cache"] = args.state_cache
     return config
 
 
@@ -241,6 +243,8 @@ def measure(n_items: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
         artifact, facts = build_artifact(n_items, args, workdir)
         (workdir / f"build-{n_items}.json").write_text(json.dumps(facts))
     print(f"  built: {facts}", flush=True)
+    if args.build_only:
+        return {"catalog_items": n_items, "build": facts}
     port = free_port()
     t0 = time.perf_counter()
     proc = start_server(artifact, workdir, port, args.workers, args.batch_wait_ms)
@@ -295,6 +299,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--reuse", action="store_true", help="reuse artifacts already built in --workdir")
+    parser.add_argument("--state-cache", type=int, default=None,
+                        help="ranker.state_cache of a new artifact (0: the transformer runs on every request)")
+    parser.add_argument("--build-only", action="store_true", help="build the artifacts in --workdir, serve nothing")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not on PATH: apt-get install wrk")
@@ -304,8 +311,10 @@ def main() -> None:
     started = time.perf_counter()
     for n_items in (int(x) for x in args.items.split(",")):
         row = measure(n_items, args, workdir)
-        row.update({"ranker": args.ranker, "retrieval": args.retrieval, "merge_k": args.merge_k, "k": args.k,
-                    "workers": args.workers, "batch_wait_ms": args.batch_wait_ms, "index": args.index,
+        if args.build_only:
+            continue
+        row.update({"code": _git_head(), "ranker": args.ranker, "retrieval": args.retrieval, "merge_k": args.merge_k,
+                    "k": args.k, "workers": args.workers, "batch_wait_ms": args.batch_wait_ms, "index": args.index,
                     "index_params": args.index_params,
                     "connections": args.connections, "users": args.users,
                     "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
@@ -316,6 +325,17 @@ def main() -> None:
             f"-w{args.workers}" if args.workers > 1 else "") + (f"-{args.tag}" if args.tag else "")
         (RESULTS / f"serve_load-{n_items}{suffix}.json").write_text(json.dumps(row, indent=2) + "\n")
     print(f"total wall time {time.perf_counter() - started:.0f} s; results in {RESULTS}", flush=True)
+
+
+def _git_head() -> str:
+    """The checked-out commit, with ``-dirty`` when the tree has uncommitted changes ("unknown" outside git)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 if __name__ == "__main__":
