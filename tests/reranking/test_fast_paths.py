@@ -11,6 +11,7 @@ from rankstack.reranking import (
     DPP,
     MMR,
     DPPConfig,
+    ExplanationTrace,
     InMemoryExposureStore,
     ItemCatalog,
     ItemSimilarity,
@@ -20,7 +21,7 @@ from rankstack.reranking import (
     RerankPipeline,
     RuleEngine,
 )
-from rankstack.reranking.base import compact, normalize_relevance, sort_by_score
+from rankstack.reranking.base import compact, normalize_relevance, sort_by_score, uncompact
 from rankstack.reranking.diversity import DiversityReranker
 from rankstack.reranking.pipeline import _head_then_rest, _head_then_rest_by_id
 from rankstack.reranking.rules.engine import has_duplicates
@@ -73,15 +74,22 @@ def _catalog(rng: np.random.Generator, n_items: int) -> ItemCatalog:
 @settings(max_examples=120, deadline=None)
 @given(seed=st.integers(0, 100_000), rows=st.integers(1, 8), width=st.integers(1, 40), k=st.integers(1, 30),
        depth=st.one_of(st.none(), st.integers(1, 45)), weight=st.sampled_from([0.0, 0.5, 0.8, 1.0]),
-       method=st.sampled_from(["mmr", "dpp", "none"]), boost=st.booleans(), tied=st.booleans())
+       method=st.sampled_from(["mmr", "dpp", "none"]), boost=st.booleans(), tied=st.booleans(),
+       slate_rule=st.sampled_from(["none", "cap", "bury", "pin"]), explain=st.booleans())
 def test_stage_matches_the_reference(seed: int, rows: int, width: int, k: int, depth: int | None, weight: float,
-                                     method: str, boost: bool, tied: bool) -> None:
+                                     method: str, boost: bool, tied: bool, slate_rule: str, explain: bool) -> None:
     rng = np.random.default_rng(seed)
     n_items = 50
     catalog = _catalog(rng, n_items)
     rules: list[dict[str, object]] = [{"name": "cap", "type": "frequency_cap", "max_count": 2, "window_days": 1}]
     if boost:
         rules.append({"name": "b", "type": "boost", "match": {"attribute": "sponsored", "equals": True}, "amount": 0.2})
+    rules.extend({
+        "none": [],
+        "cap": [{"name": "c", "type": "cap", "attribute": "category", "max_per_slate": 2}],
+        "bury": [{"name": "s", "type": "bury", "match": {"attribute": "sponsored", "equals": True}}],
+        "pin": [{"name": "p", "type": "pin", "item": 3, "slot": 2}],
+    }[slate_rule])
     spec: dict[str, object] = {"depth": depth, "rules": rules}
     if method != "none":
         spec["diversity"] = {"method": method, "relevance_weight": min(weight, 0.99) if method == "dpp" else weight}
@@ -93,12 +101,16 @@ def test_stage_matches_the_reference(seed: int, rows: int, width: int, k: int, d
     store = InMemoryExposureStore()
     for _ in range(int(rng.integers(0, 60))):
         store.record(int(rng.integers(rows)), int(rng.integers(n_items)), "impression", 100.0)
-    context = RerankContext.for_users(np.arange(rows), now=200.0, exposure=store)
+    traces = (ExplanationTrace(), ExplanationTrace()) if explain else (None, None)
+    contexts = [RerankContext.for_users(np.arange(rows), now=200.0, exposure=store, trace=t) for t in traces]
     cands = Candidates(ids, scores, "x")
-    got, ref = pipeline.rerank(cands, k, context), _reference_rerank(pipeline, cands, k, context)
+    got, ref = pipeline.rerank(cands, k, contexts[0]), _reference_rerank(pipeline, cands, k, contexts[1])
     np.testing.assert_array_equal(got.item_ids, ref.item_ids)
     np.testing.assert_array_equal(got.scores, ref.scores)
     assert got.source == ref.source
+    if explain:
+        assert traces[0] is not None and traces[1] is not None
+        assert traces[0].records == traces[1].records
 
 
 @settings(max_examples=100, deadline=None)
@@ -170,3 +182,39 @@ def _first(row: np.ndarray) -> np.ndarray:
         keep[i] = v not in seen
         seen.add(v)
     return keep
+
+
+def _compact_by_sort(item_ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The stable-argsort compaction (every row moved, whatever its layout)."""
+    valid = item_ids >= 0
+    order = np.argsort(~valid, axis=1, kind="stable")
+    ids = np.take_along_axis(item_ids, order, axis=1)
+    vals = np.take_along_axis(scores, order, axis=1).astype(np.float64)
+    pad = ~np.take_along_axis(valid, order, axis=1)
+    return np.where(pad, -1, ids), np.where(pad, -np.inf, vals)
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 100_000), rows=st.integers(1, 5), width=st.integers(0, 20),
+       layout=st.sampled_from(["trailing", "anywhere", "none"]))
+def test_compact_and_uncompact_match_the_sorting_version(seed: int, rows: int, width: int, layout: str) -> None:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, 100, (rows, width))
+    if layout == "trailing":
+        tail = np.arange(width) >= rng.integers(0, width + 1, (rows, 1))
+        ids = np.where(tail, -1 - rng.integers(0, 3, ids.shape), ids)  # pads may be any negative id
+    elif layout == "anywhere":
+        ids = np.where(rng.random(ids.shape) < 0.3, -1, ids)
+    scores = rng.standard_normal(ids.shape)
+    got, ref = compact(ids, scores), _compact_by_sort(ids, scores)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+    valid = ids >= 0
+    picks = np.full((rows, 3), -1)
+    for row, n in enumerate(valid.sum(axis=1)):
+        some = rng.permutation(int(n))[:3]
+        picks[row, : some.size] = some
+    cols = uncompact(picks, valid)
+    for row in range(rows):
+        for pick, col in zip(picks[row], cols[row], strict=True):
+            assert (col == -1) if pick < 0 else ids[row, col] == ref[0][row, pick]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rankstack.reranking import ItemSimilarity, MMRConfig
+from rankstack.reranking import mmr as mmr_module
 from rankstack.reranking.base import normalize_relevance
 from rankstack.reranking.diversity import DiversityReranker
 from rankstack.reranking.mmr import MMR, categorical_mmr
@@ -80,9 +84,12 @@ def test_rerank_matches_the_general_path(seed: int, rows: int, n: int, k: int, n
     scores = scores * scale
     config = MMRConfig(relevance_weight=weight, relevance=relevance)  # type: ignore[arg-type]
     cands = Candidates(ids, scores, "x")
-    fast, ref = MMR(sim, config).rerank(cands, k), GeneralMMR(sim, config).rerank(cands, k)
-    np.testing.assert_array_equal(fast.item_ids, ref.item_ids)
-    np.testing.assert_array_equal(fast.scores, ref.scores)
+    ref = GeneralMMR(sim, config).rerank(cands, k)
+    for scan_max_rows in (0, 100):
+        with _scan_max_rows(scan_max_rows):
+            fast = MMR(sim, config).rerank(cands, k)
+        np.testing.assert_array_equal(fast.item_ids, ref.item_ids)
+        np.testing.assert_array_equal(fast.scores, ref.scores)
 
 
 @settings(max_examples=150, deadline=None)
@@ -99,11 +106,21 @@ def test_select_matches_the_general_select(seed: int, rows: int, n: int, k: int,
     vecs, residual = sim.gather(ids)
     codes = sim.gather_categories(ids)
     assert codes is not None
-    got = categorical_mmr(codes, relevance, valid, k, weight)
-    np.testing.assert_array_equal(got, mmr.select(vecs, residual, relevance, valid, k))
-    for row in range(rows):  # the single-row loop and the batched one agree
-        one = categorical_mmr(codes[row : row + 1], relevance[row : row + 1], valid[row : row + 1], k, weight)
-        np.testing.assert_array_equal(one[0], got[row])
+    expected = mmr.select(vecs, residual, relevance, valid, k)
+    for scan_max_rows in (0, 100):  # the batched numpy steps, then the per-row scan
+        with _scan_max_rows(scan_max_rows):
+            np.testing.assert_array_equal(categorical_mmr(codes, relevance, valid, k, weight), expected)
+
+
+@contextmanager
+def _scan_max_rows(value: int) -> Iterator[None]:
+    """Route categorical MMR to the per-row scan up to ``value`` rows, to the batched steps above."""
+    saved = mmr_module.SCAN_MAX_ROWS
+    mmr_module.SCAN_MAX_ROWS = value
+    try:
+        yield
+    finally:
+        mmr_module.SCAN_MAX_ROWS = saved
 
 
 def test_multi_category_similarity_keeps_the_general_path() -> None:

@@ -114,6 +114,8 @@ def compact(item_ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     valid = item_ids >= 0
     if valid.all():
         return item_ids.astype(np.int64, copy=False), scores.astype(np.float64, copy=False)
+    if pads_trail(valid):  # already in place (e.g. sorted by score): only the pads' values change
+        return np.where(valid, item_ids, PAD_ITEM), np.where(valid, scores.astype(np.float64, copy=False), -np.inf)
     order = np.argsort(~valid, axis=1, kind="stable")
     ids = np.take_along_axis(item_ids, order, axis=1)
     vals = np.take_along_axis(scores, order, axis=1).astype(np.float64)
@@ -123,10 +125,15 @@ def compact(item_ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def uncompact(positions: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Map ``positions`` among each row's valid entries (as :func:`compact` orders them) to columns of the row."""
-    if valid.all():
+    if pads_trail(valid):
         return positions
     order = np.argsort(~valid, axis=1, kind="stable")
     return np.where(positions >= 0, np.take_along_axis(order, np.maximum(positions, 0), axis=1), -1)
+
+
+def pads_trail(valid: np.ndarray) -> bool:
+    """Whether every row's valid entries come before its pads (no valid entry right after a pad)."""
+    return not np.any(valid[:, 1:] > valid[:, :-1])
 
 
 def sort_by_score(item_ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

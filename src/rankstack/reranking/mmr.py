@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+import math
 from typing import Literal
 
 import numpy as np
@@ -9,6 +11,8 @@ import numpy as np
 from rankstack.reranking.base import normalize_relevance
 from rankstack.reranking.diversity import DiversityConfig, DiversityReranker
 from rankstack.reranking.similarity import ItemSimilarity
+
+SCAN_MAX_ROWS = 8  # up to this many rows the per-row Python scan beats the batched numpy steps
 
 
 class MMRConfig(DiversityConfig):
@@ -75,26 +79,46 @@ def categorical_mmr(codes: np.ndarray, relevance: np.ndarray, valid: np.ndarray,
     keys = np.where(codes >= 0, codes, -1 - np.arange(n))  # an uncategorised item only matches itself
     gain = (relevance_weight * relevance + np.where(valid, 0.0, -np.inf)).astype(np.float32)
     penalised = gain - np.float32(1.0 - relevance_weight)
-    if codes.shape[0] == 1:
-        return _greedy_row(keys[0], gain[0], penalised[0], k)[None]
+    if codes.shape[0] <= SCAN_MAX_ROWS:
+        return _lazy_rows(keys, gain, penalised, k)
     return _greedy_rows(keys, gain, penalised, k)
 
 
-def _greedy_row(keys: np.ndarray, gain: np.ndarray, penalised: np.ndarray, k: int) -> np.ndarray:
-    """One row: pick ``argmax gain``, then ``gain ← penalised`` on the pick's key (the pick's own entry −∞)."""
-    picks = np.full(k, -1, dtype=np.int64)
+def _lazy_rows(keys: np.ndarray, gain: np.ndarray, penalised: np.ndarray, k: int) -> np.ndarray:
+    """Each row lazily: unused-key items in ``(−gain_i, i)`` order, the rest in a heap by ``(−penalised_i, i)``.
+
+    An item enters the heap when the scan reaches it after its key was used; until then its penalised gain
+    cannot beat the scan's head (``penalised_i ≤ gain_i``), so each step compares two candidates.
+    """
+    orders = np.argsort(-gain, axis=1, kind="stable").tolist()
+    rows = zip(orders, gain.tolist(), penalised.tolist(), keys.tolist(), strict=True)
+    return np.array([_scan(*row, k) for row in rows], dtype=np.int64).reshape(gain.shape[0], k)
+
+
+def _scan(order: list[int], fresh: list[float], pen: list[float], key: list[int], k: int) -> list[int]:
+    """:func:`_lazy_rows` for one row (Python lists: a step costs two comparisons and a heap operation)."""
+    used: set[int] = set()
+    heap: list[tuple[float, int]] = []
+    picks = [-1] * k
+    at, end = 0, len(order)
     for t in range(k):
-        j = int(gain.argmax())
-        if gain[j] == -np.inf:
+        while at < end and key[order[at]] in used:
+            heapq.heappush(heap, (-pen[order[at]], order[at]))
+            at += 1
+        head = (-fresh[order[at]], order[at]) if at < end else (math.inf, end)
+        if heap and heap[0] < head:
+            best = heapq.heappop(heap)
+        else:
+            best, at = head, at + 1
+        if best[0] == math.inf:  # the best gain is −∞: the row ran out of valid items
             break
-        picks[t] = j
-        penalised[j] = -np.inf
-        np.copyto(gain, penalised, where=keys == keys[j])
+        picks[t] = best[1]
+        used.add(key[best[1]])
     return picks
 
 
 def _greedy_rows(keys: np.ndarray, gain: np.ndarray, penalised: np.ndarray, k: int) -> np.ndarray:
-    """:func:`_greedy_row` on every row at once, with flat indices (fewer numpy calls per step)."""
+    """Every row at once: pick ``argmax gain``, then ``gain ← penalised`` on the pick's key (its own entry −∞)."""
     n_rows, n = keys.shape
     row_start = np.arange(0, n_rows * n, n)
     flat_keys = keys.ravel()

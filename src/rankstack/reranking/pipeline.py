@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rankstack.errors import ConfigError
-from rankstack.reranking.base import RerankContext, compact, normalize_relevance, sort_by_score
+from rankstack.reranking.base import RerankContext, compact, normalize_relevance, pads_trail, sort_by_score
 from rankstack.reranking.catalog import ItemCatalog
 from rankstack.reranking.diversity import DiversityReranker
 from rankstack.reranking.dpp import DPP, DPPConfig
@@ -18,7 +18,7 @@ from rankstack.reranking.rules.config import Rule
 from rankstack.reranking.rules.engine import RuleEngine, has_duplicates
 from rankstack.reranking.rules.loading import read_yaml_mapping, validate_config
 from rankstack.reranking.similarity import ItemSimilarity
-from rankstack.retrieval.base import Candidates
+from rankstack.retrieval.base import PAD_ITEM, Candidates
 
 
 class SimilarityConfig(BaseModel):
@@ -95,16 +95,41 @@ class RerankPipeline:
         ids = self.rules.filter(incoming, context)
         scores = self.rules.adjust(ids, normalize_relevance(ids, scores, "minmax"))
         ids, scores = sort_by_score(ids, scores)
+        distinct = not has_duplicates(incoming)  # filtering and reordering keep it so
+        source = f"{candidates.source}+rerank"
         if self.diversifier is not None:
             depth = min(ids.shape[1], self.config.depth or 2 * k)
             head = self.diversifier.positions(Candidates(ids, scores, "rules"), depth)
-            ids, scores = _head_then_rest(ids, scores, head)
-        return self.rules.slates(ids, scores, k, context, source=f"{candidates.source}+rerank", incoming=incoming)
+            if distinct and self.rules.arranges_nothing(context) and _head_fills_slates(head, ids >= 0, k):
+                return _take_head(ids, scores, head, k, source)
+            ids, scores = _head_then_rest(ids, scores, head, distinct)
+        return self.rules.slates(ids, scores, k, context, source=source, incoming=incoming, distinct=distinct)
 
 
-def _head_then_rest(ids: np.ndarray, scores: np.ndarray, head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: the entries at columns ``head`` (-1: none) in their order, then the row's others in column order."""
-    if has_duplicates(ids):  # an item listed twice is placed by its first column, as by item id
+def _head_fills_slates(head: np.ndarray, valid: np.ndarray, k: int) -> bool:
+    """Whether each row's first ``min(k, valid items)`` are all in ``head`` (its -1s trailing)."""
+    got = head >= 0
+    want = np.minimum(k, valid.sum(axis=1))
+    return valid.shape[1] > 0 and pads_trail(got) and bool(np.all(got.sum(axis=1) >= want))
+
+
+def _take_head(ids: np.ndarray, scores: np.ndarray, head: np.ndarray, k: int, source: str) -> Candidates:
+    """Slates [rows, k] of the entries at columns ``head`` (-1 and -inf past a row's picks)."""
+    cols = head[:, :k] if head.shape[1] >= k else np.pad(head, ((0, 0), (0, k - head.shape[1])), constant_values=-1)
+    got = cols >= 0
+    safe = np.where(got, cols, 0)
+    out_ids = np.where(got, np.take_along_axis(ids, safe, axis=1), PAD_ITEM).astype(np.int64, copy=False)
+    out_scores = np.where(got, np.take_along_axis(scores, safe, axis=1), -np.inf).astype(np.float64, copy=False)
+    return Candidates(out_ids, out_scores, source=source)
+
+
+def _head_then_rest(ids: np.ndarray, scores: np.ndarray, head: np.ndarray,
+                    distinct: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the entries at columns ``head`` (-1: none) in their order, then the row's others in column order.
+
+    ``distinct``: no row repeats an item id (None: check).
+    """
+    if has_duplicates(ids) if distinct is None else not distinct:  # a repeated item goes by its first column
         safe = np.where(head >= 0, head, 0)
         head_ids = np.where(head >= 0, np.take_along_axis(ids, safe, axis=1), -1) if ids.shape[1] else head
         return _head_then_rest_by_id(ids, scores, head_ids)

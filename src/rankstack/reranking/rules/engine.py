@@ -214,20 +214,22 @@ class RuleEngine:
         ids, scores = sort_by_score(ids, scores)
         return self.slates(ids, scores, k, context, source=f"{candidates.source}+rules", incoming=incoming)
 
-    def _nothing_to_arrange(self, context: RerankContext) -> bool:
+    def arranges_nothing(self, context: RerankContext) -> bool:
         """No bury, pin or slate rule (and no boost to explain): each slate is the head of its ranked row."""
         spec = self.slate_spec
         quiet = context.trace is None or not self.boosts
         return quiet and not (self.bury_rules or self.pins or spec.caps or spec.slots or spec.shares)
 
     def slates(self, ranked: np.ndarray, scores: np.ndarray, k: int, context: RerankContext, source: str,
-               incoming: np.ndarray | None = None) -> Candidates:
+               incoming: np.ndarray | None = None, *, distinct: bool | None = None) -> Candidates:
         """Slates [batch, k] of ranked (already filtered) ids; scores follow their items.
 
         Each row's valid head when no rule reorders it (and no item repeats), else :meth:`slates_by_row`.
-        ``incoming`` [batch, N] are the request's candidates, for ranks in explanations.
+        ``incoming`` [batch, N] are the request's candidates, for ranks in explanations; ``distinct``: no row of
+        ``ranked`` repeats an item id (None: check).
         """
-        if self._nothing_to_arrange(context) and not has_duplicates(ranked):
+        distinct = not has_duplicates(ranked) if distinct is None else distinct
+        if distinct and self.arranges_nothing(context):
             return _heads(ranked, scores, k, source)
         return self.slates_by_row(ranked, scores, k, context, source, incoming)
 
