@@ -21,7 +21,7 @@ from rankstack.reranking import (
     RerankPipeline,
     RuleEngine,
 )
-from rankstack.reranking.base import compact, normalize_relevance, sort_by_score, uncompact
+from rankstack.reranking.base import compact, normalize_relevance, sort_by_score, take_rows, uncompact
 from rankstack.reranking.diversity import DiversityReranker
 from rankstack.reranking.pipeline import _head_then_rest, _head_then_rest_by_id
 from rankstack.reranking.rules.engine import has_duplicates
@@ -218,3 +218,13 @@ def test_compact_and_uncompact_match_the_sorting_version(seed: int, rows: int, w
     for row in range(rows):
         for pick, col in zip(picks[row], cols[row], strict=True):
             assert (col == -1) if pick < 0 else ids[row, col] == ref[0][row, pick]
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 100_000), rows=st.integers(0, 5), width=st.integers(0, 12), k=st.integers(0, 15),
+       transposed=st.booleans())
+def test_take_rows_is_take_along_axis(seed: int, rows: int, width: int, k: int, transposed: bool) -> None:
+    rng = np.random.default_rng(seed)
+    values = rng.standard_normal((width, rows)).T if transposed else rng.standard_normal((rows, width))
+    columns = rng.integers(0, max(width, 1), (rows, k if width else 0))
+    np.testing.assert_array_equal(take_rows(values, columns), np.take_along_axis(values, columns, axis=1))

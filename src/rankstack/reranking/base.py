@@ -109,6 +109,16 @@ class Reranker(Protocol):
         ...
 
 
+def take_rows(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``values[b, columns[b, j]]`` for columns in [0, N): ``np.take_along_axis(…, axis=1)`` as one flat take."""
+    if values.shape[1] == 0:
+        return np.take_along_axis(values, columns, axis=1)
+    flat = np.ascontiguousarray(values)
+    if flat.shape[0] == 1:
+        return flat.take(columns)
+    return flat.take(columns + np.arange(0, flat.size, flat.shape[1])[:, None])
+
+
 def compact(item_ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Move each row's valid entries (id ≥ 0) to the front, keeping their order; pads get id -1, score -inf."""
     valid = item_ids >= 0
@@ -117,9 +127,9 @@ def compact(item_ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     if pads_trail(valid):  # already in place (e.g. sorted by score): only the pads' values change
         return np.where(valid, item_ids, PAD_ITEM), np.where(valid, scores.astype(np.float64, copy=False), -np.inf)
     order = np.argsort(~valid, axis=1, kind="stable")
-    ids = np.take_along_axis(item_ids, order, axis=1)
-    vals = np.take_along_axis(scores, order, axis=1).astype(np.float64)
-    pad = ~np.take_along_axis(valid, order, axis=1)
+    ids = take_rows(item_ids, order)
+    vals = take_rows(scores, order).astype(np.float64)
+    pad = ~take_rows(valid, order)
     return np.where(pad, PAD_ITEM, ids), np.where(pad, -np.inf, vals)
 
 
@@ -128,7 +138,7 @@ def uncompact(positions: np.ndarray, valid: np.ndarray) -> np.ndarray:
     if pads_trail(valid):
         return positions
     order = np.argsort(~valid, axis=1, kind="stable")
-    return np.where(positions >= 0, np.take_along_axis(order, np.maximum(positions, 0), axis=1), -1)
+    return np.where(positions >= 0, take_rows(order, np.maximum(positions, 0)), -1)
 
 
 def pads_trail(valid: np.ndarray) -> bool:
@@ -140,8 +150,8 @@ def sort_by_score(item_ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray,
     """Each row ordered by descending score (stable; pads last)."""
     keyed = np.where(item_ids >= 0, scores, -np.inf).astype(np.float64)
     order = np.argsort(-keyed, axis=1, kind="stable")
-    ids = np.take_along_axis(item_ids, order, axis=1)
-    vals = np.take_along_axis(keyed, order, axis=1)
+    ids = take_rows(item_ids, order)
+    vals = take_rows(keyed, order)
     return ids, np.where(ids >= 0, vals, -np.inf)
 
 

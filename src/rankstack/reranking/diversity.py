@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from rankstack.reranking.base import RerankContext, compact, normalize_relevance, uncompact
+from rankstack.reranking.base import RerankContext, compact, normalize_relevance, take_rows, uncompact
 from rankstack.reranking.similarity import ItemSimilarity
 from rankstack.retrieval.base import PAD_ITEM, Candidates
 
@@ -45,8 +45,8 @@ class DiversityReranker(ABC):
                               source=f"{candidates.source}+{self.name}")
         got = picks >= 0
         safe = np.where(got, picks, 0)
-        ids = np.where(got, np.take_along_axis(candidates.item_ids, safe, axis=1), PAD_ITEM).astype(np.int64)
-        scores = np.where(got, np.take_along_axis(candidates.scores, safe, axis=1), -np.inf).astype(np.float64)
+        ids = np.where(got, take_rows(candidates.item_ids, safe), PAD_ITEM).astype(np.int64)
+        scores = np.where(got, take_rows(candidates.scores, safe), -np.inf).astype(np.float64)
         return Candidates(ids, scores, source=f"{candidates.source}+{self.name}")
 
     def positions(self, candidates: Candidates, k: int, context: RerankContext | None = None) -> np.ndarray:
@@ -76,7 +76,7 @@ class DiversityReranker(ABC):
 def relevance_order(relevance: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
     """Positions of the ``k`` most relevant valid entries per row (-1 past the valid ones)."""
     order = np.argsort(-np.where(valid, relevance, -np.inf), axis=1, kind="stable")[:, :k]
-    return np.where(np.take_along_axis(valid, order, axis=1), order, -1)
+    return np.where(take_rows(valid, order), order, -1)
 
 
 def fill_by_relevance(picks: np.ndarray, relevance: np.ndarray, valid: np.ndarray) -> np.ndarray:

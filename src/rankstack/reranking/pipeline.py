@@ -9,7 +9,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rankstack.errors import ConfigError
-from rankstack.reranking.base import RerankContext, compact, normalize_relevance, pads_trail, sort_by_score
+from rankstack.reranking.base import (
+    RerankContext,
+    compact,
+    normalize_relevance,
+    pads_trail,
+    sort_by_score,
+    take_rows,
+)
 from rankstack.reranking.catalog import ItemCatalog
 from rankstack.reranking.diversity import DiversityReranker
 from rankstack.reranking.dpp import DPP, DPPConfig
@@ -118,8 +125,8 @@ def _take_head(ids: np.ndarray, scores: np.ndarray, head: np.ndarray, k: int, so
     cols = head[:, :k] if head.shape[1] >= k else np.pad(head, ((0, 0), (0, k - head.shape[1])), constant_values=-1)
     got = cols >= 0
     safe = np.where(got, cols, 0)
-    out_ids = np.where(got, np.take_along_axis(ids, safe, axis=1), PAD_ITEM).astype(np.int64, copy=False)
-    out_scores = np.where(got, np.take_along_axis(scores, safe, axis=1), -np.inf).astype(np.float64, copy=False)
+    out_ids = np.where(got, take_rows(ids, safe), PAD_ITEM).astype(np.int64, copy=False)
+    out_scores = np.where(got, take_rows(scores, safe), -np.inf).astype(np.float64, copy=False)
     return Candidates(out_ids, out_scores, source=source)
 
 
@@ -131,14 +138,14 @@ def _head_then_rest(ids: np.ndarray, scores: np.ndarray, head: np.ndarray,
     """
     if has_duplicates(ids) if distinct is None else not distinct:  # a repeated item goes by its first column
         safe = np.where(head >= 0, head, 0)
-        head_ids = np.where(head >= 0, np.take_along_axis(ids, safe, axis=1), -1) if ids.shape[1] else head
+        head_ids = np.where(head >= 0, take_rows(ids, safe), -1) if ids.shape[1] else head
         return _head_then_rest_by_id(ids, scores, head_ids)
     n_rows, n = ids.shape
     rank = np.broadcast_to(np.arange(head.shape[1], head.shape[1] + n), (n_rows, n)).copy()
     rows, slots = np.nonzero(head >= 0)
     rank[rows, head[rows, slots]] = slots
     order = np.argsort(rank, axis=1)
-    return np.take_along_axis(ids, order, axis=1), np.take_along_axis(scores, order, axis=1)
+    return take_rows(ids, order), take_rows(scores, order)
 
 
 def _head_then_rest_by_id(ids: np.ndarray, scores: np.ndarray,
