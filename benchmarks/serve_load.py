@@ -147,14 +147,15 @@ def free_port() -> int:
 
 
 def start_server(artifact: Path, workdir: Path, port: int, workers: int = 1,
-                 batch_wait_ms: float = 0.0) -> subprocess.Popen[bytes]:
+                 batch_wait_ms: float = 0.0, batcher: str = "loop") -> subprocess.Popen[bytes]:
     """``python -m rankstack.serving`` with one torch thread per worker process."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     state = workdir / f"state-{port}.db"
     log = (workdir / f"server-{port}.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "rankstack.serving", str(artifact), "--port", str(port),
                              "--state", f"sqlite:{state}", *(["--workers", str(workers)] if workers > 1 else []),
-                             *(["--batch-wait-ms", str(batch_wait_ms)] if batch_wait_ms else [])],
+                             *(["--batch-wait-ms", str(batch_wait_ms)] if batch_wait_ms else []),
+                             "--batcher", batcher],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -247,7 +248,7 @@ def measure(n_items: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
         return {"catalog_items": n_items, "build": facts}
     port = free_port()
     t0 = time.perf_counter()
-    proc = start_server(artifact, workdir, port, args.workers, args.batch_wait_ms)
+    proc = start_server(artifact, workdir, port, args.workers, args.batch_wait_ms, args.batcher)
     startup_s = time.perf_counter() - t0
     url = f"http://127.0.0.1:{port}"
     rows = []
@@ -290,6 +291,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="server worker processes (rankstack serve --workers)")
     parser.add_argument("--tag", default="", help="suffix of the results file (keeps earlier runs)")
     parser.add_argument("--batch-wait-ms", type=float, default=0.0, help="server micro-batch fill wait")
+    parser.add_argument("--batcher", choices=["loop", "thread"], default="loop", help="where the server runs batches")
     parser.add_argument("--index", choices=["exact", "hnsw", "ivf-flat"], default=None,
                         help="with --retrieval sasrec: serve its retrieval from this vector index")
     parser.add_argument("--index-params", type=json.loads, default={}, help='JSON, e.g. \'{"nlist": 4096}\'')
@@ -314,7 +316,8 @@ def main() -> None:
         if args.build_only:
             continue
         row.update({"code": _git_head(), "ranker": args.ranker, "retrieval": args.retrieval, "merge_k": args.merge_k,
-                    "k": args.k, "workers": args.workers, "batch_wait_ms": args.batch_wait_ms, "index": args.index,
+                    "k": args.k, "workers": args.workers, "batch_wait_ms": args.batch_wait_ms, "batcher": args.batcher,
+                    "index": args.index,
                     "index_params": args.index_params,
                     "connections": args.connections, "users": args.users,
                     "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),

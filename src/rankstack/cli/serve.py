@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +10,21 @@ import typer
 
 from rankstack.cli.common import err_console, friendly_errors
 from rankstack.serving.loaders import DEFAULT_LOADER
-from rankstack.serving.server import BATCH_WAIT_HELP, DEFAULT_STATE, MAX_BATCH_HELP, WORKERS_HELP, run_server
+from rankstack.serving.server import (
+    BATCH_WAIT_HELP,
+    BATCHER_HELP,
+    DEFAULT_STATE,
+    MAX_BATCH_HELP,
+    WORKERS_HELP,
+    run_server,
+)
+
+
+class Batcher(StrEnum):
+    """Where recommend batches run (``rankstack serve --batcher``)."""
+
+    loop = "loop"
+    thread = "thread"
 
 
 def serve(
@@ -26,9 +41,10 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", help=WORKERS_HELP, min=1)] = 1,
     max_batch: Annotated[int, typer.Option("--max-batch", help=MAX_BATCH_HELP, min=1, max=1024)] = 32,
     batch_wait_ms: Annotated[float, typer.Option("--batch-wait-ms", help=BATCH_WAIT_HELP, min=0, max=100)] = 0.0,
+    batcher: Annotated[Batcher, typer.Option("--batcher", help=BATCHER_HELP)] = Batcher.loop,
 ) -> None:
     """Serve recommendations over HTTP: /v1/recommend, /v1/events, /healthz, /readyz, /metrics, /admin/reload."""
     with friendly_errors():
         run_server(artifact, host=host, port=port, state=state, deadline_ms=deadline_ms, loader=loader,
                    log_level=log_level, workers=workers, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
-                   say=lambda message: err_console.print(message, highlight=False))
+                   batcher=batcher.value, say=lambda message: err_console.print(message, highlight=False))

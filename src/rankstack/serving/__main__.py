@@ -8,7 +8,14 @@ from pathlib import Path
 
 from rankstack.errors import RankstackError
 from rankstack.serving.loaders import DEFAULT_LOADER
-from rankstack.serving.server import BATCH_WAIT_HELP, DEFAULT_STATE, MAX_BATCH_HELP, WORKERS_HELP, run_server
+from rankstack.serving.server import (
+    BATCH_WAIT_HELP,
+    BATCHER_HELP,
+    DEFAULT_STATE,
+    MAX_BATCH_HELP,
+    WORKERS_HELP,
+    run_server,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,11 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help=WORKERS_HELP)
     parser.add_argument("--max-batch", type=int, default=32, help=MAX_BATCH_HELP)
     parser.add_argument("--batch-wait-ms", type=float, default=0.0, help=BATCH_WAIT_HELP)
+    parser.add_argument("--batcher", choices=["loop", "thread"], default="loop", help=BATCHER_HELP)
     args = parser.parse_args(argv)
     try:
         run_server(args.artifact, host=args.host, port=args.port, state=args.state, deadline_ms=args.deadline_ms,
                    loader=args.loader, log_level=args.log_level, workers=args.workers, max_batch=args.max_batch,
-                   batch_wait_ms=args.batch_wait_ms)
+                   batch_wait_ms=args.batch_wait_ms, batcher=args.batcher)
     except RankstackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hmac
 import logging
@@ -18,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from rankstack.errors import RankstackError
 from rankstack.pipeline.api import KnownItems, RecommendRequest, RecommendResponse, StateStore
-from rankstack.serving.batcher import MicroBatcher, OverloadedError
+from rankstack.serving.batcher import LoopBatcher, MicroBatcher, OverloadedError
 from rankstack.serving.fanout import ReloadGroup
 from rankstack.serving.fast_recommend import response_json
 from rankstack.serving.guard import GuardedState, StateBreaker
@@ -78,8 +77,9 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         metrics.batch_size.observe(size)
         metrics.queue_seconds.observe(waited_s)
 
-    batcher = MicroBatcher(run_batch, max_batch=settings.max_batch, max_wait_s=settings.batch_wait_ms / 1000.0,
-                           max_queue=settings.max_queue, on_batch=observe_batch)
+    runner = LoopBatcher if settings.batcher == "loop" else MicroBatcher
+    batcher = runner(run_batch, max_batch=settings.max_batch, max_wait_s=settings.batch_wait_ms / 1000.0,
+                     max_queue=settings.max_queue, on_batch=observe_batch)
 
     def start() -> None:
         """Follow the other workers' reloads (multi-worker service only)."""
@@ -107,7 +107,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         """The slate for one validated request (HTTP errors raised as ``HTTPException`` / ``UnprocessableError``)."""
         request = body if body.request_id else body.model_copy(update={"request_id": uuid.uuid4().hex})
         try:
-            response = await asyncio.wrap_future(batcher.submit(request))
+            response = await batcher.answer(request)
         except OverloadedError as exc:
             metrics.errors.labels("/v1/recommend", "overloaded").inc()
             raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc

@@ -1,14 +1,20 @@
 """Micro-batching: concurrent recommend requests are answered by one batched ``Recommender.recommend`` call.
 
-One worker thread takes the first waiting request, then every request queued behind it (up to ``max_batch``,
-waiting at most ``max_wait_s`` for more), and runs them as one batch: the pipeline is batch-first, so eight
-requests cost about twice one. A batch that raises is re-run one request at a time, so one bad request
-fails alone. ``run_batch`` is told how long the oldest request waited, so the pipeline's deadline can
-count from arrival. A queue longer than ``max_queue`` sheds load (``OverloadedError``, answered as 503).
+The first waiting request and every request queued behind it (up to ``max_batch``, waiting at most
+``max_wait_s`` for more) run as one batch: the pipeline is batch-first, so eight requests cost about twice
+one. A batch that raises is re-run one request at a time, so one bad request fails alone. ``run_batch`` is
+told how long the oldest request waited, so the pipeline's deadline can count from arrival. A queue longer
+than ``max_queue`` sheds load (``OverloadedError``, answered as 503).
+
+Two runners: ``LoopBatcher`` (the service's default) runs batches on the event loop's own thread — requests
+that arrive while a batch runs wait in the socket buffers and form the next batch, and no second thread
+competes for the GIL; ``MicroBatcher`` runs them on a worker thread, so the loop keeps accepting and parsing
+requests (and answering /healthz) while a batch runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -89,16 +95,77 @@ class MicroBatcher:
                 return
 
     def _run(self, jobs: list[_Job]) -> None:
-        """Answer every job of the batch; a failing batch is split so that only the bad request fails."""
-        try:
-            responses = self.run_batch([j.request for j in jobs], time.perf_counter() - jobs[0].queued_at)
-        except BaseException as exc:
-            if len(jobs) == 1:
-                jobs[0].future.set_exception(exc)
-                return
-            log.info("a batch of %d failed (%s); answering its requests one by one", len(jobs), exc)
-            for job in jobs:
-                self._run([job])
+        """Answer every job of the batch."""
+        answer_jobs(self.run_batch, [(j.request, j.future, j.queued_at) for j in jobs])
+
+    async def answer(self, request: RecommendRequest) -> RecommendResponse:
+        """Queue one request and wait for its response (``OverloadedError`` when the queue is full)."""
+        return await asyncio.wrap_future(self.submit(request))
+
+
+_Pending = tuple[RecommendRequest, "Future[RecommendResponse] | asyncio.Future[RecommendResponse]", float]
+
+
+def answer_jobs(run_batch: BatchFn, jobs: list[_Pending]) -> None:
+    """Run one batch and settle each job's future; a failing batch is split so that only the bad request fails."""
+    try:
+        responses = run_batch([request for request, _, _ in jobs], time.perf_counter() - jobs[0][2])
+    except BaseException as exc:
+        if len(jobs) == 1:
+            if not jobs[0][1].done():
+                jobs[0][1].set_exception(exc)
             return
-        for job, response in zip(jobs, responses, strict=True):
-            job.future.set_result(response)
+        log.info("a batch of %d failed (%s); answering its requests one by one", len(jobs), exc)
+        for job in jobs:
+            answer_jobs(run_batch, [job])
+        return
+    for (_, future, _), response in zip(jobs, responses, strict=True):
+        if not future.done():  # an asyncio future whose request was cancelled (client gone)
+            future.set_result(response)
+
+
+class LoopBatcher:
+    """Runs ``run_batch`` on batches of waiting requests in the event loop's own thread."""
+
+    def __init__(self, run_batch: BatchFn, *, max_batch: int = 32, max_wait_s: float = 0.0,
+                 max_queue: int = 1_000, on_batch: Callable[[int, float], None] | None = None) -> None:
+        self.run_batch = run_batch
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self.on_batch = on_batch
+        self._pending: list[_Pending] = []
+        self._scheduled: asyncio.TimerHandle | asyncio.Handle | None = None
+
+    async def answer(self, request: RecommendRequest) -> RecommendResponse:
+        """Queue one request and wait for its response (``OverloadedError`` when the queue is full)."""
+        if len(self._pending) >= self.max_queue:
+            raise OverloadedError(f"{self.max_queue} requests are already waiting; retry shortly")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[RecommendResponse] = loop.create_future()
+        self._pending.append((request, future, time.perf_counter()))
+        if self._scheduled is None:
+            self._scheduled = (loop.call_later(self.max_wait_s, self._flush) if self.max_wait_s > 0
+                               else loop.call_soon(self._flush))
+        return await future
+
+    def _flush(self) -> None:
+        """Run one batch of the waiting requests; the rest go after the loop has served its other callbacks."""
+        self._scheduled = None
+        jobs, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
+        if self._pending:
+            self._scheduled = asyncio.get_running_loop().call_soon(self._flush)
+        if not jobs:
+            return
+        if self.on_batch is not None:
+            self.on_batch(len(jobs), time.perf_counter() - jobs[0][2])
+        answer_jobs(self.run_batch, jobs)
+
+    def close(self) -> None:
+        """Answer whatever still waits (the loop is stopping)."""
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+        while self._pending:
+            jobs, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
+            answer_jobs(self.run_batch, jobs)

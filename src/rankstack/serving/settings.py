@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -30,6 +31,9 @@ class ServiceSettings(BaseModel):
     max_queue: int = Field(default=1_000, ge=1, description="Waiting requests beyond this get 503 (load shedding).")
     warmup_user: str = Field(default="__rankstack_warmup__", description="User of the smoke request run on reload.")
     workers: int = Field(default=1, ge=1, description="Server processes sharing the port, each with its own model.")
+    batcher: Literal["loop", "thread"] = Field(default="loop", description=(
+        "Where recommend batches run: on the event loop's thread (no second thread competes for the GIL) or on "
+        "a worker thread (the loop keeps parsing requests while a batch runs)."))
 
     @classmethod
     def from_env(cls, artifact: Path, **overrides: object) -> ServiceSettings:
