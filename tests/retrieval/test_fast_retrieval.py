@@ -53,6 +53,22 @@ def test_rows_topk_equals_the_sorted_reference_and_sparse_topk(seed: int, rows: 
     np.testing.assert_array_equal(sparse_scores, want_scores)
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), rows=st.integers(1, 5), cols=st.integers(200, 3000), k=st.integers(1, 40),
+       density=st.floats(0.0, 1.0), levels=st.sampled_from([0, 1, 5]), skew=st.booleans())
+def test_rows_topk_with_a_sampled_cut_equals_the_sorted_reference(seed: int, rows: int, cols: int, k: int,
+                                                                  density: float, levels: int, skew: bool) -> None:
+    """Wide rows take the sampled cut (and its exact fallback on rows where too few entries reach it)."""
+    rng = np.random.default_rng(seed)
+    dense = _matrix(rng, (rows, cols), density, levels)
+    if skew:  # large scores only off the sample's grid, so the sampled cut misses them on some rows
+        dense[:, 1::7] *= 100
+    ids, scores = rows_topk(dense, k)
+    want_ids, want_scores = _reference_topk(dense, k)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(scores, want_scores)
+
+
 def test_sparse_topk_breaks_ties_at_the_cut_by_lower_item_id() -> None:
     values = np.array([[1.0, 2.0, 2.0, 2.0, 2.0, 0.0, 2.0, 3.0]], dtype=np.float32)
     for k in range(1, 8):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -111,22 +111,27 @@ def eligible(table: CandidateTable, blocked: Sequence[np.ndarray],
     """Drop blocked and filtered-out candidates, moving each row's survivors to the front (order kept)."""
     ids = table.item_ids
     valid = ids >= 0
-    bad = valid & _blocked(ids, blocked)
+    bad = _blocked(ids, blocked)
     for row, allow in enumerate(allowed):
         if allow is not None:
-            bad[row] |= valid[row] & ~allow[np.where(valid[row], ids[row], 0)]
-    if bad.any() or (valid[:, 1:] > valid[:, :-1]).any():  # else every row is already its survivors, in order
-        ids = np.where(bad, PAD_ITEM, ids)
-        table = replace(table, item_ids=ids).take(np.argsort(ids < 0, axis=1, kind="stable"))
-    return replace(table, retrieval=np.where(table.item_ids >= 0, table.retrieval, -np.inf),
-                   source_scores=dict(table.source_scores))
+            bad = np.zeros(ids.shape, dtype=bool) if bad is None else bad
+            bad[row] |= ~allow[np.where(valid[row], ids[row], 0)]
+    if bad is not None:
+        bad &= valid
+    if (bad is not None and bad.any()) or (valid[:, 1:] > valid[:, :-1]).any():  # else: rows already compact
+        ids = ids if bad is None else np.where(bad, PAD_ITEM, ids)
+        table = CandidateTable(ids, table.retrieval, table.source_scores).take(
+            np.argsort(ids < 0, axis=1, kind="stable"))
+        valid = table.item_ids >= 0
+    return CandidateTable(table.item_ids, np.where(valid, table.retrieval, -np.inf), dict(table.source_scores))
 
 
-def _blocked(ids: np.ndarray, blocked: Sequence[np.ndarray]) -> np.ndarray:
-    """Bool [B, C]: ``ids[b, c]`` is in ``blocked[b]``; one search over sorted (row, item) keys for all rows."""
+def _blocked(ids: np.ndarray, blocked: Sequence[np.ndarray]) -> np.ndarray | None:
+    """Bool [B, C]: ``ids[b, c]`` is in ``blocked[b]`` (None: nothing is blocked); one search over sorted
+    (row, item) keys for all rows."""
     counts = [len(b) for b in blocked]
     if not any(counts):
-        return np.zeros(ids.shape, dtype=bool)
+        return None
     items = np.concatenate(blocked).astype(np.int64)
     width = max(int(ids.max(initial=0)), int(items.max())) + 2  # +2: a pad (-1) maps to no key of any row
     keys = np.sort(np.repeat(np.arange(len(blocked), dtype=np.int64), counts) * width + items)

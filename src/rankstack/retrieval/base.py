@@ -112,22 +112,65 @@ def rows_topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (item ids, float32 scores) [rows, k] among each row's nonzero entries of dense ``scores``.
 
     The same lists as :func:`sparse_topk` on ``sp.csr_matrix(scores)``: ties go to the lower item id, short rows
-    are padded with -1 / -inf. One partition per row finds the k-th largest value; only the entries at or above
-    it (every nonzero entry when fewer than k are positive) are sorted, all rows in one ``lexsort``.
+    are padded with -1 / -inf. Only the entries that can make a row's top k (see :func:`top_candidates`) are
+    sorted, all rows in one sort.
     """
     n_rows, n_cols = scores.shape
     scores = np.asarray(scores, dtype=np.float32)
-    keep = scores != 0
-    if k < n_cols:
-        kth = np.negative(scores)
-        kth.partition(k - 1, axis=1)
-        floor = -kth[:, k - 1]
-        keep &= scores >= np.where(floor > 0, floor, -np.inf)[:, None]
-    flat = np.flatnonzero(keep)
+    flat = np.flatnonzero(top_candidates(scores, k))  # (row, item) order
     rows, items = np.divmod(flat, n_cols)
+    item_bits = max(n_cols - 1, 1).bit_length()
+    if n_rows < 1 << (31 - item_bits):  # one int64 key (row, value descending, item): a plain sort, no argsort
+        key = np.sort((rows << (32 + item_bits)) | (descending_key(scores.ravel()[flat]) << item_bits) | items)
+        rows, items = key >> (32 + item_bits), key & ((1 << item_bits) - 1)
+        return place_in_slots(rows, items, scores[rows, items], n_rows, k)
     values = scores.ravel()[flat]
     order = stable_lexsort((-values, rows))  # items stay ascending among ties
     return place_in_slots(rows[order], items[order], values[order], n_rows, k)
+
+
+def top_candidates(scores: np.ndarray, k: int) -> np.ndarray:
+    """Bool mask [rows, n]: per row, the nonzero entries at or above its k-th largest value (all of them when fewer
+    than k are positive) or a superset of those.
+
+    A cut c is tried first: the (2k / s)-th largest of every s-th entry; where c > 0 and at least k entries reach
+    it, the k-th largest is ≥ c, so ``scores >= c`` holds the top k and its ties. Other rows get an exact
+    partition. The sample's partition is s times smaller than the row's.
+    """
+    n_cols = scores.shape[1]
+    if k >= n_cols:
+        return scores != 0
+    stride = n_cols // (8 * k)
+    if stride < 4:
+        return _at_or_above_kth(scores, k)
+    rank = -(-2 * k // stride)
+    sample = np.negative(scores[:, ::stride])
+    sample.partition(rank - 1, axis=1)
+    cut = -sample[:, rank - 1]
+    keep = scores >= cut[:, None]
+    redo = np.flatnonzero((cut <= 0) | (np.count_nonzero(keep, axis=1) < k))
+    if len(redo):
+        keep[redo] = _at_or_above_kth(scores[redo], k)
+    return keep
+
+
+def _at_or_above_kth(scores: np.ndarray, k: int) -> np.ndarray:
+    """Bool mask: the nonzero entries at or above the row's k-th largest nonzero value (all nonzero entries when
+    there are at most k, or when that value is ≤ 0), from a partition of each row's nonzero values only."""
+    keep = scores != 0
+    for row in np.flatnonzero(np.count_nonzero(keep, axis=1) > k).tolist():
+        values = scores[row][keep[row]]
+        kth = np.partition(values, len(values) - k)[len(values) - k]
+        if kth > 0:
+            keep[row] &= scores[row] >= kth
+    return keep
+
+
+def descending_key(values: np.ndarray) -> np.ndarray:
+    """int64 in [0, 2³²) per float32 value, ascending as the values descend (the IEEE bits, sign-folded)."""
+    bits = np.asarray(values, dtype=np.float32).view(np.uint32).astype(np.int64)
+    ascending = np.where(bits >= 1 << 31, (1 << 32) - 1 - bits, bits + (1 << 31))
+    return (1 << 32) - 1 - ascending
 
 
 def stable_lexsort(keys: Sequence[np.ndarray]) -> np.ndarray:
@@ -146,8 +189,9 @@ def place_in_slots(rows: np.ndarray, items: np.ndarray, values: np.ndarray, n_ro
     fits = slot < k
     out_ids = np.full((n_rows, k), PAD_ITEM, dtype=np.int64)
     out_scores = np.full((n_rows, k), -np.inf, dtype=np.float32)
-    out_ids[rows[fits], slot[fits]] = items[fits]
-    out_scores[rows[fits], slot[fits]] = values[fits]
+    at = rows[fits] * k + slot[fits]  # flat positions: one index array, numpy's fast path
+    out_ids.ravel()[at] = items[fits]
+    out_scores.ravel()[at] = values[fits]
     return out_ids, out_scores
 
 

@@ -71,13 +71,14 @@ class ItemKNN(CandidateSource):
         return torch.from_numpy((train[user_ids] @ self.similarity_).toarray())
 
     def retrieve(self, user_ids: np.ndarray, k: int, *, exclude_seen: bool = True) -> Candidates:
-        """Top-``k`` items with a positive score (ties: lower item id), ``rows_per_block`` users at a time; users
-        with fewer such items get padded rows (-1), which the merge and the pipeline backfill."""
+        """Top-``k`` items with a positive score (ties: lower item id), a block of users at a time; users with
+        fewer such items get padded rows (-1), which the merge and the pipeline backfill."""
         train = self._require_fitted()
-        users = np.asarray(user_ids, dtype=np.int64)
-        if len(users) and (users.min() < -train.shape[0] or users.max() >= train.shape[0]):
-            raise IndexError(f"user ids must lie in [0, {train.shape[0]}), got {users.min()}…{users.max()}")
-        users = np.where(users < 0, users + train.shape[0], users)  # negative ids count from the end, as in scipy
+        n_users = train.shape[0]
+        users = np.asarray(user_ids, dtype=np.int64).tolist()
+        if users and (min(users) < -n_users or max(users) >= n_users):
+            raise IndexError(f"user ids must lie in [0, {n_users}), got {min(users)}…{max(users)}")
+        users = [u + n_users if u < 0 else u for u in users]  # negative ids count from the end, as in scipy
         block = max(1, _BLOCK_CELLS // max(train.shape[1], 1))
         parts = [self._retrieve_block(train, users[at: at + block], k, exclude_seen)
                  for at in range(0, max(len(users), 1), block)]
@@ -86,26 +87,36 @@ class ItemKNN(CandidateSource):
         return Candidates(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                           source=self.name)
 
-    def _retrieve_block(self, train: sp.csr_matrix, users: np.ndarray, k: int,
+    def _retrieve_block(self, train: sp.csr_matrix, users: list[int], k: int,
                         exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
         """Top-k of ``users``' scores, each user's row accumulated densely (no sparse product, no scipy call)."""
         scores = np.zeros((len(users), train.shape[1]), dtype=np.result_type(train.dtype, self.similarity_.dtype))
-        for row, user in enumerate(users.tolist()):
-            span = slice(train.indptr[user], train.indptr[user + 1])
-            self._accumulate(scores[row], train.indices[span], train.data[span])
+        unit = self._unit_weights(train)
+        for row, user in enumerate(users):
+            span = slice(int(train.indptr[user]), int(train.indptr[user + 1]))
+            items = train.indices[span]
+            self._accumulate(scores[row], items, None if unit else train.data[span])
             if exclude_seen:
-                scores[row, train.indices[span]] = 0
+                scores[row, items] = 0
         return rows_topk(scores, k)
 
-    def _accumulate(self, out: np.ndarray, items: np.ndarray, weights: np.ndarray) -> None:
-        """out[j] += w_i · s(i, j) over the stored s(i, j) of each of ``items`` in turn: the order the sparse
-        product ``x[u] @ similarity_`` sums them in, so the float32 sums are bit-identical."""
+    def _unit_weights(self, train: sp.csr_matrix) -> bool:
+        """Every stored interaction is 1 (binary training matrix): products need no multiplication (cached)."""
+        cached: tuple[sp.csr_matrix, bool] | None = getattr(self, "_unit", None)
+        if cached is None or cached[0] is not train:
+            cached = (train, bool((train.data == 1).all()))
+            self._unit = cached
+        return cached[1]
+
+    def _accumulate(self, out: np.ndarray, items: np.ndarray, weights: np.ndarray | None) -> None:
+        """out[j] += w_i · s(i, j) over the stored s(i, j) of each of ``items`` in turn (w_i = 1 when ``weights``
+        is None): the order the sparse product ``x[u] @ similarity_`` sums them in, so float32 sums are equal."""
         sim = self.similarity_
         starts, ends = sim.indptr[items], sim.indptr[items + 1]
         spans = [slice(a, b) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
         if not spans:
             return
         values = np.concatenate([sim.data[s] for s in spans])
-        if not (weights == 1).all():
+        if weights is not None:
             values = values * np.repeat(weights, ends - starts)
         np.add.at(out, np.concatenate([sim.indices[s] for s in spans]), values)

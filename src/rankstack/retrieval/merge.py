@@ -82,20 +82,14 @@ def merge_candidates(candidates: Sequence[Candidates], config: MergeConfig | Non
     fused(u, i) = Σ_s w_s / (rrf_k + rank_s(u, i) + 1) over the sources s that proposed i
     (reciprocal-rank fusion, Cormack et al. 2009: ranks, not raw scores, so scales need not agree).
     An item is *in quota* when some source s ranks it below ``quotas[s]``; in-quota items come first.
-    Vectorised: one stable sort over (user, item) keys, no per-user loops.
+    Vectorised: one sort over (user, item, column) keys, one over (user, in quota, fused), no per-user loops.
     """
     cfg = config or MergeConfig()
     names, batch = check_merge_inputs(candidates, cfg, "merge_candidates")
     slots = _Slots.of(tuple(c.k for c in candidates), tuple(cfg.weights.get(n, 1.0) for n in names),
                       tuple(cfg.quotas.get(n, 0) for n in names), cfg.rrf_k)
-    items = np.concatenate([c.item_ids for c in candidates], axis=1)
-    rows, cols = np.nonzero(items >= 0)
-    items = items[rows, cols].astype(np.int64)
+    rows, cols, items = _entries_by_user_item(np.concatenate([c.item_ids for c in candidates], axis=1))
     keys = rows * (int(items.max(initial=0)) + 1) + items
-    # stable: one (user, item)'s entries keep their (source, rank) order, so the float64 sums below add in the
-    # same order as a source-by-source concatenation would, and the first entry per source has its best rank
-    order = np.argsort(keys, kind="stable")
-    keys, rows, cols, items = keys[order], rows[order], cols[order], items[order]
     first = np.empty(len(keys), bool)
     first[:1] = True
     np.not_equal(keys[1:], keys[:-1], out=first[1:])
@@ -104,18 +98,52 @@ def merge_candidates(candidates: Sequence[Candidates], config: MergeConfig | Non
     fused = np.bincount(group, weights=slots.fused[cols], minlength=n_unique)
     in_quota = np.bincount(group, weights=slots.in_quota[cols], minlength=n_unique) > 0
     u_rows, u_items = rows[first], items[first]
-    top = stable_lexsort((-fused, ~in_quota, u_rows))
+    top = _ranked(u_rows, in_quota, fused)
     u_rows = u_rows[top]
     slot = np.arange(n_unique) - np.searchsorted(u_rows, np.arange(batch))[u_rows]
     fits = slot < cfg.k
     top, r, slot = top[fits], u_rows[fits], slot[fits]
     out_items = np.full((batch, cfg.k), PAD_ITEM, np.int64)
     out_scores = np.full((batch, cfg.k), -np.inf, np.float32)
-    out_items[r, slot] = u_items[top]
-    out_scores[r, slot] = fused[top]
-    out_src_scores, out_src_ranks = _attribution(candidates, slots, (rows, cols, group), top, (r, slot),
-                                                 (batch, cfg.k))
+    at = r * cfg.k + slot  # flat [batch, k] positions: one index array, numpy's fast path
+    out_items.ravel()[at] = u_items[top]
+    out_scores.ravel()[at] = fused[top]
+    out_src_scores, out_src_ranks = _attribution(candidates, slots, (rows, cols, group), top, at, (batch, cfg.k))
     return MergedCandidates(out_items, out_scores, names, out_src_scores, out_src_ranks)
+
+
+def _entries_by_user_item(items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, column, item) of the non-pad entries of ``items`` [batch, width], sorted by (row, item, column).
+
+    Within one (user, item) the columns run in (source, rank) order, as a source-by-source concatenation lists
+    them: the float64 sums of the merge add in that order and a source's first entry holds its best rank.
+    """
+    batch, width = items.shape
+    flat = np.flatnonzero(items >= 0)
+    values = items.ravel()[flat].astype(np.int64)
+    rows, cols = np.divmod(flat, width)
+    n_items = int(values.max(initial=0)) + 1
+    if batch * n_items * width >= 1 << 62:  # keys would overflow: a stable argsort of (row, item) instead
+        order = np.argsort(rows * n_items + values, kind="stable")
+        return rows[order], cols[order], values[order]
+    cell, cols = np.divmod(np.sort((rows * n_items + values) * width + cols), width)  # distinct keys
+    rows, values = np.divmod(cell, n_items)
+    return rows, cols, values
+
+
+def _ranked(rows: np.ndarray, in_quota: np.ndarray, fused: np.ndarray) -> np.ndarray:
+    """``np.lexsort((-fused, ~in_quota, rows))``: by row, in-quota first, fused descending, then position; one sort
+    of int64 keys, the fused score replaced by its dense rank (equal scores, equal ranks)."""
+    n = len(fused)
+    if n == 0 or (int(rows[-1]) + 1) * 2 * n * n >= 1 << 62:
+        return stable_lexsort((-fused, ~in_quota, rows))
+    by_score = np.argsort(-fused)  # any order among equal scores: they get one rank
+    steps = np.empty(n, np.int64)
+    steps[0] = 0
+    np.not_equal(fused[by_score[1:]], fused[by_score[:-1]], out=steps[1:])
+    place = np.empty(n, np.int64)
+    place[by_score] = np.cumsum(steps)
+    return np.sort(((rows * 2 + ~in_quota) * n + place) * n + np.arange(n)) % n
 
 
 @dataclass(frozen=True)
@@ -141,9 +169,9 @@ class _Slots:
 
 
 def _attribution(candidates: Sequence[Candidates], slots: _Slots, entries: tuple[np.ndarray, np.ndarray, np.ndarray],
-                 top: np.ndarray, at: tuple[np.ndarray, np.ndarray],
-                 shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """[batch, k, n_sources] raw scores (NaN) and ranks (-1) of the kept groups ``top``, written at ``at``.
+                 top: np.ndarray, at: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """[batch, k, n_sources] raw scores (NaN) and ranks (-1) of the kept groups ``top``, written at the flat
+    [batch, k] positions ``at``.
 
     ``entries`` (row, column, group) are sorted by group then (source, rank): a group's first entry from a source
     holds that source's best rank for the item.
@@ -158,12 +186,12 @@ def _attribution(candidates: Sequence[Candidates], slots: _Slots, entries: tuple
     place[top] = np.arange(len(top))  # kept group → its place in ``at``
     hit = best & (place[group] >= 0)
     kept = place[group[hit]]
-    cell = (at[0][kept], at[1][kept], src[hit])
+    cell = at[kept] * n_src + src[hit]
     raw = np.concatenate([c.scores for c in candidates], axis=1)
     out_scores = np.full((*shape, n_src), np.nan, np.float32)
     out_ranks = np.full((*shape, n_src), -1, np.int32)
-    out_scores[cell] = raw[rows[hit], cols[hit]]
-    out_ranks[cell] = slots.rank[cols[hit]]
+    out_scores.ravel()[cell] = raw.ravel()[rows[hit] * raw.shape[1] + cols[hit]]
+    out_ranks.ravel()[cell] = slots.rank[cols[hit]]
     return out_scores, out_ranks
 
 
