@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -85,3 +87,34 @@ def test_bad_inputs_are_rejected() -> None:
     with pytest.raises(ValueError, match="unknown index kind"):
         build_index("lsh")
     assert isinstance(build_index("hnsw", {"m": 8}), FaissHNSWIndex)
+
+
+@pytest.mark.parametrize("at", range(4), ids=["exact", "hnsw", "hnsw-ip", "ivf"])
+def test_a_written_index_reads_back_searching_alike(at: int, tmp_path: Path) -> None:
+    x, q = _unnormalised(n=400)
+    built = _indexes()[at].build(x)
+    built.write(tmp_path / "ix")
+    read = _indexes()[at].read(tmp_path / "ix", x)
+    assert type(read) is type(built)
+    assert read.ntotal == built.ntotal == len(x)
+    for a, b in zip(built.search(q, 7), read.search(q, 7), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("at", [1, 3], ids=["hnsw", "ivf"])
+def test_a_saved_index_over_other_vectors_or_missing_is_refused(at: int, tmp_path: Path) -> None:
+    x, _ = _unnormalised(n=400)
+    _indexes()[at].build(x).write(tmp_path / "ix")
+    with pytest.raises(ValueError, match=r"holds 400 vectors .* the model has 399"):
+        _indexes()[at].read(tmp_path / "ix", x[:399])
+    with pytest.raises(ValueError, match="missing"):
+        _indexes()[at].read(tmp_path / "elsewhere", x)
+    saved = next((tmp_path / "ix").iterdir())
+    saved.write_bytes(b"not faiss")
+    with pytest.raises(ValueError, match="not a readable FAISS index"):
+        _indexes()[at].read(tmp_path / "ix", x)
+
+
+def test_an_empty_faiss_index_cannot_be_written(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="build it before saving"):
+        FaissIVFFlatIndex().write(tmp_path / "ix")

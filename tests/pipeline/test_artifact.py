@@ -116,3 +116,39 @@ def test_an_indexed_source_is_served_from_its_index_after_loading(small_split: t
     reqs = [RecommendRequest(user_id=u, k=5, request_id=u) for u in ("u2", "u3")]
     assert [[i.item_id for i in r.items] for r in loaded.recommend(reqs)] == \
         [[i.item_id for i in r.items] for r in pipe.recommend(reqs)]
+
+
+def test_an_ann_index_is_saved_in_the_artifact_and_read_not_rebuilt(small_split: tuple[Dataset, Dataset],
+                                                                    tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("faiss")
+    from rankstack.index.faiss_index import FaissIVFFlatIndex
+    from rankstack.pipeline.config import IndexStage
+    from rankstack.retrieval.indexed import IndexedRetriever
+
+    index = {"kind": "ivf-flat", "params": {"nlist": 1, "nprobe": 1}}
+    source = {"name": "lightgcn", "k": 15, "index": index, "settings": {
+        "epochs": 3, "batch_size": 128, "embedding_dim": 8, "validation_ratio": 0.0, "device": "cpu"}}
+    pipe = build(small_split[0], sources=[{"name": "popular", "k": 15, "quota": 5}, source])
+    save_artifact(pipe.parts, manifest_for(pipe), tmp_path / "a")
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["components"]["indexes"] == {"lightgcn": "indexes/lightgcn"}
+    assert "indexes/lightgcn/ivf.faiss" in manifest["files"]
+
+    def no_training(self: FaissIVFFlatIndex, vectors: object) -> FaissIVFFlatIndex:
+        raise AssertionError("the saved index should be read, not trained again")
+
+    monkeypatch.setattr(FaissIVFFlatIndex, "add", no_training)
+    loaded = Pipeline.load(tmp_path / "a")
+    assert isinstance(loaded.retrievers["lightgcn"], IndexedRetriever)
+    reqs = [RecommendRequest(user_id=u, k=5, request_id=u) for u in ("u2", "u3")]
+    assert [[i.item_id for i in r.items] for r in loaded.recommend(reqs)] == \
+        [[i.item_id for i in r.items] for r in pipe.recommend(reqs)]
+    monkeypatch.undo()
+    exact = {"index": IndexStage(kind="exact")}
+    other = loaded.config.sources[1].model_copy(update=exact)
+    rebuilt = loaded.with_config(loaded.config.model_copy(update={"sources": [loaded.config.sources[0], other]}))
+    assert rebuilt.retrievers["lightgcn"].index.is_exact()  # type: ignore[attr-defined]
+    (tmp_path / "a" / "indexes" / "lightgcn" / "ivf.faiss").write_bytes(b"tampered")
+    with pytest.raises(ArtifactError, match=r"ivf\.faiss: checksum mismatch"):
+        Pipeline.load(tmp_path / "a")

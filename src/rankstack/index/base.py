@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -61,6 +62,14 @@ class VectorIndex(ABC):
         """Replace the content with ``vectors``; returns ``self``."""
         self.reset()
         return self.add(vectors)
+
+    def write(self, folder: Path) -> None:
+        """Save what is costly to rebuild into ``folder`` (the vectors themselves are the model's, not saved)."""
+        Path(folder).mkdir(parents=True, exist_ok=True)
+
+    def read(self, folder: Path, vectors: Vectors) -> VectorIndex:
+        """Restore an index saved by :meth:`write` over the same ``vectors``; this base rebuilds from them."""
+        return self.build(vectors)
 
     def _check_dim(self, arr: np.ndarray) -> None:
         if self.dim_ is None:

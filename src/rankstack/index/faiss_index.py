@@ -9,11 +9,40 @@ Returned scores are always the exact inner products ⟨q, x⟩ of the returned i
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import cast
+
 import faiss
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from rankstack.index.base import VectorIndex, Vectors, as_float32
+from rankstack.io import atomic_write
+
+GRAPH_FILE = "hnsw.faiss"
+LISTS_FILE = "ivf.faiss"
+
+
+def _write_faiss(index: faiss.Index | None, path: Path) -> None:
+    """``faiss.write_index`` to a temp file renamed into place (an empty index cannot be saved)."""
+    if index is None:
+        raise RuntimeError("the index is empty: build it before saving")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as tmp:
+        faiss.write_index(index, str(tmp))
+
+
+def _read_faiss(path: Path, ntotal: int, dim: int) -> faiss.Index:
+    """A saved FAISS index, checked to hold ``ntotal`` vectors of ``dim`` (``ValueError`` naming the file)."""
+    if not path.is_file():
+        raise ValueError(f"{path}: missing")
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: not a readable FAISS index ({exc})") from None
+    if index.ntotal != ntotal or index.d != dim:
+        raise ValueError(f"{path}: holds {index.ntotal} vectors of dim {index.d}, the model has {ntotal} of dim {dim}")
+    return index
 
 
 class FaissHNSWConfig(BaseModel):
@@ -104,6 +133,22 @@ class FaissHNSWIndex(VectorIndex):
             self.index_.add(self._augment(arr))
         return self
 
+    def write(self, folder: Path) -> None:
+        """Save the graph (``hnsw.faiss``); the vectors are the model's item vectors."""
+        _write_faiss(self.index_, Path(folder) / GRAPH_FILE)
+
+    def read(self, folder: Path, vectors: Vectors) -> FaissHNSWIndex:
+        """The saved graph over ``vectors`` (the norm augmentation is recomputed from them)."""
+        arr = as_float32(vectors)
+        self.reset()
+        self._check_dim(arr)
+        dim = int(arr.shape[1]) + (1 if self.config.mips_to_l2 else 0)
+        graph = _read_faiss(Path(folder) / GRAPH_FILE, len(arr), dim)
+        self.vectors_ = arr.copy()
+        self.max_norm_sq_ = float(np.einsum("nd,nd->n", arr, arr).max(initial=0.0)) if self.config.mips_to_l2 else 0.0
+        self.index_ = cast(faiss.IndexHNSWFlat, graph)
+        return self
+
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Graph search, then exact inner products of the returned ids."""
         assert self.index_ is not None
@@ -155,6 +200,18 @@ class FaissIVFFlatIndex(VectorIndex):
             self.quantizer_ = quantizer  # keep the quantizer alive as long as the index
             self.index_ = index
         self.index_.add(arr)
+        return self
+
+    def write(self, folder: Path) -> None:
+        """Save the trained cells and the inverted lists (``ivf.faiss``)."""
+        _write_faiss(self.index_, Path(folder) / LISTS_FILE)
+
+    def read(self, folder: Path, vectors: Vectors) -> FaissIVFFlatIndex:
+        """The saved cells and lists; ``vectors`` only check that the model still has as many items."""
+        arr = as_float32(vectors)
+        self.reset()
+        self._check_dim(arr)
+        self.index_ = cast(faiss.IndexIVFFlat, _read_faiss(Path(folder) / LISTS_FILE, len(arr), int(arr.shape[1])))
         return self
 
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,8 @@ Layout::
     item_map.parquet
     histories.safetensors     each known user's training sequence (``items`` split by ``indptr``)
     catalog.parquet           item attributes for filters, rules and the value model (when the data has them)
+    indexes/<name>/           the vector index of each source with an ``index`` stage (FAISS files; an exact
+                              index has none: it is rebuilt from the source's item vectors)
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ from safetensors.torch import load_file, save_file
 
 from rankstack.data.idmap import IdMap
 from rankstack.errors import ArtifactError, ConfigError
+from rankstack.index import VectorIndex
 from rankstack.io import atomic_write, sha256_file, write_text_atomic
-from rankstack.pipeline.config import MultiTaskRankerStage, validate_pipeline_config
+from rankstack.pipeline.config import IndexStage, MultiTaskRankerStage, PipelineConfig, validate_pipeline_config
 from rankstack.pipeline.multitask_stage import MultiTaskStage, load_stage, save_stage
-from rankstack.pipeline.pipeline import PipelineParts
+from rankstack.pipeline.pipeline import PipelineParts, new_index
 from rankstack.reranking.catalog import ItemCatalog
 from rankstack.retrieval.base import CandidateSource
+from rankstack.retrieval.indexed import IndexedRetriever, VectorSource
 from rankstack.retrieval.persistence import load_source, save_source
 from rankstack.retrieval.popular import MostPopular
 
@@ -77,7 +81,40 @@ def _write_parts(parts: PipelineParts, root: Path) -> dict[str, Any]:
     if parts.catalog is not None:
         with atomic_write(root / "catalog.parquet") as tmp:
             parts.catalog.table.write_parquet(tmp)
+    components["indexes"] = _write_indexes(parts, root)
     return components
+
+
+def _write_indexes(parts: PipelineParts, root: Path) -> dict[str, str]:
+    """Save the index of every source whose stage asks for one (built now unless the parts already hold it)."""
+    out = {}
+    for stage in parts.config.sources:
+        if stage.index is None:
+            continue
+        kept = parts.indexes.get(stage.name)
+        if kept is None or kept[0] != stage.index:
+            kept = (stage.index, IndexedRetriever(parts.sources[stage.name], new_index(stage.index, stage.name)).index)
+            parts.indexes[stage.name] = kept
+        kept[1].write(root / "indexes" / stage.name)
+        out[stage.name] = f"indexes/{stage.name}"
+    return out
+
+
+def _read_indexes(root: Path, config: PipelineConfig, sources: dict[str, CandidateSource],
+                  components: dict[str, str]) -> dict[str, tuple[IndexStage, VectorIndex]]:
+    """The saved indexes, each read over its source's item vectors (older artifacts have none: built at load)."""
+    out: dict[str, tuple[IndexStage, VectorIndex]] = {}
+    for stage in config.sources:
+        rel = components.get(stage.name)
+        source = sources.get(stage.name)
+        if stage.index is None or rel is None or not isinstance(source, VectorSource):
+            continue
+        try:
+            index = new_index(stage.index, stage.name).read(root / rel, source.item_vectors())
+        except (ValueError, ConfigError) as exc:
+            raise ArtifactError(f"{root / rel}: cannot read the {stage.index.kind} index ({exc})") from None
+        out[stage.name] = (stage.index, index)
+    return out
 
 
 def save_artifact(parts: PipelineParts, manifest: dict[str, Any], out: Path, *, overwrite: bool = False) -> Path:
@@ -144,7 +181,10 @@ def _check_inside(root: Path, components: Any) -> None:
     """Every component path stays inside the artifact (a manifest cannot point the loader elsewhere)."""
     if not isinstance(components, dict) or not isinstance(components.get("sources"), dict):
         raise ArtifactError(f"{root / MANIFEST}: field 'components' is malformed")
-    paths = [*components["sources"].values(), components.get("ranker"), components.get("fallback")]
+    indexes = components.get("indexes", {})
+    if not isinstance(indexes, dict):
+        raise ArtifactError(f"{root / MANIFEST}: field 'components.indexes' is malformed")
+    paths = [*components["sources"].values(), *indexes.values(), components.get("ranker"), components.get("fallback")]
     base = root.resolve()
     for rel in paths:
         if rel is None:
@@ -190,6 +230,8 @@ def load_artifact(root: Path) -> PipelineParts:
         catalog = None
         if (root / "catalog.parquet").is_file():
             catalog = ItemCatalog(pl.read_parquet(root / "catalog.parquet"), len(item_map), item_map)
+        current = "vector indexes"
+        indexes = _read_indexes(root, config, sources, comps.get("indexes", {}))
     except ArtifactError:
         raise
     except Exception as exc:
@@ -208,4 +250,4 @@ def load_artifact(root: Path) -> PipelineParts:
     if len(histories) != len(user_map):
         raise ArtifactError(f"{root / 'histories.safetensors'}: {len(histories)} users, expected {len(user_map)}")
     return PipelineParts(config=config, sources=sources, fallback=fallback, user_map=user_map, item_map=item_map,
-                         histories=histories, ranker=ranker, catalog=catalog, manifest=manifest)
+                         histories=histories, ranker=ranker, catalog=catalog, manifest=manifest, indexes=indexes)

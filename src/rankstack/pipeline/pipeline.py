@@ -14,11 +14,11 @@ import scipy.sparse as sp
 
 from rankstack.data.idmap import IdMap
 from rankstack.errors import ConfigError
-from rankstack.index import build_index
+from rankstack.index import VectorIndex, build_index
 from rankstack.pipeline import stages as st
 from rankstack.pipeline.api import RecommendRequest, RecommendResponse, ScoredItem, StateStore
 from rankstack.pipeline.batch import ItemFilters, RequestBatch, build_batch
-from rankstack.pipeline.config import MultiTaskRankerStage, PipelineConfig, RankerStage
+from rankstack.pipeline.config import IndexStage, MultiTaskRankerStage, PipelineConfig, RankerStage
 from rankstack.pipeline.deadline import StageRunner
 from rankstack.pipeline.multitask_stage import MultiTaskStage
 from rankstack.pipeline.policy import explore, request_rng
@@ -30,6 +30,14 @@ from rankstack.retrieval.base import Candidates, CandidateSource, Retriever
 from rankstack.retrieval.indexed import IndexedRetriever
 from rankstack.retrieval.popular import MostPopular
 from rankstack.sequential.state_cache import CachesStates
+
+
+def new_index(stage: IndexStage, source: str) -> VectorIndex:
+    """An empty vector index as ``sources[source].index`` asks (``ConfigError`` naming it when it cannot be)."""
+    try:
+        return build_index(stage.kind, stage.params)
+    except (ValueError, ImportError) as exc:
+        raise ConfigError(f"sources[{source}].index: {exc}") from None
 
 
 class _Clock:
@@ -54,7 +62,8 @@ class _Clock:
 class PipelineParts:
     """Everything a trained pipeline holds: fitted sources, optional ranker (a sequential source or the multi-task
     stage), the popularity fallback, id maps, each known user's training sequence (internal ids, oldest first)
-    and the item catalog."""
+    the item catalog and the vector indexes built for sources with an ``index`` stage (with the stage each was built
+    for, so a pipeline whose config asks for another index builds its own)."""
 
     config: PipelineConfig
     sources: dict[str, CandidateSource]
@@ -65,6 +74,7 @@ class PipelineParts:
     ranker: CandidateSource | MultiTaskStage | None = None
     catalog: ItemCatalog | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
+    indexes: dict[str, tuple[IndexStage, VectorIndex]] = field(default_factory=dict)
 
 
 class Pipeline:
@@ -90,16 +100,18 @@ class Pipeline:
         self.runner = StageRunner()
 
     def _retrievers(self) -> dict[str, Retriever]:
-        """The sources as retrieval sees them: those with an ``index`` stage answer from a vector index built
-        here over their item vectors (FAISS indexes train at load time)."""
+        """The sources as retrieval sees them: those with an ``index`` stage answer from a vector index over their
+        item vectors — the parts' own when it was built for the same stage (e.g. read from the artifact), else
+        one built here (FAISS indexes train at load time) and kept in the parts for the artifact."""
         out: dict[str, Retriever] = dict(self.parts.sources)
         for stage in self.config.sources:
-            if stage.index is not None:
-                try:
-                    index = build_index(stage.index.kind, stage.index.params)
-                except (ValueError, ImportError) as exc:
-                    raise ConfigError(f"sources[{stage.name}].index: {exc}") from None
-                out[stage.name] = IndexedRetriever(self.parts.sources[stage.name], index)
+            if stage.index is None:
+                continue
+            kept = self.parts.indexes.get(stage.name)
+            index = kept[1] if kept is not None and kept[0] == stage.index else new_index(stage.index, stage.name)
+            retriever = IndexedRetriever(self.parts.sources[stage.name], index)
+            self.parts.indexes[stage.name] = (stage.index, retriever.index)
+            out[stage.name] = retriever
         return out
 
     def _check_ranker(self) -> None:

@@ -35,7 +35,8 @@ def has_vectors(source: type | object) -> bool:
 
 
 class IndexedRetriever:
-    """``retrieve`` of a vector source answered by ``index`` (built here over the source's item vectors)."""
+    """``retrieve`` of a vector source answered by ``index`` (an empty one is built here over the source's item
+    vectors; a filled one, e.g. read from an artifact, must hold exactly those)."""
 
     def __init__(self, source: CandidateSource, index: VectorIndex) -> None:
         if not isinstance(source, VectorSource):
@@ -43,7 +44,12 @@ class IndexedRetriever:
         self.source = source
         self.vectors: VectorSource = source  # the same object, typed for its vector methods
         self.name = source.name
-        self.index = index.build(source.item_vectors().detach().float().cpu().numpy())
+        if index.ntotal == 0:
+            index = index.build(source.item_vectors().detach().float().cpu().numpy())
+        n_items = source._require_fitted().shape[1]
+        if index.ntotal != n_items:
+            raise ValueError(f"the index holds {index.ntotal} vectors, source {source.name!r} has {n_items} items")
+        self.index = index
 
     def retrieve(self, user_ids: np.ndarray, k: int, *, exclude_seen: bool = True) -> Candidates:
         """Top-``k`` items by inner product from the index, minus each user's training items (-1 pads)."""
