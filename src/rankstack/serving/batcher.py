@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 from rankstack.errors import RankstackError
 from rankstack.pipeline.api import RecommendRequest, RecommendResponse
@@ -43,8 +44,8 @@ class _Job:
     queued_at: float = field(default_factory=time.perf_counter)
 
 
-class MicroBatcher:
-    """Runs ``run_batch`` on batches of queued requests in one worker thread."""
+class _Batching:
+    """What both batchers are told: the batch function, batch and queue bounds, the fill wait, the observer."""
 
     def __init__(self, run_batch: BatchFn, *, max_batch: int = 32, max_wait_s: float = 0.0,
                  max_queue: int = 1_000, on_batch: Callable[[int, float], None] | None = None) -> None:
@@ -53,6 +54,13 @@ class MicroBatcher:
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
         self.on_batch = on_batch
+
+
+class MicroBatcher(_Batching):
+    """Runs ``run_batch`` on batches of queued requests in one worker thread."""
+
+    def __init__(self, run_batch: BatchFn, **bounds: Any) -> None:
+        super().__init__(run_batch, **bounds)
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="rankstack-batcher", daemon=True)
         self._thread.start()
@@ -124,16 +132,11 @@ def answer_jobs(run_batch: BatchFn, jobs: list[_Pending]) -> None:
             future.set_result(response)
 
 
-class LoopBatcher:
+class LoopBatcher(_Batching):
     """Runs ``run_batch`` on batches of waiting requests in the event loop's own thread."""
 
-    def __init__(self, run_batch: BatchFn, *, max_batch: int = 32, max_wait_s: float = 0.0,
-                 max_queue: int = 1_000, on_batch: Callable[[int, float], None] | None = None) -> None:
-        self.run_batch = run_batch
-        self.max_batch = max_batch
-        self.max_wait_s = max_wait_s
-        self.max_queue = max_queue
-        self.on_batch = on_batch
+    def __init__(self, run_batch: BatchFn, **bounds: Any) -> None:
+        super().__init__(run_batch, **bounds)
         self._pending: list[_Pending] = []
         self._scheduled: asyncio.TimerHandle | asyncio.Handle | None = None
 
