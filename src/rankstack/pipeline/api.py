@@ -107,16 +107,18 @@ class BatchStateReads(Protocol):
 def recent_items_many(state: StateStore, user_ids: Sequence[str], n: int, *,
                       events: Sequence[str] = ("click", "conversion")) -> list[list[str]]:
     """Each user's recent items: one batched read where the store offers it, else one read per user."""
-    if isinstance(state, BatchStateReads):
-        return state.recent_items_many(user_ids, n, events=events)
+    many = getattr(state, "recent_items_many", None)  # not isinstance: a Protocol check costs ~10 us per call
+    if callable(many):
+        return list(many(user_ids, n, events=events))
     return [state.recent_items(u, n, events=events) for u in user_ids]
 
 
 def exposure_counts_many(state: StateStore, user_ids: Sequence[str], *, since: float,
                          events: Sequence[str] = ("impression",)) -> list[dict[str, int]]:
     """Each user's exposure counts: one batched read where the store offers it, else one read per user."""
-    if isinstance(state, BatchStateReads):
-        return state.exposure_counts_many(user_ids, since=since, events=events)
+    many = getattr(state, "exposure_counts_many", None)
+    if callable(many):
+        return list(many(user_ids, since=since, events=events))
     return [state.exposure_counts(u, since=since, events=events) for u in user_ids]
 
 @runtime_checkable
