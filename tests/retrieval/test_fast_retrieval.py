@@ -194,3 +194,14 @@ def test_merge_equals_the_reference_merge(seed: int, n_rows: int, n_src: int, n_
     for field in ("item_ids", "scores", "source_scores", "source_ranks"):
         assert getattr(got, field).dtype == getattr(want, field).dtype, field
         np.testing.assert_array_equal(getattr(got, field), getattr(want, field), err_msg=field)
+
+
+def test_merge_of_huge_item_ids_takes_the_argsort_path() -> None:
+    """Ids so large that (user, item, column) keys would overflow int64 still merge like the reference."""
+    big = 1 << 60
+    a = Candidates(np.array([[big, 3, -1], [5, big, 3]]), np.array([[3.0, 2.0, -np.inf], [3.0, 2.0, 1.0]]), "a")
+    b = Candidates(np.array([[3, big + 1], [big, 7]]), np.array([[2.0, 1.0], [2.0, 1.0]], np.float32), "b")
+    cfg = MergeConfig(k=4, quotas={"b": 1})
+    got, want = merge_candidates([a, b], cfg), _reference_merge([a, b], cfg)
+    for field in ("item_ids", "scores", "source_scores", "source_ranks"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(want, field), err_msg=field)

@@ -88,8 +88,7 @@ def merge_candidates(candidates: Sequence[Candidates], config: MergeConfig | Non
     names, batch = check_merge_inputs(candidates, cfg, "merge_candidates")
     slots = _Slots.of(tuple(c.k for c in candidates), tuple(cfg.weights.get(n, 1.0) for n in names),
                       tuple(cfg.quotas.get(n, 0) for n in names), cfg.rrf_k)
-    rows, cols, items = _entries_by_user_item(np.concatenate([c.item_ids for c in candidates], axis=1))
-    keys = rows * (int(items.max(initial=0)) + 1) + items
+    rows, cols, items, keys = _entries_by_user_item(np.concatenate([c.item_ids for c in candidates], axis=1))
     first = np.empty(len(keys), bool)
     first[:1] = True
     np.not_equal(keys[1:], keys[:-1], out=first[1:])
@@ -112,8 +111,9 @@ def merge_candidates(candidates: Sequence[Candidates], config: MergeConfig | Non
     return MergedCandidates(out_items, out_scores, names, out_src_scores, out_src_ranks)
 
 
-def _entries_by_user_item(items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row, column, item) of the non-pad entries of ``items`` [batch, width], sorted by (row, item, column).
+def _entries_by_user_item(items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(row, column, item, (row, item) key) of the non-pad entries of ``items`` [batch, width], sorted by (row,
+    item, column).
 
     Within one (user, item) the columns run in (source, rank) order, as a source-by-source concatenation lists
     them: the float64 sums of the merge add in that order and a source's first entry holds its best rank.
@@ -124,11 +124,12 @@ def _entries_by_user_item(items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     rows, cols = np.divmod(flat, width)
     n_items = int(values.max(initial=0)) + 1
     if batch * n_items * width >= 1 << 62:  # keys would overflow: a stable argsort of (row, item) instead
-        order = np.argsort(rows * n_items + values, kind="stable")
-        return rows[order], cols[order], values[order]
+        cell = rows * n_items + values
+        order = np.argsort(cell, kind="stable")
+        return rows[order], cols[order], values[order], cell[order]
     cell, cols = np.divmod(np.sort((rows * n_items + values) * width + cols), width)  # distinct keys
     rows, values = np.divmod(cell, n_items)
-    return rows, cols, values
+    return rows, cols, values, cell
 
 
 def _ranked(rows: np.ndarray, in_quota: np.ndarray, fused: np.ndarray) -> np.ndarray:
