@@ -3,6 +3,8 @@ together on SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import signal
 import time
@@ -111,6 +113,39 @@ def test_a_worker_that_cannot_follow_is_reported_not_hidden(server: ServerProces
     assert served_versions(recommend_many(server, 40)) == {"base", "once"}
     assert reload(server, write_fake_artifact(tmp_path / "fixed", "fixed")).json()["workers_switched"] == 2
 
+
+
+def test_connections_opened_together_are_spread_over_the_workers(server: ServerProcess) -> None:
+    """Each worker listens on its own SO_REUSEPORT socket: with one shared socket, a burst of connections all
+    went to whichever worker woke first."""
+    clients = [httpx.Client(base_url=server.url, timeout=10) for _ in range(16)]
+    try:
+        first = [c.post("/v1/recommend", json={"user_id": "u1", "k": 1}) for c in clients]  # 16 connections
+        again = [c.post("/v1/recommend", json={"user_id": "u2", "k": 1}) for c in clients]  # kept alive
+    finally:
+        for c in clients:
+            c.close()
+    owners = [r.headers["x-rankstack-worker"] for r in first]
+    assert [r.headers["x-rankstack-worker"] for r in again] == owners
+    assert min(Counter(owners).values()) >= 2 and len(set(owners)) == 2  # P(fail) ~ 5e-4 with random spreading
+
+
+def test_a_dead_worker_is_replaced(tmp_path: Path) -> None:
+    proc = ServerProcess(write_fake_artifact(tmp_path / "v1"), f"sqlite:{tmp_path / 'state.db'}",
+                         tmp_path / "server.log", workers=2)
+    proc.start()
+    try:
+        before = proc.worker_pids()
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        after: set[int] = set()
+        while time.monotonic() < deadline and (len(after) < 2 or victim in after):
+            with contextlib.suppress(RuntimeError, httpx.HTTPError):  # the replacement may still be starting
+                after = proc.worker_pids(timeout_s=5)
+        assert victim not in after and len(after) == 2
+    finally:
+        proc.stop()
 
 def test_sigterm_stops_every_worker_and_removes_the_temporary_folder(tmp_path: Path) -> None:
     temp = tmp_path / "tmp"
