@@ -9,7 +9,7 @@ import time
 import pytest
 
 from rankstack.pipeline.api import RecommendRequest, RecommendResponse
-from rankstack.serving.batcher import LoopBatcher, MicroBatcher, OverloadedError
+from rankstack.serving.batcher import LoopBatcher, MicroBatcher, OverloadedError, _Job
 
 
 def answer(requests: list[RecommendRequest]) -> list[RecommendResponse]:
@@ -104,6 +104,6 @@ def test_the_loop_batcher_waits_to_fill_and_answers_leftovers_on_close() -> None
 
     assert asyncio.run(main()) >= 0.02 and sizes == [2]
     left: asyncio.Future[RecommendResponse] = asyncio.new_event_loop().create_future()
-    batcher._pending.append((RecommendRequest(user_id="late"), left, time.perf_counter()))
+    batcher._pending.append(_Job(RecommendRequest(user_id="late"), left))
     batcher.close()
     assert left.result().user_id == "late" and sizes == [2, 1]

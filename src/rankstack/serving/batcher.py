@@ -37,10 +37,10 @@ class OverloadedError(RankstackError):
 
 @dataclass
 class _Job:
-    """One queued request and the future its endpoint awaits."""
+    """One queued request and the future its endpoint awaits (a thread's or the event loop's)."""
 
     request: RecommendRequest
-    future: Future[RecommendResponse] = field(default_factory=Future)
+    future: Future[RecommendResponse] | asyncio.Future[RecommendResponse]
     queued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -69,9 +69,9 @@ class MicroBatcher(_Batching):
         """Queue one request; the future holds its response or the exception its batch raised."""
         if self._queue.qsize() >= self.max_queue:
             raise OverloadedError(f"{self.max_queue} requests are already waiting; retry shortly")
-        job = _Job(request)
-        self._queue.put(job)
-        return job.future
+        future: Future[RecommendResponse] = Future()
+        self._queue.put(_Job(request, future))
+        return future
 
     def close(self) -> None:
         """Finish the queued requests, then stop the worker."""
@@ -104,32 +104,29 @@ class MicroBatcher(_Batching):
 
     def _run(self, jobs: list[_Job]) -> None:
         """Answer every job of the batch."""
-        answer_jobs(self.run_batch, [(j.request, j.future, j.queued_at) for j in jobs])
+        answer_jobs(self.run_batch, jobs)
 
     async def answer(self, request: RecommendRequest) -> RecommendResponse:
         """Queue one request and wait for its response (``OverloadedError`` when the queue is full)."""
         return await asyncio.wrap_future(self.submit(request))
 
 
-_Pending = tuple[RecommendRequest, "Future[RecommendResponse] | asyncio.Future[RecommendResponse]", float]
-
-
-def answer_jobs(run_batch: BatchFn, jobs: list[_Pending]) -> None:
+def answer_jobs(run_batch: BatchFn, jobs: list[_Job]) -> None:
     """Run one batch and settle each job's future; a failing batch is split so that only the bad request fails."""
     try:
-        responses = run_batch([request for request, _, _ in jobs], time.perf_counter() - jobs[0][2])
+        responses = run_batch([job.request for job in jobs], time.perf_counter() - jobs[0].queued_at)
     except BaseException as exc:
         if len(jobs) == 1:
-            if not jobs[0][1].done():
-                jobs[0][1].set_exception(exc)
+            if not jobs[0].future.done():
+                jobs[0].future.set_exception(exc)
             return
         log.info("a batch of %d failed (%s); answering its requests one by one", len(jobs), exc)
         for job in jobs:
             answer_jobs(run_batch, [job])
         return
-    for (_, future, _), response in zip(jobs, responses, strict=True):
-        if not future.done():  # an asyncio future whose request was cancelled (client gone)
-            future.set_result(response)
+    for job, response in zip(jobs, responses, strict=True):
+        if not job.future.done():  # an asyncio future whose request was cancelled (client gone)
+            job.future.set_result(response)
 
 
 class LoopBatcher(_Batching):
@@ -137,7 +134,7 @@ class LoopBatcher(_Batching):
 
     def __init__(self, run_batch: BatchFn, **bounds: Any) -> None:
         super().__init__(run_batch, **bounds)
-        self._pending: list[_Pending] = []
+        self._pending: list[_Job] = []
         self._scheduled: asyncio.TimerHandle | asyncio.Handle | None = None
 
     async def answer(self, request: RecommendRequest) -> RecommendResponse:
@@ -146,7 +143,7 @@ class LoopBatcher(_Batching):
             raise OverloadedError(f"{self.max_queue} requests are already waiting; retry shortly")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[RecommendResponse] = loop.create_future()
-        self._pending.append((request, future, time.perf_counter()))
+        self._pending.append(_Job(request, future))
         if self._scheduled is None:
             self._scheduled = (loop.call_later(self.max_wait_s, self._flush) if self.max_wait_s > 0
                                else loop.call_soon(self._flush))
@@ -161,7 +158,7 @@ class LoopBatcher(_Batching):
         if not jobs:
             return
         if self.on_batch is not None:
-            self.on_batch(len(jobs), time.perf_counter() - jobs[0][2])
+            self.on_batch(len(jobs), time.perf_counter() - jobs[0].queued_at)
         answer_jobs(self.run_batch, jobs)
 
     def close(self) -> None:
