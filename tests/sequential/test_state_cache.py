@@ -111,3 +111,16 @@ def test_sasrec_forgets_states_when_its_weights_change(model: SASRec) -> None:
     assert not torch.allclose(refit.user_states(history), stale)
     refit.fit(cycle_dataset())  # training validates without the cache and leaves it empty
     assert refit.state_cache is not None and len(refit.state_cache) == 0
+
+
+def test_enabling_the_same_capacity_again_keeps_the_states(model: SASRec) -> None:
+    model.enable_state_cache(50)
+    try:
+        model.user_states([model.histories_[0]])
+        cache = model.state_cache
+        model.enable_state_cache(50)  # e.g. Pipeline.with_config over the same fitted model
+        assert model.state_cache is cache and cache is not None and len(cache) == 1
+        model.enable_state_cache(60)
+        assert model.state_cache is not cache and len(model.state_cache) == 0  # type: ignore[arg-type]
+    finally:
+        model.enable_state_cache(0)

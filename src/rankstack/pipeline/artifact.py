@@ -35,10 +35,10 @@ from rankstack.index import VectorIndex
 from rankstack.io import atomic_write, sha256_file, write_text_atomic
 from rankstack.pipeline.config import IndexStage, MultiTaskRankerStage, PipelineConfig, validate_pipeline_config
 from rankstack.pipeline.multitask_stage import MultiTaskStage, load_stage, save_stage
-from rankstack.pipeline.pipeline import PipelineParts, new_index
+from rankstack.pipeline.pipeline import PipelineParts, new_index, source_index
 from rankstack.reranking.catalog import ItemCatalog
 from rankstack.retrieval.base import CandidateSource
-from rankstack.retrieval.indexed import IndexedRetriever, VectorSource
+from rankstack.retrieval.indexed import VectorSource
 from rankstack.retrieval.persistence import load_source, save_source
 from rankstack.retrieval.popular import MostPopular
 
@@ -89,14 +89,9 @@ def _write_indexes(parts: PipelineParts, root: Path) -> dict[str, str]:
     """Save the index of every source whose stage asks for one (built now unless the parts already hold it)."""
     out = {}
     for stage in parts.config.sources:
-        if stage.index is None:
-            continue
-        kept = parts.indexes.get(stage.name)
-        if kept is None or kept[0] != stage.index:
-            kept = (stage.index, IndexedRetriever(parts.sources[stage.name], new_index(stage.index, stage.name)).index)
-            parts.indexes[stage.name] = kept
-        kept[1].write(root / "indexes" / stage.name)
-        out[stage.name] = f"indexes/{stage.name}"
+        if stage.index is not None:
+            source_index(parts, stage).write(root / "indexes" / stage.name)
+            out[stage.name] = f"indexes/{stage.name}"
     return out
 
 

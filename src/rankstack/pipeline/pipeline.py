@@ -18,7 +18,7 @@ from rankstack.index import VectorIndex, build_index
 from rankstack.pipeline import stages as st
 from rankstack.pipeline.api import RecommendRequest, RecommendResponse, ScoredItem, StateStore
 from rankstack.pipeline.batch import ItemFilters, RequestBatch, build_batch
-from rankstack.pipeline.config import IndexStage, MultiTaskRankerStage, PipelineConfig, RankerStage
+from rankstack.pipeline.config import IndexStage, MultiTaskRankerStage, PipelineConfig, RankerStage, SourceStage
 from rankstack.pipeline.deadline import StageRunner
 from rankstack.pipeline.multitask_stage import MultiTaskStage
 from rankstack.pipeline.policy import explore, request_rng
@@ -38,6 +38,18 @@ def new_index(stage: IndexStage, source: str) -> VectorIndex:
         return build_index(stage.kind, stage.params)
     except (ValueError, ImportError) as exc:
         raise ConfigError(f"sources[{source}].index: {exc}") from None
+
+
+def source_index(parts: PipelineParts, stage: SourceStage) -> VectorIndex:
+    """The index ``stage.index`` asks for over the source's item vectors: the parts' own when it was built for the
+    same index stage (e.g. read from the artifact), else built now (FAISS indexes train here) and kept in the
+    parts, where the artifact writer finds it."""
+    assert stage.index is not None
+    kept = parts.indexes.get(stage.name)
+    if kept is None or kept[0] != stage.index:
+        built = IndexedRetriever(parts.sources[stage.name], new_index(stage.index, stage.name)).index
+        kept = parts.indexes[stage.name] = (stage.index, built)
+    return kept[1]
 
 
 class _Clock:
@@ -101,17 +113,11 @@ class Pipeline:
 
     def _retrievers(self) -> dict[str, Retriever]:
         """The sources as retrieval sees them: those with an ``index`` stage answer from a vector index over their
-        item vectors — the parts' own when it was built for the same stage (e.g. read from the artifact), else
-        one built here (FAISS indexes train at load time) and kept in the parts for the artifact."""
+        item vectors (:func:`source_index`)."""
         out: dict[str, Retriever] = dict(self.parts.sources)
         for stage in self.config.sources:
-            if stage.index is None:
-                continue
-            kept = self.parts.indexes.get(stage.name)
-            index = kept[1] if kept is not None and kept[0] == stage.index else new_index(stage.index, stage.name)
-            retriever = IndexedRetriever(self.parts.sources[stage.name], index)
-            self.parts.indexes[stage.name] = (stage.index, retriever.index)
-            out[stage.name] = retriever
+            if stage.index is not None:
+                out[stage.name] = IndexedRetriever(self.parts.sources[stage.name], source_index(self.parts, stage))
         return out
 
     def _check_ranker(self) -> None:

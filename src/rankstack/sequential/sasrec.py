@@ -179,7 +179,10 @@ class SASRec(CandidateSource):
     state_cache: StateCache | None = None
 
     def enable_state_cache(self, capacity: int) -> None:
-        """Keep up to ``capacity`` user states between calls of :meth:`user_states` (serving); 0 turns it off."""
+        """Keep up to ``capacity`` user states between calls of :meth:`user_states` (serving); 0 turns it off.
+        A cache of that capacity already on keeps its states (pipelines sharing this model under other configs)."""
+        if self.state_cache is not None and self.state_cache.capacity == capacity:
+            return
         self.state_cache = StateCache(capacity) if capacity > 0 else None
         self._items_np = None
 
