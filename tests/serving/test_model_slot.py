@@ -53,3 +53,9 @@ def test_a_failing_warmup_refuses_the_artifact_and_keeps_the_old_model(tmp_path:
     with pytest.raises(ReloadRefusedError, match="cold stage broke"):
         slot.reload()
     assert slot.current.recommender is good
+
+
+def test_a_slot_that_only_checks_runs_the_smoke_request_without_the_warmup(tmp_path: Path) -> None:
+    checked = WarmingRecommender()
+    ModelSlot(lambda path: checked, tmp_path, "warmup-user", warm=False).close()  # type: ignore[arg-type,return-value]
+    assert checked.calls == ["recommend"]

@@ -46,20 +46,21 @@ def _close(loaded: Loaded) -> None:
 class ModelSlot:
     """Holds the current ``Loaded``; ``reload`` builds the next one aside and swaps a single reference."""
 
-    def __init__(self, loader: RecommenderLoader, artifact: Path, warmup_user: str) -> None:
+    def __init__(self, loader: RecommenderLoader, artifact: Path, warmup_user: str, *, warm: bool = True) -> None:
         self.loader = loader
         self.warmup_user = warmup_user
+        self.warm = warm
         self._reload_lock = threading.Lock()
         self._count_lock = threading.Lock()
         self.current = self._load(artifact)
 
     def _load(self, artifact: Path) -> Loaded:
-        """Load an artifact, run one smoke request and its ``warmup`` (if any); any failure is a
+        """Load an artifact, run one smoke request and (with ``warm``) its ``warmup``, if any; any failure is a
         ``ReloadRefusedError``."""
         try:
             recommender = self.loader(artifact)
             recommender.recommend([RecommendRequest(user_id=self.warmup_user, k=1)], None)
-            warmup = getattr(recommender, "warmup", None)
+            warmup = getattr(recommender, "warmup", None) if self.warm else None
             if callable(warmup):  # a full request for a known user, so live traffic does not meet cold stages
                 warmup()
         except Exception as exc:

@@ -65,9 +65,10 @@ def run_server(artifact: Path, *, host: str = "127.0.0.1", port: int = 8000, sta
 
 
 def _check_artifact(loader: str, artifact: Path, warmup_user: str) -> str | None:
-    """Load and smoke-test the artifact as a worker will; the refusal, or None."""
+    """Load and smoke-test the artifact as a worker will, without its warm-up (each worker warms its own); the
+    refusal, or None."""
     try:
-        ModelSlot(resolve_loader(loader), artifact, warmup_user).close()
+        ModelSlot(resolve_loader(loader), artifact, warmup_user, warm=False).close()
     except RankstackError as exc:
         return str(exc)
     return None
