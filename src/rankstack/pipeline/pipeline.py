@@ -23,7 +23,7 @@ from rankstack.pipeline.deadline import StageRunner
 from rankstack.pipeline.multitask_stage import MultiTaskStage
 from rankstack.pipeline.policy import explore, request_rng
 from rankstack.pipeline.state_exposure import RowExposure
-from rankstack.reranking.base import RerankContext
+from rankstack.reranking.base import RerankContext, take_rows
 from rankstack.reranking.catalog import ItemCatalog
 from rankstack.reranking.pipeline import RerankPipeline
 from rankstack.retrieval.base import Candidates, CandidateSource, Retriever
@@ -208,7 +208,7 @@ class Pipeline:
         keyed = np.where(table.item_ids >= 0, order_scores, -np.inf)
         order = np.argsort(-keyed, axis=1, kind="stable")
         table = table.take(order)
-        scores = np.take_along_axis(keyed, order, axis=1)
+        scores = take_rows(keyed, order)
         clock.lap("value")
         ids, scores = self._rerank(batch, table.item_ids, scores, int(need.max()), state, started, deadline_s,
                                    stage_deadlines)

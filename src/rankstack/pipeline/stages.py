@@ -13,7 +13,7 @@ import torch
 
 from rankstack.pipeline.config import PipelineConfig, ValueStage
 from rankstack.ranking.two_stage import CandidateScorer
-from rankstack.reranking.base import normalize_relevance
+from rankstack.reranking.base import normalize_relevance, pads_trail, take_rows
 from rankstack.reranking.catalog import ItemCatalog
 from rankstack.retrieval.base import PAD_ITEM, Retriever
 from rankstack.retrieval.merge import MergeConfig, merge_candidates
@@ -29,11 +29,8 @@ class CandidateTable:
 
     def take(self, order: np.ndarray) -> CandidateTable:
         """Rows reordered column-wise by ``order`` [B, C]."""
-        def pick(a: np.ndarray) -> np.ndarray:
-            return np.take_along_axis(a, order, axis=1)
-
-        return CandidateTable(pick(self.item_ids), pick(self.retrieval),
-                              {n: pick(s) for n, s in self.source_scores.items()})
+        return CandidateTable(take_rows(self.item_ids, order), take_rows(self.retrieval, order),
+                              {n: take_rows(s, order) for n, s in self.source_scores.items()})
 
 
 def retrieve(sources: Mapping[str, Retriever], config: PipelineConfig,
@@ -118,7 +115,7 @@ def eligible(table: CandidateTable, blocked: Sequence[np.ndarray],
             bad[row] |= ~allow[np.where(valid[row], ids[row], 0)]
     if bad is not None:
         bad &= valid
-    if (bad is not None and bad.any()) or (valid[:, 1:] > valid[:, :-1]).any():  # else: rows already compact
+    if (bad is not None and bad.any()) or not pads_trail(valid):  # else: rows already compact
         ids = ids if bad is None else np.where(bad, PAD_ITEM, ids)
         table = CandidateTable(ids, table.retrieval, table.source_scores).take(
             np.argsort(ids < 0, axis=1, kind="stable"))

@@ -97,17 +97,6 @@ def sparse_topk(scores: sp.csr_matrix, k: int, exclude: sp.csr_matrix | None = N
     return out_ids, out_scores
 
 
-def ragged_positions(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions in a CSR matrix's ``indices``/``data`` of ``rows``' entries, concatenated, and each row's length.
-
-    positions = indptr[r] + 0 … len(r) - 1 for each r in ``rows``, in order: one ``arange`` and one ``repeat``.
-    """
-    starts = indptr[rows].astype(np.int64)
-    lengths = indptr[rows + 1] - starts
-    ends = np.cumsum(lengths)
-    return np.arange(int(ends[-1]) if len(ends) else 0) + np.repeat(starts - (ends - lengths), lengths), lengths
-
-
 def rows_topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (item ids, float32 scores) [rows, k] among each row's nonzero entries of dense ``scores``.
 
