@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -12,9 +13,16 @@ from pathlib import Path
 import pytest
 
 REDIS_BINARY = shutil.which("redis-server")
-needs_redis = pytest.mark.skipif(
-    REDIS_BINARY is None, reason="no redis-server binary on PATH (apt-get install redis-server; .ci/run does)"
-)
+NO_REDIS = "no redis-server binary on PATH (apt-get install redis-server; .ci/run does)"
+# .ci/run sets this: there a missing service fails the run instead of silently skipping its tests.
+REQUIRE_SERVICES = os.environ.get("RANKSTACK_REQUIRE_SERVICES") == "1"
+
+
+def missing_redis() -> None:
+    """Skip the test, or fail it where the services are required (CI)."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{NO_REDIS}; RANKSTACK_REQUIRE_SERVICES=1 makes this a failure, not a skip")
+    pytest.skip(NO_REDIS)
 
 
 def free_port() -> int:
@@ -74,7 +82,7 @@ def unused_port() -> int:
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh redis-server for one test; killed afterwards."""
     if REDIS_BINARY is None:
-        pytest.skip("no redis-server binary on PATH (apt-get install redis-server; .ci/run does)")
+        missing_redis()
     server = RedisServer(tmp_path)
     server.start()
     yield server

@@ -66,7 +66,9 @@ def test_calibrated_heads_reach_the_value_stage(sim_trained: TrainResult) -> Non
     internal = pipeline.parts.item_map.to_internal([i.item_id for i in response.items])
     heads = stage.predict(np.array([0]), internal[None, :], [CONTEXT], np.zeros((1, 5)), pipeline.parts.sources)
     value = heads["click"] * heads["cvr"] * heads["payout"] + 0.5 * heads["click"]
-    np.testing.assert_allclose([i.score for i in response.items], value[0], rtol=1e-9)
+    # float32 network: the pipeline scores the whole candidate block, this call only the 5 picks, and matmuls over
+    # different shapes may round differently in the last bit
+    np.testing.assert_allclose([i.score for i in response.items], value[0], rtol=1e-6)
     assert list(value[0]) == sorted(value[0], reverse=True)
 
 

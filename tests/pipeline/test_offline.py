@@ -77,7 +77,21 @@ def test_sasrec_ranker_trains_saves_and_reloads_with_identical_slates(tmp_path: 
     reqs = [RecommendRequest(user_id=u, k=5, request_id=u) for u in ("u1", "u2", "nobody")]
     before = [r.model_dump(exclude={"stage_ms"}) for r in result.pipeline.recommend(reqs)]
     after = [r.model_dump(exclude={"stage_ms"}) for r in Pipeline.load(tmp_path / "art").recommend(reqs)]
-    assert before == after and before[0]["stages"]["ranker"] == "ran"
+    assert before[0]["stages"]["ranker"] == "ran"
+    assert_same_slates(before, after)
+
+
+def assert_same_slates(before: list[dict], after: list[dict]) -> None:
+    """Same responses, items in the same order; float32 scores equal up to rounding.
+
+    The reloaded pipeline warms its SASRec states in one batch at load, the trained one computes them per request:
+    matmuls over different batch shapes may differ in the last bit of a float32.
+    """
+    strip = [{k: v for k, v in r.items() if k != "items"} for r in (*before, *after)]
+    assert strip[: len(before)] == strip[len(before):]
+    for b, a in zip(before, after, strict=True):
+        assert [i["item_id"] for i in b["items"]] == [i["item_id"] for i in a["items"]]
+        np.testing.assert_allclose([i["score"] for i in b["items"]], [i["score"] for i in a["items"]], rtol=1e-6)
 
 
 

@@ -1,0 +1,129 @@
+"""The README stays true: its layout lists every package, its walk-through runs as written, its forms exist."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+PACKAGES = ROOT / "src" / "rankstack"
+
+# The walk-through as written, made small enough for CI: same commands and options, smaller sizes.
+SMALLER = {
+    "--set epochs=5": "--set epochs=1",
+    "--users 2000 --items 500 --impressions 200000": "--users 300 --items 60 --impressions 20000",
+}
+
+
+def bash_blocks(after_heading: str) -> list[list[str]]:
+    """The fenced bash blocks of one README section, each as its command lines (comments stripped)."""
+    section = README.split(f"## {after_heading}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    return [[line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()] for block in blocks]
+
+
+def layout_packages() -> set[str]:
+    """Package folders named in the README's Layout block."""
+    block = README.split("## Layout\n", 1)[1].split("```", 2)[1]
+    return set(re.findall(r"^  (\w+)/", block, flags=re.M))
+
+
+def test_layout_lists_every_package_and_nothing_else() -> None:
+    on_disk = {p.name for p in PACKAGES.iterdir() if (p / "__init__.py").is_file()}
+    assert layout_packages() == on_disk
+
+
+def test_every_form_names_a_command_and_options_that_exist() -> None:
+    walk, forms = bash_blocks("Command line")
+    for line in walk + forms:
+        words = shlex.split(line)
+        assert words[0] == "rankstack", line
+        command = [w for w in words[1:3] if re.fullmatch(r"[a-z][a-z-]*", w)][:2]
+        shown = run_cli([*command, "--help"], ROOT, timeout=60)
+        assert shown.returncode == 0, (line, shown.stderr)
+        for option in (w.split("=", 1)[0] for w in words if w.startswith("--")):
+            assert option in shown.stdout, f"{line!r}: {option} is not in `rankstack {' '.join(command)} --help`"
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    """``rankstack ARGS`` in a fresh interpreter (the console script's entry point), wide help output."""
+    code = "import sys; from rankstack.cli import app; sys.argv[0] = 'rankstack'; app()"
+    full_env = {**os.environ, "COLUMNS": "200", "TERM": "dumb", **(env or {})}
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=full_env, check=False)
+
+
+def serve_until_ready(args: list[str], cwd: Path, env: dict[str, str]) -> None:
+    """Start ``rankstack serve`` as written, wait for /readyz, ask for one slate, then stop it with Ctrl-C."""
+    code = "import sys; from rankstack.cli import app; sys.argv[0] = 'rankstack'; app()"
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    port = args[args.index("--port") + 1]
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        body = {"user_id": "1", "k": 5}
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/recommend", json=body, timeout=10)
+        assert answer.status_code == 200 and len(answer.json()["items"]) == 5, answer.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_walk_through_runs_as_written_in_order(tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    shutil.copytree(ROOT / "configs", clone / "configs")
+    env = {"RANKSTACK_REGISTRY": str(tmp_path / "registry"), "RANKSTACK_DATA": str(tmp_path / "no-data")}
+    walk = bash_blocks("Command line")[0]
+    assert any("simulate" in line for line in walk) and any("serve" in line for line in walk)
+    for line in walk:
+        for big, small in SMALLER.items():
+            line = line.replace(big, small)
+        args = shlex.split(line)[1:]
+        if args[0] == "serve":
+            port = str(free_port())
+            serve_until_ready([*args[:args.index("--port") + 1], port, *args[args.index("--port") + 2:]], clone, env)
+            continue
+        done = run_cli(args, clone, timeout=600, env=env)
+        assert done.returncode == 0, f"{line}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("ignored", ["data/sim/events.parquet", "state.db", "state.db-wal", "artifacts/x/manifest.json"])
+def test_what_the_walk_through_writes_is_ignored_by_git(ignored: str) -> None:
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    done = subprocess.run(["git", "check-ignore", "-q", ignored], cwd=ROOT, check=False)
+    assert done.returncode == 0, f"{ignored} would show up in git status"
