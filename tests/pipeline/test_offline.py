@@ -150,3 +150,19 @@ def test_pipeline_slates_follow_the_evaluator_tie_rule(small_split: tuple[Datase
     slates = slates_matrix(responses, held, 10)[evaluator.user_ids]
     np.testing.assert_array_equal(slates, evaluator.recommend(pipe.parts.sources["popular"], evaluator.user_ids))
     assert evaluate_recommender(pipe, fit, held, [10]) == evaluator.evaluate(pipe.parts.sources["popular"])
+
+
+def test_a_ranker_stopped_by_its_time_budget_says_so(tmp_path: Path) -> None:
+    log = tmp_path / "events.csv"
+    small_events().write_csv(log)
+    settings = {"epochs": 3, "time_budget_s": 1e-6, "max_len": 8, "hidden_dim": 8, "batch_size": 8,
+                "validation": False, "device": "cpu"}
+    config = validate_pipeline_config(config_dict(data={"name": str(log)}, ranker={"source": "sasrec",
+                                                                                   "settings": settings}))
+    messages: list[str] = []
+    manifest = train_pipeline(config, log=messages.append).manifest
+    stop = manifest["budget_stops"]["ranker"]
+    assert (stop["epochs_done"], stop["epochs"], stop["partial_epoch"]) == (0, 3, "kept")
+    assert manifest["budget_stops"]["sources"] == {}
+    assert any(m.startswith("ranker sasrec: fitted in") and "stopped by time_budget_s=1e-06 after 0 of 3 epochs" in m
+               for m in messages), messages

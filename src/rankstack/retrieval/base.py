@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -41,6 +41,41 @@ class Candidates:
     def k(self) -> int:
         """Number of slots per row."""
         return int(self.item_ids.shape[1])
+
+
+@dataclass(frozen=True)
+class BudgetStop:
+    """A training run that its wall-clock ``time_budget_s`` ended before its configured ``epochs``.
+
+    ``epochs_done`` epochs ran to the end; ``partial_epoch`` says what became of an epoch cut part-way:
+    ``"discarded"`` (the weights are those of a completed epoch), ``"kept"`` (the budget ran out inside the
+    first epoch, so its partial updates are all there is) or None (the budget was seen between epochs).
+    """
+
+    budget_s: float
+    epochs_done: int
+    epochs: int
+    wall_s: float
+    partial_epoch: Literal["discarded", "kept"] | None = None
+
+    def message(self) -> str:
+        """One line for logs and reports."""
+        cut = {"discarded": "; the cut epoch's updates were discarded",
+               "kept": "; inside the first epoch, whose partial updates were kept"}.get(self.partial_epoch or "", "")
+        return (f"stopped by time_budget_s={self.budget_s:g} after {self.epochs_done} of {self.epochs} epochs "
+                f"({self.wall_s:.1f} s){cut}: results depend on machine speed")
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (with the message)."""
+        return {**asdict(self), "message": self.message()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> BudgetStop | None:
+        """The stop written by :meth:`to_json` (None stays None)."""
+        if not data:
+            return None
+        return cls(float(data["budget_s"]), int(data["epochs_done"]), int(data["epochs"]), float(data["wall_s"]),
+                   data.get("partial_epoch"))
 
 
 def topk_excluding(
@@ -238,6 +273,7 @@ class CandidateSource(ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type[SourceConfig]]
+    budget_stop_: BudgetStop | None = None  # set by fit when a wall-clock budget ended training early
 
     def __init__(self, config: SourceConfig | None = None) -> None:
         self.config = config if config is not None else self.config_class()
