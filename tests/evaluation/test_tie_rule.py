@@ -161,3 +161,11 @@ def test_item_knn_retrieve_is_the_evaluator_list_up_to_its_positive_scores() -> 
     for row in range(len(ids)):
         kept = ids[row][ids[row] >= 0]
         np.testing.assert_array_equal(kept, direct[row, : len(kept)])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_the_rule_holds_on_cuda_too() -> None:
+    scores = torch.randint(0, 4, (64, 500), generator=torch.Generator().manual_seed(0)).float()
+    for k in (1, 20, 499, 500):
+        cpu, cuda = topk_lowest_id(scores, k), topk_lowest_id(scores.cuda(), k)
+        assert torch.equal(cpu[1], cuda[1].cpu()) and torch.equal(cpu[0], cuda[0].cpu())
