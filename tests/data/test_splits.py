@@ -164,3 +164,23 @@ def test_make_split_rejects_unknown_kind() -> None:
     ds = _dataset([("a", 1, 1, "click"), ("a", 2, 2, "click")])
     with pytest.raises(ValueError, match="unknown split kind"):
         make_split(ds, "k-fold")
+
+
+def test_leave_one_out_needs_a_timestamp_on_every_event() -> None:
+    untimed = Dataset.from_events(pl.DataFrame({"user_id": [1, 1, 1], "item_id": [1, 2, 3]}), name="untimed")
+    with pytest.raises(DataValidationError, match=r"untimed, column 'timestamp': .*3 of 3 event rows .*row 1\)"):
+        leave_one_out(untimed)
+    partly = pl.DataFrame({"user_id": [1, 1, 1, 2], "item_id": [1, 2, 3, 1], "timestamp": [5, None, 7, None]})
+    with pytest.raises(DataValidationError, match=r"2 of 4 event rows have none \(first at row 2\)"):
+        leave_one_out(Dataset.from_events(partly, name="partly"))
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2, 3], [0, 3, 2, 1]])
+def test_leave_one_out_settles_equal_timestamps_by_row_order(order: list[int]) -> None:
+    rows = [("a", 1, 1, "click"), ("a", 2, 9, "click"), ("a", 3, 9, "click"), ("a", 4, 9, "click")]
+    split = leave_one_out(_dataset([rows[i] for i in order]))  # rid = position in the file
+    assert _rids(split.test) == {3} and _rids(split.validation) == {2}  # the last two rows at t = 9
+    held = {rows[order[3]][1], rows[order[2]][1]}
+    items = set(split.test.item_map.to_external(
+        pl.concat([split.test.events, split.validation.events]).get_column("item_id").to_numpy()).to_list())
+    assert items == {f"i{i}" for i in held}

@@ -58,6 +58,19 @@ def test_exact_index_matches_brute_force_and_is_exact() -> None:
 
 
 @pytest.mark.parametrize("index", _indexes(), ids=lambda i: type(i).__name__)
+def test_tied_scores_come_back_lower_id_first(index: VectorIndex) -> None:
+    rng = np.random.default_rng(4)
+    x = rng.integers(-1, 2, (300, 2)).astype(np.float32)  # 9 distinct vectors: every score is shared by many
+    q = rng.integers(-1, 2, (10, 2)).astype(np.float32)
+    scores, ids = index.build(x).search(q, 40)
+    for row in range(len(q)):  # what comes back is ordered by (score descending, id ascending)
+        found = ids[row][ids[row] >= 0]
+        assert found.tolist() == found[np.lexsort((found, -scores[row][: len(found)]))].tolist()
+    if index.is_exact():
+        np.testing.assert_array_equal(ids, np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :40])
+
+
+@pytest.mark.parametrize("index", _indexes(), ids=lambda i: type(i).__name__)
 def test_short_catalogs_pad_with_minus_one(index: VectorIndex) -> None:
     x, q = _unnormalised(n=40, seed=2)
     scores, ids = index.build(x[:3]).search(q[:2], 5)

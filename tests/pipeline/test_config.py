@@ -28,6 +28,21 @@ def test_every_example_config_validates(path: Path) -> None:
     assert load_pipeline_config(path).sources
 
 
+def _keys(tree: Any) -> set[str]:
+    """Every mapping key anywhere in a parsed YAML / dict tree."""
+    if isinstance(tree, dict):
+        return set(tree) | {k for v in tree.values() for k in _keys(v)}
+    return {k for v in tree for k in _keys(v)} if isinstance(tree, list) else set()
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "pipelines").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_fix_epochs_not_wall_clock_budgets(path: Path) -> None:
+    # a time budget makes the trained model, and so the reported metrics, depend on how busy the machine is
+    assert "time_budget_s" not in _keys(yaml.safe_load(path.read_text(encoding="utf-8")))
+    assert "time_budget_s" not in _keys(DEFAULT)
+    assert default_config().ranker is not None and default_config().ranker.settings["epochs"] == 5
+
+
 def _write(tmp_path: Path, data: Any) -> Path:
     path = tmp_path / "pipe.yaml"
     path.write_text(data if isinstance(data, str) else yaml.safe_dump(data), encoding="utf-8")

@@ -13,7 +13,7 @@ from rankstack.data.dataset import Dataset
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.pipeline.api import Event, RecommendRequest
 from rankstack.pipeline.config import validate_pipeline_config
-from rankstack.pipeline.offline import evaluate_recommender, replay_log, requests_for
+from rankstack.pipeline.offline import evaluate_recommender, replay, replay_log, requests_for, slates_matrix
 from rankstack.pipeline.train import train_pipeline
 
 from .conftest import build, config_dict, small_events
@@ -154,3 +154,29 @@ def test_log_replay_feeds_each_event_to_the_state_before_the_next_slate(small_sp
     user = state.events[0].user_id
     (resp,) = pipe.recommend([RecommendRequest(user_id=user, k=10)], state)
     assert state.events[0].item_id not in [i.item_id for i in resp.items]  # a replayed click is not re-shown
+
+
+def test_pipeline_slates_follow_the_evaluator_tie_rule(small_split: tuple[Dataset, Dataset]) -> None:
+    fit, held = small_split  # 40 items over 60 users: the popularity counts tie a lot
+    pipe = build(fit, sources=[{"name": "popular", "k": 10}], merge={"k": 10})
+    evaluator = Evaluator.from_datasets(fit, held, ks=[10])
+    responses = list(replay(pipe, requests_for(held, 10)))
+    slates = slates_matrix(responses, held, 10)[evaluator.user_ids]
+    np.testing.assert_array_equal(slates, evaluator.recommend(pipe.parts.sources["popular"], evaluator.user_ids))
+    assert evaluate_recommender(pipe, fit, held, [10]) == evaluator.evaluate(pipe.parts.sources["popular"])
+
+
+def test_a_ranker_stopped_by_its_time_budget_says_so(tmp_path: Path) -> None:
+    log = tmp_path / "events.csv"
+    small_events().write_csv(log)
+    settings = {"epochs": 3, "time_budget_s": 1e-6, "max_len": 8, "hidden_dim": 8, "batch_size": 8,
+                "validation": False, "device": "cpu"}
+    config = validate_pipeline_config(config_dict(data={"name": str(log)}, ranker={"source": "sasrec",
+                                                                                   "settings": settings}))
+    messages: list[str] = []
+    manifest = train_pipeline(config, log=messages.append).manifest
+    stop = manifest["budget_stops"]["ranker"]
+    assert (stop["epochs_done"], stop["epochs"], stop["partial_epoch"]) == (0, 3, "kept")
+    assert manifest["budget_stops"]["sources"] == {}
+    assert any(m.startswith("ranker sasrec: fitted in") and "stopped by time_budget_s=1e-06 after 0 of 3 epochs" in m
+               for m in messages), messages

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,10 +15,12 @@ from cycles import cycle_dataset
 from rankstack.data.splits import make_split
 from rankstack.errors import ConfigError
 from rankstack.evaluation.evaluator import Evaluator
-from rankstack.experiment import fit_and_eval_parts
+from rankstack.experiment import fit_and_eval_parts, run_experiment
+from rankstack.retrieval.base import BudgetStop
 from rankstack.retrieval.persistence import load_source, save_source
 from rankstack.retrieval.registry import build_source
 from rankstack.sequential import SASRec, SASRecConfig
+from rankstack.sequential import sasrec as sasrec_module
 from rankstack.sequential.net import SASRecNet
 
 SMALL = {"max_len": 16, "hidden_dim": 32, "heads": 2, "dropout": 0.0, "lr": 5e-3, "epochs": 40, "batch_size": 64,
@@ -127,6 +132,46 @@ def test_time_budget_is_kept_inside_an_epoch() -> None:
     data = cycle_dataset(n_users=400)
     cfg = SASRecConfig(**{**SMALL, "epochs": 50, "batch_size": 4, "time_budget_s": 0.05, "patience": 50})
     model = SASRec(cfg).fit(data)
-    assert len(model.history_) == 1  # stopped within the first epoch (100 steps would take far longer)
-    assert "val_ndcg@10" in model.history_[0]  # and still validated what it had
+    assert model.history_ == []  # stopped within the first epoch (100 steps would take far longer)
+    assert model.best_epoch_ == 0  # no epoch was completed: its partial updates are all there is
+    assert model.budget_stop_ == BudgetStop(0.05, 0, 50, model.budget_stop_.wall_s, "kept")
 
+
+TINY = {**SMALL, "batch_size": 8, "epochs": 5, "validation": False}  # 40 users: 5 batches an epoch
+
+
+@pytest.mark.parametrize(("budget", "partial"), [(11.5, "discarded"), (10.0, None)])
+def test_a_budget_stop_keeps_a_completed_epoch_and_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                          budget: float, partial: str | None) -> None:
+    data = cycle_dataset(n_users=40)
+    reference = SASRec(SASRecConfig(**{**TINY, "epochs": 2})).fit(data)
+    # A clock that ticks once per look (t0, before each batch but the first, at each epoch's end): epochs 1 and
+    # 2 end at ticks 5 and 10; a budget of 11.5 cuts epoch 3 before its third batch, one of 10 ends at epoch 2.
+    monkeypatch.setattr(sasrec_module, "time", SimpleNamespace(perf_counter=itertools.count().__next__))
+    model = SASRec(SASRecConfig(**{**TINY, "time_budget_s": budget})).fit(data)
+    stop = model.budget_stop_
+    assert stop is not None and (stop.budget_s, stop.epochs_done, stop.epochs, stop.partial_epoch) == (
+        budget, 2, 5, partial)
+    assert model.best_epoch_ == 2 and [row["epoch"] for row in model.history_] == [1, 2]
+    assert [row["loss"] for row in model.history_] == [row["loss"] for row in reference.history_]
+    users = np.arange(10)
+    assert torch.equal(model.score(users), reference.score(users))  # the weights of epoch 2, not of the cut one
+    save_source(model, tmp_path / "sasrec", dataset=data)
+    meta = json.loads((tmp_path / "sasrec" / "source.json").read_text())["meta"]
+    assert meta["best_epoch"] == 2 and meta["history"][-1]["loss"] == reference.history_[-1]["loss"]
+    assert meta["budget_stop"]["message"].startswith(f"stopped by time_budget_s={budget:g} after 2 of 5 epochs")
+    assert load_source(tmp_path / "sasrec").budget_stop_ == stop
+
+
+def test_without_a_budget_stop_the_best_epoch_is_the_last_one() -> None:
+    model = SASRec(SASRecConfig(**{**TINY, "epochs": 3})).fit(cycle_dataset(n_users=40))
+    assert model.best_epoch_ == 3 and model.budget_stop_ is None
+
+
+
+def test_an_evaluate_run_record_says_when_a_budget_ended_training() -> None:
+    data = cycle_dataset(n_users=40)
+    stopped = run_experiment(data, "leave_one_out", "sasrec", {**TINY, "time_budget_s": 1e-6})
+    assert stopped["model"]["budget_stop"]["epochs_done"] == 0
+    assert "stopped by time_budget_s" in stopped["model"]["budget_stop"]["message"]
+    assert run_experiment(data, "leave_one_out", "sasrec", {**TINY, "epochs": 1})["model"]["budget_stop"] is None

@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from rankstack.data.dataset import Dataset
+from rankstack.data.schema import first_row
 from rankstack.errors import DataValidationError
 
 SplitKind = Literal["leave_one_out", "temporal", "random", "predefined"]
@@ -49,9 +50,16 @@ def _parts(dataset: Dataset, train: pl.DataFrame, val: pl.DataFrame, test: pl.Da
 
 
 def _require_timestamps(dataset: Dataset, kind: str) -> None:
-    if dataset.events.get_column("timestamp").null_count():
+    """Raise naming how many events have no timestamp (and the first such row): the split orders by time."""
+    missing = dataset.events.get_column("timestamp").is_null()
+    n_missing = int(missing.sum())
+    if n_missing:
         raise DataValidationError(
-            dataset.name, f"{kind} split needs a timestamp on every event", column="timestamp"
+            dataset.name,
+            f"{kind} split needs a timestamp on every event, {n_missing:,} of {len(missing):,} event rows have "
+            f"none (first at row {first_row(missing)}); give every event a time, or its position in the "
+            "user's history as the timestamp (as the MovieLens-1M loader does with 'seq')",
+            column="timestamp",
         )
 
 
@@ -63,15 +71,19 @@ def _positive_mask(dataset: Dataset) -> pl.Expr:
 def leave_one_out(dataset: Dataset, *, validation: bool = True, min_events: int | None = None) -> Split:
     """Per user, in time order: last positive event → test, second-to-last → validation, earlier → train.
 
-    Ties in time keep file order. Events after a held-out event (e.g. later impressions) are dropped,
-    so training never sees anything later than the user's validation/test event. Users with fewer
-    than ``min_events`` positive events (default 3 with validation, 2 without) stay in train only.
+    Every event needs a timestamp (else :class:`DataValidationError` naming the count of rows without one).
+    Events at the same time keep their row order (a stable sort), so among a user's events tied at the
+    latest timestamp the one on the last row is held out. Events after a held-out event (e.g. later
+    impressions) are dropped, so training never sees anything later than the user's validation/test event.
+    Users with fewer than ``min_events`` positive events (default 3 with validation, 2 without) stay in
+    train only.
     """
+    _require_timestamps(dataset, "leave_one_out")
     held = 2 if validation else 1
     min_events = held + 1 if min_events is None else max(min_events, held + 1)
     ev = (
         dataset.events.with_row_index(_ROW)
-        .sort(["user_id", "timestamp", _ROW], nulls_last=False)
+        .sort(["user_id", "timestamp", _ROW])
         .with_columns(pl.int_range(pl.len()).over("user_id").alias("_order"))
     )
     pos = ev.filter(_positive_mask(dataset)).with_columns(

@@ -42,7 +42,9 @@ def default_batch_size(n_items: int, budget_bytes: int = SCORE_BUDGET_BYTES) -> 
 class Evaluator:
     """Full-ranking evaluator over all items (no sampled negatives); means over users with test items.
 
-    Each user's train items are removed before the top-K; ranking uses raw scores.
+    Each user's train items are removed before the top-K; ranking uses raw scores, and equal scores go to the
+    lower item id (:func:`~rankstack.retrieval.base.topk_lowest_id`), the rule every ``retrieve`` follows, so
+    metrics of ``evaluate(model)`` equal those of ``evaluate_recs`` over ``model.retrieve``'s lists.
     """
 
     def __init__(
@@ -90,10 +92,16 @@ class Evaluator:
         return cls(train.interaction_matrix(), test.interaction_matrix(), ks, **kwargs)
 
     def evaluate(self, model: Scorer) -> dict[str, float]:
-        """Metrics of ``model.score`` (all items scored, train items excluded, top-max(ks) taken)."""
+        """Metrics of ``model.score`` (all items scored, train items excluded, top-max(ks) taken; ties: lower id)."""
         if not callable(getattr(model, "score", None)):
             raise TypeError(f"{type(model).__name__} has no score(user_ids) method")
         return self._run(lambda users: torch.as_tensor(model.score(users)))
+
+    def recommend(self, model: Scorer, user_ids: np.ndarray) -> np.ndarray:
+        """The lists [len(user_ids), max(ks)] that :meth:`evaluate` scores (train items excluded, -1 pads)."""
+        users = np.asarray(user_ids, dtype=np.int64)
+        with torch.no_grad():
+            return self._top(torch.as_tensor(model.score(users)), users)
 
     def evaluate_embeddings(
         self, user_emb: np.ndarray | torch.Tensor, item_emb: np.ndarray | torch.Tensor
@@ -159,11 +167,14 @@ class Evaluator:
         acc = self._accumulator()
         with torch.no_grad():
             for batch in self._batches():
-                scores = score(batch).to(self.device)
-                if scores.shape != (len(batch), self.n_items):
-                    expected = (len(batch), self.n_items)
-                    raise ValueError(f"score() returned {tuple(scores.shape)}, expected {expected}")
-                _, indices = topk_excluding(scores, self.max_k, self.train, batch)
-                recs = indices.cpu().numpy()
+                recs = self._top(score(batch), batch)
                 acc.add(recs, hits_matrix(recs, self.test[batch]), self.n_relevant[batch])
         return acc.result()
+
+    def _top(self, scores: torch.Tensor, batch: np.ndarray) -> np.ndarray:
+        """Top-max(ks) item ids [len(batch), max_k] of ``scores``, the batch's train items excluded."""
+        scores = scores.to(self.device)
+        if scores.shape != (len(batch), self.n_items):
+            raise ValueError(f"score() returned {tuple(scores.shape)}, expected {(len(batch), self.n_items)}")
+        _, indices = topk_excluding(scores, self.max_k, self.train, batch)
+        return indices.cpu().numpy()

@@ -78,7 +78,8 @@ class VectorIndex(ABC):
             raise ValueError(f"vectors have dim {arr.shape[1]}, the index holds dim {self.dim_}")
 
     def search(self, queries: Vectors, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores float32 [n, k], ids int64 [n, k]) sorted by decreasing inner product."""
+        """(scores float32 [n, k], ids int64 [n, k]) sorted by decreasing inner product, equal scores by increasing
+        id (the tie rule of ``retrieval.base.topk_lowest_id``; an approximate index may still miss tied items)."""
         q = as_float32(queries)
         if k < 1:
             raise ValueError(f"k must be ≥ 1, got {k}")
@@ -91,6 +92,9 @@ class VectorIndex(ABC):
         ids = np.asarray(ids, dtype=np.int64)
         ids[ids < 0] = PAD_ITEM
         scores[ids < 0] = -np.inf
+        if not self.is_exact():  # exact indexes rank ties by id already; approximate ones in any order
+            order = np.lexsort((ids, -scores), axis=1)
+            scores, ids = np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
         if k_eff < k:
             pad = k - k_eff
             scores = np.concatenate([scores, np.full((len(q), pad), -np.inf, np.float32)], axis=1)

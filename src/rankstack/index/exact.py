@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rankstack.device import resolve_device
 from rankstack.index.base import VectorIndex, Vectors, as_float32
+from rankstack.retrieval.base import topk_lowest_id
 
 
 class ExactIndexConfig(BaseModel):
@@ -19,7 +20,7 @@ class ExactIndexConfig(BaseModel):
 
 
 class ExactIndex(VectorIndex):
-    """scores = Q Xᵀ, top-k per row: exact maximum inner-product search."""
+    """scores = Q Xᵀ, top-k per row: exact maximum inner-product search (equal scores: lower id first)."""
 
     def __init__(self, config: ExactIndexConfig | None = None) -> None:
         super().__init__()
@@ -50,12 +51,12 @@ class ExactIndex(VectorIndex):
         return self
 
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Batched Q Xᵀ then torch.topk."""
+        """Batched Q Xᵀ then the top k, equal scores to the lower id (:func:`topk_lowest_id`)."""
         out_s, out_i = [], []
         with torch.no_grad():
             for start in range(0, len(queries), self.config.batch_size):
                 q = torch.from_numpy(queries[start : start + self.config.batch_size]).to(self.device_)
-                values, ids = torch.topk(q @ self.vectors_.T, k, dim=1)
+                values, ids = topk_lowest_id(q @ self.vectors_.T, k)
                 out_s.append(values.cpu().numpy())
                 out_i.append(ids.cpu().numpy())
         if not out_s:

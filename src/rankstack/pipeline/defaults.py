@@ -17,7 +17,7 @@ DEFAULT: dict[str, Any] = {
     "merge": {"k": 200},
     "ranker": {
         "source": "sasrec",
-        "settings": {"epochs": 5, "time_budget_s": 60, "max_len": 50, "hidden_dim": 64, "batch_size": 256,
+        "settings": {"epochs": 5, "max_len": 50, "hidden_dim": 64, "batch_size": 256,
                      "lr": 0.002, "validation": False},
         "history": 50,
     },

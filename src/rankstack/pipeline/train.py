@@ -59,7 +59,7 @@ def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log) -> PipelineP
     for stage in config.sources:
         t0 = time.perf_counter()
         sources[stage.name] = build_source(stage.name, stage.settings).fit(fit_data)
-        log(f"source {stage.name}: fitted in {time.perf_counter() - t0:.1f} s")
+        log(f"source {stage.name}: fitted in {time.perf_counter() - t0:.1f} s{_stop_note(sources[stage.name])}")
     ranker: CandidateSource | MultiTaskStage | None = None
     if isinstance(config.ranker, MultiTaskRankerStage):
         ranker = fit_multitask(config.ranker, config.sources, fit_data, log)
@@ -69,12 +69,24 @@ def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log) -> PipelineP
         else:
             t0 = time.perf_counter()
             ranker = build_source(config.ranker.source, config.ranker.settings).fit(fit_data)
-            log(f"ranker {config.ranker.source}: fitted in {time.perf_counter() - t0:.1f} s")
+            log(f"ranker {config.ranker.source}: fitted in {time.perf_counter() - t0:.1f} s{_stop_note(ranker)}")
     popular = sources.get("popular")
     fallback = popular if isinstance(popular, MostPopular) else MostPopular().fit(fit_data)
     catalog = ItemCatalog.from_dataset(fit_data) if fit_data.item_features is not None else None
     return PipelineParts(config=config, sources=sources, fallback=fallback, user_map=fit_data.user_map,
                          item_map=fit_data.item_map, histories=fit_data.sequences(), ranker=ranker, catalog=catalog)
+
+
+def _stop_note(model: CandidateSource) -> str:
+    """``"; stopped by time_budget_s=…"`` when a wall-clock budget ended the model's training early, else ""."""
+    return "" if model.budget_stop_ is None else f"; {model.budget_stop_.message()}"
+
+
+def budget_stops(parts: PipelineParts) -> dict[str, Any]:
+    """The stages whose training a wall-clock budget ended early: ``{"sources": {name: stop}, "ranker": stop}``."""
+    ranker = parts.ranker if isinstance(parts.ranker, CandidateSource) else None
+    return {"sources": {n: s.budget_stop_.to_json() for n, s in parts.sources.items() if s.budget_stop_},
+            "ranker": None if ranker is None or ranker.budget_stop_ is None else ranker.budget_stop_.to_json()}
 
 
 def evaluate_stages(pipeline: Pipeline, fit_data: Dataset, held_out: Dataset, log: Log) -> dict[str, Any]:
@@ -132,7 +144,7 @@ def train_pipeline(config: PipelineConfig, *, data_dir: Path | None = None, log:
         "data": {"name": data.name, "checksum": data.checksum(), "fit_checksum": fit_data.checksum(),
                  "split": kind, "eval_on": config.data.eval_on, "users": data.n_users, "items": data.n_items,
                  "events": len(data), "split_sizes": split.summary()},
-        "stages": config.stage_names(), "metrics": metrics,
+        "stages": config.stage_names(), "metrics": metrics, "budget_stops": budget_stops(parts),
         "timings": {"load_split_s": round(t1 - t0, 3), "fit_s": round(t2 - t1, 3), "evaluate_s": round(t3 - t2, 3)},
         "code_version": code_version(), "machine": machine_info(),
     }

@@ -10,7 +10,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from rankstack.retrieval.base import PAD_ITEM, Candidates, CandidateSource
+from rankstack.retrieval.base import PAD_ITEM, Candidates, CandidateSource, topk_lowest_id
 from rankstack.retrieval.merge import MergedCandidates, merge_candidates, merge_rows, merge_sources_config
 
 
@@ -87,9 +87,9 @@ class TwoStageRecommender:
             cands = merged.item_ids[start : start + step]
             with torch.no_grad():
                 scores = self.ranker.score_candidates(histories[start : start + step], cands).float()
-                top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-            recs = np.take_along_axis(cands, top.indices.cpu().numpy(), axis=1)
-            recs[~np.isfinite(top.values.cpu().numpy())] = PAD_ITEM
+                values, at = topk_lowest_id(scores, min(k, scores.shape[1]))  # ties: earlier candidate first
+            recs = np.take_along_axis(cands, at.cpu().numpy(), axis=1)
+            recs[~np.isfinite(values.cpu().numpy())] = PAD_ITEM
             out.append(recs)
         return np.concatenate(out) if out else np.zeros((0, min(k, merged.item_ids.shape[1])), np.int64)
 

@@ -17,7 +17,7 @@ from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.progress import new_progress
-from rankstack.retrieval.base import CandidateSource, SourceConfig
+from rankstack.retrieval.base import BudgetStop, CandidateSource, SourceConfig
 
 
 class LightGCNConfig(SourceConfig):
@@ -166,6 +166,7 @@ class LightGCN(CandidateSource):
         self.train_ = x
         self.device_ = resolve_device(cfg.device)
         self.history_: list[dict[str, float]] = []
+        self.budget_stop_ = None
         if cfg.validation_ratio > 0:
             graph, val = holdout(x, cfg.validation_ratio, cfg.seed)
             best_epoch = self._train(graph, val, cfg.epochs, final_graph=x)
@@ -230,6 +231,8 @@ class LightGCN(CandidateSource):
                     progress.update(task, description=f"LightGCN val recall@{cfg.eval_k} {score:.4f}")
                 self.history_.append(row)
                 progress.update(task, advance=1)
+                if out_of_time and epoch < epochs and cfg.time_budget_s is not None:
+                    self.budget_stop_ = BudgetStop(cfg.time_budget_s, epoch, epochs, round(row["wall_s"], 3))
                 if (evaluator is not None and stale >= cfg.patience) or out_of_time:
                     break
         if evaluator is None:
@@ -310,7 +313,8 @@ class LightGCN(CandidateSource):
     def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Final embeddings and the training history."""
         return {"user_emb": self.user_emb_, "item_emb": self.item_emb_}, {
-            "history": self.history_, "best_epoch": self.best_epoch_}
+            "history": self.history_, "best_epoch": self.best_epoch_,
+            "budget_stop": None if self.budget_stop_ is None else self.budget_stop_.to_json()}
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         """Restore the embeddings on the configured device."""
@@ -319,3 +323,4 @@ class LightGCN(CandidateSource):
         self.item_emb_ = tensors["item_emb"].to(self.device_)
         self.history_ = list(meta.get("history", []))
         self.best_epoch_ = int(meta.get("best_epoch", 0))
+        self.budget_stop_ = BudgetStop.from_json(meta.get("budget_stop"))

@@ -24,7 +24,7 @@ from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.progress import new_progress
-from rankstack.retrieval.base import PAD_ITEM, CandidateSource, SourceConfig
+from rankstack.retrieval.base import PAD_ITEM, BudgetStop, CandidateSource, SourceConfig
 from rankstack.sequential.batches import SequenceTable, pad_left
 from rankstack.sequential.net import SASRecNet
 from rankstack.sequential.state_cache import StateCache, history_key
@@ -94,7 +94,9 @@ class SASRec(CandidateSource):
         return nullcontext()
 
     def _train(self, seqs: list[np.ndarray], val_users: np.ndarray) -> None:
-        """Adam over shuffled users each epoch; keeps the weights of the best validation NDCG."""
+        """Adam over shuffled users each epoch; keeps the weights of the best validation NDCG (without validation:
+        of the last completed epoch). A ``time_budget_s`` that runs out inside an epoch discards that epoch's
+        updates (back to a completed epoch's weights) unless no epoch was completed yet; see ``budget_stop_``."""
         cfg, dev = self.config, self.device_
         table = SequenceTable(seqs, dev)
         rows = torch.from_numpy(np.flatnonzero([len(s) >= 2 for s in seqs])).to(dev)
@@ -105,28 +107,23 @@ class SASRec(CandidateSource):
         opt = torch.optim.AdamW(self.net_.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
         validate = self._validator(seqs, val_users) if len(val_users) else None
         best, best_state, stale, t0 = -1.0, None, 0, time.perf_counter()
-        self.best_epoch_ = cfg.epochs
+        last_state: dict[str, torch.Tensor] | None = None  # end of the last completed epoch, kept under a budget
+        self.best_epoch_, self.budget_stop_ = 0, None
         with new_progress() as progress:
             task = progress.add_task("SASRec", total=cfg.epochs)
             for epoch in range(1, cfg.epochs + 1):
-                self.net_.train()
-                perm = rows[torch.randperm(rows.numel(), device=dev, generator=gen)]
-                total = torch.zeros((), device=dev)
-                for start in range(0, perm.numel(), cfg.batch_size):
-                    batch = perm[start : start + cfg.batch_size]
-                    inputs, targets = table.windows(batch, cfg.max_len, table.sample_ends(batch, cfg.max_len,
-                                                                                          cfg.crop, gen))
-                    loss = self._loss(inputs, targets, gen)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    total += loss.detach() * len(batch)
-                    if cfg.time_budget_s is not None and time.perf_counter() - t0 >= cfg.time_budget_s:
-                        break  # the budget holds inside an epoch too (large catalogs on a CPU)
-                row: dict[str, float] = {"epoch": epoch, "wall_s": time.perf_counter() - t0,
-                                         "loss": float(total) / rows.numel()}
-                out_of_time = cfg.time_budget_s is not None and row["wall_s"] >= cfg.time_budget_s
-                if validate is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs or out_of_time):
+                loss_sum, cut = self._epoch(table, rows, opt, gen, t0)
+                wall_s = time.perf_counter() - t0
+                if cut:  # back to the best validated or else the last completed epoch; none yet: keep what ran
+                    if best_state is None and last_state is not None:
+                        best_state, self.best_epoch_ = last_state, epoch - 1
+                    self.budget_stop_ = self._stopped(epoch - 1, wall_s, "kept" if best_state is None else "discarded")
+                    break
+                row: dict[str, float] = {"epoch": epoch, "wall_s": wall_s, "loss": loss_sum / rows.numel()}
+                out_of_time = cfg.time_budget_s is not None and wall_s >= cfg.time_budget_s
+                if validate is None:
+                    self.best_epoch_ = epoch
+                elif epoch % cfg.eval_every == 0 or epoch == cfg.epochs or out_of_time:
                     metrics = validate()
                     row.update(metrics)
                     score = metrics[f"val_ndcg@{cfg.eval_k}"]
@@ -138,11 +135,41 @@ class SASRec(CandidateSource):
                     progress.update(task, description=f"SASRec val ndcg@{cfg.eval_k} {score:.4f}")
                 self.history_.append(row)
                 progress.update(task, advance=1)
+                if out_of_time and epoch < cfg.epochs:
+                    self.budget_stop_ = self._stopped(epoch, wall_s, None)
                 if stale >= cfg.patience or out_of_time:
                     break
+                if cfg.time_budget_s is not None:
+                    last_state = copy.deepcopy(self.net_.state_dict())
         if best_state is not None:
             self.net_.load_state_dict(best_state)
         self.net_.eval()
+
+    def _epoch(self, table: SequenceTable, rows: torch.Tensor, opt: torch.optim.Optimizer, gen: torch.Generator,
+               t0: float) -> tuple[float, bool]:
+        """One pass over the training users in shuffled batches: (Σ batch loss × batch size, whether the time
+        budget ran out before the last batch)."""
+        cfg, dev = self.config, self.device_
+        self.net_.train()
+        perm = rows[torch.randperm(rows.numel(), device=dev, generator=gen)]
+        total = torch.zeros((), device=dev)
+        for start in range(0, perm.numel(), cfg.batch_size):
+            if start and cfg.time_budget_s is not None and time.perf_counter() - t0 >= cfg.time_budget_s:
+                return float(total), True  # the budget holds inside an epoch too (large catalogs on a CPU)
+            batch = perm[start : start + cfg.batch_size]
+            inputs, targets = table.windows(batch, cfg.max_len, table.sample_ends(batch, cfg.max_len, cfg.crop, gen))
+            loss = self._loss(inputs, targets, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(batch)
+        return float(total), False
+
+    def _stopped(self, epochs_done: int, wall_s: float, partial: Literal["discarded", "kept"] | None) -> BudgetStop:
+        """The record of a stop by ``time_budget_s`` (set, since only it stops a run early this way)."""
+        budget = self.config.time_budget_s
+        assert budget is not None
+        return BudgetStop(budget, epochs_done, self.config.epochs, round(wall_s, 3), partial)
 
     def _loss(self, inputs: torch.Tensor, targets: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Cross-entropy of the next item at every non-pad position (full catalog or sampled)."""
@@ -293,7 +320,9 @@ class SASRec(CandidateSource):
         lengths = np.array([len(h) for h in self.histories_], dtype=np.int64)
         tensors["histories.items"] = torch.from_numpy(np.concatenate([*self.histories_, np.zeros(0, np.int64)]))
         tensors["histories.offsets"] = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
-        return tensors, {"n_items": self.n_items_, "history": self.history_, "best_epoch": self.best_epoch_}
+        stop = None if self.budget_stop_ is None else self.budget_stop_.to_json()
+        return tensors, {"n_items": self.n_items_, "history": self.history_, "best_epoch": self.best_epoch_,
+                         "budget_stop": stop}
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         """Rebuild the network on the configured device and restore weights and histories."""
@@ -309,3 +338,4 @@ class SASRec(CandidateSource):
         self.histories_ = [items[offsets[u] : offsets[u + 1]].copy() for u in range(len(offsets) - 1)]
         self.history_ = list(meta.get("history", []))
         self.best_epoch_ = int(meta.get("best_epoch", 0))
+        self.budget_stop_ = BudgetStop.from_json(meta.get("budget_stop"))
