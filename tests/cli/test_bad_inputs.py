@@ -42,6 +42,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("unknown version", ["models", "promote", "nope", "--registry", "{tmp}/reg"], "unknown version 'nope'"),
     ("unknown dataset to download", ["data", "download", "no-such-data", "--dest", "{tmp}"],
      "unknown dataset 'no-such-data'"),
+    ("negative example-user count", ["quickstart", "--users", "-1"],
+     "--users': Input should be greater than or equal to 0"),
     ("missing artifact", ["serve", "{tmp}/none", "--state", "sqlite:{tmp}/state.db"], "manifest.json: missing"),
 ]
 

@@ -64,7 +64,7 @@ def quickstart(
         "artifacts/quickstart"),
     config: Annotated[Path | None, typer.Option("--config", help="Pipeline YAML (default: the default pipeline).")
                       ] = None,
-    users: Annotated[int, typer.Option("--users", help="How many users to show recommendations for.")] = 3,
+    users: Annotated[int, typer.Option("--users", help="How many users to show recommendations for.", min=0)] = 3,
     seed: Annotated[int, typer.Option("--seed", help="Picks the example users.")] = 0,
 ) -> None:
     """Train the default pipeline on the bundled ml-latest-small, compare it with the baselines, write a report."""
