@@ -45,7 +45,8 @@ def test_update_with_a_new_description_and_early_stop_are_reported() -> None:
     with PlainProgress(out, every_s=15, get_time=clock) as progress:
         task = progress.add_task("LightGCN", total=10)
         clock.now += 20
-        progress.update(task, advance=1, description="LightGCN val recall@20 0.1000")
+        progress.update(task, description="LightGCN val recall@20 0.1000")  # the count has not moved: no line
+        progress.update(task, advance=1)
     assert out.getvalue().splitlines() == [
         "LightGCN val recall@20 0.1000: 1/10 (10%), elapsed 0:00:20, ETA 0:03:00",
         "LightGCN val recall@20 0.1000: stopped at 1/10 (10%) after 0:00:20",

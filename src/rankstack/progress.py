@@ -44,9 +44,11 @@ class PlainProgress(Progress):
         self._finished: set[TaskID] = set()
 
     def update(self, task_id: TaskID, *args: Any, **kwargs: Any) -> None:
-        """Rich's ``update``, then a line if one is due."""
+        """Rich's ``update``, then a line if one is due (only when the count moved: a new description alone
+        would print the count of the step before)."""
         super().update(task_id, *args, **kwargs)
-        self._report(task_id)
+        if kwargs.get("advance") is not None or kwargs.get("completed") is not None:
+            self._report(task_id)
 
     def advance(self, task_id: TaskID, advance: float = 1) -> None:
         """Rich's ``advance``, then a line if one is due."""
