@@ -41,6 +41,15 @@ def fit_and_eval_parts(split: Split, eval_on: EvalOn) -> tuple[Dataset, Dataset]
     return fit, split.test
 
 
+def held_out_label(split: Split, eval_on: EvalOn) -> str:
+    """What :func:`fit_and_eval_parts` scores, in words (the carved validation slice is not in the split's sizes)."""
+    if eval_on == "test":
+        return "the test split"
+    if len(split.validation) == 0:
+        return f"{VALIDATION_CARVE_RATIO:.0%} of train per user, held out from fitting"
+    return "the validation split"
+
+
 def evaluate_source(
     model: CandidateSource, fit_data: Dataset, held_out: Dataset, ks: Sequence[int], *, device: str | None = None
 ) -> tuple[dict[str, float], dict[str, float]]:
@@ -86,6 +95,8 @@ def run_experiment(
             "split": split_kind,
             "split_sizes": split.summary(),
             "evaluated_on": eval_on,
+            "held_out": {"events": len(held_out), "users": held_out.events.get_column("user_id").n_unique(),
+                         "what": held_out_label(split, eval_on)},
         },
         "model": {"name": model_name, "config": model.config.model_dump(mode="json"),
                   "budget_stop": None if model.budget_stop_ is None else model.budget_stop_.to_json()},

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rankstack.data.filters import filter_min_count
 from rankstack.data.loaders import load_event_log
@@ -74,9 +76,9 @@ CASES = [
     Case(
         "duplicate events",
         "user_id,item_id,event\n1,2,click\n1,3,click\n1,2,click\n",
-        "duplicate events: rows [1, 3]",
+        "duplicate events: row 3 repeats row 1",
         None,
-        1,
+        3,
     ),
     Case("empty data", "user_id,item_id\n", "no events: the data is empty"),
     Case(
@@ -158,6 +160,25 @@ def test_validate_events_in_memory(case: Case) -> None:
     with pytest.raises(DataValidationError) as err:
         validate_events(frame, source="inline.csv")
     check(str(err.value), case, "inline.csv")
+
+
+@given(head=st.integers(1, 40), repeated=st.integers(1, 40), gap=st.integers(0, 5))
+@settings(max_examples=60, deadline=None)
+def test_duplicate_error_names_the_first_repeat_and_its_original(head: int, repeated: int, gap: int) -> None:
+    """``head`` distinct rows, ``gap`` more, then the first ``repeated`` of them again: row head+gap+1 repeats row 1."""
+    repeated = min(repeated, head)
+    distinct = pl.DataFrame({"user_id": [f"u{i}" for i in range(head + gap)], "item_id": ["i"] * (head + gap)})
+    frame = pl.concat([distinct, distinct.head(repeated)])
+    with pytest.raises(DataValidationError) as err:
+        validate_events(frame, source="log.csv")
+    assert err.value.row == head + gap + 1
+    assert f"row {head + gap + 1} repeats row 1 " in str(err.value)
+
+
+def test_duplicate_error_names_the_original_of_a_later_repeat() -> None:
+    frame = pl.DataFrame({"user_id": ["a", "b", "c", "b", "a"], "item_id": ["x"] * 5})
+    with pytest.raises(DataValidationError, match=r"row 4 repeats row 2 "):
+        validate_events(frame, source="log.csv")
 
 
 def test_duplicates_can_be_dropped(tmp_path: Path) -> None:

@@ -73,6 +73,15 @@ BAD: list[tuple[str, Any, str]] = [
      "source 'itemknn' has no user/item vectors"),
     ("unknown index kind", config_dict(sources=[{"name": "lightgcn", "index": {"kind": "annoy"}}]),
      "sources[0] 'lightgcn', field 'index.kind'"),
+    ("typo in the ranker's settings", config_dict(ranker={"source": "sasrec", "settings": {"epoch": 2}}),
+     "field 'ranker.settings': invalid settings for model 'sasrec': unknown setting 'epoch'"),
+    ("typo in a source's settings", config_dict(sources=[{"name": "itemknn", "settings": {"neighbours": 10}}]),
+     "sources[0] 'itemknn', field 'settings': invalid settings for model 'itemknn': unknown setting 'neighbours'"),
+    ("source setting out of range", config_dict(sources=[{"name": "ease", "settings": {"l2": -1}}]),
+     "sources[0] 'ease', field 'settings': invalid settings for model 'ease': l2: Input should be greater than 0"),
+    ("unknown index parameter", config_dict(sources=[{"name": "lightgcn", "index": {"kind": "exact",
+                                                                                    "params": {"nope": 1}}}]),
+     "sources[0] 'lightgcn', field 'index': params: nope"),
     ("top-level list", "- a\n- b\n", "expected a mapping"),
     ("broken YAML", "name: [unclosed\n", "invalid YAML at line"),
 ]
@@ -85,6 +94,23 @@ def test_bad_configs_are_refused_naming_file_and_field(tmp_path: Path, case: str
         load_pipeline_config(path)
     assert str(path) in str(err.value)
     assert message in str(err.value), str(err.value)
+
+
+def test_train_refuses_a_settings_typo_before_fitting_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from rankstack.cli import app
+    from rankstack.retrieval.base import CandidateSource
+
+    fitted: list[str] = []
+    for cls in CandidateSource.__subclasses__():
+        monkeypatch.setattr(cls, "fit", lambda self, *_a, **_k: fitted.append(self.name) or self, raising=False)
+    path = _write(tmp_path, config_dict(data={"name": "ml-latest-small"},
+                                        ranker={"source": "sasrec", "settings": {"epoch": 2}}))
+    result = CliRunner().invoke(app, ["train", str(path), "-o", str(tmp_path / "out"), "--no-register"])
+    assert result.exit_code == 2, result.output
+    assert "unknown setting 'epoch'" in " ".join(result.output.split())
+    assert fitted == []
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:

@@ -115,7 +115,7 @@ def test_unfitted_source_says_so() -> None:
     [
         ("bpr-mf", {}, "unknown model 'bpr-mf'"),
         ("ease", {"l2": -1}, "l2: Input should be greater than 0"),
-        ("itemknn", {"neighbours": 5}, "neighbours: Extra inputs are not permitted"),
+        ("itemknn", {"neighbours": 5}, "unknown setting 'neighbours' \\(known: neighbors"),
         ("itemknn", {"neighbors": "many"}, "neighbors: Input should be a valid integer"),
     ],
 )

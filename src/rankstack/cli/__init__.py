@@ -1,35 +1,59 @@
-"""The ``rankstack`` command line (Typer)."""
+"""The ``rankstack`` command line (Typer).
+
+Each sub-command's module is imported only when that command runs (see :mod:`rankstack.cli.lazy`), so
+``rankstack --help`` and usage errors start in well under a second; ``COMMANDS`` lists them with the first
+line of their help (a test keeps the two equal).
+"""
 
 from __future__ import annotations
 
 import typer
 
+from rankstack.cli.lazy import LazyCommand, LazyGroup
+
+COMMANDS: dict[str, LazyCommand] = {
+    "data": LazyCommand("rankstack.cli.data:app", "List and download datasets."),
+    "evaluate": LazyCommand(
+        "rankstack.cli.evaluate:evaluate",
+        "Train MODEL on DATASET's standard split, evaluate with exact full ranking, save runs/<id>/result.json."),
+    "evaluate-recs": LazyCommand(
+        "rankstack.cli.recs:evaluate_recs",
+        "Evaluate a recommendations file (full lists, taken as given) against held-out test interactions."),
+    "quickstart": LazyCommand(
+        "rankstack.cli.quickstart:quickstart",
+        "Train the default pipeline on the bundled ml-latest-small, compare it with the baselines, write a report."),
+    "simulate": LazyCommand(
+        "rankstack.cli.simulate:simulate",
+        "Simulate an ad/offer marketplace log with known click and conversion probabilities."),
+    "train": LazyCommand(
+        "rankstack.cli.train:train",
+        "Train the pipeline's stages in order, evaluate them offline, write a versioned artifact and register it."),
+    "models": LazyCommand("rankstack.cli.models:app", "List, promote and roll back trained pipeline versions."),
+    "serve": LazyCommand(
+        "rankstack.cli.serve:serve",
+        "Serve recommendations over HTTP: /v1/recommend, /v1/events, /healthz, /readyz, /metrics, /admin/reload."),
+    "check-rules": LazyCommand(
+        "rankstack.reranking.cli:check_rules",
+        "Validate a rules file; with --dataset, check its attributes exist in the item catalog too."),
+}
+
+
+class RankstackGroup(LazyGroup):
+    """The top-level ``rankstack`` group over :data:`COMMANDS`."""
+
+    lazy = COMMANDS
+
+
+def _main() -> None:
+    """rankstack: multi-stage personalization — retrieval, ranking, re-ranking, evaluation."""
+
+
 app = typer.Typer(
     name="rankstack",
+    cls=RankstackGroup,
+    callback=_main,
     help="rankstack: multi-stage personalization — retrieval, ranking, re-ranking, evaluation.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-
-
-def _register() -> None:
-    """Attach the sub-commands (kept in their own modules)."""
-    from rankstack.cli import data, evaluate, models, quickstart, recs, simulate, train
-
-    app.add_typer(data.app, name="data", help="List and download datasets.")
-    app.command("evaluate")(evaluate.evaluate)
-    app.command("evaluate-recs")(recs.evaluate_recs)
-    app.command("quickstart")(quickstart.quickstart)
-    app.command("simulate")(simulate.simulate)
-    app.command("train")(train.train)
-    app.add_typer(models.app, name="models", help="List, promote and roll back trained pipeline versions.")
-    from rankstack.cli.serve import serve
-
-    app.command("serve")(serve)
-    from rankstack.reranking.cli import check_rules
-
-    app.command("check-rules")(check_rules)
-
-
-_register()

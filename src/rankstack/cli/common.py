@@ -13,7 +13,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from rankstack.errors import RankstackError
-from rankstack.evaluation.recs import parse_ks as evaluation_parse_ks
 
 console = Console()
 err_console = Console(stderr=True)
@@ -21,6 +20,8 @@ err_console = Console(stderr=True)
 
 def parse_ks(text: str) -> list[int]:
     """``"10,20"`` → ``[10, 20]``; a bad list becomes a usage error naming ``--k``."""
+    from rankstack.evaluation.metrics import parse_ks as evaluation_parse_ks
+
     try:
         return evaluation_parse_ks(text)
     except ValueError as exc:

@@ -12,7 +12,8 @@ from rich.table import Table
 
 from rankstack.cli.common import friendly_errors
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="List and download datasets.")
 
 DataDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="Directory searched first for datasets.", show_default=False)

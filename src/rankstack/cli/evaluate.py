@@ -5,15 +5,42 @@ from __future__ import annotations
 import json
 import time
 from contextlib import nullcontext
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
 
 from rankstack.cli.common import console, friendly_errors, metric_grid, parse_ks, parse_settings
-from rankstack.data.loaders import load_dataset, standard_split
-from rankstack.experiment import EvalOn, run_experiment, save_run
+
+
+class Model(StrEnum):
+    """``--model``: a candidate source of ``rankstack.retrieval.registry.SOURCES``, or the multi-task ranker."""
+
+    popular = "popular"
+    itemknn = "itemknn"
+    ease = "ease"
+    lightgcn = "lightgcn"
+    two_tower = "two-tower"
+    sasrec = "sasrec"
+    multitask = "multitask"
+
+
+class SplitKind(StrEnum):
+    """``--split``: the kinds ``rankstack.data.splits.make_split`` knows."""
+
+    leave_one_out = "leave_one_out"
+    temporal = "temporal"
+    random = "random"
+    predefined = "predefined"
+
+
+class EvalTarget(StrEnum):
+    """``--eval-on``: which held-out part is scored."""
+
+    test = "test"
+    validation = "validation"
 
 
 def metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
@@ -30,18 +57,18 @@ def metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
 
 def evaluate(
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (see `rankstack data list`) or path.")],
-    model: Annotated[
-        str, typer.Option("--model", help="popular | itemknn | ease | lightgcn | two-tower | sasrec | multitask")
-    ],
+    model: Annotated[Model, typer.Option("--model", help="A candidate source, or the multi-task ranker.")],
     settings: Annotated[
         list[str] | None, typer.Option("--set", help="Model setting key=value (repeatable), e.g. --set l2=80.")
     ] = None,
     k: Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")] = "10,20",
-    split: Annotated[str | None, typer.Option("--split", help="Override the standard split kind.")] = None,
+    split: Annotated[
+        SplitKind | None, typer.Option("--split", help="Split kind (default: the dataset's standard split).")
+    ] = None,
     eval_on: Annotated[
-        str, typer.Option("--eval-on", help="test (fit on train+validation) or validation (tune here).")
-    ] = "test",
-    device: Annotated[str | None, typer.Option("--device", help="cpu | cuda (default: auto).")] = None,
+        EvalTarget, typer.Option("--eval-on", help="test (fit on train+validation) or validation (tune here).")
+    ] = EvalTarget.test,
+    device: Annotated[str | None, typer.Option("--device", help="cpu | cuda | cuda:N (default: auto).")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where datasets live.")] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where runs/<id>/result.json goes.")] = Path("runs"),
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
@@ -49,27 +76,32 @@ def evaluate(
     """Train MODEL on DATASET's standard split, evaluate with exact full ranking, save runs/<id>/result.json."""
     ks = parse_ks(k)
     params = parse_settings(settings)
-    if eval_on not in ("test", "validation"):
-        raise typer.BadParameter("expected test or validation", param_hint="--eval-on")
-    if model == "multitask":  # a ranker over logged impressions, not a candidate source
+    target: Literal["test", "validation"] = "test" if eval_on is EvalTarget.test else "validation"
+    if model is Model.multitask:  # a ranker over logged impressions, not a candidate source
+        if split not in (None, SplitKind.temporal):
+            raise typer.BadParameter("the multitask ranker uses a temporal split of impressions", param_hint="--split")
         from rankstack.cli.multitask import evaluate_multitask
 
-        if split not in (None, "temporal"):
-            raise typer.BadParameter("the multitask ranker uses a temporal split of impressions", param_hint="--split")
-
         with friendly_errors():
-            evaluate_multitask(dataset, params=params, eval_on="test" if eval_on == "test" else "validation",
-                               device=device, data_dir=data_dir, runs_dir=runs_dir, json_out=json_out)
+            evaluate_multitask(dataset, params=params, eval_on=target, device=device, data_dir=data_dir,
+                               runs_dir=runs_dir, json_out=json_out)
         return
     with friendly_errors():
+        from rankstack.data.loaders import load_dataset, standard_split
+        from rankstack.device import resolve_device
+        from rankstack.experiment import run_experiment, save_run
+        from rankstack.retrieval.registry import source_config
+
+        source_config(model.value, params)  # bad settings fail before the data is loaded
+        if device is not None:
+            resolve_device(device)
         t0 = time.perf_counter()
         with console.status(f"loading {dataset}", spinner="dots") if not json_out else nullcontext():
             data = load_dataset(dataset, data_dir)
         load_s = time.perf_counter() - t0
-        kind = split or standard_split(dataset, data)
-        eval_target: EvalOn = "test" if eval_on == "test" else "validation"
+        kind = split.value if split is not None else standard_split(dataset, data)
         record = run_experiment(
-            data, kind, model, params, ks=ks, eval_on=eval_target, device=device, load_s=load_s
+            data, kind, model.value, params, ks=ks, eval_on=target, device=device, load_s=load_s
         )
         path = save_run(record, runs_dir)
     record["result_path"] = str(path)
@@ -79,7 +111,8 @@ def evaluate(
     info = record["dataset"]
     console.print(
         f"[bold]{info['name']}[/]: {info['users']:,} users, {info['items']:,} items, {info['events']:,} events; "
-        f"split {info['split']} {info['split_sizes']}; evaluated on {info['evaluated_on']}"
+        f"split {info['split']} {info['split_sizes']}; evaluated on {info['evaluated_on']}: "
+        f"{info['held_out']['events']:,} events ({info['held_out']['what']})"
     )
     console.print(metric_grid(f"{model} on {info['name']} — full ranking", record["metrics"]))
     t = record["timings"]

@@ -11,7 +11,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from rankstack.cli.common import console, friendly_errors
-from rankstack.pipeline.registry import Registry
 
 app = typer.Typer(no_args_is_help=True, help="List, promote and roll back trained pipeline versions.")
 
@@ -25,6 +24,8 @@ def list_models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every registered version, the active one marked."""
+    from rankstack.pipeline.registry import Registry
+
     with friendly_errors():
         reg = Registry(registry)
         rows = reg.listing()
@@ -55,6 +56,8 @@ def promote(
     registry: RegistryOption = None,
 ) -> None:
     """Make VERSION the active version (the current one can be restored with rollback)."""
+    from rankstack.pipeline.registry import Registry
+
     with friendly_errors():
         entry = Registry(registry).promote(version)
     console.print(f"active: [bold]{escape(entry.version)}[/] ({escape(entry.path)})")
@@ -63,6 +66,8 @@ def promote(
 @app.command("rollback")
 def rollback(registry: RegistryOption = None) -> None:
     """Re-activate the previously active version."""
+    from rankstack.pipeline.registry import Registry
+
     with friendly_errors():
         entry = Registry(registry).rollback()
     console.print(f"rolled back; active: [bold]{escape(entry.version)}[/] ({escape(entry.path)})")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -14,16 +14,11 @@ from rich.markup import escape
 
 from rankstack.cli.common import console, friendly_errors
 from rankstack.cli.evaluate import metrics_table
-from rankstack.data.dataset import Dataset
-from rankstack.evaluation.evaluator import Evaluator
-from rankstack.evaluation.report import UserExample, write_report
-from rankstack.io import write_text_atomic
-from rankstack.pipeline.api import RecommendRequest
-from rankstack.pipeline.artifact import save_artifact
-from rankstack.pipeline.config import load_pipeline_config
-from rankstack.pipeline.pipeline import Pipeline
-from rankstack.pipeline.train import train_pipeline
-from rankstack.retrieval.registry import build_source
+
+if TYPE_CHECKING:
+    from rankstack.data.dataset import Dataset
+    from rankstack.evaluation.report import UserExample
+    from rankstack.pipeline.pipeline import Pipeline
 
 BASELINES: dict[str, dict[str, Any]] = {"popular": {}, "itemknn": {"neighbors": 100}, "ease": {"l2": 200.0}}
 PIPELINE_ROW = "pipeline"
@@ -42,6 +37,9 @@ def _titles(dataset: Dataset, item_ids: np.ndarray) -> list[str]:
 def _examples(pipeline: Pipeline, fit_data: Dataset, held_out: Dataset, users: np.ndarray,
               baseline: Any) -> list[UserExample]:
     """Top-10 lists with titles for a few users (the pipeline's slate and a baseline's), marking held-out items."""
+    from rankstack.evaluation.report import UserExample
+    from rankstack.pipeline.api import RecommendRequest
+
     sequences = fit_data.sequences()
     truth = dict(held_out.events.select("user_id", "item_id").iter_rows())
     external = [str(u) for u in fit_data.user_map.to_external(users).to_list()]
@@ -66,12 +64,20 @@ def quickstart(
         "artifacts/quickstart"),
     config: Annotated[Path | None, typer.Option("--config", help="Pipeline YAML (default: the default pipeline).")
                       ] = None,
-    users: Annotated[int, typer.Option("--users", help="How many users to show recommendations for.")] = 3,
+    users: Annotated[int, typer.Option("--users", help="How many users to show recommendations for.", min=0)] = 3,
     seed: Annotated[int, typer.Option("--seed", help="Picks the example users.")] = 0,
 ) -> None:
     """Train the default pipeline on the bundled ml-latest-small, compare it with the baselines, write a report."""
     started = time.perf_counter()
     with friendly_errors():
+        from rankstack.evaluation.evaluator import Evaluator
+        from rankstack.evaluation.report import write_report
+        from rankstack.io import write_text_atomic
+        from rankstack.pipeline.artifact import save_artifact
+        from rankstack.pipeline.config import load_pipeline_config
+        from rankstack.pipeline.train import train_pipeline
+        from rankstack.retrieval.registry import build_source
+
         cfg = load_pipeline_config(config)
         result = train_pipeline(cfg, log=lambda msg: console.print(escape(msg)))
         fit_data, held_out, manifest = result.fit_data, result.held_out, result.manifest

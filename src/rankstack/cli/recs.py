@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 
 from rankstack.cli.common import console, friendly_errors, metric_grid, parse_ks
-from rankstack.evaluation.recs import evaluate_rec_files
 
 
 def evaluate_recs(
@@ -20,6 +19,8 @@ def evaluate_recs(
 ) -> None:
     """Evaluate a recommendations file (full lists, taken as given) against held-out test interactions."""
     ks = parse_ks(k)
+    from rankstack.evaluation.recs import evaluate_rec_files
+
     with friendly_errors():  # bad files: a one-line message naming file, column and row; exit code 2
         result = evaluate_rec_files(train, test, recs, ks)
     if json_out:

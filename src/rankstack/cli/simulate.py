@@ -5,19 +5,24 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
 from rankstack.cli.common import console, friendly_errors
 from rankstack.errors import ConfigError
-from rankstack.simulation import MarketplaceSimulator, SimulatorConfig, load_simulator_config
+
+if TYPE_CHECKING:
+    from rankstack.simulation import SimulatorConfig
 
 
 def build_config(config_path: Path | None, overrides: dict[str, object], policy: dict[str, object]) -> SimulatorConfig:
     """Defaults (or a YAML file) with the command-line overrides; errors name the bad setting."""
+    from pydantic import ValidationError
+
+    from rankstack.simulation import SimulatorConfig, load_simulator_config
+
     try:
         base = load_simulator_config(config_path) if config_path else SimulatorConfig()
         raw = base.model_dump()
@@ -47,6 +52,8 @@ def simulate(
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> None:
     """Simulate an ad/offer marketplace log with known click and conversion probabilities."""
+    from rankstack.simulation import MarketplaceSimulator
+
     with friendly_errors():
         cfg = build_config(
             config,

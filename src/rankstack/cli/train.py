@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from rankstack.cli.common import console, friendly_errors, metric_grid
 from rankstack.errors import RegistryError
-from rankstack.pipeline.artifact import save_artifact
-from rankstack.pipeline.config import load_pipeline_config
-from rankstack.pipeline.registry import Registry
-from rankstack.pipeline.train import TrainResult, train_pipeline
+
+if TYPE_CHECKING:
+    from rankstack.pipeline.train import TrainResult
 
 
 def summary(result: TrainResult) -> dict[str, Any]:
@@ -39,6 +38,11 @@ def train(
     """Train the pipeline's stages in order, evaluate them offline, write a versioned artifact and register it."""
     started = time.perf_counter()
     with friendly_errors():
+        from rankstack.pipeline.artifact import save_artifact
+        from rankstack.pipeline.config import load_pipeline_config
+        from rankstack.pipeline.registry import Registry
+        from rankstack.pipeline.train import train_pipeline
+
         cfg = load_pipeline_config(config)
         if out.exists() and any(out.iterdir()) and not force:
             raise typer.BadParameter(f"{out} exists and is not empty (use --force to replace it)", param_hint="--out")

@@ -196,15 +196,23 @@ def validate_events(
     out = pl.DataFrame([columns[c].rename(c) for c in CANONICAL_COLUMNS])
     for col in schema.context_columns:
         out = out.with_columns(df.get_column(col))
-    dup = out.is_duplicated()
-    if dup.any():
+    repeats = ~out.select(pl.struct(pl.all()).is_first_distinct()).to_series()
+    if repeats.any():
         if schema.duplicates == "drop":
             out = out.unique(maintain_order=True)
         else:
-            rows = (dup.arg_true()[:2] + 1).to_list()
+            earlier, later = first_repeat(out, repeats)
             raise DataValidationError(
                 source,
-                f"duplicate events: rows {rows} are identical (set EventSchema.duplicates='drop' to drop)",
-                row=rows[0],
+                f"duplicate events: row {later} repeats row {earlier} in every column "
+                "(set EventSchema.duplicates='drop' to drop repeats)",
+                row=later,
             )
     return out
+
+
+def first_repeat(df: pl.DataFrame, repeats: pl.Series) -> tuple[int, int]:
+    """1-based (earlier, later) rows of the first row identical to an earlier one (``repeats``: not first distinct)."""
+    later = int(repeats.arg_true()[0])
+    hashes = df.hash_rows()
+    return int((hashes == hashes[later]).arg_true()[0]) + 1, later + 1

@@ -241,6 +241,19 @@ def validate_ks(ks: Sequence[int]) -> list[int]:
     return sorted({int(k) for k in values})
 
 
+def parse_ks(text: str) -> list[int]:
+    """Parse a comma-separated list of cut-offs such as ``"10,20"`` (raises ValueError on bad input)."""
+    parts = [p.strip() for p in text.split(",")]
+    if not text.strip() or any(not p for p in parts):
+        raise ValueError(f"expected comma-separated integers >= 1 such as '10,20', got {text!r}")
+    values = []
+    for part in parts:
+        if not part.isdigit() or int(part) < 1:
+            raise ValueError(f"each k must be an integer >= 1, got {part!r} in {text!r}")
+        values.append(int(part))
+    return validate_ks(values)
+
+
 def summarize(
     recs: np.ndarray,
     truth: sp.spmatrix | sp.sparray,

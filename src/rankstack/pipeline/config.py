@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -46,6 +47,19 @@ class IndexStage(_Strict):
     kind: Literal["exact", "hnsw", "ivf-flat"] = "exact"
     params: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _params_fit_the_index(self) -> IndexStage:
+        from rankstack.index import build_index
+
+        try:
+            build_index(self.kind, self.params)  # an empty index: checks the params, builds nothing
+        except ImportError:  # FAISS missing: said when the index is built
+            pass
+        except ValidationError as exc:
+            raise ValueError("params: " + "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())) from None
+        return self
+
 
 class SourceStage(_Strict):
     """One candidate source: a name from ``rankstack.retrieval.registry.SOURCES`` and its settings.
@@ -71,6 +85,11 @@ class SourceStage(_Strict):
             raise ValueError(f"unknown source {name!r}; available: {', '.join(sorted(SOURCES))}")
         return name
 
+    @field_validator("settings")
+    @classmethod
+    def _settings_fit_the_source(cls, settings: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        return _checked_settings(info.data.get("name"), settings)
+
     @model_validator(mode="after")
     def _indexable(self) -> SourceStage:
         from rankstack.retrieval.indexed import has_vectors
@@ -79,6 +98,16 @@ class SourceStage(_Strict):
         if self.index is not None and not has_vectors(SOURCES[self.name]):
             raise ValueError(f"source {self.name!r} has no user/item vectors, so it cannot be served from an index")
         return self
+
+
+def _checked_settings(name: Any, settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` checked against the config class of registered source ``name`` (skipped when the name is bad:
+    its own error says so), so a typo fails at load, before any stage is fitted."""
+    from rankstack.retrieval.registry import SOURCES, source_config
+
+    if isinstance(name, str) and name in SOURCES:
+        source_config(name, settings)  # a ConfigError (a ValueError) becomes this field's validation error
+    return settings
 
 
 class MergeStage(_Strict):
@@ -114,6 +143,11 @@ class RankerStage(_Strict):
         if not callable(getattr(SOURCES[name], "score_candidates", None)):
             raise ValueError(f"source {name!r} cannot re-score candidates (it has no score_candidates method)")
         return name
+
+    @field_validator("settings")
+    @classmethod
+    def _settings_fit_the_source(cls, settings: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        return _checked_settings(info.data.get("source"), settings)
 
 
 class MultiTaskRankerStage(_Strict):

@@ -17,7 +17,7 @@ from rankstack.data.dataset import Dataset
 from rankstack.data.loaders import load_dataset, standard_split
 from rankstack.data.splits import make_split
 from rankstack.evaluation.evaluator import Evaluator
-from rankstack.experiment import fit_and_eval_parts
+from rankstack.experiment import fit_and_eval_parts, held_out_label
 from rankstack.pipeline.config import MultiTaskRankerStage, PipelineConfig
 from rankstack.pipeline.multitask_stage import MultiTaskStage
 from rankstack.pipeline.multitask_train import evaluate_multitask, fit_multitask
@@ -126,7 +126,7 @@ def train_pipeline(config: PipelineConfig, *, data_dir: Path | None = None, log:
     split = make_split(data, kind)
     fit_data, held_out = fit_and_eval_parts(split, config.data.eval_on)
     say(f"{data.name}: {data.n_users:,} users, {data.n_items:,} items, {len(data):,} events; split {kind}, "
-        f"evaluated on {config.data.eval_on}")
+        f"evaluated on {config.data.eval_on}: {len(held_out):,} events ({held_out_label(split, config.data.eval_on)})")
     t1 = time.perf_counter()
     parts = fit_stages(config, fit_data, say)
     version = new_version(config.name, started)

@@ -1,13 +1,34 @@
-"""Re-ranking: diversity (MMR, DPP), declarative business rules and slate constraints, with explanations."""
+"""Re-ranking: diversity (MMR, DPP), declarative business rules and slate constraints, with explanations.
 
-from rankstack.reranking.base import Explanation, ExplanationTrace, RerankContext, Reranker
-from rankstack.reranking.catalog import ItemCatalog
-from rankstack.reranking.dpp import DPP, DPPConfig, dpp_log_det
-from rankstack.reranking.exposure import ExposureStore, InMemoryExposureStore
-from rankstack.reranking.mmr import MMR, MMRConfig
-from rankstack.reranking.pipeline import RerankConfig, RerankPipeline, load_rerank_config
-from rankstack.reranking.rules.engine import RuleEngine
-from rankstack.reranking.similarity import ItemSimilarity
+The names below are imported on first use (module ``__getattr__``), so ``rankstack check-rules --help`` does
+not import torch through ``base``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rankstack.reranking.base import Explanation, ExplanationTrace, RerankContext, Reranker
+    from rankstack.reranking.catalog import ItemCatalog
+    from rankstack.reranking.dpp import DPP, DPPConfig, dpp_log_det
+    from rankstack.reranking.exposure import ExposureStore, InMemoryExposureStore
+    from rankstack.reranking.mmr import MMR, MMRConfig
+    from rankstack.reranking.pipeline import RerankConfig, RerankPipeline, load_rerank_config
+    from rankstack.reranking.rules.engine import RuleEngine
+    from rankstack.reranking.similarity import ItemSimilarity
+
+_HOME = {
+    **dict.fromkeys(["Explanation", "ExplanationTrace", "RerankContext", "Reranker"], "base"),
+    "ItemCatalog": "catalog",
+    **dict.fromkeys(["DPP", "DPPConfig", "dpp_log_det"], "dpp"),
+    **dict.fromkeys(["ExposureStore", "InMemoryExposureStore"], "exposure"),
+    **dict.fromkeys(["MMR", "MMRConfig"], "mmr"),
+    **dict.fromkeys(["RerankConfig", "RerankPipeline", "load_rerank_config"], "pipeline"),
+    "RuleEngine": "rules.engine",
+    "ItemSimilarity": "similarity",
+}
 
 __all__ = [
     "DPP",
@@ -28,3 +49,12 @@ __all__ = [
     "dpp_log_det",
     "load_rerank_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``name`` from its submodule on first access."""
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value
