@@ -1,11 +1,14 @@
 """Hot reload across worker processes, through a control folder they share.
 
-The worker that receives ``POST /admin/reload`` loads and smoke-tests the artifact itself (a refusal publishes
-nothing); then it writes ``target.json`` (artifact and a generation number; written aside, then renamed).
+The worker that receives ``POST /admin/reload`` copies the artifact into the service's snapshot folder (see
+``snapshots``), loads and smoke-tests the copy itself (a refusal publishes nothing); then it writes ``target.json``
+(the artifact, the copy's folder ``files`` and a generation number; written aside, then renamed) and removes the
+copy published before.
 Every worker polls that file and, when the generation moves, reloads through its ``ModelSlot`` (in-flight
 requests finish on the old model) and writes ``ack-PID.json``: the generation, the version it serves and the
 error if its own reload failed (it then keeps its old model). The receiving worker answers once every live
-worker has acknowledged the generation, or after ``wait_s``.
+worker has acknowledged the generation, or after ``wait_s``. A worker that starts later (the supervisor replaced a
+dead one) loads the published copy, never the operator's folder, which may have changed since.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rankstack.serving.model_slot import Loaded, ModelSlot, RecommenderLoader, ReloadRefusedError
+from rankstack.serving.snapshots import drop_snapshot, take_snapshot
 
 log = logging.getLogger(__name__)
 POLL_S = 0.25
@@ -69,6 +73,16 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _files(target: dict[str, Any]) -> Path | None:
+    """The folder a published target is loaded from (its snapshot), if it names one."""
+    return Path(target["files"]) if target.get("files") else None
+
+
+def publish_start(control_dir: Path, artifact: Path, files: Path) -> None:
+    """Publish generation 0: the artifact the service starts on and its snapshot (the supervisor, before workers)."""
+    _write_json(control_dir / "target.json", {"generation": 0, "artifact": str(artifact), "files": str(files)})
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     """The JSON object in ``path``, or None when it does not exist (yet)."""
     try:
@@ -81,8 +95,10 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 class ReloadGroup:
     """One worker's side of the protocol: publish a reload, follow the others', acknowledge."""
 
-    def __init__(self, control_dir: Path, *, poll_s: float = POLL_S, wait_s: float = WAIT_S) -> None:
+    def __init__(self, control_dir: Path, *, poll_s: float = POLL_S, wait_s: float = WAIT_S,
+                 snapshots: Path | None = None) -> None:
         self.dir = control_dir
+        self.snapshots = snapshots  # where reloads copy artifacts to (None: load them in place)
         self.poll_s = poll_s
         self.wait_s = wait_s
         self.pid = os.getpid()
@@ -97,17 +113,14 @@ class ReloadGroup:
         return self.dir / "target.json"
 
     def open_slot(self, loader: RecommenderLoader, default: Path, warmup_user: str) -> ModelSlot:
-        """A slot serving the artifact last published (``default`` before any reload): a worker that starts late
-        (uvicorn replaced a dead one) serves what the others serve. If that artifact no longer loads, it starts
-        on ``default`` and its follower retries the published one once, reporting the error in its ack."""
+        """A slot serving what was last published (``default`` when nothing was): a worker that starts late (the
+        supervisor replaced a dead one) serves what the others serve, read from the published snapshot. If that
+        does not load, ``ReloadRefusedError``: serving another version (``default`` may have changed on disk
+        since) would split the service."""
         target = _read_json(self.target_path)
         if target is None:
             return ModelSlot(loader, default, warmup_user)
-        try:
-            slot = ModelSlot(loader, Path(target["artifact"]), warmup_user)
-        except ReloadRefusedError as exc:
-            log.error("worker %d starts on %s: %s", self.pid, default, exc)
-            return ModelSlot(loader, default, warmup_user)
+        slot = ModelSlot(loader, Path(target["artifact"]), warmup_user, files=_files(target))
         self.generation = int(target["generation"])
         return slot
 
@@ -126,13 +139,24 @@ class ReloadGroup:
         (self.dir / f"ack-{self.pid}.json").unlink(missing_ok=True)
 
     def reload(self, slot: ModelSlot, artifact: Path | None) -> tuple[Loaded, Loaded, int]:
-        """Reload here (``ReloadRefusedError`` publishes nothing), then publish; returns (previous, new, generation)."""
+        """Reload here from a fresh snapshot (``ReloadRefusedError`` publishes nothing), then publish; returns
+        (previous, new, generation)."""
         with self._lock:
-            previous, loaded = slot.reload(artifact)
+            source = artifact or slot.current.artifact
+            files = take_snapshot(source, self.snapshots) if self.snapshots is not None else None
+            try:
+                previous, loaded = slot.reload(source, files=files)
+            except ReloadRefusedError:
+                drop_snapshot(files, self.snapshots)
+                raise
             with self._exclusive():
                 published = _read_json(self.target_path)
                 generation = max(self.generation, int(published["generation"]) if published else 0) + 1
-                _write_json(self.target_path, {"generation": generation, "artifact": str(loaded.artifact)})
+                target = {"generation": generation, "artifact": str(loaded.artifact)}
+                _write_json(self.target_path, {**target, "files": str(files)} if files is not None else target)
+                replaced = _files(published) if published else None
+                if replaced != files:
+                    drop_snapshot(replaced, self.snapshots)
             self.generation = generation
             self._ack(loaded.recommender.version)
         return previous, loaded, generation
@@ -153,6 +177,10 @@ class ReloadGroup:
             elif a.generation > generation:
                 problems.append(f"worker {a.pid} moved on to a later reload (serves {a.version!r})")
         return Outcome(workers=len(acks), switched=len(acks) - len(problems), problems=problems)
+
+    def serving(self) -> int:
+        """How many workers serve now (running and past loading their model)."""
+        return len(self.live_acks())
 
     def live_acks(self) -> list[Ack]:
         """The acknowledgements of workers still running (a crashed worker's file is ignored)."""
@@ -202,7 +230,7 @@ class ReloadGroup:
             if generation <= self.generation:
                 return
             try:
-                _, loaded = slot.reload(Path(target["artifact"]))
+                _, loaded = slot.reload(Path(target["artifact"]), files=_files(target))
             except ReloadRefusedError as exc:
                 log.error("worker %d keeps %r: %s", self.pid, slot.current.recommender.version, exc)
                 self.generation = generation
