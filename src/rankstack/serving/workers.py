@@ -204,9 +204,9 @@ def _tend(seat: _Seat, start: Callable[[], multiprocessing.process.BaseProcess],
         if now >= seat.retry_at:
             seat.process, seat.served = start(), False
         return False
+    if not seat.served and _acknowledged(control_dir, process):  # a killed worker's acknowledgement stays
+        seat.served, seat.failures = True, 0
     if process.is_alive():
-        if not seat.served and (control_dir / f"ack-{process.pid}.json").exists():
-            seat.served, seat.failures = True, 0
         return False
     if seat.first and not seat.served and process.exitcode == STARTUP_FAILURE:
         log.error("worker %s could not start: stopping the service", process.pid)
@@ -218,11 +218,17 @@ def _tend(seat: _Seat, start: Callable[[], multiprocessing.process.BaseProcess],
         return False
     seat.failures += 1
     delay = min(RETRY_S * 2 ** (seat.failures - 1), RETRY_MAX_S)
-    serving = sum(s.served and s.process is not None and s.process.is_alive() for s in seats)
+    serving = sum(s.process is not None and s.process.is_alive() and _acknowledged(control_dir, s.process)
+                  for s in seats)
     log.error("replacement worker %s could not start (exit code %s, attempt %d): trying again in %g s; %d of %d "
               "workers serve meanwhile", process.pid, process.exitcode, seat.failures, delay, serving, len(seats))
     seat.process, seat.retry_at = None, now + delay
     return False
+
+
+def _acknowledged(control_dir: Path, process: multiprocessing.process.BaseProcess) -> bool:
+    """Whether the worker got as far as serving (it writes its reload acknowledgement once its app has started)."""
+    return (control_dir / f"ack-{process.pid}.json").exists()
 
 
 def worker_app() -> FastAPI:
