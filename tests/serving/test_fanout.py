@@ -109,3 +109,19 @@ def test_silent_workers_are_reported_and_dead_ones_ignored(tmp_path: Path) -> No
     outcome = group.wait(generation)
     assert (outcome.workers, outcome.switched) == (2, 1)
     assert outcome.problems == [f"worker {os.getppid()} did not answer within 0.2 s (serves 'v1')"]
+
+
+def test_a_joining_worker_is_noticed_and_each_connection_is_closed_once(tmp_path: Path) -> None:
+    from rankstack.serving.rebalance import Rebalance
+
+    group = ReloadGroup(tmp_path)
+    group._ack("v1")
+    assert not group._joined()  # the first look only learns who serves
+    other = os.getppid()  # stands for a replacement worker that just started serving
+    (tmp_path / f"ack-{other}.json").write_text(json.dumps({"pid": other, "generation": 0, "version": "v1"}))
+    assert group._joined() and not group._joined()
+    rebalance = Rebalance(window_s=60)
+    assert not any(rebalance.should_close(("127.0.0.1", port)) for port in (5000, 5001))  # nothing joined yet
+    rebalance.trigger()
+    answers = [rebalance.should_close(("127.0.0.1", port)) for port in (5002, 5000, 5001, 5000, 5002)]
+    assert answers == [False, True, True, False, False]  # open before the join: closed once; opened after: kept

@@ -135,3 +135,28 @@ def test_a_replacement_that_cannot_start_is_retried_while_the_other_worker_serve
     log = server.log_path.read_text()
     assert len(after) == 2 and "trying again in" in log and "1 of 2 workers serve meanwhile" in log
     assert set(traffic.statuses) == {200} and traffic.statuses[200] > 20 and len(traffic.errors) <= 1
+
+
+def test_kept_alive_connections_reach_the_replacement(server: ServerProcess) -> None:
+    """The survivor closes each connection once when the replacement joins, so clients reconnect and the kernel
+    spreads them again (before, 0 of ~10k later requests on kept connections reached the new worker)."""
+    clients = [httpx.Client(base_url=server.url, timeout=10) for _ in range(16)]
+    try:
+        victim = min(server.worker_pids())
+        os.kill(victim, signal.SIGKILL)
+        time.sleep(0.5)
+        for c in clients:  # every connection now lands on the survivor (the only worker listening)
+            with contextlib.suppress(httpx.HTTPError):
+                c.post("/v1/recommend", json={"user_id": "u1", "k": 1})
+        after = replaced(server, victim)
+        time.sleep(1.0)  # the survivor's follower notices the new worker within a poll
+        owners: Counter[str] = Counter()
+        for _ in range(3):
+            for c in clients:
+                response = c.post("/v1/recommend", json={"user_id": "u1", "k": 1})
+                assert response.status_code == 200
+                owners[response.headers["x-rankstack-worker"]] += 1
+    finally:
+        for c in clients:
+            c.close()
+    assert {int(pid) for pid in owners} == after, owners  # P(all 16 reconnect to one worker) = 2 ** -15

@@ -24,6 +24,7 @@ from rankstack.serving.guard import GuardedState, StateBreaker
 from rankstack.serving.metrics import ServiceMetrics
 from rankstack.serving.middleware import ServiceMiddleware
 from rankstack.serving.model_slot import ModelSlot, RecommenderLoader, ReloadRefusedError
+from rankstack.serving.rebalance import CloseToRebalance, Rebalance
 from rankstack.serving.schemas import (
     ErrorBody,
     EventBatch,
@@ -77,6 +78,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         metrics.batch_size.observe(size)
         metrics.queue_seconds.observe(waited_s)
 
+    rebalance = Rebalance()
     runner = LoopBatcher if settings.batcher == "loop" else MicroBatcher
     batcher = runner(run_batch, max_batch=settings.max_batch, max_wait_s=settings.batch_wait_ms / 1000.0,
                      max_queue=settings.max_queue, on_batch=observe_batch)
@@ -84,7 +86,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     def start() -> None:
         """Follow the other workers' reloads (multi-worker service only)."""
         if group is not None:
-            group.start(slot, on_reload=metrics.model_served)
+            group.start(slot, on_reload=metrics.model_served, on_join=rebalance.trigger)
 
     stops = [group.stop] if group is not None else []
     app = FastAPI(title="rankstack", version="1", summary="Multi-stage recommendations and feedback events.",
@@ -220,6 +222,8 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
 
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
                        worker=None if group is None else str(os.getpid()), recommend=answer)
+    if group is not None:  # outermost, so the fast recommend path's answers are marked too
+        app.add_middleware(CloseToRebalance, rebalance=rebalance)
     return app
 
 

@@ -106,6 +106,7 @@ class ReloadGroup:
         self._lock = threading.Lock()  # one reload at a time in this worker: its own or a followed one
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._members: set[int] = set()  # the serving workers last seen by the follower
 
     @property
     def target_path(self) -> Path:
@@ -124,11 +125,13 @@ class ReloadGroup:
         self.generation = int(target["generation"])
         return slot
 
-    def start(self, slot: ModelSlot, on_reload: Callable[[Loaded], None]) -> None:
-        """Acknowledge the model served now and follow published reloads in a background thread."""
+    def start(self, slot: ModelSlot, on_reload: Callable[[Loaded], None],
+              on_join: Callable[[], None] = lambda: None) -> None:
+        """Acknowledge the model served now and follow published reloads in a background thread; ``on_join`` is
+        called there when another worker starts serving (e.g. a replacement)."""
         self._ack(slot.current.recommender.version)
-        self._thread = threading.Thread(target=self._follow, args=(slot, on_reload), name="rankstack-reload-follower",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._follow, args=(slot, on_reload, on_join),
+                                        name="rankstack-reload-follower", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -207,8 +210,9 @@ class ReloadGroup:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _follow(self, slot: ModelSlot, on_reload: Callable[[Loaded], None]) -> None:
-        """Poll the target; reload when another worker published a newer generation; stop if orphaned."""
+    def _follow(self, slot: ModelSlot, on_reload: Callable[[Loaded], None], on_join: Callable[[], None]) -> None:
+        """Poll the target; reload when another worker published a newer generation; call ``on_join`` when a worker
+        joins; stop if orphaned."""
         parent = os.getppid()
         while not self._stop.wait(self.poll_s):
             if os.getppid() != parent:
@@ -217,8 +221,17 @@ class ReloadGroup:
                 return
             try:
                 self._follow_once(slot, on_reload)
+                if self._joined():
+                    on_join()
             except Exception:
                 log.exception("following a published reload failed; retrying")
+
+    def _joined(self) -> bool:
+        """Whether a worker other than this one started serving since the last look (never on the first look)."""
+        members = {a.pid for a in self.live_acks()}
+        joined = bool(self._members) and bool(members - self._members - {self.pid})
+        self._members = members
+        return joined
 
     def _follow_once(self, slot: ModelSlot, on_reload: Callable[[Loaded], None]) -> None:
         """Apply the published target if it is newer than what this worker serves, then acknowledge it."""
