@@ -208,6 +208,7 @@ def _tend(seat: _Seat, start: Callable[[], multiprocessing.process.BaseProcess],
         seat.served, seat.failures = True, 0
     if process.is_alive():
         return False
+    (control_dir / f"ack-{process.pid}.json").unlink(missing_ok=True)  # a later process may get the same pid
     if seat.first and not seat.served and process.exitcode == STARTUP_FAILURE:
         log.error("worker %s could not start: stopping the service", process.pid)
         return True
