@@ -11,6 +11,7 @@ from rankstack.data.dataset import Dataset
 from rankstack.errors import ArtifactError
 from rankstack.pipeline.api import RecommendRequest
 from rankstack.pipeline.artifact import save_artifact
+from rankstack.pipeline.integrity import seal
 from rankstack.pipeline.pipeline import Pipeline
 
 from .conftest import build, manifest_for
@@ -34,7 +35,7 @@ def saved(small_split: tuple[Dataset, Dataset], tmp_path_factory: pytest.TempPat
 
 
 def _dump(pipe: Pipeline) -> list[dict[str, object]]:
-    return [r.model_dump(exclude={"stage_ms", "model_version"}) for r in pipe.recommend(REQUESTS)]
+    return [r.model_dump(exclude={"stage_ms", "model_version", "model_digest"}) for r in pipe.recommend(REQUESTS)]
 
 
 def test_round_trip_gives_identical_slates(saved: tuple[Pipeline, Path]) -> None:
@@ -62,10 +63,86 @@ def _copy(out: Path, tmp_path: Path) -> Path:
 
 
 def _edit_manifest(root: Path, **changes: object) -> None:
+    """Change manifest fields and seal it again (a valid digest), so the checks after the digest are reached."""
     path = root / "manifest.json"
     manifest = json.loads(path.read_text())
     manifest.update(changes)
-    path.write_text(json.dumps(manifest))
+    seal(root, manifest)
+
+
+def _edit_raw(root: Path, **changes: object) -> None:
+    """Change manifest fields without sealing it again."""
+    path = root / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def _files(root: Path) -> dict[str, str]:
+    return dict(json.loads((root / "manifest.json").read_text())["files"])
+
+
+def _relink(root: Path, rel: str) -> None:
+    """Replace a listed file by a symbolic link to an identical copy outside the artifact."""
+    outside = root.parent / f"outside-{rel.replace('/', '_')}"
+    (root / rel).rename(outside)
+    (root / rel).symlink_to(outside)
+
+
+def test_an_edited_manifest_is_refused(saved: tuple[Pipeline, Path], tmp_path: Path) -> None:
+    root = _copy(saved[1], tmp_path)
+    path = root / "manifest.json"
+    assert '"temperature": 0.5' in path.read_text()
+    path.write_text(path.read_text().replace('"temperature": 0.5', '"temperature": 0.95'))
+    with pytest.raises(ArtifactError, match=r"manifest\.json: the manifest was changed after the artifact was written"):
+        Pipeline.load(root)
+
+
+def test_the_digest_is_a_content_address_served_with_every_slate(saved: tuple[Pipeline, Path],
+                                                                  tmp_path: Path) -> None:
+    pipe, out = saved
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["digest"].startswith("sha256:") and set(manifest["files"]) == {
+        p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != "manifest.json"}
+    loaded = Pipeline.load(out)
+    assert loaded.digest == manifest["digest"] == loaded.describe()["digest"]
+    assert {r.model_digest for r in loaded.recommend(REQUESTS)} == {manifest["digest"]}
+    again = save_artifact(pipe.parts, {**manifest_for(pipe), "metrics": {"pipeline": {"recall@10": 0.6}}},
+                          tmp_path / "other")
+    assert Pipeline.load(again).digest != loaded.digest  # same version name, other content: another address
+
+
+def test_artifact_files_are_readable_like_any_output(small_split: tuple[Dataset, Dataset], tmp_path: Path) -> None:
+    import os
+    import stat
+
+    pipe = build(small_split[0])
+    for umask, file_mode, dir_mode in ((0o022, 0o644, 0o755), (0o027, 0o640, 0o750)):
+        before = os.umask(umask)
+        try:
+            out = save_artifact(pipe.parts, manifest_for(pipe), tmp_path / f"a{umask:o}")
+        finally:
+            os.umask(before)
+        modes = {p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in out.rglob("*")}
+        assert {rel: m for rel, m in modes.items() if (out / rel).is_file() and m != file_mode} == {}
+        assert {rel: m for rel, m in modes.items() if (out / rel).is_dir() and m != dir_mode} == {}
+        assert stat.S_IMODE(out.stat().st_mode) == dir_mode
+
+
+def test_a_signing_key_requires_a_valid_signature(saved: tuple[Pipeline, Path], small_split: tuple[Dataset, Dataset],
+                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ArtifactError, match="SIGNATURE: missing, and an artifact key is set"):
+        Pipeline.load(saved[1], key=b"operator-secret")
+    monkeypatch.setenv("RANKSTACK_ARTIFACT_KEY", "operator-secret")
+    pipe = build(small_split[0])
+    signed = save_artifact(pipe.parts, manifest_for(pipe), tmp_path / "signed")
+    assert (signed / "SIGNATURE").is_file() and Pipeline.load(signed).digest
+    monkeypatch.setenv("RANKSTACK_ARTIFACT_KEY", "another-key")
+    with pytest.raises(ArtifactError, match="SIGNATURE: the signature does not match"):
+        Pipeline.load(signed)
+    monkeypatch.delenv("RANKSTACK_ARTIFACT_KEY")
+    key_file = tmp_path / "key"
+    key_file.write_text("operator-secret\n")
+    monkeypatch.setenv("RANKSTACK_ARTIFACT_KEY_FILE", str(key_file))
+    assert Pipeline.load(signed).digest == json.loads((signed / "manifest.json").read_text())["digest"]
 
 
 def test_corrupt_weights_are_refused(saved: tuple[Pipeline, Path], tmp_path: Path) -> None:
@@ -82,13 +159,22 @@ def test_corrupt_weights_are_refused(saved: tuple[Pipeline, Path], tmp_path: Pat
     (lambda r: (r / "manifest.json").unlink(), "manifest.json: missing"),
     (lambda r: (r / "manifest.json").write_text("{not json"), "unreadable manifest"),
     (lambda r: (r / "histories.safetensors").unlink(), "histories.safetensors: missing from the artifact"),
-    (lambda r: _edit_manifest(r, format="rankstack.pipeline/2"), "incompatible"),
+    (lambda r: _edit_manifest(r, format="rankstack.pipeline/3"), "incompatible"),
+    (lambda r: _edit_manifest(r, format="rankstack.pipeline/1"), "incompatible .* train it again"),
     (lambda r: _edit_manifest(r, format="something-else/1"), "not a rankstack pipeline artifact"),
     (lambda r: _edit_manifest(r, config={"sources": [{"name": "teleporter"}]}), "incompatible artifact"),
     (lambda r: _edit_manifest(r, files={}), "field 'files'"),
     (lambda r: _edit_manifest(r, components={"sources": {"popular": "../../elsewhere"}, "fallback": "fallback"}),
      "outside the artifact"),
     (lambda r: _edit_manifest(r, components=[]), "field 'components' is malformed"),
+    (lambda r: _edit_raw(r, digest=None), "field 'digest' is missing or malformed"),
+    (lambda r: _edit_manifest(r, components={"sources": {"popular": "/etc"}, "fallback": "fallback"}),
+     "outside the artifact"),
+    (lambda r: _edit_raw(r, digest="sha256:" + "0" * 64), "manifest was changed after the artifact was written"),
+    (lambda r: _edit_manifest(r, files={**_files(r), "../outside.bin": "0" * 64}), "outside the artifact"),
+    (lambda r: _edit_manifest(r, files={**_files(r), "/etc/hostname": "0" * 64}), "outside the artifact"),
+    (lambda r: (r / "sources" / "stray.json").write_text("{}"), r"not listed in the manifest: sources/stray\.json"),
+    (lambda r: _relink(r, "histories.safetensors"), "symbolic link"),
 ])
 def test_broken_artifacts_are_refused(saved: tuple[Pipeline, Path], tmp_path: Path, damage: object,
                                       message: str) -> None:

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from rankstack.errors import RegistryError
+from rankstack.io import sha256_file
+from rankstack.pipeline.artifact import FORMAT
+from rankstack.pipeline.integrity import seal
 from rankstack.pipeline.registry import REGISTRY_ENV, Registry, default_registry_dir
 
 
 def fake_artifact(root: Path, version: str) -> Path:
-    """A directory with just a manifest (registration reads only the manifest)."""
+    """A sealed directory with one file and its manifest (registration verifies, it does not load)."""
     root.mkdir(parents=True)
-    manifest = {"format": "rankstack.pipeline/1", "version": version, "name": "p", "config": {}, "files": {},
-                "components": {}, "metrics": {"pipeline": {"recall@20": 0.25}}}
-    (root / "manifest.json").write_text(json.dumps(manifest))
+    (root / "weights.bin").write_bytes(version.encode())
+    manifest = {"format": FORMAT, "version": version, "name": "p", "config": {},
+                "files": {"weights.bin": sha256_file(root / "weights.bin")}, "components": {},
+                "metrics": {"pipeline": {"recall@20": 0.25}}}
+    seal(root, manifest)
     return root
 
 
@@ -60,8 +66,7 @@ def test_promoting_a_deleted_artifact_is_refused(tmp_path: Path) -> None:
     reg = Registry(tmp_path / "reg")
     reg.register(fake_artifact(tmp_path / "a", "v1"))
     reg.register(fake_artifact(tmp_path / "b", "v2"))
-    (tmp_path / "b" / "manifest.json").unlink()
-    (tmp_path / "b").rmdir()
+    shutil.rmtree(tmp_path / "b")
     assert [r["exists"] for r in reg.listing()] == [True, False]
     with pytest.raises(RegistryError, match="is gone"):
         reg.promote("v2")
@@ -89,3 +94,24 @@ def test_concurrent_registrations_are_all_kept(tmp_path: Path) -> None:
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(reg.register, arts))
     assert sorted(r["version"] for r in reg.listing()) == [f"v{n}" for n in range(8)]
+
+
+def test_the_digest_is_recorded_and_a_changed_artifact_is_neither_registered_nor_promoted(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "reg")
+    first = reg.register(fake_artifact(tmp_path / "a", "v1"))
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert first.digest == manifest["digest"] and first.digest.startswith("sha256:")
+    assert reg.listing()[0]["digest"] == first.digest
+    edited = fake_artifact(tmp_path / "b", "v2")
+    (edited / "manifest.json").write_text((edited / "manifest.json").read_text().replace("0.25", "0.95"))
+    with pytest.raises(RegistryError, match=r"cannot register: .*manifest was changed"):
+        reg.register(edited)
+    reg.register(fake_artifact(tmp_path / "c", "v3"))
+    (tmp_path / "c" / "weights.bin").write_bytes(b"other weights")
+    with pytest.raises(RegistryError, match=r"cannot promote 'v3': .*weights\.bin: checksum mismatch"):
+        reg.promote("v3")
+    shutil.rmtree(tmp_path / "c")
+    fake_artifact(tmp_path / "c", "v3-rewritten")  # a valid artifact, but not the one registered as v3
+    with pytest.raises(RegistryError, match=r"now has digest .* registered with"):
+        reg.promote("v3")
+    assert reg.active() == first

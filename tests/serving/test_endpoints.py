@@ -13,8 +13,9 @@ from rankstack.state import SQLiteStateStore
 
 
 def test_health_and_readiness(client: TestClient) -> None:
-    assert client.get("/healthz").json() == {"status": "ok", "model_version": None, "artifact": None,
-                                             "state_store": None}
+    assert client.get("/healthz").json() == {"status": "ok", "model_version": None, "model_digest": None,
+                                             "artifact": None, "state_store": None, "workers_serving": None,
+                                             "workers_expected": None}
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["model_version"] == "v1" and ready.json()["state_store"] == "ok"

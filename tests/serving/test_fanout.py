@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -69,13 +70,35 @@ def test_a_follower_switches_and_a_late_starter_serves_the_published_artifact(tm
     assert late.generation == generation
 
 
-def test_a_late_starter_falls_back_when_the_published_artifact_is_gone(tmp_path: Path) -> None:
-    leader = ReloadGroup(tmp_path)
-    _, _, generation = leader.reload(slot(tmp_path), write_fake_artifact(tmp_path / "v2", "v2"))
-    (tmp_path / "v2" / "manifest.json").unlink()
-    late = ReloadGroup(tmp_path)
-    assert late.open_slot(load_fake, tmp_path / "v1", "warmup").current.recommender.version == "v1"
-    assert late.generation < generation  # so its follower retries the published artifact and reports the error
+def test_a_late_starter_loads_the_published_snapshot_when_the_artifact_is_gone(tmp_path: Path) -> None:
+    control, snapshots = tmp_path / "control", tmp_path / "snapshots"
+    control.mkdir()
+    leader = ReloadGroup(control, snapshots=snapshots)
+    first = write_fake_artifact(tmp_path / "v2", "v2")
+    _, loaded, generation = leader.reload(slot(tmp_path), first)
+    target = json.loads((control / "target.json").read_text())
+    assert loaded.artifact == first and target["artifact"] == str(first)
+    assert loaded.files is not None and target["files"] == str(loaded.files) and loaded.files.parent == snapshots
+    shutil.rmtree(first)  # the operator's folder is gone (or rewritten): the copy still loads
+    late = ReloadGroup(control, snapshots=snapshots)
+    replacement = late.open_slot(load_fake, tmp_path / "v1", "warmup")
+    assert replacement.current.recommender.version == "v2" and late.generation == generation
+    _, again, _ = leader.reload(replacement, write_fake_artifact(tmp_path / "v3", "v3"))
+    assert [p.name for p in snapshots.iterdir()] == [again.files.name]  # type: ignore[union-attr]
+    shutil.rmtree(again.files)  # type: ignore[arg-type]
+    with pytest.raises(ReloadRefusedError, match="v3 refused"):  # never another version than the others serve
+        ReloadGroup(control, snapshots=snapshots).open_slot(load_fake, tmp_path / "v1", "warmup")
+
+
+def test_a_refused_reload_leaves_no_snapshot(tmp_path: Path) -> None:
+    group = ReloadGroup(tmp_path, snapshots=tmp_path / "snapshots")
+    corrupt = write_fake_artifact(tmp_path / "bad", "bad")
+    (corrupt / "manifest.json").write_text("{not json")
+    with pytest.raises(ReloadRefusedError, match=f"artifact {corrupt} refused: FakeArtifactError: {corrupt}:"):
+        group.reload(slot(tmp_path), corrupt)  # the message names the operator's folder, not the private copy
+    with pytest.raises(ReloadRefusedError, match="not a folder"):
+        group.reload(slot(tmp_path), tmp_path / "missing")
+    assert list((tmp_path / "snapshots").iterdir()) == [] and not (tmp_path / "target.json").exists()
 
 
 def test_silent_workers_are_reported_and_dead_ones_ignored(tmp_path: Path) -> None:
@@ -86,3 +109,19 @@ def test_silent_workers_are_reported_and_dead_ones_ignored(tmp_path: Path) -> No
     outcome = group.wait(generation)
     assert (outcome.workers, outcome.switched) == (2, 1)
     assert outcome.problems == [f"worker {os.getppid()} did not answer within 0.2 s (serves 'v1')"]
+
+
+def test_a_joining_worker_is_noticed_and_each_connection_is_closed_once(tmp_path: Path) -> None:
+    from rankstack.serving.rebalance import Rebalance
+
+    group = ReloadGroup(tmp_path)
+    group._ack("v1")
+    assert not group._joined()  # the first look only learns who serves
+    other = os.getppid()  # stands for a replacement worker that just started serving
+    (tmp_path / f"ack-{other}.json").write_text(json.dumps({"pid": other, "generation": 0, "version": "v1"}))
+    assert group._joined() and not group._joined()
+    rebalance = Rebalance(window_s=60)
+    assert not any(rebalance.should_close(("127.0.0.1", port)) for port in (5000, 5001))  # nothing joined yet
+    rebalance.trigger()
+    answers = [rebalance.should_close(("127.0.0.1", port)) for port in (5002, 5000, 5001, 5000, 5002)]
+    assert answers == [False, True, True, False, False]  # open before the join: closed once; opened after: kept

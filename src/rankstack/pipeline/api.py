@@ -45,6 +45,7 @@ class RecommendResponse(BaseModel):
     items: list[ScoredItem]
     stages: dict[str, StageStatus] = Field(default_factory=dict)
     model_version: str = ""
+    model_digest: str = Field(default="", description="Content address of the served artifact (sha256:…).")
     fallback: str | None = None
     stage_ms: dict[str, float] = Field(default_factory=dict)
 

@@ -1,8 +1,11 @@
-"""Versioned pipeline artifacts: written to a temp directory then renamed; verified file by file on load.
+"""Versioned pipeline artifacts: written to a temp directory then renamed; content-addressed and verified on load
+(the digest, confined paths and the optional signature: ``rankstack.pipeline.integrity``).
 
 Layout::
 
     manifest.json             format, version, config, data checksum, code version, machine, metrics, files
+                              (every other file's SHA-256), digest (sha256 of the manifest's canonical JSON)
+    SIGNATURE                 HMAC of the digest, only when written with an operator key set
     sources/<name>/           each fitted candidate source (safetensors + JSON, rankstack.retrieval.persistence)
     ranker/                   the ranker, unless it is one of the sources (then the manifest points there);
                               the multi-task ranker's folder is ``rankstack.pipeline.multitask_stage``
@@ -32,8 +35,9 @@ from safetensors.torch import load_file, save_file
 from rankstack.data.idmap import IdMap
 from rankstack.errors import ArtifactError, ConfigError
 from rankstack.index import VectorIndex
-from rankstack.io import atomic_write, sha256_file, write_text_atomic
+from rankstack.io import atomic_write, current_umask, sha256_file
 from rankstack.pipeline.config import IndexStage, MultiTaskRankerStage, PipelineConfig, validate_pipeline_config
+from rankstack.pipeline.integrity import MANIFEST, artifact_key, listed_path, seal, verify_artifact
 from rankstack.pipeline.multitask_stage import MultiTaskStage, load_stage, save_stage
 from rankstack.pipeline.pipeline import PipelineParts, new_index, source_index
 from rankstack.reranking.catalog import ItemCatalog
@@ -42,8 +46,8 @@ from rankstack.retrieval.indexed import VectorSource
 from rankstack.retrieval.persistence import load_source, save_source
 from rankstack.retrieval.popular import MostPopular
 
-FORMAT = "rankstack.pipeline/1"
-MANIFEST = "manifest.json"
+# /2: the manifest carries its content digest and the file list is the whole artifact (/1 had neither)
+FORMAT = "rankstack.pipeline/2"
 
 
 def _save_histories(path: Path, histories: list[np.ndarray]) -> None:
@@ -120,10 +124,11 @@ def save_artifact(parts: PipelineParts, manifest: dict[str, Any], out: Path, *, 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; an artifact is shared like any output
         components = _write_parts(parts, tmp)
-        files = {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         record = {"format": FORMAT, **manifest, "components": components, "files": files}
-        write_text_atomic(tmp / MANIFEST, json.dumps(record, indent=2, default=str) + "\n")
+        seal(tmp, record, key=artifact_key())
         if out.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
             os.replace(out, trash / out.name)
@@ -152,24 +157,19 @@ def read_manifest(root: Path) -> dict[str, Any]:
     if not isinstance(fmt, str) or fmt.split("/")[0] != FORMAT.split("/")[0]:
         raise ArtifactError(f"{path}: field 'format': {fmt!r} is not a rankstack pipeline artifact")
     if fmt != FORMAT:
-        raise ArtifactError(f"{path}: field 'format': artifact format {fmt!r} is incompatible with {FORMAT!r}")
-    for key in ("version", "config", "files", "components"):
+        why = " (written before artifacts were content-addressed: train it again)" if fmt.endswith("/1") else ""
+        raise ArtifactError(f"{path}: field 'format': artifact format {fmt!r} is incompatible with {FORMAT!r}{why}")
+    for key in ("version", "config", "files", "components", "digest"):
         if key not in manifest:
             raise ArtifactError(f"{path}: missing field {key!r}")
     return manifest
 
 
-def verify_files(root: Path, manifest: dict[str, Any]) -> None:
-    """Every file listed in the manifest exists with the recorded SHA-256 (``ArtifactError`` naming it)."""
-    files = manifest["files"]
-    if not isinstance(files, dict) or not files:
-        raise ArtifactError(f"{root / MANIFEST}: field 'files' must list the artifact's files")
-    for rel, digest in files.items():
-        path = root / rel
-        if not path.is_file():
-            raise ArtifactError(f"{path}: missing from the artifact")
-        if sha256_file(path) != digest:
-            raise ArtifactError(f"{path}: checksum mismatch (the file is corrupt or was changed)")
+def check_artifact(root: Path, *, key: bytes | None = None) -> str:
+    """Verify an artifact without loading it (manifest, digest, files, signature with ``key`` or the operator's
+    key); returns its digest (``ArtifactError`` on any problem)."""
+    root = Path(root)
+    return verify_artifact(root, read_manifest(root), key=key if key is not None else artifact_key())
 
 
 def _check_inside(root: Path, components: Any) -> None:
@@ -180,19 +180,17 @@ def _check_inside(root: Path, components: Any) -> None:
     if not isinstance(indexes, dict):
         raise ArtifactError(f"{root / MANIFEST}: field 'components.indexes' is malformed")
     paths = [*components["sources"].values(), *indexes.values(), components.get("ranker"), components.get("fallback")]
-    base = root.resolve()
     for rel in paths:
-        if rel is None:
-            continue
-        if not isinstance(rel, str) or not (root / rel).resolve().is_relative_to(base):
-            raise ArtifactError(f"{root / MANIFEST}: field 'components': {rel!r} is outside the artifact")
+        if rel is not None:
+            listed_path(root, rel, "components")
 
 
-def load_artifact(root: Path) -> PipelineParts:
-    """Validate and load an artifact directory into ``PipelineParts`` (``ArtifactError`` on any problem)."""
+def load_artifact(root: Path, *, key: bytes | None = None) -> PipelineParts:
+    """Verify and load an artifact directory into ``PipelineParts`` (``ArtifactError`` on any problem); ``key``
+    (default: the operator's, ``integrity.artifact_key``) requires a valid signature."""
     root = Path(root)
     manifest = read_manifest(root)
-    verify_files(root, manifest)
+    verify_artifact(root, manifest, key=key if key is not None else artifact_key())
     try:
         config = validate_pipeline_config(manifest["config"], f"{root / MANIFEST} config")
     except ConfigError as exc:

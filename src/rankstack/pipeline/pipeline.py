@@ -96,6 +96,7 @@ class Pipeline:
         self.parts = parts
         self.config = parts.config
         self.version: str = str(parts.manifest.get("version", "unsaved"))
+        self.digest: str = str(parts.manifest.get("digest", ""))  # content address of the artifact; "" unsaved
         self._check_ranker()
         if isinstance(parts.ranker, CachesStates) and isinstance(self.config.ranker, RankerStage):
             parts.ranker.enable_state_cache(self.config.ranker.state_cache)
@@ -145,16 +146,18 @@ class Pipeline:
             raise ConfigError(f"value.objective reads unknown predictions {missing}; available: {sorted(known)}")
 
     @classmethod
-    def load(cls, path: str | Path) -> Pipeline:
-        """A pipeline from an artifact directory (``ArtifactError`` when it is corrupt or incompatible)."""
+    def load(cls, path: str | Path, *, key: bytes | None = None) -> Pipeline:
+        """A pipeline from an artifact directory (``ArtifactError`` when it is corrupt, changed or incompatible);
+        ``key`` (default: the operator's ``$RANKSTACK_ARTIFACT_KEY``) requires a valid signature."""
         from rankstack.pipeline.artifact import load_artifact
 
-        return cls(load_artifact(Path(path)))
+        return cls(load_artifact(Path(path), key=key))
 
     def describe(self) -> dict[str, Any]:
         """Version, stages, data checksum and metrics summary (for /readyz and the registry)."""
         m = self.parts.manifest
-        return {"version": self.version, "name": self.config.name, "stages": self.config.stage_names(),
+        return {"version": self.version, "digest": self.digest, "name": self.config.name,
+                "stages": self.config.stage_names(),
                 "sources": list(self.parts.sources), "created_at": m.get("created_at"),
                 "data": m.get("data", {}), "metrics": m.get("metrics", {}).get("pipeline", {}),
                 "code_version": m.get("code_version", {})}
@@ -327,7 +330,8 @@ class Pipeline:
                 items=[ScoredItem(item_id=n, score=s if math.isfinite(s) else 0.0, propensity=p)
                        for n, s, p in zip(names, item_scores.tolist(),
                                           [None] * len(names) if props is None else props.tolist(), strict=True)],
-                stages=dict(batch.stages[row]), model_version=self.version, fallback=fallback[row],
+                stages=dict(batch.stages[row]), model_version=self.version,
+                model_digest=self.digest, fallback=fallback[row],
                 stage_ms=dict(stage_ms)))
         return out
 

@@ -2,7 +2,8 @@
 
 ``index.json`` (written atomically) holds every registered version with its artifact path, the active
 version, and the stack of previously active versions that ``rollback`` returns to. Artifacts stay where
-they were written; the registry only points at them.
+they were written; the registry only points at them, and records each one's content digest (verified when it is
+registered and again when it is promoted, so a changed artifact cannot become active under an old name).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rankstack.errors import ArtifactError, RegistryError
 from rankstack.io import write_text_atomic
-from rankstack.pipeline.artifact import read_manifest
+from rankstack.pipeline.artifact import check_artifact, read_manifest
 
 REGISTRY_ENV = "RANKSTACK_REGISTRY"
 INDEX = "index.json"
@@ -37,6 +38,7 @@ class Entry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: str
     path: str
+    digest: str = ""
     name: str = ""
     created_at: str = ""
     registered_at: str = ""
@@ -101,15 +103,16 @@ class Registry:
         raise RegistryError(f"unknown version {version!r} in {self.root}; registered: {known}")
 
     def register(self, artifact: str | Path, *, activate_if_first: bool = True) -> Entry:
-        """Add an artifact (its manifest is checked); the first one registered becomes active."""
+        """Add an artifact (its digest and files are verified); the first one registered becomes active."""
         path = Path(artifact).resolve()
         try:
             manifest = read_manifest(path)
+            digest = check_artifact(path)
         except ArtifactError as exc:
             raise RegistryError(f"cannot register: {exc}") from None
         version = str(manifest["version"])
         final = manifest.get("metrics", {}).get("pipeline", {})
-        entry = Entry(version=version, path=str(path), name=str(manifest.get("name", "")),
+        entry = Entry(version=version, path=str(path), digest=digest, name=str(manifest.get("name", "")),
                       created_at=str(manifest.get("created_at", "")),
                       registered_at=datetime.now(UTC).isoformat(timespec="seconds"),
                       metrics={k: float(v) for k, v in final.items() if isinstance(v, int | float)})
@@ -128,6 +131,7 @@ class Registry:
         entry = self.get(version)
         if not Path(entry.path).is_dir():
             raise RegistryError(f"cannot promote {version!r}: its artifact {entry.path} is gone")
+        self._check_unchanged(entry, "promote")
         with self._locked():
             index = self.read()
             if index.active == version:
@@ -138,16 +142,27 @@ class Registry:
             self._write(index)
         return entry
 
+    def _check_unchanged(self, entry: Entry, action: str) -> None:
+        """The artifact still verifies and has the digest recorded at registration (``RegistryError`` otherwise)."""
+        try:
+            digest = check_artifact(Path(entry.path))
+        except ArtifactError as exc:
+            raise RegistryError(f"cannot {action} {entry.version!r}: {exc}") from None
+        if entry.digest and digest != entry.digest:
+            raise RegistryError(f"cannot {action} {entry.version!r}: {entry.path} now has digest {digest}, it was "
+                                f"registered with {entry.digest} (another artifact was written there)")
+
     def rollback(self) -> Entry:
         """Re-activate the previously active version (``RegistryError`` when there is none)."""
         with self._locked():
             index = self.read()
             if not index.previous:
                 raise RegistryError(f"nothing to roll back to in {self.root}: no previously active version")
-            version = index.previous.pop()
-            index.active = version
+            entry = next(e for e in index.versions if e.version == index.previous[-1])
+            self._check_unchanged(entry, "roll back to")
+            index.active = index.previous.pop()
             self._write(index)
-        return next(e for e in index.versions if e.version == version)
+        return entry
 
     def active(self) -> Entry | None:
         """The active entry, or None."""

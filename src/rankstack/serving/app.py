@@ -24,6 +24,7 @@ from rankstack.serving.guard import GuardedState, StateBreaker
 from rankstack.serving.metrics import ServiceMetrics
 from rankstack.serving.middleware import ServiceMiddleware
 from rankstack.serving.model_slot import ModelSlot, RecommenderLoader, ReloadRefusedError
+from rankstack.serving.rebalance import CloseToRebalance, Rebalance
 from rankstack.serving.schemas import (
     ErrorBody,
     EventBatch,
@@ -54,7 +55,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     slot = (ModelSlot(recommender_loader, settings.artifact, settings.warmup_user) if group is None
             else group.open_slot(recommender_loader, settings.artifact, settings.warmup_user))
     metrics = ServiceMetrics(multiprocess=group is not None)
-    metrics.model_loaded.set(slot.current.loaded_at)
+    metrics.model_served(slot.current)
     breaker = StateBreaker(settings.state_retry_s)
 
     def run_batch(requests: list[RecommendRequest], waited_s: float) -> list[RecommendResponse]:
@@ -77,6 +78,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         metrics.batch_size.observe(size)
         metrics.queue_seconds.observe(waited_s)
 
+    rebalance = Rebalance()
     runner = LoopBatcher if settings.batcher == "loop" else MicroBatcher
     batcher = runner(run_batch, max_batch=settings.max_batch, max_wait_s=settings.batch_wait_ms / 1000.0,
                      max_queue=settings.max_queue, on_batch=observe_batch)
@@ -84,7 +86,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     def start() -> None:
         """Follow the other workers' reloads (multi-worker service only)."""
         if group is not None:
-            group.start(slot, on_reload=lambda loaded: metrics.model_loaded.set(loaded.loaded_at))
+            group.start(slot, on_reload=metrics.model_served, on_join=rebalance.trigger)
 
     stops = [group.stop] if group is not None else []
     app = FastAPI(title="rankstack", version="1", summary="Multi-stage recommendations and feedback events.",
@@ -153,6 +155,14 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
                 metrics.unknown_items.inc(flags.count(False))
         return EventsAck(received=received, new=new, duplicates=received - new, unknown_items=unknown)
 
+    def capacity() -> int | None:
+        """Worker processes serving now (recorded in the metrics), None with a single process."""
+        if group is None:
+            return None
+        serving = group.serving()
+        metrics.capacity(serving, settings.workers)
+        return serving
+
     @app.get("/healthz", response_model=Status)
     def healthz() -> Status:
         """Liveness: the process answers."""
@@ -160,18 +170,22 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
 
     @app.get("/readyz", response_model=Status, responses={503: {"model": Status}})
     def readyz() -> Any:
-        """Readiness: a model is loaded and the state store answers."""
+        """Readiness: a model is loaded and the state store answers (with several workers, how many serve)."""
         loaded = slot.current
         store_ok = state.healthy()
         metrics.state_up.set(1 if store_ok else 0)
-        body = Status(status="ready" if store_ok else "not ready", model_version=loaded.recommender.version,
-                      artifact=str(loaded.artifact), state_store="ok" if store_ok else "unavailable")
+        serving = capacity()
+        body = Status(status="ready" if store_ok else "not ready", model_version=loaded.version,
+                      model_digest=loaded.digest or None, artifact=str(loaded.artifact),
+                      state_store="ok" if store_ok else "unavailable", workers_serving=serving,
+                      workers_expected=settings.workers if group is not None else None)
         return JSONResponse(body.model_dump(), status_code=200 if store_ok else 503)
 
     @app.get("/metrics", response_class=Response)
     def prometheus_metrics() -> Response:
         """Prometheus exposition of the service's metrics."""
         metrics.state_up.set(1 if state.healthy() else 0)
+        capacity()
         return Response(metrics.render(), media_type=metrics.content_type)
 
     @app.post("/admin/reload", response_model=ReloadResponse, response_model_exclude_none=True,
@@ -192,9 +206,9 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
             log.warning("%s", exc)
             raise UnprocessableError(["body", "artifact"], f"{exc}; still serving {slot.current.recommender.version!r} "
                                      f"from {slot.current.artifact}", "artifact_refused") from exc
-        metrics.model_loaded.set(loaded.loaded_at)
-        response = ReloadResponse(previous_version=previous.recommender.version, version=loaded.recommender.version,
-                                  artifact=str(loaded.artifact))
+        metrics.model_served(loaded)
+        response = ReloadResponse(previous_version=previous.version, version=loaded.version,
+                                  artifact=str(loaded.artifact), digest=loaded.digest or None)
         if group is None:
             metrics.reloads.labels("ok").inc()
             return response
@@ -208,6 +222,8 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
 
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
                        worker=None if group is None else str(os.getpid()), recommend=answer)
+    if group is not None:  # outermost, so the fast recommend path's answers are marked too
+        app.add_middleware(CloseToRebalance, rebalance=rebalance)
     return app
 
 

@@ -1,11 +1,14 @@
 """Hot reload across worker processes, through a control folder they share.
 
-The worker that receives ``POST /admin/reload`` loads and smoke-tests the artifact itself (a refusal publishes
-nothing); then it writes ``target.json`` (artifact and a generation number; written aside, then renamed).
+The worker that receives ``POST /admin/reload`` copies the artifact into the service's snapshot folder (see
+``snapshots``), loads and smoke-tests the copy itself (a refusal publishes nothing); then it writes ``target.json``
+(the artifact, the copy's folder ``files`` and a generation number; written aside, then renamed) and removes the
+copy published before.
 Every worker polls that file and, when the generation moves, reloads through its ``ModelSlot`` (in-flight
 requests finish on the old model) and writes ``ack-PID.json``: the generation, the version it serves and the
 error if its own reload failed (it then keeps its old model). The receiving worker answers once every live
-worker has acknowledged the generation, or after ``wait_s``.
+worker has acknowledged the generation, or after ``wait_s``. A worker that starts later (the supervisor replaced a
+dead one) loads the published copy, never the operator's folder, which may have changed since.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rankstack.serving.model_slot import Loaded, ModelSlot, RecommenderLoader, ReloadRefusedError
+from rankstack.serving.snapshots import drop_snapshot, take_snapshot
 
 log = logging.getLogger(__name__)
 POLL_S = 0.25
@@ -69,6 +73,16 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _files(target: dict[str, Any]) -> Path | None:
+    """The folder a published target is loaded from (its snapshot), if it names one."""
+    return Path(target["files"]) if target.get("files") else None
+
+
+def publish_start(control_dir: Path, artifact: Path, files: Path) -> None:
+    """Publish generation 0: the artifact the service starts on and its snapshot (the supervisor, before workers)."""
+    _write_json(control_dir / "target.json", {"generation": 0, "artifact": str(artifact), "files": str(files)})
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     """The JSON object in ``path``, or None when it does not exist (yet)."""
     try:
@@ -81,8 +95,10 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 class ReloadGroup:
     """One worker's side of the protocol: publish a reload, follow the others', acknowledge."""
 
-    def __init__(self, control_dir: Path, *, poll_s: float = POLL_S, wait_s: float = WAIT_S) -> None:
+    def __init__(self, control_dir: Path, *, poll_s: float = POLL_S, wait_s: float = WAIT_S,
+                 snapshots: Path | None = None) -> None:
         self.dir = control_dir
+        self.snapshots = snapshots  # where reloads copy artifacts to (None: load them in place)
         self.poll_s = poll_s
         self.wait_s = wait_s
         self.pid = os.getpid()
@@ -90,6 +106,7 @@ class ReloadGroup:
         self._lock = threading.Lock()  # one reload at a time in this worker: its own or a followed one
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._members: set[int] = set()  # the serving workers last seen by the follower
 
     @property
     def target_path(self) -> Path:
@@ -97,25 +114,24 @@ class ReloadGroup:
         return self.dir / "target.json"
 
     def open_slot(self, loader: RecommenderLoader, default: Path, warmup_user: str) -> ModelSlot:
-        """A slot serving the artifact last published (``default`` before any reload): a worker that starts late
-        (uvicorn replaced a dead one) serves what the others serve. If that artifact no longer loads, it starts
-        on ``default`` and its follower retries the published one once, reporting the error in its ack."""
+        """A slot serving what was last published (``default`` when nothing was): a worker that starts late (the
+        supervisor replaced a dead one) serves what the others serve, read from the published snapshot. If that
+        does not load, ``ReloadRefusedError``: serving another version (``default`` may have changed on disk
+        since) would split the service."""
         target = _read_json(self.target_path)
         if target is None:
             return ModelSlot(loader, default, warmup_user)
-        try:
-            slot = ModelSlot(loader, Path(target["artifact"]), warmup_user)
-        except ReloadRefusedError as exc:
-            log.error("worker %d starts on %s: %s", self.pid, default, exc)
-            return ModelSlot(loader, default, warmup_user)
+        slot = ModelSlot(loader, Path(target["artifact"]), warmup_user, files=_files(target))
         self.generation = int(target["generation"])
         return slot
 
-    def start(self, slot: ModelSlot, on_reload: Callable[[Loaded], None]) -> None:
-        """Acknowledge the model served now and follow published reloads in a background thread."""
+    def start(self, slot: ModelSlot, on_reload: Callable[[Loaded], None],
+              on_join: Callable[[], None] = lambda: None) -> None:
+        """Acknowledge the model served now and follow published reloads in a background thread; ``on_join`` is
+        called there when another worker starts serving (e.g. a replacement)."""
         self._ack(slot.current.recommender.version)
-        self._thread = threading.Thread(target=self._follow, args=(slot, on_reload), name="rankstack-reload-follower",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._follow, args=(slot, on_reload, on_join),
+                                        name="rankstack-reload-follower", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -126,13 +142,24 @@ class ReloadGroup:
         (self.dir / f"ack-{self.pid}.json").unlink(missing_ok=True)
 
     def reload(self, slot: ModelSlot, artifact: Path | None) -> tuple[Loaded, Loaded, int]:
-        """Reload here (``ReloadRefusedError`` publishes nothing), then publish; returns (previous, new, generation)."""
+        """Reload here from a fresh snapshot (``ReloadRefusedError`` publishes nothing), then publish; returns
+        (previous, new, generation)."""
         with self._lock:
-            previous, loaded = slot.reload(artifact)
+            source = artifact or slot.current.artifact
+            files = take_snapshot(source, self.snapshots) if self.snapshots is not None else None
+            try:
+                previous, loaded = slot.reload(source, files=files)
+            except ReloadRefusedError:
+                drop_snapshot(files, self.snapshots)
+                raise
             with self._exclusive():
                 published = _read_json(self.target_path)
                 generation = max(self.generation, int(published["generation"]) if published else 0) + 1
-                _write_json(self.target_path, {"generation": generation, "artifact": str(loaded.artifact)})
+                target = {"generation": generation, "artifact": str(loaded.artifact)}
+                _write_json(self.target_path, {**target, "files": str(files)} if files is not None else target)
+                replaced = _files(published) if published else None
+                if replaced != files:
+                    drop_snapshot(replaced, self.snapshots)
             self.generation = generation
             self._ack(loaded.recommender.version)
         return previous, loaded, generation
@@ -153,6 +180,10 @@ class ReloadGroup:
             elif a.generation > generation:
                 problems.append(f"worker {a.pid} moved on to a later reload (serves {a.version!r})")
         return Outcome(workers=len(acks), switched=len(acks) - len(problems), problems=problems)
+
+    def serving(self) -> int:
+        """How many workers serve now (running and past loading their model)."""
+        return len(self.live_acks())
 
     def live_acks(self) -> list[Ack]:
         """The acknowledgements of workers still running (a crashed worker's file is ignored)."""
@@ -179,8 +210,9 @@ class ReloadGroup:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _follow(self, slot: ModelSlot, on_reload: Callable[[Loaded], None]) -> None:
-        """Poll the target; reload when another worker published a newer generation; stop if orphaned."""
+    def _follow(self, slot: ModelSlot, on_reload: Callable[[Loaded], None], on_join: Callable[[], None]) -> None:
+        """Poll the target; reload when another worker published a newer generation; call ``on_join`` when a worker
+        joins; stop if orphaned."""
         parent = os.getppid()
         while not self._stop.wait(self.poll_s):
             if os.getppid() != parent:
@@ -189,8 +221,17 @@ class ReloadGroup:
                 return
             try:
                 self._follow_once(slot, on_reload)
+                if self._joined():
+                    on_join()
             except Exception:
                 log.exception("following a published reload failed; retrying")
+
+    def _joined(self) -> bool:
+        """Whether a worker other than this one started serving since the last look (never on the first look)."""
+        members = {a.pid for a in self.live_acks()}
+        joined = bool(self._members) and bool(members - self._members - {self.pid})
+        self._members = members
+        return joined
 
     def _follow_once(self, slot: ModelSlot, on_reload: Callable[[Loaded], None]) -> None:
         """Apply the published target if it is newer than what this worker serves, then acknowledge it."""
@@ -202,7 +243,7 @@ class ReloadGroup:
             if generation <= self.generation:
                 return
             try:
-                _, loaded = slot.reload(Path(target["artifact"]))
+                _, loaded = slot.reload(Path(target["artifact"]), files=_files(target))
             except ReloadRefusedError as exc:
                 log.error("worker %d keeps %r: %s", self.pid, slot.current.recommender.version, exc)
                 self.generation = generation

@@ -2,7 +2,8 @@
 
 With several worker processes (``$PROMETHEUS_MULTIPROC_DIR`` set before ``prometheus_client`` is imported) every
 worker writes its values to files there and ``render`` adds them up: counters and histograms are summed,
-``state_up`` is the latest check by any live worker and ``model_loaded`` is listed per live worker (``pid`` label).
+``state_up`` and the worker counts are the latest check by any live worker, ``model_loaded`` and ``model_info``
+are listed per live worker (``pid`` label).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from rankstack.pipeline.api import RecommendResponse
+from rankstack.serving.model_slot import Loaded
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -46,6 +48,29 @@ class ServiceMetrics:
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.model_loaded = Gauge("rankstack_model_loaded_timestamp_seconds", "When the served model was loaded.",
                                   multiprocess_mode="liveall", registry=r)
+        self.model_info = Gauge("rankstack_model_info", "1 for the served model, by version and artifact digest "
+                                "(0 for one served before).", ["version", "digest"], multiprocess_mode="liveall",
+                                registry=r)
+        self.workers_serving = Gauge("rankstack_workers_serving", "Worker processes serving (past loading).",
+                                     multiprocess_mode="livemostrecent", registry=r)
+        self.workers_expected = Gauge("rankstack_workers_expected", "Worker processes the service runs when whole.",
+                                      multiprocess_mode="livemostrecent", registry=r)
+        self._served: tuple[str, str] | None = None
+
+    def model_served(self, loaded: Loaded) -> None:
+        """Record the model served from now on: its load time and its version and digest."""
+        self.model_loaded.set(loaded.loaded_at)
+        labels = (loaded.version, loaded.digest)
+        if self._served is not None and self._served != labels:
+            self.model_info.labels(*self._served).set(0)  # a worker's file keeps the series: say it is gone
+            self.model_info.remove(*self._served)
+        self.model_info.labels(*labels).set(1)
+        self._served = labels
+
+    def capacity(self, serving: int, expected: int) -> None:
+        """Record how many worker processes serve out of how many the service runs."""
+        self.workers_serving.set(serving)
+        self.workers_expected.set(expected)
 
     def observe_response(self, response: RecommendResponse) -> None:
         """Record a slate's stage timings, non-normal stages and fallback."""

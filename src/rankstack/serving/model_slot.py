@@ -24,13 +24,26 @@ class ReloadRefusedError(RankstackError):
 
 @dataclass(eq=False)
 class Loaded:
-    """One loaded artifact; ``active`` counts the requests running on it, ``retired`` is set once replaced."""
+    """One loaded artifact: ``artifact`` is the path it was asked for, ``files`` the folder actually read (a
+    private snapshot of it with several workers); ``active`` counts the requests running on it, ``retired`` is
+    set once replaced."""
 
     recommender: Recommender
     artifact: Path
     loaded_at: float
+    files: Path | None = None
     active: int = 0
     retired: bool = False
+
+    @property
+    def version(self) -> str:
+        """The served model's version."""
+        return self.recommender.version
+
+    @property
+    def digest(self) -> str:
+        """The served artifact's content address ("" for a recommender that has none)."""
+        return str(getattr(self.recommender, "digest", "") or "")
 
 
 def _close(loaded: Loaded) -> None:
@@ -46,26 +59,30 @@ def _close(loaded: Loaded) -> None:
 class ModelSlot:
     """Holds the current ``Loaded``; ``reload`` builds the next one aside and swaps a single reference."""
 
-    def __init__(self, loader: RecommenderLoader, artifact: Path, warmup_user: str, *, warm: bool = True) -> None:
+    def __init__(self, loader: RecommenderLoader, artifact: Path, warmup_user: str, *, warm: bool = True,
+                 files: Path | None = None) -> None:
         self.loader = loader
         self.warmup_user = warmup_user
         self.warm = warm
         self._reload_lock = threading.Lock()
         self._count_lock = threading.Lock()
-        self.current = self._load(artifact)
+        self.current = self._load(artifact, files)
 
-    def _load(self, artifact: Path) -> Loaded:
-        """Load an artifact, run one smoke request and (with ``warm``) its ``warmup``, if any; any failure is a
-        ``ReloadRefusedError``."""
+    def _load(self, artifact: Path, files: Path | None = None) -> Loaded:
+        """Load ``files`` (default: ``artifact`` itself), run one smoke request and (with ``warm``) its ``warmup``,
+        if any; any failure is a ``ReloadRefusedError``."""
         try:
-            recommender = self.loader(artifact)
+            recommender = self.loader(files or artifact)
             recommender.recommend([RecommendRequest(user_id=self.warmup_user, k=1)], None)
             warmup = getattr(recommender, "warmup", None) if self.warm else None
             if callable(warmup):  # a full request for a known user, so live traffic does not meet cold stages
                 warmup()
         except Exception as exc:
-            raise ReloadRefusedError(f"artifact {artifact} refused: {type(exc).__name__}: {exc}") from exc
-        return Loaded(recommender, artifact, time.time())
+            detail = f"{type(exc).__name__}: {exc}"
+            if files is not None:  # name the operator's folder, not the private copy the files were read from
+                detail = detail.replace(str(files), str(artifact))
+            raise ReloadRefusedError(f"artifact {artifact} refused: {detail}") from exc
+        return Loaded(recommender, artifact, time.time(), files)
 
     @contextlib.contextmanager
     def use(self) -> Iterator[Loaded]:
@@ -90,11 +107,12 @@ class ModelSlot:
         if close_now:
             _close(self.current)
 
-    def reload(self, artifact: Path | None = None) -> tuple[Loaded, Loaded]:
-        """Serve ``artifact`` (default: the current path again); returns (previous, new). One reload at a time."""
+    def reload(self, artifact: Path | None = None, *, files: Path | None = None) -> tuple[Loaded, Loaded]:
+        """Serve ``artifact`` (default: the current path again), read from ``files`` when given (its snapshot);
+        returns (previous, new). One reload at a time."""
         with self._reload_lock:
             previous = self.current
-            loaded = self._load(artifact or previous.artifact)
+            loaded = self._load(artifact or previous.artifact, files)
             with self._count_lock:
                 self.current = loaded
                 previous.retired = True

@@ -62,6 +62,7 @@ class ReloadResponse(BaseModel):
     previous_version: str
     version: str
     artifact: str
+    digest: str | None = Field(default=None, description="Content address of the artifact now served (sha256:…).")
     workers_switched: int | None = Field(default=None, description="Worker processes now serving ``version`` "
                                          "(only when the service runs several).")
 
@@ -71,8 +72,11 @@ class Status(BaseModel):
 
     status: str
     model_version: str | None = None
+    model_digest: str | None = None
     artifact: str | None = None
     state_store: str | None = None
+    workers_serving: int | None = Field(default=None, description="Worker processes serving now (several only).")
+    workers_expected: int | None = Field(default=None, description="Worker processes when the service is whole.")
 
 
 class ErrorBody(BaseModel):

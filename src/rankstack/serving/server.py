@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import sys
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import uvicorn
 
-from rankstack.errors import RankstackError
 from rankstack.pipeline.api import StateStore
 from rankstack.serving.app import create_app
 from rankstack.serving.loaders import DEFAULT_LOADER, resolve_loader
-from rankstack.serving.model_slot import ModelSlot, ReloadRefusedError
 from rankstack.serving.settings import SWITCH_INTERVAL_S, ServiceSettings
 from rankstack.serving.workers import run_workers
 from rankstack.state import RedisStateStore, open_state
@@ -42,7 +38,8 @@ def run_server(artifact: Path, *, host: str = "127.0.0.1", port: int = 8000, sta
                say: Callable[[str], None] = _stderr) -> None:
     """Open the state store, load the artifact (errors are ``RankstackError``s), then serve until stopped.
 
-    With ``workers`` > 1 the artifact and the store are checked here once, then each worker process opens its own."""
+    With ``workers`` > 1 the store is checked here and the artifact by ``run_workers`` (on its snapshot), then
+    each worker process opens its own."""
     settings = ServiceSettings.from_env(artifact, deadline_s=deadline_ms / 1000.0, workers=workers,
                                         max_batch=max_batch, batch_wait_ms=batch_wait_ms, batcher=batcher)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -55,30 +52,10 @@ def run_server(artifact: Path, *, host: str = "127.0.0.1", port: int = 8000, sta
             _announce(settings, host, port, state, say)
             uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
             return
-        problem = _check_in_child(loader, settings.artifact, settings.warmup_user)
-        if problem is not None:
-            raise ReloadRefusedError(problem)
     finally:
         _close(store)
     _announce(settings, host, port, state, say)
     run_workers(settings, state=state, loader=loader, host=host, port=port, log_level=log_level)
-
-
-def _check_artifact(loader: str, artifact: Path, warmup_user: str) -> str | None:
-    """Load and smoke-test the artifact as a worker will, without its warm-up (each worker warms its own); the
-    refusal, or None."""
-    try:
-        ModelSlot(resolve_loader(loader), artifact, warmup_user, warm=False).close()
-    except RankstackError as exc:
-        return str(exc)
-    return None
-
-
-def _check_in_child(loader: str, artifact: Path, warmup_user: str) -> str | None:
-    """``_check_artifact`` in a short-lived child process, so that the supervising parent of several workers does
-    not keep a copy of the model (~565 MB resident for the 41k-item benchmark pipeline)."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_check_artifact, loader, artifact, warmup_user).result()
 
 
 def _announce(settings: ServiceSettings, host: str, port: int, state: str, say: Callable[[str], None]) -> None:

@@ -2,9 +2,16 @@
 state-store connection (SQLite in WAL mode and Redis are both safe to share between processes).
 
 The parent makes a private temporary folder with ``metrics/`` (``$PROMETHEUS_MULTIPROC_DIR``: ``/metrics`` adds
-up every worker) and ``control/`` (hot reload reaches every worker, see ``fanout``), hands the settings to the
-workers as JSON in ``$RANKSTACK_WORKER_SPEC`` and removes the folder once every worker has stopped (SIGTERM or
-SIGINT to the parent).
+up every worker), ``control/`` (hot reload reaches every worker, see ``fanout``) and ``snapshots/`` (the copy of
+the served artifact, see ``snapshots``), copies the artifact there and checks the copy in a short-lived child,
+hands the settings to the workers as JSON in ``$RANKSTACK_WORKER_SPEC`` and removes the folder once every worker
+has stopped (SIGTERM or SIGINT to the parent).
+
+A worker that dies is replaced at once; the replacement loads the published snapshot, so it serves what the
+others serve even if the artifact on disk was changed or deleted meanwhile. If a replacement cannot start, the
+parent retries with back-off (``RETRY_S`` doubling up to ``RETRY_MAX_S``) and leaves the healthy workers
+serving; ``/readyz`` and ``rankstack_workers_serving`` show the reduced capacity. Only a worker of the first
+start that cannot start stops the service.
 
 Each worker listens on its own ``SO_REUSEPORT`` socket, so the kernel spreads new connections across the workers.
 With one shared listening socket (uvicorn's own ``--workers``) whichever worker wakes first accepts every
@@ -24,6 +31,9 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
@@ -34,14 +44,18 @@ from uvicorn.config import STARTUP_FAILURE
 
 from rankstack.errors import RankstackError
 from rankstack.serving.app import create_app
-from rankstack.serving.fanout import ReloadGroup, pid_alive
+from rankstack.serving.fanout import ReloadGroup, pid_alive, publish_start
 from rankstack.serving.loaders import resolve_loader
+from rankstack.serving.model_slot import ModelSlot, ReloadRefusedError
 from rankstack.serving.settings import SWITCH_INTERVAL_S, ServiceSettings
+from rankstack.serving.snapshots import take_snapshot
 from rankstack.state import open_state
 
 log = logging.getLogger(__name__)
 SPEC_ENV = "RANKSTACK_WORKER_SPEC"
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+RETRY_S = 1.0  # first wait before starting again a replacement worker that could not start
+RETRY_MAX_S = 30.0
 
 
 class WorkerSpec(BaseModel):
@@ -52,20 +66,28 @@ class WorkerSpec(BaseModel):
     state: str
     loader: str
     control_dir: Path
+    snapshots: Path | None = None
 
 
 def run_workers(settings: ServiceSettings, *, state: str, loader: str, host: str, port: int, log_level: str) -> None:
-    """Serve with ``settings.workers`` uvicorn worker processes until SIGTERM / SIGINT, then clean up."""
+    """Snapshot and check the artifact, then serve with ``settings.workers`` uvicorn worker processes until
+    SIGTERM / SIGINT, then clean up (``ReloadRefusedError`` when the artifact does not load)."""
     root = Path(tempfile.mkdtemp(prefix="rankstack-serve-"))
     (root / "metrics").mkdir()
     (root / "control").mkdir()
-    spec = WorkerSpec(settings=settings, state=state, loader=loader, control_dir=root / "control")
+    spec = WorkerSpec(settings=settings, state=state, loader=loader, control_dir=root / "control",
+                      snapshots=root / "snapshots")
     saved = {name: os.environ.get(name) for name in (SPEC_ENV, METRICS_ENV)}
-    os.environ[SPEC_ENV] = spec.model_dump_json()
-    os.environ[METRICS_ENV] = str(root / "metrics")
     try:
+        files = take_snapshot(settings.artifact, root / "snapshots")
+        problem = _check_in_child(loader, settings.artifact, files, settings.warmup_user)
+        if problem is not None:
+            raise ReloadRefusedError(problem)
+        publish_start(spec.control_dir, settings.artifact, files)
+        os.environ[SPEC_ENV] = spec.model_dump_json()
+        os.environ[METRICS_ENV] = str(root / "metrics")
         if hasattr(socket, "SO_REUSEPORT"):
-            _supervise(settings.workers, host, port, log_level)
+            _supervise(settings.workers, host, port, log_level, spec.control_dir)
         else:  # pragma: no cover - platforms without SO_REUSEPORT
             uvicorn.run(f"{__name__}:worker_app", factory=True, host=host, port=port, workers=settings.workers,
                         log_level=log_level, access_log=False)
@@ -100,9 +122,38 @@ def _serve_worker(host: str, port: int, log_level: str) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def _supervise(workers: int, host: str, port: int, log_level: str) -> None:
-    """Start ``workers`` worker processes, replace any that dies, stop them all on SIGTERM / SIGINT; a worker that
-    cannot start (``STARTUP_FAILURE``) stops the service."""
+def _check_artifact(loader: str, artifact: Path, files: Path, warmup_user: str) -> str | None:
+    """Load and smoke-test the snapshot as a worker will, without its warm-up (each worker warms its own); the
+    refusal, or None."""
+    try:
+        ModelSlot(resolve_loader(loader), artifact, warmup_user, warm=False, files=files).close()
+    except RankstackError as exc:
+        return str(exc)
+    return None
+
+
+def _check_in_child(loader: str, artifact: Path, files: Path, warmup_user: str) -> str | None:
+    """``_check_artifact`` in a short-lived child process, so that the supervising parent of several workers does
+    not keep a copy of the model (~565 MB resident for the 41k-item benchmark pipeline)."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_check_artifact, loader, artifact, files, warmup_user).result()
+
+
+@dataclass
+class _Seat:
+    """One worker place: its process (None while waiting to retry), whether it ever served, its failed starts."""
+
+    process: multiprocessing.process.BaseProcess | None
+    first: bool = True
+    served: bool = False
+    failures: int = 0
+    retry_at: float = 0.0
+
+
+def _supervise(workers: int, host: str, port: int, log_level: str, control_dir: Path) -> None:
+    """Start ``workers`` worker processes, replace any that dies, stop them all on SIGTERM / SIGINT. A worker of the
+    first start that cannot start (``STARTUP_FAILURE``) stops the service; a replacement that cannot start, or
+    dies before serving, is started again after a back-off, and the healthy workers keep serving."""
     holder = reuse_port_socket(host, port)  # bound, never listening: the port is ours before any worker starts
     context = multiprocessing.get_context("spawn")
     stop: list[int] = []
@@ -114,21 +165,19 @@ def _supervise(workers: int, host: str, port: int, log_level: str) -> None:
         process.start()
         return process
 
-    processes = [start() for _ in range(workers)]
+    seats = [_Seat(start()) for _ in range(workers)]
     failed = False
     try:
         while not stop and not failed:
             time.sleep(0.2)
-            for at, process in enumerate(processes):
-                if process.is_alive() or stop:
-                    continue
-                if process.exitcode == STARTUP_FAILURE:
-                    log.error("worker %s could not start: stopping the service", process.pid)
-                    failed = True
+            for seat in seats:
+                if stop:
                     break
-                log.warning("worker %s died (exit code %s): starting another", process.pid, process.exitcode)
-                processes[at] = start()
+                failed = _tend(seat, start, control_dir, seats)
+                if failed:
+                    break
     finally:
+        processes = [seat.process for seat in seats if seat.process is not None]
         for process in processes:
             if process.is_alive():
                 process.terminate()
@@ -145,6 +194,44 @@ def _supervise(workers: int, host: str, port: int, log_level: str) -> None:
         raise RankstackError("a worker could not start (see its log above)")
 
 
+def _tend(seat: _Seat, start: Callable[[], multiprocessing.process.BaseProcess], control_dir: Path,
+          seats: list[_Seat]) -> bool:
+    """Look after one worker place: note when its worker serves, replace a dead one (after a back-off if it never
+    served); True when the service must stop (a worker of the first start could not start)."""
+    process = seat.process
+    now = time.monotonic()
+    if process is None:
+        if now >= seat.retry_at:
+            seat.process, seat.served = start(), False
+        return False
+    if not seat.served and _acknowledged(control_dir, process):  # a killed worker's acknowledgement stays
+        seat.served, seat.failures = True, 0
+    if process.is_alive():
+        return False
+    (control_dir / f"ack-{process.pid}.json").unlink(missing_ok=True)  # a later process may get the same pid
+    if seat.first and not seat.served and process.exitcode == STARTUP_FAILURE:
+        log.error("worker %s could not start: stopping the service", process.pid)
+        return True
+    seat.first = False
+    if seat.served:
+        log.warning("worker %s died (exit code %s): starting another", process.pid, process.exitcode)
+        seat.process, seat.served = start(), False
+        return False
+    seat.failures += 1
+    delay = min(RETRY_S * 2 ** (seat.failures - 1), RETRY_MAX_S)
+    serving = sum(s.process is not None and s.process.is_alive() and _acknowledged(control_dir, s.process)
+                  for s in seats)
+    log.error("replacement worker %s could not start (exit code %s, attempt %d): trying again in %g s; %d of %d "
+              "workers serve meanwhile", process.pid, process.exitcode, seat.failures, delay, serving, len(seats))
+    seat.process, seat.retry_at = None, now + delay
+    return False
+
+
+def _acknowledged(control_dir: Path, process: multiprocessing.process.BaseProcess) -> bool:
+    """Whether the worker got as far as serving (it writes its reload acknowledgement once its app has started)."""
+    return (control_dir / f"ack-{process.pid}.json").exists()
+
+
 def worker_app() -> FastAPI:
     """uvicorn's app factory, run in each worker: its own state store and model, joined to the reload group."""
     spec = WorkerSpec.model_validate_json(os.environ[SPEC_ENV])
@@ -153,10 +240,11 @@ def worker_app() -> FastAPI:
     _forget_dead_workers(metrics_dir)
     try:
         store = open_state(spec.state)
-        app = create_app(resolve_loader(spec.loader), store, spec.settings, group=ReloadGroup(spec.control_dir),
+        group = ReloadGroup(spec.control_dir, snapshots=spec.snapshots)
+        app = create_app(resolve_loader(spec.loader), store, spec.settings, group=group,
                          on_shutdown=[getattr(store, "close", lambda: None),
                                       lambda: multiprocess.mark_process_dead(os.getpid(), metrics_dir)])
-    except RankstackError as exc:  # uvicorn's parent stops the whole service on this exit code
+    except RankstackError as exc:  # the supervisor stops the service (first start) or retries (a replacement)
         log.error("worker %d cannot start: %s", os.getpid(), exc)
         sys.exit(STARTUP_FAILURE)
     return app
