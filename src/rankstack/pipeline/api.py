@@ -7,14 +7,28 @@ counts, bandit statistics) and the events the service ingests.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 MAX_K = 500
 StageStatus = Literal["ran", "degraded", "skipped", "failed"]
 EventKind = Literal["impression", "click", "conversion"]
+
+
+def _finite(number: float) -> float:
+    """``number`` unless it is NaN or infinite (JSON parsers let ``NaN``, ``Infinity`` and ``1e400`` through)."""
+    if not math.isfinite(number):
+        raise ValueError(f"must be a finite number, got {number}")
+    return number
+
+
+# Numbers at the HTTP boundary are strict: JSON ``true`` is not 1 and ``"5"`` is not 5 (no coercion), and a float
+# must be finite. An int is accepted where a float is expected (JSON does not tell ``5`` from ``5.0``).
+FiniteFloat = Annotated[float, Field(strict=True), AfterValidator(_finite)]
+ContextValue = StrictStr | StrictInt | FiniteFloat | StrictBool
 
 
 class RecommendRequest(BaseModel):
@@ -22,11 +36,22 @@ class RecommendRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     user_id: str = Field(min_length=1, max_length=256)
-    k: int = Field(default=10, ge=1, le=MAX_K)
-    context: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    k: int = Field(default=10, ge=1, le=MAX_K, strict=True)
+    context: dict[str, ContextValue] = Field(default_factory=dict)
     exclude: list[str] = Field(default_factory=list, max_length=10_000)
     filters: dict[str, list[str]] = Field(default_factory=dict)
     request_id: str | None = Field(default=None, max_length=128)
+
+    @field_validator("context", mode="before")
+    @classmethod
+    def _plain_context_values(cls, context: Any) -> Any:
+        """One clear error per bad ``context`` value (instead of one per member of the value union)."""
+        for key, value in context.items() if isinstance(context, dict) else ():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"context.{key} must be a finite number, got {value}")
+            if not isinstance(value, str | int | float):  # bool is an int
+                raise ValueError(f"context.{key} must be a string, number or boolean, got {type(value).__name__}")
+        return context
 
 
 class ScoredItem(BaseModel):
@@ -58,9 +83,9 @@ class Event(BaseModel):
     item_id: str = Field(min_length=1, max_length=256)
     event: EventKind
     request_id: str | None = Field(default=None, max_length=128)
-    timestamp: float | None = None
-    value: float | None = None
-    propensity: float | None = Field(default=None, gt=0, le=1)
+    timestamp: FiniteFloat | None = None
+    value: FiniteFloat | None = None
+    propensity: FiniteFloat | None = Field(default=None, gt=0, le=1)
 
 
 @runtime_checkable

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ValidationError
 
 from rankstack.errors import RankstackError
 from rankstack.pipeline.api import KnownItems, RecommendRequest, RecommendResponse, StateStore
@@ -34,10 +37,12 @@ from rankstack.serving.schemas import (
     ReloadResponse,
     Status,
     UnprocessableError,
+    check_timestamps,
 )
 from rankstack.serving.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -132,6 +137,8 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     @app.post("/v1/events", response_model=EventsAck, responses=_errors(400, 413, 422, 503))
     def ingest(batch: EventBatch) -> EventsAck:
         """Store events durably before answering; duplicates (same ``event_id``) are acknowledged, not recounted."""
+        check_timestamps(batch.events, now=time.time(), max_skew_s=settings.event_max_skew_s,
+                         earliest=settings.event_earliest_s)
         try:
             new = state.add_events(batch.events)
         except Exception as exc:
@@ -174,13 +181,17 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         metrics.state_up.set(1 if state.healthy() else 0)
         return Response(metrics.render(), media_type=metrics.content_type)
 
+    async def admin_body(request: Request, authorization: Annotated[str | None, Header()] = None
+                         ) -> ReloadRequest | None:
+        """The reload body, read only once the admin token checks out (401 / 403 come before any word on the body)."""
+        _check_token(settings.admin_token, authorization)
+        return await _optional_body(request, ReloadRequest)
+
     @app.post("/admin/reload", response_model=ReloadResponse, response_model_exclude_none=True,
-              responses=_errors(400, 401, 403, 413, 422, 500))
-    def reload(body: ReloadRequest | None = None,
-               authorization: Annotated[str | None, Header()] = None) -> ReloadResponse:
+              responses=_errors(400, 401, 403, 413, 422, 500), openapi_extra=_body_schema(ReloadRequest))
+    def reload(body: ReloadRequest | None = Depends(admin_body)) -> ReloadResponse:  # a closure: not in Annotated
         """Load an artifact fully, smoke-test it, then swap it in; in-flight requests finish on the old one.
         With several workers, answers once every worker serves it (500 naming the workers that did not)."""
-        _check_token(settings.admin_token, authorization)
         target = Path(body.artifact) if body and body.artifact else None
         try:
             if group is None:
@@ -236,3 +247,26 @@ def _check_token(expected: str | None, authorization: str | None) -> None:
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
         raise HTTPException(401, "missing or wrong admin token (Authorization: Bearer <token>)",
                             headers={"WWW-Authenticate": "Bearer"})
+
+
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` of a route that reads its optional JSON body itself (after authentication)."""
+    return {"requestBody": {"required": False, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+async def _optional_body(request: Request, model: type[M]) -> M | None:
+    """The request's JSON body validated as ``model`` (None when empty), with FastAPI's 422 / 400 on bad input."""
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        data = json.loads(raw)
+    except RecursionError as exc:
+        raise HTTPException(400, "request body is nested too deeply to decode") from exc
+    except ValueError as exc:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": f"JSON decode error: {exc}",
+                                       "input": {}}]) from exc
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from exc

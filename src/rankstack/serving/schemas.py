@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -29,15 +28,17 @@ class EventBatch(BaseModel):
                     raise ValueError(f"events[{i}].{name} must be a number, got {str(e[name]).lower()}")
         return data
 
-    @model_validator(mode="after")
-    def _finite_numbers(self) -> EventBatch:
-        """Reject NaN / infinite timestamps and values, which JSON parsers may let through."""
-        for i, e in enumerate(self.events):
-            for name in ("timestamp", "value"):
-                number = getattr(e, name)
-                if number is not None and not math.isfinite(number):
-                    raise ValueError(f"events[{i}].{name} must be a finite number, got {number}")
-        return self
+
+def check_timestamps(events: list[Event], *, now: float, max_skew_s: float, earliest: float) -> None:
+    """Refuse (``UnprocessableError`` naming the field) a timestamp later than ``now + max_skew_s`` or before
+    ``earliest``: a far-future event would stay its user's most recent one forever."""
+    for i, e in enumerate(events):
+        if e.timestamp is not None and not earliest <= e.timestamp <= now + max_skew_s:
+            raise UnprocessableError(
+                ["body", "events", i, "timestamp"],
+                f"events[{i}].timestamp {e.timestamp!r} is outside the accepted window [{earliest:.0f}, now + "
+                f"{max_skew_s:.0f} s] (seconds since the epoch; the service's clock reads {now:.0f})",
+                "timestamp_out_of_window")
 
 
 class EventsAck(BaseModel):
