@@ -4,6 +4,11 @@ Durability: ``add_events`` commits one transaction per batch and returns only af
 WAL and ``synchronous=FULL`` SQLite fsyncs the write-ahead log on every commit, so an acknowledged event
 survives ``kill -9`` of the process and a power cut. (``NORMAL`` would survive ``kill -9`` but may lose
 the last commits on power loss, so we pay the one fsync per batch.)
+
+An open connection keeps writing to its files after they are deleted or replaced on disk (``rm state.db*``),
+so commits would land in a file no restart can find, and a truncated ``-shm`` file kills the process with
+SIGBUS on its next access. ``DatabaseFiles`` notices both before every write and read; ``healthy`` also
+commits a probe row, so readiness means an acknowledged write would be durable.
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rankstack.pipeline.api import Event
 from rankstack.state.base import StateStoreError, with_timestamps
+from rankstack.state.sqlite_files import DatabaseFiles
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -31,6 +38,10 @@ CREATE TABLE IF NOT EXISTS events (
     propensity REAL
 );
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, event, ts);
+CREATE TABLE IF NOT EXISTS health (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS bandit (
     arm_id TEXT PRIMARY KEY,
     pulls REAL NOT NULL DEFAULT 0,
@@ -66,20 +77,32 @@ class SQLiteStateStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, timeout=timeout_s, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(_SCHEMA)
-        # Reads use their own connection: under WAL they see every committed batch and never wait for the
-        # writer's fsync, so a burst of events does not stall recommendations.
         self._read_lock = threading.Lock()
-        self._read_conn = sqlite3.connect(self.path, timeout=timeout_s, check_same_thread=False,
-                                          isolation_level=None)
+        self.files = DatabaseFiles(self.path)
+        self.files.check_companions()
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=timeout_s, check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.executescript(_SCHEMA)
+            self._probe_write()
+            # Reads use their own connection: under WAL they see every committed batch and never wait for the
+            # writer's fsync, so a burst of events does not stall recommendations.
+            self._read_conn = sqlite3.connect(self.path, timeout=timeout_s, check_same_thread=False,
+                                              isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StateStoreError(f"SQLite state store {self.path}: {exc}") from exc
+        self.files.remember()
+
+    def _probe_write(self) -> None:
+        """Commit one row to the ``health`` table (raises ``sqlite3.Error`` when writes fail)."""
+        self._conn.execute("INSERT OR REPLACE INTO health (id, checked_at) VALUES (1, ?)", (time.time(),))
 
     def add_events(self, events: Sequence[Event]) -> int:
         """Store the batch in one durable transaction; events whose ``event_id`` is known are skipped."""
         new = 0
         with self._lock:
+            self.files.check()
             try:
                 cur = self._conn.cursor()
                 cur.execute("BEGIN IMMEDIATE")
@@ -99,6 +122,7 @@ class SQLiteStateStore:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")
                 raise StateStoreError(f"SQLite state store {self.path}: {exc}") from exc
+            self.files.check()  # deleted while we wrote: the commit went to a file nobody will open again
         return new
 
     def recent_items(self, user_id: str, n: int, *, events: Sequence[str] = ("click", "conversion")) -> list[str]:
@@ -178,15 +202,22 @@ class SQLiteStateStore:
         return found
 
     def healthy(self) -> bool:
-        """True when a trivial query answers."""
-        try:
-            self._query("SELECT 1", ())
-        except StateStoreError:
-            return False
-        return True
+        """True when an acknowledged write would be durable: the files are the ones opened and a probe row commits."""
+        return self.problem() is None
+
+    def problem(self) -> str | None:
+        """Why writes would fail or be lost (files deleted, replaced or truncated; a probe write failed), or None."""
+        with self._lock:
+            try:
+                self.files.check()
+                self._probe_write()
+            except (StateStoreError, sqlite3.Error) as exc:
+                return str(exc) if isinstance(exc, StateStoreError) else f"SQLite state store {self.path}: {exc}"
+        return None
 
     def close(self) -> None:
         """Close both connections (the last one to close checkpoints the WAL)."""
+        self.files.restore_shm_size()  # closing touches the shared memory: a truncated file would mean SIGBUS
         with self._read_lock:
             self._read_conn.close()
         with self._lock:
@@ -195,6 +226,7 @@ class SQLiteStateStore:
     def _query(self, sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
         """Run a read on the read connection; SQLite errors become ``StateStoreError``."""
         with self._read_lock:
+            self.files.check()
             try:
                 return list(self._read_conn.execute(sql, tuple(params)).fetchall())
             except sqlite3.Error as exc:
