@@ -23,7 +23,7 @@ from rankstack.pipeline.api import KnownItems, RecommendRequest, RecommendRespon
 from rankstack.serving.batcher import LoopBatcher, MicroBatcher, OverloadedError
 from rankstack.serving.fanout import ReloadGroup
 from rankstack.serving.fast_recommend import response_json
-from rankstack.serving.guard import GuardedState, StateBreaker
+from rankstack.serving.guard import BoundedCalls, DurabilityWatch, GuardedState, HealthProbe, StateBreaker
 from rankstack.serving.metrics import ServiceMetrics
 from rankstack.serving.middleware import ServiceMiddleware
 from rankstack.serving.model_slot import ModelSlot, RecommenderLoader, ReloadRefusedError
@@ -60,13 +60,25 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
             else group.open_slot(recommender_loader, settings.artifact, settings.warmup_user))
     metrics = ServiceMetrics(multiprocess=group is not None)
     metrics.model_loaded.set(slot.current.loaded_at)
-    breaker = StateBreaker(settings.state_retry_s)
+    breaker = StateBreaker(settings.state_retry_s, settings.state_retry_max_s)
+    reader, probe = BoundedCalls(2, "rankstack-state"), HealthProbe(state, HEALTH_TIMEOUT_S)
+    durability = DurabilityWatch(state, metrics.state_durable)
+
+    def store_answers() -> bool:
+        """The store's health (off the caller's thread, at most ``HEALTH_TIMEOUT_S``), kept in ``state_up``; the
+        first time it answers, its durability settings are checked too."""
+        ok = probe.healthy()
+        metrics.state_up.set(1 if ok else 0)
+        if ok:
+            durability.check()
+        return ok
 
     def run_batch(requests: list[RecommendRequest], waited_s: float) -> list[RecommendResponse]:
         """One batched pipeline call on the current model, its deadline counted from the oldest request's
         arrival (late batches fall back to cheap stages); the state view records whether reads degraded."""
-        guarded = GuardedState(state, breaker)
         deadline = None if settings.deadline_s is None else max(settings.deadline_s - waited_s, 0.001)
+        guarded = GuardedState(state, breaker, reader, timeout_s=settings.state_timeout_ms / 1000.0,
+                               deadline_at=None if deadline is None else time.perf_counter() + deadline)
         with slot.use() as loaded:
             responses = loaded.recommender.recommend(requests, guarded, deadline_s=deadline)
         for response in responses:
@@ -87,13 +99,14 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
                      max_queue=settings.max_queue, on_batch=observe_batch)
 
     def start() -> None:
-        """Follow the other workers' reloads (multi-worker service only)."""
+        """Check the store once (durability warning), follow the other workers' reloads (several workers only)."""
+        store_answers()
         if group is not None:
             group.start(slot, on_reload=lambda loaded: metrics.model_loaded.set(loaded.loaded_at))
 
     stops = [group.stop] if group is not None else []
     app = FastAPI(title="rankstack", version="1", summary="Multi-stage recommendations and feedback events.",
-                  lifespan=_lifespan(start, [*stops, batcher.close, *on_shutdown]))
+                  lifespan=_lifespan(start, [*stops, batcher.close, reader.close, probe.close, *on_shutdown]))
     app.state.slot, app.state.metrics, app.state.store = slot, metrics, state
 
     @app.exception_handler(RequestValidationError)
@@ -161,16 +174,15 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         return EventsAck(received=received, new=new, duplicates=received - new, unknown_items=unknown)
 
     @app.get("/healthz", response_model=Status)
-    def healthz() -> Status:
-        """Liveness: the process answers."""
+    async def healthz() -> Status:
+        """Liveness: the process answers (on the event loop itself; the state store is never touched)."""
         return Status(status="ok")
 
     @app.get("/readyz", response_model=Status, responses={503: {"model": Status}})
     def readyz() -> Any:
         """Readiness: a model is loaded and the state store answers."""
         loaded = slot.current
-        store_ok = state.healthy()
-        metrics.state_up.set(1 if store_ok else 0)
+        store_ok = store_answers()
         body = Status(status="ready" if store_ok else "not ready", model_version=loaded.recommender.version,
                       artifact=str(loaded.artifact), state_store="ok" if store_ok else "unavailable")
         return JSONResponse(body.model_dump(), status_code=200 if store_ok else 503)
@@ -178,7 +190,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     @app.get("/metrics", response_class=Response)
     def prometheus_metrics() -> Response:
         """Prometheus exposition of the service's metrics."""
-        metrics.state_up.set(1 if state.healthy() else 0)
+        store_answers()
         return Response(metrics.render(), media_type=metrics.content_type)
 
     async def admin_body(request: Request, authorization: Annotated[str | None, Header()] = None
@@ -236,6 +248,7 @@ def _lifespan(start: Callable[[], None], stops: Sequence[Callable[[], None]]
     return lifespan
 
 
+HEALTH_TIMEOUT_S = 0.5  # /readyz and /metrics wait this long for the state store's health check
 _ROUTES = {"/v1/recommend", "/v1/events", "/healthz", "/readyz", "/metrics", "/admin/reload"}
 
 

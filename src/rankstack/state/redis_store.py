@@ -56,7 +56,8 @@ class RedisStateStore:
         self.max_history = max_history
         self._client = redis.Redis.from_url(
             url, decode_responses=True, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 1),
+            # retry once on a dropped connection (a restarted server), never after a timeout (a hung one)
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         )
         self._add = self._client.register_script(_ADD_EVENTS)
 
