@@ -15,12 +15,13 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from rankstack.errors import RankstackError
 from rankstack.pipeline.api import KnownItems, RecommendRequest, RecommendResponse, StateStore
 from rankstack.serving.batcher import LoopBatcher, MicroBatcher, OverloadedError
+from rankstack.serving.docs_page import docs_html
 from rankstack.serving.fanout import ReloadGroup
 from rankstack.serving.fast_recommend import response_json
 from rankstack.serving.guard import BoundedCalls, DurabilityWatch, GuardedState, HealthProbe, StateBreaker
@@ -106,8 +107,14 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
 
     stops = [group.stop] if group is not None else []
     app = FastAPI(title="rankstack", version="1", summary="Multi-stage recommendations and feedback events.",
+                  docs_url=None, redoc_url=None,  # FastAPI's pages load their scripts from a CDN: see docs_page
                   lifespan=_lifespan(start, [*stops, batcher.close, reader.close, probe.close, *on_shutdown]))
     app.state.slot, app.state.metrics, app.state.store = slot, metrics, state
+
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    async def docs() -> HTMLResponse:
+        """The API at a glance, without anything loaded from the internet."""
+        return HTMLResponse(docs_html(app.openapi(), app.openapi_url or "/openapi.json"))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:
