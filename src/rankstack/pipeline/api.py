@@ -11,23 +11,16 @@ import math
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 MAX_K = 500
 StageStatus = Literal["ran", "degraded", "skipped", "failed"]
 EventKind = Literal["impression", "click", "conversion"]
 
 
-def _finite(number: float) -> float:
-    """``number`` unless it is NaN or infinite (JSON parsers let ``NaN``, ``Infinity`` and ``1e400`` through)."""
-    if not math.isfinite(number):
-        raise ValueError(f"must be a finite number, got {number}")
-    return number
-
-
 # Numbers at the HTTP boundary are strict: JSON ``true`` is not 1 and ``"5"`` is not 5 (no coercion), and a float
 # must be finite. An int is accepted where a float is expected (JSON does not tell ``5`` from ``5.0``).
-FiniteFloat = Annotated[float, Field(strict=True), AfterValidator(_finite)]
+FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 ContextValue = StrictStr | StrictInt | FiniteFloat | StrictBool
 
 
@@ -36,11 +29,19 @@ class RecommendRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     user_id: str = Field(min_length=1, max_length=256)
-    k: int = Field(default=10, ge=1, le=MAX_K, strict=True)
+    k: int = Field(default=10, ge=1, le=MAX_K)
     context: dict[str, ContextValue] = Field(default_factory=dict)
     exclude: list[str] = Field(default_factory=list, max_length=10_000)
     filters: dict[str, list[str]] = Field(default_factory=dict)
     request_id: str | None = Field(default=None, max_length=128)
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k_is_a_number(cls, k: Any) -> Any:
+        """``k`` is a JSON integer (``5`` or ``5.0``, as JSON Schema has it), never a boolean or a string."""
+        if isinstance(k, bool) or not isinstance(k, int | float):
+            raise ValueError(f"must be an integer, got {type(k).__name__} {k!r}")
+        return k
 
     @field_validator("context", mode="before")
     @classmethod
@@ -85,7 +86,7 @@ class Event(BaseModel):
     request_id: str | None = Field(default=None, max_length=128)
     timestamp: FiniteFloat | None = None
     value: FiniteFloat | None = None
-    propensity: FiniteFloat | None = Field(default=None, gt=0, le=1)
+    propensity: Annotated[FiniteFloat, Field(gt=0, le=1)] | None = None
 
 
 @runtime_checkable

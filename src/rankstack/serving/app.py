@@ -157,8 +157,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     @app.post("/v1/events", response_model=EventsAck, responses=_errors(400, 413, 422, 503))
     def ingest(batch: EventBatch) -> EventsAck:
         """Store events durably before answering; duplicates (same ``event_id``) are acknowledged, not recounted."""
-        check_timestamps(batch.events, now=time.time(), max_skew_s=settings.event_max_skew_s,
-                         earliest=settings.event_earliest_s)
+        check_timestamps(batch.events, now=time.time(), max_skew_s=settings.event_max_skew_s)
         try:
             new = state.add_events(batch.events)
         except Exception as exc:
@@ -277,7 +276,7 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
 async def _optional_body(request: Request, model: type[M]) -> M | None:
     """The request's JSON body validated as ``model`` (None when empty), with FastAPI's 422 / 400 on bad input."""
     raw = await request.body()
-    if not raw.strip():
+    if not raw:
         return None
     try:
         data = json.loads(raw)

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rankstack.pipeline.api import Event
+from rankstack.pipeline.api import Event, FiniteFloat
 
 MAX_EVENTS_PER_BATCH = 1_000
+
+
+EARLIEST_EVENT_S = 946_684_800.0  # 2000-01-01 UTC: an event timestamp before it is a unit or clock mistake
+LATEST_EVENT_S = 4_102_444_800.0  # 2100-01-01 UTC: the schema's static bound; the endpoint enforces now + skew
+
+
+class IncomingEvent(Event):
+    """An event as posted: its timestamp, when given, lies between 2000-01-01 and the service's clock plus the
+    accepted clock skew (``event_max_skew_s``, default 300 s; checked by the endpoint, as it moves)."""
+
+    timestamp: Annotated[FiniteFloat, Field(ge=EARLIEST_EVENT_S, le=LATEST_EVENT_S, description=(
+        "Seconds since the epoch, from 2000-01-01 to the service's clock + event_max_skew_s (default 300 s); "
+        "default: arrival time."))] | None = None
 
 
 class EventBatch(BaseModel):
     """``POST /v1/events`` body: 1 to 1,000 events; timestamps (seconds since the epoch) default to arrival."""
 
     model_config = ConfigDict(extra="forbid")
-    events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS_PER_BATCH)
+    events: list[IncomingEvent] = Field(min_length=1, max_length=MAX_EVENTS_PER_BATCH)
 
     @model_validator(mode="before")
     @classmethod
@@ -29,16 +43,15 @@ class EventBatch(BaseModel):
         return data
 
 
-def check_timestamps(events: list[Event], *, now: float, max_skew_s: float, earliest: float) -> None:
-    """Refuse (``UnprocessableError`` naming the field) a timestamp later than ``now + max_skew_s`` or before
-    ``earliest``: a far-future event would stay its user's most recent one forever."""
+def check_timestamps(events: Sequence[Event], *, now: float, max_skew_s: float) -> None:
+    """Refuse (``UnprocessableError`` naming the field) a timestamp later than ``now + max_skew_s``: a far-future
+    event would stay its user's most recent one forever."""
     for i, e in enumerate(events):
-        if e.timestamp is not None and not earliest <= e.timestamp <= now + max_skew_s:
+        if e.timestamp is not None and e.timestamp > now + max_skew_s:
             raise UnprocessableError(
                 ["body", "events", i, "timestamp"],
-                f"events[{i}].timestamp {e.timestamp!r} is outside the accepted window [{earliest:.0f}, now + "
-                f"{max_skew_s:.0f} s] (seconds since the epoch; the service's clock reads {now:.0f})",
-                "timestamp_out_of_window")
+                f"events[{i}].timestamp {e.timestamp!r} is later than the service's clock ({now:.0f}) plus the "
+                f"accepted clock skew of {max_skew_s:.0f} s", "timestamp_in_future")
 
 
 class EventsAck(BaseModel):

@@ -32,8 +32,6 @@ class ServiceSettings(BaseModel):
         "Most a recommend batch waits for one state read (also capped by the deadline); slower reads degrade."))
     event_max_skew_s: float = Field(default=300.0, ge=0, description=(
         "Event timestamps later than the service's clock plus this (clock skew) get 422."))
-    event_earliest_s: float = Field(default=946_684_800.0, description=(
-        "Event timestamps before this (seconds since the epoch; default 2000-01-01 UTC) get 422."))
     max_batch: int = Field(default=32, ge=1, le=1_024, description="Most requests answered by one pipeline call.")
     batch_wait_ms: float = Field(default=0.0, ge=0, le=100, description="Extra wait for a batch to fill (0: none).")
     max_queue: int = Field(default=1_000, ge=1, description="Waiting requests beyond this get 503 (load shedding).")
