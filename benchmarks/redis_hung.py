@@ -5,7 +5,10 @@ artifact (``tests/serving/serving_fakes.py``: the service's own overhead, not a 
 (Redis answering, Redis stopped with SIGSTOP) runs one closed-loop recommend client for ``--seconds`` and probes
 /healthz every 100 ms from another.
 
-Usage: python benchmarks/redis_hung.py [--seconds 7]
+``--read-overhead`` instead times one user's recent items from a SQLite store inline and through the service's
+guard (a reader thread), 3 runs of 3,000 reads each.
+
+Usage: python benchmarks/redis_hung.py [--seconds 7] [--read-overhead]
 Prints one line per phase (requests answered, recommend p50/p99/max, /healthz max) and writes nothing else.
 """
 
@@ -77,11 +80,42 @@ def phase(url: str, seconds: float) -> str:
             f"{np.percentile(ms, 99):.1f} ms, max {ms.max():.0f} ms; /healthz max {max(health) * 1000:.0f} ms")
 
 
+def read_overhead() -> None:
+    """Microseconds per state read, inline and through ``GuardedState`` (3 runs each)."""
+    from rankstack.pipeline.api import Event
+    from rankstack.serving.guard import BoundedCalls, GuardedState, StateBreaker
+    from rankstack.state import SQLiteStateStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStateStore(Path(tmp) / "s.db")
+        store.add_events([Event(event_id=str(i), user_id=f"u{i % 50}", item_id=f"i{i}", event="click")
+                          for i in range(1_000)])
+        breaker, reader = StateBreaker(1.0), BoundedCalls(2)
+        reads = {"inline": lambda: store.recent_items_many(["u1"], 50),
+                 "guarded": lambda: GuardedState(store, breaker, reader, timeout_s=0.05).recent_items_many(["u1"], 50)}
+        for name, read in reads.items():
+            runs = []
+            for _ in range(3):
+                for _ in range(200):
+                    read()
+                t0 = time.perf_counter()
+                for _ in range(3_000):
+                    read()
+                runs.append((time.perf_counter() - t0) / 3_000 * 1e6)
+            print(f"{name}: " + ", ".join(f"{us:.1f}" for us in runs) + " us per read")
+        reader.close()
+        store.close()
+
+
 def main() -> None:
     """Run both phases and print their lines."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=7.0)
+    parser.add_argument("--read-overhead", action="store_true")
     args = parser.parse_args()
+    if args.read_overhead:
+        read_overhead()
+        return
     redis_bin = shutil.which("redis-server")
     if redis_bin is None:
         sys.exit("needs redis-server on PATH")
