@@ -167,6 +167,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
             raise HTTPException(503, "state store unavailable: events were not stored, retry later",
                                 headers={"Retry-After": "1"}) from exc
         breaker.reset()
+        durability.check()  # a store that was down at start: its settings are checked on its first success
         received = len(batch.events)
         metrics.events.labels("new").inc(new)
         metrics.events.labels("duplicate").inc(received - new)
