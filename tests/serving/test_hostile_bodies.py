@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
-from serving_fakes import TOKEN, click
+from server_process import ServerProcess
+from serving_fakes import TOKEN, click, write_fake_artifact
 
 FAST, FASTAPI = "application/json", "application/json; charset=utf-8"
 ENDPOINTS = ["/v1/recommend", "/v1/events", "/admin/reload"]
@@ -113,3 +116,28 @@ def test_timestamps_inside_the_skew_window_are_stored(hostile_client: TestClient
     now = time.time()
     body = {"events": [click("past", timestamp=now - 86_400 * 365), click("skewed", timestamp=now + 60)]}
     assert hostile_client.post("/v1/events", json=body).json()["new"] == 2
+
+
+def test_the_real_server_answers_hostile_bodies_alike(tmp_path: Path) -> None:
+    server = ServerProcess(write_fake_artifact(tmp_path / "v1"), f"sqlite:{tmp_path / 'state.db'}",
+                           tmp_path / "server.log", env={"RANKSTACK_ADMIN_TOKEN": TOKEN})
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10, headers=AUTH) as http:
+            for content_type in (FAST, FASTAPI):
+                for path in ENDPOINTS:
+                    nested_body = http.post(path, content=nested(1_000), headers={"content-type": content_type})
+                    assert nested_body.status_code in (400, 422) and nested_body.json()["detail"], nested_body.text
+
+                    def chunks() -> Iterator[bytes]:
+                        for _ in range(25):
+                            yield b" " * 50_000
+
+                    oversized = http.post(path, content=chunks(), headers={"content-type": content_type})
+                    assert oversized.status_code == 413, oversized.text
+                wrong = http.post("/v1/recommend", content='{"user_id": "u", "k": true}',
+                                  headers={"content-type": content_type})
+                assert wrong.status_code == 422 and "k" in wrong.json()["message"]
+    finally:
+        server.stop()
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
