@@ -55,10 +55,13 @@ def test_the_breaker_pause_doubles_up_to_its_cap_and_resets_on_success() -> None
     breaker = StateBreaker(1.0, 5.0)
     pauses = []
     for _ in range(5):
+        breaker.open_until = 0.0  # the pause has passed: the next failure is a failed probe
         pauses.append(breaker.pause_s())
         breaker.trip()
     assert pauses == [1.0, 2.0, 4.0, 5.0, 5.0]
     assert breaker.is_open() and breaker.open_until - time.monotonic() == pytest.approx(5.0, abs=0.1)
+    breaker.trip()  # another failure while open (an event write): no longer, no doubling
+    assert breaker.failures == 5 and breaker.open_until - time.monotonic() == pytest.approx(5.0, abs=0.1)
     breaker.reset()
     assert not breaker.is_open() and breaker.pause_s() == 1.0
 

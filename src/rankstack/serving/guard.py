@@ -76,9 +76,13 @@ class StateBreaker:
         return min(self.retry_s * 2.0 ** self.failures, self.max_retry_s)
 
     def trip(self) -> None:
-        """Record a failure: skip the store for the current pause, and double the next one."""
+        """Record a failure: skip the store for the current pause, and double the next one. Failures while it is
+        already open (event writes keep trying) neither extend nor double the pause: one failed probe per pause."""
         with self._lock:
-            self.open_until = time.monotonic() + self.pause_s()
+            now = time.monotonic()
+            if now < self.open_until:
+                return
+            self.open_until = now + self.pause_s()
             self.failures += 1
 
     def reset(self) -> None:
