@@ -26,7 +26,7 @@ class ServiceSettings(BaseModel):
     max_body_bytes: int = Field(default=1_000_000, ge=1_024, description="Larger request bodies get 413.")
     deadline_s: float | None = Field(default=0.1, gt=0, description="Time budget handed to Recommender.recommend.")
     state_retry_s: float = Field(default=1.0, ge=0, description=(
-        "After a state-store failure, skip it this long; each further failure doubles the pause."))
+        "After a state-store failure, skip it this long; each failed retry after a pause doubles the pause."))
     state_retry_max_s: float = Field(default=30.0, ge=0, description="Longest pause of the doubling back-off.")
     state_timeout_ms: float = Field(default=50.0, gt=0, description=(
         "Most a recommend batch waits for one state read (also capped by the deadline); slower reads degrade."))
