@@ -121,7 +121,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.parametrize("ignored", ["data/sim/events.parquet", "state.db", "state.db-wal", "artifacts/x/manifest.json"])
+@pytest.mark.parametrize("ignored", ["data/sim/events.parquet", "state.db", "state.db-wal", "artifacts/x/a.json"])
 def test_what_the_walk_through_writes_is_ignored_by_git(ignored: str) -> None:
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")

@@ -140,3 +140,14 @@ def test_openapi_is_published(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert {"/v1/recommend", "/v1/events", "/healthz", "/readyz", "/metrics", "/admin/reload"} <= set(spec["paths"])
     assert spec["components"]["schemas"]["RecommendRequest"]["properties"]["k"]["maximum"] == 500
+
+
+def test_docs_page_works_offline(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "://" not in page.text  # nothing loaded from elsewhere (FastAPI's page pulls Swagger UI from a CDN)
+    assert 'href="/openapi.json"' in page.text
+    for path in ("/v1/recommend", "/v1/events", "/admin/reload"):
+        assert f"<code>{path}</code>" in page.text
+    assert "RecommendRequest" in page.text and "InvalidBody" in page.text
+    assert client.get("/redoc").status_code == 404  # ReDoc would be blank offline too

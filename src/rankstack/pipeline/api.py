@@ -7,14 +7,21 @@ counts, bandit statistics) and the events the service ingests.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 MAX_K = 500
 StageStatus = Literal["ran", "degraded", "skipped", "failed"]
 EventKind = Literal["impression", "click", "conversion"]
+
+
+# Numbers at the HTTP boundary are strict: JSON ``true`` is not 1 and ``"5"`` is not 5 (no coercion), and a float
+# must be finite. An int is accepted where a float is expected (JSON does not tell ``5`` from ``5.0``).
+FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+ContextValue = StrictStr | StrictInt | FiniteFloat | StrictBool
 
 
 class RecommendRequest(BaseModel):
@@ -23,10 +30,29 @@ class RecommendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     user_id: str = Field(min_length=1, max_length=256)
     k: int = Field(default=10, ge=1, le=MAX_K)
-    context: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    context: dict[str, ContextValue] = Field(default_factory=dict)
     exclude: list[str] = Field(default_factory=list, max_length=10_000)
     filters: dict[str, list[str]] = Field(default_factory=dict)
     request_id: str | None = Field(default=None, max_length=128)
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k_is_a_number(cls, k: Any) -> Any:
+        """``k`` is a JSON integer (``5`` or ``5.0``, as JSON Schema has it), never a boolean or a string."""
+        if isinstance(k, bool) or not isinstance(k, int | float):
+            raise ValueError(f"must be an integer, got {type(k).__name__} {k!r}")
+        return k
+
+    @field_validator("context", mode="before")
+    @classmethod
+    def _plain_context_values(cls, context: Any) -> Any:
+        """One clear error per bad ``context`` value (instead of one per member of the value union)."""
+        for key, value in context.items() if isinstance(context, dict) else ():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"context.{key} must be a finite number, got {value}")
+            if not isinstance(value, str | int | float):  # bool is an int
+                raise ValueError(f"context.{key} must be a string, number or boolean, got {type(value).__name__}")
+        return context
 
 
 class ScoredItem(BaseModel):
@@ -59,9 +85,9 @@ class Event(BaseModel):
     item_id: str = Field(min_length=1, max_length=256)
     event: EventKind
     request_id: str | None = Field(default=None, max_length=128)
-    timestamp: float | None = None
-    value: float | None = None
-    propensity: float | None = Field(default=None, gt=0, le=1)
+    timestamp: FiniteFloat | None = None
+    value: FiniteFloat | None = None
+    propensity: Annotated[FiniteFloat, Field(gt=0, le=1)] | None = None
 
 
 @runtime_checkable

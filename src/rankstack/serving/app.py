@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ValidationError
 
 from rankstack.errors import RankstackError
 from rankstack.pipeline.api import KnownItems, RecommendRequest, RecommendResponse, StateStore
 from rankstack.serving.batcher import LoopBatcher, MicroBatcher, OverloadedError
+from rankstack.serving.docs_page import docs_html
 from rankstack.serving.fanout import ReloadGroup
 from rankstack.serving.fast_recommend import response_json
-from rankstack.serving.guard import GuardedState, StateBreaker
+from rankstack.serving.guard import BoundedCalls, DurabilityWatch, GuardedState, HealthProbe, StateBreaker
 from rankstack.serving.metrics import ServiceMetrics
 from rankstack.serving.middleware import ServiceMiddleware
 from rankstack.serving.model_slot import ModelSlot, RecommenderLoader, ReloadRefusedError
@@ -35,10 +39,12 @@ from rankstack.serving.schemas import (
     ReloadResponse,
     Status,
     UnprocessableError,
+    check_timestamps,
 )
 from rankstack.serving.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -56,13 +62,25 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
             else group.open_slot(recommender_loader, settings.artifact, settings.warmup_user))
     metrics = ServiceMetrics(multiprocess=group is not None)
     metrics.model_served(slot.current)
-    breaker = StateBreaker(settings.state_retry_s)
+    breaker = StateBreaker(settings.state_retry_s, settings.state_retry_max_s)
+    reader, probe = BoundedCalls(2, "rankstack-state"), HealthProbe(state, HEALTH_TIMEOUT_S)
+    durability = DurabilityWatch(state, metrics.state_durable)
+
+    def store_answers() -> bool:
+        """The store's health (off the caller's thread, at most ``HEALTH_TIMEOUT_S``), kept in ``state_up``; the
+        first time it answers, its durability settings are checked too."""
+        ok = probe.healthy()
+        metrics.state_up.set(1 if ok else 0)
+        if ok:
+            durability.check()
+        return ok
 
     def run_batch(requests: list[RecommendRequest], waited_s: float) -> list[RecommendResponse]:
         """One batched pipeline call on the current model, its deadline counted from the oldest request's
         arrival (late batches fall back to cheap stages); the state view records whether reads degraded."""
-        guarded = GuardedState(state, breaker)
         deadline = None if settings.deadline_s is None else max(settings.deadline_s - waited_s, 0.001)
+        guarded = GuardedState(state, breaker, reader, timeout_s=settings.state_timeout_ms / 1000.0,
+                               deadline_at=None if deadline is None else time.perf_counter() + deadline)
         with slot.use() as loaded:
             responses = loaded.recommender.recommend(requests, guarded, deadline_s=deadline)
         for response in responses:
@@ -84,14 +102,21 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
                      max_queue=settings.max_queue, on_batch=observe_batch)
 
     def start() -> None:
-        """Follow the other workers' reloads (multi-worker service only)."""
+        """Check the store once (durability warning), follow the other workers' reloads (several workers only)."""
+        store_answers()
         if group is not None:
             group.start(slot, on_reload=metrics.model_served, on_join=rebalance.trigger)
 
     stops = [group.stop] if group is not None else []
     app = FastAPI(title="rankstack", version="1", summary="Multi-stage recommendations and feedback events.",
-                  lifespan=_lifespan(start, [*stops, batcher.close, *on_shutdown]))
+                  docs_url=None, redoc_url=None,  # FastAPI's pages load their scripts from a CDN: see docs_page
+                  lifespan=_lifespan(start, [*stops, batcher.close, reader.close, probe.close, *on_shutdown]))
     app.state.slot, app.state.metrics, app.state.store = slot, metrics, state
+
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    async def docs() -> HTMLResponse:
+        """The API at a glance, without anything loaded from the internet."""
+        return HTMLResponse(docs_html(app.openapi(), app.openapi_url or "/openapi.json"))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -134,6 +159,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     @app.post("/v1/events", response_model=EventsAck, responses=_errors(400, 413, 422, 503))
     def ingest(batch: EventBatch) -> EventsAck:
         """Store events durably before answering; duplicates (same ``event_id``) are acknowledged, not recounted."""
+        check_timestamps(batch.events, now=time.time(), max_skew_s=settings.event_max_skew_s)
         try:
             new = state.add_events(batch.events)
         except Exception as exc:
@@ -143,6 +169,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
             raise HTTPException(503, "state store unavailable: events were not stored, retry later",
                                 headers={"Retry-After": "1"}) from exc
         breaker.reset()
+        durability.check()  # a store that was down at start: its settings are checked on its first success
         received = len(batch.events)
         metrics.events.labels("new").inc(new)
         metrics.events.labels("duplicate").inc(received - new)
@@ -164,16 +191,15 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         return serving
 
     @app.get("/healthz", response_model=Status)
-    def healthz() -> Status:
-        """Liveness: the process answers."""
+    async def healthz() -> Status:
+        """Liveness: the process answers (on the event loop itself; the state store is never touched)."""
         return Status(status="ok")
 
     @app.get("/readyz", response_model=Status, responses={503: {"model": Status}})
     def readyz() -> Any:
         """Readiness: a model is loaded and the state store answers (with several workers, how many serve)."""
         loaded = slot.current
-        store_ok = state.healthy()
-        metrics.state_up.set(1 if store_ok else 0)
+        store_ok = store_answers()
         serving = capacity()
         body = Status(status="ready" if store_ok else "not ready", model_version=loaded.version,
                       model_digest=loaded.digest or None, artifact=str(loaded.artifact),
@@ -184,17 +210,21 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     @app.get("/metrics", response_class=Response)
     def prometheus_metrics() -> Response:
         """Prometheus exposition of the service's metrics."""
-        metrics.state_up.set(1 if state.healthy() else 0)
+        store_answers()
         capacity()
         return Response(metrics.render(), media_type=metrics.content_type)
 
+    async def admin_body(request: Request, authorization: Annotated[str | None, Header()] = None
+                         ) -> ReloadRequest | None:
+        """The reload body, read only once the admin token checks out (401 / 403 come before any word on the body)."""
+        _check_token(settings.admin_token, authorization)
+        return await _optional_body(request, ReloadRequest)
+
     @app.post("/admin/reload", response_model=ReloadResponse, response_model_exclude_none=True,
-              responses=_errors(400, 401, 403, 413, 422, 500))
-    def reload(body: ReloadRequest | None = None,
-               authorization: Annotated[str | None, Header()] = None) -> ReloadResponse:
+              responses=_errors(400, 401, 403, 413, 422, 500), openapi_extra=_body_schema(ReloadRequest))
+    def reload(body: ReloadRequest | None = Depends(admin_body)) -> ReloadResponse:  # a closure: not in Annotated
         """Load an artifact fully, smoke-test it, then swap it in; in-flight requests finish on the old one.
         With several workers, answers once every worker serves it (500 naming the workers that did not)."""
-        _check_token(settings.admin_token, authorization)
         target = Path(body.artifact) if body and body.artifact else None
         try:
             if group is None:
@@ -241,6 +271,7 @@ def _lifespan(start: Callable[[], None], stops: Sequence[Callable[[], None]]
     return lifespan
 
 
+HEALTH_TIMEOUT_S = 0.5  # /readyz and /metrics wait this long for the state store's health check
 _ROUTES = {"/v1/recommend", "/v1/events", "/healthz", "/readyz", "/metrics", "/admin/reload"}
 
 
@@ -252,3 +283,26 @@ def _check_token(expected: str | None, authorization: str | None) -> None:
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
         raise HTTPException(401, "missing or wrong admin token (Authorization: Bearer <token>)",
                             headers={"WWW-Authenticate": "Bearer"})
+
+
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` of a route that reads its optional JSON body itself (after authentication)."""
+    return {"requestBody": {"required": False, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+async def _optional_body(request: Request, model: type[M]) -> M | None:
+    """The request's JSON body validated as ``model`` (None when empty), with FastAPI's 422 / 400 on bad input."""
+    raw = await request.body()
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+    except RecursionError as exc:
+        raise HTTPException(400, "request body is nested too deeply to decode") from exc
+    except ValueError as exc:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": f"JSON decode error: {exc}",
+                                       "input": {}}]) from exc
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from exc

@@ -40,7 +40,7 @@ async def serve(scope: Scope, receive: Receive, send: Send, app: ASGIApp, answer
     body = await _read_body(receive)
     try:
         request = RecommendRequest.model_validate(json.loads(body))
-    except (ValueError, ValidationError):  # FastAPI words the 422
+    except (ValueError, ValidationError, RecursionError):  # FastAPI words the 4xx (deep nesting: 400)
         await app(scope, _replay(body, receive), send)
         return
     try:

@@ -41,6 +41,10 @@ class ServiceMetrics:
         self.unknown_items = Counter("rankstack_events_unknown_items", "Events naming an item not served.", registry=r)
         self.state_up = Gauge("rankstack_state_store_up", "1 when the state store answered its last check.",
                               multiprocess_mode="livemostrecent", registry=r)
+        self.state_durable = Gauge("rankstack_state_store_durable", "1 when the state store's settings keep "
+                                   "acknowledged events through a crash, 0 when not (Redis without appendonly yes and "
+                                   "appendfsync always); -1 until the store first answers.",
+                                   multiprocess_mode="livemostrecent", registry=r)
         self.reloads = Counter("rankstack_model_reloads", "Reload attempts by result.", ["result"], registry=r)
         self.batch_size = Histogram("rankstack_recommend_batch_size", "Requests per batched pipeline call.",
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)

@@ -45,7 +45,7 @@ class ServiceMiddleware:
             await self.app(scope, receive, send)
             return
         t0 = time.perf_counter()
-        status = {"code": 500, "started": False}
+        status = {"code": 500, "started": False, "too_large": False}
         limit = self.max_body_bytes
         received = 0
 
@@ -54,15 +54,26 @@ class ServiceMiddleware:
             message = await receive()
             received += len(message.get("body", b""))
             if received > limit:
+                status["too_large"] = True
                 raise _BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def forward(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"], status["started"] = message["status"], True
                 if self.worker_header is not None:
                     message = {**message, "headers": [*message.get("headers", []), self.worker_header]}
             await send(message)
+
+        async def too_large() -> None:
+            for message in _error_message(413, f"request body larger than {limit} bytes"):
+                await forward(message)
+
+        async def tracking_send(message: Message) -> None:
+            if not status["too_large"]:
+                await forward(message)
+            elif message["type"] == "http.response.start":  # the app answered our exception (FastAPI: 400)
+                await too_large()
 
         try:
             declared = _content_length(scope)
@@ -76,8 +87,7 @@ class ServiceMiddleware:
         except _BodyTooLarge:
             if status["started"]:
                 raise
-            for message in _error_message(413, f"request body larger than {limit} bytes"):
-                await tracking_send(message)
+            await too_large()
         finally:
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or scope.get("rankstack.endpoint") or "unmatched"

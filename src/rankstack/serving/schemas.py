@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rankstack.pipeline.api import Event
+from rankstack.pipeline.api import Event, FiniteFloat
 
 MAX_EVENTS_PER_BATCH = 1_000
+
+
+EARLIEST_EVENT_S = 946_684_800.0  # 2000-01-01 UTC: an event timestamp before it is a unit or clock mistake
+LATEST_EVENT_S = 4_102_444_800.0  # 2100-01-01 UTC: the schema's static bound; the endpoint enforces now + skew
+
+
+class IncomingEvent(Event):
+    """An event as posted: its timestamp, when given, lies between 2000-01-01 and the service's clock plus the
+    accepted clock skew (``event_max_skew_s``, default 300 s; checked by the endpoint, as it moves)."""
+
+    timestamp: Annotated[FiniteFloat, Field(ge=EARLIEST_EVENT_S, le=LATEST_EVENT_S, description=(
+        "Seconds since the epoch, from 2000-01-01 to the service's clock + event_max_skew_s (default 300 s); "
+        "default: arrival time."))] | None = None
 
 
 class EventBatch(BaseModel):
     """``POST /v1/events`` body: 1 to 1,000 events; timestamps (seconds since the epoch) default to arrival."""
 
     model_config = ConfigDict(extra="forbid")
-    events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS_PER_BATCH)
+    events: list[IncomingEvent] = Field(min_length=1, max_length=MAX_EVENTS_PER_BATCH)
 
     @model_validator(mode="before")
     @classmethod
@@ -29,15 +42,16 @@ class EventBatch(BaseModel):
                     raise ValueError(f"events[{i}].{name} must be a number, got {str(e[name]).lower()}")
         return data
 
-    @model_validator(mode="after")
-    def _finite_numbers(self) -> EventBatch:
-        """Reject NaN / infinite timestamps and values, which JSON parsers may let through."""
-        for i, e in enumerate(self.events):
-            for name in ("timestamp", "value"):
-                number = getattr(e, name)
-                if number is not None and not math.isfinite(number):
-                    raise ValueError(f"events[{i}].{name} must be a finite number, got {number}")
-        return self
+
+def check_timestamps(events: Sequence[Event], *, now: float, max_skew_s: float) -> None:
+    """Refuse (``UnprocessableError`` naming the field) a timestamp later than ``now + max_skew_s``: a far-future
+    event would stay its user's most recent one forever."""
+    for i, e in enumerate(events):
+        if e.timestamp is not None and e.timestamp > now + max_skew_s:
+            raise UnprocessableError(
+                ["body", "events", i, "timestamp"],
+                f"events[{i}].timestamp {e.timestamp!r} is later than the service's clock ({now:.0f}) plus the "
+                f"accepted clock skew of {max_skew_s:.0f} s", "timestamp_in_future")
 
 
 class EventsAck(BaseModel):

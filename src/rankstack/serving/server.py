@@ -13,7 +13,7 @@ from rankstack.serving.app import create_app
 from rankstack.serving.loaders import DEFAULT_LOADER, resolve_loader
 from rankstack.serving.settings import SWITCH_INTERVAL_S, ServiceSettings
 from rankstack.serving.workers import run_workers
-from rankstack.state import RedisStateStore, open_state
+from rankstack.state import open_state
 
 __all__ = ["BATCHER_HELP", "BATCH_WAIT_HELP", "DEFAULT_STATE", "MAX_BATCH_HELP", "SWITCH_INTERVAL_S", "WORKERS_HELP",
            "run_server"]
@@ -43,10 +43,8 @@ def run_server(artifact: Path, *, host: str = "127.0.0.1", port: int = 8000, sta
     settings = ServiceSettings.from_env(artifact, deadline_s=deadline_ms / 1000.0, workers=workers,
                                         max_batch=max_batch, batch_wait_ms=batch_wait_ms, batcher=batcher)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    store = open_state(state)
+    store = open_state(state)  # the app warns when the store's durability settings can lose events
     try:
-        if isinstance(store, RedisStateStore) and store.healthy() and (problem := store.durability_problem()):
-            say(f"warning: {problem}")
         if settings.workers == 1:
             app = create_app(resolve_loader(loader), store, settings)
             _announce(settings, host, port, state, say)

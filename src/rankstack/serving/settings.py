@@ -25,7 +25,13 @@ class ServiceSettings(BaseModel):
     admin_token: str | None = Field(default=None, min_length=16, description="Bearer token of /admin/*; None = off.")
     max_body_bytes: int = Field(default=1_000_000, ge=1_024, description="Larger request bodies get 413.")
     deadline_s: float | None = Field(default=0.1, gt=0, description="Time budget handed to Recommender.recommend.")
-    state_retry_s: float = Field(default=1.0, ge=0, description="After a state-store failure, skip it this long.")
+    state_retry_s: float = Field(default=1.0, ge=0, description=(
+        "After a state-store failure, skip it this long; each failed retry after a pause doubles the pause."))
+    state_retry_max_s: float = Field(default=30.0, ge=0, description="Longest pause of the doubling back-off.")
+    state_timeout_ms: float = Field(default=50.0, gt=0, description=(
+        "Most a recommend batch waits for one state read (also capped by the deadline); slower reads degrade."))
+    event_max_skew_s: float = Field(default=300.0, ge=0, description=(
+        "Event timestamps later than the service's clock plus this (clock skew) get 422."))
     max_batch: int = Field(default=32, ge=1, le=1_024, description="Most requests answered by one pipeline call.")
     batch_wait_ms: float = Field(default=0.0, ge=0, le=100, description="Extra wait for a batch to fill (0: none).")
     max_queue: int = Field(default=1_000, ge=1, description="Waiting requests beyond this get 503 (load shedding).")

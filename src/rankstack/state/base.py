@@ -9,6 +9,9 @@ from rankstack.errors import RankstackError
 from rankstack.pipeline.api import Event
 
 DEFAULT_MAX_HISTORY = 1_000
+# Idempotency window: an event_id is remembered this long after it was first stored; a redelivery within it is
+# acknowledged as a duplicate, a later one may be stored again. SQLite prunes whole events that old (by arrival).
+DEFAULT_RETENTION_S = 30 * 86_400.0
 
 
 class StateStoreError(RankstackError):

@@ -1,9 +1,10 @@
 """Online state in Redis (redis-py): one Lua script stores a batch atomically and idempotently.
 
 Layout (``prefix`` defaults to ``rankstack:``): ``e:{event_id}`` holds the event as JSON (``SET NX``
-is the idempotency check); ``h:{user_id}:{event}`` is a sorted set of the user's events of one kind,
-scored by timestamp, capped at ``max_history`` per user and kind; ``b:pulls`` / ``b:reward`` are hashes
-of bandit statistics per item. Single-instance Redis only (the script touches keys it computes).
+is the idempotency check; the key expires after ``retention_s``, the duplicate window); ``h:{user_id}:{event}``
+is a sorted set of the user's events of one kind, scored by timestamp, capped at ``max_history`` per user and
+kind; ``b:pulls`` / ``b:reward`` are hashes of bandit statistics per item. Single-instance Redis only (the
+script touches keys it computes).
 
 Durability: Redis acknowledges a write before it is on disk unless it runs with ``appendonly yes`` and
 ``appendfsync always``; only then does an acknowledged event survive a crash. ``durability_problem``
@@ -12,6 +13,7 @@ says when the server is configured otherwise.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,14 +22,26 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from rankstack.pipeline.api import Event
-from rankstack.state.base import DEFAULT_MAX_HISTORY, StateStoreError, merge_recent, with_timestamps
+from rankstack.state.base import (
+    DEFAULT_MAX_HISTORY,
+    DEFAULT_RETENTION_S,
+    StateStoreError,
+    merge_recent,
+    with_timestamps,
+)
 
 _FIELDS = 6
 _ADD_EVENTS = """
-local prefix, cap, new = ARGV[1], tonumber(ARGV[2]), 0
-for i = 3, #ARGV, 6 do
+local prefix, cap, ttl, new = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), 0
+for i = 4, #ARGV, 6 do
   local eid, uid, item, kind, ts, record = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  if redis.call('SET', prefix .. 'e:' .. eid, record, 'NX') then
+  local stored
+  if ttl > 0 then
+    stored = redis.call('SET', prefix .. 'e:' .. eid, record, 'NX', 'EX', ttl)
+  else
+    stored = redis.call('SET', prefix .. 'e:' .. eid, record, 'NX')
+  end
+  if stored then
     new = new + 1
     local seq = redis.call('INCR', prefix .. 'seq')
     local key = prefix .. 'h:' .. uid .. ':' .. kind
@@ -50,19 +64,22 @@ class RedisStateStore:
     """``StateStore`` on a Redis server (``redis://host:port/db``); every Redis error becomes ``StateStoreError``."""
 
     def __init__(self, url: str, *, prefix: str = "rankstack:", max_history: int = DEFAULT_MAX_HISTORY,
-                 timeout_s: float = 1.0) -> None:
+                 timeout_s: float = 1.0, retention_s: float | None = DEFAULT_RETENTION_S) -> None:
         self.url = url
         self.prefix = prefix
         self.max_history = max_history
+        self.retention_s = retention_s
         self._client = redis.Redis.from_url(
             url, decode_responses=True, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 1),
+            # retry once on a dropped connection (a restarted server), never after a timeout (a hung one)
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         )
         self._add = self._client.register_script(_ADD_EVENTS)
 
     def add_events(self, events: Sequence[Event]) -> int:
         """Store the batch with one atomic script call; returns how many ``event_id``s were new."""
-        args: list[Any] = [self.prefix, self.max_history]
+        ttl = math.ceil(self.retention_s) if self.retention_s and self.retention_s > 0 else 0  # 0: keep forever
+        args: list[Any] = [self.prefix, self.max_history, ttl]
         for e in with_timestamps(events):
             args += [e.event_id, e.user_id, e.item_id, e.event, repr(e.timestamp), e.model_dump_json()]
         return int(self._call(self._add, args=args))

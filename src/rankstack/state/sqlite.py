@@ -4,6 +4,14 @@ Durability: ``add_events`` commits one transaction per batch and returns only af
 WAL and ``synchronous=FULL`` SQLite fsyncs the write-ahead log on every commit, so an acknowledged event
 survives ``kill -9`` of the process and a power cut. (``NORMAL`` would survive ``kill -9`` but may lose
 the last commits on power loss, so we pay the one fsync per batch.)
+
+Retention: events are kept ``retention_s`` (default 30 days) after they arrived, then pruned (at most every
+10 minutes, by ``add_events``), their ids with them: a redelivery within that window is a duplicate.
+
+An open connection keeps writing to its files after they are deleted or replaced on disk (``rm state.db*``),
+so commits would land in a file no restart can find, and a truncated ``-shm`` file kills the process with
+SIGBUS on its next access. ``DatabaseFiles`` notices both before every write and read; ``healthy`` also
+commits a probe row, so readiness means an acknowledged write would be durable.
 """
 
 from __future__ import annotations
@@ -11,12 +19,14 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rankstack.pipeline.api import Event
-from rankstack.state.base import StateStoreError, with_timestamps
+from rankstack.state.base import DEFAULT_RETENTION_S, StateStoreError, with_timestamps
+from rankstack.state.sqlite_files import DatabaseFiles
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -28,15 +38,29 @@ CREATE TABLE IF NOT EXISTS events (
     ts REAL NOT NULL,
     request_id TEXT,
     value REAL,
-    propensity REAL
+    propensity REAL,
+    received REAL
 );
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, event, ts);
+CREATE TABLE IF NOT EXISTS health (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS bandit (
     arm_id TEXT PRIMARY KEY,
     pulls REAL NOT NULL DEFAULT 0,
     reward REAL NOT NULL DEFAULT 0
 );
 """
+
+# Stores made before the retention policy lack ``received`` (arrival time): add it, taking the event time.
+_MIGRATE_RECEIVED = """
+ALTER TABLE events ADD COLUMN received REAL;
+UPDATE events SET received = ts;
+"""
+_PRUNE = "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE received < ? LIMIT ?)"
+PRUNE_EVERY_S = 600.0
+PRUNE_ROWS = 10_000  # most rows one prune deletes (bounds the pause of the batch that runs it)
 
 _BANDIT_UPDATE = """
 INSERT INTO bandit (arm_id, pulls, reward) VALUES (?, ?, ?)
@@ -62,44 +86,90 @@ def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
 class SQLiteStateStore:
     """The embedded default ``StateStore``: one SQLite file shared by the service's threads."""
 
-    def __init__(self, path: Path | str, *, timeout_s: float = 5.0) -> None:
+    def __init__(self, path: Path | str, *, timeout_s: float = 5.0,
+                 retention_s: float | None = DEFAULT_RETENTION_S) -> None:
         self.path = Path(path)
+        self.retention_s = retention_s
+        self._pruned_at = 0.0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, timeout=timeout_s, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(_SCHEMA)
-        # Reads use their own connection: under WAL they see every committed batch and never wait for the
-        # writer's fsync, so a burst of events does not stall recommendations.
         self._read_lock = threading.Lock()
-        self._read_conn = sqlite3.connect(self.path, timeout=timeout_s, check_same_thread=False,
-                                          isolation_level=None)
+        self.files = DatabaseFiles(self.path)
+        self.files.check_companions()
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=timeout_s, check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.executescript(_SCHEMA)
+            if "received" not in {row[1] for row in self._conn.execute("PRAGMA table_info(events)")}:
+                self._conn.executescript(f"BEGIN; {_MIGRATE_RECEIVED} COMMIT;")
+            self._conn.execute("CREATE INDEX IF NOT EXISTS events_by_arrival ON events (received)")
+            self._probe_write()
+            # Reads use their own connection: under WAL they see every committed batch and never wait for the
+            # writer's fsync, so a burst of events does not stall recommendations.
+            self._read_conn = sqlite3.connect(self.path, timeout=timeout_s, check_same_thread=False,
+                                              isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StateStoreError(f"SQLite state store {self.path}: {exc}") from exc
+        self.files.remember()
+
+    def _probe_write(self) -> None:
+        """Commit one row to the ``health`` table (raises ``sqlite3.Error`` when writes fail)."""
+        self._conn.execute("INSERT OR REPLACE INTO health (id, checked_at) VALUES (1, ?)", (time.time(),))
 
     def add_events(self, events: Sequence[Event]) -> int:
         """Store the batch in one durable transaction; events whose ``event_id`` is known are skipped."""
         new = 0
         with self._lock:
+            self.files.check()
             try:
                 cur = self._conn.cursor()
+                now = time.time()
                 cur.execute("BEGIN IMMEDIATE")
-                for e in with_timestamps(events):
+                for e in with_timestamps(events, now):
                     cur.execute(
                         "INSERT OR IGNORE INTO events (event_id, user_id, item_id, event, ts, request_id, value,"
-                        " propensity) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (e.event_id, e.user_id, e.item_id, e.event, e.timestamp, e.request_id, e.value, e.propensity),
+                        " propensity, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (e.event_id, e.user_id, e.item_id, e.event, e.timestamp, e.request_id, e.value, e.propensity,
+                         now),
                     )
                     if cur.rowcount == 1:
                         new += 1
                         pulls, reward = bandit_increment(e)
                         if pulls or reward:
                             cur.execute(_BANDIT_UPDATE, (e.item_id, pulls, reward))
+                if now - self._pruned_at >= PRUNE_EVERY_S:
+                    self._prune(cur, now)
                 cur.execute("COMMIT")
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")
                 raise StateStoreError(f"SQLite state store {self.path}: {exc}") from exc
+            self.files.check()  # deleted while we wrote: the commit went to a file nobody will open again
         return new
+
+    def _prune(self, cur: sqlite3.Cursor, now: float) -> int:
+        """Delete up to ``PRUNE_ROWS`` events that arrived over ``retention_s`` before ``now`` (ids and history)."""
+        self._pruned_at = now
+        if self.retention_s is None:
+            return 0
+        cur.execute(_PRUNE, (now - self.retention_s, PRUNE_ROWS))
+        return max(cur.rowcount, 0)
+
+    def prune_expired(self, now: float | None = None) -> int:
+        """Delete events stored longer than ``retention_s`` ago now (``add_events`` does it every 10 minutes)."""
+        with self._lock:
+            self.files.check()
+            try:
+                cur = self._conn.cursor()
+                cur.execute("BEGIN IMMEDIATE")
+                deleted = self._prune(cur, time.time() if now is None else now)
+                cur.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                raise StateStoreError(f"SQLite state store {self.path}: {exc}") from exc
+        return deleted
 
     def recent_items(self, user_id: str, n: int, *, events: Sequence[str] = ("click", "conversion")) -> list[str]:
         """The user's last ``n`` items with an event in ``events``, oldest first."""
@@ -178,15 +248,22 @@ class SQLiteStateStore:
         return found
 
     def healthy(self) -> bool:
-        """True when a trivial query answers."""
-        try:
-            self._query("SELECT 1", ())
-        except StateStoreError:
-            return False
-        return True
+        """True when an acknowledged write would be durable: the files are the ones opened and a probe row commits."""
+        return self.problem() is None
+
+    def problem(self) -> str | None:
+        """Why writes would fail or be lost (files deleted, replaced or truncated; a probe write failed), or None."""
+        with self._lock:
+            try:
+                self.files.check()
+                self._probe_write()
+            except (StateStoreError, sqlite3.Error) as exc:
+                return str(exc) if isinstance(exc, StateStoreError) else f"SQLite state store {self.path}: {exc}"
+        return None
 
     def close(self) -> None:
         """Close both connections (the last one to close checkpoints the WAL)."""
+        self.files.restore_shm_size()  # closing touches the shared memory: a truncated file would mean SIGBUS
         with self._read_lock:
             self._read_conn.close()
         with self._lock:
@@ -195,6 +272,7 @@ class SQLiteStateStore:
     def _query(self, sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
         """Run a read on the read connection; SQLite errors become ``StateStoreError``."""
         with self._read_lock:
+            self.files.check()
             try:
                 return list(self._read_conn.execute(sql, tuple(params)).fetchall())
             except sqlite3.Error as exc:
