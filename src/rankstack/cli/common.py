@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -16,6 +17,23 @@ from rankstack.errors import RankstackError
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def artifact_size(path: Path, parts: int = 3) -> str:
+    """``"383 MB (sources/ease 378 MB, …)"``: an artifact's size on disk and its largest parts."""
+    sizes: dict[str, int] = {}
+    for file in path.rglob("*"):
+        if file.is_file():
+            rel = file.relative_to(path).parts
+            part = "/".join(rel[:2]) if len(rel) > 2 else rel[0]
+            sizes[part] = sizes.get(part, 0) + file.stat().st_size
+    largest = sorted(sizes.items(), key=lambda kv: -kv[1])[:parts]
+    return f"{_mb(sum(sizes.values()))} ({', '.join(f'{name} {_mb(n)}' for name, n in largest)})"
+
+
+def _mb(n: int) -> str:
+    """Bytes as megabytes for people."""
+    return f"{n / 1e6:.1f} MB" if n < 1e7 else f"{n / 1e6:.0f} MB"
 
 
 def parse_ks(text: str) -> list[int]:

@@ -12,7 +12,7 @@ import numpy as np
 import typer
 from rich.markup import escape
 
-from rankstack.cli.common import console, friendly_errors
+from rankstack.cli.common import artifact_size, console, friendly_errors
 from rankstack.cli.evaluate import metrics_table
 
 if TYPE_CHECKING:
@@ -132,4 +132,6 @@ def quickstart(
                   "machine": machine, "code_version": manifest["code_version"]}
         write_text_atomic(out / "results.json", json.dumps(record, indent=2) + "\n")
     console.print(f"\nReport: {escape(str(report.resolve()))}  (total {time.perf_counter() - started:.1f} s)")
+    console.print(f"Artifact {escape(str(artifact))}: {escape(artifact_size(artifact))} — docs/pipeline.md, "
+                  "'What takes the space'")
     console.print(f"Next: [bold]rankstack serve {escape(str(artifact))}[/]")

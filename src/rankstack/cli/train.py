@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from rankstack.cli.common import console, friendly_errors, metric_grid
+from rankstack.cli.common import artifact_size, console, friendly_errors, metric_grid
 from rankstack.errors import RegistryError
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def train(
         console.print(metric_grid(f"source {name} (full ranking)", values))
     console.print(metric_grid(f"pipeline {cfg.name}: final slate via recommend()", metrics["pipeline"]))
     console.print(f"\nArtifact [bold]{escape(str(out))}[/] version [bold]{record['version']}[/] "
-                  f"({record['wall_s']:.1f} s)")
+                  f"({record['wall_s']:.1f} s): {escape(artifact_size(out))}")
     if registered is not None:
         state = str(registered.get("error") or ("active" if registered["active"] else "registered (not active)"))
         console.print(f"Registry {escape(registered['registry'])}: {escape(state)}")
