@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 import rankstack.pipeline.pipeline as pipeline_module
-from rankstack.pipeline.api import Event, RecommendRequest
+from rankstack.events import Event
+from rankstack.pipeline.api import RecommendRequest
 from rankstack.pipeline.config import RankerStage
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.state.sqlite import SQLiteStateStore

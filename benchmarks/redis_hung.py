@@ -82,7 +82,7 @@ def phase(url: str, seconds: float) -> str:
 
 def read_overhead() -> None:
     """Microseconds per state read, inline and through ``GuardedState`` (3 runs each)."""
-    from rankstack.pipeline.api import Event
+    from rankstack.events import Event
     from rankstack.serving.guard import BoundedCalls, GuardedState, StateBreaker
     from rankstack.state import SQLiteStateStore
 

@@ -38,6 +38,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
+from rankstack.candidates import Candidates  # noqa: E402
 from rankstack.provenance import code_version, machine_info  # noqa: E402
 from rankstack.reranking import (  # noqa: E402
     DPP,
@@ -52,7 +53,6 @@ from rankstack.reranking import (  # noqa: E402
     Reranker,
     RerankPipeline,
 )
-from rankstack.retrieval.base import Candidates  # noqa: E402
 
 
 def _requests(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:

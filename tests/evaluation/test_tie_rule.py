@@ -14,10 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from rankstack.candidates import PAD_ITEM, rows_topk
 from rankstack.data.dataset import Dataset
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.index.exact import ExactIndex
-from rankstack.retrieval.base import PAD_ITEM, CandidateSource, SourceConfig, rows_topk, topk_lowest_id
+from rankstack.index.topk import topk_lowest_id
+from rankstack.retrieval.base import CandidateSource, SourceConfig
 from rankstack.retrieval.indexed import IndexedRetriever
 from rankstack.retrieval.itemknn import ItemKNN
 from rankstack.retrieval.popular import MostPopular

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from rankstack.errors import ConfigError
-from rankstack.pipeline.config import load_pipeline_config
-from rankstack.pipeline.defaults import DEFAULT, default_config
+from rankstack.pipeline.config import default_config, load_pipeline_config
+from rankstack.pipeline.defaults import DEFAULT
 
 from .conftest import config_dict
 

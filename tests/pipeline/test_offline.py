@@ -11,7 +11,8 @@ import pytest
 
 from rankstack.data.dataset import Dataset
 from rankstack.evaluation.evaluator import Evaluator
-from rankstack.pipeline.api import Event, RecommendRequest
+from rankstack.events import Event
+from rankstack.pipeline.api import RecommendRequest
 from rankstack.pipeline.config import validate_pipeline_config
 from rankstack.pipeline.offline import evaluate_recommender, replay, replay_log, requests_for, slates_matrix
 from rankstack.pipeline.train import train_pipeline

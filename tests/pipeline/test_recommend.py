@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 
 from rankstack.data.dataset import Dataset
 from rankstack.errors import ConfigError, RequestError
-from rankstack.pipeline.api import Event, KnownItems, Recommender, RecommendRequest, RecommendResponse, StateStore
+from rankstack.events import Event
+from rankstack.pipeline.api import KnownItems, Recommender, RecommendRequest, RecommendResponse
 from rankstack.pipeline.config import IndexStage
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.retrieval.indexed import IndexedRetriever
+from rankstack.state.protocol import StateStore
 
 from .conftest import build
 

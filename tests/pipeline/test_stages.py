@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rankstack.candidates import PAD_ITEM
 from rankstack.pipeline.stages import CandidateTable, eligible, stack
-from rankstack.retrieval.base import PAD_ITEM
 
 
 def _reference_eligible(table: CandidateTable, blocked: Sequence[np.ndarray],

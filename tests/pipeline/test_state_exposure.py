@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from rankstack.data.idmap import IdMap
-from rankstack.pipeline.api import Event, RecommendRequest
+from rankstack.events import Event
+from rankstack.pipeline.api import RecommendRequest
 from rankstack.pipeline.batch import ItemFilters, build_batch
 from rankstack.pipeline.state_exposure import RowExposure
 from rankstack.state import SQLiteStateStore

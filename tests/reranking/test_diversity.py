@@ -9,10 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rankstack.candidates import Candidates, normalize_relevance
 from rankstack.reranking import DPP, MMR, DPPConfig, ItemSimilarity, MMRConfig, dpp_log_det
-from rankstack.reranking.base import normalize_relevance
 from rankstack.reranking.dpp import quality_exponent
-from rankstack.retrieval.base import Candidates
 
 
 def _cands(ids: list[list[int]], scores: list[list[float]]) -> Candidates:

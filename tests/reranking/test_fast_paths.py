@@ -7,6 +7,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rankstack.candidates import Candidates, compact, normalize_relevance, sort_by_score
 from rankstack.reranking import (
     DPP,
     MMR,
@@ -21,11 +22,9 @@ from rankstack.reranking import (
     RerankPipeline,
     RuleEngine,
 )
-from rankstack.reranking.base import compact, normalize_relevance, sort_by_score, take_rows, uncompact
 from rankstack.reranking.diversity import DiversityReranker
 from rankstack.reranking.pipeline import _head_then_rest, _head_then_rest_by_id
 from rankstack.reranking.rules.engine import has_duplicates
-from rankstack.retrieval.base import Candidates
 
 
 class GeneralMMR(MMR):
@@ -184,47 +183,3 @@ def _first(row: np.ndarray) -> np.ndarray:
     return keep
 
 
-def _compact_by_sort(item_ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The stable-argsort compaction (every row moved, whatever its layout)."""
-    valid = item_ids >= 0
-    order = np.argsort(~valid, axis=1, kind="stable")
-    ids = np.take_along_axis(item_ids, order, axis=1)
-    vals = np.take_along_axis(scores, order, axis=1).astype(np.float64)
-    pad = ~np.take_along_axis(valid, order, axis=1)
-    return np.where(pad, -1, ids), np.where(pad, -np.inf, vals)
-
-
-@settings(max_examples=100, deadline=None)
-@given(seed=st.integers(0, 100_000), rows=st.integers(1, 5), width=st.integers(0, 20),
-       layout=st.sampled_from(["trailing", "anywhere", "none"]))
-def test_compact_and_uncompact_match_the_sorting_version(seed: int, rows: int, width: int, layout: str) -> None:
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(0, 100, (rows, width))
-    if layout == "trailing":
-        tail = np.arange(width) >= rng.integers(0, width + 1, (rows, 1))
-        ids = np.where(tail, -1 - rng.integers(0, 3, ids.shape), ids)  # pads may be any negative id
-    elif layout == "anywhere":
-        ids = np.where(rng.random(ids.shape) < 0.3, -1, ids)
-    scores = rng.standard_normal(ids.shape)
-    got, ref = compact(ids, scores), _compact_by_sort(ids, scores)
-    np.testing.assert_array_equal(got[0], ref[0])
-    np.testing.assert_array_equal(got[1], ref[1])
-    valid = ids >= 0
-    picks = np.full((rows, 3), -1)
-    for row, n in enumerate(valid.sum(axis=1)):
-        some = rng.permutation(int(n))[:3]
-        picks[row, : some.size] = some
-    cols = uncompact(picks, valid)
-    for row in range(rows):
-        for pick, col in zip(picks[row], cols[row], strict=True):
-            assert (col == -1) if pick < 0 else ids[row, col] == ref[0][row, pick]
-
-
-@settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 100_000), rows=st.integers(0, 5), width=st.integers(0, 12), k=st.integers(0, 15),
-       transposed=st.booleans())
-def test_take_rows_is_take_along_axis(seed: int, rows: int, width: int, k: int, transposed: bool) -> None:
-    rng = np.random.default_rng(seed)
-    values = rng.standard_normal((width, rows)).T if transposed else rng.standard_normal((rows, width))
-    columns = rng.integers(0, max(width, 1), (rows, k if width else 0))
-    np.testing.assert_array_equal(take_rows(values, columns), np.take_along_axis(values, columns, axis=1))

@@ -10,13 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rankstack.candidates import Candidates, normalize_relevance
 from rankstack.reranking import ItemSimilarity, MMRConfig
 from rankstack.reranking import mmr as mmr_module
-from rankstack.reranking.base import normalize_relevance
 from rankstack.reranking.diversity import DiversityReranker
 from rankstack.reranking.mmr import MMR, categorical_mmr
 from rankstack.reranking.similarity import one_hot_codes
-from rankstack.retrieval.base import Candidates
 
 
 class GeneralMMR(MMR):

@@ -1,4 +1,4 @@
-"""The YAML-configured pipeline end to end, the exposure store and the check-rules command."""
+"""The YAML-configured pipeline end to end and the exposure store."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from rankstack.cli import app
+from rankstack.candidates import Candidates
 from rankstack.reranking import (
     DPP,
     MMR,
@@ -23,7 +22,6 @@ from rankstack.reranking import (
     RerankPipeline,
     RuleEngine,
 )
-from rankstack.retrieval.base import Candidates
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "rules" / "example.yaml"
 
@@ -97,16 +95,3 @@ def test_exposure_store_windows_and_events() -> None:
     assert store.counts(1, since=15.0, events=["impression", "click"]) == {4: 2}
     assert store.counts(2, since=0.0, events=["impression"]) == {}
     assert len(store) == 4
-
-
-def test_check_rules_command(tmp_path: Path) -> None:
-    runner = CliRunner()
-    ok = runner.invoke(app, ["check-rules", str(EXAMPLE)], env={"COLUMNS": "200"})
-    assert ok.exit_code == 0 and "valid" in ok.output and "sponsored-slots" in ok.output
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("rules:\n  - {name: r, type: cap, attribute: c, max_per_slate: 0}\n")
-    result = runner.invoke(app, ["check-rules", str(bad)])
-    assert result.exit_code == 2 and "field 'max_per_slate'" in result.output
-    genre = tmp_path / "genre.yaml"
-    genre.write_text("rules:\n  - {name: g, type: cap, attribute: genres, max_per_slate: 2}\n")
-    assert runner.invoke(app, ["check-rules", str(genre), "--dataset", "ml-latest-small"]).exit_code == 0

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rankstack.candidates import Candidates
 from rankstack.reranking import (
     ExplanationTrace,
     InMemoryExposureStore,
@@ -20,7 +21,6 @@ from rankstack.reranking import (
     RuleEngine,
 )
 from rankstack.reranking.rules.engine import DAY_S, pacing_target
-from rankstack.retrieval.base import Candidates
 
 N_ITEMS = 30  # the size of the conftest catalog
 NOW = datetime(2026, 11, 16, tzinfo=UTC).timestamp()

@@ -1,16 +1,13 @@
-"""Sparse top-k and the sources' fast ``retrieve`` paths agree with the dense top-k over the whole catalog."""
+"""The sources' fast ``retrieve`` paths agree with the dense top-k over the whole catalog."""
 
 from __future__ import annotations
 
 import numpy as np
 import polars as pl
-import scipy.sparse as sp
-import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
+from rankstack.candidates import PAD_ITEM
 from rankstack.data.dataset import Dataset
-from rankstack.retrieval.base import PAD_ITEM, CandidateSource, sparse_topk, topk_excluding
+from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.itemknn import ItemKNN, ItemKNNConfig
 from rankstack.retrieval.popular import MostPopular
 
@@ -21,29 +18,6 @@ def _dataset(n_users: int, n_items: int, density: float, seed: int) -> Dataset:
     mask[:, 0] = True
     users, items = np.nonzero(mask)
     return Dataset.from_events(pl.DataFrame({"user_id": users, "item_id": items}), name="random")
-
-
-@settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 10_000), rows=st.integers(1, 6), cols=st.integers(1, 40), k=st.integers(1, 45),
-       density=st.floats(0.0, 1.0))
-def test_sparse_topk_equals_dense_topk_over_stored_entries(seed: int, rows: int, cols: int, k: int,
-                                                           density: float) -> None:
-    rng = np.random.default_rng(seed)
-    values = rng.permutation(rows * cols).reshape(rows, cols).astype(np.float32) + 1.0  # distinct, positive
-    values[rng.random((rows, cols)) >= density] = 0.0
-    exclude = sp.csr_matrix(rng.random((rows, cols)) < 0.2, dtype=np.float32)
-    ids, scores = sparse_topk(sp.csr_matrix(values), k, exclude)
-    dense = np.where((values > 0) & (exclude.toarray() == 0), values, -np.inf)
-    want_scores, want_ids = topk_excluding(torch.from_numpy(dense), k, None, np.arange(rows))
-    want_ids = want_ids.numpy()
-    np.testing.assert_array_equal(ids, want_ids)
-    np.testing.assert_array_equal(scores, want_scores.numpy())
-    assert ((ids == PAD_ITEM) == np.isneginf(scores)).all()
-
-
-def test_sparse_topk_breaks_ties_by_lower_item_id() -> None:
-    ids, _ = sparse_topk(sp.csr_matrix(np.array([[0.0, 2.0, 1.0, 2.0, 2.0]], dtype=np.float32)), 3)
-    assert ids.tolist() == [[1, 3, 4]]
 
 
 def test_itemknn_retrieve_keeps_the_dense_ranking_of_positive_scores() -> None:

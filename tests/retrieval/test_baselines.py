@@ -7,9 +7,10 @@ import polars as pl
 import pytest
 import torch
 
+from rankstack.candidates import PAD_ITEM
 from rankstack.data.dataset import Dataset
 from rankstack.errors import ConfigError
-from rankstack.retrieval.base import PAD_ITEM, CandidateSource
+from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.ease import EASE, EASEConfig, inverse_spd_
 from rankstack.retrieval.itemknn import ItemKNN, ItemKNNConfig
 from rankstack.retrieval.popular import MostPopular

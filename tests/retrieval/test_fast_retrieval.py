@@ -11,8 +11,8 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rankstack.candidates import PAD_ITEM, Candidates, rows_topk, sparse_topk
 from rankstack.retrieval import itemknn
-from rankstack.retrieval.base import PAD_ITEM, Candidates, rows_topk, sparse_topk, stable_lexsort
 from rankstack.retrieval.itemknn import ItemKNN
 from rankstack.retrieval.merge import MergeConfig, MergedCandidates, merge_candidates
 
@@ -67,21 +67,6 @@ def test_rows_topk_with_a_sampled_cut_equals_the_sorted_reference(seed: int, row
     want_ids, want_scores = _reference_topk(dense, k)
     np.testing.assert_array_equal(ids, want_ids)
     np.testing.assert_array_equal(scores, want_scores)
-
-
-def test_sparse_topk_breaks_ties_at_the_cut_by_lower_item_id() -> None:
-    values = np.array([[1.0, 2.0, 2.0, 2.0, 2.0, 0.0, 2.0, 3.0]], dtype=np.float32)
-    for k in range(1, 8):
-        assert sparse_topk(sp.csr_matrix(values), k)[0].tolist() == rows_topk(values, k)[0].tolist()
-    assert rows_topk(values, 3)[0].tolist() == [[7, 1, 2]]
-
-
-@settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 10_000), keys=st.integers(1, 3), n=st.integers(0, 60))
-def test_stable_lexsort_is_lexsort(seed: int, keys: int, n: int) -> None:
-    rng = np.random.default_rng(seed)
-    columns = [rng.integers(0, 4, n), rng.random(n).round(1), -rng.integers(0, 3, n)][:keys]
-    np.testing.assert_array_equal(stable_lexsort(columns), np.lexsort(columns))
 
 
 def _knn(rng: np.random.Generator, n_users: int, n_items: int, density: float, levels: int,

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from planted import planted
 
+from rankstack.candidates import PAD_ITEM
 from rankstack.index import build_index
-from rankstack.retrieval.base import PAD_ITEM, CandidateSource
+from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.indexed import IndexedRetriever, has_vectors
 from rankstack.retrieval.itemknn import ItemKNN
 from rankstack.retrieval.lightgcn import LightGCN, LightGCNConfig

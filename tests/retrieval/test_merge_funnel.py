@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 import scipy.sparse as sp
 
+from rankstack.candidates import Candidates
 from rankstack.data.dataset import Dataset
-from rankstack.retrieval.base import Candidates
 from rankstack.retrieval.funnel import MERGED, candidate_recall, funnel_recall
 from rankstack.retrieval.itemknn import ItemKNN
 from rankstack.retrieval.merge import MergeConfig, equal_quotas, merge_candidates, merge_rows

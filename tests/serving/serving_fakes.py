@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from rankstack.errors import RankstackError
-from rankstack.pipeline.api import Event, RecommendRequest, RecommendResponse, ScoredItem, StateStore
+from rankstack.events import Event
+from rankstack.pipeline.api import RecommendRequest, RecommendResponse, ScoredItem
+from rankstack.state.protocol import StateStore
 
 TOKEN = "test-admin-token-0123456789"
 

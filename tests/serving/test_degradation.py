@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from serving_fakes import click, load_fake, write_fake_artifact
 
-from rankstack.pipeline.api import Event
+from rankstack.events import Event
 from rankstack.serving import ServiceSettings, create_app
 from rankstack.state import SQLiteStateStore, StateStoreError
 

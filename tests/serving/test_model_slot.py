@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rankstack.pipeline.api import RecommendRequest, RecommendResponse, StateStore
+from rankstack.pipeline.api import RecommendRequest, RecommendResponse
 from rankstack.serving.model_slot import ModelSlot, ReloadRefusedError
+from rankstack.state.protocol import StateStore
 
 
 class WarmingRecommender:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rankstack.pipeline.api import Event
+from rankstack.events import Event
 from rankstack.state import RedisStateStore, SQLiteStateStore
 from rankstack.state.base import DEFAULT_RETENTION_S
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rankstack.pipeline.api import Event
+from rankstack.events import Event
 from rankstack.state import SQLiteStateStore, StateStoreError
 
 
@@ -63,7 +63,7 @@ def test_readiness_commits_a_probe_row(tmp_path: Path) -> None:
 def test_a_truncated_shm_file_is_noticed_without_sigbus(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import os
-        from rankstack.pipeline.api import Event
+        from rankstack.events import Event
         from rankstack.state import SQLiteStateStore, StateStoreError
         store = SQLiteStateStore({str(tmp_path / "state.db")!r})
         store.add_events([Event(event_id="e1", user_id="u", item_id="i", event="click")])

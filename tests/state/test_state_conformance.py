@@ -12,8 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rankstack.pipeline.api import BatchStateReads, Event, StateStore
+from rankstack.events import Event
 from rankstack.state import RedisStateStore, SQLiteStateStore
+from rankstack.state.protocol import BatchStateReads, StateStore
 
 StoreFactory = Callable[[], Any]
 

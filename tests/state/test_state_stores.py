@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from rankstack.errors import ConfigError
-from rankstack.pipeline.api import Event
+from rankstack.events import Event
 from rankstack.state import RedisStateStore, SQLiteStateStore, StateStoreError, open_state
 
 EVENT = Event(event_id="e1", user_id="u", item_id="i", event="click", timestamp=1.0)

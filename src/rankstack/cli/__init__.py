@@ -33,7 +33,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "rankstack.cli.serve:serve",
         "Serve recommendations over HTTP: /v1/recommend, /v1/events, /healthz, /readyz, /metrics, /admin/reload."),
     "check-rules": LazyCommand(
-        "rankstack.reranking.cli:check_rules",
+        "rankstack.cli.rules:check_rules",
         "Validate a rules file; with --dataset, check its attributes exist in the item catalog too."),
 }
 

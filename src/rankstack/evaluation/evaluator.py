@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from rankstack.candidates import PAD_ITEM
 from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
 from rankstack.evaluation.metrics import (
@@ -19,8 +20,8 @@ from rankstack.evaluation.metrics import (
     train_item_count,
     validate_ks,
 )
+from rankstack.index.topk import topk_excluding
 from rankstack.progress import new_progress
-from rankstack.retrieval.base import PAD_ITEM, topk_excluding
 
 SCORE_BUDGET_BYTES = 256 * 2**20  # a [batch, n_items] float32 score block stays under this
 
@@ -43,7 +44,7 @@ class Evaluator:
     """Full-ranking evaluator over all items (no sampled negatives); means over users with test items.
 
     Each user's train items are removed before the top-K; ranking uses raw scores, and equal scores go to the
-    lower item id (:func:`~rankstack.retrieval.base.topk_lowest_id`), the rule every ``retrieve`` follows, so
+    lower item id (:func:`~rankstack.index.topk.topk_lowest_id`), the rule every ``retrieve`` follows, so
     metrics of ``evaluate(model)`` equal those of ``evaluate_recs`` over ``model.retrieve``'s lists.
     """
 

@@ -14,11 +14,11 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from rankstack.candidates import PAD_ITEM
 from rankstack.data.idmap import IdMap
 from rankstack.data.schema import check_ids, first_row
 from rankstack.errors import DataValidationError
 from rankstack.evaluation.metrics import summarize, validate_ks
-from rankstack.retrieval.base import PAD_ITEM
 
 PAIR_COLUMNS = ("user_id", "item_id")
 RECS_COLUMNS = ("user_id", "item_id", "rank")

@@ -9,7 +9,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from rankstack.retrieval.base import PAD_ITEM
+from rankstack.candidates import PAD_ITEM
 
 Vectors = np.ndarray | torch.Tensor
 
@@ -79,7 +79,7 @@ class VectorIndex(ABC):
 
     def search(self, queries: Vectors, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores float32 [n, k], ids int64 [n, k]) sorted by decreasing inner product, equal scores by increasing
-        id (the tie rule of ``retrieval.base.topk_lowest_id``; an approximate index may still miss tied items)."""
+        id (the tie rule of ``index.topk.topk_lowest_id``; an approximate index may still miss tied items)."""
         q = as_float32(queries)
         if k < 1:
             raise ValueError(f"k must be ≥ 1, got {k}")

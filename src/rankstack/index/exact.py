@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rankstack.device import resolve_device
 from rankstack.index.base import VectorIndex, Vectors, as_float32
-from rankstack.retrieval.base import topk_lowest_id
+from rankstack.index.topk import topk_lowest_id
 
 
 class ExactIndexConfig(BaseModel):

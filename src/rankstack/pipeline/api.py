@@ -1,26 +1,22 @@
-"""The request/response types and the two interfaces shared by the pipeline and the HTTP service.
+"""The request/response types and the ``Recommender`` interface shared by the pipeline and the HTTP service.
 
 ``Recommender.recommend`` is the one code path used by offline evaluation, log replay, the simulator
-loop and the service; ``StateStore`` holds the online state it reads (recent histories, exposure
-counts, bandit statistics) and the events the service ingests.
+loop and the service; the online state it reads is a ``rankstack.state.protocol.StateStore``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
+from rankstack.events import FiniteFloat
+from rankstack.state.protocol import StateStore
+
 MAX_K = 500
 StageStatus = Literal["ran", "degraded", "skipped", "failed"]
-EventKind = Literal["impression", "click", "conversion"]
-
-
-# Numbers at the HTTP boundary are strict: JSON ``true`` is not 1 and ``"5"`` is not 5 (no coercion), and a float
-# must be finite. An int is accepted where a float is expected (JSON does not tell ``5`` from ``5.0``).
-FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 ContextValue = StrictStr | StrictInt | FiniteFloat | StrictBool
 
 
@@ -75,78 +71,6 @@ class RecommendResponse(BaseModel):
     fallback: str | None = None
     stage_ms: dict[str, float] = Field(default_factory=dict)
 
-
-class Event(BaseModel):
-    """One feedback event; ``event_id`` makes ingestion idempotent; ``value`` is revenue for conversions."""
-
-    model_config = ConfigDict(extra="forbid")
-    event_id: str = Field(min_length=1, max_length=128)
-    user_id: str = Field(min_length=1, max_length=256)
-    item_id: str = Field(min_length=1, max_length=256)
-    event: EventKind
-    request_id: str | None = Field(default=None, max_length=128)
-    timestamp: FiniteFloat | None = None
-    value: FiniteFloat | None = None
-    propensity: Annotated[FiniteFloat, Field(gt=0, le=1)] | None = None
-
-
-@runtime_checkable
-class StateStore(Protocol):
-    """Online state. Implementations: SQLite in WAL mode (embedded default) and Redis."""
-
-    def add_events(self, events: Sequence[Event]) -> int:
-        """Durably store events (idempotent on ``event_id``) before returning; returns how many were new."""
-        ...
-
-    def recent_items(self, user_id: str, n: int, *, events: Sequence[str] = ("click", "conversion")) -> list[str]:
-        """The user's last ``n`` items with an event in ``events``, oldest first."""
-        ...
-
-    def exposure_counts(self, user_id: str, *, since: float, events: Sequence[str] = ("impression",)) -> dict[str, int]:
-        """Item id → the user's number of ``events`` at or after ``since`` (frequency caps)."""
-        ...
-
-    def bandit_stats(self, arm_ids: Sequence[str]) -> dict[str, tuple[float, float]]:
-        """Arm → (pulls, reward sum) of exploration statistics."""
-        ...
-
-    def healthy(self) -> bool:
-        """True when the store answers (readiness)."""
-        ...
-
-
-
-@runtime_checkable
-class BatchStateReads(Protocol):
-    """A state store that answers the reads of a whole request batch in one round trip (both built-in stores)."""
-
-    def recent_items_many(self, user_ids: Sequence[str], n: int, *,
-                          events: Sequence[str] = ("click", "conversion")) -> list[list[str]]:
-        """``recent_items`` of each user, in order."""
-        ...
-
-    def exposure_counts_many(self, user_ids: Sequence[str], *, since: float,
-                             events: Sequence[str] = ("impression",)) -> list[dict[str, int]]:
-        """``exposure_counts`` of each user, in order."""
-        ...
-
-
-def recent_items_many(state: StateStore, user_ids: Sequence[str], n: int, *,
-                      events: Sequence[str] = ("click", "conversion")) -> list[list[str]]:
-    """Each user's recent items: one batched read where the store offers it, else one read per user."""
-    many = getattr(state, "recent_items_many", None)  # not isinstance: a Protocol check costs ~10 us per call
-    if callable(many):
-        return list(many(user_ids, n, events=events))
-    return [state.recent_items(u, n, events=events) for u in user_ids]
-
-
-def exposure_counts_many(state: StateStore, user_ids: Sequence[str], *, since: float,
-                         events: Sequence[str] = ("impression",)) -> list[dict[str, int]]:
-    """Each user's exposure counts: one batched read where the store offers it, else one read per user."""
-    many = getattr(state, "exposure_counts_many", None)
-    if callable(many):
-        return list(many(user_ids, since=since, events=events))
-    return [state.exposure_counts(u, since=since, events=events) for u in user_ids]
 
 @runtime_checkable
 class Recommender(Protocol):

@@ -39,7 +39,7 @@ from rankstack.io import atomic_write, current_umask, sha256_file
 from rankstack.pipeline.config import IndexStage, MultiTaskRankerStage, PipelineConfig, validate_pipeline_config
 from rankstack.pipeline.integrity import MANIFEST, artifact_key, listed_path, seal, verify_artifact
 from rankstack.pipeline.multitask_stage import MultiTaskStage, load_stage, save_stage
-from rankstack.pipeline.pipeline import PipelineParts, new_index, source_index
+from rankstack.pipeline.parts import PipelineParts, new_index, source_index
 from rankstack.reranking.catalog import ItemCatalog
 from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.indexed import VectorSource

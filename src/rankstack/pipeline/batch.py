@@ -10,8 +10,9 @@ import numpy as np
 
 from rankstack.data.idmap import IdMap
 from rankstack.errors import RequestError
-from rankstack.pipeline.api import RecommendRequest, StageStatus, StateStore, recent_items_many
+from rankstack.pipeline.api import RecommendRequest, StageStatus
 from rankstack.reranking.catalog import ItemCatalog, UnknownAttributeError
+from rankstack.state.protocol import StateStore, recent_items_many
 
 
 @dataclass

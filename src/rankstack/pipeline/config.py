@@ -23,6 +23,7 @@ from pydantic import (
 
 from rankstack.errors import ConfigError
 from rankstack.io import read_yaml_mapping
+from rankstack.pipeline.defaults import DEFAULT
 from rankstack.ranking.multitask import MultiTaskConfig
 from rankstack.reranking.pipeline import RerankConfig
 from rankstack.value.objective import ValueObjective
@@ -306,6 +307,11 @@ def validate_pipeline_config(data: Any, source: str = "<config>") -> PipelineCon
         raise ConfigError(f"{source}: " + "; ".join(_where(dict(e), data) for e in exc.errors())) from None
 
 
+def default_config() -> PipelineConfig:
+    """The default pipeline: popular + item-kNN + EASE → SASRec re-scoring → value blend → ε-greedy exploration."""
+    return validate_pipeline_config(DEFAULT, "<default pipeline>")
+
+
 def load_pipeline_config(path: str | Path | None = None) -> PipelineConfig:
     """Read and validate a pipeline YAML file; without a path, the default pipeline.
 
@@ -313,8 +319,6 @@ def load_pipeline_config(path: str | Path | None = None) -> PipelineConfig:
     ``data.name`` that is an event log found next to the pipeline file.
     """
     if path is None:
-        from rankstack.pipeline.defaults import default_config
-
         return default_config()
     file = Path(path)
     data: dict[str, Any] = read_yaml_mapping(file, what="pipeline config", empty_ok=False)

@@ -1,10 +1,9 @@
-"""The default pipeline on the bundled ml-latest-small (mirrored by ``configs/pipelines/default.yaml``)."""
+"""The default pipeline on the bundled ml-latest-small, as plain data (mirrored by ``configs/pipelines/default.yaml``;
+validated by ``rankstack.pipeline.config.default_config``)."""
 
 from __future__ import annotations
 
 from typing import Any
-
-from rankstack.pipeline.config import PipelineConfig, validate_pipeline_config
 
 DEFAULT: dict[str, Any] = {
     "name": "default",
@@ -28,7 +27,3 @@ DEFAULT: dict[str, Any] = {
     "evaluation": {"ks": [10, 20], "funnel_ks": [50, 100, 200]},
 }
 
-
-def default_config() -> PipelineConfig:
-    """The default pipeline: popular + item-kNN + EASE → SASRec re-scoring → value blend → ε-greedy exploration."""
-    return validate_pipeline_config(DEFAULT, "<default pipeline>")

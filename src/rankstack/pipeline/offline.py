@@ -9,11 +9,13 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import polars as pl
 
+from rankstack.candidates import PAD_ITEM
 from rankstack.data.dataset import Dataset
 from rankstack.evaluation.evaluator import Evaluator
-from rankstack.pipeline.api import Event, Recommender, RecommendRequest, RecommendResponse, StateStore
+from rankstack.events import Event
+from rankstack.pipeline.api import Recommender, RecommendRequest, RecommendResponse
 from rankstack.progress import new_progress
-from rankstack.retrieval.base import PAD_ITEM
+from rankstack.state.protocol import StateStore
 
 
 def requests_for(held_out: Dataset, k: int, *, prefix: str = "offline") -> list[RecommendRequest]:

@@ -5,51 +5,31 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import scipy.sparse as sp
 
-from rankstack.data.idmap import IdMap
+from rankstack.candidates import Candidates, take_rows
 from rankstack.errors import ConfigError
-from rankstack.index import VectorIndex, build_index
 from rankstack.pipeline import stages as st
-from rankstack.pipeline.api import RecommendRequest, RecommendResponse, ScoredItem, StateStore
+from rankstack.pipeline.api import RecommendRequest, RecommendResponse, ScoredItem
+from rankstack.pipeline.artifact import load_artifact
 from rankstack.pipeline.batch import ItemFilters, RequestBatch, build_batch
-from rankstack.pipeline.config import IndexStage, MultiTaskRankerStage, PipelineConfig, RankerStage, SourceStage
+from rankstack.pipeline.config import MultiTaskRankerStage, PipelineConfig, RankerStage
 from rankstack.pipeline.deadline import StageRunner
 from rankstack.pipeline.multitask_stage import MultiTaskStage
+from rankstack.pipeline.parts import PipelineParts, source_index
 from rankstack.pipeline.policy import explore, request_rng
 from rankstack.pipeline.state_exposure import RowExposure
-from rankstack.reranking.base import RerankContext, take_rows
-from rankstack.reranking.catalog import ItemCatalog
+from rankstack.reranking.base import RerankContext
 from rankstack.reranking.pipeline import RerankPipeline
-from rankstack.retrieval.base import Candidates, CandidateSource, Retriever
+from rankstack.retrieval.base import Retriever
 from rankstack.retrieval.indexed import IndexedRetriever
-from rankstack.retrieval.popular import MostPopular
 from rankstack.sequential.state_cache import CachesStates
-
-
-def new_index(stage: IndexStage, source: str) -> VectorIndex:
-    """An empty vector index as ``sources[source].index`` asks (``ConfigError`` naming it when it cannot be)."""
-    try:
-        return build_index(stage.kind, stage.params)
-    except (ValueError, ImportError) as exc:
-        raise ConfigError(f"sources[{source}].index: {exc}") from None
-
-
-def source_index(parts: PipelineParts, stage: SourceStage) -> VectorIndex:
-    """The index ``stage.index`` asks for over the source's item vectors: the parts' own when it was built for the
-    same index stage (e.g. read from the artifact), else built now (FAISS indexes train here) and kept in the
-    parts, where the artifact writer finds it."""
-    assert stage.index is not None
-    kept = parts.indexes.get(stage.name)
-    if kept is None or kept[0] != stage.index:
-        built = IndexedRetriever(parts.sources[stage.name], new_index(stage.index, stage.name)).index
-        kept = parts.indexes[stage.name] = (stage.index, built)
-    return kept[1]
+from rankstack.state.protocol import StateStore
 
 
 class _Clock:
@@ -68,25 +48,6 @@ class _Clock:
     def done(self) -> dict[str, float]:
         """The laps plus ``total``."""
         return {**self.ms, "total": round(1000 * (time.perf_counter() - self.started), 3)}
-
-
-@dataclass
-class PipelineParts:
-    """Everything a trained pipeline holds: fitted sources, optional ranker (a sequential source or the multi-task
-    stage), the popularity fallback, id maps, each known user's training sequence (internal ids, oldest first)
-    the item catalog and the vector indexes built for sources with an ``index`` stage (with the stage each was built
-    for, so a pipeline whose config asks for another index builds its own)."""
-
-    config: PipelineConfig
-    sources: dict[str, CandidateSource]
-    fallback: MostPopular
-    user_map: IdMap
-    item_map: IdMap
-    histories: list[np.ndarray]
-    ranker: CandidateSource | MultiTaskStage | None = None
-    catalog: ItemCatalog | None = None
-    manifest: dict[str, Any] = field(default_factory=dict)
-    indexes: dict[str, tuple[IndexStage, VectorIndex]] = field(default_factory=dict)
 
 
 class Pipeline:
@@ -149,8 +110,6 @@ class Pipeline:
     def load(cls, path: str | Path, *, key: bytes | None = None) -> Pipeline:
         """A pipeline from an artifact directory (``ArtifactError`` when it is corrupt, changed or incompatible);
         ``key`` (default: the operator's ``$RANKSTACK_ARTIFACT_KEY``) requires a valid signature."""
-        from rankstack.pipeline.artifact import load_artifact
-
         return cls(load_artifact(Path(path), key=key))
 
     def describe(self) -> dict[str, Any]:

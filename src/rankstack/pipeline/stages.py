@@ -11,11 +11,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from rankstack.candidates import PAD_ITEM, normalize_relevance, pads_trail, take_rows
 from rankstack.pipeline.config import PipelineConfig, ValueStage
 from rankstack.ranking.two_stage import CandidateScorer
-from rankstack.reranking.base import normalize_relevance, pads_trail, take_rows
 from rankstack.reranking.catalog import ItemCatalog
-from rankstack.retrieval.base import PAD_ITEM, Retriever
+from rankstack.retrieval.base import Retriever
 from rankstack.retrieval.merge import MergeConfig, merge_candidates
 
 

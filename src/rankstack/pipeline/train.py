@@ -22,7 +22,8 @@ from rankstack.pipeline.config import MultiTaskRankerStage, PipelineConfig
 from rankstack.pipeline.multitask_stage import MultiTaskStage
 from rankstack.pipeline.multitask_train import evaluate_multitask, fit_multitask
 from rankstack.pipeline.offline import evaluate_recommender
-from rankstack.pipeline.pipeline import Pipeline, PipelineParts
+from rankstack.pipeline.parts import PipelineParts
+from rankstack.pipeline.pipeline import Pipeline
 from rankstack.pipeline.stages import retrieve
 from rankstack.provenance import code_version, machine_info
 from rankstack.reranking.catalog import ItemCatalog

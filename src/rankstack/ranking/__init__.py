@@ -1,27 +1,62 @@
-"""Ranking: impression tables, features, the multi-task ranker (MMoE over DCN-v2, ESMM), calibration, plots."""
+"""Ranking: impression tables, features, the multi-task ranker (MMoE over DCN-v2, ESMM), calibration, plots.
 
-from rankstack.ranking.calibration import (
-    CALIBRATORS,
-    CalibrationKind,
-    Calibrator,
-    IdentityCalibrator,
-    IsotonicCalibrator,
-    PlattCalibrator,
-    TemperatureCalibrator,
-    calibrator_from_dict,
-    fit_calibrator,
-    pool_adjacent_violators,
-)
-from rankstack.ranking.features import (
-    EncodedBatch,
-    FeatureConfig,
-    FeatureEncoder,
-    add_source_scores,
-    add_user_embedding,
-)
-from rankstack.ranking.impressions import ImpressionSplit, impression_table, temporal_impression_split
-from rankstack.ranking.multitask import MultiTaskConfig, MultiTaskRanker
-from rankstack.ranking.persistence import load_ranker, save_ranker
+The names below are imported on first use (``rankstack.lazy_exports``), so importing one submodule does not
+import the others."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rankstack.lazy_exports import lazy_getattr
+
+if TYPE_CHECKING:
+    from rankstack.ranking.calibration import (
+        CALIBRATORS,
+        CalibrationKind,
+        Calibrator,
+        IdentityCalibrator,
+        IsotonicCalibrator,
+        PlattCalibrator,
+        TemperatureCalibrator,
+        calibrator_from_dict,
+        fit_calibrator,
+        pool_adjacent_violators,
+    )
+    from rankstack.ranking.features import (
+        EncodedBatch,
+        FeatureConfig,
+        FeatureEncoder,
+        add_source_scores,
+        add_user_embedding,
+    )
+    from rankstack.ranking.impressions import ImpressionSplit, impression_table, temporal_impression_split
+    from rankstack.ranking.multitask import MultiTaskConfig, MultiTaskRanker
+    from rankstack.ranking.persistence import load_ranker, save_ranker
+
+_HOME = {
+    **dict.fromkeys([
+        "CALIBRATORS",
+        "CalibrationKind",
+        "Calibrator",
+        "IdentityCalibrator",
+        "IsotonicCalibrator",
+        "PlattCalibrator",
+        "TemperatureCalibrator",
+        "calibrator_from_dict",
+        "fit_calibrator",
+        "pool_adjacent_violators",
+    ], "calibration"),
+    **dict.fromkeys([
+        "EncodedBatch",
+        "FeatureConfig",
+        "FeatureEncoder",
+        "add_source_scores",
+        "add_user_embedding",
+    ], "features"),
+    **dict.fromkeys(["ImpressionSplit", "impression_table", "temporal_impression_split"], "impressions"),
+    **dict.fromkeys(["MultiTaskConfig", "MultiTaskRanker"], "multitask"),
+    **dict.fromkeys(["load_ranker", "save_ranker"], "persistence"),
+}
 
 __all__ = [
     "CALIBRATORS",
@@ -47,3 +82,5 @@ __all__ = [
     "save_ranker",
     "temporal_impression_split",
 ]
+
+__getattr__ = lazy_getattr(__name__, _HOME)

@@ -10,7 +10,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from rankstack.retrieval.base import PAD_ITEM, Candidates, CandidateSource, topk_lowest_id
+from rankstack.candidates import PAD_ITEM, Candidates
+from rankstack.index.topk import topk_lowest_id
+from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.merge import MergedCandidates, merge_candidates, merge_rows, merge_sources_config
 
 

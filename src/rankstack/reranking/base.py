@@ -9,8 +9,8 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from rankstack.candidates import Candidates
 from rankstack.reranking.exposure import ExposureStore
-from rankstack.retrieval.base import PAD_ITEM, Candidates
 
 EXPLAIN_LOGGER = logging.getLogger("rankstack.reranking.explain")
 
@@ -107,68 +107,3 @@ class Reranker(Protocol):
     def rerank(self, candidates: Candidates, k: int, context: RerankContext) -> Candidates:
         """The re-ranked top-``k`` per row."""
         ...
-
-
-def take_rows(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """``values[b, columns[b, j]]`` for columns in [0, N): ``np.take_along_axis(…, axis=1)`` as one flat take."""
-    if values.shape[1] == 0:
-        return np.take_along_axis(values, columns, axis=1)
-    flat = np.ascontiguousarray(values)
-    if flat.shape[0] == 1:
-        return flat.take(columns)
-    return flat.take(columns + np.arange(0, flat.size, flat.shape[1])[:, None])
-
-
-def compact(item_ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Move each row's valid entries (id ≥ 0) to the front, keeping their order; pads get id -1, score -inf."""
-    valid = item_ids >= 0
-    if valid.all():
-        return item_ids.astype(np.int64, copy=False), scores.astype(np.float64, copy=False)
-    if pads_trail(valid):  # already in place (e.g. sorted by score): only the pads' values change
-        return np.where(valid, item_ids, PAD_ITEM), np.where(valid, scores.astype(np.float64, copy=False), -np.inf)
-    order = np.argsort(~valid, axis=1, kind="stable")
-    ids = take_rows(item_ids, order)
-    vals = take_rows(scores, order).astype(np.float64)
-    pad = ~take_rows(valid, order)
-    return np.where(pad, PAD_ITEM, ids), np.where(pad, -np.inf, vals)
-
-
-def uncompact(positions: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Map ``positions`` among each row's valid entries (as :func:`compact` orders them) to columns of the row."""
-    if pads_trail(valid):
-        return positions
-    order = np.argsort(~valid, axis=1, kind="stable")
-    return np.where(positions >= 0, take_rows(order, np.maximum(positions, 0)), -1)
-
-
-def pads_trail(valid: np.ndarray) -> bool:
-    """Whether every row's valid entries come before its pads (no valid entry right after a pad)."""
-    return not np.any(valid[:, 1:] > valid[:, :-1])
-
-
-def sort_by_score(item_ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row ordered by descending score (stable; pads last)."""
-    keyed = np.where(item_ids >= 0, scores, -np.inf).astype(np.float64)
-    order = np.argsort(-keyed, axis=1, kind="stable")
-    ids = take_rows(item_ids, order)
-    vals = take_rows(keyed, order)
-    return ids, np.where(ids >= 0, vals, -np.inf)
-
-
-def normalize_relevance(item_ids: np.ndarray, scores: np.ndarray, method: str) -> np.ndarray:
-    """Per-row relevance: ``minmax`` maps valid scores to [0, 1] (constant rows → 1); ``none`` keeps them."""
-    if method not in ("minmax", "none"):
-        raise ValueError(f"unknown relevance normalisation {method!r}; use 'minmax' or 'none'")
-    s = np.asarray(scores, dtype=np.float64)
-    finite = (item_ids >= 0) & np.isfinite(s)
-    if method == "none":
-        return np.where(finite, s, 0.0)
-    if finite.all():
-        lo, hi = s.min(axis=1, keepdims=True), s.max(axis=1, keepdims=True)
-        return np.where(hi > lo, (s - lo) / np.where(hi > lo, hi - lo, 1.0), 1.0)
-    lo = np.min(np.where(finite, s, np.inf), axis=1, keepdims=True)
-    hi = np.max(np.where(finite, s, -np.inf), axis=1, keepdims=True)
-    span = hi - lo
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(span > 0, (s - lo) / np.where(span > 0, span, 1.0), 1.0)
-    return np.where(finite, out, 0.0)

@@ -8,9 +8,9 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from rankstack.reranking.base import RerankContext, compact, normalize_relevance, take_rows, uncompact
+from rankstack.candidates import PAD_ITEM, Candidates, compact, normalize_relevance, take_rows, uncompact
+from rankstack.reranking.base import RerankContext
 from rankstack.reranking.similarity import ItemSimilarity
-from rankstack.retrieval.base import PAD_ITEM, Candidates
 
 
 class DiversityConfig(BaseModel):

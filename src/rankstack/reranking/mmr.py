@@ -8,7 +8,7 @@ from typing import Literal
 
 import numpy as np
 
-from rankstack.reranking.base import normalize_relevance
+from rankstack.candidates import normalize_relevance
 from rankstack.reranking.diversity import DiversityConfig, DiversityReranker
 from rankstack.reranking.similarity import ItemSimilarity
 

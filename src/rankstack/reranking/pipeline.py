@@ -8,15 +8,17 @@ from typing import Annotated
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rankstack.errors import ConfigError
-from rankstack.reranking.base import (
-    RerankContext,
+from rankstack.candidates import (
+    PAD_ITEM,
+    Candidates,
     compact,
     normalize_relevance,
     pads_trail,
     sort_by_score,
     take_rows,
 )
+from rankstack.errors import ConfigError
+from rankstack.reranking.base import RerankContext
 from rankstack.reranking.catalog import ItemCatalog
 from rankstack.reranking.diversity import DiversityReranker
 from rankstack.reranking.dpp import DPP, DPPConfig
@@ -25,7 +27,6 @@ from rankstack.reranking.rules.config import Rule
 from rankstack.reranking.rules.engine import RuleEngine, has_duplicates
 from rankstack.reranking.rules.loading import read_yaml_mapping, validate_config
 from rankstack.reranking.similarity import ItemSimilarity
-from rankstack.retrieval.base import PAD_ITEM, Candidates
 
 
 class SimilarityConfig(BaseModel):

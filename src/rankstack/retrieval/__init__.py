@@ -1,5 +1,19 @@
-"""Candidate sources (retrieval models) and their registry."""
+"""Candidate sources (retrieval models) and their registry.
 
-from rankstack.retrieval.base import Candidates, CandidateSource, SourceConfig
+The names below are imported on first use (``rankstack.lazy_exports``), so importing one submodule does not
+import the others."""
 
-__all__ = ["CandidateSource", "Candidates", "SourceConfig"]
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rankstack.lazy_exports import lazy_getattr
+
+if TYPE_CHECKING:
+    from rankstack.retrieval.base import CandidateSource, SourceConfig
+
+_HOME = dict.fromkeys(["CandidateSource", "SourceConfig"], "base")
+
+__all__ = ["CandidateSource", "SourceConfig"]
+
+__getattr__ = lazy_getattr(__name__, _HOME)

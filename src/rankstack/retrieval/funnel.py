@@ -10,11 +10,12 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from rankstack.candidates import Candidates
 from rankstack.data.dataset import Dataset
 from rankstack.evaluation.metrics import hits_matrix
 from rankstack.plotting import save_figure
 from rankstack.progress import new_progress
-from rankstack.retrieval.base import Candidates, CandidateSource
+from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.merge import merge_rows, merge_sources_config
 
 MERGED = "merged"

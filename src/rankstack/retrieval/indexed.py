@@ -12,8 +12,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from rankstack.candidates import PAD_ITEM, Candidates
 from rankstack.index.base import VectorIndex
-from rankstack.retrieval.base import PAD_ITEM, Candidates, CandidateSource
+from rankstack.retrieval.base import CandidateSource
 
 
 @runtime_checkable

@@ -7,9 +7,10 @@ import scipy.sparse as sp
 import torch
 from pydantic import Field
 
+from rankstack.candidates import Candidates, rows_topk
 from rankstack.data.dataset import Dataset
 from rankstack.progress import new_progress
-from rankstack.retrieval.base import Candidates, CandidateSource, SourceConfig, rows_topk
+from rankstack.retrieval.base import CandidateSource, SourceConfig
 
 _BLOCK_CELLS = 1 << 22  # users per retrieve block: at most this many dense [users, items] score cells
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from rankstack.candidates import PAD_ITEM, Candidates, stable_lexsort
 from rankstack.device import resolve_device
-from rankstack.retrieval.base import PAD_ITEM, Candidates, stable_lexsort
 
 
 class MergeConfig(BaseModel):

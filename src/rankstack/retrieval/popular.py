@@ -7,8 +7,9 @@ from typing import Literal
 import numpy as np
 import torch
 
+from rankstack.candidates import PAD_ITEM, Candidates
 from rankstack.data.dataset import Dataset
-from rankstack.retrieval.base import PAD_ITEM, Candidates, CandidateSource, SourceConfig
+from rankstack.retrieval.base import CandidateSource, SourceConfig
 
 
 class PopularConfig(SourceConfig):

@@ -20,11 +20,12 @@ import torch
 from pydantic import Field
 from torch.nn import functional as F
 
+from rankstack.candidates import PAD_ITEM
 from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.progress import new_progress
-from rankstack.retrieval.base import PAD_ITEM, BudgetStop, CandidateSource, SourceConfig
+from rankstack.retrieval.base import BudgetStop, CandidateSource, SourceConfig
 from rankstack.sequential.batches import SequenceTable, pad_left
 from rankstack.sequential.net import SASRecNet
 from rankstack.sequential.state_cache import StateCache, history_key

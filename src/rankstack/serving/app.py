@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from rankstack.errors import RankstackError
-from rankstack.pipeline.api import KnownItems, RecommendRequest, RecommendResponse, StateStore
+from rankstack.pipeline.api import KnownItems, RecommendRequest, RecommendResponse
 from rankstack.serving.batcher import LoopBatcher, MicroBatcher, OverloadedError
 from rankstack.serving.docs_page import docs_html
 from rankstack.serving.fanout import ReloadGroup
@@ -42,6 +42,7 @@ from rankstack.serving.schemas import (
     check_timestamps,
 )
 from rankstack.serving.settings import ServiceSettings
+from rankstack.state.protocol import StateStore
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)

@@ -18,7 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
-from rankstack.pipeline.api import Event, StateStore, exposure_counts_many, recent_items_many
+from rankstack.events import Event
+from rankstack.state.protocol import StateStore, exposure_counts_many, recent_items_many
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rankstack.pipeline.api import Event, FiniteFloat
+from rankstack.events import Event, FiniteFloat
 
 MAX_EVENTS_PER_BATCH = 1_000
 

@@ -1,16 +1,40 @@
-"""A seeded, vectorised ad/offer marketplace simulator with known click, conversion and revenue probabilities."""
+"""A seeded, vectorised ad/offer marketplace simulator with known click, conversion and revenue probabilities.
 
-from rankstack.simulation.config import DEVICES, PLACEMENTS, PolicyConfig, SimulatorConfig, load_simulator_config
-from rankstack.simulation.log import SIM_SCHEMA, SimulationLog, load_simulation_config
-from rankstack.simulation.policies import (
-    EpsilonGreedyPolicy,
-    LoggingPolicy,
-    SoftmaxPolicy,
-    UniformPolicy,
-    build_policy,
-)
-from rankstack.simulation.simulator import MarketplaceSimulator, SlateValue
-from rankstack.simulation.world import Marketplace, Requests
+The names below are imported on first use (``rankstack.lazy_exports``), so importing one submodule does not
+import the others."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rankstack.lazy_exports import lazy_getattr
+
+if TYPE_CHECKING:
+    from rankstack.simulation.config import DEVICES, PLACEMENTS, PolicyConfig, SimulatorConfig, load_simulator_config
+    from rankstack.simulation.log import SIM_SCHEMA, SimulationLog, load_simulation_config
+    from rankstack.simulation.policies import (
+        EpsilonGreedyPolicy,
+        LoggingPolicy,
+        SoftmaxPolicy,
+        UniformPolicy,
+        build_policy,
+    )
+    from rankstack.simulation.simulator import MarketplaceSimulator, SlateValue
+    from rankstack.simulation.world import Marketplace, Requests
+
+_HOME = {
+    **dict.fromkeys(["DEVICES", "PLACEMENTS", "PolicyConfig", "SimulatorConfig", "load_simulator_config"], "config"),
+    **dict.fromkeys(["SIM_SCHEMA", "SimulationLog", "load_simulation_config"], "log"),
+    **dict.fromkeys([
+        "EpsilonGreedyPolicy",
+        "LoggingPolicy",
+        "SoftmaxPolicy",
+        "UniformPolicy",
+        "build_policy",
+    ], "policies"),
+    **dict.fromkeys(["MarketplaceSimulator", "SlateValue"], "simulator"),
+    **dict.fromkeys(["Marketplace", "Requests"], "world"),
+}
 
 __all__ = [
     "DEVICES",
@@ -31,3 +55,5 @@ __all__ = [
     "load_simulation_config",
     "load_simulator_config",
 ]
+
+__getattr__ = lazy_getattr(__name__, _HOME)

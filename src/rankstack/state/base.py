@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from rankstack.errors import RankstackError
-from rankstack.pipeline.api import Event
+from rankstack.events import Event
 
 DEFAULT_MAX_HISTORY = 1_000
 # Idempotency window: an event_id is remembered this long after it was first stored; a redelivery within it is

@@ -21,7 +21,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from rankstack.pipeline.api import Event
+from rankstack.events import Event
 from rankstack.state.base import (
     DEFAULT_MAX_HISTORY,
     DEFAULT_RETENTION_S,

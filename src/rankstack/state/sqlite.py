@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rankstack.pipeline.api import Event
+from rankstack.events import Event
 from rankstack.state.base import DEFAULT_RETENTION_S, StateStoreError, with_timestamps
 from rankstack.state.sqlite_files import DatabaseFiles
 

@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 import numpy as np
 import polars as pl
 
+from rankstack.candidates import PAD_ITEM, Candidates, compact, normalize_relevance, sort_by_score
 from rankstack.errors import ConfigError
-from rankstack.reranking.base import Action, Explanation, RerankContext, compact, normalize_relevance, sort_by_score
+from rankstack.reranking.base import Action, Explanation, RerankContext
 from rankstack.reranking.catalog import ItemCatalog
 from rankstack.reranking.rules import config as rc
 from rankstack.reranking.rules.slate import CapSpec, Note, ShareSpec, SlateSpec, SlotSpec, compose
-from rankstack.retrieval.base import PAD_ITEM, Candidates
 
 DAY_S = 86_400.0
 HitFn = Callable[[np.ndarray, RerankContext, np.ndarray], tuple[np.ndarray, Callable[[int], str]]]
