@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -15,7 +16,9 @@ import torch.nn.functional as F
 
 from rankstack.errors import ConfigError
 from rankstack.ranking.features import EncodedBatch, FeatureEncoder
-from rankstack.ranking.multitask import MultiTaskConfig, MultiTaskRanker
+
+if TYPE_CHECKING:  # the model imports this module inside fit(): no import back at run time
+    from rankstack.ranking.multitask import MultiTaskConfig, MultiTaskRanker
 
 LOG = logging.getLogger(__name__)
 
@@ -96,6 +99,7 @@ def train_network(ranker: MultiTaskRanker, train: pl.DataFrame, validation: pl.D
 
 
 def _loss(ranker: MultiTaskRanker, batch: EncodedBatch, value_scale: float) -> torch.Tensor:
+    """The multi-task loss of the ranker's network on ``batch``."""
     assert ranker.net_ is not None
     return multitask_loss(ranker.net_(batch), batch, cvr_aux_weight=ranker.config.cvr_aux_weight,
                           value_scale=value_scale)
@@ -140,6 +144,7 @@ def _train(ranker: MultiTaskRanker, tr: EncodedBatch, va: EncodedBatch, value_sc
 
 @torch.no_grad()
 def _eval_loss(ranker: MultiTaskRanker, va: EncodedBatch, value_scale: float, chunk: int = 65_536) -> float:
+    """The mean loss over ``va`` in eval mode, in chunks of ``chunk`` rows."""
     assert ranker.net_ is not None
     ranker.net_.eval()
     total = sum(float(_loss(ranker, va.take(slice(s, s + chunk)), value_scale)) * min(chunk, len(va) - s)

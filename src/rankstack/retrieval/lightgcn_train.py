@@ -5,7 +5,7 @@ calls :func:`train_lightgcn`; loading a trained model never imports this module.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,7 +17,9 @@ from rankstack.device import resolve_device
 from rankstack.evaluation.early_stopping_train import EarlyStopping, Validation
 from rankstack.progress import new_progress
 from rankstack.retrieval.base import BudgetStop
-from rankstack.retrieval.lightgcn import LightGCN, LightGCNConfig
+
+if TYPE_CHECKING:  # the model imports this module inside fit(): no import back at run time
+    from rankstack.retrieval.lightgcn import LightGCN, LightGCNConfig
 
 
 def normalized_adjacency(x: sp.csr_matrix) -> sp.csr_matrix:

@@ -5,7 +5,7 @@ with logQ correction, and the epoch loop with early stopping on validation recal
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -18,8 +18,10 @@ from rankstack.evaluation.early_stopping_train import EarlyStopping, Validation
 from rankstack.progress import new_progress
 from rankstack.retrieval.features import FeatureEncoder
 from rankstack.retrieval.lightgcn_train import holdout
-from rankstack.retrieval.two_tower import TwoTower
 from rankstack.retrieval.two_tower_net import StreamingFrequency, TwoTowerNet
+
+if TYPE_CHECKING:  # the model imports this module inside fit(): no import back at run time
+    from rankstack.retrieval.two_tower import TwoTower
 
 
 def flatten_sequences(seqs: list[np.ndarray], drop: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray,

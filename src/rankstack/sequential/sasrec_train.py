@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -18,7 +18,9 @@ from rankstack.device import resolve_device
 from rankstack.evaluation.early_stopping_train import EarlyStopping, Validation
 from rankstack.progress import new_progress
 from rankstack.retrieval.base import BudgetStop
-from rankstack.sequential.sasrec import SASRec
+
+if TYPE_CHECKING:  # the model imports this module inside fit(): no import back at run time
+    from rankstack.sequential.sasrec import SASRec
 
 
 class SequenceTable:
