@@ -14,7 +14,7 @@ from rankstack.ranking.features import EncodedBatch, FeatureEncoder
 from rankstack.ranking.impressions import ImpressionSplit
 from rankstack.ranking.layers import CrossNetwork, MMoE
 from rankstack.ranking.multitask import MultiTaskConfig, MultiTaskRanker
-from rankstack.ranking.networks import bce_log_prob, log1mexp
+from rankstack.ranking.networks_train import bce_log_prob, log1mexp
 
 FAST = {"epochs": 2, "batch_size": 1024, "mlp_dims": (32,), "expert_dims": (16,), "tower_dims": (8,), "device": "cpu"}
 

@@ -17,9 +17,9 @@ from pydantic import ValidationError
 
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.index.exact import ExactIndex, ExactIndexConfig
-from rankstack.retrieval.lightgcn import (
-    LightGCN,
-    LightGCNConfig,
+from rankstack.retrieval.lightgcn import LightGCN, LightGCNConfig
+from rankstack.retrieval.lightgcn_train import (
+    LightGCNLoss,
     accidental_hits,
     holdout,
     normalized_adjacency,
@@ -118,7 +118,7 @@ def test_default_is_bpr_and_never_calls_the_softmax_loss(monkeypatch: pytest.Mon
     def fail(*args: Any) -> torch.Tensor:
         raise AssertionError("softmax loss used by default")
 
-    monkeypatch.setattr(LightGCN, "_softmax_loss", fail)
+    monkeypatch.setattr(LightGCNLoss, "softmax", fail)
     train, _ = planted(n_users=30, n_items=20)
     LightGCN(LightGCNConfig(**{**FAST, "epochs": 1}, validation_ratio=0.0)).fit(train)
 
@@ -134,7 +134,7 @@ def test_softmax_loss_matches_a_per_row_reference(cosine: bool) -> None:
     freq = torch.bincount(torch.from_numpy(coo.col).long(), minlength=n_items).float() / x.nnz
     u, i, j = torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 3]), torch.tensor([4, 1, 5])
     cfg = LightGCNConfig(loss="softmax", temperature=tau, cosine=cosine, l2=0.0, layers=2)
-    got = LightGCN(cfg)._softmax_loss(adj, ego, u, i, j, to_torch_csr(x, torch.device("cpu")), freq, n_users)
+    got = LightGCNLoss(cfg, adj, to_torch_csr(x, torch.device("cpu")), freq, n_users).softmax(ego, u, i, j)
     emb = propagate(adj, ego, 2).numpy().astype(np.float64)
     if cosine:
         emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)

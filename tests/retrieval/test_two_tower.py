@@ -12,8 +12,9 @@ from rankstack.data.dataset import Dataset
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.retrieval.features import FeatureEncoder
 from rankstack.retrieval.popular import MostPopular
-from rankstack.retrieval.two_tower import TwoTower, TwoTowerConfig, causal_history, flatten_sequences
+from rankstack.retrieval.two_tower import TwoTower, TwoTowerConfig
 from rankstack.retrieval.two_tower_net import StreamingFrequency
+from rankstack.retrieval.two_tower_train import causal_history, flatten_sequences
 
 FAST = {"epochs": 15, "batch_size": 128, "lr": 5e-3, "embedding_dim": 16, "hidden_dim": 32, "history_len": 8,
         "temperature": 0.1, "device": "cpu"}

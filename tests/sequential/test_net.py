@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,9 @@ from rankstack.sequential.net import SASRecNet
 @pytest.mark.parametrize("blocks", [0, 1, 2, 3])
 def test_serving_last_hidden_equals_the_training_forward(blocks: int) -> None:
     torch.manual_seed(blocks)
-    net = SASRecNet(60, 12, 16, blocks, 2, 0.3).eval()
+    # a SASRecConfig refuses 0 blocks: any object with the settings will do
+    shape = SimpleNamespace(max_len=12, hidden_dim=16, blocks=blocks, heads=2, dropout=0.3, ffn_mult=1)
+    net = SASRecNet(60, shape).eval()
     batches = [[[1, 2, 3]], [[1, 2, 3], [5]], [[]], [[4, 5, 6, 7], []], [list(range(12))], [list(range(30))]]
     for histories in batches:
         seq = pad_left([np.array(h, dtype=np.int64) for h in histories], 12)

@@ -14,13 +14,13 @@ from cycles import cycle_dataset
 
 from rankstack.data.splits import make_split
 from rankstack.errors import ConfigError
+from rankstack.evaluation import early_stopping_train
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.experiment import fit_and_eval_parts, run_experiment
 from rankstack.retrieval.base import BudgetStop
 from rankstack.retrieval.persistence import load_source, save_source
 from rankstack.retrieval.registry import build_source
 from rankstack.sequential import SASRec, SASRecConfig
-from rankstack.sequential import sasrec as sasrec_module
 from rankstack.sequential.net import SASRecNet
 
 SMALL = {"max_len": 16, "hidden_dim": 32, "heads": 2, "dropout": 0.0, "lr": 5e-3, "epochs": 40, "batch_size": 64,
@@ -85,7 +85,7 @@ def test_save_load_round_trip(fitted: tuple[SASRec, object, object], tmp_path: P
 
 def test_attention_is_causal_and_padding_invariant() -> None:
     torch.manual_seed(0)
-    net = SASRecNet(n_items=20, max_len=8, dim=16, blocks=2, heads=2, dropout=0.0).eval()
+    net = SASRecNet(20, SASRecConfig(max_len=8, hidden_dim=16, blocks=2, heads=2, dropout=0.0)).eval()
     seq = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8]])
     changed = seq.clone()
     changed[0, -1] = 12
@@ -147,7 +147,7 @@ def test_a_budget_stop_keeps_a_completed_epoch_and_says_so(monkeypatch: pytest.M
     reference = SASRec(SASRecConfig(**{**TINY, "epochs": 2})).fit(data)
     # A clock that ticks once per look (t0, before each batch but the first, at each epoch's end): epochs 1 and
     # 2 end at ticks 5 and 10; a budget of 11.5 cuts epoch 3 before its third batch, one of 10 ends at epoch 2.
-    monkeypatch.setattr(sasrec_module, "time", SimpleNamespace(perf_counter=itertools.count().__next__))
+    monkeypatch.setattr(early_stopping_train, "time", SimpleNamespace(perf_counter=itertools.count().__next__))
     model = SASRec(SASRecConfig(**{**TINY, "time_budget_s": budget})).fit(data)
     stop = model.budget_stop_
     assert stop is not None and (stop.budget_s, stop.epochs_done, stop.epochs, stop.partial_epoch) == (

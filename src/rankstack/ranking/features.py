@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -12,8 +12,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from rankstack.errors import ConfigError
-from rankstack.evaluation.evaluator import Scorer
 from rankstack.ranking.impressions import LABELS, RESERVED
+
+if TYPE_CHECKING:  # a type only: loading a ranker must not import the evaluator
+    from rankstack.evaluation.evaluator import Scorer
 
 _CATEGORICAL_DTYPES = (pl.String, pl.Categorical, pl.Boolean, pl.Enum)
 

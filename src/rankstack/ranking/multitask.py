@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import logging
-import time
 from typing import Literal
 
 import numpy as np
@@ -14,12 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from rankstack.device import resolve_device
-from rankstack.errors import ConfigError
 from rankstack.ranking.calibration import CalibrationKind, Calibrator, fit_calibrator
 from rankstack.ranking.features import EncodedBatch, FeatureConfig, FeatureEncoder
-from rankstack.ranking.networks import LinearNet, MultiTaskNet, multitask_loss
+from rankstack.ranking.networks import LinearNet, MultiTaskNet, NetInputs
 
-LOG = logging.getLogger(__name__)
 Objective = Literal["click", "conversion", "revenue"]
 HEADS = ("click", "conversion", "cvr")
 
@@ -73,15 +68,6 @@ class MultiTaskConfig(BaseModel):
         return tasks
 
 
-def _base_rates(train: pl.DataFrame, exam: float) -> dict[str, float]:
-    """Starting rates per tower: attraction = CTR / σ(initial exam logit), cvr = conversions / clicks."""
-    clicks = float(train.get_column("click").sum()) if "click" in train.columns else 0.0
-    conversions = float(train.get_column("conversion").sum()) if "conversion" in train.columns else 0.0
-    n = max(train.height, 1)
-    return {"attract": min(clicks / n / exam, 0.99), "cvr": conversions / max(clicks, 1.0),
-            "conversion": conversions / n}
-
-
 class MultiTaskRanker:
     """Click / conversion / revenue predictions for (user, item, context) rows of an impression table."""
 
@@ -95,95 +81,21 @@ class MultiTaskRanker:
         self.history_: list[dict[str, float]] = []
         self.device = resolve_device(self.config.device)
 
-    def _check_labels(self, table: pl.DataFrame) -> None:
-        cfg = self.config
-        need = ["click"] if "click" in cfg.objectives else []
-        need += ["conversion"] if "conversion" in cfg.objectives else []
-        need += ["revenue"] if "revenue" in cfg.objectives else []
-        for label in need:
-            if label not in table.columns or table.get_column(label).sum() == 0:
-                raise ConfigError(f"objective {label!r} has no positive labels in the training impressions; "
-                                  f"drop it (e.g. --set objectives=[click])")
-        if "revenue" in cfg.objectives and cfg.revenue_mode == "expected_payout" and cfg.payout_column not in \
-                table.columns:
-            raise ConfigError(f"revenue_mode expected_payout needs the item column {cfg.payout_column!r}; "
-                              "use revenue_mode=regression")
-
-    def _build(self, enc: FeatureEncoder, value_scale: float) -> MultiTaskNet | LinearNet:
-        cfg = self.config
-        if cfg.architecture == "linear":
-            return LinearNet(enc.cardinalities, len(enc.numeric_), enc.n_bias, cfg.tasks)
-        return MultiTaskNet(
-            enc.cardinalities, len(enc.numeric_), enc.n_bias, cfg.tasks, embedding_dim=cfg.embedding_dim,
-            cross_layers=cfg.cross_layers, cross_rank=cfg.cross_rank, mlp_dims=cfg.mlp_dims,
-            n_experts=cfg.n_experts, expert_dims=cfg.expert_dims, tower_dims=cfg.tower_dims, dropout=cfg.dropout,
-            position_bias=cfg.position_bias, value_scale=value_scale,
-        )
+    def new_net(self, enc: FeatureEncoder, value_scale: float) -> MultiTaskNet | LinearNet:
+        """An untrained network of the configured architecture over ``enc``'s features."""
+        inputs = NetInputs(tuple(enc.cardinalities), len(enc.numeric_), enc.n_bias)
+        if self.config.architecture == "linear":
+            return LinearNet(inputs, self.config.tasks)
+        return MultiTaskNet(inputs, self.config, value_scale)
 
     def fit(self, train: pl.DataFrame, validation: pl.DataFrame) -> MultiTaskRanker:
-        """Train on ``train`` impressions with early stopping on ``validation`` loss, then calibrate on validation."""
-        cfg = self.config
-        self._check_labels(train)
-        torch.manual_seed(cfg.seed)
-        enc = FeatureEncoder(cfg.features, cfg.payout_column).fit(train)
-        tr, va = enc.transform(train).to(self.device), enc.transform(validation).to(self.device)
-        rev = tr.labels.get("revenue")
-        conv = tr.labels.get("conversion")
-        value_scale = float(rev[conv > 0].mean()) if rev is not None and conv is not None and conv.sum() > 0 else 1.0
-        self.encoder_ = enc
-        net = self._build(enc, value_scale)
-        net.initialise_bias(_base_rates(train, exam=0.88 if cfg.position_bias else 1.0))
-        self.net_ = net.to(self.device)
-        self._train(tr, va, value_scale)
+        """Train on ``train`` impressions with early stopping on ``validation`` loss, then calibrate on validation
+        (the loop lives in :mod:`rankstack.ranking.networks_train`)."""
+        from rankstack.ranking.networks_train import train_network
+
+        train_network(self, train, validation)
         self.calibrate(validation)
         return self
-
-    def _loss(self, batch: EncodedBatch, value_scale: float) -> torch.Tensor:
-        assert self.net_ is not None
-        return multitask_loss(self.net_(batch), batch, cvr_aux_weight=self.config.cvr_aux_weight,
-                              value_scale=value_scale)
-
-    def _train(self, tr: EncodedBatch, va: EncodedBatch, value_scale: float) -> None:
-        cfg, net = self.config, self.net_
-        assert net is not None
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        best, best_state, stale = np.inf, copy.deepcopy(net.state_dict()), 0
-        self.history_ = []
-        for epoch in range(cfg.epochs):
-            t0 = time.perf_counter()
-            net.train()
-            order = torch.randperm(len(tr), generator=gen).to(self.device)
-            total = 0.0
-            for start in range(0, len(tr), cfg.batch_size):
-                batch = tr.take(order[start : start + cfg.batch_size])
-                loss = self._loss(batch, value_scale)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(batch)
-            val = self._eval_loss(va, value_scale)
-            self.history_.append({"epoch": epoch + 1, "train_loss": total / len(tr), "validation_loss": val,
-                                  "seconds": round(time.perf_counter() - t0, 2)})
-            LOG.info("epoch %s", self.history_[-1])
-            if val < best - 1e-6:
-                best, best_state, stale = val, copy.deepcopy(net.state_dict()), 0
-                continue
-            stale += 1
-            if stale > cfg.patience:
-                break
-            net.load_state_dict(best_state)  # back to the best epoch, continue with a smaller step
-            for group in opt.param_groups:
-                group["lr"] *= cfg.lr_decay
-        net.load_state_dict(best_state)
-
-    @torch.no_grad()
-    def _eval_loss(self, va: EncodedBatch, value_scale: float, chunk: int = 65_536) -> float:
-        assert self.net_ is not None
-        self.net_.eval()
-        total = sum(float(self._loss(va.take(slice(s, s + chunk)), value_scale)) * min(chunk, len(va) - s)
-                    for s in range(0, len(va), chunk))
-        return total / max(len(va), 1)
 
     @torch.no_grad()
     def _raw(self, batch: EncodedBatch, chunk: int = 65_536) -> dict[str, np.ndarray]:

@@ -1,4 +1,5 @@
-"""The ranking networks and their losses: MMoE over a DCN-v2 + MLP bottom (ESMM conversion), and logistic regression.
+"""The ranking networks: MMoE over a DCN-v2 + MLP bottom (ESMM conversion), and logistic regression (their losses:
+``rankstack.ranking.networks_train``).
 
 Both networks return, per row, ``click`` = log pCTR (position bias included), ``conversion`` = log P(conversion
 | impression), ``cvr_logit`` (ESMM only; pCVR = σ(cvr_logit)) and ``value`` (revenue regression only).
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -23,15 +26,33 @@ def _logit(rate: float) -> float:
     return math.log(r / (1 - r))
 
 
-def log1mexp(log_p: torch.Tensor) -> torch.Tensor:
-    """log(1 − e^x) for x < 0, stable on both sides of −log 2."""
-    x = torch.clamp(log_p, max=-1e-7)
-    return torch.where(x > -0.6931, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+@dataclass(frozen=True)
+class NetInputs:
+    """What the feature encoder feeds a network: each categorical field's cardinality, the number of numeric
+    columns and the number of (position, context) bias rows."""
+
+    cardinalities: tuple[int, ...]
+    n_numeric: int
+    n_bias: int
 
 
-def bce_log_prob(log_p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean binary cross-entropy from log-probabilities: −mean[y·log p + (1 − y)·log(1 − p)]."""
-    return -(y * log_p + (1 - y) * log1mexp(log_p)).mean()
+class NetSettings(Protocol):
+    """The architecture settings :class:`MultiTaskNet` reads (a ``MultiTaskConfig`` has them)."""
+
+    embedding_dim: int
+    cross_layers: int
+    cross_rank: int | None
+    mlp_dims: tuple[int, ...]
+    n_experts: int
+    expert_dims: tuple[int, ...]
+    tower_dims: tuple[int, ...]
+    dropout: float
+    position_bias: bool
+
+    @property
+    def tasks(self) -> list[str]:
+        """The towers, in order."""
+        ...
 
 
 class MultiTaskNet(nn.Module):
@@ -43,25 +64,22 @@ class MultiTaskNet(nn.Module):
 
     value_scale: torch.Tensor
 
-    def __init__(self, cardinalities: Sequence[int], n_numeric: int, n_bias: int, tasks: Sequence[str], *,
-                 embedding_dim: int, cross_layers: int, cross_rank: int | None, mlp_dims: Sequence[int],
-                 n_experts: int, expert_dims: Sequence[int], tower_dims: Sequence[int], dropout: float,
-                 position_bias: bool, value_scale: float = 1.0) -> None:
+    def __init__(self, inputs: NetInputs, cfg: NetSettings, value_scale: float = 1.0) -> None:
         super().__init__()
-        self.tasks = list(tasks)
+        self.tasks = list(cfg.tasks)
         self.register_buffer("value_scale", torch.tensor(float(value_scale)))
-        self.embed = FeatureEmbedding(cardinalities, n_numeric, embedding_dim)
+        self.embed = FeatureEmbedding(inputs.cardinalities, inputs.n_numeric, cfg.embedding_dim)
         d0 = self.embed.out_dim
-        self.cross = CrossNetwork(d0, cross_layers, cross_rank)
-        self.deep = mlp(d0, mlp_dims, dropout)
-        bottom = d0 + (mlp_dims[-1] if mlp_dims else d0)
-        self.mmoe = MMoE(bottom, n_experts, expert_dims, len(self.tasks), dropout)
+        self.cross = CrossNetwork(d0, cfg.cross_layers, cfg.cross_rank)
+        self.deep = mlp(d0, cfg.mlp_dims, cfg.dropout)
+        bottom = d0 + (cfg.mlp_dims[-1] if cfg.mlp_dims else d0)
+        self.mmoe = MMoE(bottom, cfg.n_experts, cfg.expert_dims, len(self.tasks), cfg.dropout)
         self.towers = nn.ModuleList(
-            nn.Sequential(mlp(self.mmoe.out_dim, tower_dims, dropout),
-                          nn.Linear(tower_dims[-1] if tower_dims else self.mmoe.out_dim, 1))
+            nn.Sequential(mlp(self.mmoe.out_dim, cfg.tower_dims, cfg.dropout),
+                          nn.Linear(cfg.tower_dims[-1] if cfg.tower_dims else self.mmoe.out_dim, 1))
             for _ in self.tasks
         )
-        self.exam = nn.Embedding(n_bias, 1) if position_bias and "attract" in self.tasks else None
+        self.exam = nn.Embedding(inputs.n_bias, 1) if cfg.position_bias and "attract" in self.tasks else None
         if self.exam is not None:
             nn.init.constant_(self.exam.weight, 2.0)
 
@@ -103,16 +121,16 @@ class LinearNet(nn.Module):
     logit_t = b_t + Σ_f w_{t,f}[c_f] + v_tᵀ·num + u_t[position, context].
     """
 
-    def __init__(self, cardinalities: Sequence[int], n_numeric: int, n_bias: int, tasks: Sequence[str]) -> None:
+    def __init__(self, inputs: NetInputs, tasks: Sequence[str]) -> None:
         super().__init__()
         self.tasks = ["conversion" if t == "cvr" else t for t in tasks if t in ("attract", "cvr", "conversion")]
         k = len(self.tasks)
-        weights = [nn.Embedding(n, k) for n in cardinalities]
+        weights = [nn.Embedding(n, k) for n in inputs.cardinalities]
         for table in weights:
             nn.init.zeros_(table.weight)
         self.weights = nn.ModuleList(weights)
-        self.numeric = nn.Linear(n_numeric, k) if n_numeric else None
-        self.position = nn.Embedding(n_bias, k)
+        self.numeric = nn.Linear(inputs.n_numeric, k) if inputs.n_numeric else None
+        self.position = nn.Embedding(inputs.n_bias, k)
         nn.init.zeros_(self.position.weight)
         self.bias = nn.Parameter(torch.full((k,), -2.0))
 
@@ -132,27 +150,3 @@ class LinearNet(nn.Module):
             logits = logits + self.numeric(batch.num)
         names = {"attract": "click", "conversion": "conversion"}
         return {names[t]: F.logsigmoid(logits[:, j]) for j, t in enumerate(self.tasks)}
-
-
-def multitask_loss(out: dict[str, torch.Tensor], batch: EncodedBatch, *, cvr_aux_weight: float = 0.0,
-                   value_scale: float = 1.0) -> torch.Tensor:
-    """Σ over heads: BCE(pCTR, click) + BCE(pCTCVR, conversion) over all impressions
-    [+ w·BCE(pCVR, conversion | clicked)] [+ mean((v̂ − revenue)² / scale²) over conversions].
-    """
-    y = batch.labels
-    loss = torch.zeros((), device=batch.cat.device)
-    if "click" in out:
-        loss = loss + bce_log_prob(out["click"], y["click"])
-    if "conversion" in out:
-        loss = loss + bce_log_prob(out["conversion"], y["conversion"])
-    if cvr_aux_weight > 0 and "cvr_logit" in out:
-        clicked = y["click"] > 0
-        if clicked.any():
-            loss = loss + cvr_aux_weight * F.binary_cross_entropy_with_logits(
-                out["cvr_logit"][clicked], y["conversion"][clicked])
-    if "value" in out:
-        converted = y["conversion"] > 0
-        if converted.any():
-            err = (out["value"][converted] - y["revenue"][converted]) / value_scale
-            loss = loss + (err**2).mean()
-    return loss

@@ -51,7 +51,7 @@ def load_ranker(directory: str | Path, device: str | None = None) -> MultiTaskRa
     ranker.encoder_ = FeatureEncoder.from_dict(meta["encoder"])
     state = load_file(str(src / "weights.safetensors"))
     value_scale = float(state["value_scale"]) if "value_scale" in state else 1.0
-    net = ranker._build(ranker.encoder_, value_scale)
+    net = ranker.new_net(ranker.encoder_, value_scale)
     net.load_state_dict(state)
     ranker.net_ = net.to(ranker.device)
     ranker.calibrators_ = {k: calibrator_from_dict(v) for k, v in meta["calibrators"].items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -50,15 +51,27 @@ class CausalBlock(nn.Module):
         return x + self.ffn(self.norm2(x))
 
 
+class SASRecShape(Protocol):
+    """The architecture settings the network reads (a ``SASRecConfig`` has them)."""
+
+    max_len: int
+    hidden_dim: int
+    blocks: int
+    heads: int
+    dropout: float
+    ffn_mult: int
+
+
 class SASRecNet(nn.Module):
     """Hidden state h_t of every position; score(t, i) = ⟨h_t, e_i⟩ with the input item embeddings (tied).
 
     Item ids are shifted by one inside the network: 0 is padding, item i is row i + 1.
     """
 
-    def __init__(self, n_items: int, max_len: int, dim: int, blocks: int, heads: int, dropout: float,
-                 ffn_mult: int = 1) -> None:
+    def __init__(self, n_items: int, shape: SASRecShape) -> None:
         super().__init__()
+        max_len, dim, blocks, heads = shape.max_len, shape.hidden_dim, shape.blocks, shape.heads
+        dropout, ffn_mult = shape.dropout, shape.ffn_mult
         self.n_items, self.max_len, self.dim = n_items, max_len, dim
         self.items = nn.Embedding(n_items + 1, dim, padding_idx=0)
         self.positions = nn.Embedding(max_len, dim)

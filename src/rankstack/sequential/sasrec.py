@@ -7,26 +7,19 @@ online state) is scored without retraining: see :meth:`SASRec.score_histories`.
 
 from __future__ import annotations
 
-import copy
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from types import SimpleNamespace
 from typing import Any, Literal
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from pydantic import Field
-from torch.nn import functional as F
 
 from rankstack.candidates import PAD_ITEM
 from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
-from rankstack.evaluation.evaluator import Evaluator
-from rankstack.progress import new_progress
 from rankstack.retrieval.base import BudgetStop, CandidateSource, SourceConfig
-from rankstack.sequential.batches import SequenceTable, pad_left
+from rankstack.sequential.batches import pad_left
 from rankstack.sequential.net import SASRecNet
 from rankstack.sequential.state_cache import StateCache, history_key
 
@@ -66,143 +59,34 @@ class SASRec(CandidateSource):
     name = "sasrec"
     config_class = SASRecConfig
     config: SASRecConfig
+    device_: torch.device
+    n_items_: int
+    histories_: list[np.ndarray]
+    net_: SASRecNet
+    history_: list[dict[str, float]]
+    best_epoch_: int
+    budget_stop_: BudgetStop | None
 
     def fit(self, dataset: Dataset) -> SASRec:
-        """Train on every user's sequence; early-stop on each user's last item when ``validation``."""
-        cfg = self.config
-        self.train_ = dataset.interaction_matrix(binary=True)
-        self.device_ = resolve_device(cfg.device)
-        self.n_items_ = dataset.n_items
-        self.histories_ = [np.asarray(s, dtype=np.int64) for s in dataset.sequences()]
+        """Train on every user's sequence; early-stop on each user's last item when ``validation``
+        (the loop lives in :mod:`rankstack.sequential.sasrec_train`)."""
+        from rankstack.sequential.sasrec_train import train_sasrec
+
         cache, self.state_cache = self.state_cache, None  # validation scores change with the weights
-        torch.manual_seed(cfg.seed)
-        self.net_ = SASRecNet(self.n_items_, cfg.max_len, cfg.hidden_dim, cfg.blocks, cfg.heads, cfg.dropout,
-                              cfg.ffn_mult).to(self.device_)
-        self.history_: list[dict[str, float]] = []
-        if cfg.validation:
-            fit_seqs = [s[:-1] if len(s) >= 3 else s for s in self.histories_]
-            val_users = np.array([u for u, s in enumerate(self.histories_) if len(s) >= 3], dtype=np.int64)
-        else:
-            fit_seqs, val_users = self.histories_, np.zeros(0, dtype=np.int64)
-        self._train(fit_seqs, val_users)
+        train_sasrec(self, dataset)
         self.state_cache = cache
         self._forget_states()
         return self
 
-    def _autocast(self) -> AbstractContextManager[Any]:
+    def new_net(self) -> SASRecNet:
+        """An untrained network of the configured shape for ``n_items_`` items, on ``device_``."""
+        return SASRecNet(self.n_items_, self.config).to(self.device_)
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        """bfloat16 autocast on CUDA when ``amp``; no-op otherwise."""
         if self.config.amp and self.device_.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return nullcontext()
-
-    def _train(self, seqs: list[np.ndarray], val_users: np.ndarray) -> None:
-        """Adam over shuffled users each epoch; keeps the weights of the best validation NDCG (without validation:
-        of the last completed epoch). A ``time_budget_s`` that runs out inside an epoch discards that epoch's
-        updates (back to a completed epoch's weights) unless no epoch was completed yet; see ``budget_stop_``."""
-        cfg, dev = self.config, self.device_
-        table = SequenceTable(seqs, dev)
-        rows = torch.from_numpy(np.flatnonzero([len(s) >= 2 for s in seqs])).to(dev)
-        if rows.numel() == 0:
-            raise ValueError("SASRec needs at least one user with two or more events to train on")
-        gen = torch.Generator(device=dev)
-        gen.manual_seed(cfg.seed)
-        opt = torch.optim.AdamW(self.net_.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
-        validate = self._validator(seqs, val_users) if len(val_users) else None
-        best, best_state, stale, t0 = -1.0, None, 0, time.perf_counter()
-        last_state: dict[str, torch.Tensor] | None = None  # end of the last completed epoch, kept under a budget
-        self.best_epoch_, self.budget_stop_ = 0, None
-        with new_progress() as progress:
-            task = progress.add_task("SASRec", total=cfg.epochs)
-            for epoch in range(1, cfg.epochs + 1):
-                loss_sum, cut = self._epoch(table, rows, opt, gen, t0)
-                wall_s = time.perf_counter() - t0
-                if cut:  # back to the best validated or else the last completed epoch; none yet: keep what ran
-                    if best_state is None and last_state is not None:
-                        best_state, self.best_epoch_ = last_state, epoch - 1
-                    self.budget_stop_ = self._stopped(epoch - 1, wall_s, "kept" if best_state is None else "discarded")
-                    break
-                row: dict[str, float] = {"epoch": epoch, "wall_s": wall_s, "loss": loss_sum / rows.numel()}
-                out_of_time = cfg.time_budget_s is not None and wall_s >= cfg.time_budget_s
-                if validate is None:
-                    self.best_epoch_ = epoch
-                elif epoch % cfg.eval_every == 0 or epoch == cfg.epochs or out_of_time:
-                    metrics = validate()
-                    row.update(metrics)
-                    score = metrics[f"val_ndcg@{cfg.eval_k}"]
-                    if score > best:
-                        best, stale, self.best_epoch_ = score, 0, epoch
-                        best_state = copy.deepcopy(self.net_.state_dict())
-                    else:
-                        stale += 1
-                    progress.update(task, description=f"SASRec val ndcg@{cfg.eval_k} {score:.4f}")
-                self.history_.append(row)
-                progress.update(task, advance=1)
-                if out_of_time and epoch < cfg.epochs:
-                    self.budget_stop_ = self._stopped(epoch, wall_s, None)
-                if stale >= cfg.patience or out_of_time:
-                    break
-                if cfg.time_budget_s is not None:
-                    last_state = copy.deepcopy(self.net_.state_dict())
-        if best_state is not None:
-            self.net_.load_state_dict(best_state)
-        self.net_.eval()
-
-    def _epoch(self, table: SequenceTable, rows: torch.Tensor, opt: torch.optim.Optimizer, gen: torch.Generator,
-               t0: float) -> tuple[float, bool]:
-        """One pass over the training users in shuffled batches: (Σ batch loss × batch size, whether the time
-        budget ran out before the last batch)."""
-        cfg, dev = self.config, self.device_
-        self.net_.train()
-        perm = rows[torch.randperm(rows.numel(), device=dev, generator=gen)]
-        total = torch.zeros((), device=dev)
-        for start in range(0, perm.numel(), cfg.batch_size):
-            if start and cfg.time_budget_s is not None and time.perf_counter() - t0 >= cfg.time_budget_s:
-                return float(total), True  # the budget holds inside an epoch too (large catalogs on a CPU)
-            batch = perm[start : start + cfg.batch_size]
-            inputs, targets = table.windows(batch, cfg.max_len, table.sample_ends(batch, cfg.max_len, cfg.crop, gen))
-            loss = self._loss(inputs, targets, gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * len(batch)
-        return float(total), False
-
-    def _stopped(self, epochs_done: int, wall_s: float, partial: Literal["discarded", "kept"] | None) -> BudgetStop:
-        """The record of a stop by ``time_budget_s`` (set, since only it stops a run early this way)."""
-        budget = self.config.time_budget_s
-        assert budget is not None
-        return BudgetStop(budget, epochs_done, self.config.epochs, round(wall_s, 3), partial)
-
-    def _loss(self, inputs: torch.Tensor, targets: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """Cross-entropy of the next item at every non-pad position (full catalog or sampled)."""
-        with self._autocast():
-            hidden = self.net_(inputs)
-            mask = targets > 0
-            h, y = hidden[mask], targets[mask] - 1
-            items = self.net_.item_table()
-            n_neg = self.config.sampled_negatives
-            if n_neg == 0 or n_neg >= self.n_items_:
-                return F.cross_entropy(h @ items.T, y)
-            neg = torch.randint(0, self.n_items_, (n_neg,), device=h.device, generator=gen)
-            pos_logit = (h * items[y]).sum(-1, keepdim=True)
-            neg_logits = (h @ items[neg].T).masked_fill(neg[None, :] == y[:, None], float("-inf"))
-            logits = torch.cat([pos_logit, neg_logits], dim=1)
-            return F.cross_entropy(logits, torch.zeros_like(y))
-
-    def _validator(self, seqs: Sequence[np.ndarray], val_users: np.ndarray) -> Callable[[], dict[str, float]]:
-        """Full-ranking NDCG@k / HR@k of each validation user's held-out last item, ``seqs`` items excluded."""
-        k, shape = self.config.eval_k, (len(seqs), self.n_items_)
-        rows = np.repeat(np.arange(len(seqs)), [len(h) for h in seqs])
-        seen = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, np.concatenate(seqs))), shape=shape)
-        targets = np.array([self.histories_[u][-1] for u in val_users], dtype=np.int64)
-        held = sp.csr_matrix((np.ones(len(val_users), np.float32), (val_users, targets)), shape=shape)
-        evaluator = Evaluator(seen, held, ks=[k], device=self.device_)
-        scorer = SimpleNamespace(score=lambda users: self.score_histories([seqs[u] for u in users]))
-
-        def run() -> dict[str, float]:
-            metrics = evaluator.evaluate(scorer)
-            return {f"val_ndcg@{k}": metrics[f"ndcg@{k}"], f"val_hr@{k}": metrics[f"hr@{k}"]}
-
-        return run
 
     state_cache: StateCache | None = None
 
@@ -259,7 +143,7 @@ class SASRec(CandidateSource):
         out = []
         for start in range(0, len(histories), batch_size):
             seq = pad_left(histories[start : start + batch_size], self.config.max_len, self.device_)
-            with torch.no_grad(), self._autocast():
+            with torch.no_grad(), self.autocast():
                 out.append(self.net_.last_hidden(seq).float())
         if not out:
             return torch.zeros(0, self.config.hidden_dim, device=self.device_)
@@ -327,11 +211,9 @@ class SASRec(CandidateSource):
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         """Rebuild the network on the configured device and restore weights and histories."""
-        cfg = self.config
-        self.device_ = resolve_device(cfg.device)
+        self.device_ = resolve_device(self.config.device)
         self.n_items_ = int(meta["n_items"])
-        self.net_ = SASRecNet(self.n_items_, cfg.max_len, cfg.hidden_dim, cfg.blocks, cfg.heads, cfg.dropout,
-                              cfg.ffn_mult).to(self.device_)
+        self.net_ = self.new_net()
         self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         self.net_.eval()
         self._forget_states()

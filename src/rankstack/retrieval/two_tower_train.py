@@ -1,0 +1,174 @@
+"""Training the two towers: time-ordered event streams and their causal histories, the in-batch sampled softmax
+with logQ correction, and the epoch loop with early stopping on validation recall. :meth:`TwoTower.fit` calls
+:func:`train_two_tower`; loading a trained model never imports this module."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch.nn import functional as F
+
+from rankstack.data.dataset import Dataset
+from rankstack.device import resolve_device
+from rankstack.evaluation.early_stopping_train import EarlyStopping, Validation
+from rankstack.progress import new_progress
+from rankstack.retrieval.features import FeatureEncoder
+from rankstack.retrieval.lightgcn_train import holdout
+from rankstack.retrieval.two_tower_net import StreamingFrequency, TwoTowerNet
+
+if TYPE_CHECKING:  # the model imports this module inside fit(): no import back at run time
+    from rankstack.retrieval.two_tower import TwoTower
+
+
+def flatten_sequences(seqs: list[np.ndarray], drop: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray,
+                                                                                           np.ndarray]:
+    """(items, users, start of each event's user run) of the time-ordered events, minus pairs in ``drop``."""
+    users = np.repeat(np.arange(len(seqs)), [len(s) for s in seqs]).astype(np.int64)
+    items = np.concatenate(seqs).astype(np.int64) if seqs else np.zeros(0, np.int64)
+    if drop is not None and drop.nnz:
+        coo = drop.tocoo()
+        n = drop.shape[1]
+        keep = ~np.isin(users * n + items, coo.row.astype(np.int64) * n + coo.col)
+        users, items = users[keep], items[keep]
+    starts = np.searchsorted(users, users, side="left")
+    return items, users, starts
+
+
+def causal_history(flat_items: torch.Tensor, pos: torch.Tensor, starts: torch.Tensor, n: int) -> torch.Tensor:
+    """The ``n`` items before each position within its user's run: [len(pos), n], −1 pads (oldest first)."""
+    idx = pos.unsqueeze(1) - torch.arange(n, 0, -1, device=pos.device).unsqueeze(0)
+    valid = idx >= starts.unsqueeze(1)
+    return torch.where(valid, flat_items[idx.clamp_min(0)], torch.full_like(idx, -1))
+
+
+
+def train_two_tower(model: TwoTower, dataset: Dataset) -> None:
+    """Encode features, train the towers, then embed every user and item (cold items from features)."""
+    cfg = model.config
+    x = dataset.interaction_matrix(binary=True)
+    model.train_ = x
+    model.device_ = dev = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model.item_encoder_ = FeatureEncoder("item_id", cfg.item_features).fit(dataset.item_features)
+    model.user_encoder_ = FeatureEncoder("user_id", cfg.user_features).fit(dataset.user_features)
+    model.item_feats_ = {k: v.to(dev) for k, v in model.item_encoder_.encode(dataset.item_features,
+                                                                             x.shape[1]).items()}
+    model.user_feats_ = {k: v.to(dev) for k, v in model.user_encoder_.encode(dataset.user_features,
+                                                                             x.shape[0]).items()}
+    model.net_ = TwoTowerNet(x.shape[0], x.shape[1], cfg.embedding_dim, cfg.hidden_dim, model.item_encoder_,
+                             model.user_encoder_).to(dev)
+    seqs = dataset.sequences()
+    val = None
+    if cfg.validation_ratio > 0:
+        graph, val = holdout(x, cfg.validation_ratio, cfg.seed)
+    model.history_ = []
+    _train(model, seqs, x if val is None else graph, val)
+
+
+def _histories(model: TwoTower, seqs: list[np.ndarray], drop: sp.csr_matrix | None) -> torch.Tensor:
+    """Last ``history_len`` items of each user's sequence: [n_users, N], −1 pads."""
+    items, users, _ = flatten_sequences(seqs, drop)
+    ends = np.searchsorted(users, np.arange(len(seqs)), side="right")
+    flat = torch.from_numpy(items)
+    pos = torch.from_numpy(ends)
+    begin = torch.from_numpy(np.searchsorted(users, np.arange(len(seqs)), side="left"))
+    return causal_history(flat, pos, begin, model.config.history_len).to(model.device_)
+
+
+def _autocast(model: TwoTower) -> contextlib.AbstractContextManager[Any]:
+    """bfloat16 autocast on CUDA when ``amp``; no-op otherwise."""
+    if model.config.amp and model.device_.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _train(model: TwoTower, seqs: list[np.ndarray], graph: sp.csr_matrix, val: sp.csr_matrix | None) -> None:
+    """Adam over the shuffled events each epoch; keeps the weights of the best validation recall@eval_k, then
+    embeds every user and item."""
+    cfg, dev, net = model.config, model.device_, model.net_
+    n_items = graph.shape[1]
+    items_np, users_np, starts_np = flatten_sequences(seqs, val)
+    flat, users, starts = (torch.from_numpy(a).to(dev) for a in (items_np, users_np, starts_np))
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    freq = StreamingFrequency(n_items, cfg.batch_size, cfg.logq_alpha, dev)
+    gen = torch.Generator(device=dev).manual_seed(cfg.seed)
+    validation = Validation(graph, val, cfg.eval_k, dev) if val is not None else None
+    item_count = torch.from_numpy(np.asarray(graph.sum(axis=0)).ravel()).to(dev)
+    stop: EarlyStopping[dict[str, torch.Tensor]] = EarlyStopping(cfg.epochs, cfg.patience, cfg.eval_every)
+    n = flat.numel()
+    with new_progress() as progress:
+        task = progress.add_task("two-tower", total=cfg.epochs)
+        for epoch in range(1, cfg.epochs + 1):
+            net.train()
+            perm = torch.randperm(n, device=dev, generator=gen)
+            total = 0.0
+            for start in range(0, n, cfg.batch_size):
+                pos = perm[start : start + cfg.batch_size]
+                loss = _batch_loss(model, flat, users, starts, pos, freq, gen)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(pos)
+            row: dict[str, float] = {"epoch": epoch, "wall_s": stop.elapsed(), "loss": total / n}
+            if validation is not None and stop.due(epoch):
+                metrics = validation.of_embeddings(*_embed_all(model, _histories(model, seqs, val), item_count))
+                row.update(metrics)
+                score = metrics[validation.key]
+                stop.record(epoch, score, lambda: {k: v.detach().clone() for k, v in net.state_dict().items()})
+                progress.update(task, description=f"two-tower val recall@{cfg.eval_k} {score:.4f}")
+            model.history_.append(row)
+            progress.update(task, advance=1)
+            if validation is not None and stop.patience_spent:
+                break
+    if stop.best_state is not None:
+        net.load_state_dict(stop.best_state)
+    train = model.train_
+    assert train is not None
+    model.item_counts_ = torch.from_numpy(np.asarray(train.sum(axis=0)).ravel()).to(dev)
+    model.histories_ = _histories(model, seqs, None)
+    model.user_vectors_, model.item_vectors_ = _embed_all(model, model.histories_, model.item_counts_)
+
+
+def _batch_loss(model: TwoTower, flat: torch.Tensor, users: torch.Tensor, starts: torch.Tensor, pos: torch.Tensor,
+                freq: StreamingFrequency, gen: torch.Generator) -> torch.Tensor:
+    """Sampled softmax over in-batch (and uniform) items with logQ correction; same-item logits masked."""
+    cfg, net = model.config, model.net_
+    n_items = net.item_id.num_embeddings
+    items, u = flat[pos], users[pos]
+    hist = causal_history(flat, pos, starts[pos], cfg.history_len)
+    freq.update(items)
+    keep = (torch.rand(items.shape, device=items.device, generator=gen) >= cfg.id_dropout).float()
+    with _autocast(model):
+        uv = net.users(u, hist, model.user_feats_)
+        iv = net.items(items, keep, model.item_feats_)
+        logits = (uv @ iv.T).float() / cfg.temperature - freq.log_q(items).unsqueeze(0)
+        same = items.unsqueeze(0) == items.unsqueeze(1)
+        same.fill_diagonal_(False)
+        logits = logits.masked_fill(same, float("-inf"))
+        if cfg.uniform_negatives:
+            neg = torch.randint(0, n_items, (cfg.uniform_negatives,), device=items.device, generator=gen)
+            nv = net.items(neg, torch.ones_like(neg, dtype=torch.float32), model.item_feats_)
+            neg_logits = (uv @ nv.T).float() / cfg.temperature - np.log(cfg.uniform_negatives / n_items)
+            neg_logits = neg_logits.masked_fill(items.unsqueeze(1) == neg.unsqueeze(0), float("-inf"))
+            logits = torch.cat([logits, neg_logits], 1)
+    return F.cross_entropy(logits, torch.arange(len(items), device=items.device))
+
+
+@torch.no_grad()
+def _embed_all(model: TwoTower, histories: torch.Tensor, item_count: torch.Tensor, batch: int = 8192
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """All user and item vectors; items without training interactions use their features only."""
+    net, dev = model.net_, model.device_
+    net.eval()
+    n_users, n_items = net.user_id.num_embeddings, net.item_id.num_embeddings
+    ids = torch.arange(n_items, device=dev)
+    items = torch.cat([net.items(ids[s : s + batch], (item_count[s : s + batch] > 0).float(), model.item_feats_)
+                       for s in range(0, n_items, batch)])
+    uids = torch.arange(n_users, device=dev)
+    users = torch.cat([net.users(uids[s : s + batch], histories[s : s + batch], model.user_feats_)
+                       for s in range(0, n_users, batch)])
+    return users.float(), items.float()

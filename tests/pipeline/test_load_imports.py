@@ -1,0 +1,142 @@
+"""Loading an artifact written by ``rankstack train`` imports inference code only: in a fresh interpreter, no
+training loop, evaluator, experiment, simulation, tuning or CLI module is imported by loading it and serving one
+request."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from rankstack.cli import app
+
+from .conftest import simulator_config_dict, small_events
+
+TRAINING_PARTS = {"experiment", "experiments", "simulation", "cli", "tune", "tuning"}
+EVALUATOR = "rankstack.evaluation.evaluator"
+MODELS = {  # the learned models whose training this checks stays apart, by artifact
+    "sequential": ["rankstack.sequential.sasrec", "rankstack.retrieval.lightgcn", "rankstack.retrieval.two_tower"],
+    "multitask": ["rankstack.ranking.multitask", "rankstack.ranking.networks"],
+}
+
+# Training-side packages that loading still imports through code other slices of issue #14 rework, each with
+# its slice. Delete an entry when its slice lands: test_every_pending_entry_is_still_needed says when.
+PENDING = {
+    "rankstack.simulation": "slice C (bandits/, Policy): pipeline/policy.py imports simulation.policies",
+}
+
+PROBE = """
+import json, sys
+from rankstack.pipeline.api import RecommendRequest
+from rankstack.pipeline.pipeline import Pipeline
+pipeline = Pipeline.load(sys.argv[1])
+(response,) = pipeline.recommend([RecommendRequest(user_id=sys.argv[2], k=3)])
+assert len(response.items) == 3, response
+print(json.dumps(sorted(m for m in sys.modules if m == "rankstack" or m.startswith("rankstack."))))
+"""
+
+
+def training_side(module: str) -> bool:
+    """A dotted path with a part starting with ``train``, ending in ``_train`` or naming an off-line package."""
+    return any(p.startswith("train") or p.endswith("_train") or p in TRAINING_PARTS for p in module.split("."))
+
+
+def pending(module: str) -> bool:
+    """Whether ``module`` sits in a package listed in ``PENDING``."""
+    return any(module == name or module.startswith(f"{name}.") for name in PENDING)
+
+
+def train_artifact(config: dict[str, object], folder: Path) -> Path:
+    """Write ``config`` next to ``folder`` and run ``rankstack train`` on it; the artifact's path."""
+    path = folder.with_suffix(".yaml")
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", str(path), "-o", str(folder), "--no-register", "--json"])
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sequential_artifact(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """Popular + LightGCN + two-tower sources, SASRec ranker (every learned source this slice split)."""
+    root = tmp_path_factory.mktemp("sequential")
+    events = small_events(n_users=40, n_items=30)
+    events.write_csv(root / "events.csv")
+    tiny = {"epochs": 2, "embedding_dim": 8}
+    config = {
+        "name": "sequential", "data": {"name": str(root / "events.csv")},
+        "sources": [{"name": "popular", "k": 10, "quota": 3},
+                    {"name": "lightgcn", "k": 10, "settings": {**tiny, "validation_ratio": 0.2, "eval_every": 1}},
+                    {"name": "two-tower", "k": 10, "settings": {**tiny, "hidden_dim": 8, "validation_ratio": 0.2}}],
+        "merge": {"k": 20},
+        "ranker": {"source": "sasrec", "settings": {"epochs": 2, "max_len": 8, "hidden_dim": 8}, "history": 8},
+        "exploration": {"policy": "greedy"},
+        "evaluation": {"ks": [5], "funnel_ks": [10, 20]},
+    }
+    return train_artifact(config, root / "artifact"), str(events.get_column("user_id")[0])
+
+
+@pytest.fixture(scope="module")
+def multitask_artifact(sim_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The example simulator pipeline (multi-task ranker) on the small simulated log, one epoch."""
+    config = simulator_config_dict(sim_folder, epochs=1)
+    user = pl.read_parquet(sim_folder / "events.parquet").get_column("user_id")[0]
+    return train_artifact(config, tmp_path_factory.mktemp("multitask") / "artifact"), str(user)
+
+
+def loaded_modules(artifact: Path, user: str) -> list[str]:
+    """The rankstack modules a fresh interpreter holds after loading ``artifact`` and serving ``user``."""
+    done = subprocess.run([sys.executable, "-c", PROBE, str(artifact), user], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return list(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.fixture(scope="module")
+def loaded(sequential_artifact: tuple[Path, str], multitask_artifact: tuple[Path, str]) -> dict[str, list[str]]:
+    """The modules each artifact's loading imports."""
+    return {"sequential": loaded_modules(*sequential_artifact), "multitask": loaded_modules(*multitask_artifact)}
+
+
+@pytest.mark.parametrize("kind", ["sequential", "multitask"])
+def test_loading_an_artifact_imports_no_training_module(loaded: dict[str, list[str]], kind: str) -> None:
+    modules = loaded[kind]
+    assert set(MODELS[kind]) <= set(modules)  # the probe loaded the learned models this check is about
+    assert [m for m in modules if training_side(m) and not pending(m)] == []
+
+
+@pytest.mark.parametrize("kind", ["sequential", "multitask"])
+def test_loading_an_artifact_does_not_import_the_evaluator(loaded: dict[str, list[str]], kind: str) -> None:
+    assert EVALUATOR not in loaded[kind]
+
+
+def test_every_pending_entry_is_still_needed(loaded: dict[str, list[str]]) -> None:
+    imported = {m for modules in loaded.values() for m in modules}
+    done = [f"{name} ({why})" for name, why in PENDING.items()
+            if not any(m == name or m.startswith(f"{name}.") for m in imported)]
+    assert done == [], f"loading no longer imports these: delete them from PENDING: {done}"
+
+
+def test_the_training_predicate_follows_the_contract() -> None:
+    for name in ("rankstack.pipeline.train", "rankstack.sequential.sasrec_train", "rankstack.experiments.offline",
+                 "rankstack.experiment", "rankstack.simulation.world", "rankstack.cli.serve", "rankstack.tuning",
+                 "rankstack.trainer"):
+        assert training_side(name), name
+    for name in ("rankstack.sequential.sasrec", "rankstack.pipeline.artifact", "rankstack.retrieval.lightgcn",
+                 "rankstack.evaluation.metrics", "rankstack.client", "rankstack.retrained", "rankstack.pipeline"):
+        assert not training_side(name), name
+
+
+def test_importing_the_models_imports_neither_their_training_nor_the_evaluator() -> None:
+    modules = [m for names in MODELS.values() for m in names] + ["rankstack.ranking.persistence"]
+    code = (f"import importlib, json, sys\nfor m in {modules!r}:\n    importlib.import_module(m)\n"
+            "print(json.dumps(sorted(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    imported = json.loads(done.stdout.strip().splitlines()[-1])
+    assert EVALUATOR not in imported
+    assert [m for m in imported if m.startswith("rankstack") and training_side(m)] == []
