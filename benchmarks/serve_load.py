@@ -38,12 +38,12 @@ from typing import Any
 import httpx
 import numpy as np
 import polars as pl
+from rankstack.retrieval.registry import SOURCES
 
 from rankstack.data.dataset import Dataset
 from rankstack.pipeline.artifact import save_artifact
 from rankstack.pipeline.config import validate_pipeline_config
 from rankstack.pipeline.train import fit_stages
-from rankstack.retrieval.registry import SOURCES
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
