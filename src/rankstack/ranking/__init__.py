@@ -1,4 +1,5 @@
-"""Ranking: impression tables, features, the multi-task ranker (MMoE over DCN-v2, ESMM), calibration, plots."""
+"""Ranking: the ``Ranker`` protocol, impression tables, features, the multi-task ranker (MMoE over DCN-v2,
+ESMM), calibration, plots."""
 
 from rankstack.ranking.calibration import (
     CALIBRATORS,
@@ -22,6 +23,7 @@ from rankstack.ranking.features import (
 from rankstack.ranking.impressions import ImpressionSplit, impression_table, temporal_impression_split
 from rankstack.ranking.multitask import MultiTaskConfig, MultiTaskRanker
 from rankstack.ranking.persistence import load_ranker, save_ranker
+from rankstack.ranking.protocol import RankBatch, Ranker
 
 __all__ = [
     "CALIBRATORS",
@@ -36,6 +38,8 @@ __all__ = [
     "MultiTaskConfig",
     "MultiTaskRanker",
     "PlattCalibrator",
+    "RankBatch",
+    "Ranker",
     "TemperatureCalibrator",
     "add_source_scores",
     "add_user_embedding",
