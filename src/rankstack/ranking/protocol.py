@@ -29,7 +29,7 @@ _NO_SOURCES: Mapping[str, CandidateSource] = {}
 _NO_SCORES: Mapping[str, np.ndarray] = {}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RankBatch:
     """What a ranker may read about a batch of requests; only ``item_ids`` is required of every caller.
 
