@@ -23,9 +23,9 @@ import yaml
 
 from rankstack.data.loaders import load_dataset
 from rankstack.evaluation.evaluator import Evaluator
+from rankstack.pipeline.components import build_source
 from rankstack.provenance import machine_info
 from rankstack.retrieval.popular import MostPopular
-from rankstack.retrieval.registry import build_source
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -20,10 +20,10 @@ from rankstack.data.loaders import load_dataset
 from rankstack.data.splits import make_split
 from rankstack.device import resolve_device
 from rankstack.experiment import fit_and_eval_parts
+from rankstack.pipeline.components import build_source
 from rankstack.provenance import machine_info
 from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.funnel import funnel_recall
-from rankstack.retrieval.registry import build_source
 
 RESULTS = Path(__file__).parent / "results"
 

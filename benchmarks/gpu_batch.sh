@@ -34,7 +34,7 @@ else
   MT=(--impressions 5000000 --users 10000 --items 500 --epochs 14 --slate-requests 2000)
 fi
 { nvidia-smi || true; "$PY" -c "import torch, sys; print(sys.version, torch.__version__, torch.cuda.is_available())"
-  "$PY" -c "import polars, pydantic, rankstack.sequential, rankstack.retrieval.registry; print(polars.__version__)"
+  "$PY" -c "import polars, pydantic, rankstack.sequential, rankstack.pipeline.components; print(polars.__version__)"
   "$PY" -c "from rankstack.retrieval.lightgcn import LightGCNConfig as C; print(C(loss='softmax'))"; } \
   > "$LOGS/env.log" 2>&1
 TIMEFORMAT='time: real %R s, user %U s, sys %S s'

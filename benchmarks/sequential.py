@@ -26,10 +26,10 @@ from rankstack.data.loaders import load_dataset
 from rankstack.data.splits import make_split
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.experiment import fit_and_eval_parts
+from rankstack.pipeline.components import build_source
 from rankstack.provenance import code_version, machine_info
 from rankstack.ranking.two_stage import TwoStageRecommender
 from rankstack.retrieval.funnel import candidate_recall
-from rankstack.retrieval.registry import build_source
 from rankstack.sequential import SASRec, SASRecConfig
 
 RESULTS = Path(__file__).parent / "results"

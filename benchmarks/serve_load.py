@@ -41,9 +41,9 @@ import polars as pl
 
 from rankstack.data.dataset import Dataset
 from rankstack.pipeline.artifact import save_artifact
+from rankstack.pipeline.components import names
 from rankstack.pipeline.config import validate_pipeline_config
 from rankstack.pipeline.train import fit_stages
-from rankstack.retrieval.registry import SOURCES
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -282,7 +282,7 @@ def main() -> None:
     parser.add_argument("--cover-group", type=int, default=5, help="items per catalog-only user")
     parser.add_argument("--merge-k", type=int, default=300)
     parser.add_argument("--k", type=int, default=20)
-    parser.add_argument("--ranker", default="sasrec" if "sasrec" in SOURCES else "none")
+    parser.add_argument("--ranker", default="sasrec" if "sasrec" in names("source") else "none")
     parser.add_argument("--retrieval", default="itemknn", choices=["itemknn", "sasrec"],
                         help="second source next to popular (item-kNN's fit is quadratic in the catalog)")
     parser.add_argument("--ranker-budget-s", type=float, default=120.0)

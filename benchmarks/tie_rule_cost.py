@@ -24,7 +24,7 @@ import rankstack.retrieval.base as base
 from rankstack.data.loaders import load_dataset
 from rankstack.data.splits import leave_one_out
 from rankstack.evaluation.evaluator import Evaluator
-from rankstack.retrieval.registry import build_source
+from rankstack.pipeline.components import build_source
 
 RESULTS = Path(__file__).parent / "results"
 TopK = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]

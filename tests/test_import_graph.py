@@ -14,12 +14,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-# Known imports that close a cycle, each removed by another slice of issue 14; the merger empties this list (an entry
-# that no longer exists fails test_allowlist_is_current).
-ALLOWED: set[tuple[str, str]] = {
-    # slice E: one component registry in pipeline/components.py replaces retrieval/registry.py
-    ("rankstack.retrieval.registry", "rankstack.sequential.sasrec"),
-}
+# Known imports that close a cycle (an entry that no longer exists fails test_allowlist_is_current): none.
+ALLOWED: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from rankstack.data.dataset import Dataset
 from rankstack.data.splits import Split, make_split, random_split
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.io import write_text_atomic
+from rankstack.pipeline.components import build_source
 from rankstack.provenance import code_version, machine_info
 from rankstack.retrieval.base import CandidateSource
-from rankstack.retrieval.registry import build_source
 
 EvalOn = Literal["validation", "test"]
 VALIDATION_CARVE_RATIO = 0.1

@@ -59,9 +59,9 @@ def test_each_command_help_works_and_matches_the_listing(name: str) -> None:
 
 
 def test_evaluate_choices_match_the_registries() -> None:
-    from rankstack.cli.evaluate import Model, SplitKind
+    from rankstack.cli.evaluate import MODELS, SplitKind
     from rankstack.data.splits import SplitKind as SplitKinds
-    from rankstack.retrieval.registry import SOURCES
+    from rankstack.pipeline.components import names
 
-    assert {m.value for m in Model} == {*SOURCES, "multitask"}
+    assert set(MODELS) == {*names("source"), "multitask"}
     assert {s.value for s in SplitKind} == set(get_args(SplitKinds))

@@ -16,8 +16,8 @@ from rankstack.data.splits import leave_one_out
 from rankstack.evaluation import Evaluator
 from rankstack.evaluation.metrics import hits_matrix
 from rankstack.evaluation.recs import evaluate_rec_files
+from rankstack.pipeline.components import build_source
 from rankstack.retrieval.funnel import funnel_recall
-from rankstack.retrieval.registry import build_source
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from rankstack.index import ExactIndex, VectorIndex, build_index
+from rankstack.index import ExactIndex, VectorIndex
 from rankstack.index.faiss_index import FaissHNSWConfig, FaissHNSWIndex, FaissIVFFlatConfig, FaissIVFFlatIndex
+from rankstack.pipeline.components import build
 
 
 def _unnormalised(n: int = 600, dim: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -97,9 +98,9 @@ def test_bad_inputs_are_rejected() -> None:
     index.build(np.ones((3, 4), np.float32))
     with pytest.raises(ValueError, match="dim"):
         index.search(np.zeros((1, 5), np.float32), 1)
-    with pytest.raises(ValueError, match="unknown index kind"):
-        build_index("lsh")
-    assert isinstance(build_index("hnsw", {"m": 8}), FaissHNSWIndex)
+    with pytest.raises(ValueError, match="unknown index 'lsh'; available: exact, hnsw, ivf-flat"):
+        build("index", "lsh")
+    assert isinstance(build("index", "hnsw", {"m": 8}), FaissHNSWIndex)
 
 
 @pytest.mark.parametrize("at", range(4), ids=["exact", "hnsw", "hnsw-ip", "ivf"])

@@ -17,11 +17,11 @@ import yaml
 from rankstack.data.dataset import Dataset
 from rankstack.data.splits import leave_one_out
 from rankstack.experiment import fit_and_eval_parts
+from rankstack.pipeline.components import REGISTRY
 from rankstack.pipeline.config import validate_pipeline_config
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.pipeline.train import TrainResult, fit_stages, train_pipeline
 from rankstack.retrieval.base import CandidateSource, SourceConfig
-from rankstack.retrieval.registry import SOURCES
 from rankstack.simulation import MarketplaceSimulator, SimulatorConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "pipelines"
@@ -71,9 +71,12 @@ class FakeSeq(CandidateSource):
         self.seen_histories = []
 
 
+FAKESEQ = (f"{FakeSeq.__module__}:{FakeSeq.__qualname__}", None)  # its component registry entry
+
+
 @pytest.fixture(autouse=True)
 def _fake_ranker_and_one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setitem(SOURCES, "fakeseq", FakeSeq)
+    monkeypatch.setitem(REGISTRY["source"], "fakeseq", FAKESEQ)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

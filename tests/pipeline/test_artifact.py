@@ -11,6 +11,7 @@ from rankstack.data.dataset import Dataset
 from rankstack.errors import ArtifactError
 from rankstack.pipeline.api import RecommendRequest
 from rankstack.pipeline.artifact import save_artifact
+from rankstack.pipeline.components import REGISTRY
 from rankstack.pipeline.integrity import seal
 from rankstack.pipeline.pipeline import Pipeline
 
@@ -21,11 +22,9 @@ REQUESTS = [RecommendRequest(user_id=u, k=6, request_id=f"r-{u}") for u in ("u0"
 
 @pytest.fixture(scope="module")
 def saved(small_split: tuple[Dataset, Dataset], tmp_path_factory: pytest.TempPathFactory) -> tuple[Pipeline, Path]:
-    from rankstack.retrieval.registry import SOURCES
+    from .conftest import FAKESEQ
 
-    from .conftest import FakeSeq
-
-    SOURCES["fakeseq"] = FakeSeq  # module scope outlives the autouse monkeypatch
+    REGISTRY["source"]["fakeseq"] = FAKESEQ  # module scope outlives the autouse monkeypatch
     pipe = build(small_split[0], ranker={"source": "fakeseq"},
                  exploration={"policy": "softmax", "temperature": 0.5, "pool": 12},
                  rerank={"rules": [{"name": "cap", "type": "cap", "attribute": "category", "max_per_slate": 3}]})

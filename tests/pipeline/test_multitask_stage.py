@@ -15,6 +15,7 @@ from rankstack.pipeline.artifact import save_artifact
 from rankstack.pipeline.multitask_stage import MultiTaskStage
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.pipeline.train import TrainResult
+from rankstack.ranking.protocol import RankBatch
 
 CONTEXT: dict[str, str | int | float | bool] = {"device": "mobile", "placement": "home", "hour": 9}
 
@@ -120,3 +121,26 @@ def test_a_failing_or_slow_ranker_leaves_retrieval_order(sim_trained: TrainResul
         assert response.stages["ranker"] == "degraded" and response.stages["value"] == "skipped"
         assert response.fallback == "retrieval_order"
         assert [i.item_id for i in response.items] == items
+
+
+class Impressions:
+    """Row 0's user saw item 2 three times; nobody else saw anything."""
+
+    def counts(self, user_id: int, *, since: float, events: Any) -> dict[int, int]:
+        return {2: 3} if user_id == 0 and tuple(events) == ("impression",) else {}
+
+
+def test_the_stage_is_a_ranker_whose_objectives_are_its_predictions(sim_trained: TrainResult) -> None:
+    stage = sim_trained.pipeline.parts.ranker
+    assert isinstance(stage, MultiTaskStage) and set(stage.objectives) == stage.predictions
+    assert not stage.needs_history and stage.warm([np.array([1])]) == 0
+    users, items = np.array([0, 1]), np.array([[1, 2, 3], [2, 4, -1]])
+    sources = sim_trained.pipeline.parts.sources
+    scored = stage.score(RankBatch(users, items, contexts=[CONTEXT, CONTEXT], sources=sources,
+                                   exposures=Impressions()))
+    expected = stage.predict(users, items, [CONTEXT, CONTEXT], np.array([[0, 3, 0], [0, 0, 0]]), sources)
+    assert set(scored) == set(stage.objectives)
+    for name in scored:
+        np.testing.assert_array_equal(scored[name], expected[name])
+    unseen = stage.score(RankBatch(users, items, contexts=[CONTEXT, CONTEXT], sources=sources))
+    assert not np.array_equal(unseen["click"], scored["click"], equal_nan=True)  # the exposures reach the features

@@ -103,7 +103,7 @@ def test_sasrec_state_cache_is_warmed_and_serves_the_same_slates(tmp_path: Path)
     sasrec = {"source": "sasrec", "history": 10, "state_cache": 1000,
               "settings": {"epochs": 2, "max_len": 10, "hidden_dim": 8, "validation": False, "device": "cpu"}}
     pipe = train_pipeline(validate_pipeline_config(config_dict(data={"name": str(log)}, ranker=sasrec))).pipeline
-    cache = pipe.parts.ranker.state_cache
+    cache = pipe.parts.ranker.source.state_cache
     assert cache is not None and len(cache) > 0  # filled by the offline evaluation
     cache.clear()
     warmed = pipe.warm_states()
@@ -116,7 +116,7 @@ def test_sasrec_state_cache_is_warmed_and_serves_the_same_slates(tmp_path: Path)
     assert (cache.hits - hits, cache.misses - misses) == (2, 1)  # u1's fresh click makes a new history
     off = sasrec | {"state_cache": 0}
     uncached = pipe.with_config(pipe.config.model_copy(update={"ranker": pipe.config.ranker.model_copy(update=off)}))
-    assert uncached.parts.ranker.state_cache is None and uncached.warm_states() == 0
+    assert uncached.parts.ranker.source.state_cache is None and uncached.warm_states() == 0
     assert [[i.item_id for i in r] for r in cached] == [
         [i.item_id for i in r.items] for r in uncached.recommend(reqs, state)]
 

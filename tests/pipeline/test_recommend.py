@@ -152,7 +152,7 @@ def test_ranker_reorders_and_sees_fresh_clicks(small_split: tuple[Dataset, Datas
     numbers = [int(i[1:]) for i in ids(resp)]
     assert numbers == sorted(numbers)  # the fake ranker scores low ids first
     assert not {"i39", "i38"} & set(ids(resp))  # fresh clicks are not recommended again
-    history = pipe.parts.ranker.seen_histories[0]  # type: ignore[union-attr]
+    history = pipe.parts.ranker.source.seen_histories[0]  # type: ignore[union-attr]
     assert len(history) == 5 and history[-2:].tolist() == pipe.parts.item_map.to_internal(["i39", "i38"]).tolist()
 
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from rankstack.data.dataset import Dataset
+from rankstack.pipeline.components import build_source
 from rankstack.ranking.two_stage import TwoStageRecommender
 from rankstack.retrieval.popular import MostPopular
-from rankstack.retrieval.registry import build_source
 
 
 def small_dataset(n_users: int = 30, n_items: int = 25, seed: int = 0) -> Dataset:

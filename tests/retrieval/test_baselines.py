@@ -10,11 +10,11 @@ import torch
 from rankstack.candidates import PAD_ITEM
 from rankstack.data.dataset import Dataset
 from rankstack.errors import ConfigError
+from rankstack.pipeline.components import build_source, names
 from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.ease import EASE, EASEConfig, inverse_spd_
 from rankstack.retrieval.itemknn import ItemKNN, ItemKNNConfig
 from rankstack.retrieval.popular import MostPopular
-from rankstack.retrieval.registry import SOURCES, build_source
 
 
 def _random_dataset(n_users: int = 40, n_items: int = 30, density: float = 0.2, seed: int = 0) -> Dataset:
@@ -87,7 +87,7 @@ def test_popular_ranks_by_user_count_and_pads_short_lists() -> None:
     assert ds.item_map.to_external(unfiltered.item_ids[0]).to_list() == ["a", "b", "c"]
 
 
-@pytest.mark.parametrize("name", sorted(SOURCES))
+@pytest.mark.parametrize("name", sorted(names("source")))
 def test_conformance(name: str) -> None:
     """Every candidate source: shapes, sorted scores, no training items, determinism."""
     ds = _random_dataset(seed=4)

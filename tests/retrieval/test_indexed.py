@@ -7,13 +7,12 @@ import pytest
 from planted import planted
 
 from rankstack.candidates import PAD_ITEM
-from rankstack.index import build_index
+from rankstack.pipeline.components import build, source_class
 from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.indexed import IndexedRetriever, has_vectors
 from rankstack.retrieval.itemknn import ItemKNN
 from rankstack.retrieval.lightgcn import LightGCN, LightGCNConfig
 from rankstack.retrieval.popular import MostPopular
-from rankstack.retrieval.registry import SOURCES
 
 FAST = {"epochs": 8, "batch_size": 256, "lr": 0.02, "embedding_dim": 16, "device": "cpu", "validation_ratio": 0.0}
 
@@ -29,7 +28,7 @@ def test_an_exhaustive_index_returns_the_sources_own_top_k(model: LightGCN, kind
     if kind != "exact":
         pytest.importorskip("faiss")
     users = np.arange(model.train_.shape[0])  # type: ignore[union-attr]
-    indexed = IndexedRetriever(model, build_index(kind, params)).retrieve(users, 10)
+    indexed = IndexedRetriever(model, build("index", kind, params)).retrieve(users, 10)
     direct = CandidateSource.retrieve(model, users, 10)
     np.testing.assert_array_equal(indexed.item_ids, direct.item_ids)
     np.testing.assert_allclose(indexed.scores, direct.scores, rtol=1e-4, atol=1e-5)
@@ -40,7 +39,7 @@ def test_seen_items_are_removed_and_short_rows_padded(model: LightGCN) -> None:
     train = model.train_.toarray() > 0  # type: ignore[union-attr]
     users = np.arange(train.shape[0])
     n_items = train.shape[1]
-    out = IndexedRetriever(model, build_index("exact")).retrieve(users, n_items)
+    out = IndexedRetriever(model, build("index", "exact")).retrieve(users, n_items)
     for row, user in enumerate(users):
         got = out.item_ids[row][out.item_ids[row] >= 0]
         assert not train[user, got].any()
@@ -49,7 +48,7 @@ def test_seen_items_are_removed_and_short_rows_padded(model: LightGCN) -> None:
 
 
 def test_only_vector_sources_can_be_indexed() -> None:
-    assert has_vectors(SOURCES["lightgcn"]) and has_vectors(SOURCES["two-tower"]) and has_vectors(SOURCES["sasrec"])
+    assert all(has_vectors(source_class(n)) for n in ("lightgcn", "two-tower", "sasrec"))
     assert not has_vectors(ItemKNN) and not has_vectors(MostPopular)
     with pytest.raises(TypeError, match="no user/item vectors"):
-        IndexedRetriever(MostPopular().fit(planted()[0]), build_index("exact"))
+        IndexedRetriever(MostPopular().fit(planted()[0]), build("index", "exact"))

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.index.exact import ExactIndex, ExactIndexConfig
+from rankstack.pipeline.components import build_source, source_class
 from rankstack.retrieval.lightgcn import LightGCN, LightGCNConfig
 from rankstack.retrieval.lightgcn_train import (
     LightGCNLoss,
@@ -29,7 +30,6 @@ from rankstack.retrieval.lightgcn_train import (
 )
 from rankstack.retrieval.persistence import load_source, save_source
 from rankstack.retrieval.popular import MostPopular
-from rankstack.retrieval.registry import build_source
 
 FAST = {"epochs": 30, "batch_size": 256, "lr": 0.02, "embedding_dim": 16, "device": "cpu", "eval_every": 5}
 
@@ -105,7 +105,7 @@ def test_a_budget_stop_is_recorded_and_saved(tmp_path: Path) -> None:
     assert stop is not None and (stop.epochs_done, stop.epochs, stop.partial_epoch) == (1, 4, None)
     assert model.best_epoch_ == 1 and len(model.history_) == 1
     save_source(model, tmp_path / "lightgcn", dataset=train)
-    assert load_source(tmp_path / "lightgcn").budget_stop_ == stop
+    assert load_source(tmp_path / "lightgcn", source_class).budget_stop_ == stop
     assert LightGCN(LightGCNConfig(**{**FAST, "epochs": 2}, validation_ratio=0.0)).fit(train).budget_stop_ is None
 
 
@@ -179,7 +179,7 @@ def test_cosine_softmax_exports_unit_vectors_that_the_index_ranks_like_score() -
 def test_softmax_round_trip_keeps_loss_cosine_and_scores(tmp_path: Path) -> None:
     train, _ = planted(n_users=30, n_items=20)
     model = LightGCN(LightGCNConfig(**{**SOFTMAX, "epochs": 2, "cosine": False, "negatives": 8})).fit(train)
-    loaded = load_source(save_source(model, tmp_path / "m", dataset=train))
+    loaded = load_source(save_source(model, tmp_path / "m", dataset=train), source_class)
     assert isinstance(loaded, LightGCN) and loaded.config == model.config
     assert (loaded.config.loss, loaded.config.cosine, loaded.config.negatives) == ("softmax", False, 8)
     users = np.arange(train.n_users)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from planted import planted
 
+from rankstack.pipeline.components import build_source, names, source_class
 from rankstack.retrieval.persistence import load_id_maps, load_source, save_source
-from rankstack.retrieval.registry import SOURCES, build_source
 
 FAST: dict[str, dict[str, object]] = {
     "lightgcn": {"epochs": 3, "embedding_dim": 8, "device": "cpu", "validation_ratio": 0.0},
@@ -19,7 +19,7 @@ FAST: dict[str, dict[str, object]] = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(SOURCES))
+@pytest.mark.parametrize("name", sorted(names("source")))
 def test_round_trip_gives_identical_scores_and_candidates(name: str, tmp_path: Path) -> None:
     train, _ = planted(n_users=30, n_items=20)
     model = build_source(name, FAST.get(name, {})).fit(train)
@@ -28,7 +28,7 @@ def test_round_trip_gives_identical_scores_and_candidates(name: str, tmp_path: P
     assert not list(out.glob("*.pkl")) and not list(out.glob("*.pt"))
     record = json.loads((out / "source.json").read_text())
     assert record["name"] == name and record["config"] == model.config.model_dump(mode="json")
-    loaded = load_source(out)
+    loaded = load_source(out, source_class)
     assert type(loaded) is type(model) and loaded.config == model.config
     users = np.arange(train.n_users)
     np.testing.assert_allclose(loaded.score(users).numpy(), model.score(users).numpy(), rtol=1e-6, atol=1e-6)
@@ -41,4 +41,4 @@ def test_round_trip_gives_identical_scores_and_candidates(name: str, tmp_path: P
 def test_loading_something_else_fails_clearly(tmp_path: Path) -> None:
     (tmp_path / "source.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(ValueError, match="not a saved rankstack source"):
-        load_source(tmp_path)
+        load_source(tmp_path, source_class)

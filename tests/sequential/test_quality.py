@@ -8,7 +8,7 @@ from rankstack.data.loaders import load_dataset
 from rankstack.data.splits import make_split
 from rankstack.errors import DatasetNotFoundError
 from rankstack.experiment import evaluate_source, fit_and_eval_parts
-from rankstack.retrieval.registry import build_source
+from rankstack.pipeline.components import build_source
 
 
 def test_sasrec_beats_popularity_on_movielens_100k() -> None:

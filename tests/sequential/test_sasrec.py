@@ -17,9 +17,9 @@ from rankstack.errors import ConfigError
 from rankstack.evaluation import early_stopping_train
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.experiment import fit_and_eval_parts, run_experiment
+from rankstack.pipeline.components import build_source, source_class
 from rankstack.retrieval.base import BudgetStop
 from rankstack.retrieval.persistence import load_source, save_source
-from rankstack.retrieval.registry import build_source
 from rankstack.sequential import SASRec, SASRecConfig
 from rankstack.sequential.net import SASRecNet
 
@@ -77,7 +77,7 @@ def test_score_candidates_gathers_full_scores(fitted: tuple[SASRec, object, obje
 def test_save_load_round_trip(fitted: tuple[SASRec, object, object], tmp_path: Path) -> None:
     model, fit, _ = fitted
     save_source(model, tmp_path / "sasrec", dataset=fit)
-    loaded = load_source(tmp_path / "sasrec")
+    loaded = load_source(tmp_path / "sasrec", source_class)
     users = np.arange(5)
     assert torch.allclose(model.score(users), loaded.score(users), atol=1e-5)
     assert [len(h) for h in loaded.histories_] == [len(h) for h in model.histories_]
@@ -160,7 +160,7 @@ def test_a_budget_stop_keeps_a_completed_epoch_and_says_so(monkeypatch: pytest.M
     meta = json.loads((tmp_path / "sasrec" / "source.json").read_text())["meta"]
     assert meta["best_epoch"] == 2 and meta["history"][-1]["loss"] == reference.history_[-1]["loss"]
     assert meta["budget_stop"]["message"].startswith(f"stopped by time_budget_s={budget:g} after 2 of 5 epochs")
-    assert load_source(tmp_path / "sasrec").budget_stop_ == stop
+    assert load_source(tmp_path / "sasrec", source_class).budget_stop_ == stop
 
 
 def test_without_a_budget_stop_the_best_epoch_is_the_last_one() -> None:

@@ -10,7 +10,8 @@ import pytest
 
 from rankstack.errors import ConfigError
 from rankstack.events import Event
-from rankstack.state import RedisStateStore, SQLiteStateStore, StateStoreError, open_state
+from rankstack.pipeline.components import open_state
+from rankstack.state import RedisStateStore, SQLiteStateStore, StateStoreError
 
 EVENT = Event(event_id="e1", user_id="u", item_id="i", event="click", timestamp=1.0)
 

@@ -7,24 +7,22 @@ import time
 from contextlib import nullcontext
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.table import Table
 
 from rankstack.cli.common import console, friendly_errors, metric_grid, parse_ks, parse_settings
+from rankstack.pipeline.components import names
 
-
-class Model(StrEnum):
-    """``--model``: a candidate source of ``rankstack.retrieval.registry.SOURCES``, or the multi-task ranker."""
-
-    popular = "popular"
-    itemknn = "itemknn"
-    ease = "ease"
-    lightgcn = "lightgcn"
-    two_tower = "two-tower"
-    sasrec = "sasrec"
-    multitask = "multitask"
+MULTITASK = "multitask"
+# ``--model``: a candidate source of the component registry (its names only: no model module is imported), or
+# the multi-task ranker
+MODELS = (*names("source"), MULTITASK)
+if TYPE_CHECKING:
+    Model = str
+else:
+    Model = StrEnum("Model", {name.replace("-", "_"): name for name in MODELS})
 
 
 class SplitKind(StrEnum):
@@ -77,7 +75,7 @@ def evaluate(
     ks = parse_ks(k)
     params = parse_settings(settings)
     target: Literal["test", "validation"] = "test" if eval_on is EvalTarget.test else "validation"
-    if model is Model.multitask:  # a ranker over logged impressions, not a candidate source
+    if model == MULTITASK:  # a ranker over logged impressions, not a candidate source
         if split not in (None, SplitKind.temporal):
             raise typer.BadParameter("the multitask ranker uses a temporal split of impressions", param_hint="--split")
         from rankstack.cli.multitask import evaluate_multitask
@@ -90,9 +88,9 @@ def evaluate(
         from rankstack.data.loaders import load_dataset, standard_split
         from rankstack.device import resolve_device
         from rankstack.experiment import run_experiment, save_run
-        from rankstack.retrieval.registry import source_config
+        from rankstack.pipeline.components import settings as validated
 
-        source_config(model.value, params)  # bad settings fail before the data is loaded
+        validated("source", str(model), params)  # bad settings fail before the data is loaded
         if device is not None:
             resolve_device(device)
         t0 = time.perf_counter()
@@ -101,7 +99,7 @@ def evaluate(
         load_s = time.perf_counter() - t0
         kind = split.value if split is not None else standard_split(dataset, data)
         record = run_experiment(
-            data, kind, model.value, params, ks=ks, eval_on=target, device=device, load_s=load_s
+            data, kind, str(model), params, ks=ks, eval_on=target, device=device, load_s=load_s
         )
         path = save_run(record, runs_dir)
     record["result_path"] = str(path)

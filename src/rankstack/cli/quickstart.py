@@ -74,9 +74,9 @@ def quickstart(
         from rankstack.evaluation.report import write_report
         from rankstack.io import write_text_atomic
         from rankstack.pipeline.artifact import save_artifact
+        from rankstack.pipeline.components import build_source
         from rankstack.pipeline.config import load_pipeline_config
         from rankstack.pipeline.train import train_pipeline
-        from rankstack.retrieval.registry import build_source
 
         cfg = load_pipeline_config(config)
         result = train_pipeline(cfg, log=lambda msg: console.print(escape(msg)))

@@ -1,5 +1,6 @@
 """Vector indexes for inner-product top-k search: exact (torch) and approximate (FAISS HNSW / IVF-Flat), and the
-torch top-k with rankstack's tie rule (``topk``).
+torch top-k with rankstack's tie rule (``topk``); an index is made by name with
+``rankstack.pipeline.components.build("index", kind, params)``.
 
 The names below are imported on first use (``rankstack.lazy_exports``), so importing one submodule does not
 import the others."""
@@ -16,22 +17,6 @@ if TYPE_CHECKING:
 
 _HOME = {"VectorIndex": "base", **dict.fromkeys(["ExactIndex", "ExactIndexConfig"], "exact")}
 
-__all__ = ["ExactIndex", "ExactIndexConfig", "VectorIndex", "build_index"]
-
-
-def build_index(kind: str, params: dict[str, object] | None = None) -> VectorIndex:
-    """An empty index of ``kind`` ("exact", "hnsw" or "ivf-flat") with a validated config."""
-    if kind == "exact":
-        from rankstack.index.exact import ExactIndex, ExactIndexConfig
-
-        return ExactIndex(ExactIndexConfig.model_validate(params or {}))
-    from rankstack.index.faiss_index import FaissHNSWConfig, FaissHNSWIndex, FaissIVFFlatConfig, FaissIVFFlatIndex
-
-    if kind == "hnsw":
-        return FaissHNSWIndex(FaissHNSWConfig.model_validate(params or {}))
-    if kind == "ivf-flat":
-        return FaissIVFFlatIndex(FaissIVFFlatConfig.model_validate(params or {}))
-    raise ValueError(f"unknown index kind {kind!r}; available: exact, hnsw, ivf-flat")
-
+__all__ = ["ExactIndex", "ExactIndexConfig", "VectorIndex"]
 
 __getattr__ = lazy_getattr(__name__, _HOME)

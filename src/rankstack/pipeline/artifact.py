@@ -7,8 +7,9 @@ Layout::
                               (every other file's SHA-256), digest (sha256 of the manifest's canonical JSON)
     SIGNATURE                 HMAC of the digest, only when written with an operator key set
     sources/<name>/           each fitted candidate source (safetensors + JSON, rankstack.retrieval.persistence)
-    ranker/                   the ranker, unless it is one of the sources (then the manifest points there);
-                              the multi-task ranker's folder is ``rankstack.pipeline.multitask_stage``
+    ranker/                   the ranker, as its ``save`` writes it (read back by the class the ``ranker``
+                              component of the config's ``ranker.kind`` names); a sequential ranker that is one
+                              of the sources is not written twice (the manifest points at its folder)
     fallback/                 the most-popular source behind the popularity fallback
     user_map.parquet          external ids, row i = internal id i
     item_map.parquet
@@ -36,10 +37,11 @@ from rankstack.data.idmap import IdMap
 from rankstack.errors import ArtifactError, ConfigError
 from rankstack.index import VectorIndex
 from rankstack.io import atomic_write, current_umask, sha256_file
-from rankstack.pipeline.config import IndexStage, MultiTaskRankerStage, PipelineConfig, validate_pipeline_config
+from rankstack.pipeline import components
+from rankstack.pipeline.config import IndexStage, PipelineConfig, validate_pipeline_config
 from rankstack.pipeline.integrity import MANIFEST, artifact_key, listed_path, seal, verify_artifact
-from rankstack.pipeline.multitask_stage import MultiTaskStage, load_stage, save_stage
 from rankstack.pipeline.parts import PipelineParts, new_index, source_index
+from rankstack.ranking.protocol import StoredRanker
 from rankstack.reranking.catalog import ItemCatalog
 from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.indexed import VectorSource
@@ -64,20 +66,19 @@ def _load_histories(path: Path) -> list[np.ndarray]:
     return [items[indptr[u]: indptr[u + 1]] for u in range(len(indptr) - 1)]
 
 
+def _read_source(folder: Path) -> CandidateSource:
+    """A saved candidate source, its class found in the component registry."""
+    return load_source(folder, components.source_class)
+
+
 def _write_parts(parts: PipelineParts, root: Path) -> dict[str, Any]:
     """Write every component under ``root``; returns the manifest's ``components`` entry."""
     components: dict[str, Any] = {"sources": {}, "ranker": None, "fallback": "fallback"}
     for name, source in parts.sources.items():
         save_source(source, root / "sources" / name)
         components["sources"][name] = f"sources/{name}"
-    if isinstance(parts.ranker, MultiTaskStage):
-        save_stage(parts.ranker, root / "ranker")
-        components["ranker"] = "ranker"
-    elif parts.ranker is not None:
-        shared = next((n for n, s in parts.sources.items() if s is parts.ranker), None)
-        if shared is None:
-            save_source(parts.ranker, root / "ranker")
-        components["ranker"] = f"sources/{shared}" if shared else "ranker"
+    if parts.ranker is not None:
+        components["ranker"] = parts.ranker.save(root, parts.sources)
     save_source(parts.fallback, root / "fallback")
     parts.user_map.save(root / "user_map.parquet")
     parts.item_map.save(root / "item_map.parquet")
@@ -200,17 +201,14 @@ def load_artifact(root: Path, *, key: bytes | None = None) -> PipelineParts:
     current = "?"
     try:
         current = "sources"
-        sources = {name: load_source(root / rel) for name, rel in comps["sources"].items()}
+        sources = {name: _read_source(root / rel) for name, rel in comps["sources"].items()}
         current = "ranker"
-        ranker: CandidateSource | MultiTaskStage | None = None
-        if comps.get("ranker") and isinstance(config.ranker, MultiTaskRankerStage):
-            ranker = load_stage(root / comps["ranker"])
-        elif comps.get("ranker"):
-            rel = comps["ranker"]
-            shared = rel.removeprefix("sources/") if rel.startswith("sources/") else None
-            ranker = sources[shared] if shared in sources else load_source(root / rel)
+        ranker: StoredRanker | None = None
+        if comps.get("ranker") and config.ranker is not None:
+            ranker = components.resolve("ranker", config.ranker.kind).load(root, comps["ranker"], sources,
+                                                                            _read_source)
         current = "fallback"
-        fallback = load_source(root / comps["fallback"])
+        fallback = _read_source(root / comps["fallback"])
         if not isinstance(fallback, MostPopular):
             raise ArtifactError(f"{root / comps['fallback']}: the fallback must be the most-popular source")
         current = "id maps"
@@ -234,12 +232,11 @@ def load_artifact(root: Path, *, key: bytes | None = None) -> PipelineParts:
         if shape != (len(user_map), len(item_map)):
             raise ArtifactError(f"{root}: {label} was trained on {shape}, the id maps say "
                                 f"{(len(user_map), len(item_map))}")
-    if isinstance(ranker, MultiTaskStage):
-        for label, frame, n in (("user", ranker.user_features, len(user_map)),
-                                ("item", ranker.item_features, len(item_map))):
-            if frame is not None and frame.height != n:
-                raise ArtifactError(f"{root / comps['ranker']}: {label} features have {frame.height} rows, "
-                                    f"the id maps say {n}")
+    for label, frame, n in (("user", getattr(ranker, "user_features", None), len(user_map)),
+                            ("item", getattr(ranker, "item_features", None), len(item_map))):
+        if frame is not None and frame.height != n:
+            raise ArtifactError(f"{root / comps['ranker']}: {label} features have {frame.height} rows, "
+                                f"the id maps say {n}")
     if len(histories) != len(user_map):
         raise ArtifactError(f"{root / 'histories.safetensors'}: {len(histories)} users, expected {len(user_map)}")
     return PipelineParts(config=config, sources=sources, fallback=fallback, user_map=user_map, item_map=item_map,

@@ -6,9 +6,11 @@ naming the file and the field (``sources[1] 'ease', field 'quota'``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -25,6 +27,7 @@ from rankstack.errors import ConfigError
 from rankstack.io import read_yaml_mapping
 from rankstack.pipeline.defaults import DEFAULT
 from rankstack.ranking.multitask import MultiTaskConfig
+from rankstack.ranking.sequential import NEXT_ITEM
 from rankstack.reranking.pipeline import RerankConfig
 from rankstack.value.objective import ValueObjective
 
@@ -42,18 +45,21 @@ class DataConfig(_Strict):
 
 
 class IndexStage(_Strict):
-    """Serve a vector source's retrieval from an index over its item vectors (``rankstack.index.build_index``):
-    ``exact`` (torch matmul + top-k), ``hnsw`` or ``ivf-flat`` (FAISS); ``params`` go to the index config."""
+    """Serve a vector source's retrieval from an index over its item vectors (an ``index`` component of
+    ``rankstack.pipeline.components``): ``exact`` (torch matmul + top-k), ``hnsw`` or ``ivf-flat`` (FAISS);
+    ``params`` go to the index config."""
 
     kind: Literal["exact", "hnsw", "ivf-flat"] = "exact"
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _params_fit_the_index(self) -> IndexStage:
-        from rankstack.index import build_index
+        from rankstack.pipeline.components import config_class
 
         try:
-            build_index(self.kind, self.params)  # an empty index: checks the params, builds nothing
+            params = config_class("index", self.kind)
+            if params is not None:
+                params.model_validate(self.params)  # checks the params, builds nothing
         except ImportError:  # FAISS missing: said when the index is built
             pass
         except ValidationError as exc:
@@ -63,7 +69,7 @@ class IndexStage(_Strict):
 
 
 class SourceStage(_Strict):
-    """One candidate source: a name from ``rankstack.retrieval.registry.SOURCES`` and its settings.
+    """One candidate source: a ``source`` name of ``rankstack.pipeline.components`` and its settings.
 
     ``k`` items are retrieved per user; the merge keeps the source's top ``quota`` and fuses the rest with
     reciprocal-rank weight ``weight``. ``index`` (vector sources only: LightGCN, two-tower, SASRec) answers
@@ -80,10 +86,10 @@ class SourceStage(_Strict):
     @field_validator("name")
     @classmethod
     def _registered(cls, name: str) -> str:
-        from rankstack.retrieval.registry import SOURCES
+        from rankstack.pipeline.components import names
 
-        if name not in SOURCES:
-            raise ValueError(f"unknown source {name!r}; available: {', '.join(sorted(SOURCES))}")
+        if name not in names("source"):
+            raise ValueError(f"unknown source {name!r}; available: {', '.join(sorted(names('source')))}")
         return name
 
     @field_validator("settings")
@@ -93,10 +99,10 @@ class SourceStage(_Strict):
 
     @model_validator(mode="after")
     def _indexable(self) -> SourceStage:
+        from rankstack.pipeline.components import source_class
         from rankstack.retrieval.indexed import has_vectors
-        from rankstack.retrieval.registry import SOURCES
 
-        if self.index is not None and not has_vectors(SOURCES[self.name]):
+        if self.index is not None and not has_vectors(source_class(self.name)):
             raise ValueError(f"source {self.name!r} has no user/item vectors, so it cannot be served from an index")
         return self
 
@@ -104,10 +110,11 @@ class SourceStage(_Strict):
 def _checked_settings(name: Any, settings: dict[str, Any]) -> dict[str, Any]:
     """``settings`` checked against the config class of registered source ``name`` (skipped when the name is bad:
     its own error says so), so a typo fails at load, before any stage is fitted."""
-    from rankstack.retrieval.registry import SOURCES, source_config
+    from rankstack.pipeline.components import names
+    from rankstack.pipeline.components import settings as validated
 
-    if isinstance(name, str) and name in SOURCES:
-        source_config(name, settings)  # a ConfigError (a ValueError) becomes this field's validation error
+    if isinstance(name, str) and name in names("source"):
+        validated("source", name, settings)  # a ConfigError (a ValueError) becomes this field's validation error
     return settings
 
 
@@ -137,11 +144,11 @@ class RankerStage(_Strict):
     @field_validator("source")
     @classmethod
     def _can_rescore(cls, name: str) -> str:
-        from rankstack.retrieval.registry import SOURCES
+        from rankstack.pipeline.components import names, source_class
 
-        if name not in SOURCES:
-            raise ValueError(f"unknown source {name!r}; available: {', '.join(sorted(SOURCES))}")
-        if not callable(getattr(SOURCES[name], "score_candidates", None)):
+        if name not in names("source"):
+            raise ValueError(f"unknown source {name!r}; available: {', '.join(sorted(names('source')))}")
+        if not callable(getattr(source_class(name), "score_candidates", None)):
             raise ValueError(f"source {name!r} cannot re-score candidates (it has no score_candidates method)")
         return name
 
@@ -149,6 +156,15 @@ class RankerStage(_Strict):
     @classmethod
     def _settings_fit_the_source(cls, settings: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         return _checked_settings(info.data.get("source"), settings)
+
+    @property
+    def order_fields(self) -> set[str]:
+        """The ranker objectives the slate order reads: the model's next-item score."""
+        return {NEXT_ITEM}
+
+    def order_scores(self, scores: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The slate order of the ranker's scores [B, C] (NaN: keep the retrieval order)."""
+        return scores[NEXT_ITEM]
 
 
 class MultiTaskRankerStage(_Strict):
@@ -167,6 +183,25 @@ class MultiTaskRankerStage(_Strict):
     history_share: float = Field(default=0.5, gt=0.0, lt=1.0)
     validation_share: float = Field(default=0.15, gt=0.0, lt=1.0)
     history: int = Field(default=50, ge=1, le=10_000)
+
+    @property
+    def order_fields(self) -> set[str]:
+        """The ranker objectives the slate order reads (``order_by``'s fields)."""
+        return self.order_by.fields
+
+    def order_scores(self, scores: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The slate order: ``order_by`` over the calibrated predictions [B, C]."""
+        return self.order_by.score(scores)
+
+    @property
+    def state_cache(self) -> int:
+        """No per-user states to keep (the sequential ranker's setting)."""
+        return 0
+
+    @property
+    def warm_states(self) -> bool:
+        """Nothing to warm (the sequential ranker's setting)."""
+        return False
 
     @model_validator(mode="after")
     def _shares(self) -> MultiTaskRankerStage:

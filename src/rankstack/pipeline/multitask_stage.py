@@ -15,7 +15,7 @@ Saved as a folder::
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from rankstack.io import atomic_write, write_text_atomic
 from rankstack.ranking.impressions import KEY, LABELS, RESERVED
 from rankstack.ranking.multitask import MultiTaskRanker
 from rankstack.ranking.persistence import load_ranker, save_ranker
+from rankstack.ranking.protocol import Exposures, RankBatch
 from rankstack.retrieval.base import CandidateSource
 
 FORMAT = 1
@@ -70,7 +71,8 @@ def _gather(frame: pl.DataFrame | None, ids: np.ndarray) -> pl.DataFrame | None:
 
 @dataclass
 class MultiTaskStage:
-    """A fitted multi-task ranker with the feature tables and the scoring sources its rows need."""
+    """A fitted multi-task ranker with the feature tables and the scoring sources its rows need; a ``Ranker``
+    whose objectives are its calibrated predictions."""
 
     ranker: MultiTaskRanker
     user_features: pl.DataFrame | None
@@ -78,10 +80,41 @@ class MultiTaskStage:
     context: list[str]
     score_sources: list[str]
 
+    name = "multitask"
+    needs_history = False
+
     @property
     def predictions(self) -> set[str]:
         """Names of the per-candidate predictions this stage produces."""
         return prediction_names(self.ranker.config.objectives)
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        """The predictions, sorted: the ``Ranker`` protocol's objectives."""
+        return tuple(sorted(self.predictions))
+
+    def score(self, batch: RankBatch) -> dict[str, np.ndarray]:
+        """Calibrated predictions [B, C] per objective; exposures are the row's impressions in the state store."""
+        return self.predict(batch.user_ids, batch.item_ids, batch.contexts,
+                            _impressions(batch.exposures, batch.item_ids), batch.sources)
+
+    def keep_states(self, capacity: int) -> None:
+        """Nothing to keep: the ranker has no per-user state."""
+
+    def warm(self, histories: Sequence[np.ndarray]) -> int:
+        """Nothing to warm."""
+        return 0
+
+    def save(self, root: Path, sources: Mapping[str, CandidateSource]) -> str:
+        """Write the stage into ``root/ranker``."""
+        save_stage(self, root / "ranker")
+        return "ranker"
+
+    @classmethod
+    def load(cls, root: Path, rel: str, sources: Mapping[str, CandidateSource],
+             read_source: Callable[[Path], CandidateSource]) -> MultiTaskStage:
+        """The stage :meth:`save` wrote at ``root/rel``."""
+        return load_stage(root / rel)
 
     def rows(self, user_ids: np.ndarray, item_ids: np.ndarray, contexts: Sequence[Mapping[str, Any]],
              exposures: np.ndarray, sources: Mapping[str, CandidateSource]) -> pl.DataFrame:
@@ -116,6 +149,17 @@ class MultiTaskStage:
             if name in out:
                 out[name][valid] = values
         return out
+
+
+def _impressions(exposures: Exposures | None, item_ids: np.ndarray) -> np.ndarray:
+    """Each candidate's count of the row's logged impressions [B, C] (zeros without a state store)."""
+    out = np.zeros(item_ids.shape)
+    if exposures is not None:
+        for row in range(len(item_ids)):
+            counts = exposures.counts(row, since=0.0, events=("impression",))
+            if counts:
+                out[row] = [counts.get(int(i), 0) for i in item_ids[row]]
+    return out
 
 
 def _text(value: Any) -> str:

@@ -18,6 +18,7 @@ import polars as pl
 
 from rankstack.data.dataset import Dataset
 from rankstack.errors import ConfigError, DataValidationError
+from rankstack.pipeline.components import build_source
 from rankstack.pipeline.config import MultiTaskRankerStage, SourceStage
 from rankstack.pipeline.multitask_stage import MultiTaskStage, dense_features, prediction_names
 from rankstack.ranking.experiment import classification_metrics, experiment_configs
@@ -25,7 +26,6 @@ from rankstack.ranking.features import add_source_scores
 from rankstack.ranking.impressions import impression_table, temporal_impression_split
 from rankstack.ranking.multitask import MultiTaskRanker
 from rankstack.retrieval.base import CandidateSource
-from rankstack.retrieval.registry import build_source
 
 Log = Callable[[str], None]
 

@@ -10,9 +10,10 @@ import numpy as np
 
 from rankstack.data.idmap import IdMap
 from rankstack.errors import ConfigError
-from rankstack.index import VectorIndex, build_index
+from rankstack.index import VectorIndex
+from rankstack.pipeline import components
 from rankstack.pipeline.config import IndexStage, PipelineConfig, SourceStage
-from rankstack.pipeline.multitask_stage import MultiTaskStage
+from rankstack.ranking.protocol import StoredRanker
 from rankstack.reranking.catalog import ItemCatalog
 from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.indexed import IndexedRetriever
@@ -21,10 +22,11 @@ from rankstack.retrieval.popular import MostPopular
 
 @dataclass
 class PipelineParts:
-    """Everything a trained pipeline holds: fitted sources, optional ranker (a sequential source or the multi-task
-    stage), the popularity fallback, id maps, each known user's training sequence (internal ids, oldest first)
-    the item catalog and the vector indexes built for sources with an ``index`` stage (with the stage each was built
-    for, so a pipeline whose config asks for another index builds its own)."""
+    """Everything a trained pipeline holds: fitted sources, optional ranker (a ``ranker`` component: a sequential
+    model or the multi-task stage), the popularity fallback, id maps, each known user's training sequence
+    (internal ids, oldest first), the item catalog and the vector indexes built for sources with an ``index``
+    stage (with the stage each was built for, so a pipeline whose config asks for another index builds its
+    own)."""
 
     config: PipelineConfig
     sources: dict[str, CandidateSource]
@@ -32,7 +34,7 @@ class PipelineParts:
     user_map: IdMap
     item_map: IdMap
     histories: list[np.ndarray]
-    ranker: CandidateSource | MultiTaskStage | None = None
+    ranker: StoredRanker | None = None
     catalog: ItemCatalog | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
     indexes: dict[str, tuple[IndexStage, VectorIndex]] = field(default_factory=dict)
@@ -41,9 +43,10 @@ class PipelineParts:
 def new_index(stage: IndexStage, source: str) -> VectorIndex:
     """An empty vector index as ``sources[source].index`` asks (``ConfigError`` naming it when it cannot be)."""
     try:
-        return build_index(stage.kind, stage.params)
+        index: VectorIndex = components.build("index", stage.kind, stage.params)
     except (ValueError, ImportError) as exc:
         raise ConfigError(f"sources[{source}].index: {exc}") from None
+    return index
 
 
 def source_index(parts: PipelineParts, stage: SourceStage) -> VectorIndex:

@@ -7,28 +7,28 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from rankstack.candidates import Candidates, take_rows
 from rankstack.errors import ConfigError
+from rankstack.pipeline import components
 from rankstack.pipeline import stages as st
 from rankstack.pipeline.api import RecommendRequest, RecommendResponse, ScoredItem
 from rankstack.pipeline.artifact import load_artifact
 from rankstack.pipeline.batch import ItemFilters, RequestBatch, build_batch
-from rankstack.pipeline.config import MultiTaskRankerStage, PipelineConfig, RankerStage
+from rankstack.pipeline.config import PipelineConfig
 from rankstack.pipeline.deadline import StageRunner
-from rankstack.pipeline.multitask_stage import MultiTaskStage
 from rankstack.pipeline.parts import PipelineParts, source_index
 from rankstack.pipeline.policy import explore, request_rng
 from rankstack.pipeline.state_exposure import RowExposure
+from rankstack.ranking.protocol import RankBatch
 from rankstack.reranking.base import RerankContext
 from rankstack.reranking.pipeline import RerankPipeline
 from rankstack.retrieval.base import Retriever
 from rankstack.retrieval.indexed import IndexedRetriever
-from rankstack.sequential.state_cache import CachesStates
 from rankstack.state.protocol import StateStore
 
 
@@ -59,8 +59,8 @@ class Pipeline:
         self.version: str = str(parts.manifest.get("version", "unsaved"))
         self.digest: str = str(parts.manifest.get("digest", ""))  # content address of the artifact; "" unsaved
         self._check_ranker()
-        if isinstance(parts.ranker, CachesStates) and isinstance(self.config.ranker, RankerStage):
-            parts.ranker.enable_state_cache(self.config.ranker.state_cache)
+        if parts.ranker is not None and self.config.ranker is not None:
+            parts.ranker.keep_states(self.config.ranker.state_cache)
         self.popular_order = parts.fallback.popularity_order()[0]
         self.seen: sp.csr_matrix = parts.fallback._require_fitted()
         self.filters = ItemFilters(parts.catalog, len(parts.item_map))
@@ -68,7 +68,8 @@ class Pipeline:
         if self.config.rerank is not None:
             if parts.catalog is None:
                 raise ConfigError("rerank: the dataset has no item attributes for the re-rank rules")
-            self.reranker = RerankPipeline(self.config.rerank, parts.catalog, source="rerank")
+            self.reranker = components.resolve("reranker", "rules")(self.config.rerank, parts.catalog,
+                                                                    source="rerank")
         self._check_value_fields()
         self.retrievers = self._retrievers()
         self.runner = StageRunner()
@@ -84,22 +85,19 @@ class Pipeline:
 
     def _check_ranker(self) -> None:
         ranker, stage = self.parts.ranker, self.config.ranker
-        if isinstance(stage, MultiTaskRankerStage):
-            if not isinstance(ranker, MultiTaskStage):
-                got = type(ranker).__name__
-                raise ConfigError(f"ranker kind 'multitask' needs a fitted multi-task stage, not {got}")
-            missing = sorted(stage.order_by.fields - ranker.predictions)
-            if missing:
-                raise ConfigError(f"ranker.order_by reads {missing}; the ranker predicts {sorted(ranker.predictions)}")
-        elif stage is not None and ranker is not None and not isinstance(ranker, st.CandidateScorer):
-            raise ConfigError(f"ranker {type(ranker).__name__} has no score_candidates method")
+        if stage is None or ranker is None:
+            return
+        missing = sorted(stage.order_fields - set(ranker.objectives))
+        if missing:
+            raise ConfigError(f"ranker.order_by reads {missing}; the {stage.kind} stage's ranker {ranker.name!r} "
+                              f"predicts {sorted(ranker.objectives)}")
 
     def _check_value_fields(self) -> None:
         if self.config.value is None:
             return
         known = {"ranker", "retrieval", *self.parts.sources}
-        if isinstance(self.parts.ranker, MultiTaskStage):
-            known |= self.parts.ranker.predictions
+        if self.parts.ranker is not None:
+            known |= set(self.parts.ranker.objectives)
         if self.parts.catalog is not None:
             known |= {a for a in self.parts.catalog.attributes if self.parts.catalog.column(a).dtype.is_numeric()}
         missing = sorted(self.config.value.objective.fields - known)
@@ -161,7 +159,7 @@ class Pipeline:
             np.isnan(ranker_scores), table.retrieval, ranker_scores)
         if self.config.value is not None:
             fields = self.config.value.objective.fields
-            if isinstance(p.ranker, MultiTaskStage) and fields & p.ranker.predictions and not heads:
+            if p.ranker is not None and not heads and not fields.isdisjoint(p.ranker.objectives):
                 batch.mark("value", "skipped")  # the ranker's predictions are missing: retrieval order stands
             else:
                 preds = st.predictions(table, ranker_scores, p.catalog, fields, heads)
@@ -207,42 +205,25 @@ class Pipeline:
 
     def _rank(self, batch: RequestBatch, table: st.CandidateTable, state: StateStore | None, started: float,
               deadline_s: float | None, enforce: bool) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
-        """Ranker scores and (multi-task) per-head predictions; None and {} when the ranker is absent, failed or
-        overran (retrieval order is kept)."""
+        """The ranker's order scores (``ranker.order_by`` over its objectives) and its per-objective scores; None
+        and {} when the ranker is absent, failed or overran (retrieval order is kept)."""
         ranker, stage = self.parts.ranker, self.config.ranker
         if ranker is None or stage is None:
             return None, {}
-        budget = self._budget("ranker", started, deadline_s, enforce)
-        if isinstance(ranker, MultiTaskStage) and isinstance(stage, MultiTaskRankerStage):
-            multitask, order_by = ranker, stage.order_by
-            outcome = self.runner.run("ranker", lambda: self._multitask(multitask, batch, table, state), budget)
-            if outcome.value is None:
-                batch.mark("ranker", "degraded")
-                return None, {}
-            batch.mark("ranker", "ran")
-            return order_by.score(outcome.value), outcome.value
-        scorer = cast(st.CandidateScorer, ranker)  # checked once in __init__ (a Protocol isinstance costs ~50 us)
-        scored = self.runner.run("ranker", lambda: st.rank(scorer, table, batch.histories), budget)
-        if scored.value is None:
+        exposures = None if state is None else RowExposure(batch, state, self.parts.item_map)
+        block = RankBatch(batch.user_ids, table.item_ids, batch.histories, [r.context for r in batch.requests],
+                          table.source_scores, self.parts.sources, exposures)
+        outcome = self.runner.run("ranker", lambda: ranker.score(block),
+                                  self._budget("ranker", started, deadline_s, enforce))
+        if outcome.value is None:
             batch.mark("ranker", "degraded")
             return None, {}
-        with_history = [r for r, h in enumerate(batch.histories) if len(h)]
-        batch.mark("ranker", "skipped")
-        batch.mark("ranker", "ran", with_history)
-        return scored.value, {}
-
-    def _multitask(self, ranker: MultiTaskStage, batch: RequestBatch, table: st.CandidateTable,
-                   state: StateStore | None) -> dict[str, np.ndarray]:
-        """The multi-task ranker's predictions [B, C]; exposures are the user's impressions in the state store."""
-        exposures = np.zeros(table.item_ids.shape)
-        if state is not None:
-            seen = RowExposure(batch, state, self.parts.item_map)
-            for row in range(len(batch.requests)):
-                counts = seen.counts(row, since=0.0, events=("impression",))
-                if counts:
-                    exposures[row] = [counts.get(int(i), 0) for i in table.item_ids[row]]
-        contexts = [r.context for r in batch.requests]
-        return ranker.predict(batch.user_ids, table.item_ids, contexts, exposures, self.parts.sources)
+        if ranker.needs_history:
+            batch.mark("ranker", "skipped")
+            batch.mark("ranker", "ran", [r for r, h in enumerate(batch.histories) if len(h)])
+        else:
+            batch.mark("ranker", "ran")
+        return stage.order_scores(outcome.value), outcome.value
 
     def _rerank(self, batch: RequestBatch, ids: np.ndarray, scores: np.ndarray, depth: int,
                 state: StateStore | None, started: float, deadline_s: float | None,
@@ -308,14 +289,9 @@ class Pipeline:
         """Compute and cache the ranker's state for up to ``ranker.state_cache`` known users (their trained
         histories, as a request without fresh events reads them); returns how many were computed."""
         ranker, stage = self.parts.ranker, self.config.ranker
-        if not (isinstance(ranker, CachesStates) and isinstance(stage, RankerStage) and stage.warm_states):
+        if ranker is None or stage is None or not stage.warm_states:
             return 0
-        cache = ranker.state_cache
-        if cache is None:
-            return 0
-        histories = [h[-stage.history:] for h in self.parts.histories if len(h)][: cache.capacity]
-        ranker.user_states(histories)
-        return len(histories)
+        return ranker.warm([h[-stage.history:] for h in self.parts.histories])
 
     def known_items(self, item_ids: Sequence[str]) -> list[bool]:
         """One flag per external item id: True when the item is in the trained catalog."""

@@ -1,5 +1,5 @@
 """The pipeline's array stages over candidate tables [batch, C] (internal ids, -1 pads): retrieval, the
-popularity fallback, eligibility with backfill, ranker re-scoring and the value blend."""
+popularity fallback, eligibility with backfill and the value blend (the ranker is a ``rankstack.ranking.Ranker``)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 from rankstack.candidates import PAD_ITEM, normalize_relevance, pads_trail, take_rows
 from rankstack.pipeline.config import PipelineConfig, ValueStage
-from rankstack.ranking.two_stage import CandidateScorer
 from rankstack.reranking.catalog import ItemCatalog
 from rankstack.retrieval.base import Retriever
 from rankstack.retrieval.merge import MergeConfig, merge_candidates
@@ -164,32 +162,18 @@ def backfill(table: CandidateTable, need: np.ndarray, order: np.ndarray, seen: s
     return CandidateTable(ids, ret, src)
 
 
-def rank(scorer: CandidateScorer, table: CandidateTable, histories: Sequence[np.ndarray]) -> np.ndarray:
-    """Ranker scores [B, C] for rows with a history (NaN elsewhere and on pads)."""
-    out = np.full(table.item_ids.shape, np.nan)
-    rows = [r for r, h in enumerate(histories) if len(h)]
-    if not rows:
-        return out
-    cands = table.item_ids[rows]
-    with torch.no_grad():
-        scores = scorer.score_candidates([histories[r] for r in rows], np.where(cands >= 0, cands, 0))
-    scores_np = torch.as_tensor(scores).float().cpu().numpy().astype(np.float64)
-    if scores_np.shape != cands.shape:
-        raise ValueError(f"score_candidates returned {scores_np.shape}, expected {cands.shape}")
-    out[rows] = np.where(cands >= 0, scores_np, np.nan)
-    return out
-
-
 def predictions(table: CandidateTable, ranker: np.ndarray | None, catalog: ItemCatalog | None, fields: set[str],
                 heads: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """Per-candidate predictions a value objective may read: ranker, retrieval, each source, the multi-task
-    ranker's calibrated ``heads`` (click, conversion, cvr, revenue, payout), item attributes."""
+    """Per-candidate predictions a value objective may read: ranker, retrieval, each source, the ranker's
+    per-objective ``heads`` among ``fields`` (e.g. the multi-task ranker's click, conversion, cvr, revenue,
+    payout), item attributes."""
     out: dict[str, np.ndarray] = {"retrieval": table.retrieval}
     out["ranker"] = table.retrieval if ranker is None else np.where(np.isnan(ranker), table.retrieval, ranker)
     for name, scores in table.source_scores.items():
         out[name] = np.where(np.isnan(scores), np.nanmin(scores, initial=0.0), scores)
     for name, values in (heads or {}).items():
-        out[name] = np.nan_to_num(values, nan=0.0)
+        if name in fields:
+            out[name] = np.nan_to_num(values, nan=0.0)
     if catalog is not None:
         for name in fields - set(out):
             if name in catalog.attributes and catalog.column(name).dtype.is_numeric():

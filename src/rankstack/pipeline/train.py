@@ -18,6 +18,7 @@ from rankstack.data.loaders import load_dataset, standard_split
 from rankstack.data.splits import make_split
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.experiment import fit_and_eval_parts, held_out_label
+from rankstack.pipeline.components import build_source
 from rankstack.pipeline.config import MultiTaskRankerStage, PipelineConfig
 from rankstack.pipeline.multitask_stage import MultiTaskStage
 from rankstack.pipeline.multitask_train import evaluate_multitask, fit_multitask
@@ -26,11 +27,12 @@ from rankstack.pipeline.parts import PipelineParts
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.pipeline.stages import retrieve
 from rankstack.provenance import code_version, machine_info
+from rankstack.ranking.protocol import StoredRanker
+from rankstack.ranking.sequential import SequentialRanker
 from rankstack.reranking.catalog import ItemCatalog
 from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.funnel import candidate_recall, funnel_recall
 from rankstack.retrieval.popular import MostPopular
-from rankstack.retrieval.registry import build_source
 
 Log = Callable[[str], None]
 
@@ -61,16 +63,17 @@ def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log) -> PipelineP
         t0 = time.perf_counter()
         sources[stage.name] = build_source(stage.name, stage.settings).fit(fit_data)
         log(f"source {stage.name}: fitted in {time.perf_counter() - t0:.1f} s{_stop_note(sources[stage.name])}")
-    ranker: CandidateSource | MultiTaskStage | None = None
+    ranker: StoredRanker | None = None
     if isinstance(config.ranker, MultiTaskRankerStage):
         ranker = fit_multitask(config.ranker, config.sources, fit_data, log)
     elif config.ranker is not None:
         if config.ranker.source in sources and not config.ranker.settings:
-            ranker = sources[config.ranker.source]
+            model = sources[config.ranker.source]
         else:
             t0 = time.perf_counter()
-            ranker = build_source(config.ranker.source, config.ranker.settings).fit(fit_data)
-            log(f"ranker {config.ranker.source}: fitted in {time.perf_counter() - t0:.1f} s{_stop_note(ranker)}")
+            model = build_source(config.ranker.source, config.ranker.settings).fit(fit_data)
+            log(f"ranker {config.ranker.source}: fitted in {time.perf_counter() - t0:.1f} s{_stop_note(model)}")
+        ranker = SequentialRanker(model)
     popular = sources.get("popular")
     fallback = popular if isinstance(popular, MostPopular) else MostPopular().fit(fit_data)
     catalog = ItemCatalog.from_dataset(fit_data) if fit_data.item_features is not None else None
@@ -85,7 +88,7 @@ def _stop_note(model: CandidateSource) -> str:
 
 def budget_stops(parts: PipelineParts) -> dict[str, Any]:
     """The stages whose training a wall-clock budget ended early: ``{"sources": {name: stop}, "ranker": stop}``."""
-    ranker = parts.ranker if isinstance(parts.ranker, CandidateSource) else None
+    ranker = parts.ranker.source if isinstance(parts.ranker, SequentialRanker) else None
     return {"sources": {n: s.budget_stop_.to_json() for n, s in parts.sources.items() if s.budget_stop_},
             "ranker": None if ranker is None or ranker.budget_stop_ is None else ranker.budget_stop_.to_json()}
 

@@ -1,4 +1,5 @@
-"""Ranking: impression tables, features, the multi-task ranker (MMoE over DCN-v2, ESMM), calibration, plots.
+"""Ranking: the ``Ranker`` protocol, impression tables, features, the multi-task ranker (MMoE over DCN-v2, ESMM),
+calibration, plots.
 
 The names below are imported on first use (``rankstack.lazy_exports``), so importing one submodule does not
 import the others."""
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from rankstack.ranking.impressions import ImpressionSplit, impression_table, temporal_impression_split
     from rankstack.ranking.multitask import MultiTaskConfig, MultiTaskRanker
     from rankstack.ranking.persistence import load_ranker, save_ranker
+    from rankstack.ranking.protocol import RankBatch, Ranker
 
 _HOME = {
     **dict.fromkeys([
@@ -56,6 +58,7 @@ _HOME = {
     **dict.fromkeys(["ImpressionSplit", "impression_table", "temporal_impression_split"], "impressions"),
     **dict.fromkeys(["MultiTaskConfig", "MultiTaskRanker"], "multitask"),
     **dict.fromkeys(["load_ranker", "save_ranker"], "persistence"),
+    **dict.fromkeys(["RankBatch", "Ranker"], "protocol"),
 }
 
 __all__ = [
@@ -71,6 +74,8 @@ __all__ = [
     "MultiTaskConfig",
     "MultiTaskRanker",
     "PlattCalibrator",
+    "RankBatch",
+    "Ranker",
     "TemperatureCalibrator",
     "add_source_scores",
     "add_user_embedding",

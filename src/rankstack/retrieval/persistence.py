@@ -126,18 +126,19 @@ def save_source(source: CandidateSource, directory: str | Path, *, dataset: Data
     return out
 
 
-def load_source(directory: str | Path, *, device: str | None = None) -> CandidateSource:
-    """Rebuild a source written by :func:`save_source` (``device`` overrides the saved config's, if it has one)."""
-    from rankstack.retrieval.registry import SOURCES
-
+def load_source(directory: str | Path, source_class: Callable[[str], type[CandidateSource]], *,
+                device: str | None = None) -> CandidateSource:
+    """Rebuild a source written by :func:`save_source`; ``source_class`` maps the saved name to its class (the
+    registry's ``rankstack.pipeline.components.source_class``); ``device`` overrides the saved config's."""
     src = Path(directory)
     record = json.loads((src / "source.json").read_text(encoding="utf-8"))
     if record.get("format") != FORMAT:
         raise ValueError(f"{src}: not a saved rankstack source (format {record.get('format')!r})")
     name = record["name"]
-    if name not in SOURCES:
-        raise ValueError(f"{src}: unknown source {name!r}")
-    cls = SOURCES[name]
+    try:
+        cls = source_class(name)
+    except ValueError as exc:
+        raise ValueError(f"{src}: {exc}") from None
     config = dict(record["config"])
     if device is not None and "device" in config:
         config["device"] = device

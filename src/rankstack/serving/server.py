@@ -8,11 +8,11 @@ from pathlib import Path
 
 import uvicorn
 
+from rankstack.pipeline.components import open_state
 from rankstack.serving.app import create_app
 from rankstack.serving.loaders import DEFAULT_LOADER, resolve_loader
 from rankstack.serving.settings import SWITCH_INTERVAL_S, ServiceSettings
 from rankstack.serving.workers import run_workers
-from rankstack.state import open_state
 from rankstack.state.protocol import StateStore
 
 __all__ = ["BATCHER_HELP", "BATCH_WAIT_HELP", "DEFAULT_STATE", "MAX_BATCH_HELP", "SWITCH_INTERVAL_S", "WORKERS_HELP",

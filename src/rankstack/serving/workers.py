@@ -43,13 +43,13 @@ from pydantic import BaseModel, ConfigDict
 from uvicorn.config import STARTUP_FAILURE
 
 from rankstack.errors import RankstackError
+from rankstack.pipeline.components import open_state
 from rankstack.serving.app import create_app
 from rankstack.serving.fanout import ReloadGroup, pid_alive, publish_start
 from rankstack.serving.loaders import resolve_loader
 from rankstack.serving.model_slot import ModelSlot, ReloadRefusedError
 from rankstack.serving.settings import SWITCH_INTERVAL_S, ServiceSettings
 from rankstack.serving.snapshots import take_snapshot
-from rankstack.state import open_state
 
 log = logging.getLogger(__name__)
 SPEC_ENV = "RANKSTACK_WORKER_SPEC"

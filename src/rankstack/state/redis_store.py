@@ -63,6 +63,11 @@ def _split_member(member: str) -> tuple[int, str]:
 class RedisStateStore:
     """``StateStore`` on a Redis server (``redis://host:port/db``); every Redis error becomes ``StateStoreError``."""
 
+    @classmethod
+    def from_url(cls, url: str) -> RedisStateStore:
+        """The store at a ``redis://``, ``rediss://`` or ``unix://`` URL."""
+        return cls(url)
+
     def __init__(self, url: str, *, prefix: str = "rankstack:", max_history: int = DEFAULT_MAX_HISTORY,
                  timeout_s: float = 1.0, retention_s: float | None = DEFAULT_RETENTION_S) -> None:
         self.url = url

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rankstack.errors import ConfigError
 from rankstack.events import Event
 from rankstack.state.base import DEFAULT_RETENTION_S, StateStoreError, with_timestamps
 from rankstack.state.sqlite_files import DatabaseFiles
@@ -85,6 +86,14 @@ def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
 
 class SQLiteStateStore:
     """The embedded default ``StateStore``: one SQLite file shared by the service's threads."""
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStateStore:
+        """The store a ``sqlite:PATH`` (or ``sqlite://PATH``) URL names (``ConfigError`` without a path)."""
+        path = url.removeprefix("sqlite:").removeprefix("//")
+        if not path:
+            raise ConfigError("state store 'sqlite:' needs a file path, e.g. sqlite:state/events.db")
+        return cls(Path(path))
 
     def __init__(self, path: Path | str, *, timeout_s: float = 5.0,
                  retention_s: float | None = DEFAULT_RETENTION_S) -> None:
