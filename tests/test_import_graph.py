@@ -33,20 +33,34 @@ def module_name(path: Path, src: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def import_edges(src: Path, root: str = "rankstack") -> list[Edge]:
-    """Every import of a ``root`` module by a ``root`` module, wherever it stands in the file (functions too)."""
+def import_edges(src: Path, root: str = "rankstack", typing_only: bool = True) -> list[Edge]:
+    """Every import of a ``root`` module by a ``root`` module, wherever it stands in the file (functions too);
+    without ``typing_only``, leave out those under ``if TYPE_CHECKING:``, which never run."""
     files = sorted((src / root).rglob("*.py"))
     modules = {module_name(f, src) for f in files}
     edges = []
     for file in files:
         name = module_name(file, src)
         package = name if file.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(file.read_text(), str(file))):
+        tree = ast.parse(file.read_text(), str(file))
+        skipped = set() if typing_only else _typing_only(tree)
+        for node in ast.walk(tree):
+            if id(node) in skipped:
+                continue
             for target in _targets(node, package, modules):
                 if target.split(".")[0] == root and target != name:
                     where = f"{file.relative_to(src.parent)}:{node.lineno}"  # type: ignore[attr-defined]
                     edges.append(Edge(name, _existing(target, modules), where))
     return edges
+
+
+def _typing_only(tree: ast.AST) -> set[int]:
+    """ids of the import nodes inside ``if TYPE_CHECKING:`` blocks."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            out.update(id(inner) for stmt in node.body for inner in ast.walk(stmt))
+    return out
 
 
 def _targets(node: ast.AST, package: str, modules: set[str]) -> Iterable[str]:
@@ -132,9 +146,10 @@ def package_cycles(src: Path, allowed: set[tuple[str, str]]) -> list[str]:
 
 
 def module_cycles(src: Path, allowed: set[tuple[str, str]]) -> list[str]:
-    """One report per cycle between modules; a package's ``__init__`` importing its own submodules (its exports)
-    is left out, as Python runs it before any of them anyway."""
-    edges = [e for e in import_edges(src) if (e.importer, e.imported) not in allowed
+    """One report per run-time cycle between modules; a package's ``__init__`` importing its own submodules (its
+    exports) is left out, as Python runs it before any of them anyway, and so are annotation-only imports under
+    ``if TYPE_CHECKING:`` (a model's ``*_train`` module names the model in its annotations)."""
+    edges = [e for e in import_edges(src, typing_only=False) if (e.importer, e.imported) not in allowed
              and not e.imported.startswith(e.importer + ".")]
     return _cycles_among(edges, {m: m for e in edges for m in (e.importer, e.imported)})
 
