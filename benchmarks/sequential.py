@@ -24,7 +24,7 @@ import numpy as np
 from rankstack.data.loaders import load_dataset
 from rankstack.data.splits import make_split
 from rankstack.evaluation.evaluator import Evaluator
-from rankstack.experiment import fit_and_eval_parts
+from rankstack.experiments.evaluate_run import fit_and_eval_parts
 from rankstack.provenance import code_version, machine_info
 from rankstack.ranking.two_stage import TwoStageRecommender
 from rankstack.retrieval.base import Candidates

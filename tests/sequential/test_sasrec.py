@@ -15,7 +15,7 @@ from cycles import cycle_dataset
 from rankstack.data.splits import make_split
 from rankstack.errors import ConfigError
 from rankstack.evaluation.evaluator import Evaluator
-from rankstack.experiment import fit_and_eval_parts, run_experiment
+from rankstack.experiments.evaluate_run import fit_and_eval_parts, run_experiment
 from rankstack.retrieval.base import BudgetStop
 from rankstack.retrieval.persistence import load_source, save_source
 from rankstack.retrieval.registry import build_source

@@ -89,7 +89,7 @@ def evaluate(
     with friendly_errors():
         from rankstack.data.loaders import load_dataset, standard_split
         from rankstack.device import resolve_device
-        from rankstack.experiment import run_experiment, save_run
+        from rankstack.experiments.evaluate_run import run_experiment, save_run
         from rankstack.retrieval.registry import source_config
 
         source_config(model.value, params)  # bad settings fail before the data is loaded

@@ -8,8 +8,8 @@ import numpy as np
 import polars as pl
 
 from rankstack.data.loaders import load_dataset
-from rankstack.pipeline.simulated import as_recommend_requests, judge_slates, logged_requests
-from rankstack.pipeline.train import TrainResult
+from rankstack.experiments.pipeline_training import TrainResult
+from rankstack.experiments.simulator_judging import as_recommend_requests, judge_slates, logged_requests
 from rankstack.simulation import MarketplaceSimulator, load_simulation_config
 from rankstack.simulation.slates import simulator_requests
 

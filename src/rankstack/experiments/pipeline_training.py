@@ -17,11 +17,11 @@ from rankstack.data.dataset import Dataset
 from rankstack.data.loaders import load_dataset, standard_split
 from rankstack.data.splits import make_split
 from rankstack.evaluation.evaluator import Evaluator
-from rankstack.experiment import fit_and_eval_parts, held_out_label
+from rankstack.experiments.evaluate_run import fit_and_eval_parts, held_out_label
+from rankstack.experiments.offline import evaluate_recommender
+from rankstack.experiments.ranker_training import evaluate_multitask, fit_multitask
 from rankstack.pipeline.config import MultiTaskRankerStage, PipelineConfig
 from rankstack.pipeline.multitask_stage import MultiTaskStage
-from rankstack.pipeline.multitask_train import evaluate_multitask, fit_multitask
-from rankstack.pipeline.offline import evaluate_recommender
 from rankstack.pipeline.pipeline import Pipeline, PipelineParts
 from rankstack.pipeline.stages import retrieve
 from rankstack.provenance import code_version, machine_info

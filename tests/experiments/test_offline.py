@@ -11,10 +11,10 @@ import pytest
 
 from rankstack.data.dataset import Dataset
 from rankstack.evaluation.evaluator import Evaluator
+from rankstack.experiments.offline import evaluate_recommender, replay, replay_log, requests_for, slates_matrix
+from rankstack.experiments.pipeline_training import train_pipeline
 from rankstack.pipeline.api import Event, RecommendRequest
 from rankstack.pipeline.config import validate_pipeline_config
-from rankstack.pipeline.offline import evaluate_recommender, replay, replay_log, requests_for, slates_matrix
-from rankstack.pipeline.train import train_pipeline
 
 from .conftest import build, config_dict, small_events
 
