@@ -199,7 +199,12 @@ class Pipeline:
         started = time.perf_counter()
         p = self.parts
         users = np.asarray(user_ids, dtype=np.int64).reshape(-1)
-        lengths = np.broadcast_to(np.asarray(ks, dtype=np.int64), users.shape).copy()
+        lengths = np.asarray(ks, dtype=np.int64)
+        if lengths.ndim == 0:
+            lengths = np.full(users.shape, int(lengths), np.int64)
+        elif lengths.shape != users.shape:
+            raise ValueError(f"ks: expected one slate length for all or one per user ({len(users)}), got "
+                             f"shape {lengths.shape}")
         if len(lengths) and (int(lengths.min()) < 1 or int(lengths.max()) > MAX_K):
             raise ValueError(f"ks: slate lengths must lie in [1, {MAX_K}], got {int(lengths.min())} … "
                              f"{int(lengths.max())}")

@@ -6,17 +6,27 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from rankstack.pipeline.config import PipelineConfig, ValueStage
-from rankstack.ranking.two_stage import CandidateScorer
 from rankstack.reranking.base import normalize_relevance, pads_trail, take_rows
 from rankstack.reranking.catalog import ItemCatalog
 from rankstack.retrieval.base import PAD_ITEM, Retriever
 from rankstack.retrieval.merge import MergeConfig, merge_candidates
+
+
+@runtime_checkable
+class CandidateScorer(Protocol):
+    """A fitted model that re-scores given candidates from each user's recent history (e.g. SASRec)."""
+
+    def score_candidates(self, histories: Sequence[np.ndarray], candidates: np.ndarray) -> torch.Tensor:
+        """Scores [B, C] of ``candidates`` [B, C] (internal item ids, ``-1`` pads score −inf) given
+        ``histories`` (oldest first)."""
+        ...
 
 
 @dataclass(frozen=True)
