@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from rankstack.data.loaders import load_dataset, standard_split
-from rankstack.experiment import run_experiment
+from rankstack.experiments.evaluate_run import run_experiment
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -19,7 +19,7 @@ import yaml
 from rankstack.data.loaders import load_dataset
 from rankstack.data.splits import make_split
 from rankstack.device import resolve_device
-from rankstack.experiment import fit_and_eval_parts
+from rankstack.experiments.evaluate_run import fit_and_eval_parts
 from rankstack.pipeline.components import build_source
 from rankstack.provenance import machine_info
 from rankstack.retrieval.base import CandidateSource

@@ -19,13 +19,13 @@ import polars as pl
 import torch
 
 from rankstack.data.dataset import Dataset
-from rankstack.provenance import code_version, machine_info
-from rankstack.ranking.experiment import (
+from rankstack.experiments.multitask_run import (
     ExperimentConfig,
     classification_metrics,
     judge_candidates,
     ranking_value_metrics,
 )
+from rankstack.provenance import code_version, machine_info
 from rankstack.ranking.impressions import ImpressionSplit, impression_table, temporal_impression_split
 from rankstack.ranking.multitask import MultiTaskConfig, MultiTaskRanker
 from rankstack.ranking.plots import plot_reliability

@@ -16,8 +16,8 @@ from typing import Any
 
 from multitask_sim import simulate_world, world_options  # the sibling script (benchmarks/ is on sys.path)
 
+from rankstack.experiments.multitask_run import classification_metrics
 from rankstack.provenance import code_version, machine_info
-from rankstack.ranking.experiment import classification_metrics
 from rankstack.ranking.multitask import MultiTaskConfig, MultiTaskRanker
 
 RESULTS = Path(__file__).parent / "results"

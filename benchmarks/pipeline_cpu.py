@@ -8,7 +8,8 @@ the work done, not time spent waiting for the other core.
 The pipeline warms up as the service does (``Pipeline.warmup``: the ranker's state cache holds the known users'
 trained states); ``--no-state-cache`` turns that cache off, so that every request runs the transformer.
 
-Usage: python benchmarks/pipeline_cpu.py ARTIFACT [--batch-sizes 1,4] [--calls 100] [--users 31500] [--no-state-cache]
+Usage: python benchmarks/pipeline_cpu.py ARTIFACT [--batch-sizes 1,4] [--calls 100] [--users 31500 | --known-users]
+       [--no-state-cache]
 Prints one line per batch size and writes nothing else (the state store lives in a temporary folder).
 """
 
@@ -44,6 +45,8 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,4")
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--users", type=int, default=31_500, help="user ids u0 … u{N-1} are drawn uniformly")
+    parser.add_argument("--known-users", action="store_true",
+                        help="draw the artifact's own users instead (for artifacts not built by serve_load.py)")
     parser.add_argument("--events", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-state-cache", action="store_true", help="run the ranker's network on every request")
@@ -55,19 +58,22 @@ def main() -> None:
         pipeline = pipeline.with_config(pipeline.config.model_copy(update={"ranker": ranker}))
     pipeline.warmup()
     n_items = len(pipeline.parts.item_map)
+    n_users = len(pipeline.parts.user_map) if args.known_users else args.users
+    names = ([str(u) for u in pipeline.parts.user_map.to_external_list(np.arange(n_users))] if args.known_users
+             else [f"u{u}" for u in range(n_users)])
     items = pipeline.parts.item_map.to_external(np.arange(n_items)).to_list()
     rng = np.random.default_rng(args.seed)
     pipeline_module.time = _CpuClock  # type: ignore[assignment]
     with tempfile.TemporaryDirectory() as tmp:
         state = SQLiteStateStore(Path(tmp) / "state.db")
         now = time.time()
-        state.add_events([Event(event_id=f"seed-{i}", user_id=f"u{rng.integers(args.users)}",
+        state.add_events([Event(event_id=f"seed-{i}", user_id=names[rng.integers(n_users)],
                                 item_id=str(items[rng.integers(n_items)]),
                                 event="click" if i % 3 == 0 else "impression", timestamp=now - 60)
                           for i in range(args.events)])
         for size in (int(b) for b in args.batch_sizes.split(",")):
-            users = rng.integers(0, args.users, size * (args.calls + 10))
-            requests = [RecommendRequest(user_id=f"u{u}", k=20) for u in users]
+            users = rng.integers(0, n_users, size * (args.calls + 10))
+            requests = [RecommendRequest(user_id=names[u], k=20) for u in users]
             batches = [requests[i * size: (i + 1) * size] for i in range(args.calls + 10)]
             for batch in batches[:10]:
                 pipeline.recommend(batch, state, stage_deadlines=False)

@@ -20,11 +20,11 @@ import torch
 import yaml
 
 from rankstack.data.loaders import load_dataset
+from rankstack.experiments.pipeline_training import train_pipeline
+from rankstack.experiments.simulator_judging import judge_slates, logged_requests
 from rankstack.pipeline.api import RecommendRequest
 from rankstack.pipeline.config import PipelineConfig, validate_pipeline_config
 from rankstack.pipeline.pipeline import Pipeline
-from rankstack.pipeline.simulated import judge_slates, logged_requests
-from rankstack.pipeline.train import train_pipeline
 from rankstack.provenance import code_version, machine_info
 from rankstack.simulation import MarketplaceSimulator, SimulatorConfig
 

@@ -32,7 +32,7 @@ from rankstack.data.loaders import load_dataset
 from rankstack.data.splits import leave_one_out
 from rankstack.evaluation.beyond_accuracy import category_coverage_at_k, gini_of_exposure_at_k
 from rankstack.evaluation.metrics import hits_matrix, ndcg_at_k, summarize
-from rankstack.experiment import fit_and_eval_parts
+from rankstack.experiments.evaluate_run import fit_and_eval_parts
 from rankstack.pipeline.components import build_source
 from rankstack.provenance import code_version, machine_info
 from rankstack.reranking import DPP, MMR, DPPConfig, ItemCatalog, ItemSimilarity, MMRConfig

@@ -2,8 +2,9 @@
 
 For every config of the grid: train on train ∪ validation sequences minus each user's last item and early-stop
 on that last item (the validation item); the config with the best validation NDCG@10 is evaluated on the test
-item once (full ranking, history excluded). Then the two-stage funnel: merged candidates from retrieval sources
-(with and without SASRec itself as a source) re-ranked by SASRec, for several candidate-set sizes.
+item once (full ranking, history excluded). Then the funnel through the runtime pipeline: merged candidates from
+retrieval sources (with and without SASRec itself as a source) re-scored by SASRec as the pipeline's ranker, for
+several candidate-set sizes.
 
 Usage:
   python benchmarks/sequential.py --dataset movielens-1m [--budget-s 130] [--funnel 50,100,200,500] [--quick]
@@ -21,15 +22,20 @@ from typing import Any
 
 import numpy as np
 
-from rankstack.candidates import Candidates
+from rankstack.data.dataset import Dataset
 from rankstack.data.loaders import load_dataset
 from rankstack.data.splits import make_split
 from rankstack.evaluation.evaluator import Evaluator
-from rankstack.experiment import fit_and_eval_parts
+from rankstack.experiments.evaluate_run import fit_and_eval_parts
+from rankstack.experiments.pipeline_training import merged_recall
 from rankstack.pipeline.components import build_source
+from rankstack.pipeline.config import validate_pipeline_config
+from rankstack.pipeline.parts import PipelineParts
+from rankstack.pipeline.pipeline import Pipeline
 from rankstack.provenance import code_version, machine_info
-from rankstack.ranking.two_stage import TwoStageRecommender
-from rankstack.retrieval.funnel import candidate_recall
+from rankstack.retrieval.base import CandidateSource
+from rankstack.retrieval.merge import equal_quotas
+from rankstack.retrieval.popular import MostPopular
 from rankstack.sequential import SASRec, SASRecConfig
 
 RESULTS = Path(__file__).parent / "results"
@@ -49,7 +55,7 @@ DEFAULT_GRID = [{"max_len": 50, "hidden_dim": 64, "dropout": 0.2}]
 RETRIEVERS: dict[str, dict[str, Any]] = {"popular": {}, "itemknn": {}, "ease": {"l2": 500.0}}
 
 
-def run_grid(dataset_name: str, fit_data: Any, grid: list[dict[str, Any]], base: dict[str, Any]) -> tuple[
+def run_grid(dataset_name: str, fit_data: Dataset, grid: list[dict[str, Any]], base: dict[str, Any]) -> tuple[
         SASRec, list[dict[str, Any]]]:
     """Fit every config (early stopping on the validation item); return the best model and all trials."""
     trials, best, best_model = [], -1.0, None
@@ -73,56 +79,62 @@ def run_grid(dataset_name: str, fit_data: Any, grid: list[dict[str, Any]], base:
     return best_model, trials
 
 
-def funnel(model: SASRec, fit_data: Any, test: Any, sizes: list[int], evaluator: Evaluator,
-           batch_users: int = 4096) -> list[dict[str, Any]]:
-    """NDCG@10/HR@10 and per-user stage latency of retrieve → SASRec for each candidate-set size.
+def funnel_pipeline(model: SASRec, sources: dict[str, CandidateSource], n: int, fit_data: Dataset) -> Pipeline:
+    """retrieve (every source's top ``n``, equal quotas merged to ``n``) → SASRec re-scoring → top-k, greedy: the
+    runtime pipeline over already fitted parts (no value blend, re-rank or exploration; no deadlines)."""
+    config = validate_pipeline_config({
+        "name": "sequential-funnel",
+        "sources": [{"name": name, "settings": RETRIEVERS.get(name, {}), "k": n, "quota": quota}
+                    for name, quota in equal_quotas(list(sources), n).items()],
+        "merge": {"k": n},
+        "ranker": {"source": "sasrec", "history": model.config.max_len, "state_cache": 0},
+        "exploration": {"policy": "greedy"},
+    }, "<sequential funnel>")
+    popular = sources.get("popular")
+    fallback = popular if isinstance(popular, MostPopular) else MostPopular().fit(fit_data)
+    return Pipeline(PipelineParts(config=config, sources=dict(sources), fallback=fallback, user_map=fit_data.user_map,
+                                  item_map=fit_data.item_map, histories=fit_data.sequences(), ranker=model))
 
-    Each source retrieves its top-max(sizes) once, ``batch_users`` users at a time (a smaller budget takes the
-    lists' prefixes: the candidates of retrieving at that size, up to ties); the merge (torch, on SASRec's
-    device) and SASRec's ranking run per size. retrieval_ms_per_user = the mix's sources'
-    retrieval at max(sizes) + the merge at this size; ranking_ms_per_user = SASRec scoring + top-10.
+
+def funnel(model: SASRec, fit_data: Dataset, test: Dataset, sizes: list[int], evaluator: Evaluator,
+           batch_users: int = 4096) -> list[dict[str, Any]]:
+    """NDCG@10/HR@10 and per-user stage time of the pipeline retrieve → SASRec for each candidate-set size.
+
+    For each source mix and size, ``Pipeline.recommend_batch`` answers ``batch_users`` users at a time with the
+    stages inline; retrieval_ms_per_user = the pipeline's retrieval stage (the sources' top-n, the merge,
+    eligibility), ranking_ms_per_user = SASRec scoring of the merged candidates; candidate_recall = the share of
+    each user's test items among the merged candidates.
     """
-    dev = model.device_
     t0 = time.perf_counter()
     retrievers = {name: build_source(name, params).fit(fit_data) for name, params in RETRIEVERS.items()}
     fit_retrievers_s = time.perf_counter() - t0
     users = evaluator.user_ids
-    histories = [model.histories_[u] for u in users]
-    truth = evaluator.test[users]
-    lists: dict[str, Candidates] = {}
-    retrieve_s: dict[str, float] = {}
-    for name, src in [*retrievers.items(), ("sasrec", model)]:
-        t0 = time.perf_counter()
-        parts = [src.retrieve(users[b : b + batch_users], max(sizes))
-                 for b in range(0, len(users), batch_users)]
-        lists[name] = Candidates(np.concatenate([c.item_ids for c in parts]),
-                                 np.concatenate([c.scores for c in parts]), name)
-        retrieve_s[name] = time.perf_counter() - t0
     rows = []
     for names in (list(retrievers), [*retrievers, "sasrec"]):
         label = "+".join(names)
-        sources = [model if n == "sasrec" else retrievers[n] for n in names]
+        sources: dict[str, CandidateSource] = {n: model if n == "sasrec" else retrievers[n] for n in names}
         for n in sizes:
-            stage = TwoStageRecommender(sources, model, n, device=dev)
-            t0 = time.perf_counter()
-            merged = stage.merge([lists[name] for name in names], batch_users)
-            merge_s = time.perf_counter() - t0
-            recs_users = stage.rank(merged, histories, 10, batch_size=batch_users)
-            rank_s = time.perf_counter() - t0 - merge_s
+            pipeline = funnel_pipeline(model, sources, n, fit_data)
             recs = np.full((evaluator.n_users, 10), -1, dtype=np.int64)
-            recs[users] = recs_users
+            stage_ms: dict[str, float] = {}
+            for b in range(0, len(users), batch_users):
+                chunk = users[b: b + batch_users]
+                slates = pipeline.recommend_batch(chunk, 10, stage_deadlines=False)
+                recs[chunk] = slates.item_ids
+                for stage, ms in slates.stage_ms.items():
+                    stage_ms[stage] = stage_ms.get(stage, 0.0) + ms
+            pipeline.close()
             m = evaluator.evaluate_recs(recs)
-            recall = float(np.nanmean(candidate_recall(merged.item_ids, truth)))
-            retrieval_s = sum(retrieve_s[name] for name in names) + merge_s
+            recall = merged_recall(pipeline, test, batch_users)
             rows.append({"sources": label, "n_candidates": n, "ndcg@10": m["ndcg@10"], "hr@10": m["hr@10"],
-                         "candidate_recall": recall, "retrieval_ms_per_user": 1e3 * retrieval_s / len(users),
-                         "merge_ms_per_user": 1e3 * merge_s / len(users),
-                         "ranking_ms_per_user": 1e3 * rank_s / len(users)})
+                         "candidate_recall": recall,
+                         "retrieval_ms_per_user": stage_ms.get("retrieval", 0.0) / len(users),
+                         "ranking_ms_per_user": stage_ms.get("ranker", 0.0) / len(users),
+                         "total_ms_per_user": stage_ms.get("total", 0.0) / len(users)})
             print(f"  funnel {label} n={n}: NDCG@10 {m['ndcg@10']:.4f} HR@10 {m['hr@10']:.4f} "
                   f"cand recall {recall:.3f} (retrieval {rows[-1]['retrieval_ms_per_user']:.3f} ms/user, "
                   f"ranking {rows[-1]['ranking_ms_per_user']:.3f} ms/user)", flush=True)
-    rows.append({"fit_retrievers_s": round(fit_retrievers_s, 2), "batch_users": batch_users,
-                 "retrieve_top_max_ms_per_user": {n: 1e3 * v / len(users) for n, v in retrieve_s.items()}})
+    rows.append({"fit_retrievers_s": round(fit_retrievers_s, 2), "batch_users": batch_users})
     return rows
 
 

@@ -40,10 +40,10 @@ import numpy as np
 import polars as pl
 
 from rankstack.data.dataset import Dataset
+from rankstack.experiments.pipeline_training import fit_stages
 from rankstack.pipeline.artifact import save_artifact
 from rankstack.pipeline.components import names
 from rankstack.pipeline.config import validate_pipeline_config
-from rankstack.pipeline.train import fit_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

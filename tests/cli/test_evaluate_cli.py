@@ -110,7 +110,7 @@ def test_validation_is_carved_from_train_when_the_split_has_none() -> None:
     from rankstack.data.dataset import Dataset
     from rankstack.data.schema import EventSchema
     from rankstack.data.splits import predefined
-    from rankstack.experiment import fit_and_eval_parts
+    from rankstack.experiments.evaluate_run import fit_and_eval_parts
 
     frame = pl.DataFrame(rows, schema=["user_id", "item_id", "split"], orient="row")
     data = Dataset.from_events(frame, name="pre", schema=EventSchema(context_columns=("split",)))

@@ -16,11 +16,11 @@ import yaml
 
 from rankstack.data.dataset import Dataset
 from rankstack.data.splits import leave_one_out
-from rankstack.experiment import fit_and_eval_parts
+from rankstack.experiments.evaluate_run import fit_and_eval_parts
+from rankstack.experiments.pipeline_training import TrainResult, fit_stages, train_pipeline
 from rankstack.pipeline.components import REGISTRY
 from rankstack.pipeline.config import validate_pipeline_config
 from rankstack.pipeline.pipeline import Pipeline
-from rankstack.pipeline.train import TrainResult, fit_stages, train_pipeline
 from rankstack.retrieval.base import CandidateSource, SourceConfig
 from rankstack.simulation import MarketplaceSimulator, SimulatorConfig
 

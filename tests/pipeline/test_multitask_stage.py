@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from rankstack.errors import ArtifactError
+from rankstack.experiments.pipeline_training import TrainResult
 from rankstack.pipeline.api import RecommendRequest
 from rankstack.pipeline.artifact import save_artifact
 from rankstack.pipeline.multitask_stage import MultiTaskStage
 from rankstack.pipeline.pipeline import Pipeline
-from rankstack.pipeline.train import TrainResult
 from rankstack.ranking.protocol import RankBatch
 
 CONTEXT: dict[str, str | int | float | bool] = {"device": "mobile", "placement": "home", "hour": 9}

@@ -16,7 +16,7 @@ from rankstack.data.splits import make_split
 from rankstack.errors import ConfigError
 from rankstack.evaluation import early_stopping_train
 from rankstack.evaluation.evaluator import Evaluator
-from rankstack.experiment import fit_and_eval_parts, run_experiment
+from rankstack.experiments.evaluate_run import fit_and_eval_parts, run_experiment
 from rankstack.pipeline.components import build_source, source_class
 from rankstack.retrieval.base import BudgetStop
 from rankstack.retrieval.persistence import load_source, save_source

@@ -17,11 +17,11 @@ from server_process import ServerProcess
 from serving_fakes import TOKEN, click
 
 from rankstack.data.dataset import Dataset
+from rankstack.experiments.pipeline_training import fit_stages
 from rankstack.pipeline.api import RecommendRequest
 from rankstack.pipeline.artifact import save_artifact
 from rankstack.pipeline.config import validate_pipeline_config
 from rankstack.pipeline.pipeline import Pipeline
-from rankstack.pipeline.train import fit_stages
 from rankstack.serving import ServiceSettings, create_app
 from rankstack.serving.loaders import DEFAULT_LOADER
 from rankstack.state import SQLiteStateStore

@@ -87,7 +87,7 @@ def evaluate(
     with friendly_errors():
         from rankstack.data.loaders import load_dataset, standard_split
         from rankstack.device import resolve_device
-        from rankstack.experiment import run_experiment, save_run
+        from rankstack.experiments.evaluate_run import run_experiment, save_run
         from rankstack.pipeline.components import settings as validated
 
         validated("source", str(model), params)  # bad settings fail before the data is loaded

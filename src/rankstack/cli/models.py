@@ -24,10 +24,10 @@ def list_models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every registered version, the active one marked."""
-    from rankstack.pipeline.registry import Registry
+    from rankstack.experiments.versions import VersionRegistry
 
     with friendly_errors():
-        reg = Registry(registry)
+        reg = VersionRegistry(registry)
         rows = reg.listing()
     if as_json:
         typer.echo(json.dumps({"registry": str(reg.root), "versions": rows}, indent=2))
@@ -56,18 +56,18 @@ def promote(
     registry: RegistryOption = None,
 ) -> None:
     """Make VERSION the active version (the current one can be restored with rollback)."""
-    from rankstack.pipeline.registry import Registry
+    from rankstack.experiments.versions import VersionRegistry
 
     with friendly_errors():
-        entry = Registry(registry).promote(version)
+        entry = VersionRegistry(registry).promote(version)
     console.print(f"active: [bold]{escape(entry.version)}[/] ({escape(entry.path)})")
 
 
 @app.command("rollback")
 def rollback(registry: RegistryOption = None) -> None:
     """Re-activate the previously active version."""
-    from rankstack.pipeline.registry import Registry
+    from rankstack.experiments.versions import VersionRegistry
 
     with friendly_errors():
-        entry = Registry(registry).rollback()
+        entry = VersionRegistry(registry).rollback()
     console.print(f"rolled back; active: [bold]{escape(entry.version)}[/] ({escape(entry.path)})")

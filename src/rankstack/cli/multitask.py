@@ -13,8 +13,8 @@ from rich.table import Table
 
 from rankstack.cli.common import console
 from rankstack.data.loaders import load_dataset
-from rankstack.experiment import save_run
-from rankstack.ranking.experiment import run_multitask_experiment
+from rankstack.experiments.evaluate_run import save_run
+from rankstack.experiments.multitask_run import run_multitask_experiment
 from rankstack.simulation.log import TRUTH_FILE, load_simulation_config
 from rankstack.simulation.simulator import MarketplaceSimulator
 

@@ -72,11 +72,11 @@ def quickstart(
     with friendly_errors():
         from rankstack.evaluation.evaluator import Evaluator
         from rankstack.evaluation.report import write_report
+        from rankstack.experiments.pipeline_training import train_pipeline
         from rankstack.io import write_text_atomic
         from rankstack.pipeline.artifact import save_artifact
         from rankstack.pipeline.components import build_source
         from rankstack.pipeline.config import load_pipeline_config
-        from rankstack.pipeline.train import train_pipeline
 
         cfg = load_pipeline_config(config)
         result = train_pipeline(cfg, log=lambda msg: console.print(escape(msg)))

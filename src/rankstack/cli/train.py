@@ -14,7 +14,7 @@ from rankstack.cli.common import artifact_size, console, friendly_errors, metric
 from rankstack.errors import RegistryError
 
 if TYPE_CHECKING:
-    from rankstack.pipeline.train import TrainResult
+    from rankstack.experiments.pipeline_training import TrainResult
 
 
 def summary(result: TrainResult) -> dict[str, Any]:
@@ -38,10 +38,10 @@ def train(
     """Train the pipeline's stages in order, evaluate them offline, write a versioned artifact and register it."""
     started = time.perf_counter()
     with friendly_errors():
+        from rankstack.experiments.pipeline_training import train_pipeline
+        from rankstack.experiments.versions import VersionRegistry
         from rankstack.pipeline.artifact import save_artifact
         from rankstack.pipeline.config import load_pipeline_config
-        from rankstack.pipeline.registry import Registry
-        from rankstack.pipeline.train import train_pipeline
 
         cfg = load_pipeline_config(config)
         if out.exists() and any(out.iterdir()) and not force:
@@ -52,7 +52,7 @@ def train(
         result.pipeline.close()
         registered: dict[str, Any] | None = None
         if register:
-            reg = Registry(registry)
+            reg = VersionRegistry(registry)
             try:
                 entry = reg.register(out)
                 if promote:

@@ -1,1 +1,1 @@
-"""One pipeline, offline and online: config, training, artifacts, and the recommend code path."""
+"""The runtime pipeline: its config, the recommend code path and its artifacts (what serving loads)."""

@@ -1,10 +1,12 @@
-"""A batch of requests in internal ids: users, fresh histories, exclusions and filters, ready for the stages."""
+"""A batch of requests in internal ids (users, fresh histories, exclusions and filters, ready for the stages), and
+the slates the pipeline answers it with, in internal ids."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -17,25 +19,43 @@ from rankstack.state.protocol import StateStore, recent_items_many
 
 @dataclass
 class RequestBatch:
-    """Row b is request b: ``user_ids[b]`` internal (-1 = unknown user), ``histories[b]`` oldest first."""
+    """Row b is request b: ``user_ids[b]`` internal (-1 = unknown user), ``ks[b]`` its slate length,
+    ``user_keys[b]`` its external user id (the key of the state store and of the exploration draws),
+    ``histories[b]`` oldest first, ``blocked[b]`` items it must not get, ``allowed[b]`` its filter mask (None: all)."""
 
-    requests: list[RecommendRequest]
-    request_ids: list[str]
     user_ids: np.ndarray
+    ks: np.ndarray
+    request_ids: list[str]
+    user_keys: list[str]
     histories: list[np.ndarray]
     blocked: list[np.ndarray]
     allowed: list[np.ndarray | None]
+    contexts: list[dict[str, Any]]
     stages: list[dict[str, StageStatus]] = field(default_factory=list)
 
-    @property
-    def ks(self) -> np.ndarray:
-        """Requested slate length per row."""
-        return np.array([r.k for r in self.requests], dtype=np.int64)
+    def __len__(self) -> int:
+        return len(self.user_ids)
 
     def mark(self, stage: str, status: StageStatus, rows: Collection[int] | None = None) -> None:
         """Set ``stage``'s status on ``rows`` (default: every row)."""
-        for row in range(len(self.requests)) if rows is None else rows:
+        for row in range(len(self)) if rows is None else rows:
             self.stages[row][stage] = status
+
+
+@dataclass
+class SlateBatch:
+    """The slates of a batch in internal ids, row b for request b: ``item_ids[b, :lengths[b]]`` in slot order
+    (``PAD_ITEM`` after), their final ``scores`` (NaN after) and logging ``propensities`` (None for every row when
+    the policy is deterministic), each row's stage statuses and fallback, and the batch's stage times (ms)."""
+
+    item_ids: np.ndarray
+    scores: np.ndarray
+    propensities: np.ndarray | None
+    lengths: np.ndarray
+    request_ids: list[str]
+    stages: list[dict[str, StageStatus]]
+    fallback: list[str | None]
+    stage_ms: dict[str, float]
 
 
 class ItemFilters:
@@ -100,10 +120,11 @@ def build_batch(
 ) -> RequestBatch:
     """Map external ids to internal ones and gather each user's history (training sequence + fresh state)."""
     reqs = list(requests)
-    users = user_map.to_internal([r.user_id for r in reqs], strict=False)
+    keys = [r.user_id for r in reqs]
+    users = user_map.to_internal(keys, strict=False)
     stages: list[dict[str, StageStatus]] = [{} for _ in reqs]
     histories, blocked, allowed = [], [], []
-    fresh_rows = _recent(state, [r.user_id for r in reqs], history_len, item_map)
+    fresh_rows = _recent(state, keys, history_len, item_map)
     for row, (req, user) in enumerate(zip(reqs, users, strict=True)):
         past = train_histories[user][-history_len:] if user >= 0 else np.zeros(0, np.int64)
         fresh = np.zeros(0, np.int64) if fresh_rows is None else fresh_rows[row]
@@ -114,4 +135,44 @@ def build_batch(
         blocked.append(np.unique(np.concatenate([excluded[excluded >= 0], fresh])))
         allowed.append(filters.mask(req.filters) if req.filters else None)
     request_ids = [r.request_id or secrets.token_hex(8) for r in reqs]
-    return RequestBatch(reqs, request_ids, users, histories, blocked, allowed, stages)
+    ks = np.array([r.k for r in reqs], dtype=np.int64)
+    return RequestBatch(users, ks, request_ids, keys, histories, blocked, allowed, [r.context for r in reqs], stages)
+
+
+def internal_batch(
+    user_ids: np.ndarray,
+    ks: np.ndarray,
+    state: StateStore | None,
+    *,
+    user_map: IdMap,
+    item_map: IdMap,
+    train_histories: Sequence[np.ndarray],
+    history_len: int,
+    request_ids: Sequence[str] | None = None,
+    contexts: Sequence[dict[str, Any]] | None = None,
+) -> RequestBatch:
+    """A batch of known users by internal id: each one's training sequence plus its fresh state (its external id is
+    read from ``user_map`` only as the state store's key and the exploration draws' key)."""
+    n = len(user_ids)
+    if n and (int(user_ids.min()) < 0 or int(user_ids.max()) >= len(user_map)):
+        raise ValueError(f"user_ids: internal user ids must lie in [0, {len(user_map)}), got "
+                         f"{int(user_ids.min())} … {int(user_ids.max())}")
+    for name, given in (("ks", ks), ("request_ids", request_ids), ("contexts", contexts)):
+        if given is not None and len(given) != n:
+            raise ValueError(f"{name}: expected one per user ({n}), got {len(given)}")
+    keys = [str(u) for u in user_map.to_external_list(user_ids)]
+    fresh_rows = _recent(state, keys, history_len, item_map) if state is not None else None
+    stages: list[dict[str, StageStatus]] = [{} for _ in range(n)]
+    histories, blocked = [], []
+    empty = np.zeros(0, np.int64)
+    for row, user in enumerate(user_ids.tolist()):
+        fresh = empty if fresh_rows is None else fresh_rows[row]
+        if state is not None:
+            stages[row]["state"] = "degraded" if fresh_rows is None else "ran"
+        past = train_histories[user][-history_len:]
+        histories.append(np.concatenate([past, fresh]).astype(np.int64)[-history_len:] if len(fresh) else
+                         np.asarray(past, np.int64))
+        blocked.append(np.unique(fresh) if len(fresh) else empty)
+    ids = list(request_ids) if request_ids is not None else [secrets.token_hex(8) for _ in range(n)]
+    return RequestBatch(user_ids, ks, ids, keys, histories, blocked, [None] * n,
+                        [dict(c) for c in contexts] if contexts is not None else [{} for _ in range(n)], stages)

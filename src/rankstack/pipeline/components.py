@@ -17,8 +17,8 @@ from pydantic import BaseModel, ValidationError
 from rankstack.errors import ConfigError
 
 if TYPE_CHECKING:  # annotations only: importing them here would load torch with the names
-    from rankstack.pipeline.api import StateStore
     from rankstack.retrieval.base import CandidateSource
+    from rankstack.state.protocol import StateStore
 
 Kind = Literal["source", "ranker", "reranker", "policy", "index", "state"]
 

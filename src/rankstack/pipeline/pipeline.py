@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from rankstack.candidates import Candidates, take_rows
+from rankstack.candidates import PAD_ITEM, Candidates, take_rows
 from rankstack.errors import ConfigError
 from rankstack.pipeline import components
 from rankstack.pipeline import stages as st
-from rankstack.pipeline.api import RecommendRequest, RecommendResponse, ScoredItem
+from rankstack.pipeline.api import MAX_K, RecommendRequest, RecommendResponse, ScoredItem
 from rankstack.pipeline.artifact import load_artifact
-from rankstack.pipeline.batch import ItemFilters, RequestBatch, build_batch
+from rankstack.pipeline.batch import ItemFilters, RequestBatch, SlateBatch, build_batch, internal_batch
 from rankstack.pipeline.config import PipelineConfig
 from rankstack.pipeline.deadline import StageRunner
 from rankstack.pipeline.parts import PipelineParts, source_index
@@ -132,20 +132,58 @@ class Pipeline:
         self, requests: Sequence[RecommendRequest], state: StateStore | None = None, *,
         deadline_s: float | None = None, stage_deadlines: bool = True,
     ) -> list[RecommendResponse]:
-        """Slates for a batch of requests; degrades stage by stage (see ``stages`` and ``fallback``).
+        """Slates for a batch of requests in external ids: :meth:`recommend_batch` behind the id boundary; degrades
+        stage by stage (see ``stages`` and ``fallback``).
 
         ``stage_deadlines=False`` lifts the per-stage budgets (offline evaluation of large batches).
         """
         if not requests:
             return []
         started = time.perf_counter()
+        p = self.parts
+        batch = build_batch(requests, state, user_map=p.user_map, item_map=p.item_map, train_histories=p.histories,
+                            history_len=self._history_len(), filters=self.filters)
+        return self._respond(requests, self._slates(batch, state, started, deadline_s, stage_deadlines))
+
+    def recommend_batch(
+        self, user_ids: np.ndarray, ks: int | np.ndarray, state: StateStore | None = None, *,
+        request_ids: Sequence[str] | None = None, contexts: Sequence[dict[str, Any]] | None = None,
+        deadline_s: float | None = None, stage_deadlines: bool = True,
+    ) -> SlateBatch:
+        """Slates in internal ids for known users ``user_ids`` [B] (``ks``: one slate length, or one per user), with
+        the same stages, fallbacks and exploration as :meth:`recommend`; ``request_ids`` key the exploration draws
+        (random when None), ``contexts`` feed the multi-task ranker, ``state`` adds each user's fresh events."""
+        started = time.perf_counter()
+        p = self.parts
+        users = np.asarray(user_ids, dtype=np.int64).reshape(-1)
+        lengths = np.asarray(ks, dtype=np.int64)
+        if lengths.ndim == 0:
+            lengths = np.full(users.shape, int(lengths), np.int64)
+        elif lengths.shape != users.shape:
+            raise ValueError(f"ks: expected one slate length for all or one per user ({len(users)}), got "
+                             f"shape {lengths.shape}")
+        if len(lengths) and (int(lengths.min()) < 1 or int(lengths.max()) > MAX_K):
+            raise ValueError(f"ks: slate lengths must lie in [1, {MAX_K}], got {int(lengths.min())} … "
+                             f"{int(lengths.max())}")
+        batch = internal_batch(users, lengths, state, user_map=p.user_map, item_map=p.item_map,
+                               train_histories=p.histories, history_len=self._history_len(),
+                               request_ids=request_ids, contexts=contexts)
+        return self._slates(batch, state, started, deadline_s, stage_deadlines)
+
+    def _history_len(self) -> int:
+        """How many of a user's latest items the ranker reads (50 without a ranker)."""
+        return self.config.ranker.history if self.config.ranker is not None else 50
+
+    def _slates(self, batch: RequestBatch, state: StateStore | None, started: float, deadline_s: float | None,
+                stage_deadlines: bool) -> SlateBatch:
+        """Every stage over a batch in internal ids, from retrieval to exploration."""
         clock = _Clock(started)
         p = self.parts
-        history_len = self.config.ranker.history if self.config.ranker is not None else 50
-        batch = build_batch(requests, state, user_map=p.user_map, item_map=p.item_map, train_histories=p.histories,
-                            history_len=history_len, filters=self.filters)
         clock.lap("prepare")
-        fallback: list[str | None] = [None] * len(batch.requests)
+        if not len(batch):
+            return SlateBatch(np.zeros((0, 0), np.int64), np.zeros((0, 0)), None, np.zeros(0, np.int64), [], [], [],
+                              clock.done())
+        fallback: list[str | None] = [None] * len(batch)
         table = self._candidates(batch, fallback, started, deadline_s, stage_deadlines)
         need = np.maximum(batch.ks, self.config.exploration.pool if self.config.exploration.policy != "greedy" else 0)
         table = st.eligible(table, batch.blocked, batch.allowed)
@@ -173,7 +211,7 @@ class Pipeline:
         ids, scores = self._rerank(batch, table.item_ids, scores, int(need.max()), state, started, deadline_s,
                                    stage_deadlines)
         clock.lap("rerank")
-        return self._respond(batch, ids, scores, fallback, clock)
+        return self._explore(batch, ids, scores, fallback, clock)
 
     def _candidates(self, batch: RequestBatch, fallback: list[str | None], started: float,
                     deadline_s: float | None, enforce: bool) -> st.CandidateTable:
@@ -201,7 +239,7 @@ class Pipeline:
             batch.mark("retrieval", "degraded", unknown)
             for row in unknown:
                 fallback[row] = "popularity"
-        return st.stack(parts, len(batch.requests))
+        return st.stack(parts, len(batch))
 
     def _rank(self, batch: RequestBatch, table: st.CandidateTable, state: StateStore | None, started: float,
               deadline_s: float | None, enforce: bool) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
@@ -211,7 +249,7 @@ class Pipeline:
         if ranker is None or stage is None:
             return None, {}
         exposures = None if state is None else RowExposure(batch, state, self.parts.item_map)
-        block = RankBatch(batch.user_ids, table.item_ids, batch.histories, [r.context for r in batch.requests],
+        block = RankBatch(batch.user_ids, table.item_ids, batch.histories, batch.contexts,
                           table.source_scores, self.parts.sources, exposures)
         outcome = self.runner.run("ranker", lambda: ranker.score(block),
                                   self._budget("ranker", started, deadline_s, enforce))
@@ -232,7 +270,7 @@ class Pipeline:
         if self.reranker is None:
             return ids[:, :depth], scores[:, :depth]
         reranker = self.reranker
-        context = RerankContext(np.arange(len(batch.requests)), now=time.time(),
+        context = RerankContext(np.arange(len(batch)), now=time.time(),
                                 exposure=RowExposure(batch, state, self.parts.item_map))
         cands = Candidates(ids, np.where(ids >= 0, scores, -np.inf), "ranked")
         outcome = self.runner.run("rerank", lambda: reranker.rerank(cands, depth, context),
@@ -243,36 +281,49 @@ class Pipeline:
         batch.mark("rerank", "ran")
         return outcome.value.item_ids, outcome.value.scores
 
-    def _respond(self, batch: RequestBatch, ids: np.ndarray, scores: np.ndarray,
-                 fallback: list[str | None], clock: _Clock) -> list[RecommendResponse]:
-        """Exploration per request, then external ids and the response objects."""
+    def _explore(self, batch: RequestBatch, ids: np.ndarray, scores: np.ndarray, fallback: list[str | None],
+                 clock: _Clock) -> SlateBatch:
+        """Exploration per request over its re-ranked pool: the slates and their propensities, in internal ids."""
         stage = self.config.exploration
-        slates: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
-        for row, req in enumerate(batch.requests):
+        rows = len(batch)
+        width = int(batch.ks.max())
+        items_out = np.full((rows, width), PAD_ITEM, np.int64)
+        scores_out = np.full((rows, width), np.nan)
+        props_out = None if stage.policy == "greedy" else np.full((rows, width), np.nan)
+        lengths = np.zeros(rows, np.int64)
+        for row, k in enumerate(batch.ks.tolist()):
             valid = ids[row] >= 0
             pool_ids, pool_scores = ids[row][valid], scores[row][valid]
-            width = req.k if stage.policy == "greedy" else max(req.k, stage.pool)
-            rng = request_rng(stage.seed, batch.request_ids[row], req.user_id)
-            items, props = explore(pool_ids[:width], pool_scores[:width], req.k, stage, rng)
+            pool = k if stage.policy == "greedy" else max(k, stage.pool)
+            rng = request_rng(stage.seed, batch.request_ids[row], batch.user_keys[row])
+            items, props = explore(pool_ids[:pool], pool_scores[:pool], k, stage, rng)
             lookup = dict(zip(pool_ids.tolist(), pool_scores.tolist(), strict=True))
-            slates.append((items, np.array([lookup[int(i)] for i in items]), props))
+            n = lengths[row] = len(items)
+            items_out[row, :n] = items
+            scores_out[row, :n] = [lookup[int(i)] for i in items]
+            if props_out is not None and props is not None:
+                props_out[row, :n] = props
         batch.mark("exploration", "ran")
         clock.lap("exploration")
-        flat = np.concatenate([s[0] for s in slates]) if slates else np.zeros(0, np.int64)
+        return SlateBatch(items_out, scores_out, props_out, lengths, batch.request_ids, batch.stages, fallback,
+                          clock.done())
+
+    def _respond(self, requests: Sequence[RecommendRequest], slates: SlateBatch) -> list[RecommendResponse]:
+        """The response objects of ``slates``, in external ids."""
+        flat = np.concatenate([slates.item_ids[row, :n] for row, n in enumerate(slates.lengths.tolist())])
         external = [str(x) for x in self.parts.item_map.to_external_list(flat)]
-        stage_ms = clock.done()
         out, at = [], 0
-        for row, (items, item_scores, props) in enumerate(slates):
-            names = external[at: at + len(items)]
-            at += len(items)
+        for row, n in enumerate(slates.lengths.tolist()):
+            names = external[at: at + n]
+            at += n
+            props = [None] * n if slates.propensities is None else slates.propensities[row, :n].tolist()
             out.append(RecommendResponse(
-                request_id=batch.request_ids[row], user_id=batch.requests[row].user_id,
-                items=[ScoredItem(item_id=n, score=s if math.isfinite(s) else 0.0, propensity=p)
-                       for n, s, p in zip(names, item_scores.tolist(),
-                                          [None] * len(names) if props is None else props.tolist(), strict=True)],
-                stages=dict(batch.stages[row]), model_version=self.version,
-                model_digest=self.digest, fallback=fallback[row],
-                stage_ms=dict(stage_ms)))
+                request_id=slates.request_ids[row], user_id=requests[row].user_id,
+                items=[ScoredItem(item_id=name, score=s if math.isfinite(s) else 0.0, propensity=p)
+                       for name, s, p in zip(names, slates.scores[row, :n].tolist(), props, strict=True)],
+                stages=dict(slates.stages[row]), model_version=self.version,
+                model_digest=self.digest, fallback=slates.fallback[row],
+                stage_ms=dict(slates.stage_ms)))
         return out
 
     def warmup(self) -> None:

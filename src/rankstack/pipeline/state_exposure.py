@@ -39,7 +39,7 @@ class RowExposure:
     def _fetch(self, state: StateStore, since: float, events: tuple[str, ...]) -> list[dict[int, int]] | None:
         """Every row's counts in internal ids, or None when the store failed."""
         try:
-            raw = exposure_counts_many(state, [r.user_id for r in self.batch.requests], since=since, events=events)
+            raw = exposure_counts_many(state, self.batch.user_keys, since=since, events=events)
         except Exception:
             return None
         keys = [k for counts in raw for k in counts]

@@ -17,12 +17,12 @@ from rankstack.data.dataset import Dataset
 from rankstack.data.loaders import load_dataset, standard_split
 from rankstack.data.splits import make_split
 from rankstack.evaluation.evaluator import Evaluator
-from rankstack.experiment import fit_and_eval_parts, held_out_label
+from rankstack.experiments.evaluate_run import fit_and_eval_parts, held_out_label
+from rankstack.experiments.offline import evaluate_model
+from rankstack.experiments.ranker_training import evaluate_multitask, fit_multitask
 from rankstack.pipeline.components import build_source
 from rankstack.pipeline.config import MultiTaskRankerStage, PipelineConfig
 from rankstack.pipeline.multitask_stage import MultiTaskStage
-from rankstack.pipeline.multitask_train import evaluate_multitask, fit_multitask
-from rankstack.pipeline.offline import evaluate_recommender
 from rankstack.pipeline.parts import PipelineParts
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.pipeline.stages import retrieve
@@ -97,11 +97,12 @@ def evaluate_stages(pipeline: Pipeline, fit_data: Dataset, held_out: Dataset, lo
     """Full-ranking metrics of each source and of the final slate; candidate recall per source and merged."""
     cfg = pipeline.config
     evaluator = Evaluator.from_datasets(fit_data, held_out, ks=cfg.evaluation.ks)
-    per_source = {name: evaluator.evaluate(src) for name, src in pipeline.parts.sources.items()}
+    per_source = {name: evaluate_model(src, fit_data, held_out, cfg.evaluation.ks, evaluator=evaluator)
+                  for name, src in pipeline.parts.sources.items()}
     funnel = funnel_recall(pipeline.parts.sources, held_out, cfg.evaluation.funnel_ks,
                            weights={s.name: s.weight for s in cfg.sources})
     log("funnel (candidate recall):\n" + funnel.table())
-    final = evaluate_recommender(pipeline, fit_data, held_out, cfg.evaluation.ks, progress=True)
+    final = evaluate_model(pipeline, fit_data, held_out, cfg.evaluation.ks, progress=True)
     stages = {f"retrieval (merged, {cfg.merge.k} candidates)": merged_recall(pipeline, held_out),
               **{f"final slate @{k}": final[f"recall@{k}"] for k in cfg.evaluation.ks}}
     log("recall kept by each stage: " + ", ".join(f"{name} {value:.4f}" for name, value in stages.items()))

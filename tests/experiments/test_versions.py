@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from rankstack.errors import RegistryError
+from rankstack.experiments.versions import REGISTRY_ENV, VersionRegistry, default_registry_dir
 from rankstack.io import sha256_file
 from rankstack.pipeline.artifact import FORMAT
 from rankstack.pipeline.integrity import seal
-from rankstack.pipeline.registry import REGISTRY_ENV, Registry, default_registry_dir
 
 
 def fake_artifact(root: Path, version: str) -> Path:
@@ -27,7 +27,7 @@ def fake_artifact(root: Path, version: str) -> Path:
 
 
 def test_empty_registry(tmp_path: Path) -> None:
-    reg = Registry(tmp_path / "reg")
+    reg = VersionRegistry(tmp_path / "reg")
     assert reg.listing() == [] and reg.active() is None
     with pytest.raises(RegistryError, match="nothing to roll back"):
         reg.rollback()
@@ -36,7 +36,7 @@ def test_empty_registry(tmp_path: Path) -> None:
 
 
 def test_promote_and_rollback(tmp_path: Path) -> None:
-    reg = Registry(tmp_path / "reg")
+    reg = VersionRegistry(tmp_path / "reg")
     first = reg.register(fake_artifact(tmp_path / "a", "v1"))
     assert reg.active() == first and first.metrics == {"recall@20": 0.25}
     reg.register(fake_artifact(tmp_path / "b", "v2"))
@@ -52,7 +52,7 @@ def test_promote_and_rollback(tmp_path: Path) -> None:
 
 
 def test_duplicate_and_invalid_registrations(tmp_path: Path) -> None:
-    reg = Registry(tmp_path / "reg")
+    reg = VersionRegistry(tmp_path / "reg")
     art = fake_artifact(tmp_path / "a", "v1")
     reg.register(art)
     with pytest.raises(RegistryError, match="already registered"):
@@ -63,7 +63,7 @@ def test_duplicate_and_invalid_registrations(tmp_path: Path) -> None:
 
 
 def test_promoting_a_deleted_artifact_is_refused(tmp_path: Path) -> None:
-    reg = Registry(tmp_path / "reg")
+    reg = VersionRegistry(tmp_path / "reg")
     reg.register(fake_artifact(tmp_path / "a", "v1"))
     reg.register(fake_artifact(tmp_path / "b", "v2"))
     shutil.rmtree(tmp_path / "b")
@@ -73,7 +73,7 @@ def test_promoting_a_deleted_artifact_is_refused(tmp_path: Path) -> None:
 
 
 def test_corrupt_index_is_a_registry_error(tmp_path: Path) -> None:
-    reg = Registry(tmp_path)
+    reg = VersionRegistry(tmp_path)
     reg.index_path.write_text("[1, 2")
     with pytest.raises(RegistryError, match="unreadable registry index"):
         reg.listing()
@@ -81,7 +81,7 @@ def test_corrupt_index_is_a_registry_error(tmp_path: Path) -> None:
 
 def test_default_location_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(REGISTRY_ENV, str(tmp_path / "r"))
-    assert default_registry_dir() == tmp_path / "r" and Registry().root == tmp_path / "r"
+    assert default_registry_dir() == tmp_path / "r" and VersionRegistry().root == tmp_path / "r"
     monkeypatch.delenv(REGISTRY_ENV)
     assert default_registry_dir() == Path.home() / ".rankstack" / "registry"
 
@@ -90,14 +90,14 @@ def test_concurrent_registrations_are_all_kept(tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     arts = [fake_artifact(tmp_path / f"a{n}", f"v{n}") for n in range(8)]
-    reg = Registry(tmp_path / "reg")
+    reg = VersionRegistry(tmp_path / "reg")
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(reg.register, arts))
     assert sorted(r["version"] for r in reg.listing()) == [f"v{n}" for n in range(8)]
 
 
 def test_the_digest_is_recorded_and_a_changed_artifact_is_neither_registered_nor_promoted(tmp_path: Path) -> None:
-    reg = Registry(tmp_path / "reg")
+    reg = VersionRegistry(tmp_path / "reg")
     first = reg.register(fake_artifact(tmp_path / "a", "v1"))
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert first.digest == manifest["digest"] and first.digest.startswith("sha256:")

@@ -1,4 +1,4 @@
-"""The local model registry (the embedded default): a JSON index of artifact versions on disk.
+"""The artifact version registry (the embedded default): a JSON index of pipeline artifact versions on disk.
 
 ``index.json`` (written atomically) holds every registered version with its artifact path, the active
 version, and the stack of previously active versions that ``rollback`` returns to. Artifacts stay where
@@ -32,7 +32,7 @@ def default_registry_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".rankstack" / "registry"
 
 
-class Entry(BaseModel):
+class VersionEntry(BaseModel):
     """One registered artifact."""
 
     model_config = ConfigDict(extra="forbid")
@@ -45,16 +45,16 @@ class Entry(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
 
 
-class RegistryIndex(BaseModel):
+class VersionIndex(BaseModel):
     """The whole index: versions in registration order, the active one, and the previously active ones."""
 
     model_config = ConfigDict(extra="forbid")
-    versions: list[Entry] = Field(default_factory=list)
+    versions: list[VersionEntry] = Field(default_factory=list)
     active: str | None = None
     previous: list[str] = Field(default_factory=list)
 
 
-class Registry:
+class VersionRegistry:
     """Register, list, promote and roll back pipeline artifacts under ``root``."""
 
     def __init__(self, root: str | Path | None = None) -> None:
@@ -65,16 +65,16 @@ class Registry:
         """Where the JSON index lives."""
         return self.root / INDEX
 
-    def read(self) -> RegistryIndex:
+    def read(self) -> VersionIndex:
         """The index (empty when the registry does not exist yet)."""
         if not self.index_path.is_file():
-            return RegistryIndex()
+            return VersionIndex()
         try:
-            return RegistryIndex.model_validate(json.loads(self.index_path.read_text(encoding="utf-8")))
+            return VersionIndex.model_validate(json.loads(self.index_path.read_text(encoding="utf-8")))
         except (OSError, json.JSONDecodeError, ValidationError) as exc:
             raise RegistryError(f"{self.index_path}: unreadable registry index ({exc})") from None
 
-    def _write(self, index: RegistryIndex) -> None:
+    def _write(self, index: VersionIndex) -> None:
         write_text_atomic(self.index_path, index.model_dump_json(indent=2) + "\n")
 
     @contextlib.contextmanager
@@ -93,7 +93,7 @@ class Registry:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def get(self, version: str) -> Entry:
+    def get(self, version: str) -> VersionEntry:
         """The entry of ``version`` (``RegistryError`` listing the known ones if absent)."""
         index = self.read()
         for entry in index.versions:
@@ -102,7 +102,7 @@ class Registry:
         known = ", ".join(e.version for e in index.versions) or "none"
         raise RegistryError(f"unknown version {version!r} in {self.root}; registered: {known}")
 
-    def register(self, artifact: str | Path, *, activate_if_first: bool = True) -> Entry:
+    def register(self, artifact: str | Path, *, activate_if_first: bool = True) -> VersionEntry:
         """Add an artifact (its digest and files are verified); the first one registered becomes active."""
         path = Path(artifact).resolve()
         try:
@@ -112,7 +112,7 @@ class Registry:
             raise RegistryError(f"cannot register: {exc}") from None
         version = str(manifest["version"])
         final = manifest.get("metrics", {}).get("pipeline", {})
-        entry = Entry(version=version, path=str(path), digest=digest, name=str(manifest.get("name", "")),
+        entry = VersionEntry(version=version, path=str(path), digest=digest, name=str(manifest.get("name", "")),
                       created_at=str(manifest.get("created_at", "")),
                       registered_at=datetime.now(UTC).isoformat(timespec="seconds"),
                       metrics={k: float(v) for k, v in final.items() if isinstance(v, int | float)})
@@ -126,7 +126,7 @@ class Registry:
             self._write(index)
         return entry
 
-    def promote(self, version: str) -> Entry:
+    def promote(self, version: str) -> VersionEntry:
         """Make ``version`` active; the formerly active one is remembered for ``rollback``."""
         entry = self.get(version)
         if not Path(entry.path).is_dir():
@@ -142,7 +142,7 @@ class Registry:
             self._write(index)
         return entry
 
-    def _check_unchanged(self, entry: Entry, action: str) -> None:
+    def _check_unchanged(self, entry: VersionEntry, action: str) -> None:
         """The artifact still verifies and has the digest recorded at registration (``RegistryError`` otherwise)."""
         try:
             digest = check_artifact(Path(entry.path))
@@ -152,7 +152,7 @@ class Registry:
             raise RegistryError(f"cannot {action} {entry.version!r}: {entry.path} now has digest {digest}, it was "
                                 f"registered with {entry.digest} (another artifact was written there)")
 
-    def rollback(self) -> Entry:
+    def rollback(self) -> VersionEntry:
         """Re-activate the previously active version (``RegistryError`` when there is none)."""
         with self._locked():
             index = self.read()
@@ -164,7 +164,7 @@ class Registry:
             self._write(index)
         return entry
 
-    def active(self) -> Entry | None:
+    def active(self) -> VersionEntry | None:
         """The active entry, or None."""
         index = self.read()
         return next((e for e in index.versions if e.version == index.active), None)

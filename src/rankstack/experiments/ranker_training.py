@@ -18,10 +18,10 @@ import polars as pl
 
 from rankstack.data.dataset import Dataset
 from rankstack.errors import ConfigError, DataValidationError
+from rankstack.experiments.multitask_run import classification_metrics, experiment_configs
 from rankstack.pipeline.components import build_source
 from rankstack.pipeline.config import MultiTaskRankerStage, SourceStage
 from rankstack.pipeline.multitask_stage import MultiTaskStage, dense_features, prediction_names
-from rankstack.ranking.experiment import classification_metrics, experiment_configs
 from rankstack.ranking.features import add_source_scores
 from rankstack.ranking.impressions import impression_table, temporal_impression_split
 from rankstack.ranking.multitask import MultiTaskRanker

@@ -1,4 +1,4 @@
-"""Judge a pipeline's slates with the marketplace simulator's ground truth, through ``Pipeline.recommend``.
+"""Judge a pipeline's slates with the marketplace simulator's ground truth, through the pipeline's recommend path.
 
 Logged requests of the held-out window are replayed (same user, context and request id); each slate's true
 expected clicks, conversions and revenue come from the simulator's world, slot effects and fatigue included.
@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from rankstack.data.dataset import Dataset
+from rankstack.experiments.offline import same_ids
 from rankstack.pipeline.api import RecommendRequest
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.ranking.impressions import impression_table
@@ -39,23 +40,41 @@ def as_recommend_requests(dataset: Dataset, requests: pl.DataFrame, k: int) -> l
     return out
 
 
+def served_slates(pipeline: Pipeline, dataset: Dataset, requests: pl.DataFrame,
+                  k: int) -> tuple[np.ndarray, list[bool]]:
+    """The pipeline's slates for ``requests`` in ``dataset``'s internal item ids [n, k] and whether each request's
+    ranker ran: from ``recommend_batch`` when the pipeline shares the dataset's ids, else from ``recommend``."""
+    if same_ids(pipeline, dataset):
+        contexts = [{c: row[c] for c in SIM_CONTEXT} for row in requests.select(*SIM_CONTEXT).iter_rows(named=True)]
+        slates = pipeline.recommend_batch(requests.get_column("user_id").to_numpy(), k,
+                                          request_ids=[str(r) for r in requests.get_column("request_id").to_list()],
+                                          contexts=contexts, stage_deadlines=False)
+        if (slates.lengths != k).any():
+            raise ValueError(f"every slate must hold k = {k} items to be judged")
+        return slates.item_ids, [stages.get("ranker") == "ran" for stages in slates.stages]
+    responses = pipeline.recommend(as_recommend_requests(dataset, requests, k), stage_deadlines=False)
+    if any(len(r.items) != k for r in responses):
+        raise ValueError(f"every slate must hold k = {k} items to be judged")
+    items = [i.item_id for r in responses for i in r.items]
+    internal = dataset.item_map.to_internal(items).reshape(len(responses), k)
+    return internal, [r.stages.get("ranker") == "ran" for r in responses]
+
+
 def judge_slates(pipeline: Pipeline, sim: MarketplaceSimulator, dataset: Dataset, requests: pl.DataFrame,
                  k: int) -> dict[str, float]:
     """True expected revenue / clicks / conversions per 1,000 impressions of the pipeline's slates for
     ``requests`` (from :func:`logged_requests`), and the share of requests whose ranker ran."""
-    responses = pipeline.recommend(as_recommend_requests(dataset, requests, k), stage_deadlines=False)
-    if any(len(r.items) != k for r in responses):
-        raise ValueError(f"every slate must hold k = {k} items to be judged")
-    external = np.array([[int(i.item_id) for i in r.items] for r in responses], dtype=np.int64)
-    internal = dataset.item_map.to_internal([str(i) for i in external.ravel()]).reshape(external.shape)
+    internal, ranker_ran = served_slates(pipeline, dataset, requests, k)
+    external = np.array([int(i) for i in dataset.item_map.to_external(internal.ravel()).to_list()],
+                        dtype=np.int64).reshape(internal.shape)
     exposures = earlier_exposures(impression_table(dataset), requests.get_column("user_id").to_numpy().astype(np.int64),
                                   internal, requests.get_column("timestamp"), dataset.n_items)
     totals = sim.expected_value(simulator_requests(sim, dataset, requests), external, exposures).per_request()
     shown = external.size
     return {
-        "requests": float(len(responses)),
+        "requests": float(len(ranker_ran)),
         "revenue_per_mille": 1000 * float(totals["revenue"].sum()) / shown,
         "clicks_per_mille": 1000 * float(totals["clicks"].sum()) / shown,
         "conversions_per_mille": 1000 * float(totals["conversions"].sum()) / shown,
-        "ranker_ran": float(np.mean([r.stages.get("ranker") == "ran" for r in responses])),
+        "ranker_ran": float(np.mean(ranker_ran)),
     }

@@ -1,4 +1,5 @@
-"""Train one candidate source on a dataset's standard split and evaluate it with full ranking."""
+"""The evaluate command's run: train one candidate source on a dataset's standard split, evaluate it with full ranking
+and write ``runs/<id>/result.json``; and the fit / held-out parts of a split that every experiment uses."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import polars as pl
 
 from rankstack.data.dataset import Dataset
 from rankstack.data.splits import Split, make_split, random_split
-from rankstack.evaluation.evaluator import Evaluator
+from rankstack.experiments.offline import evaluate_model
 from rankstack.io import write_text_atomic
 from rankstack.pipeline.components import build_source
 from rankstack.provenance import code_version, machine_info
@@ -57,8 +58,7 @@ def evaluate_source(
     t0 = time.perf_counter()
     model.fit(fit_data)
     t1 = time.perf_counter()
-    evaluator = Evaluator.from_datasets(fit_data, held_out, ks=ks, device=device, progress=True)
-    metrics = evaluator.evaluate(model)
+    metrics = evaluate_model(model, fit_data, held_out, ks, device=device, progress=True)
     t2 = time.perf_counter()
     return metrics, {"fit_s": round(t1 - t0, 3), "evaluate_s": round(t2 - t1, 3)}
 

@@ -1,28 +1,61 @@
-"""Offline evaluation and log replay through ``recommend``: requests built from a held-out split or a
-time-ordered event log, so offline metrics come from the same code path the service runs."""
+"""Offline evaluation and log replay through the pipeline's recommend code path (``recommend_batch`` on internal
+ids, or ``recommend`` on requests built from a held-out split or a time-ordered event log), so offline metrics come
+from the same stages the service runs; and the one evaluation of anything that scores the catalog or recommends."""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator, Sequence
+from typing import cast
 
 import numpy as np
 import polars as pl
 
 from rankstack.candidates import PAD_ITEM
 from rankstack.data.dataset import Dataset
-from rankstack.evaluation.evaluator import Evaluator
+from rankstack.evaluation.evaluator import Evaluator, Scorer
 from rankstack.events import Event
 from rankstack.pipeline.api import Recommender, RecommendRequest, RecommendResponse
+from rankstack.pipeline.pipeline import Pipeline
 from rankstack.progress import new_progress
 from rankstack.state.protocol import StateStore
 
 
+def held_out_users(held_out: Dataset) -> np.ndarray:
+    """Internal ids of the users with a held-out event, ascending."""
+    return np.unique(held_out.events.get_column("user_id").to_numpy()).astype(np.int64)
+
+
 def requests_for(held_out: Dataset, k: int, *, prefix: str = "offline") -> list[RecommendRequest]:
     """One request per user with a held-out event (external ids; request id ``<prefix>-<user>`` is stable)."""
-    users = np.unique(held_out.events.get_column("user_id").to_numpy())
-    external = [str(u) for u in held_out.user_map.to_external(users).to_list()]
+    external = [str(u) for u in held_out.user_map.to_external(held_out_users(held_out)).to_list()]
     return [RecommendRequest(user_id=u, k=k, request_id=f"{prefix}-{u}") for u in external]
+
+
+def same_ids(pipeline: Pipeline, dataset: Dataset) -> bool:
+    """Whether the pipeline's internal user and item ids are the dataset's (so slates need no id conversion)."""
+    p = pipeline.parts
+    return (p.user_map is dataset.user_map or p.user_map == dataset.user_map) and \
+        (p.item_map is dataset.item_map or p.item_map == dataset.item_map)
+
+
+def pipeline_slates(pipeline: Pipeline, held_out: Dataset, k: int, *, batch_size: int = 256,
+                    progress: bool = False, prefix: str = "offline") -> np.ndarray:
+    """Internal-id slates [n_users, k] (row = user id, -1 pads) of every held-out user from ``recommend_batch``,
+    per-stage deadlines off, with the request ids of :func:`requests_for` (the same exploration draws)."""
+    users = held_out_users(held_out)
+    request_ids = [f"{prefix}-{u}" for u in held_out.user_map.to_external(users).to_list()]
+    recs = np.full((held_out.n_users, k), PAD_ITEM, np.int64)
+    with new_progress() as bar:
+        task = bar.add_task("recommending", total=len(users)) if progress else None
+        for start in range(0, len(users), batch_size):
+            chunk = users[start: start + batch_size]
+            slates = pipeline.recommend_batch(chunk, k, request_ids=request_ids[start: start + batch_size],
+                                              stage_deadlines=False)
+            recs[chunk] = slates.item_ids[:, :k]
+            if task is not None:
+                bar.advance(task, len(chunk))
+    return recs
 
 
 def _offline_options(recommender: Recommender) -> dict[str, bool]:
@@ -61,14 +94,33 @@ def slates_matrix(responses: Sequence[RecommendResponse], dataset: Dataset, k: i
     return recs
 
 
+def recommended_slates(recommender: Recommender, held_out: Dataset, k: int, *, batch_size: int = 256,
+                       progress: bool = False) -> np.ndarray:
+    """Internal-id slates [n_users, k] of every held-out user: from ``recommend_batch`` when the recommender is a
+    pipeline over the held-out data's ids, else from ``recommend`` on one request per user."""
+    if isinstance(recommender, Pipeline) and same_ids(recommender, held_out):
+        return pipeline_slates(recommender, held_out, k, batch_size=batch_size, progress=progress)
+    responses = list(replay(recommender, requests_for(held_out, k), batch_size=batch_size, progress=progress))
+    return slates_matrix(responses, held_out, k)
+
+
+def evaluate_model(model: Scorer | Recommender, train: Dataset, held_out: Dataset, ks: Sequence[int], *,
+                   evaluator: Evaluator | None = None, batch_size: int = 256, progress: bool = False,
+                   device: str | None = None) -> dict[str, float]:
+    """Full-ranking metrics on a split of anything that scores the whole catalog (a candidate source or ranker:
+    ``score``) or recommends slates (a pipeline or another ``Recommender``: its top max(ks)); ``evaluator``
+    reuses one built for the same split."""
+    evaluator = evaluator or Evaluator.from_datasets(train, held_out, ks=ks, device=device, progress=progress)
+    if hasattr(model, "recommend"):
+        return evaluator.evaluate_recs(recommended_slates(cast(Recommender, model), held_out, max(ks),
+                                                          batch_size=batch_size, progress=progress))
+    return evaluator.evaluate(cast(Scorer, model))
+
+
 def evaluate_recommender(recommender: Recommender, train: Dataset, held_out: Dataset, ks: Sequence[int], *,
                          batch_size: int = 256, progress: bool = False) -> dict[str, float]:
-    """Full-ranking metrics of the slates ``recommend`` returns for every held-out user (top max(ks))."""
-    k = max(ks)
-    requests = requests_for(held_out, k)
-    responses = list(replay(recommender, requests, batch_size=batch_size, progress=progress))
-    evaluator = Evaluator.from_datasets(train, held_out, ks=ks)
-    return evaluator.evaluate_recs(slates_matrix(responses, held_out, k))
+    """Full-ranking metrics of the slates the recommender returns for every held-out user (top max(ks))."""
+    return evaluate_model(recommender, train, held_out, ks, batch_size=batch_size, progress=progress)
 
 
 def replay_log(recommender: Recommender, events: Dataset, state: StateStore, k: int, *,

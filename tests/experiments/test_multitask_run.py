@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from rankstack.data.dataset import Dataset
-from rankstack.ranking.experiment import HEADLINE, run_multitask_experiment
+from rankstack.experiments.multitask_run import HEADLINE, run_multitask_experiment
 from rankstack.ranking.impressions import impression_table
 from rankstack.simulation import MarketplaceSimulator, SimulationLog, SimulatorConfig
 from rankstack.simulation.slates import candidate_sets, slate_metrics, top_k

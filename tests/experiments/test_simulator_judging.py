@@ -1,4 +1,4 @@
-"""Judging pipeline slates with the simulator's truth: logged requests replayed through ``recommend``."""
+"""Judging pipeline slates with the simulator's truth: logged requests replayed through the pipeline."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
+import rankstack.experiments.simulator_judging as judging
 from rankstack.data.loaders import load_dataset
-from rankstack.pipeline.simulated import as_recommend_requests, judge_slates, logged_requests
-from rankstack.pipeline.train import TrainResult
+from rankstack.experiments.pipeline_training import TrainResult
+from rankstack.experiments.simulator_judging import as_recommend_requests, judge_slates, logged_requests, served_slates
 from rankstack.simulation import MarketplaceSimulator, load_simulation_config
 from rankstack.simulation.slates import simulator_requests
 
@@ -50,3 +52,15 @@ def test_judged_revenue_is_the_simulators_expected_value_of_the_returned_slates(
     assert judged["requests"] == 20 and judged["ranker_ran"] == 1.0
     np.testing.assert_allclose(judged["revenue_per_mille"], 1000 * value["revenue"].sum() / slates.size)
     np.testing.assert_allclose(judged["clicks_per_mille"], 1000 * value["clicks"].sum() / slates.size)
+
+
+def test_the_batch_form_and_requests_serve_the_same_judged_slates(sim_trained: TrainResult, sim_folder: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    data = load_dataset(str(sim_folder))
+    requests = logged_requests(sim_trained.held_out, 30)
+    monkeypatch.setattr(sim_trained.pipeline, "recommend", lambda *a, **k: pytest.fail("judging built requests"))
+    batch, ran = served_slates(sim_trained.pipeline, data, requests, 4)
+    monkeypatch.undo()
+    monkeypatch.setattr(judging, "same_ids", lambda *_: False)
+    via_requests, ran_requests = served_slates(sim_trained.pipeline, data, requests, 4)
+    assert batch.shape == (30, 4) and (batch == via_requests).all() and ran == ran_requests

@@ -1,4 +1,5 @@
-"""Offline evaluation through ``recommend`` matches direct full-ranking evaluation; training end to end."""
+"""Offline evaluation through the pipeline (batch form or requests) matches direct full-ranking evaluation; training
+end to end."""
 
 from __future__ import annotations
 
@@ -12,10 +13,23 @@ import pytest
 from rankstack.data.dataset import Dataset
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.events import Event
-from rankstack.pipeline.api import RecommendRequest
+from rankstack.experiments.offline import (
+    evaluate_model,
+    evaluate_recommender,
+    held_out_users,
+    pipeline_slates,
+    recommended_slates,
+    replay,
+    replay_log,
+    requests_for,
+    same_ids,
+    slates_matrix,
+)
+from rankstack.experiments.pipeline_training import train_pipeline
+from rankstack.pipeline.api import RecommendRequest, RecommendResponse
 from rankstack.pipeline.config import validate_pipeline_config
-from rankstack.pipeline.offline import evaluate_recommender, replay, replay_log, requests_for, slates_matrix
-from rankstack.pipeline.train import train_pipeline
+from rankstack.pipeline.pipeline import Pipeline
+from rankstack.state.protocol import StateStore
 
 from .conftest import build, config_dict, small_events
 
@@ -182,3 +196,51 @@ def test_a_ranker_stopped_by_its_time_budget_says_so(tmp_path: Path) -> None:
     assert manifest["budget_stops"]["sources"] == {}
     assert any(m.startswith("ranker sasrec: fitted in") and "stopped by time_budget_s=1e-06 after 0 of 3 epochs" in m
                for m in messages), messages
+
+
+class ViaRequests:
+    """A recommender that is not a ``Pipeline``: offline evaluation reaches it through ``recommend`` only."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.version = pipeline.version
+        self.calls = 0
+
+    def recommend(self, requests: Sequence[RecommendRequest], state: StateStore | None = None, *,
+                  deadline_s: float | None = None, stage_deadlines: bool = True) -> list[RecommendResponse]:
+        self.calls += 1
+        return self.pipeline.recommend(requests, state, deadline_s=deadline_s, stage_deadlines=stage_deadlines)
+
+
+def test_pipeline_evaluation_uses_the_batch_form_with_the_same_slates(small_split: tuple[Dataset, Dataset],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    fit, held = small_split
+    pipe = build(fit, exploration={"policy": "epsilon_greedy", "epsilon": 0.4, "pool": 15},
+                 ranker={"source": "fakeseq"})
+    proxy = ViaRequests(pipe)
+    via_requests = evaluate_recommender(proxy, fit, held, [5, 10], batch_size=7)
+    assert proxy.calls == -(-len(requests_for(held, 10)) // 7)
+    monkeypatch.setattr(Pipeline, "recommend", lambda *a, **k: pytest.fail("offline evaluation built requests"))
+    assert evaluate_recommender(pipe, fit, held, [5, 10], batch_size=7) == via_requests
+    slates = pipeline_slates(pipe, held, 10, batch_size=7)
+    users = held_out_users(held)
+    assert (slates[users] >= 0).all() and (np.delete(slates, users, axis=0) == -1).all()
+
+
+def test_evaluate_model_takes_sources_and_pipelines(small_split: tuple[Dataset, Dataset]) -> None:
+    fit, held = small_split
+    pipe = build(fit)
+    evaluator = Evaluator.from_datasets(fit, held, ks=[5, 10])
+    source = pipe.parts.sources["itemknn"]
+    assert evaluate_model(source, fit, held, [5, 10], evaluator=evaluator) == evaluator.evaluate(source)
+    assert evaluate_model(pipe, fit, held, [5, 10]) == evaluator.evaluate_recs(pipeline_slates(pipe, held, 10))
+
+
+def test_a_pipeline_over_other_ids_is_evaluated_through_requests(small_split: tuple[Dataset, Dataset]) -> None:
+    fit, held = small_split
+    pipe = build(fit)
+    other = Dataset.from_events(small_events(n_users=61), name="other")
+    assert same_ids(pipe, held) and not same_ids(pipe, other)
+    proxy = ViaRequests(pipe)
+    want = slates_matrix(list(replay(proxy, requests_for(other, 10))), other, 10)
+    assert (recommended_slates(pipe, other, 10) == want).all()

@@ -17,13 +17,13 @@ from rankstack.data.dataset import Dataset
 from rankstack.data.loaders import load_dataset
 from rankstack.data.splits import make_split
 from rankstack.errors import ConfigError
-from rankstack.experiment import fit_and_eval_parts
+from rankstack.experiments.evaluate_run import fit_and_eval_parts
+from rankstack.experiments.pipeline_training import fit_stages
+from rankstack.experiments.simulator_judging import judge_slates, logged_requests
 from rankstack.pipeline.api import RecommendRequest
 from rankstack.pipeline.config import validate_pipeline_config
 from rankstack.pipeline.multitask_stage import MultiTaskStage
 from rankstack.pipeline.pipeline import Pipeline
-from rankstack.pipeline.simulated import judge_slates, logged_requests
-from rankstack.pipeline.train import fit_stages
 from rankstack.simulation import MarketplaceSimulator, load_simulation_config
 
 from .conftest import config_dict, simulator_config_dict
