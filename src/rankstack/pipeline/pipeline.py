@@ -12,6 +12,7 @@ from typing import Any, cast
 import numpy as np
 import scipy.sparse as sp
 
+from rankstack.bandits.draws import request_rng
 from rankstack.data.idmap import IdMap
 from rankstack.errors import ConfigError
 from rankstack.index import VectorIndex, build_index
@@ -21,7 +22,7 @@ from rankstack.pipeline.batch import ItemFilters, RequestBatch, build_batch
 from rankstack.pipeline.config import IndexStage, MultiTaskRankerStage, PipelineConfig, RankerStage, SourceStage
 from rankstack.pipeline.deadline import StageRunner
 from rankstack.pipeline.multitask_stage import MultiTaskStage
-from rankstack.pipeline.policy import explore, request_rng
+from rankstack.pipeline.policy import explore
 from rankstack.pipeline.state_exposure import RowExposure
 from rankstack.reranking.base import RerankContext, take_rows
 from rankstack.reranking.catalog import ItemCatalog

@@ -2,32 +2,21 @@
 
 from rankstack.simulation.config import DEVICES, PLACEMENTS, PolicyConfig, SimulatorConfig, load_simulator_config
 from rankstack.simulation.log import SIM_SCHEMA, SimulationLog, load_simulation_config
-from rankstack.simulation.policies import (
-    EpsilonGreedyPolicy,
-    LoggingPolicy,
-    SoftmaxPolicy,
-    UniformPolicy,
-    build_policy,
-)
-from rankstack.simulation.simulator import MarketplaceSimulator, SlateValue
+from rankstack.simulation.simulator import MarketplaceSimulator, SlatePolicy, SlateValue
 from rankstack.simulation.world import Marketplace, Requests
 
 __all__ = [
     "DEVICES",
     "PLACEMENTS",
     "SIM_SCHEMA",
-    "EpsilonGreedyPolicy",
-    "LoggingPolicy",
     "Marketplace",
     "MarketplaceSimulator",
     "PolicyConfig",
     "Requests",
     "SimulationLog",
     "SimulatorConfig",
+    "SlatePolicy",
     "SlateValue",
-    "SoftmaxPolicy",
-    "UniformPolicy",
-    "build_policy",
     "load_simulation_config",
     "load_simulator_config",
 ]
