@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 
 from rankstack.bandits.draws import Draws, RoundDraws
-from rankstack.bandits.policy import Slates, check_pool, slates_from_positions, slot_propensity
+from rankstack.bandits.policy import Slates, check_pool, slates_from_positions
 
 
 def top_positions(scores: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
@@ -22,6 +22,8 @@ def top_positions(scores: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
     """
     n, m = scores.shape
     k = min(k, m)
+    if valid.all() and (scores[:, :-1] >= scores[:, 1:]).all():  # already in order (NaN fails the test)
+        return np.arange(k)[None, :].repeat(n, axis=0)
     s = np.where(valid & ~np.isnan(scores), scores, -np.inf)
     pos = np.arange(m)
     if k < m:
@@ -89,7 +91,7 @@ class Uniform:
         pool, scores = check_pool(pool, scores, k)
         valid, n_valid = _valid(pool)
         positions = RoundDraws(rng, len(pool)).slates(np.arange(len(pool)), valid, min(k, pool.shape[1]))
-        return slates_from_positions(pool, positions, np.ones(positions.shape) / n_valid[:, None])
+        return slates_from_positions(pool, positions, np.ones(positions.shape) / np.maximum(n_valid, 1)[:, None])
 
     def action_dist(self, pool: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
         """1 / |valid| on every valid item for each filled slot."""
@@ -120,8 +122,9 @@ class EpsilonGreedy:
         draws = RoundDraws(rng, len(pool))
         explore = draws.uniforms() < eps
         positions = greedy.copy()
-        positions[explore] = draws.slates(np.flatnonzero(explore), valid, greedy.shape[1])
-        prop = eps / n_valid[:, None] + (1.0 - eps) * (positions == greedy)
+        if explore.any():
+            positions[explore] = draws.slates(np.flatnonzero(explore), valid, greedy.shape[1])
+        prop = eps / np.maximum(n_valid, 1)[:, None] + (1.0 - eps) * (positions == greedy)
         return slates_from_positions(pool, positions, prop)
 
     def action_dist(self, pool: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
@@ -165,22 +168,6 @@ class Softmax:
             pi[rows] = capped_inclusion(w[rows], int(width))
         return pi
 
-    @staticmethod
-    def _sample(pi: np.ndarray, widths: np.ndarray, starts: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
-        """Pool positions [len(starts), k] of the systematic samples at ``starts``, PAD past each width."""
-        n, m = pi.shape
-        cum = np.cumsum(pi, axis=1)
-        cum *= widths[:, None] / np.where(cum[:, -1:] > 0, cum[:, -1:], 1.0)
-        offset = (k + 1) * np.arange(n)[:, None]
-        points = starts[:, None] + np.arange(k)[None, :]
-        flat = np.searchsorted((cum + offset).ravel(), (points + offset).ravel(), side="right")
-        last = m - 1 - np.argmax(valid[:, ::-1], axis=1)
-        positions = np.minimum(flat.reshape(n, k) - m * np.arange(n)[:, None], last[:, None])
-        positions = np.where(np.arange(k)[None, :] < widths[:, None], positions, -1)
-        for row in _rows_with_repeats(positions):
-            positions[row] = _fill_repeats(positions[row], pi[row], valid[row], int(widths[row]))
-        return positions
-
     def choose(self, pool: np.ndarray, scores: np.ndarray, k: int, rng: Draws) -> Slates:
         """One uniform start per round; under ``"random"`` then k uniforms per round for the slot order."""
         pi = self.inclusion(pool, scores, k)
@@ -188,16 +175,21 @@ class Softmax:
         valid, n_valid = _valid(pool)
         widths = np.minimum(k, n_valid)
         draws = RoundDraws(rng, len(pool))
-        positions = self._sample(pi, widths, draws.uniforms(), valid, min(k, pool.shape[1]))
+        positions = _systematic(pi, widths, draws.uniforms(), valid, min(k, pool.shape[1]))
         if self.order == "random":
             keys = draws.keys(positions.shape[1])
             keys = np.where(positions >= 0, keys, 2.0) if (positions < 0).any() else keys
             positions = np.take_along_axis(positions, np.argsort(keys, axis=1), axis=1)
             prop = np.take_along_axis(pi, np.maximum(positions, 0), axis=1) / np.maximum(widths, 1)[:, None]
             return slates_from_positions(pool, positions, prop)
-        positions = _score_order(positions, scores)
-        dist = self._score_dist(pi, scores, widths, valid, min(k, pool.shape[1]))
-        return slates_from_positions(pool, positions, slot_propensity(dist, positions))
+        ranks = _score_ranks(scores, valid)
+        positions = np.take_along_axis(positions, np.argsort(_gather(ranks, positions, pool.shape[1]), axis=1), axis=1)
+        prop = np.full(positions.shape, np.nan)
+        for row in np.flatnonzero(widths):
+            length, slot_ranks = _steps(pi[row], int(widths[row]), valid[row], ranks[row])
+            shown = ranks[row][positions[row, : widths[row]]]
+            prop[row, : widths[row]] = length @ (slot_ranks == shown[None, :])
+        return slates_from_positions(pool, positions, prop)
 
     def action_dist(self, pool: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
         """π_a / k in every filled slot under ``"random"``; the exact step-function sum under ``"score"``."""
@@ -205,42 +197,68 @@ class Softmax:
         pool, scores = check_pool(pool, scores, k)
         valid, n_valid = _valid(pool)
         widths = np.minimum(k, n_valid)
-        k = min(k, pool.shape[1])
-        if self.order == "score":
-            return self._score_dist(pi, scores, widths, valid, k)
-        filled = np.arange(k)[None, :] < widths[:, None]
-        return pi[:, :, None] / np.maximum(widths, 1)[:, None, None] * filled[:, None, :]
-
-    def _score_dist(self, pi: np.ndarray, scores: np.ndarray, widths: np.ndarray, valid: np.ndarray,
-                    k: int) -> np.ndarray:
-        """P(a at slot l) when the sample is shown in score order: Σ over the start's steps of step length."""
-        n, m = pi.shape
+        n, m = pool.shape
+        k = min(k, m)
+        if self.order == "random":
+            filled = np.arange(k)[None, :] < widths[:, None]
+            return pi[:, :, None] / np.maximum(widths, 1)[:, None, None] * filled[:, None, :]
+        ranks = _score_ranks(scores, valid)
         out = np.zeros((n, m, k))
-        for row in range(n):
-            if widths[row] == 0:
-                continue
-            cum = np.cumsum(pi[row])
-            cum *= widths[row] / cum[-1]
-            steps = np.unique(np.concatenate([[0.0, 1.0], cum - np.floor(cum)]))
-            steps = steps[(steps >= 0.0) & (steps <= 1.0)]
-            length = np.diff(steps)
-            keep = length > 0
-            starts = (steps[:-1] + steps[1:])[keep] / 2
-            rep = np.repeat(row, len(starts))
-            positions = self._sample(pi[rep], widths[rep], starts, valid[rep], k)
-            positions = _score_order(positions, scores[rep])
-            slots = np.broadcast_to(np.arange(positions.shape[1]), positions.shape)
-            shown = positions >= 0
-            np.add.at(out[row], (positions[shown], slots[shown]),
-                      np.broadcast_to(length[keep][:, None], positions.shape)[shown])
+        for row in np.flatnonzero(widths):
+            width = int(widths[row])
+            length, slot_ranks = _steps(pi[row], width, valid[row], ranks[row])
+            at = np.argsort(ranks[row])[slot_ranks]  # pool positions in slot order, one row per step
+            np.add.at(out[row], (at, np.broadcast_to(np.arange(width), at.shape)),
+                      np.broadcast_to(length[:, None], at.shape))
         return out
 
 
-def _score_order(positions: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Each row's positions by descending score (stable), PAD last."""
-    key = np.where(positions >= 0, -np.take_along_axis(scores, np.maximum(positions, 0), axis=1), np.inf)
-    key = np.where(np.isnan(key), np.inf, key)
-    return np.take_along_axis(positions, np.argsort(key, axis=1, kind="stable"), axis=1)
+def _systematic(pi: np.ndarray, widths: np.ndarray, starts: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
+    """Pool positions [rounds, k] of each round's systematic sample from ``starts``, ascending, PAD past its width.
+
+    Point t + u falls on the item whose cumulative π interval holds it; all rounds go through one searchsorted
+    by shifting round r's intervals and points by r·(k + 1).
+    """
+    n, m = pi.shape
+    cum = np.cumsum(pi, axis=1)
+    cum *= widths[:, None] / np.where(cum[:, -1:] > 0, cum[:, -1:], 1.0)
+    offset = (k + 1) * np.arange(n)[:, None]
+    points = starts[:, None] + np.arange(k)[None, :]
+    flat = np.searchsorted((cum + offset).ravel(), (points + offset).ravel(), side="right")
+    last = m - 1 - np.argmax(valid[:, ::-1], axis=1)
+    positions = np.minimum(flat.reshape(n, k) - m * np.arange(n)[:, None], last[:, None])
+    positions = np.where(np.arange(k)[None, :] < widths[:, None], positions, -1)
+    for row in _rows_with_repeats(positions):
+        positions[row] = _fill_repeats(positions[row], pi[row], valid[row], int(widths[row]))
+    return positions
+
+
+def _steps(pi: np.ndarray, width: int, valid: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The systematic sample of one round as a step function of its start u ∈ [0, 1): the length of each step
+    [steps] and the score ranks of its sample in slot order [steps, width]."""
+    cum = np.cumsum(pi)
+    cum *= width / cum[-1]
+    edges = np.unique(np.concatenate(([0.0, 1.0], cum % 1.0)))
+    length = np.diff(edges)
+    keep = length > 0
+    starts = (edges[:-1] + edges[1:])[keep] / 2
+    last = len(pi) - 1 - int(np.argmax(valid[::-1]))
+    picked = np.minimum(np.searchsorted(cum, starts[:, None] + np.arange(width)[None, :], side="right"), last)
+    return length[keep], np.sort(ranks[picked], axis=1)
+
+
+def _score_ranks(scores: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Each pool entry's rank by descending score (stable: earlier position first; NaN and PAD last)."""
+    key = np.where(valid & ~np.isnan(scores), -scores, np.inf)
+    order = np.argsort(key, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(scores.shape[1])[None, :], axis=1)
+    return ranks
+
+
+def _gather(values: np.ndarray, positions: np.ndarray, m: int) -> np.ndarray:
+    """values[r, positions[r, l]], with ``m`` (after every rank) on PAD slots."""
+    return np.where(positions >= 0, np.take_along_axis(values, np.maximum(positions, 0), axis=1), m)
 
 
 def _rows_with_repeats(positions: np.ndarray) -> np.ndarray:

@@ -63,8 +63,11 @@ def check_pool(pool: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray
 
 def slates_from_positions(pool: np.ndarray, positions: np.ndarray, propensity: np.ndarray) -> Slates:
     """Slates whose items are ``pool`` gathered at ``positions`` (PAD where the position is -1)."""
+    rows = np.arange(len(pool))[:, None]
     shown = positions >= 0
-    items = np.where(shown, np.take_along_axis(pool, np.maximum(positions, 0), axis=1), PAD)
+    if shown.all():
+        return Slates(pool[rows, positions], positions, propensity)
+    items = np.where(shown, pool[rows, np.maximum(positions, 0)], PAD)
     return Slates(items, positions, np.where(shown, propensity, np.nan))
 
 
