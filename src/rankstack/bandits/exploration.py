@@ -154,14 +154,19 @@ class Softmax:
         """Inclusion probabilities [rounds, pool size] (0 on PAD); each row sums to min(k, |valid|)."""
         pool, scores = check_pool(pool, scores, k)
         valid, n_valid = _valid(pool)
+        return self._inclusion(scores, valid, np.minimum(k, n_valid))
+
+    def _inclusion(self, scores: np.ndarray, valid: np.ndarray, widths: np.ndarray) -> np.ndarray:
         z = scores / self.temperature
         finite = np.isfinite(z) & valid
-        low = np.where(finite, z, np.inf).min(axis=1, keepdims=True)
-        z = np.where(finite, z, np.where(np.isfinite(low), low - 50.0, 0.0))
-        z = np.where(valid, z, -np.inf)
-        top = np.where(n_valid > 0, z.max(axis=1, initial=-np.inf), 0.0)
-        w = np.exp(z - top[:, None])
-        widths = np.minimum(k, n_valid)
+        if not finite.all():
+            low = np.where(finite, z, np.inf).min(axis=1, keepdims=True)
+            z = np.where(finite, z, np.where(np.isfinite(low), low - 50.0, 0.0))
+            z = np.where(valid, z, -np.inf)
+        top = z.max(axis=1, initial=-np.inf)
+        w = np.exp(z - np.where(np.isfinite(top), top, 0.0)[:, None])
+        if (widths == widths[0]).all() and widths[0] > 0:
+            return capped_inclusion(w, int(widths[0]))
         pi = np.zeros_like(w)
         for width in np.unique(widths[widths > 0]):
             rows = widths == width
@@ -170,10 +175,10 @@ class Softmax:
 
     def choose(self, pool: np.ndarray, scores: np.ndarray, k: int, rng: Draws) -> Slates:
         """One uniform start per round; under ``"random"`` then k uniforms per round for the slot order."""
-        pi = self.inclusion(pool, scores, k)
         pool, scores = check_pool(pool, scores, k)
         valid, n_valid = _valid(pool)
         widths = np.minimum(k, n_valid)
+        pi = self._inclusion(scores, valid, widths)
         draws = RoundDraws(rng, len(pool))
         positions = _systematic(pi, widths, draws.uniforms(), valid, min(k, pool.shape[1]))
         if self.order == "random":
@@ -193,10 +198,10 @@ class Softmax:
 
     def action_dist(self, pool: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
         """π_a / k in every filled slot under ``"random"``; the exact step-function sum under ``"score"``."""
-        pi = self.inclusion(pool, scores, k)
         pool, scores = check_pool(pool, scores, k)
         valid, n_valid = _valid(pool)
         widths = np.minimum(k, n_valid)
+        pi = self._inclusion(scores, valid, widths)
         n, m = pool.shape
         k = min(k, m)
         if self.order == "random":
