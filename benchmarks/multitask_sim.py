@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 import torch
 
+from rankstack.bandits.logging_policies import logging_policy
 from rankstack.data.dataset import Dataset
 from rankstack.experiments.multitask_run import (
     ExperimentConfig,
@@ -76,7 +77,7 @@ def simulate_world(args: argparse.Namespace) -> World:
     torch.set_num_threads(args.threads)
     sim = MarketplaceSimulator(SimulatorConfig(n_users=args.users, n_items=args.items,
                                                n_impressions=args.impressions, seed=args.seed))
-    log = sim.run()
+    log = sim.run(logging_policy(sim))
     dataset = log.to_dataset()
     table = impression_table(dataset)
     return World(sim, log, dataset, log.truth(), table, temporal_impression_split(table))

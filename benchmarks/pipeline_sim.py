@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import yaml
 
+from rankstack.bandits.logging_policies import simulate
 from rankstack.data.loaders import load_dataset
 from rankstack.experiments.pipeline_training import train_pipeline
 from rankstack.experiments.simulator_judging import judge_slates, logged_requests
@@ -68,7 +69,7 @@ def main() -> None:
         folder = Path(tmp) / "sim"
         sim_config = SimulatorConfig(n_users=args.users, n_items=args.items, n_impressions=args.impressions,
                                      seed=args.seed)
-        log = MarketplaceSimulator(sim_config).run()
+        log = simulate(sim_config)
         log.save(folder)
         raw = yaml.safe_load((ROOT / "configs" / "pipelines" / "simulator.yaml").read_text(encoding="utf-8"))
         raw["data"]["name"] = str(folder)

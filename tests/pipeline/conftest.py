@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from rankstack.bandits.logging_policies import simulate
 from rankstack.data.dataset import Dataset
 from rankstack.data.splits import leave_one_out
 from rankstack.experiments.evaluate_run import fit_and_eval_parts
@@ -22,7 +23,7 @@ from rankstack.pipeline.components import REGISTRY
 from rankstack.pipeline.config import validate_pipeline_config
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.retrieval.base import CandidateSource, SourceConfig
-from rankstack.simulation import MarketplaceSimulator, SimulatorConfig
+from rankstack.simulation import SimulatorConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "pipelines"
 
@@ -157,7 +158,7 @@ def sim_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     fewer there are too few conversions to learn from)."""
     folder = tmp_path_factory.mktemp("sim") / "sim"
     config = SimulatorConfig(n_users=250, n_items=60, n_impressions=25_000, seed=0)
-    MarketplaceSimulator(config).run().save(folder)
+    simulate(config).save(folder)
     return folder
 
 

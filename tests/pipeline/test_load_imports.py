@@ -27,10 +27,6 @@ MODELS = {  # the learned models whose training this checks stays apart, by arti
 
 # Training-side packages that loading still imports through code other slices of issue #14 rework, each with
 # its slice. Delete an entry when its slice lands: test_every_pending_entry_is_still_needed says when.
-PENDING = {
-    "rankstack.simulation": "slice C (bandits/, Policy): pipeline/policy.py imports simulation.policies",
-}
-
 PROBE = """
 import json, sys
 from rankstack.pipeline.api import RecommendRequest
@@ -45,11 +41,6 @@ print(json.dumps(sorted(m for m in sys.modules if m == "rankstack" or m.startswi
 def training_side(module: str) -> bool:
     """A dotted path with a part starting with ``train``, ending in ``_train`` or naming an off-line package."""
     return any(p.startswith("train") or p.endswith("_train") or p in TRAINING_PARTS for p in module.split("."))
-
-
-def pending(module: str) -> bool:
-    """Whether ``module`` sits in a package listed in ``PENDING``."""
-    return any(module == name or module.startswith(f"{name}.") for name in PENDING)
 
 
 def train_artifact(config: dict[str, object], folder: Path) -> Path:
@@ -107,19 +98,12 @@ def loaded(sequential_artifact: tuple[Path, str], multitask_artifact: tuple[Path
 def test_loading_an_artifact_imports_no_training_module(loaded: dict[str, list[str]], kind: str) -> None:
     modules = loaded[kind]
     assert set(MODELS[kind]) <= set(modules)  # the probe loaded the learned models this check is about
-    assert [m for m in modules if training_side(m) and not pending(m)] == []
+    assert [m for m in modules if training_side(m)] == []
 
 
 @pytest.mark.parametrize("kind", ["sequential", "multitask"])
 def test_loading_an_artifact_does_not_import_the_evaluator(loaded: dict[str, list[str]], kind: str) -> None:
     assert EVALUATOR not in loaded[kind]
-
-
-def test_every_pending_entry_is_still_needed(loaded: dict[str, list[str]]) -> None:
-    imported = {m for modules in loaded.values() for m in modules}
-    done = [f"{name} ({why})" for name, why in PENDING.items()
-            if not any(m == name or m.startswith(f"{name}.") for m in imported)]
-    assert done == [], f"loading no longer imports these: delete them from PENDING: {done}"
 
 
 def test_the_training_predicate_follows_the_contract() -> None:

@@ -16,6 +16,7 @@ from rankstack.pipeline.artifact import save_artifact
 from rankstack.pipeline.multitask_stage import MultiTaskStage
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.ranking.protocol import RankBatch
+from rankstack.testing.rankers import check_ranker
 
 CONTEXT: dict[str, str | int | float | bool] = {"device": "mobile", "placement": "home", "hour": 9}
 
@@ -56,6 +57,15 @@ def test_request_context_feeds_the_rankers_context_features(sim_trained: TrainRe
                                            np.zeros((1, 3)), sim_trained.pipeline.parts.sources)["click"]
                   for placement in ("home", "search")}
     assert not np.allclose(by_context["home"], by_context["search"])
+
+
+def test_the_multitask_stage_passes_the_ranker_suite(sim_trained: TrainResult) -> None:
+    stage = sim_trained.pipeline.parts.ranker
+    assert isinstance(stage, MultiTaskStage)
+    sources = sim_trained.pipeline.parts.sources
+    users, items = np.array([0, 1, 2]), np.array([[1, 2, 3, -1], [4, 5, 6, 7], [8, -1, -1, 9]])
+    check_ranker(lambda u, i: stage.predict(u, i, [CONTEXT] * len(u), np.zeros(i.shape), sources), users, items,
+                 probabilities=frozenset({"click", "conversion", "cvr"}))
 
 
 def test_calibrated_heads_reach_the_value_stage(sim_trained: TrainResult) -> None:

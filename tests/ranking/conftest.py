@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from rankstack.bandits.logging_policies import simulate
 from rankstack.data.dataset import Dataset
 from rankstack.ranking.impressions import ImpressionSplit, impression_table, temporal_impression_split
-from rankstack.simulation import MarketplaceSimulator, SimulationLog, SimulatorConfig
+from rankstack.simulation import SimulationLog, SimulatorConfig
 
 TINY = SimulatorConfig(n_users=300, n_items=30, n_impressions=24_000, n_user_features=4, n_item_features=4,
                        chunk_requests=2_000, seed=3)
@@ -19,7 +20,7 @@ def tiny_config() -> SimulatorConfig:
 
 @pytest.fixture(scope="session")
 def sim_log() -> SimulationLog:
-    return MarketplaceSimulator(TINY).run()
+    return simulate(TINY)
 
 
 @pytest.fixture(scope="session")

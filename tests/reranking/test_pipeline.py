@@ -18,18 +18,23 @@ from rankstack.reranking import (
     ItemSimilarity,
     RerankConfig,
     RerankContext,
-    Reranker,
     RerankPipeline,
     RuleEngine,
 )
+from rankstack.testing.rerankers import check_reranker
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "rules" / "example.yaml"
 
 
-def test_every_stage_is_a_reranker(catalog: ItemCatalog) -> None:
+def test_every_stage_passes_the_conformance_suite(catalog: ItemCatalog) -> None:
     sim = ItemSimilarity(np.eye(30))
     for obj in (MMR(sim), DPP(sim), RuleEngine([], catalog), RerankPipeline(RerankConfig(), catalog)):
-        assert isinstance(obj, Reranker)
+        check_reranker(obj)
+    filtered = RerankConfig.model_validate({
+        "diversity": {"method": "mmr", "relevance_weight": 0.3}, "similarity": {"attribute": "category"},
+        "rules": [{"name": "oos", "type": "filter", "match": {"attribute": "in_stock", "equals": False}},
+                  {"name": "cat", "type": "cap", "attribute": "category", "max_per_slate": 1}]})
+    check_reranker(RerankPipeline(filtered, catalog), fills=False)  # filters and caps may show fewer items
 
 
 def test_pipeline_diversifies_then_applies_slate_rules(catalog: ItemCatalog) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -11,10 +13,10 @@ from rankstack.candidates import PAD_ITEM
 from rankstack.data.dataset import Dataset
 from rankstack.errors import ConfigError
 from rankstack.pipeline.components import build_source, names
-from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.ease import EASE, EASEConfig, inverse_spd_
 from rankstack.retrieval.itemknn import ItemKNN, ItemKNNConfig
 from rankstack.retrieval.popular import MostPopular
+from rankstack.testing.sources import check_candidate_source
 
 
 def _random_dataset(n_users: int = 40, n_items: int = 30, density: float = 0.2, seed: int = 0) -> Dataset:
@@ -88,22 +90,10 @@ def test_popular_ranks_by_user_count_and_pads_short_lists() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(names("source")))
-def test_conformance(name: str) -> None:
-    """Every candidate source: shapes, sorted scores, no training items, determinism."""
-    ds = _random_dataset(seed=4)
-    model: CandidateSource = build_source(name).fit(ds)
-    users = np.arange(10)
-    scores = model.score(users)
-    assert tuple(scores.shape) == (10, ds.n_items)
-    cands = model.retrieve(users, k=8)
-    assert cands.item_ids.shape == (10, 8) and cands.source == name
-    assert (np.diff(cands.scores, axis=1) <= 1e-6).all()
-    seen = ds.interaction_matrix()
-    for row, user in enumerate(users):
-        items = cands.item_ids[row][cands.item_ids[row] >= 0]
-        assert not set(items) & set(seen[user].indices)
-    again = build_source(name).fit(ds).retrieve(users, k=8)
-    np.testing.assert_array_equal(again.item_ids, cands.item_ids)
+def test_conformance(name: str, tmp_path: Path) -> None:
+    """Every candidate source passes the library's suite: shapes, PAD, tie rule, no training items,
+    determinism and a save/load round trip."""
+    check_candidate_source(lambda: build_source(name), _random_dataset(seed=4), save_to=tmp_path / name)
 
 
 def test_unfitted_source_says_so() -> None:

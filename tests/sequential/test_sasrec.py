@@ -22,6 +22,7 @@ from rankstack.retrieval.base import BudgetStop
 from rankstack.retrieval.persistence import load_source, save_source
 from rankstack.sequential import SASRec, SASRecConfig
 from rankstack.sequential.net import SASRecNet
+from rankstack.testing.rankers import check_ranker
 
 SMALL = {"max_len": 16, "hidden_dim": 32, "heads": 2, "dropout": 0.0, "lr": 5e-3, "epochs": 40, "batch_size": 64,
          "eval_every": 5, "patience": 4, "device": "cpu"}
@@ -72,6 +73,14 @@ def test_score_candidates_gathers_full_scores(fitted: tuple[SASRec, object, obje
                 assert torch.isneginf(got[r, c])
             else:
                 assert got[r, c] == pytest.approx(float(full[r, cand[r, c]]), rel=1e-5, abs=1e-5)
+
+
+def test_sasrec_as_a_candidate_ranker_passes_the_ranker_suite(fitted: tuple[SASRec, object, object]) -> None:
+    model, _, _ = fitted
+    users = np.array([0, 1, 2, 3])
+    cands = np.array([[0, 5, -1, 9], [7, 2, 3, 1], [-1, -1, 1, 4], [6, 6, 8, 0]])
+    check_ranker(lambda u, i: {"score": model.score_candidates([model.histories_[x] for x in u], i).numpy()},
+                 users, cands)
 
 
 def test_save_load_round_trip(fitted: tuple[SASRec, object, object], tmp_path: Path) -> None:

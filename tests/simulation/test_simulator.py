@@ -6,6 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from rankstack.bandits.logging_policies import simulate
 from rankstack.data.loaders import load_dataset
 from rankstack.data.schema import validate_events
 from rankstack.simulation import (
@@ -21,7 +22,7 @@ SMALL = SimulatorConfig(n_users=300, n_items=40, n_impressions=60_000, chunk_req
 
 @pytest.fixture(scope="module")
 def log():  # type: ignore[no-untyped-def]
-    return MarketplaceSimulator(SMALL).run()
+    return simulate(SMALL)
 
 
 def _z(successes: np.ndarray, probs: np.ndarray) -> float:
@@ -65,9 +66,9 @@ def test_revenue_is_the_payout_on_conversion(log) -> None:  # type: ignore[no-un
 
 def test_same_seed_same_log_and_other_seed_differs() -> None:
     cfg = SMALL.model_copy(update={"n_impressions": 5_000})
-    a, b = MarketplaceSimulator(cfg).run(), MarketplaceSimulator(cfg).run()
+    a, b = simulate(cfg), simulate(cfg)
     assert a.events().equals(b.events()) and a.truth().equals(b.truth())
-    c = MarketplaceSimulator(cfg.model_copy(update={"seed": 1})).run()
+    c = simulate(cfg.model_copy(update={"seed": 1}))
     assert not np.array_equal(a.item, c.item)
 
 
@@ -93,7 +94,7 @@ def test_events_are_canonical_and_saved_folder_loads(tmp_path, log) -> None:  # 
     conv = events.filter(pl.col("event") == "conversion")
     assert conv.height == int(log.conversion.sum())
     assert conv.get_column("value").sum() == pytest.approx(log.revenue.sum())
-    small = MarketplaceSimulator(SMALL.model_copy(update={"n_impressions": 2_003})).run()
+    small = simulate(SMALL.model_copy(update={"n_impressions": 2_003}))
     small.save(tmp_path)
     data = load_dataset(tmp_path)
     assert data.events.filter(pl.col("event") == "impression").height == 2_003
@@ -105,7 +106,7 @@ def test_events_are_canonical_and_saved_folder_loads(tmp_path, log) -> None:  # 
 def test_budgets_stop_serving_an_exhausted_advertiser() -> None:
     cfg = SMALL.model_copy(update={"n_advertisers": 10, "advertiser_budget": 500.0, "n_impressions": 30_000,
                                    "chunk_requests": 200})
-    log = MarketplaceSimulator(cfg).run()
+    log = simulate(cfg)
     assert log.spend.max() < 500.0 + log.world.item_payout.max() * 200 * cfg.slate_size
     exhausted = np.flatnonzero(log.spend >= 500.0)
     assert len(exhausted)
@@ -131,7 +132,7 @@ def test_drift_changes_item_appeal_over_time() -> None:
 @pytest.mark.parametrize("kind", ["uniform", "epsilon_greedy", "softmax"])
 def test_every_policy_logs_valid_propensities(kind: str) -> None:
     cfg = SMALL.model_copy(update={"n_impressions": 3_000, "policy": PolicyConfig(kind=kind)})
-    log = MarketplaceSimulator(cfg).run()
+    log = simulate(cfg)
     assert ((log.propensity > 0) & (log.propensity <= 1)).all()
 
 

@@ -52,7 +52,7 @@ def simulate(
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> None:
     """Simulate an ad/offer marketplace log with known click and conversion probabilities."""
-    from rankstack.simulation import MarketplaceSimulator
+    from rankstack.bandits.logging_policies import simulate as simulate_log
 
     with friendly_errors():
         cfg = build_config(
@@ -62,7 +62,7 @@ def simulate(
             {"kind": policy, "epsilon": epsilon},
         )
         t0 = time.perf_counter()
-        log = MarketplaceSimulator(cfg).run()
+        log = simulate_log(cfg)
         sim_s = time.perf_counter() - t0
         dataset = log.save(out)
         total_s = time.perf_counter() - t0

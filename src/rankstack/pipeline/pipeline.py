@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from rankstack.bandits.draws import request_rng
 from rankstack.candidates import PAD_ITEM, Candidates, take_rows
 from rankstack.errors import ConfigError
 from rankstack.pipeline import components
@@ -22,7 +23,7 @@ from rankstack.pipeline.batch import ItemFilters, RequestBatch, SlateBatch, buil
 from rankstack.pipeline.config import PipelineConfig
 from rankstack.pipeline.deadline import StageRunner
 from rankstack.pipeline.parts import PipelineParts, source_index
-from rankstack.pipeline.policy import explore, request_rng
+from rankstack.pipeline.policy import explore
 from rankstack.pipeline.state_exposure import RowExposure
 from rankstack.ranking.protocol import RankBatch
 from rankstack.reranking.base import RerankContext

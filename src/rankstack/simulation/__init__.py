@@ -12,27 +12,13 @@ from rankstack.lazy_exports import lazy_getattr
 if TYPE_CHECKING:
     from rankstack.simulation.config import DEVICES, PLACEMENTS, PolicyConfig, SimulatorConfig, load_simulator_config
     from rankstack.simulation.log import SIM_SCHEMA, SimulationLog, load_simulation_config
-    from rankstack.simulation.policies import (
-        EpsilonGreedyPolicy,
-        LoggingPolicy,
-        SoftmaxPolicy,
-        UniformPolicy,
-        build_policy,
-    )
-    from rankstack.simulation.simulator import MarketplaceSimulator, SlateValue
+    from rankstack.simulation.simulator import MarketplaceSimulator, SlatePolicy, SlateValue
     from rankstack.simulation.world import Marketplace, Requests
 
 _HOME = {
     **dict.fromkeys(["DEVICES", "PLACEMENTS", "PolicyConfig", "SimulatorConfig", "load_simulator_config"], "config"),
     **dict.fromkeys(["SIM_SCHEMA", "SimulationLog", "load_simulation_config"], "log"),
-    **dict.fromkeys([
-        "EpsilonGreedyPolicy",
-        "LoggingPolicy",
-        "SoftmaxPolicy",
-        "UniformPolicy",
-        "build_policy",
-    ], "policies"),
-    **dict.fromkeys(["MarketplaceSimulator", "SlateValue"], "simulator"),
+    **dict.fromkeys(["MarketplaceSimulator", "SlatePolicy", "SlateValue"], "simulator"),
     **dict.fromkeys(["Marketplace", "Requests"], "world"),
 }
 
@@ -40,18 +26,14 @@ __all__ = [
     "DEVICES",
     "PLACEMENTS",
     "SIM_SCHEMA",
-    "EpsilonGreedyPolicy",
-    "LoggingPolicy",
     "Marketplace",
     "MarketplaceSimulator",
     "PolicyConfig",
     "Requests",
     "SimulationLog",
     "SimulatorConfig",
+    "SlatePolicy",
     "SlateValue",
-    "SoftmaxPolicy",
-    "UniformPolicy",
-    "build_policy",
     "load_simulation_config",
     "load_simulator_config",
 ]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from rankstack.simulation.config import DEVICES, PLACEMENTS, SimulatorConfig
 from rankstack.simulation.log import SimulationLog
-from rankstack.simulation.policies import LoggingPolicy, build_policy
 from rankstack.simulation.world import Marketplace, Requests
 
 SECONDS_PER_DAY = 86_400.0
@@ -25,6 +25,14 @@ class SlateValue:
     def per_request(self) -> dict[str, np.ndarray]:
         """Expected clicks, conversions and revenue summed over each slate's slots: arrays [n]."""
         return {"clicks": self.clicks.sum(1), "conversions": self.conversions.sum(1), "revenue": self.revenue.sum(1)}
+
+
+class SlatePolicy(Protocol):
+    """What a run needs of a logging policy (``rankstack.bandits.logging_policies`` provides them)."""
+
+    def choose(self, req: Requests, eligible: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(items [n, k], per-slot propensities [n, k]) for each request; ``eligible`` is a bool mask [n_items]."""
+        ...
 
 
 class _ExposureCounter:
@@ -68,19 +76,17 @@ class _ExposureCounter:
 class MarketplaceSimulator:
     """A seeded marketplace: the same config (seed included) always gives the same world and the same log.
 
+    >>> from rankstack.bandits.logging_policies import logging_policy
     >>> sim = MarketplaceSimulator(SimulatorConfig(n_users=50, n_items=20, n_impressions=1_000))
-    >>> log = sim.run()
+    >>> log = sim.run(logging_policy(sim))
     >>> log.events().height >= 1_000
     True
     """
 
     def __init__(self, config: SimulatorConfig | None = None) -> None:
         self.config = config or SimulatorConfig()
-        world_seed, policy_seed, self._log_seed = np.random.SeedSequence(self.config.seed).spawn(3)
+        world_seed, self.policy_seed, self._log_seed = np.random.SeedSequence(self.config.seed).spawn(3)
         self.world = Marketplace.generate(self.config, np.random.default_rng(world_seed))
-        self.policy = build_policy(
-            self.config.policy, self.world, self.config.slate_size, np.random.default_rng(policy_seed)
-        )
 
     def draw_requests(self, n: int, rng: np.random.Generator) -> Requests:
         """``n`` requests in time order: users ∝ activity, times uniform over the run, device and placement."""
@@ -94,10 +100,10 @@ class MarketplaceSimulator:
         placement = rng.choice(len(PLACEMENTS), size=n, p=c.placement_probs)
         return Requests(users.astype(np.int64), t_frac, hour, device.astype(np.int64), placement.astype(np.int64))
 
-    def run(self, policy: LoggingPolicy | None = None) -> SimulationLog:
-        """Simulate ``n_impressions`` impressions under ``policy`` (default: the configured logging policy)."""
+    def run(self, policy: SlatePolicy) -> SimulationLog:
+        """Simulate ``n_impressions`` impressions under ``policy`` (the configured one:
+        ``rankstack.bandits.logging_policies.logging_policy(sim)``)."""
         c, w = self.config, self.world
-        policy = policy or self.policy
         rng = np.random.default_rng(self._log_seed)
         reqs = self.draw_requests(c.n_requests, rng)
         counter = _ExposureCounter(w.n_users, w.n_items)

@@ -8,29 +8,31 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from rankstack.bandits.draws import uniform_slates
+from rankstack.bandits.exploration import capped_inclusion
+from rankstack.bandits.logging_policies import LoggingPolicy, logging_policy
 from rankstack.simulation import MarketplaceSimulator, PolicyConfig, Requests, SimulatorConfig
-from rankstack.simulation.policies import capped_inclusion, uniform_slates
 
 CFG = SimulatorConfig(n_users=50, n_items=12, n_impressions=100, slate_size=3)
 KINDS = ["uniform", "epsilon_greedy", "softmax"]
 
 
-def _setup(kind: str, score: str = "affinity") -> tuple[MarketplaceSimulator, Requests]:
+def _setup(kind: str, score: str = "affinity") -> tuple[LoggingPolicy, Requests]:
     cfg = CFG.model_copy(update={"policy": PolicyConfig(kind=kind, score=score, epsilon=0.3, temperature=0.7)})
     sim = MarketplaceSimulator(cfg)
-    return sim, sim.draw_requests(40, np.random.default_rng(0))
+    return logging_policy(sim), sim.draw_requests(40, np.random.default_rng(0))
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_action_dist_sums_to_one_over_the_choice_set(kind: str) -> None:
-    sim, req = _setup(kind)
+    policy, req = _setup(kind)
     eligible = np.ones(CFG.n_items, dtype=bool)
     eligible[[2, 7]] = False
-    dist = sim.policy.action_dist(req, eligible)
+    dist = policy.action_dist(req, eligible)
     assert dist.shape == (40, CFG.n_items, CFG.slate_size)
     np.testing.assert_allclose(dist.sum(axis=1), 1.0, atol=1e-9)
     assert (dist[:, [2, 7], :] == 0).all()
-    items, prop = sim.policy.choose(req, eligible, np.random.default_rng(1))
+    items, prop = policy.choose(req, eligible, np.random.default_rng(1))
     assert not np.isin(items, [2, 7]).any()
     slots = np.broadcast_to(np.arange(CFG.slate_size), items.shape)
     np.testing.assert_allclose(prop, dist[np.arange(40)[:, None], items, slots], rtol=1e-9)
@@ -39,11 +41,11 @@ def test_action_dist_sums_to_one_over_the_choice_set(kind: str) -> None:
 @pytest.mark.parametrize(("kind", "score"), [("uniform", "affinity"), ("epsilon_greedy", "popularity"),
                                              ("softmax", "affinity")])
 def test_sampled_slot_frequencies_match_the_propensities(kind: str, score: str) -> None:
-    sim, req = _setup(kind, score)
+    policy, req = _setup(kind, score)
     one = req.take(np.zeros(20_000, dtype=np.int64))  # the same request, many times
     eligible = np.ones(CFG.n_items, dtype=bool)
-    items, _ = sim.policy.choose(one, eligible, np.random.default_rng(2))
-    dist = sim.policy.action_dist(one.take(slice(0, 1)), eligible)[0]  # [n_items, k]
+    items, _ = policy.choose(one, eligible, np.random.default_rng(2))
+    dist = policy.action_dist(one.take(slice(0, 1)), eligible)[0]  # [n_items, k]
     for slot in range(CFG.slate_size):
         freq = np.bincount(items[:, slot], minlength=CFG.n_items) / len(items)
         se = np.sqrt(dist[:, slot] * (1 - dist[:, slot]) / len(items))
@@ -52,11 +54,11 @@ def test_sampled_slot_frequencies_match_the_propensities(kind: str, score: str) 
 
 
 def test_too_few_eligible_items_is_an_error() -> None:
-    sim, req = _setup("softmax")
+    policy, req = _setup("softmax")
     eligible = np.zeros(CFG.n_items, dtype=bool)
     eligible[:2] = True
     with pytest.raises(ValueError, match="eligible"):
-        sim.policy.choose(req, eligible, np.random.default_rng(0))
+        policy.choose(req, eligible, np.random.default_rng(0))
 
 
 @settings(max_examples=50, deadline=None)
