@@ -19,7 +19,8 @@ from pipeline.conftest import (  # noqa: F401  (fixtures are found by name)
     small_split,
 )
 from rankstack.data.dataset import Dataset
-from rankstack.simulation import MarketplaceSimulator, SimulationLog, SimulatorConfig
+from rankstack.bandits.logging_policies import simulate
+from rankstack.simulation import SimulationLog, SimulatorConfig
 
 TINY = SimulatorConfig(n_users=300, n_items=30, n_impressions=24_000, n_user_features=4, n_item_features=4,
                        chunk_requests=2_000, seed=3)
@@ -34,7 +35,7 @@ def tiny_config() -> SimulatorConfig:
 @pytest.fixture(scope="session")
 def sim_log() -> SimulationLog:
     """The tiny marketplace's log."""
-    return MarketplaceSimulator(TINY).run()
+    return simulate(TINY)
 
 
 @pytest.fixture(scope="session")

@@ -85,3 +85,9 @@ def test_every_component_lives_below_the_pipeline_or_in_it() -> None:
                     module, _, attr = spec.partition(":")
                     assert module.split(".")[:2] in (["rankstack", s] for s in stages), (kind, name, spec)
                     assert attr and "." not in attr, (kind, name, spec)
+
+
+def test_every_registered_policy_says_which_stage_settings_it_takes() -> None:
+    from rankstack.pipeline.policy import POLICY_SETTINGS
+
+    assert set(POLICY_SETTINGS) == set(components.names("policy"))

@@ -25,8 +25,7 @@ MODELS = {  # the learned models whose training this checks stays apart, by arti
     "multitask": ["rankstack.ranking.multitask", "rankstack.ranking.networks"],
 }
 
-# Training-side packages that loading still imports through code other slices of issue #14 rework, each with
-# its slice. Delete an entry when its slice lands: test_every_pending_entry_is_still_needed says when.
+
 PROBE = """
 import json, sys
 from rankstack.pipeline.api import RecommendRequest

@@ -43,9 +43,9 @@ REGISTRY: dict[str, dict[str, tuple[str, str | None]]] = {
         "dpp": ("rankstack.reranking.dpp:DPP", "rankstack.reranking.dpp:DPPConfig"),
     },
     "policy": {
-        "greedy": ("rankstack.pipeline.policy:greedy", None),
-        "epsilon_greedy": ("rankstack.pipeline.policy:epsilon_greedy", None),
-        "softmax": ("rankstack.pipeline.policy:softmax_sample", None),
+        "greedy": ("rankstack.bandits.exploration:Greedy", None),
+        "epsilon_greedy": ("rankstack.bandits.exploration:EpsilonGreedy", None),
+        "softmax": ("rankstack.bandits.exploration:Softmax", None),
     },
     "index": {
         "exact": ("rankstack.index.exact:ExactIndex", "rankstack.index.exact:ExactIndexConfig"),

@@ -8,21 +8,30 @@ item is the per-slot π(item, slot | request) of :mod:`rankstack.bandits.policy`
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from rankstack.bandits.draws import RequestDraws
-from rankstack.bandits.exploration import EpsilonGreedy, Greedy, Softmax
 from rankstack.bandits.policy import Policy
+from rankstack.pipeline import components
 from rankstack.pipeline.config import ExplorationStage
+
+# which of the exploration stage's settings each registered policy takes
+POLICY_SETTINGS: dict[str, tuple[str, ...]] = {"greedy": (), "epsilon_greedy": ("epsilon",),
+                                               "softmax": ("temperature",)}
 
 
 def stage_policy(stage: ExplorationStage) -> Policy:
-    """The bandit policy of an exploration stage."""
-    if stage.policy == "greedy":
-        return Greedy()
-    if stage.policy == "epsilon_greedy":
-        return EpsilonGreedy(stage.epsilon)
-    return Softmax(stage.temperature, order="score")
+    """The bandit policy of an exploration stage, from the component registry."""
+    return _policy(stage.policy, tuple(getattr(stage, name) for name in POLICY_SETTINGS[stage.policy]))
+
+
+@functools.lru_cache(maxsize=64)
+def _policy(name: str, args: tuple[float, ...]) -> Policy:
+    """One policy object per (name, settings): they hold no state between calls."""
+    policy: Policy = components.resolve("policy", name)(*args)
+    return policy
 
 
 def explore(pool: np.ndarray, scores: np.ndarray, k: int, stage: ExplorationStage,
