@@ -18,8 +18,8 @@ from pipeline.conftest import (  # noqa: F401  (fixtures are found by name)
     small_events,
     small_split,
 )
-from rankstack.data.dataset import Dataset
 from rankstack.bandits.logging_policies import simulate
+from rankstack.data.dataset import Dataset
 from rankstack.simulation import SimulationLog, SimulatorConfig
 
 TINY = SimulatorConfig(n_users=300, n_items=30, n_impressions=24_000, n_user_features=4, n_item_features=4,
