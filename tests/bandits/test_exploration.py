@@ -79,3 +79,15 @@ class _InclusionReporting(Softmax):
 def test_the_suite_catches_a_policy_that_logs_inclusion_as_its_propensity() -> None:
     with pytest.raises(AssertionError, match="action_dist says"):
         check_policy(_InclusionReporting(0.7, order="score"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 60), k=st.integers(1, 25), epsilon=st.floats(0.0, 1.0), seed=st.integers(0, 10**6))
+def test_the_ordered_single_request_path_is_choose(n: int, k: int, epsilon: float, seed: int) -> None:
+    pool = np.random.default_rng(seed).permutation(1000)[:n].astype(np.int64)
+    ranked = -np.arange(n, dtype=np.float64)
+    policy = EpsilonGreedy(epsilon)
+    full = policy.choose(pool[None, :], ranked[None, :], k, [request_rng(seed, "r", "u")])
+    items, prop = policy.choose_ordered(pool, k, request_rng(seed, "r", "u"))
+    np.testing.assert_array_equal(items, full.items[0])
+    np.testing.assert_array_equal(prop, full.propensity[0])

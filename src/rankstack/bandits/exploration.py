@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from rankstack.bandits.draws import Draws, RoundDraws
+from rankstack.bandits.draws import Draws, RequestDraws, RoundDraws, uniform_slates
 from rankstack.bandits.policy import Slates, check_pool, slates_from_positions
 
 
@@ -126,6 +126,18 @@ class EpsilonGreedy:
             positions[explore] = draws.slates(np.flatnonzero(explore), valid, greedy.shape[1])
         prop = eps / np.maximum(n_valid, 1)[:, None] + (1.0 - eps) * (positions == greedy)
         return slates_from_positions(pool, positions, prop)
+
+    def choose_ordered(self, pool: np.ndarray, k: int, draws: RequestDraws) -> tuple[np.ndarray, np.ndarray]:
+        """``choose`` for one request whose pool [n] has no PAD and is already in preference order: the same
+        draws, slate and per-slot propensities, without the batch bookkeeping (the serving path, ~4 µs)."""
+        n = len(pool)
+        width = min(k, n)
+        greedy = np.arange(width)
+        positions = greedy
+        if draws.random() < self.epsilon:
+            positions = uniform_slates(1, np.arange(n), width, draws.generator())[0]
+        prop = self.epsilon / max(n, 1) + (1.0 - self.epsilon) * (positions == greedy)
+        return pool[positions], prop
 
     def action_dist(self, pool: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
         """ε / |valid| on every valid item plus 1 − ε on each slot's greedy item."""

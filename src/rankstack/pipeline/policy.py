@@ -13,6 +13,7 @@ import functools
 import numpy as np
 
 from rankstack.bandits.draws import RequestDraws
+from rankstack.bandits.exploration import EpsilonGreedy
 from rankstack.bandits.policy import Policy
 from rankstack.pipeline import components
 from rankstack.pipeline.config import ExplorationStage
@@ -39,7 +40,10 @@ def explore(pool: np.ndarray, scores: np.ndarray, k: int, stage: ExplorationStag
     """(slate item ids, per-slot propensities or None) for one request; ``pool``/``scores`` in re-ranked order."""
     if len(pool) == 0 or stage.policy == "greedy":
         return pool[:k], None
+    policy = stage_policy(stage)
+    if isinstance(policy, EpsilonGreedy) and isinstance(rng, RequestDraws):
+        return policy.choose_ordered(pool, k, rng)  # the pool is in preference order and holds no PAD
     ranked = scores if stage.policy == "softmax" else -np.arange(len(pool), dtype=np.float64)
-    slates = stage_policy(stage).choose(pool[None, :], np.asarray(ranked, np.float64)[None, :], k,
-                                        rng if isinstance(rng, np.random.Generator) else [rng])
+    slates = policy.choose(pool[None, :], np.asarray(ranked, np.float64)[None, :], k,
+                           rng if isinstance(rng, np.random.Generator) else [rng])
     return slates.items[0], slates.propensity[0]
