@@ -91,3 +91,10 @@ def test_every_registered_policy_says_which_stage_settings_it_takes() -> None:
     from rankstack.pipeline.policy import POLICY_SETTINGS
 
     assert set(POLICY_SETTINGS) == set(components.names("policy"))
+
+
+def test_the_pipeline_is_importable_from_its_package() -> None:
+    from rankstack.pipeline import Pipeline
+    from rankstack.pipeline.pipeline import Pipeline as Defined
+
+    assert Pipeline is Defined

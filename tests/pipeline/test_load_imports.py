@@ -29,7 +29,7 @@ MODELS = {  # the learned models whose training this checks stays apart, by arti
 PROBE = """
 import json, sys
 from rankstack.pipeline.api import RecommendRequest
-from rankstack.pipeline.pipeline import Pipeline
+from rankstack.pipeline import Pipeline
 pipeline = Pipeline.load(sys.argv[1])
 (response,) = pipeline.recommend([RecommendRequest(user_id=sys.argv[2], k=3)])
 assert len(response.items) == 3, response
