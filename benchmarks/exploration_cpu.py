@@ -13,7 +13,7 @@ import numpy as np
 
 from rankstack.bandits.draws import request_rng
 from rankstack.pipeline.config import ExplorationStage
-from rankstack.pipeline.policy import explore
+from rankstack.pipeline.exploration_stage import explore
 
 
 def main() -> None:

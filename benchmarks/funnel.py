@@ -22,8 +22,8 @@ from rankstack.device import resolve_device
 from rankstack.experiments.evaluate_run import fit_and_eval_parts
 from rankstack.pipeline.components import build_source
 from rankstack.provenance import machine_info
-from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.funnel import funnel_recall
+from rankstack.retrieval.source import CandidateSource
 
 RESULTS = Path(__file__).parent / "results"
 

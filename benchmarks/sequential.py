@@ -33,9 +33,9 @@ from rankstack.pipeline.config import validate_pipeline_config
 from rankstack.pipeline.parts import PipelineParts
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.provenance import code_version, machine_info
-from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.merge import equal_quotas
 from rankstack.retrieval.popular import MostPopular
+from rankstack.retrieval.source import CandidateSource
 from rankstack.sequential import SASRec, SASRecConfig
 
 RESULTS = Path(__file__).parent / "results"

@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 import torch
 
-import rankstack.retrieval.base as base
+import rankstack.retrieval.source as base
 from rankstack.data.loaders import load_dataset
 from rankstack.data.splits import leave_one_out
 from rankstack.evaluation.evaluator import Evaluator

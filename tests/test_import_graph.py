@@ -203,7 +203,7 @@ def test_a_module_cycle_inside_a_package_is_found(tmp_path: Path) -> None:
     assert len(found) == 1 and "rankstack.pipe.a <-> rankstack.pipe.b" in found[0]
 
 
-@pytest.mark.parametrize("module", ["rankstack.candidates", "rankstack.evaluation.metrics", "rankstack.state.protocol",
+@pytest.mark.parametrize("module", ["rankstack.candidates", "rankstack.evaluation.metrics", "rankstack.state.store",
                                     "rankstack.events"])
 def test_light_modules_load_without_torch(module: str) -> None:
     code = f"import sys, {module}; print(sorted(m for m in ('torch', 'redis', 'fastapi') if m in sys.modules))"

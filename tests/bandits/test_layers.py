@@ -22,7 +22,7 @@ def test_bandits_import_neither_the_simulator_nor_torch() -> None:
 
 
 def test_the_exploration_stage_does_not_load_the_simulator() -> None:
-    assert not {m for m in _loaded("rankstack.pipeline.policy") if m.startswith("rankstack.simulation")}
+    assert not {m for m in _loaded("rankstack.pipeline.exploration_stage") if m.startswith("rankstack.simulation")}
 
 
 def test_the_library_never_imports_its_conformance_suites() -> None:

@@ -1,7 +1,7 @@
 """The move into bandits/ kept every draw: simulator logs and served slates equal the pre-renovation code's.
 
 The expected values were produced by the code before the move (main at c2e1a32: ``simulation/policies.py``
-and ``pipeline/policy.py``) on the same seeds.
+and ``pipeline/exploration_stage.py``) on the same seeds.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from rankstack.bandits.draws import request_rng
 from rankstack.bandits.logging_policies import simulate
 from rankstack.pipeline.config import ExplorationStage
-from rankstack.pipeline.policy import explore
+from rankstack.pipeline.exploration_stage import explore
 from rankstack.simulation import PolicyConfig, SimulatorConfig
 
 LOGS = {"uniform": "edb8fa39b647a58d", "epsilon_greedy": "8c93b069aa1727a0", "softmax": "a166148074df3de9"}

@@ -19,10 +19,10 @@ from rankstack.data.dataset import Dataset
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.index.exact import ExactIndex
 from rankstack.index.topk import topk_lowest_id
-from rankstack.retrieval.base import CandidateSource, SourceConfig
 from rankstack.retrieval.indexed import IndexedRetriever
 from rankstack.retrieval.itemknn import ItemKNN
 from rankstack.retrieval.popular import MostPopular
+from rankstack.retrieval.source import CandidateSource, SourceConfig
 
 
 @pytest.fixture(autouse=True)

@@ -29,7 +29,7 @@ from rankstack.experiments.pipeline_training import train_pipeline
 from rankstack.pipeline.api import RecommendRequest, RecommendResponse
 from rankstack.pipeline.config import validate_pipeline_config
 from rankstack.pipeline.pipeline import Pipeline
-from rankstack.state.protocol import StateStore
+from rankstack.state.store import StateStore
 
 from .conftest import build, config_dict, small_events
 

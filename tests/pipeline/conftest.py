@@ -22,7 +22,7 @@ from rankstack.experiments.pipeline_training import TrainResult, fit_stages, tra
 from rankstack.pipeline.components import REGISTRY
 from rankstack.pipeline.config import validate_pipeline_config
 from rankstack.pipeline.pipeline import Pipeline
-from rankstack.retrieval.base import CandidateSource, SourceConfig
+from rankstack.retrieval.source import CandidateSource, SourceConfig
 from rankstack.simulation import SimulatorConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "pipelines"

@@ -12,7 +12,7 @@ import pytest
 from rankstack.errors import ConfigError
 from rankstack.pipeline import components
 from rankstack.pipeline.config import ExplorationStage, IndexStage, MultiTaskRankerStage, RankerStage
-from rankstack.reranking.pipeline import RerankConfig
+from rankstack.reranking.rerank_pipeline import RerankConfig
 
 from .conftest import FAKESEQ
 
@@ -88,7 +88,7 @@ def test_every_component_lives_below_the_pipeline_or_in_it() -> None:
 
 
 def test_every_registered_policy_says_which_stage_settings_it_takes() -> None:
-    from rankstack.pipeline.policy import POLICY_SETTINGS
+    from rankstack.pipeline.exploration_stage import POLICY_SETTINGS
 
     assert set(POLICY_SETTINGS) == set(components.names("policy"))
 

@@ -100,7 +100,7 @@ def test_train_refuses_a_settings_typo_before_fitting_anything(tmp_path: Path, m
     from typer.testing import CliRunner
 
     from rankstack.cli import app
-    from rankstack.retrieval.base import CandidateSource
+    from rankstack.retrieval.source import CandidateSource
 
     fitted: list[str] = []
     for cls in CandidateSource.__subclasses__():

@@ -15,7 +15,7 @@ from rankstack.pipeline.api import RecommendRequest
 from rankstack.pipeline.artifact import save_artifact
 from rankstack.pipeline.multitask_stage import MultiTaskStage
 from rankstack.pipeline.pipeline import Pipeline
-from rankstack.ranking.protocol import RankBatch
+from rankstack.ranking.ranker import RankBatch
 from rankstack.testing.rankers import check_ranker
 
 CONTEXT: dict[str, str | int | float | bool] = {"device": "mobile", "placement": "home", "hour": 9}

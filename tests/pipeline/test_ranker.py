@@ -13,9 +13,9 @@ from rankstack.data.dataset import Dataset
 from rankstack.errors import ConfigError
 from rankstack.pipeline.api import RecommendRequest
 from rankstack.pipeline.pipeline import Pipeline
-from rankstack.ranking.protocol import RankBatch
+from rankstack.ranking.ranker import RankBatch
 from rankstack.ranking.sequential import NEXT_ITEM, SequentialRanker
-from rankstack.retrieval.base import CandidateSource
+from rankstack.retrieval.source import CandidateSource
 
 from .conftest import build
 

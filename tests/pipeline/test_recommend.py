@@ -17,7 +17,7 @@ from rankstack.pipeline.api import KnownItems, Recommender, RecommendRequest, Re
 from rankstack.pipeline.config import IndexStage
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.retrieval.indexed import IndexedRetriever
-from rankstack.state.protocol import StateStore
+from rankstack.state.store import StateStore
 
 from .conftest import build
 

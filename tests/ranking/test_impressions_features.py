@@ -9,7 +9,7 @@ import torch
 
 from rankstack.data.dataset import Dataset
 from rankstack.errors import ConfigError, DataValidationError
-from rankstack.ranking.features import FeatureConfig, FeatureEncoder, add_source_scores, add_user_embedding
+from rankstack.ranking.impression_features import FeatureConfig, FeatureEncoder, add_source_scores, add_user_embedding
 from rankstack.ranking.impressions import ImpressionSplit, impression_table, temporal_impression_split
 from rankstack.simulation import SimulationLog
 

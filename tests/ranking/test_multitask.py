@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from rankstack.errors import ConfigError
 from rankstack.evaluation.classification import roc_auc
-from rankstack.ranking.features import EncodedBatch, FeatureEncoder
+from rankstack.ranking.impression_features import EncodedBatch, FeatureEncoder
 from rankstack.ranking.impressions import ImpressionSplit
 from rankstack.ranking.layers import CrossNetwork, MMoE
 from rankstack.ranking.multitask import MultiTaskConfig, MultiTaskRanker
@@ -114,7 +114,7 @@ def test_encoded_batches_slice_consistently(sim_split: ImpressionSplit) -> None:
 
 def test_save_and_load_give_the_same_predictions(fitted: MultiTaskRanker, sim_split: ImpressionSplit,
                                                  tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from rankstack.ranking.persistence import load_ranker, save_ranker
+    from rankstack.ranking.ranker_files import load_ranker, save_ranker
 
     save_ranker(fitted, tmp_path / "ranker")
     again = load_ranker(tmp_path / "ranker", device="cpu")

@@ -23,7 +23,7 @@ from rankstack.reranking import (
     RuleEngine,
 )
 from rankstack.reranking.diversity import DiversityReranker
-from rankstack.reranking.pipeline import _head_then_rest, _head_then_rest_by_id
+from rankstack.reranking.rerank_pipeline import _head_then_rest, _head_then_rest_by_id
 from rankstack.reranking.rules.engine import has_duplicates
 
 

@@ -204,6 +204,6 @@ def test_rules_never_let_a_filtered_item_through_nor_exceed_a_limit(catalog: Ite
 
 
 def _match(rule: dict[str, Any]) -> Any:
-    from rankstack.reranking.rules.config import Match
+    from rankstack.reranking.rules.rule_config import Match
 
     return Match.model_validate(rule["match"])

@@ -8,7 +8,7 @@ import pytest
 
 from rankstack.errors import ConfigError
 from rankstack.reranking import ItemCatalog, RerankPipeline, load_rerank_config
-from rankstack.reranking.rules.config import RULE_TYPES, Rule
+from rankstack.reranking.rules.rule_config import RULE_TYPES, Rule
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "rules" / "example.yaml"
 

@@ -8,11 +8,11 @@ from planted import planted
 
 from rankstack.candidates import PAD_ITEM
 from rankstack.pipeline.components import build, source_class
-from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.indexed import IndexedRetriever, has_vectors
 from rankstack.retrieval.itemknn import ItemKNN
 from rankstack.retrieval.lightgcn import LightGCN, LightGCNConfig
 from rankstack.retrieval.popular import MostPopular
+from rankstack.retrieval.source import CandidateSource
 
 FAST = {"epochs": 8, "batch_size": 256, "lr": 0.02, "embedding_dim": 16, "device": "cpu", "validation_ratio": 0.0}
 

@@ -28,8 +28,8 @@ from rankstack.retrieval.lightgcn_train import (
     sample_negatives,
     to_torch_csr,
 )
-from rankstack.retrieval.persistence import load_source, save_source
 from rankstack.retrieval.popular import MostPopular
+from rankstack.retrieval.source_files import load_source, save_source
 
 FAST = {"epochs": 30, "batch_size": 256, "lr": 0.02, "embedding_dim": 16, "device": "cpu", "eval_every": 5}
 

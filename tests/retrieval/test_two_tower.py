@@ -10,7 +10,7 @@ from planted import planted
 
 from rankstack.data.dataset import Dataset
 from rankstack.evaluation.evaluator import Evaluator
-from rankstack.retrieval.features import FeatureEncoder
+from rankstack.retrieval.feature_tensors import FeatureEncoder
 from rankstack.retrieval.popular import MostPopular
 from rankstack.retrieval.two_tower import TwoTower, TwoTowerConfig
 from rankstack.retrieval.two_tower_net import StreamingFrequency

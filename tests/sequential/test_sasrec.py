@@ -18,8 +18,8 @@ from rankstack.evaluation import early_stopping_train
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.experiments.evaluate_run import fit_and_eval_parts, run_experiment
 from rankstack.pipeline.components import build_source, source_class
-from rankstack.retrieval.base import BudgetStop
-from rankstack.retrieval.persistence import load_source, save_source
+from rankstack.retrieval.source import BudgetStop
+from rankstack.retrieval.source_files import load_source, save_source
 from rankstack.sequential import SASRec, SASRecConfig
 from rankstack.sequential.net import SASRecNet
 from rankstack.testing.rankers import check_ranker

@@ -12,7 +12,7 @@ from typing import Any
 from rankstack.errors import RankstackError
 from rankstack.events import Event
 from rankstack.pipeline.api import RecommendRequest, RecommendResponse, ScoredItem
-from rankstack.state.protocol import StateStore
+from rankstack.state.store import StateStore
 
 TOKEN = "test-admin-token-0123456789"
 

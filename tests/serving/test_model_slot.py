@@ -9,7 +9,7 @@ import pytest
 
 from rankstack.pipeline.api import RecommendRequest, RecommendResponse
 from rankstack.serving.model_slot import ModelSlot, ReloadRefusedError
-from rankstack.state.protocol import StateStore
+from rankstack.state.store import StateStore
 
 
 class WarmingRecommender:

@@ -9,7 +9,7 @@ from typing import Any
 
 from rankstack.events import Event
 from rankstack.state import RedisStateStore, SQLiteStateStore
-from rankstack.state.base import DEFAULT_RETENTION_S
+from rankstack.state.shared import DEFAULT_RETENTION_S
 
 
 def click(eid: str) -> Event:

@@ -10,7 +10,7 @@ import pytest
 from rankstack.candidates import Candidates
 from rankstack.data.dataset import Dataset
 from rankstack.index import ExactIndex
-from rankstack.reranking.base import RerankContext
+from rankstack.reranking.reranker import RerankContext
 from rankstack.retrieval.popular import MostPopular
 from rankstack.testing.indexes import check_vector_index
 from rankstack.testing.rankers import check_ranker

@@ -11,9 +11,9 @@ import numpy as np
 from rankstack.bandits.draws import Draws
 from rankstack.bandits.exploration import EpsilonGreedy, Softmax, Uniform
 from rankstack.bandits.policy import Policy
-from rankstack.simulation.config import PolicyConfig, SimulatorConfig
 from rankstack.simulation.log import SimulationLog
 from rankstack.simulation.simulator import MarketplaceSimulator
+from rankstack.simulation.simulator_config import PolicyConfig, SimulatorConfig
 from rankstack.simulation.world import Marketplace, Requests
 
 

@@ -17,7 +17,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "rankstack.cli.evaluate:evaluate",
         "Train MODEL on DATASET's standard split, evaluate with exact full ranking, save runs/<id>/result.json."),
     "evaluate-recs": LazyCommand(
-        "rankstack.cli.recs:evaluate_recs",
+        "rankstack.cli.evaluate_recs:evaluate_recs",
         "Evaluate a recommendations file (full lists, taken as given) against held-out test interactions."),
     "quickstart": LazyCommand(
         "rankstack.cli.quickstart:quickstart",

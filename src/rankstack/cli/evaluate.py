@@ -78,7 +78,7 @@ def evaluate(
     if model == MULTITASK:  # a ranker over logged impressions, not a candidate source
         if split not in (None, SplitKind.temporal):
             raise typer.BadParameter("the multitask ranker uses a temporal split of impressions", param_hint="--split")
-        from rankstack.cli.multitask import evaluate_multitask
+        from rankstack.cli.evaluate_multitask import evaluate_multitask
 
         with friendly_errors():
             evaluate_multitask(dataset, params=params, eval_on=target, device=device, data_dir=data_dir,

@@ -25,7 +25,7 @@ def check_rules(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Directory searched first for datasets.")] = None,
 ) -> None:
     """Validate a rules file; with --dataset, check its attributes exist in the item catalog too."""
-    from rankstack.reranking.pipeline import RerankPipeline, load_rerank_config
+    from rankstack.reranking.rerank_pipeline import RerankPipeline, load_rerank_config
 
     with friendly_errors():
         config = load_rerank_config(path)

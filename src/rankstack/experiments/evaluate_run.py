@@ -19,7 +19,7 @@ from rankstack.experiments.offline import evaluate_model
 from rankstack.io import write_text_atomic
 from rankstack.pipeline.components import build_source
 from rankstack.provenance import code_version, machine_info
-from rankstack.retrieval.base import CandidateSource
+from rankstack.retrieval.source import CandidateSource
 
 EvalOn = Literal["validation", "test"]
 VALIDATION_CARVE_RATIO = 0.1

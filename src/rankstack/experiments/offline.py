@@ -18,7 +18,7 @@ from rankstack.events import Event
 from rankstack.pipeline.api import Recommender, RecommendRequest, RecommendResponse
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.progress import new_progress
-from rankstack.state.protocol import StateStore
+from rankstack.state.store import StateStore
 
 
 def held_out_users(held_out: Dataset) -> np.ndarray:

@@ -27,12 +27,12 @@ from rankstack.pipeline.parts import PipelineParts
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.pipeline.stages import retrieve
 from rankstack.provenance import code_version, machine_info
-from rankstack.ranking.protocol import StoredRanker
+from rankstack.ranking.ranker import StoredRanker
 from rankstack.ranking.sequential import SequentialRanker
 from rankstack.reranking.catalog import ItemCatalog
-from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.funnel import candidate_recall, funnel_recall
 from rankstack.retrieval.popular import MostPopular
+from rankstack.retrieval.source import CandidateSource
 
 Log = Callable[[str], None]
 

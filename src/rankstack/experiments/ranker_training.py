@@ -22,10 +22,10 @@ from rankstack.experiments.multitask_run import classification_metrics, experime
 from rankstack.pipeline.components import build_source
 from rankstack.pipeline.config import MultiTaskRankerStage, SourceStage
 from rankstack.pipeline.multitask_stage import MultiTaskStage, dense_features, prediction_names
-from rankstack.ranking.features import add_source_scores
+from rankstack.ranking.impression_features import add_source_scores
 from rankstack.ranking.impressions import impression_table, temporal_impression_split
 from rankstack.ranking.multitask import MultiTaskRanker
-from rankstack.retrieval.base import CandidateSource
+from rankstack.retrieval.source import CandidateSource
 
 Log = Callable[[str], None]
 

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 from rankstack.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
-    from rankstack.index.base import VectorIndex
     from rankstack.index.exact import ExactIndex, ExactIndexConfig
+    from rankstack.index.vector_index import VectorIndex
 
-_HOME = {"VectorIndex": "base", **dict.fromkeys(["ExactIndex", "ExactIndexConfig"], "exact")}
+_HOME = {"VectorIndex": "vector_index", **dict.fromkeys(["ExactIndex", "ExactIndexConfig"], "exact")}
 
 __all__ = ["ExactIndex", "ExactIndexConfig", "VectorIndex"]
 

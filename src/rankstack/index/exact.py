@@ -7,8 +7,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from rankstack.device import resolve_device
-from rankstack.index.base import VectorIndex, Vectors, as_float32
 from rankstack.index.topk import topk_lowest_id
+from rankstack.index.vector_index import VectorIndex, Vectors, as_float32
 
 
 class ExactIndexConfig(BaseModel):

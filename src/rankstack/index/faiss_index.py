@@ -16,7 +16,7 @@ import faiss
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from rankstack.index.base import VectorIndex, Vectors, as_float32
+from rankstack.index.vector_index import VectorIndex, Vectors, as_float32
 from rankstack.io import atomic_write
 
 GRAPH_FILE = "hnsw.faiss"

@@ -1,7 +1,7 @@
 """The request/response types and the ``Recommender`` interface shared by the pipeline and the HTTP service.
 
 ``Recommender.recommend`` is the one code path used by offline evaluation, log replay, the simulator
-loop and the service; the online state it reads is a ``rankstack.state.protocol.StateStore``.
+loop and the service; the online state it reads is a ``rankstack.state.store.StateStore``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from rankstack.events import FiniteFloat
-from rankstack.state.protocol import StateStore
+from rankstack.state.store import StateStore
 
 MAX_K = 500
 StageStatus = Literal["ran", "degraded", "skipped", "failed"]

@@ -6,7 +6,7 @@ Layout::
     manifest.json             format, version, config, data checksum, code version, machine, metrics, files
                               (every other file's SHA-256), digest (sha256 of the manifest's canonical JSON)
     SIGNATURE                 HMAC of the digest, only when written with an operator key set
-    sources/<name>/           each fitted candidate source (safetensors + JSON, rankstack.retrieval.persistence)
+    sources/<name>/           each fitted candidate source (safetensors + JSON, rankstack.retrieval.source_files)
     ranker/                   the ranker, as its ``save`` writes it (read back by the class the ``ranker``
                               component of the config's ``ranker.kind`` names); a sequential ranker that is one
                               of the sources is not written twice (the manifest points at its folder)
@@ -41,12 +41,12 @@ from rankstack.pipeline import components
 from rankstack.pipeline.config import IndexStage, PipelineConfig, validate_pipeline_config
 from rankstack.pipeline.integrity import MANIFEST, artifact_key, listed_path, seal, verify_artifact
 from rankstack.pipeline.parts import PipelineParts, new_index, source_index
-from rankstack.ranking.protocol import StoredRanker
+from rankstack.ranking.ranker import StoredRanker
 from rankstack.reranking.catalog import ItemCatalog
-from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.indexed import VectorSource
-from rankstack.retrieval.persistence import load_source, save_source
 from rankstack.retrieval.popular import MostPopular
+from rankstack.retrieval.source import CandidateSource
+from rankstack.retrieval.source_files import load_source, save_source
 
 # /2: the manifest carries its content digest and the file list is the whole artifact (/1 had neither)
 FORMAT = "rankstack.pipeline/2"

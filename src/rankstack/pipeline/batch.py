@@ -14,7 +14,7 @@ from rankstack.data.idmap import IdMap
 from rankstack.errors import RequestError
 from rankstack.pipeline.api import RecommendRequest, StageStatus
 from rankstack.reranking.catalog import ItemCatalog, UnknownAttributeError
-from rankstack.state.protocol import StateStore, recent_items_many
+from rankstack.state.store import StateStore, recent_items_many
 
 
 @dataclass

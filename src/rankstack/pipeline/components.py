@@ -17,8 +17,8 @@ from pydantic import BaseModel, ValidationError
 from rankstack.errors import ConfigError
 
 if TYPE_CHECKING:  # annotations only: importing them here would load torch with the names
-    from rankstack.retrieval.base import CandidateSource
-    from rankstack.state.protocol import StateStore
+    from rankstack.retrieval.source import CandidateSource
+    from rankstack.state.store import StateStore
 
 Kind = Literal["source", "ranker", "reranker", "policy", "index", "state"]
 
@@ -38,7 +38,8 @@ REGISTRY: dict[str, dict[str, tuple[str, str | None]]] = {
                       "rankstack.pipeline.config:MultiTaskRankerStage"),
     },
     "reranker": {
-        "rules": ("rankstack.reranking.pipeline:RerankPipeline", "rankstack.reranking.pipeline:RerankConfig"),
+        "rules": ("rankstack.reranking.rerank_pipeline:RerankPipeline",
+                  "rankstack.reranking.rerank_pipeline:RerankConfig"),
         "mmr": ("rankstack.reranking.mmr:MMR", "rankstack.reranking.mmr:MMRConfig"),
         "dpp": ("rankstack.reranking.dpp:DPP", "rankstack.reranking.dpp:DPPConfig"),
     },

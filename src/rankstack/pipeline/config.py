@@ -28,7 +28,7 @@ from rankstack.io import read_yaml_mapping
 from rankstack.pipeline.defaults import DEFAULT
 from rankstack.ranking.multitask import MultiTaskConfig
 from rankstack.ranking.sequential import NEXT_ITEM
-from rankstack.reranking.pipeline import RerankConfig
+from rankstack.reranking.rerank_pipeline import RerankConfig
 from rankstack.value.objective import ValueObjective
 
 

@@ -6,7 +6,7 @@ the user's and the item's features, the request context, ``exposures`` and each 
 
 Saved as a folder::
 
-    ranker.json, weights.safetensors    the ranker (``rankstack.ranking.persistence``)
+    ranker.json, weights.safetensors    the ranker (``rankstack.ranking.ranker_files``)
     stage.json                           context columns, scoring sources, format
     user_features.parquet                row i = internal user i (features only, renamed as in training)
     item_features.parquet                row i = internal item i
@@ -28,9 +28,9 @@ from rankstack.data.dataset import Dataset
 from rankstack.io import atomic_write, write_text_atomic
 from rankstack.ranking.impressions import KEY, LABELS, RESERVED
 from rankstack.ranking.multitask import MultiTaskRanker
-from rankstack.ranking.persistence import load_ranker, save_ranker
-from rankstack.ranking.protocol import Exposures, RankBatch
-from rankstack.retrieval.base import CandidateSource
+from rankstack.ranking.ranker import Exposures, RankBatch
+from rankstack.ranking.ranker_files import load_ranker, save_ranker
+from rankstack.retrieval.source import CandidateSource
 
 FORMAT = 1
 STAGE_FILE = "stage.json"

@@ -13,11 +13,11 @@ from rankstack.errors import ConfigError
 from rankstack.index import VectorIndex
 from rankstack.pipeline import components
 from rankstack.pipeline.config import IndexStage, PipelineConfig, SourceStage
-from rankstack.ranking.protocol import StoredRanker
+from rankstack.ranking.ranker import StoredRanker
 from rankstack.reranking.catalog import ItemCatalog
-from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.indexed import IndexedRetriever
 from rankstack.retrieval.popular import MostPopular
+from rankstack.retrieval.source import CandidateSource
 
 
 @dataclass

@@ -22,15 +22,15 @@ from rankstack.pipeline.artifact import load_artifact
 from rankstack.pipeline.batch import ItemFilters, RequestBatch, SlateBatch, build_batch, internal_batch
 from rankstack.pipeline.config import PipelineConfig
 from rankstack.pipeline.deadline import StageRunner
+from rankstack.pipeline.exploration_stage import explore
 from rankstack.pipeline.parts import PipelineParts, source_index
-from rankstack.pipeline.policy import explore
 from rankstack.pipeline.state_exposure import RowExposure
-from rankstack.ranking.protocol import RankBatch
-from rankstack.reranking.base import RerankContext
-from rankstack.reranking.pipeline import RerankPipeline
-from rankstack.retrieval.base import Retriever
+from rankstack.ranking.ranker import RankBatch
+from rankstack.reranking.rerank_pipeline import RerankPipeline
+from rankstack.reranking.reranker import RerankContext
 from rankstack.retrieval.indexed import IndexedRetriever
-from rankstack.state.protocol import StateStore
+from rankstack.retrieval.source import Retriever
+from rankstack.state.store import StateStore
 
 
 class _Clock:

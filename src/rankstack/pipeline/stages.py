@@ -13,8 +13,8 @@ import scipy.sparse as sp
 from rankstack.candidates import PAD_ITEM, normalize_relevance, pads_trail, take_rows
 from rankstack.pipeline.config import PipelineConfig, ValueStage
 from rankstack.reranking.catalog import ItemCatalog
-from rankstack.retrieval.base import Retriever
 from rankstack.retrieval.merge import MergeConfig, merge_candidates
+from rankstack.retrieval.source import Retriever
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from rankstack.data.idmap import IdMap
-from rankstack.state.protocol import StateStore, exposure_counts_many
+from rankstack.state.store import StateStore, exposure_counts_many
 
 if TYPE_CHECKING:
     from rankstack.pipeline.batch import RequestBatch

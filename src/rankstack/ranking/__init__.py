@@ -23,7 +23,7 @@ if TYPE_CHECKING:
         fit_calibrator,
         pool_adjacent_violators,
     )
-    from rankstack.ranking.features import (
+    from rankstack.ranking.impression_features import (
         EncodedBatch,
         FeatureConfig,
         FeatureEncoder,
@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     )
     from rankstack.ranking.impressions import ImpressionSplit, impression_table, temporal_impression_split
     from rankstack.ranking.multitask import MultiTaskConfig, MultiTaskRanker
-    from rankstack.ranking.persistence import load_ranker, save_ranker
-    from rankstack.ranking.protocol import RankBatch, Ranker
+    from rankstack.ranking.ranker import RankBatch, Ranker
+    from rankstack.ranking.ranker_files import load_ranker, save_ranker
 
 _HOME = {
     **dict.fromkeys([
@@ -54,11 +54,11 @@ _HOME = {
         "FeatureEncoder",
         "add_source_scores",
         "add_user_embedding",
-    ], "features"),
+    ], "impression_features"),
     **dict.fromkeys(["ImpressionSplit", "impression_table", "temporal_impression_split"], "impressions"),
     **dict.fromkeys(["MultiTaskConfig", "MultiTaskRanker"], "multitask"),
-    **dict.fromkeys(["load_ranker", "save_ranker"], "persistence"),
-    **dict.fromkeys(["RankBatch", "Ranker"], "protocol"),
+    **dict.fromkeys(["load_ranker", "save_ranker"], "ranker_files"),
+    **dict.fromkeys(["RankBatch", "Ranker"], "ranker"),
 }
 
 __all__ = [

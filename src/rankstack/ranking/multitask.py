@@ -12,7 +12,7 @@ from torch import nn
 
 from rankstack.device import resolve_device
 from rankstack.ranking.calibration import CalibrationKind, Calibrator, fit_calibrator
-from rankstack.ranking.features import EncodedBatch, FeatureConfig, FeatureEncoder
+from rankstack.ranking.impression_features import EncodedBatch, FeatureConfig, FeatureEncoder
 from rankstack.ranking.networks import LinearNet, MultiTaskNet, NetInputs
 
 Objective = Literal["click", "conversion", "revenue"]

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rankstack.ranking.features import EncodedBatch
+from rankstack.ranking.impression_features import EncodedBatch
 from rankstack.ranking.layers import CrossNetwork, FeatureEmbedding, MMoE, mlp
 
 

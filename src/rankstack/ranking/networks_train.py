@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from rankstack.errors import ConfigError
-from rankstack.ranking.features import EncodedBatch, FeatureEncoder
+from rankstack.ranking.impression_features import EncodedBatch, FeatureEncoder
 
 if TYPE_CHECKING:  # the model imports this module inside fit(): no import back at run time
     from rankstack.ranking.multitask import MultiTaskConfig, MultiTaskRanker

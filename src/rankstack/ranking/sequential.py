@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from rankstack.errors import ConfigError
-from rankstack.ranking.protocol import RankBatch
-from rankstack.retrieval.base import CandidateSource
-from rankstack.retrieval.persistence import save_source
+from rankstack.ranking.ranker import RankBatch
+from rankstack.retrieval.source import CandidateSource
+from rankstack.retrieval.source_files import save_source
 from rankstack.sequential.state_cache import CachesStates
 
 NEXT_ITEM = "next_item"  # the one objective: the model's score of each candidate as the user's next item

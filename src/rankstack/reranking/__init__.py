@@ -11,22 +11,22 @@ from typing import TYPE_CHECKING
 from rankstack.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
-    from rankstack.reranking.base import Explanation, ExplanationTrace, RerankContext, Reranker
     from rankstack.reranking.catalog import ItemCatalog
     from rankstack.reranking.dpp import DPP, DPPConfig, dpp_log_det
     from rankstack.reranking.exposure import ExposureStore, InMemoryExposureStore
     from rankstack.reranking.mmr import MMR, MMRConfig
-    from rankstack.reranking.pipeline import RerankConfig, RerankPipeline, load_rerank_config
+    from rankstack.reranking.rerank_pipeline import RerankConfig, RerankPipeline, load_rerank_config
+    from rankstack.reranking.reranker import Explanation, ExplanationTrace, RerankContext, Reranker
     from rankstack.reranking.rules.engine import RuleEngine
     from rankstack.reranking.similarity import ItemSimilarity
 
 _HOME = {
-    **dict.fromkeys(["Explanation", "ExplanationTrace", "RerankContext", "Reranker"], "base"),
+    **dict.fromkeys(["Explanation", "ExplanationTrace", "RerankContext", "Reranker"], "reranker"),
     "ItemCatalog": "catalog",
     **dict.fromkeys(["DPP", "DPPConfig", "dpp_log_det"], "dpp"),
     **dict.fromkeys(["ExposureStore", "InMemoryExposureStore"], "exposure"),
     **dict.fromkeys(["MMR", "MMRConfig"], "mmr"),
-    **dict.fromkeys(["RerankConfig", "RerankPipeline", "load_rerank_config"], "pipeline"),
+    **dict.fromkeys(["RerankConfig", "RerankPipeline", "load_rerank_config"], "rerank_pipeline"),
     "RuleEngine": "rules.engine",
     "ItemSimilarity": "similarity",
 }

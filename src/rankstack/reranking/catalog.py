@@ -9,7 +9,7 @@ import polars as pl
 
 from rankstack.data.dataset import Dataset
 from rankstack.data.idmap import IdMap
-from rankstack.reranking.rules.config import Match
+from rankstack.reranking.rules.rule_config import Match
 
 
 class UnknownAttributeError(ValueError):

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from rankstack.candidates import PAD_ITEM, Candidates, compact, normalize_relevance, take_rows, uncompact
-from rankstack.reranking.base import RerankContext
+from rankstack.reranking.reranker import RerankContext
 from rankstack.reranking.similarity import ItemSimilarity
 
 

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 from rankstack.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
-    from rankstack.retrieval.base import CandidateSource, SourceConfig
+    from rankstack.retrieval.source import CandidateSource, SourceConfig
 
-_HOME = dict.fromkeys(["CandidateSource", "SourceConfig"], "base")
+_HOME = dict.fromkeys(["CandidateSource", "SourceConfig"], "source")
 
 __all__ = ["CandidateSource", "SourceConfig"]
 

@@ -9,7 +9,7 @@ from pydantic import Field
 from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
 from rankstack.progress import new_progress
-from rankstack.retrieval.base import CandidateSource, SourceConfig
+from rankstack.retrieval.source import CandidateSource, SourceConfig
 
 
 class EASEConfig(SourceConfig):

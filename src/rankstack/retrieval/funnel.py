@@ -15,8 +15,8 @@ from rankstack.data.dataset import Dataset
 from rankstack.evaluation.metrics import hits_matrix
 from rankstack.plotting import save_figure
 from rankstack.progress import new_progress
-from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.merge import merge_rows, merge_sources_config
+from rankstack.retrieval.source import CandidateSource
 
 MERGED = "merged"
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from rankstack.candidates import PAD_ITEM, Candidates
-from rankstack.index.base import VectorIndex
-from rankstack.retrieval.base import CandidateSource
+from rankstack.index.vector_index import VectorIndex
+from rankstack.retrieval.source import CandidateSource
 
 
 @runtime_checkable

@@ -10,7 +10,7 @@ from pydantic import Field
 from rankstack.candidates import Candidates, rows_topk
 from rankstack.data.dataset import Dataset
 from rankstack.progress import new_progress
-from rankstack.retrieval.base import CandidateSource, SourceConfig
+from rankstack.retrieval.source import CandidateSource, SourceConfig
 
 _BLOCK_CELLS = 1 << 22  # users per retrieve block: at most this many dense [users, items] score cells
 

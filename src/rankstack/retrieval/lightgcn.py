@@ -11,7 +11,7 @@ from pydantic import Field
 
 from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
-from rankstack.retrieval.base import BudgetStop, CandidateSource, SourceConfig
+from rankstack.retrieval.source import BudgetStop, CandidateSource, SourceConfig
 
 
 class LightGCNConfig(SourceConfig):

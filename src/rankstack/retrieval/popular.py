@@ -9,7 +9,7 @@ import torch
 
 from rankstack.candidates import PAD_ITEM, Candidates
 from rankstack.data.dataset import Dataset
-from rankstack.retrieval.base import CandidateSource, SourceConfig
+from rankstack.retrieval.source import CandidateSource, SourceConfig
 
 
 class PopularConfig(SourceConfig):

@@ -10,8 +10,8 @@ from pydantic import Field
 
 from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
-from rankstack.retrieval.base import CandidateSource, SourceConfig
-from rankstack.retrieval.features import FeatureEncoder
+from rankstack.retrieval.feature_tensors import FeatureEncoder
+from rankstack.retrieval.source import CandidateSource, SourceConfig
 from rankstack.retrieval.two_tower_net import TwoTowerNet
 
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rankstack.retrieval.features import FeatureEncoder
+from rankstack.retrieval.feature_tensors import FeatureEncoder
 
 
 class FeatureBlock(nn.Module):

@@ -16,7 +16,7 @@ from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
 from rankstack.evaluation.early_stopping_train import EarlyStopping, Validation
 from rankstack.progress import new_progress
-from rankstack.retrieval.features import FeatureEncoder
+from rankstack.retrieval.feature_tensors import FeatureEncoder
 from rankstack.retrieval.lightgcn_train import holdout
 from rankstack.retrieval.two_tower_net import StreamingFrequency, TwoTowerNet
 

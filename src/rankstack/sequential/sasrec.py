@@ -18,7 +18,7 @@ from pydantic import Field
 from rankstack.candidates import PAD_ITEM
 from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
-from rankstack.retrieval.base import BudgetStop, CandidateSource, SourceConfig
+from rankstack.retrieval.source import BudgetStop, CandidateSource, SourceConfig
 from rankstack.sequential.batches import pad_left
 from rankstack.sequential.net import SASRecNet
 from rankstack.sequential.state_cache import StateCache, history_key

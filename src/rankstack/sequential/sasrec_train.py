@@ -17,7 +17,7 @@ from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
 from rankstack.evaluation.early_stopping_train import EarlyStopping, Validation
 from rankstack.progress import new_progress
-from rankstack.retrieval.base import BudgetStop
+from rankstack.retrieval.source import BudgetStop
 
 if TYPE_CHECKING:  # the model imports this module inside fit(): no import back at run time
     from rankstack.sequential.sasrec import SASRec

@@ -25,9 +25,9 @@ from rankstack.serving.docs_page import docs_html
 from rankstack.serving.fanout import ReloadGroup
 from rankstack.serving.fast_recommend import response_json
 from rankstack.serving.guard import BoundedCalls, DurabilityWatch, GuardedState, HealthProbe, StateBreaker
-from rankstack.serving.metrics import ServiceMetrics
 from rankstack.serving.middleware import ServiceMiddleware
 from rankstack.serving.model_slot import ModelSlot, RecommenderLoader, ReloadRefusedError
+from rankstack.serving.prometheus import ServiceMetrics
 from rankstack.serving.rebalance import CloseToRebalance, Rebalance
 from rankstack.serving.schemas import (
     ErrorBody,
@@ -42,7 +42,7 @@ from rankstack.serving.schemas import (
     check_timestamps,
 )
 from rankstack.serving.settings import ServiceSettings
-from rankstack.state.protocol import StateStore
+from rankstack.state.store import StateStore
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)

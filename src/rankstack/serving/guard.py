@@ -19,7 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
 from rankstack.events import Event
-from rankstack.state.protocol import StateStore, exposure_counts_many, recent_items_many
+from rankstack.state.store import StateStore, exposure_counts_many, recent_items_many
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -9,7 +9,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rankstack.serving import fast_recommend
-from rankstack.serving.metrics import ServiceMetrics
+from rankstack.serving.prometheus import ServiceMetrics
 
 WORKER_HEADER = b"x-rankstack-worker"
 

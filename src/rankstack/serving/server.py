@@ -13,7 +13,7 @@ from rankstack.serving.app import create_app
 from rankstack.serving.loaders import DEFAULT_LOADER, resolve_loader
 from rankstack.serving.settings import SWITCH_INTERVAL_S, ServiceSettings
 from rankstack.serving.workers import run_workers
-from rankstack.state.protocol import StateStore
+from rankstack.state.store import StateStore
 
 __all__ = ["BATCHER_HELP", "BATCH_WAIT_HELP", "DEFAULT_STATE", "MAX_BATCH_HELP", "SWITCH_INTERVAL_S", "WORKERS_HELP",
            "run_server"]

@@ -10,13 +10,20 @@ from typing import TYPE_CHECKING
 from rankstack.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
-    from rankstack.simulation.config import DEVICES, PLACEMENTS, PolicyConfig, SimulatorConfig, load_simulator_config
     from rankstack.simulation.log import SIM_SCHEMA, SimulationLog, load_simulation_config
     from rankstack.simulation.simulator import MarketplaceSimulator, SlatePolicy, SlateValue
+    from rankstack.simulation.simulator_config import (
+        DEVICES,
+        PLACEMENTS,
+        PolicyConfig,
+        SimulatorConfig,
+        load_simulator_config,
+    )
     from rankstack.simulation.world import Marketplace, Requests
 
 _HOME = {
-    **dict.fromkeys(["DEVICES", "PLACEMENTS", "PolicyConfig", "SimulatorConfig", "load_simulator_config"], "config"),
+    **dict.fromkeys(["DEVICES", "PLACEMENTS", "PolicyConfig", "SimulatorConfig", "load_simulator_config"],
+                    "simulator_config"),
     **dict.fromkeys(["SIM_SCHEMA", "SimulationLog", "load_simulation_config"], "log"),
     **dict.fromkeys(["MarketplaceSimulator", "SlatePolicy", "SlateValue"], "simulator"),
     **dict.fromkeys(["Marketplace", "Requests"], "world"),

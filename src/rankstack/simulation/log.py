@@ -15,7 +15,7 @@ import rankstack
 from rankstack.data.dataset import Dataset
 from rankstack.data.schema import EventSchema
 from rankstack.io import atomic_write, write_text_atomic
-from rankstack.simulation.config import DEVICES, PLACEMENTS, SimulatorConfig
+from rankstack.simulation.simulator_config import DEVICES, PLACEMENTS, SimulatorConfig
 from rankstack.simulation.world import Marketplace
 
 SIM_CONTEXT = ("device", "placement", "hour")

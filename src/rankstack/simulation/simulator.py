@@ -7,8 +7,8 @@ from typing import Protocol
 
 import numpy as np
 
-from rankstack.simulation.config import DEVICES, PLACEMENTS, SimulatorConfig
 from rankstack.simulation.log import SimulationLog
+from rankstack.simulation.simulator_config import DEVICES, PLACEMENTS, SimulatorConfig
 from rankstack.simulation.world import Marketplace, Requests
 
 SECONDS_PER_DAY = 86_400.0

@@ -8,8 +8,8 @@ import numpy as np
 import polars as pl
 
 from rankstack.data.dataset import Dataset
-from rankstack.simulation.config import DEVICES, PLACEMENTS
 from rankstack.simulation.simulator import MarketplaceSimulator
+from rankstack.simulation.simulator_config import DEVICES, PLACEMENTS
 from rankstack.simulation.world import Requests
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit
 
-from rankstack.simulation.config import DEVICES, PLACEMENTS, SimulatorConfig
+from rankstack.simulation.simulator_config import DEVICES, PLACEMENTS, SimulatorConfig
 
 
 @dataclass(frozen=True)

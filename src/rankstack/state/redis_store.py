@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from rankstack.events import Event
-from rankstack.state.base import (
+from rankstack.state.shared import (
     DEFAULT_MAX_HISTORY,
     DEFAULT_RETENTION_S,
     StateStoreError,

@@ -26,7 +26,7 @@ from typing import Any
 
 from rankstack.errors import ConfigError
 from rankstack.events import Event
-from rankstack.state.base import DEFAULT_RETENTION_S, StateStoreError, with_timestamps
+from rankstack.state.shared import DEFAULT_RETENTION_S, StateStoreError, with_timestamps
 from rankstack.state.sqlite_files import DatabaseFiles
 
 _SCHEMA = """

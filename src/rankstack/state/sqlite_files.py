@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from rankstack.state.base import StateStoreError
+from rankstack.state.shared import StateStoreError
 
 
 class DatabaseFiles:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rankstack.index.base import VectorIndex
+from rankstack.index.vector_index import VectorIndex
 
 IndexFactory = Callable[[], VectorIndex]
 

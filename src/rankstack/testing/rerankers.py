@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from rankstack.candidates import PAD_ITEM, Candidates
-from rankstack.reranking.base import RerankContext, Reranker
+from rankstack.reranking.reranker import RerankContext, Reranker
 
 
 def standard_candidates(n_items: int = 30, seed: int = 5) -> Candidates:

@@ -11,7 +11,7 @@ import numpy as np
 
 from rankstack.candidates import PAD_ITEM, Candidates
 from rankstack.data.dataset import Dataset
-from rankstack.retrieval.base import CandidateSource
+from rankstack.retrieval.source import CandidateSource
 
 
 def check_candidates(cands: Candidates, n_users: int, k: int, n_items: int, name: str) -> None:
@@ -64,7 +64,7 @@ def check_candidate_source(factory: Callable[[], CandidateSource], dataset: Data
     assert np.array_equal(again.item_ids, cands.item_ids), "a second fit on the same data gave other candidates"
     if save_to is not None:
         from rankstack.pipeline.components import source_class
-        from rankstack.retrieval.persistence import load_source, save_source
+        from rankstack.retrieval.source_files import load_source, save_source
 
         loaded = load_source(save_source(source, save_to, dataset=dataset), source_class)
         assert type(loaded) is type(source), f"loaded a {type(loaded).__name__}, saved a {type(source).__name__}"

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rankstack.events import Event
-from rankstack.state.protocol import BatchStateReads, StateStore
+from rankstack.state.store import BatchStateReads, StateStore
 
 StoreFactory = Callable[[], Any]
 

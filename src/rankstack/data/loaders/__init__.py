@@ -11,9 +11,9 @@ from pathlib import Path
 
 from rankstack.data.dataset import Dataset
 from rankstack.data.loaders import beauty, gowalla, movielens, open_bandit
-from rankstack.data.loaders.base import DatasetSpec, Download, SplitKind
 from rankstack.data.loaders.download import DownloadError, default_download_dir, download_spec
 from rankstack.data.loaders.event_log import is_event_log_path, load_event_log
+from rankstack.data.loaders.specs import DatasetSpec, Download, SplitKind
 from rankstack.errors import DatasetNotFoundError
 from rankstack.paths import BUNDLED_DIR, ENV_DATA_DIR, data_dirs
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from rankstack.data.dataset import Dataset
-from rankstack.data.loaders.base import DatasetSpec, Download, finish, read_bytes, require
+from rankstack.data.loaders.specs import DatasetSpec, Download, finish, read_bytes, require
 
 BERT4REC = "https://raw.githubusercontent.com/FeiSun/BERT4Rec/master/data"
 

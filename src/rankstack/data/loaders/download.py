@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from rankstack.data.loaders.base import DatasetSpec, Download
+from rankstack.data.loaders.specs import DatasetSpec, Download
 from rankstack.errors import DatasetNotFoundError, RankstackError
 from rankstack.io import atomic_write
 from rankstack.paths import ENV_DATA_DIR

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from rankstack.data.dataset import Dataset
-from rankstack.data.loaders.base import finish
+from rankstack.data.loaders.specs import finish
 from rankstack.data.schema import CANONICAL_COLUMNS, ID_COLUMNS, EventSchema
 from rankstack.errors import DatasetNotFoundError, DataValidationError
 

@@ -8,7 +8,7 @@ import polars as pl
 
 from rankstack.data.dataset import Dataset
 from rankstack.data.filters import filter_min_count
-from rankstack.data.loaders.base import (
+from rankstack.data.loaders.specs import (
     DatasetSpec,
     Download,
     finish,

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from rankstack.data.dataset import Dataset
-from rankstack.data.loaders.base import DatasetSpec, Download, finish, read_bytes, require
+from rankstack.data.loaders.specs import DatasetSpec, Download, finish, read_bytes, require
 from rankstack.data.schema import EventSchema
 
 OBP = "https://raw.githubusercontent.com/st-tech/zr-obp/master/obd"

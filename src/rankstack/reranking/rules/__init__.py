@@ -1,1 +1,1 @@
-"""Declarative business rules: YAML declarations (config), compiled engine (engine), slate constraints (slate)."""
+"""Declarative business rules: YAML declarations (rule_config), compiled engine (engine), slate constraints (slate)."""

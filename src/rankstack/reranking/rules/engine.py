@@ -11,9 +11,9 @@ import polars as pl
 
 from rankstack.candidates import PAD_ITEM, Candidates, compact, normalize_relevance, sort_by_score
 from rankstack.errors import ConfigError
-from rankstack.reranking.base import Action, Explanation, RerankContext
 from rankstack.reranking.catalog import ItemCatalog
-from rankstack.reranking.rules import config as rc
+from rankstack.reranking.reranker import Action, Explanation, RerankContext
+from rankstack.reranking.rules import rule_config as rc
 from rankstack.reranking.rules.slate import CapSpec, Note, ShareSpec, SlateSpec, SlotSpec, compose
 
 DAY_S = 86_400.0

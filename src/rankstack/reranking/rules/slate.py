@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rankstack.reranking.base import Action
+from rankstack.reranking.reranker import Action
 
 
 @dataclass(frozen=True)

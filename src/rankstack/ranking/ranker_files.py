@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from rankstack.io import atomic_write, write_text_atomic
 from rankstack.ranking.calibration import calibrator_from_dict
-from rankstack.ranking.features import FeatureEncoder
+from rankstack.ranking.impression_features import FeatureEncoder
 from rankstack.ranking.multitask import MultiTaskConfig, MultiTaskRanker
 
 FORMAT = 1

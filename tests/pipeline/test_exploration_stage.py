@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from rankstack.bandits.draws import request_rng
 from rankstack.pipeline.config import ExplorationStage
-from rankstack.pipeline.policy import explore
+from rankstack.pipeline.exploration_stage import explore
 
 POOL = np.arange(100, 112)
 SCORES = np.linspace(3.0, 0.0, len(POOL))

@@ -7,9 +7,9 @@ import polars as pl
 
 from rankstack.candidates import PAD_ITEM
 from rankstack.data.dataset import Dataset
-from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.itemknn import ItemKNN, ItemKNNConfig
 from rankstack.retrieval.popular import MostPopular
+from rankstack.retrieval.source import CandidateSource
 
 
 def _dataset(n_users: int, n_items: int, density: float, seed: int) -> Dataset:

@@ -10,7 +10,7 @@ import pytest
 from planted import planted
 
 from rankstack.pipeline.components import build_source, names, source_class
-from rankstack.retrieval.persistence import load_id_maps, load_source, save_source
+from rankstack.retrieval.source_files import load_id_maps, load_source, save_source
 
 FAST: dict[str, dict[str, object]] = {
     "lightgcn": {"epochs": 3, "embedding_dim": 8, "device": "cpu", "validation_ratio": 0.0},

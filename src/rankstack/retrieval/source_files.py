@@ -24,10 +24,10 @@ from safetensors.torch import load_file, save_file
 from rankstack.data.dataset import Dataset
 from rankstack.data.idmap import IdMap
 from rankstack.io import atomic_write, write_text_atomic
-from rankstack.retrieval.base import CandidateSource
 from rankstack.retrieval.ease import EASE
 from rankstack.retrieval.itemknn import ItemKNN
 from rankstack.retrieval.popular import MostPopular
+from rankstack.retrieval.source import CandidateSource
 
 FORMAT = "rankstack.source/1"
 Tensors = dict[str, torch.Tensor]

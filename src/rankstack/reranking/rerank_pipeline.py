@@ -18,14 +18,14 @@ from rankstack.candidates import (
     take_rows,
 )
 from rankstack.errors import ConfigError
-from rankstack.reranking.base import RerankContext
 from rankstack.reranking.catalog import ItemCatalog
 from rankstack.reranking.diversity import DiversityReranker
 from rankstack.reranking.dpp import DPP, DPPConfig
 from rankstack.reranking.mmr import MMR, MMRConfig
-from rankstack.reranking.rules.config import Rule
+from rankstack.reranking.reranker import RerankContext
 from rankstack.reranking.rules.engine import RuleEngine, has_duplicates
 from rankstack.reranking.rules.loading import read_yaml_mapping, validate_config
+from rankstack.reranking.rules.rule_config import Rule
 from rankstack.reranking.similarity import ItemSimilarity
 
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from rankstack.retrieval.base import CandidateSource
+from rankstack.retrieval.source import CandidateSource
 
 
 class Exposures(Protocol):

@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from rankstack.cli.recs import evaluate_recs
+from rankstack.cli.evaluate_recs import evaluate_recs
 
 runner = CliRunner()
 app = typer.Typer()
