@@ -3,8 +3,6 @@ tests' tiny simulated log, for the experiments tests."""
 
 from __future__ import annotations
 
-import pytest
-
 from pipeline.conftest import (  # noqa: F401  (fixtures are found by name)
     GENEROUS_DEADLINES,
     FakeSeq,
@@ -18,27 +16,4 @@ from pipeline.conftest import (  # noqa: F401  (fixtures are found by name)
     small_events,
     small_split,
 )
-from rankstack.bandits.logging_policies import simulate
-from rankstack.data.dataset import Dataset
-from rankstack.simulation import SimulationLog, SimulatorConfig
-
-TINY = SimulatorConfig(n_users=300, n_items=30, n_impressions=24_000, n_user_features=4, n_item_features=4,
-                       chunk_requests=2_000, seed=3)
-
-
-@pytest.fixture(scope="session")
-def tiny_config() -> SimulatorConfig:
-    """The tiny marketplace of the multi-task run tests."""
-    return TINY
-
-
-@pytest.fixture(scope="session")
-def sim_log() -> SimulationLog:
-    """The tiny marketplace's log."""
-    return simulate(TINY)
-
-
-@pytest.fixture(scope="session")
-def sim_dataset(sim_log: SimulationLog) -> Dataset:
-    """The tiny marketplace's log as a dataset."""
-    return sim_log.to_dataset()
+from ranking.conftest import sim_dataset, sim_log, tiny_config  # noqa: F401

@@ -15,16 +15,19 @@ TINY = SimulatorConfig(n_users=300, n_items=30, n_impressions=24_000, n_user_fea
 
 @pytest.fixture(scope="session")
 def tiny_config() -> SimulatorConfig:
+    """The tiny marketplace (300 users, 30 items, 24,000 impressions)."""
     return TINY
 
 
 @pytest.fixture(scope="session")
 def sim_log() -> SimulationLog:
+    """The tiny marketplace's log under its configured logging policy."""
     return simulate(TINY)
 
 
 @pytest.fixture(scope="session")
 def sim_dataset(sim_log: SimulationLog) -> Dataset:
+    """The tiny log as a dataset."""
     return sim_log.to_dataset()
 
 
