@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,8 @@ REQUESTS = [RecommendRequest(user_id=u, k=6, request_id=f"r-{u}") for u in ("u0"
 
 
 @pytest.fixture(scope="module")
-def saved(small_split: tuple[Dataset, Dataset], tmp_path_factory: pytest.TempPathFactory) -> tuple[Pipeline, Path]:
+def saved(small_split: tuple[Dataset, Dataset], tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[tuple[Pipeline, Path]]:
     from .conftest import FAKESEQ
 
     REGISTRY["source"]["fakeseq"] = FAKESEQ  # module scope outlives the autouse monkeypatch
@@ -30,7 +32,8 @@ def saved(small_split: tuple[Dataset, Dataset], tmp_path_factory: pytest.TempPat
                  rerank={"rules": [{"name": "cap", "type": "cap", "attribute": "category", "max_per_slate": 3}]})
     out = tmp_path_factory.mktemp("art") / "pipe"
     save_artifact(pipe.parts, manifest_for(pipe), out)
-    return pipe, out
+    yield pipe, out
+    REGISTRY["source"].pop("fakeseq", None)  # later modules (the CLI's --model choices) must not see it
 
 
 def _dump(pipe: Pipeline) -> list[dict[str, object]]:
