@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import polars as pl
 import pytest
@@ -24,13 +22,7 @@ from rankstack.retrieval.itemknn import ItemKNN
 from rankstack.retrieval.popular import MostPopular
 from rankstack.retrieval.source import CandidateSource, SourceConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class TiedVectors(CandidateSource):

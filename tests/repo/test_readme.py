@@ -7,6 +7,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 PACKAGES = ROOT / "src" / "rankstack"
+
+# ``rankstack ARGS`` in a fresh interpreter: the console script's entry point
+RANKSTACK = "import sys; from rankstack.cli import app; sys.argv[0] = 'rankstack'; app()"
 
 # The walk-through as written, made small enough for CI: same commands and options, smaller sizes.
 SMALLER = {
@@ -59,16 +63,14 @@ def test_every_form_names_a_command_and_options_that_exist() -> None:
 def run_cli(args: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None
             ) -> subprocess.CompletedProcess[str]:
     """``rankstack ARGS`` in a fresh interpreter (the console script's entry point), wide help output."""
-    code = "import sys; from rankstack.cli import app; sys.argv[0] = 'rankstack'; app()"
     full_env = {**os.environ, "COLUMNS": "200", "TERM": "dumb", **(env or {})}
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", RANKSTACK, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=full_env, check=False)
 
 
 def serve_until_ready(args: list[str], cwd: Path, env: dict[str, str]) -> None:
     """Start ``rankstack serve`` as written, wait for /readyz, ask for one slate, then stop it with Ctrl-C."""
-    code = "import sys; from rankstack.cli import app; sys.argv[0] = 'rankstack'; app()"
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env={**os.environ, **env},
+    proc = subprocess.Popen([sys.executable, "-c", RANKSTACK, *args], cwd=cwd, env={**os.environ, **env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     port = args[args.index("--port") + 1]
     try:
@@ -112,18 +114,17 @@ def test_the_walk_through_runs_as_written_in_order(tmp_path: Path) -> None:
         assert done.returncode == 0, f"{line}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
 
 
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.parametrize("ignored", ["data/sim/events.parquet", "state.db", "state.db-wal", "artifacts/x/a.json"])
 def test_what_the_walk_through_writes_is_ignored_by_git(ignored: str) -> None:
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     done = subprocess.run(["git", "check-ignore", "-q", ignored], cwd=ROOT, check=False)
     assert done.returncode == 0, f"{ignored} would show up in git status"
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now (tests/conftest.py has one too, but a root conftest is not
+    importable by name while other folders have conftest modules of their own)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

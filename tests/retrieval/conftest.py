@@ -3,12 +3,9 @@ can be ten times slower than one."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from planted import one_thread
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    yield from one_thread()
+def _one_torch_thread(one_torch_thread: None) -> None:
+    """Every test here runs on one torch thread (the ``one_torch_thread`` fixture of tests/conftest.py)."""

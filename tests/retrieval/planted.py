@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import polars as pl
-import torch
 
 from rankstack.data.dataset import Dataset
 
@@ -25,11 +22,3 @@ def planted(n_users: int = 120, n_items: int = 60, groups: int = 4, p_in: float 
     ev = full.events
     flag = pl.Series(test)
     return full.with_events(ev.filter(~flag)), full.with_events(ev.filter(flag))
-
-
-def one_thread() -> Iterator[None]:
-    """Run a test with one torch thread: on a shared 2-core machine two threads can be 10× slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
