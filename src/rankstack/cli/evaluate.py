@@ -12,7 +12,21 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 from rich.table import Table
 
-from rankstack.cli.common import console, friendly_errors, metric_grid, parse_ks, parse_settings
+from rankstack.cli.common import console, err_console, friendly_errors, metric_grid, parse_ks, parse_settings
+from rankstack.cli.log_options import (
+    ColumnsOption,
+    Duplicates,
+    DuplicatesOption,
+    FormatOption,
+    IgnoreOption,
+    LogFormat,
+    OrderOption,
+    SplitKind,
+    TestFileOption,
+    TimeUnitOption,
+    ValidationFileOption,
+    read_options,
+)
 from rankstack.pipeline.components import names
 
 MULTITASK = "multitask"
@@ -23,15 +37,6 @@ if TYPE_CHECKING:
     Model = str
 else:
     Model = StrEnum("Model", {name.replace("-", "_"): name for name in MODELS})
-
-
-class SplitKind(StrEnum):
-    """``--split``: the kinds ``rankstack.data.splits.make_split`` knows."""
-
-    leave_one_out = "leave_one_out"
-    temporal = "temporal"
-    random = "random"
-    predefined = "predefined"
 
 
 class EvalTarget(StrEnum):
@@ -70,8 +75,17 @@ def evaluate(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where datasets live.")] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where runs/<id>/result.json goes.")] = Path("runs"),
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+    fmt: FormatOption = LogFormat.auto,
+    columns: ColumnsOption = None,
+    order: OrderOption = None,
+    time_unit: TimeUnitOption = None,
+    duplicates: DuplicatesOption = Duplicates.error,
+    ignore: IgnoreOption = None,
+    validation_file: ValidationFileOption = None,
+    test_file: TestFileOption = None,
 ) -> None:
     """Train MODEL on DATASET's standard split, evaluate with exact full ranking, save runs/<id>/result.json."""
+    options = read_options(fmt, columns, order, time_unit, duplicates, ignore, validation_file, test_file)
     ks = parse_ks(k)
     params = parse_settings(settings)
     target: Literal["test", "validation"] = "test" if eval_on is EvalTarget.test else "validation"
@@ -82,10 +96,10 @@ def evaluate(
 
         with friendly_errors():
             evaluate_multitask(dataset, params=params, eval_on=target, device=device, data_dir=data_dir,
-                               runs_dir=runs_dir, json_out=json_out)
+                               runs_dir=runs_dir, json_out=json_out, options=options)
         return
     with friendly_errors():
-        from rankstack.data.loaders import load_dataset, standard_split
+        from rankstack.data.loaders import open_dataset, standard_split
         from rankstack.device import resolve_device
         from rankstack.experiments.evaluate_run import run_experiment, save_run
         from rankstack.pipeline.components import settings as validated
@@ -95,11 +109,16 @@ def evaluate(
             resolve_device(device)
         t0 = time.perf_counter()
         with console.status(f"loading {dataset}", spinner="dots") if not json_out else nullcontext():
-            data = load_dataset(dataset, data_dir)
+            loaded = open_dataset(dataset, data_dir, options)
         load_s = time.perf_counter() - t0
-        kind = split.value if split is not None else standard_split(dataset, data)
+        data = loaded.dataset
+        choice = standard_split(dataset, data, loaded.info, requested=split.value if split is not None else None)
+        read = {"read": loaded.info.to_json()} if loaded.info is not None else {}
+        for note in loaded.info.notes if loaded.info is not None else []:
+            err_console.print(f"[yellow]note:[/] {note}", highlight=False)
         record = run_experiment(
-            data, kind, str(model), params, ks=ks, eval_on=target, device=device, load_s=load_s
+            data, choice.kind, str(model), params, ks=ks, eval_on=target, device=device, load_s=load_s,
+            about_data={"split_reason": choice.reason, **read},
         )
         path = save_run(record, runs_dir)
     record["result_path"] = str(path)
@@ -109,7 +128,7 @@ def evaluate(
     info = record["dataset"]
     console.print(
         f"[bold]{info['name']}[/]: {info['users']:,} users, {info['items']:,} items, {info['events']:,} events; "
-        f"split {info['split']} {info['split_sizes']}; evaluated on {info['evaluated_on']}: "
+        f"split {info['split']} ({info['split_reason']}) {info['split_sizes']}; evaluated on {info['evaluated_on']}: "
         f"{info['held_out']['events']:,} events ({info['held_out']['what']})"
     )
     console.print(metric_grid(f"{model} on {info['name']} — full ranking", record["metrics"]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 import typer
@@ -18,14 +18,17 @@ from rankstack.experiments.multitask_run import run_multitask_experiment
 from rankstack.simulation.log import TRUTH_FILE, load_simulation_config
 from rankstack.simulation.simulator import MarketplaceSimulator
 
+if TYPE_CHECKING:
+    from rankstack.data.loaders import ReadOptions
+
 
 def evaluate_multitask(
     dataset: str, *, params: dict[str, Any], eval_on: Literal["validation", "test"], device: str | None,
-    data_dir: Path | None, runs_dir: Path, json_out: bool,
+    data_dir: Path | None, runs_dir: Path, json_out: bool, options: ReadOptions | None = None,
 ) -> None:
     """Load, run the experiment, save ``runs/<id>/result.json`` and print a table or the JSON record."""
     t0 = time.perf_counter()
-    data = load_dataset(dataset, data_dir)
+    data = load_dataset(dataset, data_dir, options)
     folder = Path(dataset)
     truth = pl.read_parquet(folder / TRUTH_FILE) if (folder / TRUTH_FILE).is_file() else None
     sim_config = load_simulation_config(folder) if folder.is_dir() else None

@@ -127,11 +127,35 @@ def _check_numeric(df: pl.DataFrame, column: str, dtype: pl.DataType, source: st
 def validate_events(
     df: pl.DataFrame, *, source: str, schema: EventSchema | None = None
 ) -> pl.DataFrame:
-    """Check ``df`` against the canonical schema and return it normalised (columns, dtypes, order).
+    """Check ``df`` against the canonical schema and return it normalised (columns, dtypes, order), repeated rows
+    dropped or rejected as ``schema.duplicates`` says.
 
     Raises :class:`DataValidationError` naming ``source``, the column and the 1-based data row.
     """
     schema = schema or EventSchema()
+    out = normalise_events(df, source=source, schema=schema)
+    repeats = repeated_rows(out)
+    if repeats.any():
+        if schema.duplicates == "drop":
+            return out.filter(~repeats)
+        earlier, later = first_repeat(out, repeats)
+        raise DataValidationError(source, duplicates_message(earlier, later), row=later)
+    return out
+
+
+def duplicates_message(earlier: int, later: int) -> str:
+    """The error for a row identical to an earlier one, with every way to drop such rows."""
+    return (f"duplicate events: row {later} repeats row {earlier} in every column (drop repeats with "
+            "--duplicates drop, 'duplicates: drop' under data: in a pipeline YAML, or EventSchema.duplicates='drop')")
+
+
+def repeated_rows(df: pl.DataFrame) -> pl.Series:
+    """True on each row identical in every column to an earlier row."""
+    return ~df.select(pl.struct(pl.all()).is_first_distinct()).to_series()
+
+
+def normalise_events(df: pl.DataFrame, *, source: str, schema: EventSchema) -> pl.DataFrame:
+    """:func:`validate_events` without the duplicate check: canonical columns, dtypes and order, ids checked."""
     missing = [c for c in ID_COLUMNS if c not in df.columns]
     if missing:
         raise DataValidationError(
@@ -196,18 +220,6 @@ def validate_events(
     out = pl.DataFrame([columns[c].rename(c) for c in CANONICAL_COLUMNS])
     for col in schema.context_columns:
         out = out.with_columns(df.get_column(col))
-    repeats = ~out.select(pl.struct(pl.all()).is_first_distinct()).to_series()
-    if repeats.any():
-        if schema.duplicates == "drop":
-            out = out.unique(maintain_order=True)
-        else:
-            earlier, later = first_repeat(out, repeats)
-            raise DataValidationError(
-                source,
-                f"duplicate events: row {later} repeats row {earlier} in every column "
-                "(set EventSchema.duplicates='drop' to drop repeats)",
-                row=later,
-            )
     return out
 
 

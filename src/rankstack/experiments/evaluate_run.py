@@ -73,8 +73,10 @@ def run_experiment(
     eval_on: EvalOn = "test",
     device: str | None = None,
     load_s: float = 0.0,
+    about_data: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Split, fit, evaluate; return the run record (config, data checksum, code version, machine, timings)."""
+    """Split, fit, evaluate; return the run record (config, data checksum, code version, machine, timings);
+    ``about_data`` joins the record's ``dataset`` entry (why this split, how the file was read)."""
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     model = build_source(model_name, params)
@@ -97,6 +99,7 @@ def run_experiment(
             "evaluated_on": eval_on,
             "held_out": {"events": len(held_out), "users": held_out.events.get_column("user_id").n_unique(),
                          "what": held_out_label(split, eval_on)},
+            **(about_data or {}),
         },
         "model": {"name": model_name, "config": model.config.model_dump(mode="json"),
                   "budget_stop": None if model.budget_stop_ is None else model.budget_stop_.to_json()},

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from rankstack.data.dataset import Dataset
-from rankstack.data.loaders import load_dataset, standard_split
+from rankstack.data.loaders import open_dataset, standard_split
 from rankstack.data.splits import make_split
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.experiments.evaluate_run import fit_and_eval_parts, held_out_label
@@ -126,12 +126,17 @@ def train_pipeline(config: PipelineConfig, *, data_dir: Path | None = None, log:
     say = log or (lambda _msg: None)
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    data = load_dataset(config.data.name, data_dir)
-    kind = config.data.split or standard_split(config.data.name, data)
+    loaded = open_dataset(config.data.name, data_dir, config.data.read_options())
+    data = loaded.dataset
+    choice = standard_split(config.data.name, data, loaded.info, requested=config.data.split)
+    kind = choice.kind
     split = make_split(data, kind)
     fit_data, held_out = fit_and_eval_parts(split, config.data.eval_on)
-    say(f"{data.name}: {data.n_users:,} users, {data.n_items:,} items, {len(data):,} events; split {kind}, "
-        f"evaluated on {config.data.eval_on}: {len(held_out):,} events ({held_out_label(split, config.data.eval_on)})")
+    for note in loaded.info.notes if loaded.info is not None else []:
+        say(f"note: {note}")
+    say(f"{data.name}: {data.n_users:,} users, {data.n_items:,} items, {len(data):,} events; split {kind} "
+        f"({choice.reason}), evaluated on {config.data.eval_on}: {len(held_out):,} events "
+        f"({held_out_label(split, config.data.eval_on)})")
     t1 = time.perf_counter()
     parts = fit_stages(config, fit_data, say)
     version = new_version(config.name, started)
@@ -147,8 +152,10 @@ def train_pipeline(config: PipelineConfig, *, data_dir: Path | None = None, log:
         "version": version, "name": config.name, "created_at": started.isoformat(timespec="seconds"),
         "config": config.model_dump(mode="json"),
         "data": {"name": data.name, "checksum": data.checksum(), "fit_checksum": fit_data.checksum(),
-                 "split": kind, "eval_on": config.data.eval_on, "users": data.n_users, "items": data.n_items,
-                 "events": len(data), "split_sizes": split.summary()},
+                 "split": kind, "split_reason": choice.reason, "eval_on": config.data.eval_on,
+                 "users": data.n_users, "items": data.n_items,
+                 "events": len(data), "split_sizes": split.summary(),
+                 **({"read": loaded.info.to_json()} if loaded.info is not None else {})},
         "stages": config.stage_names(), "metrics": metrics, "budget_stops": budget_stops(parts),
         "timings": {"load_split_s": round(t1 - t0, 3), "fit_s": round(t2 - t1, 3), "evaluate_s": round(t3 - t2, 3)},
         "code_version": code_version(), "machine": machine_info(),

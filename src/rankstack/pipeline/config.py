@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from rankstack.data.loaders.read_options import ReadOptions
 from rankstack.errors import ConfigError
 from rankstack.io import read_yaml_mapping
 from rankstack.pipeline.defaults import DEFAULT
@@ -37,11 +38,57 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    """A registered dataset name or an event-log path; ``split`` null = the dataset's standard split."""
+    """A registered dataset name or your own log's path; ``split`` null = the data's default split (said, with why).
+
+    For your own files: ``format``, ``columns`` (canonical name → file column), ``order`` (``file``: row order is
+    time order), ``time_unit``, ``duplicates`` (``drop`` repeated rows), ``ignore`` (file columns to leave out) and
+    ``validation_file`` / ``test_file`` (a predefined split in separate files; ``name`` is then the train file), as
+    :class:`rankstack.data.loaders.ReadOptions` (``docs/data.md``).
+    """
 
     name: str = Field(default="ml-latest-small", min_length=1)
     split: Literal["leave_one_out", "temporal", "random", "predefined"] | None = None
     eval_on: Literal["validation", "test"] = "test"
+    format: Literal["auto", "csv", "tsv", "parquet", "pairs", "sequences", "sessions"] = "auto"
+    columns: dict[str, str] = Field(default_factory=dict)
+    order: Literal["time", "file"] | None = None
+    time_unit: Literal["s", "ms", "us", "ns"] | None = None
+    duplicates: Literal["error", "drop"] = "error"
+    ignore: list[str] = Field(default_factory=list)
+    validation_file: str | None = None
+    test_file: str | None = None
+
+    @field_validator("columns")
+    @classmethod
+    def _known_names(cls, columns: dict[str, str]) -> dict[str, str]:
+        from rankstack.data.loaders.read_options import check_column_names
+
+        check_column_names(columns)
+        return columns
+
+    @model_validator(mode="after")
+    def _readable(self) -> DataConfig:
+        from rankstack.data.loaders import REGISTRY
+
+        try:
+            options = self.read_options()  # its own consistency checks
+        except ValidationError as exc:
+            raise ValueError("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())) from None
+        if self.name in REGISTRY and not options.is_default():
+            raise ValueError(f"{self.name!r} is a registered dataset, read by its own loader: format, columns, "
+                             "order, time_unit, duplicates, ignore and the split files apply to your own files only")
+        return self
+
+    def read_options(self) -> ReadOptions:
+        """How the log is read (:class:`ReadOptions`)."""
+        from rankstack.data.loaders.read_options import ReadOptions
+
+        return ReadOptions(
+            format=self.format, columns=self.columns, order=self.order, time_unit=self.time_unit,
+            duplicates=self.duplicates, ignore=tuple(self.ignore),
+            validation_file=Path(self.validation_file) if self.validation_file else None,
+            test_file=Path(self.test_file) if self.test_file else None,
+        )
 
 
 class IndexStage(_Strict):
@@ -359,8 +406,10 @@ def load_pipeline_config(path: str | Path | None = None) -> PipelineConfig:
     data: dict[str, Any] = read_yaml_mapping(file, what="pipeline config", empty_ok=False)
     if isinstance(data.get("rerank"), str):
         data = {**data, "rerank": read_yaml_mapping(file.parent / data["rerank"], what="rules file")}
-    if isinstance(data.get("data"), dict) and isinstance(data["data"].get("name"), str):
-        data = {**data, "data": {**data["data"], "name": _beside(file, data["data"]["name"])}}
+    if isinstance(data.get("data"), dict):
+        paths = {key: _beside(file, value) for key, value in data["data"].items()
+                 if key in ("name", "validation_file", "test_file") and isinstance(value, str)}
+        data = {**data, "data": {**data["data"], **paths}}
     return validate_pipeline_config(data, str(file))
 
 

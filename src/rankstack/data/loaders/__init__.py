@@ -1,4 +1,4 @@
-"""Named dataset loaders, found in the data directories, plus generic CSV/Parquet event logs.
+"""Named dataset loaders, found in the data directories, plus your own logs (CSV, Parquet, text, JSON lines).
 
 Search order for a named dataset: ``--data-dir``, ``$RANKSTACK_DATA``, ``../shared/data``, the download
 cache (:func:`default_download_dir`), then the copy bundled with the package (ml-latest-small only).
@@ -12,9 +12,11 @@ from pathlib import Path
 from rankstack.data.dataset import Dataset
 from rankstack.data.loaders import beauty, gowalla, movielens, open_bandit
 from rankstack.data.loaders.download import DownloadError, default_download_dir, download_spec
-from rankstack.data.loaders.event_log import is_event_log_path, load_event_log
+from rankstack.data.loaders.event_log import LoadedLog, ReadInfo, is_event_log_path, load_event_log, read_event_log
+from rankstack.data.loaders.read_options import ReadOptions
 from rankstack.data.loaders.specs import DatasetSpec, Download, SplitKind
-from rankstack.errors import DatasetNotFoundError
+from rankstack.data.loaders.split_choice import SplitChoice, choose_split
+from rankstack.errors import ConfigError, DatasetNotFoundError
 from rankstack.paths import BUNDLED_DIR, ENV_DATA_DIR, data_dirs
 
 REGISTRY: dict[str, DatasetSpec] = {
@@ -40,14 +42,12 @@ def get_spec(name: str) -> DatasetSpec:
     return REGISTRY[name]
 
 
-def standard_split(name: str, dataset: Dataset) -> str:
-    """The dataset's standard split; for an event log: its own ``split`` column, else leave-one-out if timed."""
-    try:
-        return get_spec(name).default_split
-    except KeyError:
-        if "split" in dataset.events.columns:
-            return "predefined"
-        return "leave_one_out" if dataset.events.get_column("timestamp").null_count() == 0 else "random"
+def standard_split(
+    name: str | Path, dataset: Dataset, info: ReadInfo | None = None, *, requested: str | None = None
+) -> SplitChoice:
+    """The split ``dataset`` gets (``requested``, else its default) and why; raises when the data supports none."""
+    spec = REGISTRY.get(name) if isinstance(name, str) else None
+    return choose_split(dataset, requested, spec=spec, info=info)
 
 
 def search_dirs(data_dir: str | Path | None = None) -> list[Path]:
@@ -93,14 +93,27 @@ def list_datasets(data_dir: str | Path | None = None) -> list[tuple[DatasetSpec,
     return [(spec, _locate(spec, data_dir)) for spec in REGISTRY.values()]
 
 
-def load_dataset(name: str | Path, data_dir: str | Path | None = None) -> Dataset:
-    """Load a registered dataset by name, or an event-log file / directory given by path."""
+def open_dataset(
+    name: str | Path, data_dir: str | Path | None = None, options: ReadOptions | None = None, *, strict: bool = True
+) -> LoadedLog:
+    """A registered dataset by name, or a log file / directory by path read as ``options`` say, with how it was
+    read (None for registered and saved datasets); ``strict=False`` reports repeated rows instead of failing."""
+    options = options or ReadOptions()
     if isinstance(name, str) and name in REGISTRY:
-        return REGISTRY[name].loader(find_dataset(name, data_dir))
+        if not options.is_default():
+            raise ConfigError(f"{name!r} is a registered dataset, read by its own loader: format, columns, order, "
+                              "time unit, duplicates, ignore and split files apply to your own files only")
+        return LoadedLog(REGISTRY[name].loader(find_dataset(name, data_dir)), None)
     path = Path(name)
-    if isinstance(name, Path) or path.exists() or is_event_log_path(path) or "/" in name or os.sep in name:
-        return load_event_log(path)
+    if isinstance(name, Path) or path.exists() or is_event_log_path(path) or "/" in name or os.sep in name \
+            or not options.is_default():
+        return read_event_log(path, options, strict=strict)
     raise _unknown(name)
+
+
+def load_dataset(name: str | Path, data_dir: str | Path | None = None, options: ReadOptions | None = None) -> Dataset:
+    """Load a registered dataset by name, or an event-log file / directory given by path (read as ``options`` say)."""
+    return open_dataset(name, data_dir, options).dataset
 
 
 def download_dataset(
@@ -115,8 +128,13 @@ __all__ = [
     "DatasetSpec",
     "Download",
     "DownloadError",
+    "LoadedLog",
+    "ReadInfo",
+    "ReadOptions",
+    "SplitChoice",
     "SplitKind",
     "UnknownDatasetError",
+    "choose_split",
     "default_download_dir",
     "download_dataset",
     "find_dataset",
@@ -124,5 +142,8 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "load_event_log",
+    "open_dataset",
+    "read_event_log",
     "search_dirs",
+    "standard_split",
 ]

@@ -1,41 +1,97 @@
-"""Generic event logs: a CSV / Parquet file, or a directory with ``events.parquet`` and feature tables."""
+"""Your own event logs: one file (or train/validation/test files) in a format of :mod:`read_options`, or a folder
+with ``events.parquet`` and feature tables. Every choice made while reading is recorded in :class:`ReadInfo`."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from rankstack.data.dataset import Dataset
-from rankstack.data.loaders.specs import finish
-from rankstack.data.schema import CANONICAL_COLUMNS, ID_COLUMNS, EventSchema
+from rankstack.data.loaders.read_options import MISSING_SPELLINGS, SESSION_EVENTS, SPLIT_COLUMN, ReadOptions
+from rankstack.data.loaders.text_formats import (
+    CSV_SUFFIXES,
+    JSONL_SUFFIXES,
+    LINE,
+    PARQUET_SUFFIXES,
+    format_of,
+    read_raw,
+)
+from rankstack.data.schema import (
+    CANONICAL_COLUMNS,
+    ID_COLUMNS,
+    EventSchema,
+    duplicates_message,
+    first_repeat,
+    normalise_events,
+    repeated_rows,
+)
 from rankstack.errors import DatasetNotFoundError, DataValidationError
 
-CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
-PARQUET_SUFFIXES = (".parquet", ".pq")
 EVENT_FILES = ("events.parquet", "events.csv", "events.csv.gz")
 _INT_ID = r"^(0|-?[1-9][0-9]{0,17})$"
+PAIRS_DEFAULT = {"user_id": "1", "item_id": "2", "value": "3", "timestamp": "4"}
+SESSIONS_DEFAULT = {"user_id": "session", "item_id": "aid", "timestamp": "ts", "event": "type"}
+# the OTTO sessions' event types, in the canonical vocabulary
+SESSION_EVENT_TYPES = {"clicks": "click", "carts": "cart", "orders": "purchase"}
+UNIT_TO_US = {"s": 1_000_000.0, "ms": 1_000.0, "us": 1.0, "ns": 0.001}
+# how file columns are often named, for the hint in a "missing column" error (compared lower-case, letters only)
+ALIASES = {
+    "user_id": ("user", "userid", "uid", "customer", "customerid", "visitorid", "session", "sessionid", "clientid"),
+    "item_id": ("item", "itemid", "iid", "product", "productid", "movieid", "aid", "articleid", "sku", "track"),
+    "timestamp": ("ts", "time", "datetime", "date", "eventtime", "createdat", "unixtime", "when"),
+    "value": ("rating", "score", "revenue", "amount", "watchtime"),
+    "event": ("type", "eventtype", "action", "kind"),
+}
+LATEST_PLAUSIBLE = datetime(2100, 1, 1)
+
+
+@dataclass(frozen=True)
+class ReadInfo:
+    """What was read and how: files, format, column mapping, event order, missing values and repeated rows."""
+
+    files: dict[str, str]
+    format: str
+    file_columns: list[str]
+    columns: dict[str, str]
+    order: str
+    time_unit: str | None
+    rows: int
+    missing: dict[str, dict[str, int]]
+    duplicates: int
+    duplicates_action: str
+    split_from: str | None
+    notes: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain dict (for ``--json`` output and run records)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LoadedLog:
+    """A dataset and how it was read (None for a saved dataset folder)."""
+
+    dataset: Dataset
+    info: ReadInfo | None
 
 
 def is_event_log_path(path: Path) -> bool:
-    """Whether ``path`` names a file type (or directory) that :func:`load_event_log` reads."""
-    return path.is_dir() or path.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)
+    """Whether ``path`` names a file type (or directory) that :func:`load_event_log` reads without a format."""
+    return path.is_dir() or path.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES + JSONL_SUFFIXES)
 
 
 def read_table(path: Path) -> pl.DataFrame:
-    """Read by suffix: CSV/TSV all as strings (validation parses them, naming the row); Parquet as stored."""
+    """Read a CSV/TSV (all strings: validation parses them, naming the row), Parquet or JSON-lines file by suffix."""
+    path = Path(path)
     lower = path.name.lower()
-    try:
-        if lower.endswith(PARQUET_SUFFIXES):
-            return pl.read_parquet(path)
-        if lower.endswith(CSV_SUFFIXES):
-            separator = "\t" if ".tsv" in lower else ","
-            return pl.read_csv(path, separator=separator, infer_schema=False)
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise DataValidationError(str(path), f"cannot read file: {str(exc).splitlines()[0]}") from exc
-    raise DataValidationError(
-        str(path), f"unsupported file type; expected one of {list(CSV_SUFFIXES + PARQUET_SUFFIXES)}"
-    )
+    if not lower.endswith(CSV_SUFFIXES + PARQUET_SUFFIXES + JSONL_SUFFIXES):
+        raise DataValidationError(
+            str(path), f"unsupported file type; expected one of {list(CSV_SUFFIXES + PARQUET_SUFFIXES)}")
+    return read_raw(path, format_of(path, "auto")).drop(LINE)
 
 
 def apply_mapping(
@@ -44,18 +100,16 @@ def apply_mapping(
     """Rename file columns to canonical names using ``columns`` (canonical name → file column)."""
     if not columns:
         return frame
-    known = set(CANONICAL_COLUMNS) | set(schema.context_columns)
+    known = {*CANONICAL_COLUMNS, *schema.context_columns, SPLIT_COLUMN}
     for canonical, column in columns.items():
         if canonical not in known:
             raise DataValidationError(
-                source,
-                f"column mapping key {canonical!r} is not a canonical or declared context column",
+                source, f"column mapping key {canonical!r} is not a canonical or declared context column"
             )
         if column not in frame.columns:
+            found = [c for c in frame.columns if c != LINE]
             raise DataValidationError(
-                source,
-                f"mapped column {column!r} (for {canonical!r}) not found; found {frame.columns}",
-                column=column,
+                source, f"mapped column {column!r} (for {canonical!r}) not found; found {found}", column=column
             )
     renamed = {column: canonical for canonical, column in columns.items() if column != canonical}
     clash = [c for c in renamed.values() if c in frame.columns and c not in renamed]
@@ -64,42 +118,274 @@ def apply_mapping(
     return frame.rename(renamed)
 
 
-def _integer_ids(frame: pl.DataFrame) -> pl.DataFrame:
-    """Turn string id columns holding only canonical integers (no leading zeros) into Int64."""
-    casts = []
+def _mapping(fmt: str, columns: dict[str, str], found: list[str], source: str) -> dict[str, str]:
+    """The column mapping for a format: the given one over the format's defaults (a default whose name or file
+    column the given mapping uses is dropped, and so is one whose column is absent)."""
+    given = {k: v for k, v in columns.items() if k != SESSION_EVENTS}
+    if fmt == "sequences":
+        if given:
+            raise DataValidationError(source, "sequences lines ('user item item ...') have no columns to map")
+        return {}
+    defaults = PAIRS_DEFAULT if fmt == "pairs" else SESSIONS_DEFAULT if fmt == "sessions" else {}
+    used = set(given.values())
+    kept = {k: v for k, v in defaults.items() if k not in given and v not in used and v in found}
+    return {**kept, **given}
+
+
+def _hint(missing: list[str], found: list[str]) -> str:
+    """``--columns user_id=user,item_id=sku``: a mapping suggested from the file's column names, or ""."""
+    by_letters = {"".join(ch for ch in col.lower() if ch.isalnum()): col for col in found}
+    pairs = []
+    for name in missing:
+        match = next((by_letters[a] for a in (name.replace("_", ""), *ALIASES.get(name, ())) if a in by_letters), None)
+        if match is not None:
+            pairs.append(f"{name}={match}")
+    return ",".join(pairs)
+
+
+def _check_columns(frame: pl.DataFrame, schema: EventSchema, source: str) -> None:
+    """Raise on missing id columns or columns no canonical name takes, suggesting a mapping from their names."""
+    found = [c for c in frame.columns if c != LINE]
+    missing = [c for c in ID_COLUMNS if c not in found]
+    if missing:
+        hint = _hint(missing, found)
+        how = f"map them: --columns {hint} (columns: in a pipeline YAML)" if hint else \
+            "map file columns to them with --columns user_id=COLUMN,item_id=COLUMN (columns: in a pipeline YAML)"
+        raise DataValidationError(source, f"missing required column(s) {missing}; found {found}: {how}")
+    allowed = {*CANONICAL_COLUMNS, *schema.context_columns, SPLIT_COLUMN}
+    extra = [c for c in found if c not in allowed]
+    if extra:
+        hint = _hint([c for c in CANONICAL_COLUMNS if c not in found], extra)
+        mapped = f"map them to canonical names (--columns {hint}) or " if hint else ""
+        raise DataValidationError(
+            source, f"unexpected column(s) {extra}: {mapped}leave them out with --ignore-columns "
+            f"{','.join(extra)} (ignore: in a pipeline YAML; in Python declare them in EventSchema.context_columns)")
+
+
+def _blank_missing(frame: pl.DataFrame, source: str) -> tuple[pl.DataFrame, dict[str, dict[str, int]]]:
+    """Cells spelled as missing (empty, NA, N/A, NaN, null, None, any case) become null; counted per column.
+    A missing user or item id is an error naming the row and how it was spelled."""
+    counts: dict[str, dict[str, int]] = {}
+    cleaned = []
+    for col in frame.columns:
+        series = frame.get_column(col)
+        if col == LINE or series.dtype != pl.String:
+            continue
+        stripped = series.str.strip_chars()
+        missing = stripped.is_null() | stripped.str.to_lowercase().is_in(list(MISSING_SPELLINGS))
+        if not missing.any():
+            continue
+        spelled = stripped.filter(missing).fill_null("").value_counts(sort=True)
+        counts[col] = {str(s): int(n) for s, n in spelled.iter_rows()}
+        if col in ID_COLUMNS:
+            at = int(missing.arg_true()[0])
+            spelling = f": {stripped[at]!r} is read as a missing value (as are empty cells, NA, N/A, NaN, null and " \
+                "None in any case)" if stripped[at] else ""
+            raise DataValidationError(source, f"null or empty id{spelling}; give the event an id or drop the row",
+                                      column=col, row=int(frame.get_column(LINE)[at]))
+        cleaned.append(pl.when(missing).then(None).otherwise(series).alias(col))
+    return (frame.with_columns(cleaned) if cleaned else frame), counts
+
+
+def _timestamps_in(frame: pl.DataFrame, unit: str, source: str) -> pl.DataFrame:
+    """Numeric timestamps in ``unit`` turned into Datetime[us] (seconds are left to validation, which reads both)."""
+    if unit == "s" or "timestamp" not in frame.columns:
+        return frame
+    series = frame.get_column("timestamp")
+    if isinstance(series.dtype, pl.Datetime) or series.dtype == pl.Date:
+        return frame
+    numbers = series.str.strip_chars().cast(pl.Float64, strict=False) if series.dtype == pl.String else \
+        series.cast(pl.Float64)
+    bad = numbers.is_null() & series.is_not_null()
+    if bad.any():
+        at = int(bad.arg_true()[0])
+        raise DataValidationError(source, f"expected a number of {unit} since 1970, got {series[at]!r}",
+                                  column="timestamp", row=int(frame.get_column(LINE)[at]))
+    micros = (numbers * UNIT_TO_US[unit]).round().cast(pl.Int64).cast(pl.Datetime("us"))
+    return frame.with_columns(micros.alias("timestamp"))
+
+
+def _order(options: ReadOptions, fmt: str, has_time: bool, source: str) -> str:
+    """``time``, ``file`` or ``none``: how events are ordered, from the option, the format and the columns."""
+    if options.order == "file" and has_time:
+        raise DataValidationError(
+            source, "order 'file' was asked for, but the file has a timestamp column: events are ordered by it "
+            "(events at the same time keep their file order); drop the order option, or leave the column out "
+            "(--ignore-columns) to use the file order alone", column="timestamp")
+    if options.order == "time" and not has_time:
+        raise DataValidationError(
+            source, "order 'time' needs a timestamp column: map one with --columns timestamp=COLUMN, or use "
+            "--order file when rows are in time order")
+    if options.order is not None:
+        return options.order
+    return "time" if has_time else "file" if fmt == "sequences" else "none"
+
+
+def _integer_ids(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """Id columns holding only canonical integers (no leading zeros) in every part become Int64; mixed: strings."""
+    out = dict(frames)
     for col in ID_COLUMNS:
-        if col in frame.columns and frame.schema[col] == pl.String:
-            values = frame.get_column(col).drop_nulls()
+        dtypes = {f.schema[col] for f in out.values()}
+        if dtypes == {pl.String}:
+            values = pl.concat([f.get_column(col) for f in out.values()]).drop_nulls()
             if values.len() and values.str.contains(_INT_ID).all():
-                casts.append(pl.col(col).cast(pl.Int64))
-    return frame.with_columns(casts) if casts else frame
+                out = {k: f.with_columns(pl.col(col).cast(pl.Int64)) for k, f in out.items()}
+        elif len(dtypes) > 1:
+            out = {k: f.with_columns(pl.col(col).cast(pl.String)) for k, f in out.items()}
+    return out
 
 
-def _load_directory(
-    path: Path, columns: dict[str, str] | None, schema: EventSchema | None, name: str | None
-) -> Dataset:
+def _prepare(raw: pl.DataFrame, fmt: str, options: ReadOptions, schema: EventSchema, source: str, part: str
+             ) -> tuple[pl.DataFrame, dict[str, str], dict[str, dict[str, int]]]:
+    """One file's raw columns → canonical names, missing cells as null, numeric times converted, split marked."""
+    absent = [c for c in options.ignore if c not in raw.columns]
+    if absent:
+        raise DataValidationError(source, f"column(s) {absent} to leave out are not in the file; found "
+                                          f"{[c for c in raw.columns if c != LINE]}")
+    frame = raw.drop(list(options.ignore))
+    mapping = _mapping(fmt, options.columns, frame.columns, source)
+    frame = apply_mapping(frame, mapping, source=source, schema=schema)
+    if fmt == "sessions" and "event" in frame.columns:
+        frame = frame.with_columns(pl.col("event").replace(SESSION_EVENT_TYPES))
+    _check_columns(frame, schema, source)
+    if part != "all":
+        if SPLIT_COLUMN in frame.columns:
+            raise DataValidationError(source, f"has a '{SPLIT_COLUMN}' column, but the split is given by separate "
+                                              "train/validation/test files; leave one of the two out")
+        frame = frame.with_columns(pl.lit(part).alias(SPLIT_COLUMN))
+    frame, missing = _blank_missing(frame, source)
+    return _timestamps_in(frame, options.unit(fmt), source), mapping, missing
+
+
+def _validate(frame: pl.DataFrame, schema: EventSchema, source: str) -> pl.DataFrame:
+    """:func:`normalise_events`, with an error's row turned into the file's row/line (``_line``)."""
+    lines = frame.get_column(LINE)
+    try:
+        return normalise_events(frame.drop(LINE), source=source, schema=schema)
+    except DataValidationError as exc:
+        if exc.row is None:
+            raise
+        where = ", ".join([source, *([f"column '{exc.column}'"] if exc.column else []), f"row {exc.row}"])
+        message = str(exc).removeprefix(where + ": ")
+        raise DataValidationError(source, message, column=exc.column, row=int(lines[exc.row - 1])) from None
+
+
+def read_event_log(
+    path: str | Path,
+    options: ReadOptions | None = None,
+    *,
+    name: str | None = None,
+    schema: EventSchema | None = None,
+    strict: bool = True,
+) -> LoadedLog:
+    """Read a log (and its validation/test files) as ``options`` say; ``strict=False`` drops repeated rows
+    instead of failing on them (``rankstack data inspect`` reports them)."""
+    options = options or ReadOptions()
+    path = Path(path)
+    if not path.exists():
+        raise DatasetNotFoundError(f"event log not found: {path}")
+    if path.is_dir():
+        return _read_directory(path, options, schema, name, strict)
+    parts: dict[str, Path] = {"all": path}
+    if options.test_file is not None:
+        parts = {"train": path, **({"validation": options.validation_file} if options.validation_file else {}),
+                 "test": options.test_file}
+    stem = path.name.split(".")[0] or path.name
+    return read_parts(parts, options, name=name or stem, schema=schema, strict=strict)
+
+
+def read_parts(
+    parts: dict[str, Path],
+    options: ReadOptions,
+    *,
+    name: str,
+    schema: EventSchema | None = None,
+    strict: bool = True,
+    item_features: pl.DataFrame | None = None,
+    user_features: pl.DataFrame | None = None,
+) -> LoadedLog:
+    """Read one file (part ``all``) or train/validation/test files into one dataset with a ``split`` column."""
+    for part, file in parts.items():
+        if not Path(file).is_file():
+            raise DatasetNotFoundError(f"{part} file not found: {file}")
+    base = schema or EventSchema()
+    events_key = options.columns.get(SESSION_EVENTS, SESSION_EVENTS)
+    formats = {part: format_of(Path(file), options.format) for part, file in parts.items()}
+    frames: dict[str, pl.DataFrame] = {}
+    missing: dict[str, dict[str, int]] = {}
+    file_columns: list[str] = []
+    mapping: dict[str, str] = {}
+    for part, file in parts.items():
+        raw = read_raw(Path(file), formats[part], events_key=events_key)
+        file_columns = file_columns or [c for c in raw.columns if c != LINE]
+        frames[part], mapping, found = _prepare(raw, formats[part], options, base, str(file), part)
+        for col, spelled in found.items():
+            for spelling, n in spelled.items():
+                missing.setdefault(col, {})[spelling] = missing.get(col, {}).get(spelling, 0) + n
+    fmt = formats[next(iter(parts))]
+    has_time = all("timestamp" in f.columns for f in frames.values())
+    order = _order(options, fmt, has_time, str(parts[next(iter(parts))]))
+    frames = _integer_ids(frames)
+    split_from = "files" if "all" not in parts else "column" if SPLIT_COLUMN in frames["all"].columns else None
+    context = base.context_columns + ((SPLIT_COLUMN,) if split_from and SPLIT_COLUMN not in base.context_columns
+                                      else ())
+    action = "drop" if "drop" in (options.duplicates, base.duplicates) else "error"
+    eff = base.model_copy(update={"context_columns": context, "duplicates": action})
+    valid, offset, repeats_total = [], 0, 0
+    for part, frame in frames.items():
+        if order == "file":
+            position = (pl.int_range(pl.len(), dtype=pl.Int64) + offset) * 1_000_000
+            frame = frame.with_columns(position.cast(pl.Datetime("us")).alias("timestamp"))
+            offset += frame.height
+        events = _validate(frame, eff, str(parts[part]))
+        repeats = repeated_rows(events)
+        if repeats.any():
+            repeats_total += int(repeats.sum())
+            if action == "error" and strict:
+                earlier, later = first_repeat(events, repeats)
+                lines = frame.get_column(LINE)
+                raise DataValidationError(str(parts[part]), duplicates_message(
+                    int(lines[earlier - 1]), int(lines[later - 1])), row=int(lines[later - 1]))
+            events = events.filter(~repeats)
+        valid.append(events)
+    events = pl.concat(valid, how="vertical")
+    dataset = Dataset.from_events(events, name=name, schema=eff, validated=True,
+                                  item_features=item_features, user_features=user_features)
+    info = ReadInfo(
+        files={part: str(file) for part, file in parts.items()}, format=fmt, file_columns=file_columns,
+        columns=mapping, order=order, time_unit=options.unit(fmt) if order == "time" else None,
+        rows=sum(f.height for f in frames.values()), missing=missing, duplicates=repeats_total,
+        duplicates_action=action, split_from=split_from, notes=_notes(dataset, order, options),
+    )
+    return LoadedLog(dataset, info)
+
+
+def _notes(dataset: Dataset, order: str, options: ReadOptions) -> list[str]:
+    """Things worth a look: timestamps that look like the wrong unit."""
+    notes = []
+    if order == "time":
+        latest = dataset.events.get_column("timestamp").max()
+        if isinstance(latest, datetime) and latest > LATEST_PLAUSIBLE and options.time_unit is None:
+            notes.append(f"timestamps reach {latest:%Y}: are they milliseconds? pass --time-unit ms "
+                         "(time_unit: ms in a pipeline YAML)")
+    return notes
+
+
+def _read_directory(
+    path: Path, options: ReadOptions, schema: EventSchema | None, name: str | None, strict: bool
+) -> LoadedLog:
     """A saved Dataset (``dataset.json``), or ``events.*`` plus optional items/users Parquet tables."""
     if (path / "dataset.json").is_file():
-        return Dataset.load(path)
+        if not options.is_default():
+            raise DataValidationError(str(path), "a saved dataset is read as saved: read options do not apply")
+        return LoadedLog(Dataset.load(path), None)
     events_path = next((path / f for f in EVENT_FILES if (path / f).is_file()), None)
     if events_path is None:
         raise DatasetNotFoundError(f"{path}: directory holds none of {list(EVENT_FILES)}")
     items = pl.read_parquet(path / "items.parquet") if (path / "items.parquet").is_file() else None
     users = pl.read_parquet(path / "users.parquet") if (path / "users.parquet").is_file() else None
-    events = _read_events(events_path, columns, schema or EventSchema())
-    return finish(
-        events,
-        name=name or path.name,
-        source=events_path,
-        schema=schema,
-        item_features=items,
-        user_features=users,
-    )
-
-
-def _read_events(path: Path, columns: dict[str, str] | None, schema: EventSchema) -> pl.DataFrame:
-    """Raw events of one file, renamed to canonical columns."""
-    return _integer_ids(apply_mapping(read_table(path), columns, source=str(path), schema=schema))
+    return read_parts({"all": events_path}, options, name=name or path.name, schema=schema, strict=strict,
+                      item_features=items, user_features=users)
 
 
 def load_event_log(
@@ -108,13 +394,11 @@ def load_event_log(
     columns: dict[str, str] | None = None,
     schema: EventSchema | None = None,
     name: str | None = None,
+    options: ReadOptions | None = None,
 ) -> Dataset:
-    """Load a CSV/Parquet event log (or a folder with ``events.parquet``), validated; errors name the file."""
-    path = Path(path)
-    if not path.exists():
-        raise DatasetNotFoundError(f"event log not found: {path}")
-    if path.is_dir():
-        return _load_directory(path, columns, schema, name)
-    events = _read_events(path, columns, schema or EventSchema())
-    stem = path.name.split(".")[0] or path.name
-    return finish(events, name=name or stem, source=path, schema=schema)
+    """Load a CSV/Parquet/JSON-lines event log (or a folder with ``events.parquet``), validated; errors name the
+    file. ``columns`` maps canonical names to file columns (``options.columns`` when options are given)."""
+    options = options or ReadOptions()
+    if columns:
+        options = options.model_copy(update={"columns": {**options.columns, **columns}})
+    return read_event_log(path, options, name=name, schema=schema).dataset
