@@ -333,12 +333,10 @@ def read_parts(
     eff = base.model_copy(update={"context_columns": context, "duplicates": action})
     valid, offset, repeats_total = [], 0, 0
     for part, frame in frames.items():
-        if order == "file":
-            position = (pl.int_range(pl.len(), dtype=pl.Int64) + offset) * 1_000_000
-            frame = frame.with_columns(position.cast(pl.Datetime("us")).alias("timestamp"))
-            offset += frame.height
         events = _validate(frame, eff, str(parts[part]))
-        repeats = repeated_rows(events)
+        # a row repeated in the file is a repeat even when its position would tell it apart; an item repeated in
+        # a sequence is a second interaction
+        repeats = repeated_rows(events) if fmt != "sequences" else pl.Series([False] * events.height)
         if repeats.any():
             repeats_total += int(repeats.sum())
             if action == "error" and strict:
@@ -347,6 +345,10 @@ def read_parts(
                 raise DataValidationError(str(parts[part]), duplicates_message(
                     int(lines[earlier - 1]), int(lines[later - 1])), row=int(lines[later - 1]))
             events = events.filter(~repeats)
+        if order == "file":  # the position in the file (after dropped repeats) is the time, in seconds
+            position = (pl.int_range(pl.len(), dtype=pl.Int64) + offset) * 1_000_000
+            events = events.with_columns(position.cast(pl.Datetime("us")).alias("timestamp"))
+            offset += events.height
         valid.append(events)
     events = pl.concat(valid, how="vertical")
     dataset = Dataset.from_events(events, name=name, schema=eff, validated=True,
@@ -363,10 +365,10 @@ def read_parts(
 def _notes(dataset: Dataset, order: str, options: ReadOptions) -> list[str]:
     """Things worth a look: timestamps that look like the wrong unit."""
     notes = []
-    if order == "time":
-        latest = dataset.events.get_column("timestamp").max()
-        if isinstance(latest, datetime) and latest > LATEST_PLAUSIBLE and options.time_unit is None:
-            notes.append(f"timestamps reach {latest:%Y}: are they milliseconds? pass --time-unit ms "
+    if order == "time" and options.time_unit is None:
+        year = dataset.events.get_column("timestamp").dt.year().max()
+        if isinstance(year, int) and year >= LATEST_PLAUSIBLE.year:
+            notes.append(f"timestamps reach the year {year}: are they milliseconds? pass --time-unit ms "
                          "(time_unit: ms in a pipeline YAML)")
     return notes
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -32,10 +31,12 @@ def _time(loaded: LoadedLog) -> dict[str, Any]:
     order = loaded.info.order if loaded.info is not None else ("time" if ts.null_count() == 0 else "none")
     out: dict[str, Any] = {"order": order, "untimed_events": int(ts.null_count())}
     if order == "time" and ts.null_count() < len(ts):
-        first, last = ts.min(), ts.max()
-        if isinstance(first, datetime) and isinstance(last, datetime):
-            days = (last - first).total_seconds() / 86400
-            out.update(first=first.isoformat(), last=last.isoformat(), days=round(days, 2 if days >= 1 else 5))
+        # polars formats dates past 9999 (milliseconds read as seconds) that Python's datetime cannot hold
+        bounds = ts.drop_nulls().sort()[[0, -1]]
+        first, last = bounds.dt.to_string("%Y-%m-%dT%H:%M:%S%.f").to_list()
+        micros = bounds.dt.epoch("us").to_list()
+        days = (micros[1] - micros[0]) / 86_400e6
+        out.update(first=first, last=last, days=round(days, 2 if days >= 1 else 5))
     return out
 
 
