@@ -14,7 +14,12 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+import yaml
+from typer.testing import CliRunner
+
+from rankstack.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -128,3 +133,49 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def own_data_files(folder: Path) -> None:
+    """Tiny files under the names the "Your own data" commands use, in the shapes they describe."""
+    rng = np.random.default_rng(0)
+    users = {f"u{u}": [f"i{i}" for i in rng.choice(25, size=6, replace=False)] for u in range(30)}
+    events = [(user, item, n) for user, items in users.items() for n, item in enumerate(items)]
+    (folder / "ratings.txt").write_text("".join(f"{u}\t{i}\t{1 + n % 5}\t{1_700_000_000 + 60 * n}\n"
+                                                for u, i, n in events))
+    (folder / "clicks.txt").write_text("".join(f"{u} {i}\n" for u, i, _ in events))
+    (folder / "train.txt").write_text("".join(f"{u} {' '.join(items[:-1])}\n" for u, items in users.items()))
+    (folder / "test.txt").write_text("".join(f"{u} {items[-1]}\n" for u, items in users.items()))
+    parts = {4: "validation", 5: "test"}
+    (folder / "log.csv").write_text("user_id,item_id,split\n" + "".join(
+        f"{u},{i},{parts.get(n, 'train')}\n" for u, i, n in events))
+    (folder / "export.csv").write_text("customer,sku,ts\n" + "".join(
+        f"{u},{i},{1_700_000_000 + 60 * n}\n" for u, i, n in [*events, events[0]]))  # one repeated row
+
+
+def test_the_own_data_section_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each command of "Your own data" on tiny files of the names it uses (in-process: the walk-through above
+    already runs the console script's entry point)."""
+    own_data_files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner(env={"COLUMNS": "200", "RANKSTACK_QUIET": "1"})
+    (commands,) = bash_blocks("Your own data")
+    assert any("--format pairs" in line for line in commands) and any("--test-file" in line for line in commands)
+    outputs = []
+    for line in commands:
+        args = shlex.split(line)
+        assert args[0] == "rankstack", line
+        done = runner.invoke(app, args[1:])
+        assert done.exit_code == 0, f"{line}\n{done.output[-3000:]}"
+        outputs.append(" ".join(done.output.split()))
+    assert "split: leave_one_out (every event has a timestamp" in outputs[0]
+    assert "recall" in outputs[1] and "split predefined (separate train/test files were given)" in outputs[3]
+    assert '"split": "predefined"' in outputs[4]
+
+
+def test_the_own_data_yaml_is_a_valid_data_section() -> None:
+    from rankstack.pipeline.config import DataConfig
+
+    section = README.split("## Your own data\n", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    data = DataConfig.model_validate(yaml.safe_load(block)["data"])
+    assert (data.format, data.test_file) == ("sequences", "test.txt")

@@ -28,7 +28,7 @@ from rankstack.cli.log_options import (
 )
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="List and download datasets.")
+                  help="List, download and inspect datasets.")
 
 DataDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="Directory searched first for datasets.", show_default=False)
