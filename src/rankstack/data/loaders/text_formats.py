@@ -40,9 +40,8 @@ def format_of(path: Path, requested: str) -> str:
         return "sessions"
     raise DataValidationError(
         str(path), "unsupported file type: cannot tell the format from the name; pass a format: csv or tsv (with a "
-        "header), parquet, "
-        "pairs (headerless 'user item [value] [timestamp]' lines), sequences ('user item item ...' lines) "
-        "or sessions (JSON lines)")
+        "header), parquet, pairs (headerless 'user item [value] [timestamp]' lines), sequences ('user item item "
+        "...' lines) or sessions (JSON lines)")
 
 
 def read_raw(path: Path, fmt: str, *, events_key: str = SESSION_EVENTS) -> pl.DataFrame:
