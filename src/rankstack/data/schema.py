@@ -94,10 +94,12 @@ def _parse_timestamp(series: pl.Series, source: str) -> pl.Series:
     if dtype == pl.String:
         stripped = series.str.strip_chars()
         numeric = stripped.cast(pl.Float64, strict=False)
-        parsed = stripped.str.to_datetime(time_unit="us", strict=False, time_zone="UTC")
-        parsed = parsed.dt.replace_time_zone(None)
         from_numbers = (numeric * 1_000_000).round().cast(pl.Int64).cast(pl.Datetime("us"))
-        result = parsed.fill_null(from_numbers)
+        if numeric.null_count() == stripped.null_count():  # all numbers: date parsing (slow) has nothing to do
+            result = from_numbers
+        else:
+            parsed = stripped.str.to_datetime(time_unit="us", strict=False, time_zone="UTC")
+            result = parsed.dt.replace_time_zone(None).fill_null(from_numbers)
         bad = result.is_null() & series.is_not_null() & (stripped != "")
         if bad.any():
             row = first_row(bad)
