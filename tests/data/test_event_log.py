@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rankstack.data.loaders import ReadOptions, read_event_log
 from rankstack.data.splits import predefined
@@ -143,3 +147,38 @@ def test_parquet_ids_and_integer_ids_across_files(tmp_path: Path) -> None:
     data = read_event_log(train, ReadOptions(test_file=test)).dataset
     assert data.user_map.dtype == pl.String  # Int64 in one file, strings in the other: strings for both
     assert len(data) == 3 and data.n_users == 2
+
+
+@given(lengths=st.lists(st.integers(0, 6), min_size=1, max_size=8), seed=st.integers(0, 1000))
+@settings(max_examples=40, deadline=None)
+def test_sequences_and_file_ordered_pairs_keep_every_users_order(lengths: list[int], seed: int) -> None:
+    """Whatever the users' histories, both files read back to the same per-user item order as written."""
+    rng = np.random.default_rng(seed)
+    written = {f"u{n}": [f"i{i}" for i in rng.integers(0, 9, size=length)] for n, length in enumerate(lengths)}
+    written = {user: items for user, items in written.items() if items}
+    if not written:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        seqs = Path(folder) / "seqs.txt"
+        seqs.write_text("".join(f"{user} {' '.join(items)}\n" for user, items in written.items()))
+        pairs = Path(folder) / "pairs.txt"  # the same events, users interleaved (row i of every user in turn)
+        rows = [(user, items[i]) for i in range(max(map(len, written.values()))) for user, items in written.items()
+                if i < len(items)]
+        pairs.write_text("".join(f"{user} {item}\n" for user, item in rows))
+        for data in (read_event_log(seqs, ReadOptions(format="sequences")).dataset,
+                     read_event_log(pairs, ReadOptions(format="pairs", order="file", duplicates="drop")).dataset):
+            back = {str(data.user_map.to_external(np.array([u]))[0]): data.item_map.to_external(seq).to_list()
+                    for u, seq in enumerate(data.sequences())}
+            expected = written if data.name == "seqs" else {u: _first_rows(rows, u) for u in written}
+            assert back == expected
+
+
+def _first_rows(rows: list[tuple[str, str]], user: str) -> list[str]:
+    """``user``'s items in row order, a row identical to an earlier one dropped (``--duplicates drop``)."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for row in rows:
+        if row[0] == user and row not in seen:
+            out.append(row[1])
+        seen.add(row)
+    return out

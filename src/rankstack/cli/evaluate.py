@@ -59,7 +59,8 @@ def metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
 
 
 def evaluate(
-    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (see `rankstack data list`) or path.")],
+    dataset: Annotated[str, typer.Option(
+        "--dataset", help="Dataset name (see `rankstack data list`) or your own log: a file or folder.")],
     model: Annotated[Model, typer.Option("--model", help="A candidate source, or the multi-task ranker.")],
     settings: Annotated[
         list[str] | None, typer.Option("--set", help="Model setting key=value (repeatable), e.g. --set l2=80.")
