@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from rankstack.cli.common import console, err_console, friendly_errors, metric_grid, parse_ks, parse_settings
@@ -116,7 +117,7 @@ def evaluate(
         choice = standard_split(dataset, data, loaded.info, requested=split.value if split is not None else None)
         read = {"read": loaded.info.to_json()} if loaded.info is not None else {}
         for note in loaded.info.notes if loaded.info is not None else []:
-            err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+            err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
         record = run_experiment(
             data, choice.kind, str(model), params, ks=ks, eval_on=target, device=device, load_s=load_s,
             about_data={"split_reason": choice.reason, **read},
