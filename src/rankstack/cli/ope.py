@@ -99,14 +99,14 @@ def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str],
     from rankstack.ope.estimators import make_estimator
     from rankstack.ope.policy_value import estimate_policy_value
     from rankstack.ope.reward_models import REWARD_MODELS
-    from rankstack.ope.sources import DEFAULT_EMBEDDING, POLICIES, embedding_ids, load_log, policy_dist
+    from rankstack.ope.sources import DEFAULT_EMBEDDING, LOGGERS, POLICIES, embedding_ids, load_log, policy_dist
 
     unknown = [t for t in targets if t not in POLICIES]
     if unknown:
         raise ConfigError(f"--target: unknown policy {unknown[0]!r}; expected one of {', '.join(POLICIES)}")
     loaded = load_log(log, data_dir)
     try:
-        behavior = policy_dist(loaded.name, loaded.log, n_sim=n_sim, seed=seed) if loaded.name in POLICIES else None
+        behavior = LOGGERS[loaded.name](loaded.log, n_sim, seed) if loaded.name in LOGGERS else None
         column = embedding or DEFAULT_EMBEDDING.get(loaded.name)
         if column is not None and column not in loaded.item_columns:
             raise ConfigError(f"--embedding: item feature {column!r} not found; the log's item features are "

@@ -117,7 +117,8 @@ def bandit_log_from_events(
         action=action,
         position=position,
         pscore=joined.get_column("propensity").to_numpy().astype(np.float64),
-        context=one_hot_features(joined.select(list(context_columns))),
+        context=one_hot_features(joined.select(list(context_columns))) if context_columns else
+        np.zeros((joined.height, 0)),
         items=axis,
         n_slots=int(position.max()) + 1,
         action_features=features,

@@ -30,6 +30,9 @@ def _bts(log: BanditLog, n_sim: int, seed: int) -> np.ndarray:
 
 # name → the policy: the Open Bandit logs' own logging policies (their logs give the ground truth) and uniform
 POLICIES: dict[str, PolicyMaker] = {"open-bandit": _uniform, "open-bandit-bts": _bts, "uniform": _uniform}
+# logs whose logging policy is known exactly for every round (MIPS and the support report need π_0 over every action);
+# the Bernoulli TS log is not one: its production posterior moved during the week, so its propensities are per row
+LOGGERS: dict[str, PolicyMaker] = {"open-bandit": _uniform}
 # item feature used as MIPS's discrete embedding when the log is an Open Bandit log (chosen before any run)
 DEFAULT_EMBEDDING = {"open-bandit": "item_feature_1", "open-bandit-bts": "item_feature_1"}
 
