@@ -37,7 +37,7 @@ def test_json_contract_and_report(uniform_log, tmp_path):
     path, mean = uniform_log
     out = tmp_path / "run"
     result = runner.invoke(app, ["ope", "--log", str(path), "--target", "uniform", "--bootstrap", "5", "--json",
-                                 "--out", str(out)])
+                                 "--reward-c", "0.5", "--out", str(out)])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["ground_truth"] is None
@@ -46,6 +46,7 @@ def test_json_contract_and_report(uniform_log, tmp_path):
     assert ips["estimate"] == pytest.approx(mean)  # the logging policy on its own log: every weight is 1
     assert ips["ci"][0] <= ips["estimate"] <= ips["ci"][1]
     assert json.loads((out / "result.json").read_text())["log"] == str(path)
+    assert payload["reward_model"]["name"] == "logistic" and payload["reward_model"]["c"] == 0.5
     assert "<img" in (out / "report.html").read_text()
 
 
@@ -71,6 +72,7 @@ def test_table_and_several_targets_from_the_service_store(tmp_path):
     (["--estimators", "ipw"], "--estimators: unknown ['ipw']"),
     (["--reward-model", "forest"], "--reward-model must be logistic or none"),
     (["--alpha", "2"], "--alpha must lie in (0, 1)"),
+    (["--reward-c", "zero"], "--reward-c must be a positive number or auto"),
     (["--embedding", "colour"], "item feature 'colour' not found"),
 ])
 def test_bad_options_exit_2(uniform_log, tmp_path, args, message):

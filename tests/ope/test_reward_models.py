@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rankstack.ope.bandit_log import BanditLog
-from rankstack.ope.reward_models import LogisticRewardModel, RewardModel, cross_fit
+from rankstack.ope.reward_models import LogisticRewardModel, RewardModel, cross_fit, select_c
 
 
 def planted(n: int = 600, seed: int = 0) -> BanditLog:
@@ -56,3 +56,8 @@ def test_cross_fit_predicts_every_round_out_of_fold():
     assert np.allclose(cross_fit(LogisticRewardModel, log, folds=1), LogisticRewardModel().fit(log).predict(log))
     with pytest.raises(ValueError, match="folds"):
         cross_fit(LogisticRewardModel, log, folds=0)
+
+
+def test_select_c_prefers_a_weak_penalty_when_the_signal_is_strong():
+    best, losses = select_c(planted(), grid=(1e-4, 1.0), folds=2)
+    assert best == 1.0 and losses[1.0] < losses[1e-4]

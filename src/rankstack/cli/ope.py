@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +25,19 @@ def _estimator_names(text: str) -> list[str]:
         raise ConfigError(f"--estimators: unknown {unknown or text!r}; expected 'all' or some of "
                           f"{', '.join(ALL_ESTIMATORS)}")
     return names
+
+
+def _reward_c(text: str) -> float | None:
+    """``auto`` → None (select by cross-validation), else a positive float; ConfigError otherwise."""
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"--reward-c must be a positive number or auto, got {text!r}")
+    return value
 
 
 def _table(target: str, result: dict[str, Any]) -> Table:
@@ -51,6 +65,9 @@ def ope(
     reward_model: Annotated[str, typer.Option("--reward-model", help="Reward model for DM/DR: logistic | none.")]
     = "logistic",
     folds: Annotated[int, typer.Option("--folds", help="Cross-fitting folds of the reward model.")] = 3,
+    reward_c: Annotated[str, typer.Option("--reward-c", help="Inverse L2 strength of the logistic reward model, or "
+                                                             "auto: least cross-validated log loss on the log.")]
+    = "auto",
     alpha: Annotated[float, typer.Option("--alpha", help="Interval level is 1 - alpha.")] = 0.05,
     tau: Annotated[float, typer.Option("--switch-tau", help="Switch-DR weight threshold.")] = 10.0,
     lam: Annotated[float, typer.Option("--dros-lambda", help="DRos shrinkage λ.")] = 1.0,
@@ -73,10 +90,11 @@ def ope(
             raise ConfigError(f"--alpha must lie in (0, 1), got {alpha}")
         if reward_model not in ("logistic", "none"):
             raise ConfigError(f"--reward-model must be logistic or none, got {reward_model!r}")
+        c = _reward_c(reward_c)
         if tau < 0 or lam < 0:
             raise ConfigError("--switch-tau and --dros-lambda must be >= 0")
-        results = _run(log, target, bootstrap, seed, _estimator_names(estimators), reward_model, folds, alpha, tau,
-                       lam, embedding, n_sim, data_dir)
+        results = _run(log, target, bootstrap, seed, _estimator_names(estimators), (reward_model, c), folds, alpha,
+                       tau, lam, embedding, n_sim, data_dir)
         folder = out or Path("runs") / time.strftime("ope-%Y%m%d-%H%M%S", time.gmtime())
         payload = results[target[0]] if len(target) == 1 else {"targets": results}
         folder.mkdir(parents=True, exist_ok=True)
@@ -92,13 +110,14 @@ def ope(
     console.print(f"wrote {folder / 'result.json'} and {folder / 'report.html'}")
 
 
-def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str], reward_model: str, folds: int,
+def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str],
+         reward_model: tuple[str, float | None], folds: int,
          alpha: float, tau: float, lam: float, embedding: str | None, n_sim: int,
          data_dir: Path | None) -> dict[str, dict[str, Any]]:
     """Every target's result on the one log."""
     from rankstack.ope.estimators import make_estimator
     from rankstack.ope.policy_value import estimate_policy_value
-    from rankstack.ope.reward_models import REWARD_MODELS
+    from rankstack.ope.reward_models import LogisticRewardModel, select_c
     from rankstack.ope.sources import DEFAULT_EMBEDDING, LOGGERS, POLICIES, embedding_ids, load_log, policy_dist
 
     unknown = [t for t in targets if t not in POLICIES]
@@ -113,6 +132,15 @@ def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str],
                               f"{sorted(loaded.item_columns) or 'none'}")
         action_embedding = embedding_ids(loaded.item_columns[column]) if column else None
         chosen = [make_estimator(n, tau=tau, lam=lam) for n in names]
+        model_info: dict[str, Any] = {"name": reward_model[0]}
+        make_model = None
+        if reward_model[0] == "logistic":
+            c = reward_model[1]
+            if c is None:
+                c, losses = select_c(loaded.log, seed=seed)
+                model_info["cv_log_loss"] = {str(k): v for k, v in losses.items()}
+            model_info["c"] = c
+            make_model = partial(LogisticRewardModel, c=c)
         results = {}
         for name in targets:
             dist = policy_dist(name, loaded.log, n_sim=n_sim, seed=seed)
@@ -120,9 +148,10 @@ def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str],
             if name in REGISTRY_LOGS:
                 truth = float(load_log(name, data_dir).log.reward.mean())
             results[name] = estimate_policy_value(
-                loaded.log, dist, chosen, make_model=REWARD_MODELS.get(reward_model), n_boot=n_boot, seed=seed,
+                loaded.log, dist, chosen, make_model=make_model, n_boot=n_boot, seed=seed,
                 alpha=alpha, folds=folds, ground_truth=truth, behavior_dist=behavior,
                 action_embedding=action_embedding, label=f"ope {name}")
+            results[name]["reward_model"] = model_info
             skipped = [n for n in names if n not in results[name]["estimators"]]
             if skipped:
                 err_console.print(f"skipped {', '.join(skipped)}: no reward model or no logging policy / embedding "

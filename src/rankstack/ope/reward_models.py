@@ -97,4 +97,23 @@ def cross_fit(make_model: Callable[[], RewardModel], log: BanditLog, *, folds: i
     return out
 
 
+C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+
+
+def select_c(log: BanditLog, grid: tuple[float, ...] = C_GRID, *, folds: int = 3, seed: int = 0
+             ) -> tuple[float, dict[float, float]]:
+    """The L2 strength of :class:`LogisticRewardModel` with the least cross-validated log loss on the logged rounds
+    (validation on the log itself, never on an evaluated policy's outcome), and every candidate's loss."""
+    from sklearn.metrics import log_loss
+
+    labels = (log.reward > 0).astype(np.int64)
+    rows = np.arange(log.n_rounds)
+    losses = {}
+    for c in grid:
+        q = cross_fit(lambda c=c: LogisticRewardModel(c=c), log, folds=folds, seed=seed)  # type: ignore[misc]
+        losses[c] = float(log_loss(labels, np.clip(q[rows, log.action, log.position], 1e-12, 1 - 1e-12),
+                                   labels=[0, 1]))
+    return min(losses, key=lambda c: losses[c]), losses
+
+
 REWARD_MODELS: dict[str, Callable[[], RewardModel]] = {"logistic": LogisticRewardModel}
