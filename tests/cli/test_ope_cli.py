@@ -70,7 +70,7 @@ def test_table_and_several_targets_from_the_service_store(tmp_path):
     (["--bootstrap", "1"], "--bootstrap must be at least 2"),
     (["--target", "bogus"], "unknown policy 'bogus'"),
     (["--estimators", "ipw"], "--estimators: unknown ['ipw']"),
-    (["--reward-model", "forest"], "--reward-model must be logistic or none"),
+    (["--reward-model", "forest"], "--reward-model must be logistic, multitask or none"),
     (["--alpha", "2"], "--alpha must lie in (0, 1)"),
     (["--reward-c", "zero"], "--reward-c must be a positive number or auto"),
     (["--embedding", "colour"], "item feature 'colour' not found"),

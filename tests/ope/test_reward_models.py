@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from rankstack.ope.bandit_log import BanditLog
-from rankstack.ope.reward_models import LogisticRewardModel, RewardModel, cross_fit, select_c
+from rankstack.ope.reward_models import (
+    LogisticRewardModel,
+    MultitaskRewardModel,
+    RewardModel,
+    cross_fit,
+    select_c,
+)
 
 
 def planted(n: int = 600, seed: int = 0) -> BanditLog:
@@ -61,3 +67,15 @@ def test_cross_fit_predicts_every_round_out_of_fold():
 def test_select_c_prefers_a_weak_penalty_when_the_signal_is_strong():
     best, losses = select_c(planted(), grid=(1e-4, 1.0), folds=2)
     assert best == 1.0 and losses[1.0] < losses[1e-4]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_multitask_ranker_as_reward_model():
+    model = MultitaskRewardModel(settings={"epochs": 3, "batch_size": 256})
+    assert isinstance(model, RewardModel)
+    with pytest.raises(RuntimeError, match="before fit"):
+        model.predict(planted())
+    q = model.fit(planted()).predict(planted(n=50, seed=1))
+    assert q.shape == (50, 3, 2) and ((q >= 0) & (q <= 1)).all()
+    assert (q[:, 2, :].mean() > q[:, 0, :].mean()) and (q[:, 2, :].mean() > q[:, 1, :].mean())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
@@ -62,7 +63,8 @@ def ope(
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the intervals.")] = 30,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the resamples, folds and simulations.")] = 0,
     estimators: Annotated[str, typer.Option("--estimators", help="Comma-separated estimator names, or all.")] = "all",
-    reward_model: Annotated[str, typer.Option("--reward-model", help="Reward model for DM/DR: logistic | none.")]
+    reward_model: Annotated[str, typer.Option("--reward-model", help="Reward model for DM/DR: logistic | multitask "
+                                                                     "(the multi-task ranker's click head) | none.")]
     = "logistic",
     folds: Annotated[int, typer.Option("--folds", help="Cross-fitting folds of the reward model.")] = 3,
     reward_c: Annotated[str, typer.Option("--reward-c", help="Inverse L2 strength of the logistic reward model, or "
@@ -88,8 +90,8 @@ def ope(
             raise ConfigError(f"--folds must be at least 1, got {folds}")
         if not 0 < alpha < 1:
             raise ConfigError(f"--alpha must lie in (0, 1), got {alpha}")
-        if reward_model not in ("logistic", "none"):
-            raise ConfigError(f"--reward-model must be logistic or none, got {reward_model!r}")
+        if reward_model not in ("logistic", "multitask", "none"):
+            raise ConfigError(f"--reward-model must be logistic, multitask or none, got {reward_model!r}")
         c = _reward_c(reward_c)
         if tau < 0 or lam < 0:
             raise ConfigError("--switch-tau and --dros-lambda must be >= 0")
@@ -117,7 +119,7 @@ def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str],
     """Every target's result on the one log."""
     from rankstack.ope.estimators import make_estimator
     from rankstack.ope.policy_value import estimate_policy_value
-    from rankstack.ope.reward_models import LogisticRewardModel, select_c
+    from rankstack.ope.reward_models import LogisticRewardModel, MultitaskRewardModel, RewardModel, select_c
     from rankstack.ope.sources import DEFAULT_EMBEDDING, LOGGERS, POLICIES, embedding_ids, load_log, policy_dist
 
     unknown = [t for t in targets if t not in POLICIES]
@@ -133,7 +135,7 @@ def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str],
         action_embedding = embedding_ids(loaded.item_columns[column]) if column else None
         chosen = [make_estimator(n, tau=tau, lam=lam) for n in names]
         model_info: dict[str, Any] = {"name": reward_model[0]}
-        make_model = None
+        make_model: Callable[[], RewardModel] | None = None
         if reward_model[0] == "logistic":
             c = reward_model[1]
             if c is None:
@@ -141,6 +143,8 @@ def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str],
                 model_info["cv_log_loss"] = {str(k): v for k, v in losses.items()}
             model_info["c"] = c
             make_model = partial(LogisticRewardModel, c=c)
+        elif reward_model[0] == "multitask":
+            make_model = partial(MultitaskRewardModel, seed=seed)
         results = {}
         for name in targets:
             dist = policy_dist(name, loaded.log, n_sim=n_sim, seed=seed)
