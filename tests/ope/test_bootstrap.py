@@ -37,8 +37,12 @@ def test_constant_log_gives_a_point_interval():
 
 def test_refit_runs_on_every_sample():
     calls = []
-    data = log(np.ones(10))
-    bootstrap([IPS()], data, n_boot=4, refit=lambda d: calls.append(d.n_rounds) or d)
+
+    def refit(d: OffPolicyData) -> OffPolicyData:
+        calls.append(d.n_rounds)
+        return d
+
+    bootstrap([IPS()], log(np.ones(10)), n_boot=4, refit=refit)
     assert calls == [10] * 5
 
 
