@@ -66,9 +66,28 @@ def test_table_and_several_targets_from_the_service_store(tmp_path):
     assert "ips" in result.stdout and "0.02500" in result.stdout
 
 
+def test_mips_on_a_folder_log_with_item_features_and_a_declared_logger(uniform_log, tmp_path):
+    path, mean = uniform_log
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    pl.read_csv(path).write_parquet(folder / "events.parquet")
+    pl.DataFrame({"item_id": ["i0", "i1", "i2", "i3"], "genre": ["a", "a", "b", "b"]}).write_parquet(
+        folder / "items.parquet")
+    args = ["ope", "--log", str(folder), "--target", "uniform", "--bootstrap", "3", "--reward-model", "none",
+            "--json", "--out", str(tmp_path / "o")]
+    without = json.loads(runner.invoke(app, args).stdout)
+    assert set(without["estimators"]) == {"ips", "snips"}
+    result = runner.invoke(app, [*args, "--logger", "uniform", "--embedding", "genre"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["estimators"]["mips"]["estimate"] == pytest.approx(mean)  # the logger itself: every w^e is 1
+    assert payload["support"]["uncovered_target_mass"] == 0.0
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--bootstrap", "1"], "--bootstrap must be at least 2"),
     (["--target", "bogus"], "unknown policy 'bogus'"),
+    (["--logger", "bts"], "unknown policy 'bts'"),
     (["--estimators", "ipw"], "--estimators: unknown ['ipw']"),
     (["--reward-model", "forest"], "--reward-model must be logistic, multitask or none"),
     (["--alpha", "2"], "--alpha must lie in (0, 1)"),

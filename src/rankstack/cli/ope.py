@@ -73,6 +73,9 @@ def ope(
     alpha: Annotated[float, typer.Option("--alpha", help="Interval level is 1 - alpha.")] = 0.05,
     tau: Annotated[float, typer.Option("--switch-tau", help="Switch-DR weight threshold.")] = 10.0,
     lam: Annotated[float, typer.Option("--dros-lambda", help="DRos shrinkage λ.")] = 1.0,
+    logger: Annotated[str | None, typer.Option("--logger", help="The log's logging policy when it is known exactly "
+                                                                "(uniform, ...): lets MIPS and the support report run; "
+                                                                "default: known for registered logs only.")] = None,
     embedding: Annotated[str | None, typer.Option("--embedding", help="Item feature column MIPS marginalises "
                                                                       "over (default per dataset).")] = None,
     n_sim: Annotated[int, typer.Option("--n-sim", help="Monte-Carlo draws for a Thompson-sampling policy.")]
@@ -96,7 +99,7 @@ def ope(
         if tau < 0 or lam < 0:
             raise ConfigError("--switch-tau and --dros-lambda must be >= 0")
         results = _run(log, target, bootstrap, seed, _estimator_names(estimators), (reward_model, c), folds, alpha,
-                       tau, lam, embedding, n_sim, data_dir)
+                       tau, lam, (logger, embedding), n_sim, data_dir)
         folder = out or Path("runs") / time.strftime("ope-%Y%m%d-%H%M%S", time.gmtime())
         payload = results[target[0]] if len(target) == 1 else {"targets": results}
         folder.mkdir(parents=True, exist_ok=True)
@@ -114,7 +117,7 @@ def ope(
 
 def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str],
          reward_model: tuple[str, float | None], folds: int,
-         alpha: float, tau: float, lam: float, embedding: str | None, n_sim: int,
+         alpha: float, tau: float, lam: float, mips: tuple[str | None, str | None], n_sim: int,
          data_dir: Path | None) -> dict[str, dict[str, Any]]:
     """Every target's result on the one log."""
     from rankstack.ope.estimators import make_estimator
@@ -122,12 +125,17 @@ def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str],
     from rankstack.ope.reward_models import LogisticRewardModel, MultitaskRewardModel, RewardModel, select_c
     from rankstack.ope.sources import DEFAULT_EMBEDDING, LOGGERS, POLICIES, embedding_ids, load_log, policy_dist
 
-    unknown = [t for t in targets if t not in POLICIES]
+    logger, embedding = mips
+    unknown = [t for t in [*targets, *([logger] if logger else [])] if t not in POLICIES]
     if unknown:
-        raise ConfigError(f"--target: unknown policy {unknown[0]!r}; expected one of {', '.join(POLICIES)}")
+        raise ConfigError(f"--target / --logger: unknown policy {unknown[0]!r}; expected one of {', '.join(POLICIES)}")
     loaded = load_log(log, data_dir)
     try:
-        behavior = LOGGERS[loaded.name](loaded.log, n_sim, seed) if loaded.name in LOGGERS else None
+        behavior = None
+        if logger is not None:
+            behavior = policy_dist(logger, loaded.log, n_sim=n_sim, seed=seed)
+        elif loaded.name in LOGGERS:
+            behavior = LOGGERS[loaded.name](loaded.log, n_sim, seed)
         column = embedding or DEFAULT_EMBEDDING.get(loaded.name)
         if column is not None and column not in loaded.item_columns:
             raise ConfigError(f"--embedding: item feature {column!r} not found; the log's item features are "
