@@ -123,7 +123,7 @@ def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str],
     from rankstack.ope.estimators import make_estimator
     from rankstack.ope.policy_value import estimate_policy_value
     from rankstack.ope.reward_models import LogisticRewardModel, MultitaskRewardModel, RewardModel, select_c
-    from rankstack.ope.sources import DEFAULT_EMBEDDING, LOGGERS, POLICIES, embedding_ids, load_log, policy_dist
+    from rankstack.ope.ope_inputs import DEFAULT_EMBEDDING, LOGGERS, POLICIES, embedding_ids, load_log, policy_dist
 
     logger, embedding = mips
     unknown = [t for t in [*targets, *([logger] if logger else [])] if t not in POLICIES]
