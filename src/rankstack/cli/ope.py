@@ -121,9 +121,9 @@ def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str],
          data_dir: Path | None) -> dict[str, dict[str, Any]]:
     """Every target's result on the one log."""
     from rankstack.ope.estimators import make_estimator
+    from rankstack.ope.ope_inputs import DEFAULT_EMBEDDING, LOGGERS, POLICIES, embedding_ids, load_log, policy_dist
     from rankstack.ope.policy_value import estimate_policy_value
     from rankstack.ope.reward_models import LogisticRewardModel, MultitaskRewardModel, RewardModel, select_c
-    from rankstack.ope.ope_inputs import DEFAULT_EMBEDDING, LOGGERS, POLICIES, embedding_ids, load_log, policy_dist
 
     logger, embedding = mips
     unknown = [t for t in [*targets, *([logger] if logger else [])] if t not in POLICIES]
