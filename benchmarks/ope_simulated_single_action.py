@@ -6,6 +6,7 @@ E_x Σ_a π_e(a|x) q(x, a) on 1M fresh contexts. Reward model: the logistic mode
 no x-by-action interaction), cross-fitted over 2 folds. Writes benchmarks/results/ope_simulated_single_action.json.
 
     python benchmarks/ope_simulated_single_action.py [--sizes 1000 10000 100000 1000000] [--reps 20 20 10 3]
+    python benchmarks/ope_simulated_single_action.py --plot-only   # docs/figures/ope_simulated_rmse.png from the JSON
 """
 
 from __future__ import annotations
@@ -66,13 +67,43 @@ def one_log(n: int, seed: int) -> dict[str, float]:
     return {name: make_estimator(name).estimate(data) for name in ALL_ESTIMATORS}
 
 
+def plot(table: dict[str, object], path: Path) -> None:
+    """Relative RMSE against logged rounds, one line per estimator (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rankstack.plotting import save_figure
+
+    sizes: dict[str, dict[str, object]] = table["sizes"]  # type: ignore[assignment]
+    ns = [int(n) for n in sizes]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for name in ALL_ESTIMATORS:
+        values = [sizes[str(n)]["estimators"][name]["relative_rmse"] for n in ns]  # type: ignore[index]
+        ax.plot(ns, values, marker="o", label=name)
+    ax.axhline(0.05, color="grey", linestyle=":", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("logged rounds")
+    ax.set_ylabel("RMSE / true value")
+    ax.set_title("single-action OPE on the simulated bandit", fontsize=10)
+    ax.legend(frameon=False, fontsize=7, ncol=3)
+    save_figure(fig, path)
+
+
 def main() -> None:
-    """Run the grid and write the table."""
+    """Run the grid and write the table (or only redraw the plot from it)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000, 1_000_000])
     parser.add_argument("--reps", type=int, nargs="+", default=[20, 20, 10, 3])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ope_simulated_single_action.json"))
+    parser.add_argument("--plot", type=Path, default=Path("docs/figures/ope_simulated_rmse.png"))
+    parser.add_argument("--plot-only", action="store_true")
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads(args.out.read_text()), args.plot)
+        return
     truth = true_value()
     table: dict[str, object] = {"true_value": truth, "sizes": {}}
     for n, reps in zip(args.sizes, args.reps, strict=True):
@@ -87,6 +118,7 @@ def main() -> None:
         print(n, json.dumps({k: round(v["relative_rmse"], 4) for k, v in row.items()}), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(table, indent=2) + "\n")
+    plot(table, args.plot)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def interval_chart(title: str, result: Mapping[str, Any]) -> bytes:
         ax.plot(row["estimate"], i, "o", color="tab:blue")
     if result.get("ground_truth") is not None:
         ax.axvline(result["ground_truth"], color="tab:red", linestyle="--", label="ground truth (on-policy mean)")
-        ax.legend(frameon=False, fontsize=8, loc="lower right")
+        ax.legend(frameon=False, fontsize=8, loc="best")
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
     ax.set_xlabel("estimated policy value (bootstrap percentile interval)")
