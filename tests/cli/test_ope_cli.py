@@ -36,8 +36,8 @@ def uniform_log(tmp_path):
 def test_json_contract_and_report(uniform_log, tmp_path):
     path, mean = uniform_log
     out = tmp_path / "run"
-    result = runner.invoke(app, ["ope", "--log", str(path), "--target", "uniform", "--bootstrap", "5", "--json",
-                                 "--reward-c", "0.5", "--out", str(out)])
+    result = runner.invoke(app, ["ope", "--log", str(path), "--target", "uniform", "--bootstrap", "3", "--json",
+                                 "--reward-c", "0.5", "--folds", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["ground_truth"] is None

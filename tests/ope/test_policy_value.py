@@ -23,7 +23,7 @@ def uniform_log(n: int = 400, seed: int = 0) -> BanditLog:
 def test_rows_errors_and_support():
     target = np.array([[[0.1], [0.1], [0.1], [0.7]]])  # true value 0.1 * 0.3 + 0.5 * 0.7 = 0.38
     estimators = [make_estimator(n) for n in ALL_ESTIMATORS]
-    result = estimate_policy_value(uniform_log(), target, estimators, make_model=LogisticRewardModel, n_boot=4,
+    result = estimate_policy_value(uniform_log(), target, estimators, make_model=LogisticRewardModel, n_boot=3, folds=2,
                                    ground_truth=0.38, behavior_dist=np.full((1, 4, 1), 0.25),
                                    action_embedding=np.array([0, 0, 1, 1]))
     assert set(result["estimators"]) == set(ALL_ESTIMATORS) and result["ground_truth"] == 0.38
