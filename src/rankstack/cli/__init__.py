@@ -32,6 +32,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "serve": LazyCommand(
         "rankstack.cli.serve:serve",
         "Serve recommendations over HTTP: /v1/recommend, /v1/events, /healthz, /readyz, /metrics, /admin/reload."),
+    "ope": LazyCommand(
+        "rankstack.cli.ope:ope",
+        "Estimate policies' values from a logged bandit log with every off-policy estimator, with intervals."),
     "check-rules": LazyCommand(
         "rankstack.cli.rules:check_rules",
         "Validate a rules file; with --dataset, check its attributes exist in the item catalog too."),
