@@ -38,18 +38,22 @@ def _finite(source: str, name: str, value: object, shape: tuple[int, ...]) -> np
     if arr.ndim != len(shape) or any(want not in (-1, got) for want, got in zip(shape, arr.shape, strict=True)):
         want = ", ".join("any" if s == -1 else str(s) for s in shape)
         raise DataValidationError(source, f"expected shape [{want}], got {list(arr.shape)}", column=name)
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        first = np.argwhere(bad)[0]
-        slot = f" (index {tuple(int(i) for i in first[1:])})" if len(first) > 1 else ""
-        raise DataValidationError(source, f"{arr[tuple(first)]} is not a finite number{slot}", column=name,
-                                  row=int(first[0]))
+    if arr.size and not np.isfinite(arr.sum()):  # one pass: NaN and ±inf make the sum non-finite
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            first = np.argwhere(bad)[0]
+            slot = f" (index {tuple(int(i) for i in first[1:])})" if len(first) > 1 else ""
+            raise DataValidationError(source, f"{arr[tuple(first)]} is not a finite number{slot}", column=name,
+                                      row=int(first[0]))
     return arr
 
 
 def _probability(source: str, name: str, value: object, shape: tuple[int, ...], *, zero_ok: bool) -> np.ndarray:
     """A finite array of ``shape`` in [0, 1] (``zero_ok``) or (0, 1]."""
     arr = _finite(source, name, value, shape)
+    lowest, highest = (float(arr.min()), float(arr.max())) if arr.size else (1.0, 1.0)
+    if (lowest > 0 or (zero_ok and lowest == 0)) and highest <= 1:  # the common case, without a mask per check
+        return arr
     low = arr < 0 if zero_ok else arr <= 0
     for bad, what in ((low, "must be > 0 (a logged choice had probability 0?)" if not zero_ok else "must be ≥ 0"),
                       (arr > 1 + _TOL, "must be ≤ 1")):
