@@ -109,7 +109,9 @@ def make_world(m: int, k: int, reward: str, *, logging: str = "random", repeats:
         mu = rng.dirichlet(np.ones(n))
     pi = rng.dirichlet(np.full(n, 0.5))
     if sparse_pi:
-        pi[rng.random(n) < 0.3] = 0.0
+        drop = rng.random(n) < 0.3
+        drop[int(np.argmax(pi))] = False  # π keeps at least one slate
+        pi[drop] = 0.0
         pi /= pi.sum()
     if reward == "additive":
         phi = rng.random((k, m))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from slate_worlds import SlateWorld, make_world
 
 from rankstack.ope.slate_estimators import (
@@ -46,6 +48,20 @@ def expected(name: str, world: SlateWorld, q_model: dict[tuple[int, ...], float]
 def test_unbiased_under_its_assumption(name: str, reward: str, m: int, k: int) -> None:
     world = make_world(m, k, reward, seed=m * 10 + k)
     assert expected(name, world) == pytest.approx(world.truth(), rel=1e-10, abs=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([(2, 1), (3, 2), (4, 2), (3, 3)]))
+def test_additive_worlds_are_estimated_without_bias_by_all(seed: int, size: tuple[int, int]) -> None:
+    """Any seed: μ, π and rewards drawn at random; every estimator's exact expectation is V(π) (PI under a uniform
+    logger, the others under any logger with full support)."""
+    m, k = size
+    world = make_world(m, k, "additive", seed=seed)
+    q = random_q(world, seed)
+    for name in ("standard IPS", "independent IPS", "reward-interaction IPS", "cascade-DR"):
+        assert expected(name, world, q) == pytest.approx(world.truth(), rel=1e-8, abs=1e-10), name
+    uniform = make_world(m, k, "additive", logging="uniform", seed=seed)
+    assert expected("PI", uniform) == pytest.approx(uniform.truth(), rel=1e-8, abs=1e-10)
 
 
 @pytest.mark.parametrize(("m", "k"), SIZES)

@@ -70,3 +70,12 @@ def test_uniform_weights_refuse_a_log_that_is_not_uniform() -> None:
     assert not is_uniform_log(log)
     with pytest.raises(ValueError, match=r"round 1: pscore .* is not a uniform logger's 1/m"):
         uniform_weights(log, make_world(4, 2, "additive").target())
+
+
+def test_the_product_form_is_biased_under_a_uniform_logger_without_repeats() -> None:
+    """Drawing without replacement couples the slots: Σ_k π/μ − (K − 1) misses V(π) there; the uniform form does not."""
+    world = make_world(4, 3, "additive", logging="uniform", seed=29)
+    log, target = world.log(), world.target()
+    rewards = log.rewards.sum(axis=1)
+    assert world.expectation(uniform_weights(log, target) * rewards) == pytest.approx(world.truth(), rel=1e-10)
+    assert abs(world.expectation(product_weights(log, target) * rewards) - world.truth()) > 1e-3
