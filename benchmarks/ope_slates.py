@@ -50,7 +50,7 @@ from rankstack.ope.slate_estimators import NAMES, evaluate_slates
 from rankstack.ope.slate_inputs import SlateLog, SlateTarget, slate_target
 from rankstack.ope.slate_policies import epsilon_greedy_cascade, epsilon_greedy_conditional, uniform_cascade
 from rankstack.plotting import save_figure
-from rankstack.progress import track
+from rankstack.progress import new_progress
 from rankstack.provenance import code_version, machine_info
 from rankstack.simulation import MarketplaceSimulator, PolicyConfig, Requests, SimulatorConfig
 
@@ -281,7 +281,13 @@ def main() -> None:
         worlds = args.worlds.split(",")
         t0 = time.time()
         truths = {world: true_value(setting, world, args) for world in worlds}
-        runs = [replicate(setting, worlds, args, seed) for seed in track(range(args.replicates), f"m={items}")]
+        print(f"m={items}: true values in {time.time() - t0:.0f} s", flush=True)
+        runs = []
+        with new_progress() as progress:  # advance() itself: rankstack.progress.track prints no plain lines
+            task = progress.add_task(f"replicates, m={items}", total=args.replicates)
+            for seed in range(args.replicates):
+                runs.append(replicate(setting, worlds, args, seed))
+                progress.advance(task)
         for world in worlds:
             key = f"{world}, m={items}"
             results[key] = {"truth": truths[world], "estimators": summarise([r[world] for r in runs],
