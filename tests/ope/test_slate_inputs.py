@@ -133,3 +133,20 @@ def test_targets_of_chunks_concatenate() -> None:
     rest = SlateTarget(pscore=whole.pscore[1:], inclusion=whole.inclusion[1:], cascade=whole.cascade[1:])
     merged = SlateTarget.concat([part, rest])
     assert np.array_equal(merged.pscore, whole.pscore) and merged.cascade is None
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("pscore", np.full((2, 2), 0.5), "expected shape \\[3, 2\\]"),
+    ("pscore", np.full((3, 2), 1.5), "must be ≤ 1"),
+    ("cascade", np.full((3, 1), 0.5), "expected shape \\[3, 2\\]"),
+    ("inclusion", np.full((3, 2), 2.5), "must lie in \\[0, K = 2\\]"),
+    ("q_logged", np.full((3, 2), np.nan), "not a finite number"),
+    ("support_deficit", np.zeros((3, 2)), "expected shape \\[3\\]"),
+])
+def test_a_target_that_does_not_fit_the_log_is_refused(field: str, value: np.ndarray, message: str) -> None:
+    log = SlateLog(**log_arrays())
+    target = SlateTarget(pscore=np.full((3, 2), 0.25), **{field: value}) if field != "pscore" else SlateTarget(
+        pscore=value)
+    with pytest.raises(DataValidationError, match=message) as err:
+        independent_ips(log, target, n_boot=10)
+    assert err.value.column == field

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from slate_worlds import make_world
 
+from rankstack.errors import DataValidationError
 from rankstack.ope.slate_inputs import SlateLog, SupportWarning
 from rankstack.ope.slate_pi import co_occurrence, gamma_weights, is_uniform_log, product_weights, uniform_weights
 
@@ -55,13 +56,15 @@ def test_a_policy_out_of_the_loggers_reach_is_warned() -> None:
 
 
 def test_gamma_shape_and_action_space_are_checked() -> None:
-    log = SlateLog(rewards=np.ones((1, 2)), positions=np.array([[0, 3]]), pscore=np.full((1, 2), 0.25))
+    log = SlateLog(rewards=np.ones((1, 2)), positions=np.array([[0, 2]]), pscore=np.full((1, 2), 0.25))
     with pytest.raises(ValueError, match="gamma must be \\[6, 6\\]"):
         gamma_weights(log, np.full((1, 3, 2), 1 / 3), np.eye(5))
-    with pytest.raises(ValueError, match="never considers"):
-        gamma_weights(log, np.full((1, 3, 2), 1 / 3), np.eye(6))
-    with pytest.raises(ValueError, match="action_dist must be \\[1, m, 2\\]"):
+    with pytest.raises(DataValidationError, match="never considers"):
+        gamma_weights(log, np.full((1, 2, 2), 1 / 2), np.eye(4))
+    with pytest.raises(DataValidationError, match="expected shape \\[1, any, 2\\]"):
         gamma_weights(log, np.full((2, 3, 2), 1 / 3), np.eye(6))
+    with pytest.raises(DataValidationError, match=r"sum to 0\.6"):
+        gamma_weights(log, np.full((1, 3, 2), 0.2), np.eye(6))
 
 
 def test_uniform_weights_refuse_a_log_that_is_not_uniform() -> None:

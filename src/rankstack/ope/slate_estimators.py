@@ -65,6 +65,7 @@ def round_values(name: str, log: SlateLog, target: SlateTarget, *, logging: Logg
     slate-level importance weight (the mean slot weight for the per-slot estimators), for diagnostics."""
     if name not in _VALUES:
         raise ValueError(f"unknown slate estimator {name!r}; choose from {', '.join(NAMES)}")
+    target.check(log)
     return _VALUES[name](log, target, logging)
 
 

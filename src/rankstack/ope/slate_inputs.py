@@ -173,6 +173,25 @@ class SlateTarget:
                           SupportWarning, stacklevel=3)
         return value
 
+    def check(self, log: SlateLog) -> None:
+        """Every field present fits ``log`` ([n, K], support_deficit [n]), is finite, and probabilities lie in [0, 1]
+        (inclusion in [0, K]): a target built for another log, or by hand, is refused before any estimate."""
+        n, k = log.n_rounds, log.slots
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if f.name in ("pscore", "cascade"):
+                _probability(TARGET, f.name, value, (n, k), zero_ok=True)
+            elif f.name == "support_deficit":
+                _finite(TARGET, f.name, value, (n,))
+            else:
+                arr = _finite(TARGET, f.name, value, (n, k))
+                if f.name == "inclusion" and (arr.min() < 0 or arr.max() > k * (1 + _TOL)):
+                    row, slot = _first((arr < 0) | (arr > k * (1 + _TOL)))
+                    raise DataValidationError(TARGET, f"inclusion probability {arr[row, slot]} at slot {slot} must "
+                                                      f"lie in [0, K = {k}]", column=f.name, row=row)
+
     @classmethod
     def concat(cls, parts: list[SlateTarget]) -> SlateTarget:
         """Targets of consecutive chunks of one log as one target (a field is kept only where every part has it)."""
@@ -199,12 +218,12 @@ def slate_target(
     rows, slots = np.arange(n)[:, None], np.arange(k)[None, :]
     out: dict[str, np.ndarray] = {}
     if action_dist is not None:
-        dist = _distribution("action_dist", action_dist, n, k)
-        _considered(log, dist.shape[1], "action_dist")
+        dist = checked_distribution("action_dist", action_dist, n, k)
+        check_considered(log, dist.shape[1], "action_dist")
         out["pscore"] = dist[rows, log.positions, slots]
         out["inclusion"] = dist.sum(axis=2)[rows, log.positions]
         if logging_dist is not None:
-            mu = _distribution("logging_dist", logging_dist, n, k, source=LOG)
+            mu = checked_distribution("logging_dist", logging_dist, n, k, source=LOG)
             if mu.shape != dist.shape:
                 raise DataValidationError(LOG, f"expected shape {list(dist.shape)} (action_dist's), got "
                                                f"{list(mu.shape)}", column="logging_dist")
@@ -220,9 +239,9 @@ def slate_target(
     if (reward_model is None) != (conditional_dist is None):
         raise ValueError("cascade-DR's reward model needs both reward_model and conditional_dist [n, actions, K]")
     if reward_model is not None and conditional_dist is not None:
-        cond = _distribution("conditional_dist", conditional_dist, n, k)
+        cond = checked_distribution("conditional_dist", conditional_dist, n, k)
         q = _finite(TARGET, "reward_model", reward_model, cond.shape)
-        _considered(log, cond.shape[1], "conditional_dist")
+        check_considered(log, cond.shape[1], "conditional_dist")
         out["q_logged"] = q[rows, log.positions, slots]
         out["q_baseline"] = (cond * q).sum(axis=1)
         if "cascade" in out:
@@ -234,7 +253,7 @@ def slate_target(
     return SlateTarget(**out)
 
 
-def _distribution(name: str, value: object, n: int, k: int, source: str = TARGET) -> np.ndarray:
+def checked_distribution(name: str, value: object, n: int, k: int, source: str = TARGET) -> np.ndarray:
     """[n, m, K] probabilities whose every slot sums to 1 over the m actions."""
     dist = _probability(source, name, value, (n, -1, k), zero_ok=True)
     sums = dist.sum(axis=1)
@@ -246,7 +265,7 @@ def _distribution(name: str, value: object, n: int, k: int, source: str = TARGET
     return dist
 
 
-def _considered(log: SlateLog, m: int, name: str) -> None:
+def check_considered(log: SlateLog, m: int, name: str) -> None:
     """Every logged action must be one the evaluated policy could show: an index below its m actions."""
     bad = log.positions >= m
     if bad.any():

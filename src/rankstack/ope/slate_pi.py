@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from rankstack.ope.slate_inputs import SlateLog, SlateTarget, SupportWarning
+from rankstack.ope.slate_inputs import SlateLog, SlateTarget, SupportWarning, check_considered, checked_distribution
 
 
 def product_weights(log: SlateLog, target: SlateTarget) -> np.ndarray:
@@ -83,18 +83,13 @@ def gamma_weights(log: SlateLog, action_dist: np.ndarray, gamma: np.ndarray) -> 
     """PI weights [n] from the pseudo-inverse itself: w(s_i) = q_πᵀ Γ_μ† 1_{s_i}, with ``action_dist`` [n, m, K]
     the evaluated policy's marginals and ``gamma`` [K·m, K·m] (one logging policy for every round) or
     [n, K·m, K·m]. Warns (:class:`SupportWarning`) when q_π is outside Γ_μ's range: the estimate is then biased."""
-    dist = np.asarray(action_dist, dtype=np.float64)
+    dist = checked_distribution("action_dist", action_dist, log.n_rounds, log.slots)
     n, m, k = dist.shape
-    if n != log.n_rounds or k != log.slots:
-        raise ValueError(f"action_dist must be [{log.n_rounds}, m, {log.slots}], got {list(dist.shape)}")
+    check_considered(log, m, "action_dist")
     gam = np.asarray(gamma, dtype=np.float64)
     if gam.shape not in ((k * m, k * m), (n, k * m, k * m)):
         raise ValueError(f"gamma must be [{k * m}, {k * m}] or [{n}, {k * m}, {k * m}] (K·m = {k}·{m}), "
                          f"got {list(gam.shape)}")
-    if (log.positions >= m).any():
-        row = int(np.argmax((log.positions >= m).any(axis=1)))
-        raise ValueError(f"slate log round {row} shows action {log.positions[row].max()}, which the evaluated policy "
-                         f"never considers (action_dist has {m} actions)")
     q = dist.transpose(0, 2, 1).reshape(n, k * m)  # index k·m + a
     if gam.ndim == 2:
         v = q @ np.linalg.pinv(gam, hermitian=True)
