@@ -238,8 +238,9 @@ def plot(record: dict[str, Any], path: Path) -> None:
     ax.set_xticks(np.arange(len(names)), names, rotation=15)
     ax.set_yscale("log")
     ax.set_ylabel("relative MSE  (V̂ − V)² / V²")
-    ax.set_title(f"slates of {record['args']['slots']}, {record['args']['rounds']:,} rounds, uniform logger, "
-                 f"ε-greedy (ε = {record['args']['epsilon']}) evaluated")
+    rounds = record["args"].get("rounds")
+    ax.set_title(f"slates of {record['args']['slots']}" + (f", {rounds:,} rounds" if rounds else "")
+                 + f", uniform logger, ε-greedy (ε = {record['args']['epsilon']}) evaluated")
     ax.legend(fontsize=8)
     save_figure(fig, path)
 
@@ -253,6 +254,15 @@ def markdown(record: dict[str, Any]) -> str:
             lines.append(f"| {group} | {name} | {e['relative_mse']:.4g} | {e['relative_bias']:+.3f} | "
                          f"{e['relative_std']:.3f} | {e['coverage']:.2f} | {e['median_ess']:,.0f} |")
     return "\n".join(lines)
+
+
+def combine(paths: list[Path], out: Path) -> None:
+    """One plot of several result files, each group labelled with its world, catalogue and rounds."""
+    records = [json.loads(p.read_text()) for p in paths]
+    results = {f"{group}, n={r['args']['rounds']:,}": result for r in records for group, result in r["results"].items()}
+    args = {**records[0]["args"], "rounds": None}
+    plot({"args": args, "results": results}, out)
+    print(f"wrote {out}")
 
 
 def main() -> None:
@@ -271,7 +281,12 @@ def main() -> None:
     parser.add_argument("--truth-slates", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tag", default="")
+    parser.add_argument("--combine", nargs="+", default=None, metavar="JSON",
+                        help="only plot these result files together (groups named by world and rounds) to --tag")
     args = parser.parse_args()
+    if args.combine:
+        combine([Path(p) for p in args.combine], ROOT / "docs" / "figures" / f"ope-slates-{args.tag or 'combined'}.png")
+        return
     sizes = [int(v) for v in args.sweep.split(",")] if args.sweep else [args.items]
     started = time.time()
     load_before = os.getloadavg()
