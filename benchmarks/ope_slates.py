@@ -171,7 +171,7 @@ def replicate(s: Setting, worlds: list[str], args: argparse.Namespace, seed: int
     req = s.sim.draw_requests(args.rounds, rng)
     n, m, k = args.rounds, s.m, s.slots
     pool = np.broadcast_to(np.arange(m), (n, m))
-    positions = Uniform().choose(pool, np.zeros((n, m)), k, rng).positions
+    positions = Uniform().choose(pool, np.broadcast_to(0.0, (n, m)), k, rng).positions
     p = s.sim.world.click_probability(req, positions, np.broadcast_to(np.arange(k), (n, k)))
     clicks = (rng.random((n, k)) < p).astype(np.float64)
     first_only = clicks * np.concatenate([np.ones((n, 1)), np.cumprod(1 - clicks, axis=1)[:, :-1]], axis=1)
