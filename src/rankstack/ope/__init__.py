@@ -3,6 +3,8 @@
 Single-action estimators (DM, IPS, SNIPS, DR, SNDR, Switch-DR, DRos, MIPS, SN-MIPS) in
 :mod:`rankstack.ope.estimators` on the validated array contract of :mod:`rankstack.ope.feedback`; bootstrap
 intervals, reward models with cross-fitting, logs from canonical events or the service's state store.
+Slate estimators (standard, independent and reward-interaction IPS, pseudo-inverse, cascade-DR) are in
+:mod:`rankstack.ope.slate_estimators`.
 Names are imported on first access (``rankstack.lazy_exports``).
 """
 
