@@ -88,6 +88,9 @@ def test_pairs_and_renamed_columns(here: Path) -> None:
     write(here / "pairs.txt", None, rows(), sep="\t")
     info = evaluate("--dataset", "pairs.txt", "--format", "pairs", "--order", "file")
     assert (info["users"], info["events"], info["split"]) == (40, 240, "leave_one_out")
+    implied = evaluate("--dataset", "pairs.txt", "--format", "pairs")  # no timestamp field: file order, said so
+    assert implied["split_sizes"] == info["split_sizes"] and implied["read"]["order"] == "file"  # type: ignore[index]
+    assert "pairs lines without a timestamp are read in file order" in str(implied["split_reason"])
     timed = [[user, item, str(1_700_000_000 + n)] for n, (user, item) in enumerate(rows())]
     write(here / "renamed.csv", "uid,iid,ts", timed)
     mapped = evaluate("--dataset", "renamed.csv", "--columns", "user_id=uid,item_id=iid,timestamp=ts")

@@ -101,7 +101,7 @@ def _order(options: ReadOptions, fmt: str, has_time: bool, source: str) -> str:
             "--order file when rows are in time order")
     if options.order is not None:
         return options.order
-    return "time" if has_time else "file" if fmt == "sequences" else "none"
+    return "time" if has_time else "file" if fmt in ("sequences", "pairs") else "none"
 
 
 def _integer_ids(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:

@@ -44,7 +44,7 @@ class ReadOptions(BaseModel):
         default_factory=dict, description="canonical name → file column (headerless files: 1-based position)")
     order: Order | None = Field(
         default=None, description="time: by the timestamp column; file: row order is time order (default: time "
-        "when there is a timestamp column; file for sequences)")
+        "when there is a timestamp column; file for sequences and for pairs without one)")
     time_unit: TimeUnit | None = Field(
         default=None, description="unit of numeric timestamps (default: ms for sessions, else s)")
     duplicates: Literal["error", "drop"] = "error"

@@ -41,7 +41,9 @@ def choose_split(
     untimed = int(dataset.events.get_column("timestamp").null_count())
     if untimed == 0:
         if info is not None and info.order == "file":
-            why = "sequences lines are in time order" if info.format == "sequences" else "order 'file' was given"
+            why = {"sequences": "sequences lines are in time order",
+                   "pairs": "pairs lines without a timestamp are read in file order"}.get(
+                info.format, "order 'file' was given")
             return SplitChoice("leave_one_out", f"{why}, so file order is time order: {LOO}")
         return SplitChoice("leave_one_out", f"every event has a timestamp: leave-one-out by time, {LOO}")
     raise DataValidationError(
