@@ -53,6 +53,28 @@ def metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
     return table
 
 
+def _evaluate_l2_grid(dataset: str, l2s: list[float], params: dict[str, Any], split: SplitKind | None,
+                      target: str, ks: list[int], device: str | None, data_dir: Path | None, runs_dir: Path,
+                      json_out: bool) -> None:
+    """EASE along several λ on validation (choosing λ on test would be tuning on it: refused)."""
+    if target != "validation":
+        listed = ",".join(f"{v:g}" for v in l2s)
+        raise typer.BadParameter(
+            f"l2={listed} lists several λ, which are compared on validation: add --eval-on validation, then "
+            "evaluate the chosen λ on test once with --set l2=<best>", param_hint="--set")
+    with friendly_errors():
+        from rankstack.cli.evaluate_lambda_path import evaluate_lambda_path
+        from rankstack.device import resolve_device
+        from rankstack.pipeline.components import settings as validated
+
+        validated("source", "ease", {**params, "l2": l2s[0]})  # the other settings fail before the data loads
+        if device is not None:
+            resolve_device(device)
+        evaluate_lambda_path(dataset, l2s=l2s, params={k: v for k, v in params.items() if k != "l2"},
+                             split=None if split is None else split.value, ks=ks, device=device,
+                             data_dir=data_dir, runs_dir=runs_dir, json_out=json_out)
+
+
 def evaluate(
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (see `rankstack data list`) or path.")],
     model: Annotated[Model, typer.Option("--model", help="A candidate source, or the multi-task ranker.")],
@@ -124,24 +146,3 @@ def evaluate(
     t = record["timings"]
     console.print(f"fit {t['fit_s']:.2f} s, evaluate {t['evaluate_s']:.2f} s, total {t['total_s']:.2f} s → {path}")
 
-
-def _evaluate_l2_grid(dataset: str, l2s: list[float], params: dict[str, Any], split: SplitKind | None,
-                      target: str, ks: list[int], device: str | None, data_dir: Path | None, runs_dir: Path,
-                      json_out: bool) -> None:
-    """EASE along several λ on validation (choosing λ on test would be tuning on it: refused)."""
-    if target != "validation":
-        listed = ",".join(f"{v:g}" for v in l2s)
-        raise typer.BadParameter(
-            f"l2={listed} lists several λ, which are compared on validation: add --eval-on validation, then "
-            "evaluate the chosen λ on test once with --set l2=<best>", param_hint="--set")
-    with friendly_errors():
-        from rankstack.cli.evaluate_lambda_path import evaluate_lambda_path
-        from rankstack.device import resolve_device
-        from rankstack.pipeline.components import settings as validated
-
-        validated("source", "ease", {**params, "l2": l2s[0]})  # the other settings fail before the data loads
-        if device is not None:
-            resolve_device(device)
-        evaluate_lambda_path(dataset, l2s=l2s, params={k: v for k, v in params.items() if k != "l2"},
-                             split=None if split is None else split.value, ks=ks, device=device,
-                             data_dir=data_dir, runs_dir=runs_dir, json_out=json_out)
