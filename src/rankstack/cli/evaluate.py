@@ -145,4 +145,3 @@ def evaluate(
     console.print(metric_grid(f"{model} on {info['name']} — full ranking", record["metrics"]))
     t = record["timings"]
     console.print(f"fit {t['fit_s']:.2f} s, evaluate {t['evaluate_s']:.2f} s, total {t['total_s']:.2f} s → {path}")
-
