@@ -256,10 +256,14 @@ def markdown(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def combine(paths: list[Path], out: Path) -> None:
-    """One plot of several result files, each group labelled with its world, catalogue and rounds."""
+def combine(paths: list[Path], out: Path, worlds: list[str]) -> None:
+    """One plot of several result files' ``worlds``, each group labelled with its world, catalogue and rounds
+    (ordered by world, then catalogue size, then rounds)."""
     records = [json.loads(p.read_text()) for p in paths]
-    results = {f"{group}, n={r['args']['rounds']:,}": result for r in records for group, result in r["results"].items()}
+    found = [(group.split(",")[0], int(group.split("m=")[1]), r["args"]["rounds"], result)
+             for r in records for group, result in r["results"].items() if group.split(",")[0] in worlds]
+    results = {f"{world}, m={m:,}, n={n:,}": result
+               for world, m, n, result in sorted(found, key=lambda g: (worlds.index(g[0]), g[1], g[2]))}
     args = {**records[0]["args"], "rounds": None}
     plot({"args": args, "results": results}, out)
     print(f"wrote {out}")
@@ -285,7 +289,8 @@ def main() -> None:
                         help="only plot these result files together (groups named by world and rounds) to --tag")
     args = parser.parse_args()
     if args.combine:
-        combine([Path(p) for p in args.combine], ROOT / "docs" / "figures" / f"ope-slates-{args.tag or 'combined'}.png")
+        combine([Path(p) for p in args.combine], ROOT / "docs" / "figures" / f"ope-slates-{args.tag or 'combined'}.png",
+                args.worlds.split(","))
         return
     sizes = [int(v) for v in args.sweep.split(",")] if args.sweep else [args.items]
     started = time.time()
