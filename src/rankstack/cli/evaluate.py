@@ -35,6 +35,8 @@ MULTITASK = "multitask"
 # the multi-task ranker
 MODELS = (*names("source"), MULTITASK)
 if TYPE_CHECKING:
+    from rankstack.data.loaders.read_options import ReadOptions
+
     Model = str
 else:
     Model = StrEnum("Model", {name.replace("-", "_"): name for name in MODELS})
@@ -61,7 +63,7 @@ def metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
 
 def _evaluate_l2_grid(dataset: str, l2s: list[float], params: dict[str, Any], split: SplitKind | None,
                       target: str, ks: list[int], device: str | None, data_dir: Path | None, runs_dir: Path,
-                      json_out: bool) -> None:
+                      json_out: bool, options: ReadOptions) -> None:
     """EASE along several λ on validation (choosing λ on test would be tuning on it: refused)."""
     if target != "validation":
         listed = ",".join(f"{v:g}" for v in l2s)
@@ -78,7 +80,7 @@ def _evaluate_l2_grid(dataset: str, l2s: list[float], params: dict[str, Any], sp
             resolve_device(device)
         evaluate_lambda_path(dataset, l2s=l2s, params={k: v for k, v in params.items() if k != "l2"},
                              split=None if split is None else split.value, ks=ks, device=device,
-                             data_dir=data_dir, runs_dir=runs_dir, json_out=json_out)
+                             data_dir=data_dir, runs_dir=runs_dir, json_out=json_out, options=options)
 
 
 def evaluate(
@@ -128,7 +130,7 @@ def evaluate(
 
             l2s = parse_l2_grid(params["l2"])
         if l2s is not None:
-            _evaluate_l2_grid(dataset, l2s, params, split, target, ks, device, data_dir, runs_dir, json_out)
+            _evaluate_l2_grid(dataset, l2s, params, split, target, ks, device, data_dir, runs_dir, json_out, options)
             return
     with friendly_errors():
         from rankstack.data.loaders import open_dataset, standard_split

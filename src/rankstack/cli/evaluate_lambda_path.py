@@ -11,20 +11,25 @@ import typer
 from rich.table import Table
 
 from rankstack.cli.common import console
-from rankstack.data.loaders import load_dataset, standard_split
+from rankstack.data.loaders import open_dataset, standard_split
+from rankstack.data.loaders.read_options import ReadOptions
 from rankstack.experiments.evaluate_run import save_run
 from rankstack.experiments.lambda_path import run_lambda_path
 
 
 def evaluate_lambda_path(
     dataset: str, *, l2s: list[float], params: dict[str, Any], split: str | None, ks: list[int],
-    device: str | None, data_dir: Path | None, runs_dir: Path, json_out: bool,
+    device: str | None, data_dir: Path | None, runs_dir: Path, json_out: bool, options: ReadOptions | None = None,
 ) -> None:
     """Load, fit and evaluate every λ on validation, save ``runs/<id>/result.json``; print a table or the JSON."""
     t0 = time.perf_counter()
-    data = load_dataset(dataset, data_dir)
-    kind = split if split is not None else standard_split(dataset, data)
-    record = run_lambda_path(data, kind, params, l2s, ks=ks, device=device, load_s=time.perf_counter() - t0)
+    loaded = open_dataset(dataset, data_dir, options)
+    choice = standard_split(dataset, loaded.dataset, loaded.info, requested=split)
+    record = run_lambda_path(loaded.dataset, choice.kind, params, l2s, ks=ks, device=device,
+                             load_s=time.perf_counter() - t0)
+    record["dataset"]["split_reason"] = choice.reason
+    if loaded.info is not None:
+        record["dataset"]["read"] = loaded.info.to_json()
     record["result_path"] = str(save_run(record, runs_dir))
     if json_out:
         typer.echo(json.dumps(record, default=str))
