@@ -82,6 +82,13 @@ BAD: list[tuple[str, Any, str]] = [
     ("unknown index parameter", config_dict(sources=[{"name": "lightgcn", "index": {"kind": "exact",
                                                                                     "params": {"nope": 1}}}]),
      "sources[0] 'lightgcn', field 'index': params: nope"),
+    ("unknown ranker kind", config_dict(ranker={"kind": "xgboost"}),
+     "unknown kind 'xgboost'; expected 'sequential', 'multitask' or 'lambdarank'"),
+    ("lambdarank without a label window", config_dict(ranker={"kind": "lambdarank", "label_events": 0}),
+     "field 'ranker.label_events'"),
+    ("lambdarank typo", config_dict(ranker={"kind": "lambdarank", "round": 5}), "unknown field 'round'"),
+    ("lambdarank sequential cannot re-score", config_dict(ranker={"kind": "lambdarank", "sequential": {
+        "source": "ease"}}), "field 'ranker.sequential.source'"),
     ("top-level list", "- a\n- b\n", "expected a mapping"),
     ("broken YAML", "name: [unclosed\n", "invalid YAML at line"),
 ]

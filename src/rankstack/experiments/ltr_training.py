@@ -115,15 +115,29 @@ def candidate_pipeline(config: PipelineConfig, sources: dict[str, CandidateSourc
                                   item_map=data.item_map, histories=data.sequences()))
 
 
-def window_rows(config: PipelineConfig, stage: LambdaRankStage, data: Dataset, labels: pl.DataFrame,
-                log: Log, label: str) -> tuple[RankingRows, float]:
-    """Grouped rows of the users of ``labels``: candidates and features from sources fitted on ``data`` (every
-    event before the window), label 1 where the candidate is one of the user's window items; also the share of
-    window items found among the candidates (candidate recall)."""
+@dataclass
+class WindowModels:
+    """What a window's rows are built from: sources, sequential scorer and statistics fitted on the events before
+    the window, and the candidate pipeline over those sources."""
+
+    sources: dict[str, CandidateSource]
+    sequential: CandidateSource | None
+    stats: ItemStats
+    pipeline: Pipeline
+
+
+def fit_window(config: PipelineConfig, stage: LambdaRankStage, data: Dataset, log: Log, label: str) -> WindowModels:
+    """Fit the sources, the sequential scorer and the statistics on ``data`` (every event before a window)."""
     sources = _fit_sources(config, data, log, label)
-    seq = _sequential(stage, sources, data, log, label)
-    stats = item_stats(stage, data)
-    pipeline = candidate_pipeline(config, sources, data)
+    return WindowModels(sources, _sequential(stage, sources, data, log, label), item_stats(stage, data),
+                        candidate_pipeline(config, sources, data))
+
+
+def labelled_rows(models: WindowModels, stage: LambdaRankStage, labels: pl.DataFrame,
+                  k: int) -> tuple[RankingRows, float]:
+    """Grouped rows of the users of ``labels`` (the first ``stage.max_users`` of a seeded shuffle): their
+    candidates and features, label 1 where the candidate is one of the user's window items; also the share of
+    window items found among the candidates (candidate recall)."""
     users = np.unique(labels.get_column("user_id").to_numpy()).astype(np.int64)
     if stage.max_users is not None and len(users) > stage.max_users:
         users = np.sort(np.random.default_rng(stage.seed).choice(users, stage.max_users, replace=False))
@@ -131,12 +145,12 @@ def window_rows(config: PipelineConfig, stage: LambdaRankStage, data: Dataset, l
     for u, i in labels.select("user_id", "item_id").iter_rows():
         wanted.setdefault(int(u), set()).add(int(i))
     parts, found, total = [], 0, 0
-    k = max(config.evaluation.ks)
+    names = list(models.sources)
     for start in range(0, len(users), 256):
         chunk = users[start: start + 256]
-        batch = pipeline.rank_inputs(chunk, k)
-        matrix, valid = candidate_features(batch, stats, list(sources), last_n=stage.last_n,
-                                           seq_scores=sequential_scores(seq, batch))
+        batch = models.pipeline.rank_inputs(chunk, k)
+        matrix, valid = candidate_features(batch, models.stats, names, last_n=stage.last_n,
+                                           seq_scores=sequential_scores(models.sequential, batch))
         hits = np.array([[int(i) in wanted[int(u)] for i in row] for u, row in zip(chunk, batch.item_ids,
                                                                                    strict=True)]) & valid
         found += int(hits.sum())
@@ -144,6 +158,12 @@ def window_rows(config: PipelineConfig, stage: LambdaRankStage, data: Dataset, l
         parts.append(RankingRows(matrix, hits[valid].astype(np.float64), valid.sum(axis=1).astype(np.int64),
                                  chunk))
     return RankingRows.concat(parts), found / max(total, 1)
+
+
+def window_rows(config: PipelineConfig, stage: LambdaRankStage, data: Dataset, labels: pl.DataFrame,
+                log: Log, label: str) -> tuple[RankingRows, float]:
+    """:func:`labelled_rows` of ``labels`` from models fitted on ``data`` (every event before the window)."""
+    return labelled_rows(fit_window(config, stage, data, log, label), stage, labels, max(config.evaluation.ks))
 
 
 def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: Mapping[str, CandidateSource],
@@ -160,7 +180,8 @@ def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: Map
     names = feature_names([s.name for s in config.sources], stage.sequential is not None)
     t0 = time.perf_counter()
     text, report = fit_lambdarank(train.with_positives(), valid.with_positives(), names, rounds=stage.rounds,
-                                  early_stopping=stage.early_stopping, params={"seed": stage.seed, **stage.params})
+                                  early_stopping=stage.early_stopping, params={"seed": stage.seed, **stage.params},
+                                  refit=stage.refit)
     report |= {"windows": {"label_events": stage.label_events, "validation_events": stage.validation_events,
                            "min_history": stage.min_history, "train_candidate_recall": round(train_recall, 4),
                            "validation_candidate_recall": round(valid_recall, 4)},

@@ -257,6 +257,7 @@ class LambdaRankStage(_Strict):
     attribute: str | None = Field(default="genres", description="item attribute of the match feature (none)")
     rounds: int = Field(default=500, ge=1)
     early_stopping: int = Field(default=50, ge=1)
+    refit: bool = Field(default=False, description="after early stopping, fit that many rounds on train + validation")
     params: dict[str, Any] = Field(default_factory=dict, description="LightGBM parameters over the defaults")
     history: int = Field(default=50, ge=1, le=10_000)
     state_cache: int = Field(default=0, ge=0, le=100_000_000)

@@ -51,8 +51,9 @@ DEFAULT_PARAMS: dict[str, Any] = {
 
 def fit_lambdarank(train: RankingRows, validation: RankingRows, names: Sequence[str], *, rounds: int = 500,
                    early_stopping: int = 50, eval_at: int = 10,
-                   params: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-    """(LightGBM text model, report: best iteration, validation NDCG per round, gain per feature)."""
+                   params: dict[str, Any] | None = None, refit: bool = False) -> tuple[str, dict[str, Any]]:
+    """(LightGBM text model, report: best iteration, validation NDCG per round, gain per feature); ``refit``
+    trains the best number of rounds again on the training and validation rows together."""
     import lightgbm
 
     if not len(train.groups) or not len(validation.groups):
@@ -68,6 +69,10 @@ def fit_lambdarank(train: RankingRows, validation: RankingRows, names: Sequence[
                                         lightgbm.record_evaluation(history)])
     curve = [round(float(v), 5) for v in history["validation"][f"ndcg@{eval_at}"]]
     best = int(booster.best_iteration) or len(curve)
+    if refit:
+        both = RankingRows.concat([train, validation])
+        booster = lightgbm.train(config | {"metric": "none"}, lightgbm.Dataset(
+            both.features, both.labels, group=both.groups, feature_name=list(names)), num_boost_round=best)
     gain = booster.feature_importance(importance_type="gain", iteration=best)
     report = {
         "best_iteration": best, f"validation_ndcg@{eval_at}": curve[best - 1] if curve else None,
@@ -75,6 +80,6 @@ def fit_lambdarank(train: RankingRows, validation: RankingRows, names: Sequence[
         "validation_groups": len(validation.groups), "validation_rows": len(validation.labels),
         "importance_gain": {n: round(float(g), 3) for n, g in sorted(zip(names, gain.tolist(), strict=True),
                                                                     key=lambda p: -p[1])},
-        "params": {k: v for k, v in config.items() if k != "eval_at"},
+        "params": {k: v for k, v in config.items() if k != "eval_at"}, "refit_with_validation": refit,
     }
     return booster.model_to_string(num_iteration=best), report
