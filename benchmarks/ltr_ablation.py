@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--drop-one", action="store_true")
     parser.add_argument("--label-events", default="", help="label-window sizes to compare (e.g. 1,5,10)")
     parser.add_argument("--out", type=Path, default=RESULTS / "ltr_ablation.json")
+    parser.add_argument("--save-rows", type=Path, default=None, help="write each label window's rows (npz) here")
     args = parser.parse_args()
     t_start = time.perf_counter()
     config = load_pipeline_config(args.config)
@@ -152,6 +153,11 @@ def main() -> None:
         first = first or (windows, train_m)
         train, _ = labelled_rows(train_m, stage, windows.labels, max(ks))
         valid, _ = labelled_rows(valid_m, stage, windows.validation, max(ks))
+        if args.save_rows is not None:
+            args.save_rows.mkdir(parents=True, exist_ok=True)
+            np.savez(args.save_rows / f"rows_L{n_labels}.npz", train_x=train.features, train_y=train.labels,
+                     train_g=train.groups, valid_x=valid.features, valid_y=valid.labels, valid_g=valid.groups,
+                     test_x=test[0], test_mask=test[1], test_items=test[2], users=users, names=np.array(names))
         for refit in (False, True):
             text, report = fit_lambdarank(train.with_positives(), valid.with_positives(), names,
                                           rounds=stage.rounds, early_stopping=stage.early_stopping,

@@ -23,7 +23,7 @@ from rankstack.ranking.lambdarank import LambdaRankRanker
 from rankstack.ranking.ranker import RankBatch
 
 RANKER: dict[str, Any] = {"kind": "lambdarank", "rounds": 20, "early_stopping": 5, "min_history": 2,
-                          "attribute": "category",
+                          "attribute": "category", "base": "itemknn",
                           "params": {"min_data_in_leaf": 5, "num_threads": 1, "learning_rate": 0.2}}
 
 

@@ -86,6 +86,8 @@ BAD: list[tuple[str, Any, str]] = [
      "unknown kind 'xgboost'; expected 'sequential', 'multitask' or 'lambdarank'"),
     ("lambdarank without a label window", config_dict(ranker={"kind": "lambdarank", "label_events": 0}),
      "field 'ranker.label_events'"),
+    ("lambdarank base not a source", config_dict(ranker={"kind": "lambdarank", "base": "ease"}),
+     "ranker.base: 'ease' is not among the sources"),
     ("lambdarank typo", config_dict(ranker={"kind": "lambdarank", "round": 5}), "unknown field 'round'"),
     ("lambdarank sequential cannot re-score", config_dict(ranker={"kind": "lambdarank", "sequential": {
         "source": "ease"}}), "field 'ranker.sequential.source'"),

@@ -181,7 +181,7 @@ def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: Map
     t0 = time.perf_counter()
     text, report = fit_lambdarank(train.with_positives(), valid.with_positives(), names, rounds=stage.rounds,
                                   early_stopping=stage.early_stopping, params={"seed": stage.seed, **stage.params},
-                                  refit=stage.refit)
+                                  refit=stage.refit, base=stage.base)
     report |= {"windows": {"label_events": stage.label_events, "validation_events": stage.validation_events,
                            "min_history": stage.min_history, "train_candidate_recall": round(train_recall, 4),
                            "validation_candidate_recall": round(valid_recall, 4)},
@@ -190,4 +190,4 @@ def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: Map
         f"ndcg@10 {report['validation_ndcg@10']}; top features: {list(report['importance_gain'])[:5]}")
     seq = _sequential(stage, serving, fit_data, log, "serving")
     return LambdaRankRanker(text, [s.name for s in config.sources], item_stats(stage, fit_data),
-                            last_n=stage.last_n, sequential=seq, report=report)
+                            last_n=stage.last_n, sequential=seq, report=report, base=stage.base)

@@ -258,6 +258,8 @@ class LambdaRankStage(_Strict):
     rounds: int = Field(default=500, ge=1)
     early_stopping: int = Field(default=50, ge=1)
     refit: bool = Field(default=False, description="after early stopping, fit that many rounds on train + validation")
+    base: str | None = Field(default=None, description=(
+        "a source whose order the model starts from (prior -log2(1 + rank)); the trees learn corrections"))
     params: dict[str, Any] = Field(default_factory=dict, description="LightGBM parameters over the defaults")
     history: int = Field(default=50, ge=1, le=10_000)
     state_cache: int = Field(default=0, ge=0, le=100_000_000)
@@ -358,6 +360,8 @@ class PipelineConfig(_Strict):
             raise ValueError(f"sources: each source may appear once; repeated: {repeated}")
         if sum(s.quota for s in self.sources) > self.merge.k:
             raise ValueError(f"sources: quotas sum to more than merge.k = {self.merge.k}")
+        if isinstance(self.ranker, LambdaRankStage) and self.ranker.base is not None and self.ranker.base not in names:
+            raise ValueError(f"ranker.base: {self.ranker.base!r} is not among the sources {names}")
         if isinstance(self.ranker, MultiTaskRankerStage) and self.ranker.score_sources is not None:
             unknown = sorted(set(self.ranker.score_sources) - set(names))
             if unknown:

@@ -1,7 +1,8 @@
 """A learned candidate ranker: a LightGBM LambdaRank model over :mod:`rankstack.ranking.candidate_features`.
 
-``score(batch)`` → ``{"relevance": [B, C]}`` (NaN on pads). Fitted by ``rankstack.ranking.lambdarank_train``;
-saved without pickle as a folder::
+``score(batch)`` → ``{"relevance": [B, C]}`` (NaN on pads): the trees' sum, plus the prior ``-log2(1 + rank)``
+of a ``base`` source when there is one (the model then learns corrections to that source's order). Fitted by
+``rankstack.ranking.lambdarank_train``; saved without pickle as a folder::
 
     model.txt           LightGBM's text model format
     ranker.json         format, feature names, sources, settings, the model's SHA-256, training report
@@ -32,6 +33,19 @@ FORMAT = 1
 MODEL_FILE, META_FILE, STATS_FILE = "model.txt", "ranker.json", "stats.safetensors"
 
 
+MISSING_RANK = 1000.0  # the prior's rank of a candidate the base source did not propose
+
+
+def prior_scores(features: np.ndarray, names: Sequence[str], base: str | None) -> np.ndarray:
+    """The starting score the trees add to: ``-log2(1 + rank)`` of each row by source ``base`` (rank
+    ``MISSING_RANK`` where it did not propose the item), so the model begins at that source's order; zeros
+    without a base."""
+    if base is None:
+        return np.zeros(len(features))
+    rank = features[:, list(names).index(f"rank_{base}")].astype(np.float64)
+    return -np.log2(1.0 + np.where(np.isnan(rank), MISSING_RANK, rank))
+
+
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -45,7 +59,7 @@ class LambdaRankRanker:
 
     def __init__(self, model_text: str, sources: Sequence[str], stats: ItemStats, *, last_n: int = 20,
                  sequential: CandidateSource | None = None, report: dict[str, Any] | None = None,
-                 threads: int = 1) -> None:
+                 threads: int = 1, base: str | None = None) -> None:
         import lightgbm
 
         self.model_text = model_text
@@ -56,7 +70,10 @@ class LambdaRankRanker:
         self.sequential = sequential
         self.report = report or {}
         self.threads = threads
+        self.base = base
         self.feature_names = feature_names(self.sources, sequential is not None)
+        if base is not None and base not in self.sources:
+            raise ValueError(f"base source {base!r} is not among the sources {self.sources}")
         if self.booster.num_feature() != len(self.feature_names):
             raise ValueError(f"the model reads {self.booster.num_feature()} features, the ranker builds "
                              f"{len(self.feature_names)} ({self.feature_names})")
@@ -71,7 +88,8 @@ class LambdaRankRanker:
         out = np.full(batch.item_ids.shape, np.nan)
         matrix, valid = self.features(batch)
         if len(matrix):
-            out[valid] = self.booster.predict(matrix, num_threads=self.threads)
+            out[valid] = self.booster.predict(matrix, num_threads=self.threads) + \
+                prior_scores(matrix, self.feature_names, self.base)
         return {RELEVANCE: out}
 
     def importances(self) -> dict[str, float]:
@@ -105,7 +123,8 @@ class LambdaRankRanker:
             if shared is None:
                 save_source(self.sequential, folder / "sequential")
         meta = {"format": FORMAT, "model_sha256": _sha256(self.model_text), "sources": self.sources,
-                "features": self.feature_names, "last_n": self.last_n, "sequential": seq, "report": self.report}
+                "features": self.feature_names, "last_n": self.last_n, "sequential": seq, "base": self.base,
+                "report": self.report}
         write_text_atomic(folder / META_FILE, json.dumps(meta, indent=1) + "\n")
         return "ranker"
 
@@ -127,7 +146,8 @@ class LambdaRankRanker:
             sequential = sources[name] if seq_rel.startswith("sources/") and name in sources else \
                 read_source(root / seq_rel)
         ranker = cls(text, [str(s) for s in meta["sources"]], ItemStats.load(folder / STATS_FILE),
-                     last_n=int(meta["last_n"]), sequential=sequential, report=meta.get("report") or {})
+                     last_n=int(meta["last_n"]), sequential=sequential, report=meta.get("report") or {},
+                     base=meta.get("base"))
         if ranker.feature_names != meta["features"]:
             raise ArtifactError(f"{folder / META_FILE}: features {meta['features']} differ from the code's "
                                 f"{ranker.feature_names}")
