@@ -416,7 +416,7 @@ def validate_pipeline_config(data: Any, source: str = "<config>") -> PipelineCon
 
 
 def default_config() -> PipelineConfig:
-    """The default pipeline: popular + item-kNN + EASE → SASRec re-scoring → value blend → ε-greedy exploration."""
+    """The default pipeline: popular + item-kNN + EASE → the learned LambdaRank ranker → greedy top k."""
     return validate_pipeline_config(DEFAULT, "<default pipeline>")
 
 
