@@ -39,7 +39,7 @@ def test_the_config_fields_offer_exactly_the_registered_names() -> None:
     assert set(get_args(IndexStage.model_fields["kind"].annotation)) == set(components.names("index"))
     assert components.config_class("ranker", "sequential") is RankerStage
     assert components.config_class("ranker", "multitask") is MultiTaskRankerStage
-    assert set(components.names("ranker")) == {"sequential", "multitask"}
+    assert set(components.names("ranker")) == {"sequential", "multitask", "lambdarank"}
     diversity = get_args(get_args(RerankConfig.model_fields["diversity"].annotation)[0])[0]
     methods = {get_args(c.model_fields["method"].annotation)[0] for c in get_args(diversity)}
     assert methods | {"rules"} == set(components.names("reranker"))
@@ -55,7 +55,7 @@ def test_listing_names_imports_no_component() -> None:
 
 @pytest.mark.parametrize(("call", "message"), [
     (lambda: components.resolve("source", "bpr"), "unknown model 'bpr'; available: popular, itemknn, ease"),
-    (lambda: components.resolve("ranker", "lambdarank"), "unknown ranker 'lambdarank'; available: sequential, "),
+    (lambda: components.resolve("ranker", "xgboost"), "unknown ranker 'xgboost'; available: sequential, "),
     (lambda: components.names("widget"), "unknown component kind 'widget'; available: source, ranker"),
     (lambda: components.build("index", "exact", {"nope": 1}), "invalid settings for index 'exact': unknown setting"),
     (lambda: components.settings("state", "sqlite"), "state 'sqlite' takes no settings"),

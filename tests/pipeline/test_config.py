@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from rankstack.errors import ConfigError
-from rankstack.pipeline.config import default_config, load_pipeline_config
+from rankstack.pipeline.config import LambdaRankStage, default_config, load_pipeline_config
 from rankstack.pipeline.defaults import DEFAULT
 
 from .conftest import config_dict
@@ -40,7 +40,8 @@ def test_shipped_configs_fix_epochs_not_wall_clock_budgets(path: Path) -> None:
     # a time budget makes the trained model, and so the reported metrics, depend on how busy the machine is
     assert "time_budget_s" not in _keys(yaml.safe_load(path.read_text(encoding="utf-8")))
     assert "time_budget_s" not in _keys(DEFAULT)
-    assert default_config().ranker is not None and default_config().ranker.settings["epochs"] == 5
+    ranker = default_config().ranker
+    assert isinstance(ranker, LambdaRankStage) and ranker.seed == 0  # LightGBM: seeded, deterministic, one thread
 
 
 def _write(tmp_path: Path, data: Any) -> Path:
@@ -82,6 +83,15 @@ BAD: list[tuple[str, Any, str]] = [
     ("unknown index parameter", config_dict(sources=[{"name": "lightgcn", "index": {"kind": "exact",
                                                                                     "params": {"nope": 1}}}]),
      "sources[0] 'lightgcn', field 'index': params: nope"),
+    ("unknown ranker kind", config_dict(ranker={"kind": "xgboost"}),
+     "unknown kind 'xgboost'; expected 'sequential', 'multitask' or 'lambdarank'"),
+    ("lambdarank without a label window", config_dict(ranker={"kind": "lambdarank", "label_events": 0}),
+     "field 'ranker.label_events'"),
+    ("lambdarank base not a source", config_dict(ranker={"kind": "lambdarank", "base": "ease"}),
+     "ranker.base: 'ease' is not among the sources"),
+    ("lambdarank typo", config_dict(ranker={"kind": "lambdarank", "round": 5}), "unknown field 'round'"),
+    ("lambdarank sequential cannot re-score", config_dict(ranker={"kind": "lambdarank", "sequential": {
+        "source": "ease"}}), "field 'ranker.sequential.source'"),
     ("top-level list", "- a\n- b\n", "expected a mapping"),
     ("broken YAML", "name: [unclosed\n", "invalid YAML at line"),
 ]

@@ -23,6 +23,7 @@ EVALUATOR = "rankstack.evaluation.evaluator"
 MODELS = {  # the learned models whose training this checks stays apart, by artifact
     "sequential": ["rankstack.sequential.sasrec", "rankstack.retrieval.lightgcn", "rankstack.retrieval.two_tower"],
     "multitask": ["rankstack.ranking.multitask", "rankstack.ranking.networks"],
+    "lambdarank": ["rankstack.ranking.lambdarank", "rankstack.ranking.candidate_features"],
 }
 
 
@@ -72,6 +73,24 @@ def sequential_artifact(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
 
 
 @pytest.fixture(scope="module")
+def lambdarank_artifact(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """Popular + item-kNN sources, the LambdaRank ranker (a few trees)."""
+    root = tmp_path_factory.mktemp("lambdarank")
+    events = small_events(n_users=40, n_items=30)
+    events.write_csv(root / "events.csv")
+    config = {
+        "name": "lambdarank", "data": {"name": str(root / "events.csv")},
+        "sources": [{"name": "popular", "k": 10, "quota": 3}, {"name": "itemknn", "k": 10}],
+        "merge": {"k": 20},
+        "ranker": {"kind": "lambdarank", "rounds": 5, "early_stopping": 2, "min_history": 2,
+                   "params": {"min_data_in_leaf": 5, "num_threads": 1}},
+        "exploration": {"policy": "greedy"},
+        "evaluation": {"ks": [5], "funnel_ks": [10, 20]},
+    }
+    return train_artifact(config, root / "artifact"), str(events.get_column("user_id")[0])
+
+
+@pytest.fixture(scope="module")
 def multitask_artifact(sim_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """The example simulator pipeline (multi-task ranker) on the small simulated log, one epoch."""
     config = simulator_config_dict(sim_folder, epochs=1)
@@ -88,19 +107,21 @@ def loaded_modules(artifact: Path, user: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def loaded(sequential_artifact: tuple[Path, str], multitask_artifact: tuple[Path, str]) -> dict[str, list[str]]:
+def loaded(sequential_artifact: tuple[Path, str], multitask_artifact: tuple[Path, str],
+           lambdarank_artifact: tuple[Path, str]) -> dict[str, list[str]]:
     """The modules each artifact's loading imports."""
-    return {"sequential": loaded_modules(*sequential_artifact), "multitask": loaded_modules(*multitask_artifact)}
+    return {"sequential": loaded_modules(*sequential_artifact), "multitask": loaded_modules(*multitask_artifact),
+            "lambdarank": loaded_modules(*lambdarank_artifact)}
 
 
-@pytest.mark.parametrize("kind", ["sequential", "multitask"])
+@pytest.mark.parametrize("kind", ["sequential", "multitask", "lambdarank"])
 def test_loading_an_artifact_imports_no_training_module(loaded: dict[str, list[str]], kind: str) -> None:
     modules = loaded[kind]
     assert set(MODELS[kind]) <= set(modules)  # the probe loaded the learned models this check is about
     assert [m for m in modules if training_side(m)] == []
 
 
-@pytest.mark.parametrize("kind", ["sequential", "multitask"])
+@pytest.mark.parametrize("kind", ["sequential", "multitask", "lambdarank"])
 def test_loading_an_artifact_does_not_import_the_evaluator(loaded: dict[str, list[str]], kind: str) -> None:
     assert EVALUATOR not in loaded[kind]
 

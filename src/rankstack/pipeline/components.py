@@ -36,6 +36,7 @@ REGISTRY: dict[str, dict[str, tuple[str, str | None]]] = {
         "sequential": ("rankstack.ranking.sequential:SequentialRanker", "rankstack.pipeline.config:RankerStage"),
         "multitask": ("rankstack.pipeline.multitask_stage:MultiTaskStage",
                       "rankstack.pipeline.config:MultiTaskRankerStage"),
+        "lambdarank": ("rankstack.ranking.lambdarank:LambdaRankRanker", "rankstack.pipeline.config:LambdaRankStage"),
     },
     "reranker": {
         "rules": ("rankstack.reranking.rerank_pipeline:RerankPipeline",

@@ -154,6 +154,17 @@ class SourceStage(_Strict):
         return self
 
 
+def _rescorer(name: str) -> str:
+    """``name`` when it is a registered source with ``score_candidates`` (else a ``ValueError`` saying why)."""
+    from rankstack.pipeline.components import names, source_class
+
+    if name not in names("source"):
+        raise ValueError(f"unknown source {name!r}; available: {', '.join(sorted(names('source')))}")
+    if not callable(getattr(source_class(name), "score_candidates", None)):
+        raise ValueError(f"source {name!r} cannot re-score candidates (it has no score_candidates method)")
+    return name
+
+
 def _checked_settings(name: Any, settings: dict[str, Any]) -> dict[str, Any]:
     """``settings`` checked against the config class of registered source ``name`` (skipped when the name is bad:
     its own error says so), so a typo fails at load, before any stage is fitted."""
@@ -191,13 +202,7 @@ class RankerStage(_Strict):
     @field_validator("source")
     @classmethod
     def _can_rescore(cls, name: str) -> str:
-        from rankstack.pipeline.components import names, source_class
-
-        if name not in names("source"):
-            raise ValueError(f"unknown source {name!r}; available: {', '.join(sorted(names('source')))}")
-        if not callable(getattr(source_class(name), "score_candidates", None)):
-            raise ValueError(f"source {name!r} cannot re-score candidates (it has no score_candidates method)")
-        return name
+        return _rescorer(name)
 
     @field_validator("settings")
     @classmethod
@@ -257,6 +262,71 @@ class MultiTaskRankerStage(_Strict):
         return self
 
 
+class SequentialFeature(_Strict):
+    """A sequential model whose score of each candidate given the history is a ranker feature (fitted with the
+    ranker's windows; reused from the sources when it names one of them without settings)."""
+
+    source: str = Field(min_length=1)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("source")
+    @classmethod
+    def _can_rescore(cls, name: str) -> str:
+        return _rescorer(name)
+
+    @field_validator("settings")
+    @classmethod
+    def _settings_fit_the_source(cls, settings: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        return _checked_settings(info.data.get("source"), settings)
+
+
+class LambdaRankStage(_Strict):
+    """A learned ranker (LightGBM LambdaRank) over features of the merged candidates
+    (``rankstack.ranking.candidate_features``), trained on later windows of the fit data.
+
+    Windows, per user in time order (positive events): the last ``validation_events`` are the validation window,
+    the ``label_events`` before them the label window, everything earlier the feature window. Sources fitted on
+    the feature window give the training candidates (labels: items of the label window); sources fitted on the
+    feature + label windows give the validation candidates (labels: the validation window), on which LightGBM
+    stops early. Then every source is fitted on all the fit data for serving. Users with fewer than
+    ``min_history`` earlier events are left out of the ranker's rows.
+    """
+
+    kind: Literal["lambdarank"]
+    label_events: int = Field(default=1, ge=1, le=1000)
+    validation_events: int = Field(default=1, ge=1, le=1000)
+    min_history: int = Field(default=3, ge=1)
+    max_users: int | None = Field(default=None, ge=1, description="users per window (a seeded sample; all)")
+    sequential: SequentialFeature | None = None
+    recent_days: float = Field(default=30.0, gt=0.0)
+    cooc_neighbors: int = Field(default=200, ge=1)
+    last_n: int = Field(default=20, ge=1, description="history items the co-occurrence features read")
+    attribute: str | None = Field(default="genres", description="item attribute of the match feature (none)")
+    rounds: int = Field(default=500, ge=1)
+    early_stopping: int = Field(default=50, ge=1)
+    refit: bool = Field(default=False, description="after early stopping, fit that many rounds on train + validation")
+    base: str | None = Field(default=None, description=(
+        "a source whose order the model starts from (prior -log2(1 + rank)); the trees learn corrections"))
+    params: dict[str, Any] = Field(default_factory=dict, description="LightGBM parameters over the defaults")
+    history: int = Field(default=50, ge=1, le=10_000)
+    state_cache: int = Field(default=0, ge=0, le=100_000_000)
+    seed: int = 0
+
+    @property
+    def order_fields(self) -> set[str]:
+        """The ranker objective the slate order reads: the model's relevance score."""
+        return {"relevance"}
+
+    def order_scores(self, scores: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The slate order: the relevance scores [B, C] (NaN: keep the retrieval order)."""
+        return scores["relevance"]
+
+    @property
+    def warm_states(self) -> bool:
+        """Nothing to warm."""
+        return False
+
+
 def _ranker_kind(value: Any) -> str:
     """The ranker's ``kind``; a mapping without one is the sequential ranker (configs written before kinds)."""
     if isinstance(value, dict):
@@ -265,7 +335,8 @@ def _ranker_kind(value: Any) -> str:
 
 
 RankerConfig = Annotated[
-    Annotated[RankerStage, Tag("sequential")] | Annotated[MultiTaskRankerStage, Tag("multitask")],
+    Annotated[RankerStage, Tag("sequential")] | Annotated[MultiTaskRankerStage, Tag("multitask")]
+    | Annotated[LambdaRankStage, Tag("lambdarank")],
     Discriminator(_ranker_kind),
 ]
 
@@ -336,6 +407,8 @@ class PipelineConfig(_Strict):
             raise ValueError(f"sources: each source may appear once; repeated: {repeated}")
         if sum(s.quota for s in self.sources) > self.merge.k:
             raise ValueError(f"sources: quotas sum to more than merge.k = {self.merge.k}")
+        if isinstance(self.ranker, LambdaRankStage) and self.ranker.base is not None and self.ranker.base not in names:
+            raise ValueError(f"ranker.base: {self.ranker.base!r} is not among the sources {names}")
         if isinstance(self.ranker, MultiTaskRankerStage) and self.ranker.score_sources is not None:
             unknown = sorted(set(self.ranker.score_sources) - set(names))
             if unknown:
@@ -360,11 +433,11 @@ def _where(error: dict[str, Any], data: Any) -> str:
             label += f" '{entry['name']}'"
         parts.append(label)
         loc = loc[2:]
-    if len(loc) >= 2 and loc[0] == "ranker" and loc[1] in ("sequential", "multitask"):
+    if len(loc) >= 2 and loc[0] == "ranker" and loc[1] in ("sequential", "multitask", "lambdarank"):
         loc = [loc[0], *loc[2:]]  # the union's tag adds nothing for the reader
     if error["type"] == "union_tag_invalid":
         field = ".".join(str(p) for p in loc)
-        msg = f"unknown kind {error.get('input', {}).get('kind')!r}; expected 'sequential' or 'multitask'"
+        msg = f"unknown kind {error.get('input', {}).get('kind')!r}; expected 'sequential', 'multitask' or 'lambdarank'"
     elif error["type"] == "extra_forbidden":
         field = ".".join(str(p) for p in loc[:-1])
         msg = f"unknown field '{loc[-1]}'"
@@ -390,7 +463,7 @@ def validate_pipeline_config(data: Any, source: str = "<config>") -> PipelineCon
 
 
 def default_config() -> PipelineConfig:
-    """The default pipeline: popular + item-kNN + EASE → SASRec re-scoring → value blend → ε-greedy exploration."""
+    """The default pipeline: popular + item-kNN + EASE → the learned LambdaRank ranker → greedy top k."""
     return validate_pipeline_config(DEFAULT, "<default pipeline>")
 
 

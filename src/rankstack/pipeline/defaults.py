@@ -14,15 +14,8 @@ DEFAULT: dict[str, Any] = {
         {"name": "ease", "k": 200, "quota": 100},
     ],
     "merge": {"k": 200},
-    "ranker": {
-        "source": "sasrec",
-        "settings": {"epochs": 5, "max_len": 50, "hidden_dim": 64, "batch_size": 256,
-                     "lr": 0.002, "validation": False},
-        "history": 50,
-    },
-    "value": {"objective": {"name": "ranker_and_retrieval", "terms": [
-        {"weight": 0.3, "factors": ["ranker"]}, {"weight": 1.0, "factors": ["retrieval"]}]}},
-    "exploration": {"policy": "epsilon_greedy", "epsilon": 0.05, "pool": 50, "seed": 0},
+    "ranker": {"kind": "lambdarank", "label_events": 10, "validation_events": 1},
+    "exploration": {"policy": "greedy"},
     "deadlines_ms": {"retrieval": 200, "ranker": 100, "rerank": 50},
     "evaluation": {"ks": [10, 20], "funnel_ks": [50, 100, 200]},
 }

@@ -185,10 +185,7 @@ class Pipeline:
             return SlateBatch(np.zeros((0, 0), np.int64), np.zeros((0, 0)), None, np.zeros(0, np.int64), [], [], [],
                               clock.done())
         fallback: list[str | None] = [None] * len(batch)
-        table = self._candidates(batch, fallback, started, deadline_s, stage_deadlines)
-        need = np.maximum(batch.ks, self.config.exploration.pool if self.config.exploration.policy != "greedy" else 0)
-        table = st.eligible(table, batch.blocked, batch.allowed)
-        table = st.backfill(table, need, self.popular_order, self.seen, batch.user_ids, batch.blocked, batch.allowed)
+        table, need = self._table(batch, fallback, started, deadline_s, stage_deadlines)
         clock.lap("retrieval")
         ranker_scores, heads = self._rank(batch, table, state, started, deadline_s, stage_deadlines)
         if ranker_scores is None and self.parts.ranker is not None and self.config.ranker is not None:
@@ -213,6 +210,33 @@ class Pipeline:
                                    stage_deadlines)
         clock.lap("rerank")
         return self._explore(batch, ids, scores, fallback, clock)
+
+    def _table(self, batch: RequestBatch, fallback: list[str | None], started: float, deadline_s: float | None,
+               enforce: bool) -> tuple[st.CandidateTable, np.ndarray]:
+        """The ranker's candidates: merged retrieval, minus blocked and filtered items, backfilled by popularity to
+        each row's need (its slate length, or the exploration pool); returns the table and the needs."""
+        table = self._candidates(batch, fallback, started, deadline_s, enforce)
+        need = np.maximum(batch.ks, self.config.exploration.pool if self.config.exploration.policy != "greedy" else 0)
+        table = st.eligible(table, batch.blocked, batch.allowed)
+        table = st.backfill(table, need, self.popular_order, self.seen, batch.user_ids, batch.blocked, batch.allowed)
+        return table, need
+
+    def rank_inputs(self, user_ids: np.ndarray, k: int, state: StateStore | None = None) -> RankBatch:
+        """What the ranker reads for known users ``user_ids`` asking for ``k`` items: the same candidates and
+        histories as :meth:`recommend_batch` (per-stage deadlines off); a learned ranker's training rows."""
+        p = self.parts
+        users = np.asarray(user_ids, dtype=np.int64).reshape(-1)
+        batch = internal_batch(users, np.full(users.shape, k, np.int64), state, user_map=p.user_map,
+                               item_map=p.item_map, train_histories=p.histories, history_len=self._history_len(),
+                               request_ids=None, contexts=None)
+        table, _ = self._table(batch, [None] * len(batch), time.perf_counter(), None, False)
+        return self._rank_batch(batch, table, state)
+
+    def _rank_batch(self, batch: RequestBatch, table: st.CandidateTable, state: StateStore | None) -> RankBatch:
+        """The ranker's view of a batch and its candidate table."""
+        exposures = None if state is None else RowExposure(batch, state, self.parts.item_map)
+        return RankBatch(batch.user_ids, table.item_ids, batch.histories, batch.contexts,
+                         table.source_scores, self.parts.sources, exposures)
 
     def _candidates(self, batch: RequestBatch, fallback: list[str | None], started: float,
                     deadline_s: float | None, enforce: bool) -> st.CandidateTable:
@@ -249,9 +273,7 @@ class Pipeline:
         ranker, stage = self.parts.ranker, self.config.ranker
         if ranker is None or stage is None:
             return None, {}
-        exposures = None if state is None else RowExposure(batch, state, self.parts.item_map)
-        block = RankBatch(batch.user_ids, table.item_ids, batch.histories, batch.contexts,
-                          table.source_scores, self.parts.sources, exposures)
+        block = self._rank_batch(batch, table, state)
         outcome = self.runner.run("ranker", lambda: ranker.score(block),
                                   self._budget("ranker", started, deadline_s, enforce))
         if outcome.value is None:

@@ -1,0 +1,193 @@
+"""Train the learned candidate ranker (``ranker.kind: lambdarank``) on leakage-safe windows of the fit data.
+
+Per user, positive events in time order (``ranker_windows``)::
+
+    | feature window ...................... | label window (label_events) | validation window (validation_events) |
+
+1. sources (and the sequential scorer) fitted on the feature window retrieve each user's candidates; the
+   candidates that appear in the user's label window are the positives (training rows);
+2. sources fitted on the feature + label windows give the validation rows (positives: the validation window),
+   on which LightGBM stops early;
+3. the caller fits every source on the whole fit data for serving; the ranker's item statistics are recomputed
+   on it too.
+
+Features of a window's rows read only that window's fitted sources, statistics and histories, so no event of a
+label (or validation) window reaches a feature of its own rows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from rankstack.data.dataset import Dataset
+from rankstack.pipeline.components import build_source
+from rankstack.pipeline.config import LambdaRankStage, PipelineConfig
+from rankstack.pipeline.parts import PipelineParts
+from rankstack.pipeline.pipeline import Pipeline
+from rankstack.ranking.candidate_features import ItemStats, candidate_features, feature_names
+from rankstack.ranking.lambdarank import LambdaRankRanker, sequential_scores
+from rankstack.ranking.lambdarank_train import RankingRows, fit_lambdarank
+from rankstack.retrieval.popular import MostPopular
+from rankstack.retrieval.source import CandidateSource
+
+Log = Callable[[str], None]
+_ROW, _RANK, _N = "_row", "_from_end", "_n"
+
+
+@dataclass
+class RankerWindows:
+    """The fit data cut per user: ``before_labels`` (feature window: every event before the label window),
+    ``labels`` (label-window events), ``before_validation`` (feature + label windows) and ``validation``."""
+
+    before_labels: Dataset
+    labels: pl.DataFrame
+    before_validation: Dataset
+    validation: pl.DataFrame
+
+
+def ranker_windows(data: Dataset, label_events: int = 1, validation_events: int = 1,
+                   min_history: int = 3) -> RankerWindows:
+    """Each user's last ``validation_events`` positive events → validation, the ``label_events`` before → labels,
+    the rest → features; users with fewer than ``min_history`` feature-window positives keep every event in the
+    feature window. An event after a user's first held-out event (e.g. an impression) leaves the earlier window."""
+    held = label_events + validation_events
+    ev = (data.events.with_row_index(_ROW).sort(["user_id", "timestamp", _ROW])
+          .with_columns(pl.int_range(pl.len()).over("user_id").alias("_order")))
+    positive = [e for e in data.schema.event_types if data.schema.weight(e) > 0]
+    pos = (ev.filter(pl.col("event").is_in(positive))
+           .with_columns(pl.len().over("user_id").alias(_N),
+                         (pl.len().over("user_id") - pl.int_range(pl.len()).over("user_id") - 1).alias(_RANK))
+           .filter(pl.col(_N) >= held + min_history))
+    validation = pos.filter(pl.col(_RANK) < validation_events)
+    labels = pos.filter((pl.col(_RANK) >= validation_events) & (pl.col(_RANK) < held))
+
+    def before(first: pl.DataFrame) -> pl.DataFrame:
+        cut = first.group_by("user_id").agg(pl.col("_order").min().alias("_cut"))
+        kept = ev.join(cut, on="user_id", how="left").filter(pl.col("_cut").is_null() |
+                                                             (pl.col("_order") < pl.col("_cut")))
+        return kept.sort(_ROW).select(data.events.columns)
+
+    cols = data.events.columns
+    return RankerWindows(data.with_events(before(labels)), labels.sort(_ROW).select(cols),
+                         data.with_events(before(validation)), validation.sort(_ROW).select(cols))
+
+
+def _fit_sources(config: PipelineConfig, data: Dataset, log: Log, label: str) -> dict[str, CandidateSource]:
+    sources: dict[str, CandidateSource] = {}
+    for stage in config.sources:
+        t0 = time.perf_counter()
+        sources[stage.name] = build_source(stage.name, stage.settings).fit(data)
+        log(f"ranker {label} window: source {stage.name} fitted in {time.perf_counter() - t0:.1f} s")
+    return sources
+
+
+def _sequential(stage: LambdaRankStage, sources: Mapping[str, CandidateSource], data: Dataset,
+                log: Log, label: str) -> CandidateSource | None:
+    """The sequential scorer of the ranker's features: the fitted source when it is one without settings."""
+    spec = stage.sequential
+    if spec is None:
+        return None
+    if spec.source in sources and not spec.settings:
+        return sources[spec.source]
+    t0 = time.perf_counter()
+    model = build_source(spec.source, spec.settings).fit(data)
+    log(f"ranker {label}: sequential {spec.source} fitted in {time.perf_counter() - t0:.1f} s")
+    return model
+
+
+def item_stats(stage: LambdaRankStage, data: Dataset) -> ItemStats:
+    """The item statistics the features read, over ``data``."""
+    return ItemStats.from_dataset(data, recent_days=stage.recent_days, neighbors=stage.cooc_neighbors,
+                                  attribute=stage.attribute)
+
+
+def candidate_pipeline(config: PipelineConfig, sources: dict[str, CandidateSource], data: Dataset) -> Pipeline:
+    """A pipeline of the fitted ``sources`` without ranker, value or re-rank stages: it yields the candidates."""
+    bare = config.model_copy(update={"ranker": None, "value": None, "rerank": None})
+    popular = sources.get("popular")
+    fallback = popular if isinstance(popular, MostPopular) else MostPopular().fit(data)
+    return Pipeline(PipelineParts(config=bare, sources=sources, fallback=fallback, user_map=data.user_map,
+                                  item_map=data.item_map, histories=data.sequences()))
+
+
+@dataclass
+class WindowModels:
+    """What a window's rows are built from: sources, sequential scorer and statistics fitted on the events before
+    the window, and the candidate pipeline over those sources."""
+
+    sources: dict[str, CandidateSource]
+    sequential: CandidateSource | None
+    stats: ItemStats
+    pipeline: Pipeline
+
+
+def fit_window(config: PipelineConfig, stage: LambdaRankStage, data: Dataset, log: Log, label: str) -> WindowModels:
+    """Fit the sources, the sequential scorer and the statistics on ``data`` (every event before a window)."""
+    sources = _fit_sources(config, data, log, label)
+    return WindowModels(sources, _sequential(stage, sources, data, log, label), item_stats(stage, data),
+                        candidate_pipeline(config, sources, data))
+
+
+def labelled_rows(models: WindowModels, stage: LambdaRankStage, labels: pl.DataFrame,
+                  k: int) -> tuple[RankingRows, float]:
+    """Grouped rows of the users of ``labels`` (the first ``stage.max_users`` of a seeded shuffle): their
+    candidates and features, label 1 where the candidate is one of the user's window items; also the share of
+    window items found among the candidates (candidate recall)."""
+    users = np.unique(labels.get_column("user_id").to_numpy()).astype(np.int64)
+    if stage.max_users is not None and len(users) > stage.max_users:
+        users = np.sort(np.random.default_rng(stage.seed).choice(users, stage.max_users, replace=False))
+    wanted: dict[int, set[int]] = {}
+    for u, i in labels.select("user_id", "item_id").iter_rows():
+        wanted.setdefault(int(u), set()).add(int(i))
+    parts, found, total = [], 0, 0
+    names = list(models.sources)
+    for start in range(0, len(users), 256):
+        chunk = users[start: start + 256]
+        batch = models.pipeline.rank_inputs(chunk, k)
+        matrix, valid = candidate_features(batch, models.stats, names, last_n=stage.last_n,
+                                           seq_scores=sequential_scores(models.sequential, batch))
+        hits = np.array([[int(i) in wanted[int(u)] for i in row] for u, row in zip(chunk, batch.item_ids,
+                                                                                   strict=True)]) & valid
+        found += int(hits.sum())
+        total += sum(len(wanted[int(u)]) for u in chunk)
+        parts.append(RankingRows(matrix, hits[valid].astype(np.float64), valid.sum(axis=1).astype(np.int64),
+                                 chunk))
+    return RankingRows.concat(parts), found / max(total, 1)
+
+
+def window_rows(config: PipelineConfig, stage: LambdaRankStage, data: Dataset, labels: pl.DataFrame,
+                log: Log, label: str) -> tuple[RankingRows, float]:
+    """:func:`labelled_rows` of ``labels`` from models fitted on ``data`` (every event before the window)."""
+    return labelled_rows(fit_window(config, stage, data, log, label), stage, labels, max(config.evaluation.ks))
+
+
+def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: Mapping[str, CandidateSource],
+                         log: Log) -> LambdaRankRanker:
+    """Fit the ranker on the windows of ``fit_data``; it serves over ``serving`` (sources fitted on all of it)."""
+    stage = config.ranker
+    assert isinstance(stage, LambdaRankStage)
+    windows = ranker_windows(fit_data, stage.label_events, stage.validation_events, stage.min_history)
+    log(f"ranker lambdarank: windows of {windows.labels.get_column('user_id').n_unique():,} users: "
+        f"{windows.labels.height:,} label and {windows.validation.height:,} validation events after "
+        f"{len(windows.before_labels):,} feature-window events")
+    train, train_recall = window_rows(config, stage, windows.before_labels, windows.labels, log, "training")
+    valid, valid_recall = window_rows(config, stage, windows.before_validation, windows.validation, log, "validation")
+    names = feature_names([s.name for s in config.sources], stage.sequential is not None)
+    t0 = time.perf_counter()
+    text, report = fit_lambdarank(train.with_positives(), valid.with_positives(), names, rounds=stage.rounds,
+                                  early_stopping=stage.early_stopping, params={"seed": stage.seed, **stage.params},
+                                  refit=stage.refit, base=stage.base)
+    report |= {"windows": {"label_events": stage.label_events, "validation_events": stage.validation_events,
+                           "min_history": stage.min_history, "train_candidate_recall": round(train_recall, 4),
+                           "validation_candidate_recall": round(valid_recall, 4)},
+               "fit_s": round(time.perf_counter() - t0, 2)}
+    log(f"ranker lambdarank: {report['best_iteration']} trees in {report['fit_s']} s, validation "
+        f"ndcg@10 {report['validation_ndcg@10']}; top features: {list(report['importance_gain'])[:5]}")
+    seq = _sequential(stage, serving, fit_data, log, "serving")
+    return LambdaRankRanker(text, [s.name for s in config.sources], item_stats(stage, fit_data),
+                            last_n=stage.last_n, sequential=seq, report=report, base=stage.base)

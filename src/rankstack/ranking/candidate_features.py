@@ -1,0 +1,231 @@
+"""Features of merged candidates for a learned ranker: one code path for offline training rows and online requests.
+
+Both read a ``RankBatch`` (what the pipeline hands its ranker) and ``ItemStats`` (counts over the events the
+sources were fitted on: the artifact's at serving, a window's in training), so a candidate gets the same values
+offline and online. Per candidate [B, C] → one row of :data:`feature_names`:
+
+    score_<s>, rank_<s>, proposed_<s>   each source's retrieval score (NaN if it did not propose the item), its
+                                        1-based rank among the row's candidates it proposed, and a 0/1 flag
+    n_proposed, merged_rank             how many sources proposed it; its slot in the fused retrieval order
+    pop_all, pop_recent, pop_trend      log1p event count (all, last ``recent_days``), recent share ÷ all share
+    item_age_days                       days from the item's first event to the end of the statistics window
+    user_events, history_len            the user's event count in the window; the request history's length
+    cooc_sum, cooc_max, cooc_cos        co-occurrence counts of the candidate with the history's last N items:
+                                        sum, max, and sum_h c(h,i) / sqrt(n_h n_i) (cosine)
+    genre_match                         share of the last N items sharing an attribute value with the candidate
+    seq_score                           the sequential model's score of the candidate given the history
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from rankstack.data.dataset import Dataset
+from rankstack.io import atomic_write
+from rankstack.ranking.ranker import RankBatch
+
+DAY = 86_400.0
+ITEM_FEATURES = ("pop_all", "pop_recent", "pop_trend", "item_age_days")
+USER_FEATURES = ("user_events", "history_len")
+HISTORY_FEATURES = ("cooc_sum", "cooc_max", "cooc_cos", "genre_match")
+
+
+def feature_names(sources: Sequence[str], sequential: bool) -> list[str]:
+    """The column names of :func:`candidate_features`, in order."""
+    per_source = [f"{kind}_{s}" for s in sources for kind in ("score", "rank", "proposed")]
+    tail = ["seq_score"] if sequential else []
+    return [*per_source, "n_proposed", "merged_rank", *ITEM_FEATURES, *USER_FEATURES, *HISTORY_FEATURES, *tail]
+
+
+@dataclass
+class ItemStats:
+    """Item and user counts over one window of events: all-time and recent popularity, first-seen age, user
+    activity, item co-occurrence (top ``neighbors`` per item) and a 0/1 item × attribute-value matrix."""
+
+    pop_all: np.ndarray
+    pop_recent: np.ndarray
+    age_days: np.ndarray
+    user_events: np.ndarray
+    cooc: sp.csr_matrix
+    attributes: sp.csr_matrix
+    recent_share: float
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, *, recent_days: float = 30.0, neighbors: int = 200,
+                     attribute: str | None = "genres") -> ItemStats:
+        """Counts over ``data``'s positive events; "recent" = the last ``recent_days`` before its latest event."""
+        ev = data.positive_events()
+        items = ev.get_column("item_id").to_numpy().astype(np.int64)
+        users = ev.get_column("user_id").to_numpy().astype(np.int64)
+        times = _seconds(ev)
+        end = float(times.max()) if len(times) else 0.0
+        start = float(times.min()) if len(times) else 0.0
+        recent = times >= end - recent_days * DAY
+        pop_all = np.bincount(items, minlength=data.n_items).astype(np.float64)
+        pop_recent = np.bincount(items[recent], minlength=data.n_items).astype(np.float64)
+        first = np.full(data.n_items, np.nan)
+        if len(items):
+            order = np.lexsort((times, items))
+            heads = np.flatnonzero(np.r_[True, np.diff(items[order]) != 0])
+            first[items[order][heads]] = times[order][heads]
+        share = min(1.0, recent_days * DAY / max(end - start, DAY))
+        return cls(pop_all, pop_recent, (end - first) / DAY, np.bincount(users, minlength=data.n_users)
+                   .astype(np.float64), _cooccurrence(data.interaction_matrix(), neighbors),
+                   _attribute_matrix(data, attribute), share)
+
+    def save(self, path: Path) -> None:
+        """Write the statistics as one safetensors file (numpy arrays, nothing pickled)."""
+        from safetensors.numpy import save_file
+
+        tensors = {"pop_all": self.pop_all, "pop_recent": self.pop_recent, "age_days": self.age_days,
+                   "user_events": self.user_events, "recent_share": np.array([self.recent_share])}
+        for name, mat in (("cooc", self.cooc), ("attributes", self.attributes)):
+            tensors |= {f"{name}_indptr": mat.indptr.astype(np.int64), f"{name}_indices": mat.indices.astype(np.int64),
+                        f"{name}_data": mat.data.astype(np.float32), f"{name}_shape": np.array(mat.shape, np.int64)}
+        with atomic_write(path) as tmp:
+            save_file(tensors, str(tmp))
+
+    @classmethod
+    def load(cls, path: Path) -> ItemStats:
+        """The statistics :meth:`save` wrote."""
+        from safetensors.numpy import load_file
+
+        t = load_file(str(path))
+
+        def csr(name: str) -> sp.csr_matrix:
+            shape = tuple(int(x) for x in t[f"{name}_shape"])
+            return sp.csr_matrix((t[f"{name}_data"], t[f"{name}_indices"], t[f"{name}_indptr"]), shape=shape)
+
+        return cls(t["pop_all"], t["pop_recent"], t["age_days"], t["user_events"], csr("cooc"), csr("attributes"),
+                   float(t["recent_share"][0]))
+
+
+def _seconds(events: pl.DataFrame) -> np.ndarray:
+    """Event times in seconds (datetimes) or as given (numeric positions); zeros without a timestamp column."""
+    if "timestamp" not in events.columns:
+        return np.zeros(events.height)
+    col = events.get_column("timestamp")
+    if col.dtype.is_temporal():
+        return col.dt.epoch("ms").to_numpy().astype(np.float64) / 1000.0
+    return col.cast(pl.Float64).fill_null(0.0).to_numpy()
+
+
+def _cooccurrence(matrix: sp.csr_matrix, neighbors: int) -> sp.csr_matrix:
+    """Item × item counts of users holding both (diagonal dropped), each row cut to its ``neighbors`` largest."""
+    x = sp.csr_matrix(matrix, dtype=np.float32)
+    x.data[:] = 1.0
+    co = (x.T @ x).tocsr()
+    co.setdiag(0.0)
+    co.eliminate_zeros()
+    rows, cols, vals = [], [], []
+    for i in range(co.shape[0]):
+        at = slice(co.indptr[i], co.indptr[i + 1])
+        idx, val = co.indices[at], co.data[at]
+        if len(val) > neighbors:
+            keep = np.argpartition(-val, neighbors - 1)[:neighbors]
+            idx, val = idx[keep], val[keep]
+        rows.append(np.full(len(idx), i))
+        cols.append(idx)
+        vals.append(val)
+    shape = co.shape
+    if not rows:
+        return sp.csr_matrix(shape, dtype=np.float32)
+    out = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=shape,
+                        dtype=np.float32)
+    out.sort_indices()
+    return out
+
+
+def _attribute_matrix(data: Dataset, attribute: str | None) -> sp.csr_matrix:
+    """0/1 item × value matrix of a (list or string, ``|``-separated) item attribute; empty when there is none."""
+    feats = data.item_features
+    if attribute is None or feats is None or attribute not in feats.columns:
+        return sp.csr_matrix((data.n_items, 0), dtype=np.float32)
+    col = feats.get_column(attribute)
+    values = col.to_list() if col.dtype == pl.List(pl.String) else [
+        None if v is None else str(v).split("|") for v in col.to_list()]
+    ids = feats.get_column("item_id").to_numpy().astype(np.int64)
+    vocab: dict[str, int] = {}
+    rows, cols = [], []
+    for item, vals in zip(ids, values, strict=True):
+        for v in vals or []:
+            if v is not None and item >= 0:
+                rows.append(int(item))
+                cols.append(vocab.setdefault(str(v), len(vocab)))
+    return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(data.n_items, len(vocab)))
+
+
+def _source_blocks(batch: RankBatch, sources: Sequence[str], valid: np.ndarray) -> list[np.ndarray]:
+    """Per source: score (NaN if not proposed), rank among the row's proposed items (1-based), proposed 0/1."""
+    out = []
+    for name in sources:
+        scores = batch.source_scores.get(name)
+        if scores is None:
+            scores = np.full(valid.shape, np.nan)
+        scores = np.where(valid, scores, np.nan)
+        proposed = ~np.isnan(scores)
+        keyed = np.where(proposed, scores, -np.inf)
+        order = np.argsort(-keyed, axis=1, kind="stable")
+        ranks = np.empty(valid.shape)
+        np.put_along_axis(ranks, order, np.arange(1, valid.shape[1] + 1, dtype=np.float64)[None, :], axis=1)
+        out += [scores, np.where(proposed, ranks, np.nan), proposed.astype(np.float64)]
+    return out
+
+
+def _history_block(batch: RankBatch, stats: ItemStats, last_n: int, valid: np.ndarray) -> list[np.ndarray]:
+    """Co-occurrence sum / max / cosine and attribute match of each candidate with the last ``last_n`` items."""
+    shape = valid.shape
+    co_sum, co_max, co_cos, match = (np.zeros(shape) for _ in range(4))
+    pop = np.maximum(stats.pop_all, 1.0)
+    has_attr = stats.attributes.shape[1] > 0
+    for row in range(shape[0]):
+        hist = batch.histories[row][-last_n:] if row < len(batch.histories) else np.zeros(0, np.int64)
+        hist = hist[(hist >= 0) & (hist < stats.cooc.shape[0])]
+        if not len(hist):
+            continue
+        cand = np.where(valid[row], batch.item_ids[row], 0)
+        block = stats.cooc[hist][:, cand].toarray()  # [N, C]
+        co_sum[row], co_max[row] = block.sum(axis=0), block.max(axis=0)
+        co_cos[row] = (block / np.sqrt(pop[hist])[:, None]).sum(axis=0) / np.sqrt(pop[cand])
+        if has_attr:
+            shared = (stats.attributes[hist] @ stats.attributes[cand].T).toarray()  # [N, C] shared values
+            match[row] = (shared > 0).mean(axis=0)
+    return [co_sum, co_max, co_cos, match]
+
+
+def candidate_features(batch: RankBatch, stats: ItemStats, sources: Sequence[str], *, last_n: int = 20,
+                       seq_scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(features [n valid candidates, F] float32 in :func:`feature_names` order, valid mask [B, C]).
+
+    Rows are the valid candidates (item id >= 0) in row-major order; ``seq_scores`` [B, C] is the sequential
+    model's score (its column is present exactly when it is given).
+    """
+    ids = batch.item_ids
+    valid = ids >= 0
+    safe = np.where(valid, ids, 0)
+    n_items = len(stats.pop_all)
+    known_item = valid & (ids < n_items)
+    safe = np.where(known_item, safe, 0)
+    blocks = _source_blocks(batch, sources, valid)
+    proposed = np.stack(blocks[2::3]).sum(axis=0) if sources else np.zeros(ids.shape)
+    merged_rank = np.broadcast_to(np.arange(ids.shape[1], dtype=np.float64), ids.shape)
+    pop_all, pop_recent = stats.pop_all[safe], stats.pop_recent[safe]
+    trend = (pop_recent + 1.0) / (pop_all * stats.recent_share + 1.0)
+    users = np.asarray(batch.user_ids, dtype=np.int64)
+    known_user = (users >= 0) & (users < len(stats.user_events))
+    user_events = np.where(known_user, stats.user_events[np.where(known_user, users, 0)], 0.0)
+    hist_len = np.array([len(batch.histories[r]) if r < len(batch.histories) else 0 for r in range(len(ids))],
+                        np.float64)
+    columns = [*blocks, proposed, merged_rank, np.log1p(pop_all), np.log1p(pop_recent), trend,
+               stats.age_days[safe], np.broadcast_to(user_events[:, None], ids.shape),
+               np.broadcast_to(hist_len[:, None], ids.shape), *_history_block(batch, stats, last_n, known_item)]
+    if seq_scores is not None:
+        columns.append(seq_scores)
+    matrix = np.stack([np.asarray(c, np.float64)[valid] for c in columns], axis=1).astype(np.float32)
+    return matrix, valid

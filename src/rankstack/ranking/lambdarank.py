@@ -1,0 +1,163 @@
+"""A learned candidate ranker: a LightGBM LambdaRank model over :mod:`rankstack.ranking.candidate_features`.
+
+``score(batch)`` → ``{"relevance": [B, C]}`` (NaN on pads): the trees' sum, plus the prior ``-log2(1 + rank)``
+of a ``base`` source when there is one (the model then learns corrections to that source's order). Fitted by
+``rankstack.ranking.lambdarank_train``; saved without pickle as a folder::
+
+    model.txt           LightGBM's text model format
+    ranker.json         format, feature names, sources, settings, the model's SHA-256, training report
+    stats.safetensors   the item statistics the features read (``ItemStats``)
+    sequential/         the sequential model whose score is a feature (when there is one and it is not a source)
+
+Loading checks the model text against its recorded SHA-256 before LightGBM parses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rankstack.errors import ArtifactError
+from rankstack.io import write_text_atomic
+from rankstack.ranking.candidate_features import ItemStats, candidate_features, feature_names
+from rankstack.ranking.ranker import RankBatch
+from rankstack.retrieval.source import CandidateSource
+
+RELEVANCE = "relevance"  # the one objective: the model's ranking score of each candidate
+FORMAT = 1
+MODEL_FILE, META_FILE, STATS_FILE = "model.txt", "ranker.json", "stats.safetensors"
+
+
+MISSING_RANK = 1000.0  # the prior's rank of a candidate the base source did not propose
+
+
+def prior_scores(features: np.ndarray, names: Sequence[str], base: str | None) -> np.ndarray:
+    """The starting score the trees add to: ``-log2(1 + rank)`` of each row by source ``base`` (rank
+    ``MISSING_RANK`` where it did not propose the item), so the model begins at that source's order; zeros
+    without a base."""
+    if base is None:
+        return np.zeros(len(features))
+    rank = features[:, list(names).index(f"rank_{base}")].astype(np.float64)
+    return -np.log2(1.0 + np.where(np.isnan(rank), MISSING_RANK, rank))
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class LambdaRankRanker:
+    """A fitted LightGBM ranking model with the item statistics and sequential scorer its features need."""
+
+    name = "lambdarank"
+    objectives: tuple[str, ...] = (RELEVANCE,)
+    needs_history = False
+
+    def __init__(self, model_text: str, sources: Sequence[str], stats: ItemStats, *, last_n: int = 20,
+                 sequential: CandidateSource | None = None, report: dict[str, Any] | None = None,
+                 threads: int = 1, base: str | None = None) -> None:
+        import lightgbm
+
+        self.model_text = model_text
+        self.booster = lightgbm.Booster(model_str=model_text)
+        self.sources = list(sources)
+        self.stats = stats
+        self.last_n = last_n
+        self.sequential = sequential
+        self.report = report or {}
+        self.threads = threads
+        self.base = base
+        self.feature_names = feature_names(self.sources, sequential is not None)
+        if base is not None and base not in self.sources:
+            raise ValueError(f"base source {base!r} is not among the sources {self.sources}")
+        if self.booster.num_feature() != len(self.feature_names):
+            raise ValueError(f"the model reads {self.booster.num_feature()} features, the ranker builds "
+                             f"{len(self.feature_names)} ({self.feature_names})")
+
+    def features(self, batch: RankBatch) -> tuple[np.ndarray, np.ndarray]:
+        """The feature matrix of the batch's valid candidates and their mask [B, C] (the training code path)."""
+        return candidate_features(batch, self.stats, self.sources, last_n=self.last_n,
+                                  seq_scores=sequential_scores(self.sequential, batch))
+
+    def score(self, batch: RankBatch) -> dict[str, np.ndarray]:
+        """The model's scores [B, C]; NaN on pads."""
+        out = np.full(batch.item_ids.shape, np.nan)
+        matrix, valid = self.features(batch)
+        if len(matrix):
+            out[valid] = self.booster.predict(matrix, num_threads=self.threads) + \
+                prior_scores(matrix, self.feature_names, self.base)
+        return {RELEVANCE: out}
+
+    def importances(self) -> dict[str, float]:
+        """Total gain per feature, largest first."""
+        gain = self.booster.feature_importance(importance_type="gain")
+        pairs = sorted(zip(self.feature_names, gain.tolist(), strict=True), key=lambda p: -p[1])
+        return {name: round(float(value), 3) for name, value in pairs}
+
+    def keep_states(self, capacity: int) -> None:
+        """Cache the sequential scorer's user states when it can (a no-op otherwise)."""
+        enable = getattr(self.sequential, "enable_state_cache", None)
+        if callable(enable):
+            enable(capacity)
+
+    def warm(self, histories: Sequence[np.ndarray]) -> int:
+        """Nothing is computed ahead of requests."""
+        return 0
+
+    def save(self, root: Path, sources: Mapping[str, CandidateSource]) -> str:
+        """Write the ranker into ``root/ranker``; a sequential scorer that is one of ``sources`` is not repeated."""
+        from rankstack.retrieval.source_files import save_source
+
+        folder = root / "ranker"
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(folder / MODEL_FILE, self.model_text)
+        self.stats.save(folder / STATS_FILE)
+        seq = None
+        if self.sequential is not None:
+            shared = next((n for n, s in sources.items() if s is self.sequential), None)
+            seq = f"sources/{shared}" if shared is not None else "ranker/sequential"
+            if shared is None:
+                save_source(self.sequential, folder / "sequential")
+        meta = {"format": FORMAT, "model_sha256": _sha256(self.model_text), "sources": self.sources,
+                "features": self.feature_names, "last_n": self.last_n, "sequential": seq, "base": self.base,
+                "report": self.report}
+        write_text_atomic(folder / META_FILE, json.dumps(meta, indent=1) + "\n")
+        return "ranker"
+
+    @classmethod
+    def load(cls, root: Path, rel: str, sources: Mapping[str, CandidateSource],
+             read_source: Callable[[Path], CandidateSource]) -> LambdaRankRanker:
+        """The ranker :meth:`save` wrote at ``root/rel`` (``ArtifactError`` when its model fails its checksum)."""
+        folder = root / rel
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ArtifactError(f"{folder / META_FILE}: unsupported lambdarank format {meta!r:.80}")
+        text = (folder / MODEL_FILE).read_text(encoding="utf-8")
+        if _sha256(text) != meta["model_sha256"]:
+            raise ArtifactError(f"{folder / MODEL_FILE}: SHA-256 differs from ranker.json's model_sha256")
+        seq_rel = meta.get("sequential")
+        sequential = None
+        if isinstance(seq_rel, str):
+            name = seq_rel.removeprefix("sources/")
+            sequential = sources[name] if seq_rel.startswith("sources/") and name in sources else \
+                read_source(root / seq_rel)
+        ranker = cls(text, [str(s) for s in meta["sources"]], ItemStats.load(folder / STATS_FILE),
+                     last_n=int(meta["last_n"]), sequential=sequential, report=meta.get("report") or {},
+                     base=meta.get("base"))
+        if ranker.feature_names != meta["features"]:
+            raise ArtifactError(f"{folder / META_FILE}: features {meta['features']} differ from the code's "
+                                f"{ranker.feature_names}")
+        return ranker
+
+
+def sequential_scores(model: CandidateSource | None, batch: RankBatch) -> np.ndarray | None:
+    """The sequential model's scores [B, C] of the candidates given each row's history (NaN: no history, pads)."""
+    if model is None:
+        return None
+    from rankstack.ranking.sequential import SequentialRanker
+
+    return SequentialRanker(model).score(batch)["next_item"]

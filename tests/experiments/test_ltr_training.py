@@ -1,0 +1,128 @@
+"""The LambdaRank stage: per-user windows, no label-window event in a feature, offline/online feature parity, and
+the model's round trip through the artifact with identical scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipeline.conftest import config_dict, manifest_for
+from rankstack.data.dataset import Dataset
+from rankstack.errors import ArtifactError
+from rankstack.experiments.ltr_training import ranker_windows, window_rows
+from rankstack.experiments.pipeline_training import fit_stages
+from rankstack.pipeline.api import RecommendRequest
+from rankstack.pipeline.artifact import save_artifact
+from rankstack.pipeline.config import LambdaRankStage, validate_pipeline_config
+from rankstack.pipeline.pipeline import Pipeline
+from rankstack.ranking.lambdarank import LambdaRankRanker
+from rankstack.ranking.ranker import RankBatch
+
+RANKER: dict[str, Any] = {"kind": "lambdarank", "rounds": 20, "early_stopping": 5, "min_history": 2,
+                          "attribute": "category", "base": "itemknn",
+                          "params": {"min_data_in_leaf": 5, "num_threads": 1, "learning_rate": 0.2}}
+
+
+def keys(frame: pl.DataFrame) -> set[tuple[int, int, Any]]:
+    return set(frame.select("user_id", "item_id", "timestamp").iter_rows())
+
+
+def test_windows_cut_each_users_tail(small_split: tuple[Dataset, Dataset]) -> None:
+    fit, _ = small_split
+    w = ranker_windows(fit, label_events=2, validation_events=1, min_history=2)
+    per_user = fit.events.group_by("user_id").len()
+    assert w.labels.group_by("user_id").len().get_column("len").unique().to_list() == [2]
+    assert w.validation.height == per_user.height  # every user of the small log has enough events
+    assert not keys(w.before_labels.events) & (keys(w.labels) | keys(w.validation))
+    assert keys(w.before_validation.events) == keys(w.before_labels.events) | keys(w.labels)
+    assert len(w.before_validation) + w.validation.height == len(fit)
+    latest = w.before_labels.events.group_by("user_id").agg(pl.col("timestamp").max().alias("last"))
+    first = w.labels.group_by("user_id").agg(pl.col("timestamp").min().alias("first"))
+    assert (latest.join(first, on="user_id").select(pl.col("last") <= pl.col("first")).to_series()).all()
+
+
+def test_users_with_short_histories_stay_in_the_feature_window(small_split: tuple[Dataset, Dataset]) -> None:
+    fit, _ = small_split
+    w = ranker_windows(fit, label_events=3, validation_events=3, min_history=100)
+    assert w.labels.height == 0 and w.validation.height == 0 and len(w.before_labels) == len(fit)
+
+
+def test_no_label_window_event_reaches_a_feature(small_split: tuple[Dataset, Dataset]) -> None:
+    """Change every label-window item: the training rows' features stay equal to the last bit."""
+    fit, _ = small_split
+    config = validate_pipeline_config(config_dict(ranker=RANKER))
+    stage = config.ranker
+    assert isinstance(stage, LambdaRankStage)
+    w = ranker_windows(fit, 1, 1, 2)
+    label_keys = w.labels.select("user_id", "timestamp").with_columns(pl.lit(True).alias("_label"))
+    marked = fit.events.join(label_keys, on=["user_id", "timestamp"], how="left")
+    changed = marked.with_columns(pl.when(pl.col("_label")).then((pl.col("item_id") + 7) % fit.n_items)
+                                  .otherwise(pl.col("item_id")).alias("item_id")).drop("_label")
+    assert (changed.get_column("item_id") != fit.events.get_column("item_id")).sum() == w.labels.height
+    w2 = ranker_windows(fit.with_events(changed), 1, 1, 2)
+    rows, _ = window_rows(config, stage, w.before_labels, w.labels, lambda _m: None, "training")
+    rows2, _ = window_rows(config, stage, w2.before_labels, w2.labels, lambda _m: None, "training")
+    assert np.array_equal(rows.features, rows2.features, equal_nan=True)
+    assert rows.groups.tolist() == rows2.groups.tolist()
+    assert not np.array_equal(rows.labels, rows2.labels)  # the labels did read the window
+
+
+@pytest.fixture(scope="module")
+def trained(small_split: tuple[Dataset, Dataset]) -> Pipeline:
+    fit, _ = small_split
+    config = validate_pipeline_config(config_dict(ranker=RANKER))
+    return Pipeline(fit_stages(config, fit, lambda _m: None))
+
+
+def captured_features(pipeline: Pipeline, calls: list[RankBatch]) -> Any:
+    ranker = pipeline.parts.ranker
+    assert isinstance(ranker, LambdaRankRanker)
+    original = ranker.score
+
+    def spy(batch: RankBatch) -> dict[str, np.ndarray]:
+        calls.append(batch)
+        return original(batch)
+
+    return spy
+
+
+def test_online_requests_get_the_offline_features(trained: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    ranker = trained.parts.ranker
+    assert isinstance(ranker, LambdaRankRanker)
+    assert ranker.report["best_iteration"] >= 1 and ranker.report["importance_gain"]
+    users = np.array([0, 3, 5, 11])
+    offline, offline_valid = ranker.features(trained.rank_inputs(users, 10))
+    calls: list[RankBatch] = []
+    monkeypatch.setattr(ranker, "score", captured_features(trained, calls))
+    external = trained.parts.user_map.to_external_list(users)
+    out = trained.recommend([RecommendRequest(user_id=str(u), k=10) for u in external], stage_deadlines=False)
+    assert all(r.items for r in out) and len(calls) == 1
+    online, online_valid = ranker.features(calls[0])
+    assert np.array_equal(offline_valid, online_valid)
+    assert np.array_equal(offline, online, equal_nan=True)
+
+
+def test_model_round_trips_through_the_artifact(trained: Pipeline, tmp_path: Path) -> None:
+    out = save_artifact(trained.parts, manifest_for(trained), tmp_path / "art")
+    loaded = Pipeline.load(out)
+    assert isinstance(loaded.parts.ranker, LambdaRankRanker) and isinstance(trained.parts.ranker, LambdaRankRanker)
+    assert loaded.parts.ranker.report["best_iteration"] == trained.parts.ranker.report["best_iteration"]
+    users = np.arange(12)
+    before = trained.parts.ranker.score(trained.rank_inputs(users, 10))["relevance"]
+    after = loaded.parts.ranker.score(loaded.rank_inputs(users, 10))["relevance"]
+    assert np.isfinite(before).any()
+    assert np.array_equal(before, after, equal_nan=True)
+    assert np.array_equal(trained.recommend_batch(users, 10).item_ids, loaded.recommend_batch(users, 10).item_ids)
+
+
+def test_a_changed_model_fails_its_checksum(trained: Pipeline, tmp_path: Path) -> None:
+    trained.parts.ranker.save(tmp_path, trained.parts.sources)  # type: ignore[union-attr]
+    model = tmp_path / "ranker" / "model.txt"
+    model.write_text(model.read_text(encoding="utf-8").replace("shrinkage=", "shrinkage=1", 1), encoding="utf-8")
+    with pytest.raises(ArtifactError, match="SHA-256"):
+        LambdaRankRanker.load(tmp_path, "ranker", trained.parts.sources, lambda _p: None)  # type: ignore[arg-type,return-value]
+

@@ -1,0 +1,94 @@
+"""Candidate features: hand-checked values on a tiny log, pads left out, statistics round-trip through a file."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from rankstack.data.dataset import Dataset
+from rankstack.ranking.candidate_features import ItemStats, candidate_features, feature_names
+from rankstack.ranking.ranker import RankBatch
+
+T0 = datetime(2020, 1, 1)
+
+
+def tiny() -> Dataset:
+    """Users a, b, c; items x, y, z, w; b and c watch x and y together; z only long ago, w only recently."""
+    rows = [("a", "x", 0), ("a", "z", 1), ("b", "x", 100), ("b", "y", 101), ("c", "x", 110), ("c", "y", 111),
+            ("c", "w", 119)]
+    events = pl.DataFrame([(u, i, T0 + timedelta(days=d)) for u, i, d in rows],
+                          schema=["user_id", "item_id", "timestamp"], orient="row")
+    genres = pl.DataFrame({"item_id": ["x", "y", "z", "w"], "genres": [["A"], ["A", "B"], ["C"], ["B"]]})
+    return Dataset.from_events(events, name="tiny", item_features=genres)
+
+
+@pytest.fixture(scope="module")
+def data() -> Dataset:
+    return tiny()
+
+
+def ids(data: Dataset, *names: str) -> list[int]:
+    return [int(i) for i in data.item_map.to_internal(list(names))]
+
+
+def test_item_stats_count_windows_age_and_cooccurrence(data: Dataset) -> None:
+    stats = ItemStats.from_dataset(data, recent_days=30)
+    x, y, z, w = ids(data, "x", "y", "z", "w")
+    assert stats.pop_all[[x, y, z, w]].tolist() == [3, 2, 1, 1]
+    assert stats.pop_recent[[x, y, z, w]].tolist() == [2, 2, 0, 1]  # days 100..119 are within 30 of day 119
+    assert stats.age_days[[x, z, w]].tolist() == [119, 118, 0]
+    assert stats.cooc[x, y] == 2 and stats.cooc[y, x] == 2 and stats.cooc[x, x] == 0
+    assert stats.cooc[x, z] == 1 and stats.cooc[y, z] == 0
+    assert stats.attributes.shape == (4, 3)
+
+
+def test_cooccurrence_keeps_each_items_largest_neighbors(data: Dataset) -> None:
+    stats = ItemStats.from_dataset(data, neighbors=1)
+    x, y = ids(data, "x", "y")
+    assert stats.cooc[x].nnz == 1 and stats.cooc[x, y] == 2
+
+
+def test_features_of_a_batch(data: Dataset) -> None:
+    stats = ItemStats.from_dataset(data, recent_days=30)
+    x, y, z, w = ids(data, "x", "y", "z", "w")
+    user_b = int(data.user_map.to_internal(["b"])[0])
+    items = np.array([[z, w, y, -1]])
+    batch = RankBatch(np.array([user_b]), items, [np.array([x])],
+                      source_scores={"s": np.array([[np.nan, 0.5, 0.9, np.nan]])})
+    matrix, valid = candidate_features(batch, stats, ["s"], seq_scores=np.array([[1.0, 2.0, 3.0, np.nan]]))
+    names = feature_names(["s"], True)
+    assert valid.tolist() == [[True, True, True, False]]
+    assert matrix.shape == (3, len(names))
+    col = {n: matrix[:, j] for j, n in enumerate(names)}
+    assert np.isnan(col["score_s"][0]) and col["score_s"][1:].tolist() == pytest.approx([0.5, 0.9])
+    assert np.isnan(col["rank_s"][0]) and col["rank_s"][1:].tolist() == [2, 1]
+    assert col["proposed_s"].tolist() == [0, 1, 1] and col["n_proposed"].tolist() == [0, 1, 1]
+    assert col["merged_rank"].tolist() == [0, 1, 2]
+    assert col["pop_all"].tolist() == pytest.approx(np.log1p([1, 1, 2]).tolist())
+    assert col["cooc_sum"].tolist() == [1, 1, 2]  # x with z (user a), w (user c), y (users b, c)
+    assert col["cooc_cos"][2] == pytest.approx(2 / np.sqrt(3 * 2))
+    assert col["genre_match"].tolist() == [0, 0, 1]  # x is A: shares a genre with y only
+    assert col["user_events"].tolist() == [2, 2, 2] and col["history_len"].tolist() == [1, 1, 1]
+    assert col["seq_score"].tolist() == [1, 2, 3]
+
+
+def test_unknown_user_and_empty_history_get_zeros(data: Dataset) -> None:
+    stats = ItemStats.from_dataset(data)
+    batch = RankBatch(np.array([-1]), np.array([[0, 1]]), [np.zeros(0, np.int64)])
+    matrix, _ = candidate_features(batch, stats, [])
+    col = dict(zip(feature_names([], False), matrix.T, strict=True))
+    assert col["user_events"].tolist() == [0, 0] and col["cooc_sum"].tolist() == [0, 0]
+
+
+def test_stats_round_trip_through_a_file(data: Dataset, tmp_path: Path) -> None:
+    stats = ItemStats.from_dataset(data)
+    stats.save(tmp_path / "stats.safetensors")
+    back = ItemStats.load(tmp_path / "stats.safetensors")
+    for name in ("pop_all", "pop_recent", "age_days", "user_events"):
+        assert np.array_equal(getattr(back, name), getattr(stats, name), equal_nan=True)
+    assert (back.cooc != stats.cooc).nnz == 0 and (back.attributes != stats.attributes).nnz == 0
+    assert back.recent_share == stats.recent_share
