@@ -10,9 +10,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from rankstack.cli.common import console, friendly_errors, metric_grid, parse_ks, parse_settings
+from rankstack.cli.common import (
+    console,
+    err_console,
+    friendly_errors,
+    metric_grid,
+    parse_ks,
+    parse_settings,
+    print_training,
+)
 from rankstack.pipeline.components import names
 
 MULTITASK = "multitask"
@@ -87,7 +96,7 @@ def evaluate(
     with friendly_errors():
         from rankstack.data.loaders import load_dataset, standard_split
         from rankstack.device import resolve_device
-        from rankstack.experiments.evaluate_run import run_experiment, save_run
+        from rankstack.experiments.evaluate_run import run_experiment, save_run, save_run_report
         from rankstack.pipeline.components import settings as validated
 
         validated("source", str(model), params)  # bad settings fail before the data is loaded
@@ -102,9 +111,12 @@ def evaluate(
             data, kind, str(model), params, ks=ks, eval_on=target, device=device, load_s=load_s
         )
         path = save_run(record, runs_dir)
+        record["report_path"] = str(save_run_report(record, path.with_name("report.html")))
     record["result_path"] = str(path)
     if json_out:
         typer.echo(json.dumps(record, default=str))
+        if record["training"].get("warning"):
+            err_console.print(f"[yellow]warning:[/] {escape(record['training']['warning'])}")
         return
     info = record["dataset"]
     console.print(
@@ -113,5 +125,7 @@ def evaluate(
         f"{info['held_out']['events']:,} events ({info['held_out']['what']})"
     )
     console.print(metric_grid(f"{model} on {info['name']} — full ranking", record["metrics"]))
+    print_training(record["training"], str(model))
     t = record["timings"]
-    console.print(f"fit {t['fit_s']:.2f} s, evaluate {t['evaluate_s']:.2f} s, total {t['total_s']:.2f} s → {path}")
+    console.print(f"fit {t['fit_s']:.2f} s, evaluate {t['evaluate_s']:.2f} s, total {t['total_s']:.2f} s → {path}, "
+                  f"{record['report_path']}")

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
+from rankstack.evaluation.fit_summary import FitSummary
 from rankstack.retrieval.source import BudgetStop, CandidateSource, SourceConfig
 
 
@@ -51,6 +52,7 @@ class LightGCN(CandidateSource):
 
     name = "lightgcn"
     config_class = LightGCNConfig
+    closed_form = False
     config: LightGCNConfig
     device_: torch.device
     user_emb_: torch.Tensor
@@ -85,7 +87,8 @@ class LightGCN(CandidateSource):
         """Final embeddings and the training history."""
         return {"user_emb": self.user_emb_, "item_emb": self.item_emb_}, {
             "history": self.history_, "best_epoch": self.best_epoch_,
-            "budget_stop": None if self.budget_stop_ is None else self.budget_stop_.to_json()}
+            "budget_stop": None if self.budget_stop_ is None else self.budget_stop_.to_json(),
+            "fit_summary": None if self.fit_summary_ is None else self.fit_summary_.to_json()}
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         """Restore the embeddings on the configured device."""
@@ -95,3 +98,4 @@ class LightGCN(CandidateSource):
         self.history_ = list(meta.get("history", []))
         self.best_epoch_ = int(meta.get("best_epoch", 0))
         self.budget_stop_ = BudgetStop.from_json(meta.get("budget_stop"))
+        self.fit_summary_ = FitSummary.from_json(meta.get("fit_summary"))

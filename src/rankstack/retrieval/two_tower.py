@@ -10,8 +10,9 @@ from pydantic import Field
 
 from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
+from rankstack.evaluation.fit_summary import FitSummary
 from rankstack.retrieval.feature_tensors import FeatureEncoder
-from rankstack.retrieval.source import CandidateSource, SourceConfig
+from rankstack.retrieval.source import BudgetStop, CandidateSource, SourceConfig
 from rankstack.retrieval.two_tower_net import TwoTowerNet
 
 
@@ -35,6 +36,7 @@ class TwoTowerConfig(SourceConfig):
     eval_every: int = Field(default=1, ge=1)
     patience: int = Field(default=3, ge=1)
     eval_k: int = Field(default=20, ge=1)
+    time_budget_s: float | None = Field(default=None, gt=0)
     amp: bool = False
     seed: int = 0
     device: str = "auto"
@@ -46,6 +48,7 @@ class TwoTower(CandidateSource):
 
     name = "two-tower"
     config_class = TwoTowerConfig
+    closed_form = False
     config: TwoTowerConfig
     device_: torch.device
     item_encoder_: FeatureEncoder
@@ -91,7 +94,9 @@ class TwoTower(CandidateSource):
         tensors.update(histories=self.histories_, item_counts=self.item_counts_, user_vectors=self.user_vectors_,
                        item_vectors=self.item_vectors_)
         meta = {"item_encoder": self.item_encoder_.describe(), "user_encoder": self.user_encoder_.describe(),
-                "history": self.history_}
+                "history": self.history_,
+                "budget_stop": None if self.budget_stop_ is None else self.budget_stop_.to_json(),
+                "fit_summary": None if self.fit_summary_ is None else self.fit_summary_.to_json()}
         return tensors, meta
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -109,3 +114,5 @@ class TwoTower(CandidateSource):
         self.histories_, self.item_counts_ = tensors["histories"].to(dev), tensors["item_counts"].to(dev)
         self.user_vectors_, self.item_vectors_ = tensors["user_vectors"].to(dev), tensors["item_vectors"].to(dev)
         self.history_ = list(meta.get("history", []))
+        self.budget_stop_ = BudgetStop.from_json(meta.get("budget_stop"))
+        self.fit_summary_ = FitSummary.from_json(meta.get("fit_summary"))

@@ -18,6 +18,7 @@ from pydantic import Field
 from rankstack.candidates import PAD_ITEM
 from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
+from rankstack.evaluation.fit_summary import FitSummary
 from rankstack.retrieval.source import BudgetStop, CandidateSource, SourceConfig
 from rankstack.sequential.batches import pad_left
 from rankstack.sequential.net import SASRecNet
@@ -58,6 +59,7 @@ class SASRec(CandidateSource):
 
     name = "sasrec"
     config_class = SASRecConfig
+    closed_form = False
     config: SASRecConfig
     device_: torch.device
     n_items_: int
@@ -206,8 +208,9 @@ class SASRec(CandidateSource):
         tensors["histories.items"] = torch.from_numpy(np.concatenate([*self.histories_, np.zeros(0, np.int64)]))
         tensors["histories.offsets"] = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
         stop = None if self.budget_stop_ is None else self.budget_stop_.to_json()
+        summary = None if self.fit_summary_ is None else self.fit_summary_.to_json()
         return tensors, {"n_items": self.n_items_, "history": self.history_, "best_epoch": self.best_epoch_,
-                         "budget_stop": stop}
+                         "budget_stop": stop, "fit_summary": summary}
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         """Rebuild the network on the configured device and restore weights and histories."""
@@ -222,3 +225,4 @@ class SASRec(CandidateSource):
         self.history_ = list(meta.get("history", []))
         self.best_epoch_ = int(meta.get("best_epoch", 0))
         self.budget_stop_ = BudgetStop.from_json(meta.get("budget_stop"))
+        self.fit_summary_ = FitSummary.from_json(meta.get("fit_summary"))
