@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,35 +101,13 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-class SlowClock:
-    """The training loops' clock made deterministic: time stands still except where :meth:`charge` makes a
-    function cost fixed seconds per call (a model made slow on purpose, so budgets are tested without timing)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.now = 0.0
-        self._monkeypatch = monkeypatch
-
-    def perf_counter(self) -> float:
-        """The fake time, in seconds."""
-        return self.now
-
-    def charge(self, owner: object, name: str, seconds: float) -> None:
-        """Make ``owner.name`` (a function or method) advance the clock by ``seconds`` each call."""
-        original = getattr(owner, name)
-
-        def slow(*args: object, **kwargs: object) -> object:
-            self.now += seconds
-            return original(*args, **kwargs)
-
-        self._monkeypatch.setattr(owner, name, slow)
-
-
 @pytest.fixture
-def slow_clock(monkeypatch: pytest.MonkeyPatch) -> SlowClock:
+def slow_clock(monkeypatch: pytest.MonkeyPatch) -> Any:
     """A :class:`SlowClock` behind every training deadline (``rankstack.evaluation.early_stopping_train``)."""
     from types import SimpleNamespace
 
     from rankstack.evaluation import early_stopping_train
+    from slow_clock import SlowClock
 
     clock = SlowClock(monkeypatch)
     monkeypatch.setattr(early_stopping_train, "time", SimpleNamespace(perf_counter=clock.perf_counter))

@@ -13,7 +13,6 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from conftest import SlowClock
 from rankstack.evaluation import early_stopping_train
 from rankstack.evaluation.early_stopping_train import Deadline, EarlyStopping, Validation
 from rankstack.pipeline.components import build_source
@@ -22,6 +21,7 @@ from rankstack.retrieval.source import CandidateSource
 from rankstack.sequential import sasrec_train
 from retrieval.planted import planted
 from sequential.cycles import cycle_dataset
+from slow_clock import SlowClock
 
 
 def test_keeps_the_best_snapshot_and_counts_epochs_without_gain() -> None:
