@@ -101,6 +101,7 @@ def test_quickstart_trains_the_pipeline_compares_baselines_and_writes_a_report(t
     assert f"rankstack serve {artifact}" in " ".join(result.output.split())
     page = (tmp_path / "index.html").read_text()
     assert "data:image/png;base64," in page and "Example recommendations" in page
+    assert "<h2>Training</h2>" in page and "<th>itemknn</th><td>0</td><td>-</td><td>converged</td>" in page
     saved = json.loads((tmp_path / "results.json").read_text())
     assert set(saved["metrics"]) == {"popular", "itemknn", "ease", "pipeline"}
     assert saved["metrics"]["ease"]["recall@10"] > saved["metrics"]["popular"]["recall@10"]

@@ -59,7 +59,7 @@ def test_popular_retrieve_pads_users_who_saw_almost_everything() -> None:
 
 
 @pytest.mark.parametrize(("name", "cpu", "gpu"), [
-    ("lightgcn", {"epochs": 100, "batch_size": 8192, "lr": 5e-3, "patience": 4},
+    ("lightgcn", {"epochs": 300, "batch_size": 8192, "lr": 5e-3, "patience": 4},
      {"epochs": 1000, "batch_size": 2048, "lr": 1e-3, "patience": 10}),
     ("sasrec", {"epochs": 50, "max_len": 50, "patience": 5, "lr": 3e-3},
      {"epochs": 200, "max_len": 200, "patience": 10, "lr": 1e-3}),

@@ -19,7 +19,7 @@ class LightGCNConfig(SourceConfig):
     """Paper architecture: dim 64, 3 layers, L2 1e-4; ``validation_ratio`` 0 disables early stopping.
 
     ``preset``: ``cpu`` (the defaults, sized so a ≤ 100k-event log trains in minutes on 2 cores: batch 8192,
-    lr 5e-3, at most 100 epochs, patience 4 validations) or ``gpu`` (the paper's schedule: batch 2048, lr 1e-3,
+    lr 5e-3, at most 300 epochs, patience 4 validations) or ``gpu`` (the paper's schedule: batch 2048, lr 1e-3,
     at most 1,000 epochs, patience 10); settings given explicitly win over the preset.
 
     Without ``refit``, the layer-0 embeddings of the best validation epoch are propagated over the whole
@@ -35,7 +35,7 @@ class LightGCNConfig(SourceConfig):
     embedding_dim: int = Field(default=64, ge=1)
     layers: int = Field(default=3, ge=0)
     lr: float = Field(default=5e-3, gt=0)
-    epochs: int = Field(default=100, ge=1)
+    epochs: int = Field(default=300, ge=1)
     batch_size: int = Field(default=8192, ge=1)
     l2: float = Field(default=1e-4, ge=0)
     validation_ratio: float = Field(default=0.1, ge=0, lt=1)
