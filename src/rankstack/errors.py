@@ -38,3 +38,7 @@ class RegistryError(RankstackError):
 
 class RequestError(RankstackError, ValueError):
     """A recommendation request cannot be served as asked (e.g. a filter on an unknown item attribute)."""
+
+
+class InsufficientMemoryError(RankstackError, MemoryError):
+    """A computation would need more memory than is available; the message names both sizes and what to do."""
