@@ -115,7 +115,7 @@ def evaluate(
     record["result_path"] = str(path)
     if json_out:
         typer.echo(json.dumps(record, default=str))
-        if record["training"].get("warning"):
+        if (record["training"] or {}).get("warning"):
             err_console.print(f"[yellow]warning:[/] {escape(record['training']['warning'])}")
         return
     info = record["dataset"]
