@@ -187,3 +187,28 @@ def test_a_budget_stop_warns_on_stderr_next_to_the_json(tmp_path: Path, one_torc
     assert (record["epochs_run"], record["stopped_by"]) == (0, "budget")
     assert "without a validation curve" in record["training"]["warning"]
     assert "warning:" in result.stderr and "time_budget_s=1e-09" in result.stderr
+
+
+def test_the_quickstart_report_lists_the_training_of_every_fitted_model() -> None:
+    from types import SimpleNamespace
+
+    from rankstack.cli.quickstart import _training
+    from rankstack.evaluation.fit_summary import FitSummary
+
+    class Trained:
+        """A model trained in epochs, as the pipeline holds it."""
+
+        name, closed_form = "sasrec", False
+
+        def __init__(self, summary: FitSummary | None) -> None:
+            self.summary = summary
+
+        def fit_summary(self) -> FitSummary | None:
+            return self.summary
+
+    ran = FitSummary(3, 2, "converged", 10, "val_ndcg@10", ((1, 0.1), (2, 0.2), (3, 0.1)))
+    pipeline = SimpleNamespace(parts=SimpleNamespace(sources={"sasrec": Trained(ran), "unfitted": Trained(None)},
+                                                     ranker=SimpleNamespace(source=Trained(ran))))
+    baseline = Trained(FitSummary.closed_form())
+    assert _training(pipeline, {"ease": baseline}) == {  # type: ignore[arg-type]
+        "sasrec": ran, "ease": FitSummary.closed_form(), "ranker (sasrec)": ran}
