@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from rankstack.errors import ConfigError
 from rankstack.evaluation.early_stopping_train import Deadline
 from rankstack.evaluation.fit_summary import FitSummary, StoppedBy
+from rankstack.progress import new_progress
 from rankstack.ranking.impression_features import EncodedBatch, FeatureEncoder
 
 if TYPE_CHECKING:  # the model imports this module inside fit(): no import back at run time
@@ -123,45 +124,48 @@ def _train(ranker: MultiTaskRanker, tr: EncodedBatch, va: EncodedBatch, value_sc
     curve: list[tuple[int, float]] = []
     done, validation_s = 0, 0.0
     stopped_by: StoppedBy = "epochs"
-    for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        net.train()
-        order = torch.randperm(len(tr), generator=gen).to(ranker.device)
-        total, cut = 0.0, False
-        for start in range(0, len(tr), cfg.batch_size):
-            if start and deadline.expired(validation_s):  # every epoch it starts runs one batch at least
-                cut = True
+    with new_progress() as progress:
+        task = progress.add_task("multitask", total=cfg.epochs)
+        for epoch in range(1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            net.train()
+            order = torch.randperm(len(tr), generator=gen).to(ranker.device)
+            total, cut = 0.0, False
+            for start in range(0, len(tr), cfg.batch_size):
+                if start and deadline.expired(validation_s):  # every epoch it starts runs one batch at least
+                    cut = True
+                    break
+                batch = tr.take(order[start : start + cfg.batch_size])
+                loss = _loss(ranker, batch, value_scale)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(batch)
+                progress.update(task, advance=len(batch) / len(tr))
+            if cut:
+                stopped_by = "budget"
                 break
-            batch = tr.take(order[start : start + cfg.batch_size])
-            loss = _loss(ranker, batch, value_scale)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(batch)
-        if cut:
-            stopped_by = "budget"
-            break
-        done = epoch
-        t1 = deadline.elapsed()
-        val = _eval_loss(ranker, va, value_scale)
-        validation_s = deadline.elapsed() - t1
-        curve.append((epoch, val))
-        ranker.history_.append({"epoch": epoch, "train_loss": total / len(tr), "validation_loss": val,
-                                "seconds": round(time.perf_counter() - t0, 2)})
-        LOG.info("epoch %s", ranker.history_[-1])
-        if val < best - 1e-6:
-            best, best_state, stale, best_epoch = val, copy.deepcopy(net.state_dict()), 0, epoch
-        else:
-            stale += 1
-            if stale > cfg.patience:
-                stopped_by = "converged"
+            done = epoch
+            t1 = deadline.elapsed()
+            val = _eval_loss(ranker, va, value_scale)
+            validation_s = deadline.elapsed() - t1
+            curve.append((epoch, val))
+            ranker.history_.append({"epoch": epoch, "train_loss": total / len(tr), "validation_loss": val,
+                                    "seconds": round(time.perf_counter() - t0, 2)})
+            LOG.info("epoch %s", ranker.history_[-1])
+            if val < best - 1e-6:
+                best, best_state, stale, best_epoch = val, copy.deepcopy(net.state_dict()), 0, epoch
+            else:
+                stale += 1
+                if stale > cfg.patience:
+                    stopped_by = "converged"
+                    break
+                net.load_state_dict(best_state)  # back to the best epoch, continue with a smaller step
+                for group in opt.param_groups:
+                    group["lr"] *= cfg.lr_decay
+            if epoch < cfg.epochs and deadline.expired(validation_s):
+                stopped_by = "budget"
                 break
-            net.load_state_dict(best_state)  # back to the best epoch, continue with a smaller step
-            for group in opt.param_groups:
-                group["lr"] *= cfg.lr_decay
-        if epoch < cfg.epochs and deadline.expired(validation_s):
-            stopped_by = "budget"
-            break
     net.load_state_dict(best_state)
     ranker.fit_summary_ = FitSummary(done, best_epoch, stopped_by, cfg.epochs, "validation_loss", tuple(curve),
                                      higher_is_better=False, budget_s=cfg.time_budget_s,
