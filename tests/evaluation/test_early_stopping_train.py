@@ -155,3 +155,14 @@ def test_stopped_by_says_converged_or_epochs(name: str, slow_clock: SlowClock, m
     ran_out = _slow_fit(name, slow_clock, epochs=2, **settings).fit_summary()
     assert ran_out is not None and ran_out.headline() == {"epochs_run": 2, "best_epoch": 2, "stopped_by": "epochs"}
     assert ran_out.curve == () and ran_out.warning() is None
+
+
+def test_a_budget_cut_validates_the_last_completed_epoch_that_eval_every_skipped(slow_clock: SlowClock,
+                                                                                 one_torch_thread: None) -> None:
+    budget = 30.0
+    model = _slow_fit("lightgcn", slow_clock, time_budget_s=budget, eval_every=3)
+    summary = model.fit_summary()
+    assert summary is not None and summary.stopped_by == "budget" and slow_clock.now <= budget + 1.0
+    assert summary.epochs_run % 3 != 0  # the budget ended between two scheduled validations ...
+    assert summary.curve[-1][0] == summary.epochs_run  # ... and the last completed epoch was validated anyway
+    assert [e for e, _ in summary.curve[:-1]] == list(range(3, summary.epochs_run, 3))

@@ -5,6 +5,7 @@ calls :func:`train_lightgcn`; loading a trained model never imports this module.
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -196,8 +197,9 @@ def _train(model: LightGCN, graph: sp.csr_matrix, val: sp.csr_matrix | None, epo
     """Train from scratch on ``graph`` until ``epochs``, patience or ``deadline``; keeps the best (or last) epoch's
     embeddings, propagated over ``final_graph`` (default ``graph``), and returns what the run did.
 
-    The deadline is asked before every batch; an epoch it cuts is dropped when a validated epoch is kept, and
-    kept (partial updates) when nothing was validated yet."""
+    The deadline is asked before every batch; an epoch it cuts is dropped (the last completed one, if
+    ``eval_every`` skipped it, is validated in the time kept back for that) unless no epoch was completed: then
+    its partial updates are kept."""
     cfg, dev = model.config, model.device_
     n_users, n_items = graph.shape
     torch.manual_seed(cfg.seed)
@@ -246,6 +248,12 @@ def _train(model: LightGCN, graph: sp.csr_matrix, val: sp.csr_matrix | None, epo
                 progress.update(task, advance=len(idx) / n)
             if cut:
                 stopped_by = "budget"
+                if validation is not None and last_done is not None and done > (stop.curve or [(0, 0.0)])[-1][0]:
+                    # the time kept back for one validation pass scores the last completed epoch, which
+                    # eval_every skipped, instead of losing it
+                    metrics = stop.validate(partial(_validate, validation, cfg, adj, last_done, n_users))
+                    stop.record(done, metrics[validation.key], partial(torch.Tensor.detach, last_done))
+                    model.history_[-1].update(metrics)
                 break
             done = epoch
             if deadline.budget_s is not None:
@@ -268,10 +276,10 @@ def _train(model: LightGCN, graph: sp.csr_matrix, val: sp.csr_matrix | None, epo
                 break
     best_ego, best_epoch = _kept(stop, ego, last_done, initial, done, cut, validation is not None)
     if stopped_by == "budget":
-        partial: Literal["discarded", "kept"] | None = None
+        cut_epoch: Literal["discarded", "kept"] | None = None
         if cut:
-            partial = "kept" if best_epoch is None else "discarded"
-        model.budget_stop_ = BudgetStop(cfg.time_budget_s or 0.0, done, epochs, round(stop.elapsed(), 3), partial)
+            cut_epoch = "kept" if best_epoch is None else "discarded"
+        model.budget_stop_ = BudgetStop(cfg.time_budget_s or 0.0, done, epochs, round(stop.elapsed(), 3), cut_epoch)
     if final_graph is not None and final_graph is not graph:
         adj = to_torch_csr(normalized_adjacency(final_graph), dev)
     model.user_emb_, model.item_emb_ = (e.clone() for e in _outputs(cfg, _final(cfg, adj, best_ego), n_users))
@@ -292,6 +300,12 @@ def _kept(stop: EarlyStopping[torch.Tensor], ego: torch.Tensor, last_done: torch
     if validated:  # no validation ever scored (no held-out pair): the initial embeddings, as before training
         return initial, None
     return ego.detach(), done
+
+
+def _validate(validation: Validation, cfg: LightGCNConfig, adj: torch.Tensor, ego: torch.Tensor,
+              n_users: int) -> dict[str, float]:
+    """Validation metrics of the layer-0 embeddings ``ego``."""
+    return validation.of_embeddings(*_outputs(cfg, _final(cfg, adj, ego), n_users))
 
 
 def _final(cfg: LightGCNConfig, adj: torch.Tensor, ego: torch.Tensor) -> torch.Tensor:
