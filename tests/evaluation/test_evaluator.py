@@ -168,3 +168,27 @@ def test_progress_bar_and_argument_checks(setup: tuple) -> None:
         Evaluator(train, test, KS).evaluate(object())  # type: ignore[arg-type]
     assert default_batch_size(40_981) == 1024
     assert default_batch_size(10_000_000) == 6
+
+
+class _CachedScores:
+    """A scorer returning the same tensor every call (so the evaluator must not mask it in place)."""
+
+    def __init__(self, scores: torch.Tensor, fresh: bool) -> None:
+        self.scores, self.fresh_scores = scores, fresh
+
+    def score(self, user_ids: np.ndarray) -> torch.Tensor:
+        """Rows of the cached matrix (a fresh copy when ``fresh_scores``)."""
+        rows = self.scores[torch.from_numpy(np.asarray(user_ids))]
+        return rows.clone() if self.fresh_scores else rows
+
+
+def test_fresh_scores_are_masked_in_place_with_the_same_metrics() -> None:
+    rng = np.random.default_rng(3)
+    train = sp.csr_matrix((rng.random((30, 25)) < 0.2).astype(np.float32))
+    test = sp.csr_matrix(((rng.random((30, 25)) < 0.1) & (train.toarray() == 0)).astype(np.float32))
+    scores = torch.from_numpy(rng.integers(0, 4, (30, 25)).astype(np.float32))  # many ties
+    evaluator = Evaluator(train, test, ks=(3, 10), batch_size=7, device="cpu")
+    kept = scores.clone()
+    copied = evaluator.evaluate(_CachedScores(scores, fresh=False))
+    assert torch.equal(scores, kept)  # not fresh: never written
+    assert evaluator.evaluate(_CachedScores(scores, fresh=True)) == copied

@@ -38,6 +38,7 @@ def test_shortfall_names_items_bytes_needed_and_available(monkeypatch: pytest.Mo
         check_memory(1000, 1, device=CPU, max_memory_gb=None)
     message = str(err.value)
     assert f"{needed:,} bytes" in message and "1,000 items" in message
+    assert "(1 dense float32 1,000 × 1,000 matrix of 0.0 GB)" in message
     assert "MemAvailable in /proc/meminfo is 0.0 GB (1,000,000 bytes)" in message
     assert "max_memory_gb" in message and "rare items" in message
 

@@ -7,7 +7,7 @@ import time
 from contextlib import nullcontext
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
@@ -62,6 +62,28 @@ def metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
     return table
 
 
+def _evaluate_l2_grid(dataset: str, l2s: list[float], params: dict[str, Any], split: SplitKind | None,
+                      target: str, ks: list[int], device: str | None, data_dir: Path | None, runs_dir: Path,
+                      json_out: bool) -> None:
+    """EASE along several λ on validation (choosing λ on test would be tuning on it: refused)."""
+    if target != "validation":
+        listed = ",".join(f"{v:g}" for v in l2s)
+        raise typer.BadParameter(
+            f"l2={listed} lists several λ, which are compared on validation: add --eval-on validation, then "
+            "evaluate the chosen λ on test once with --set l2=<best>", param_hint="--set")
+    with friendly_errors():
+        from rankstack.cli.evaluate_lambda_path import evaluate_lambda_path
+        from rankstack.device import resolve_device
+        from rankstack.pipeline.components import settings as validated
+
+        validated("source", "ease", {**params, "l2": l2s[0]})  # the other settings fail before the data loads
+        if device is not None:
+            resolve_device(device)
+        evaluate_lambda_path(dataset, l2s=l2s, params={k: v for k, v in params.items() if k != "l2"},
+                             split=None if split is None else split.value, ks=ks, device=device,
+                             data_dir=data_dir, runs_dir=runs_dir, json_out=json_out)
+
+
 def evaluate(
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (see `rankstack data list`) or path.")],
     model: Annotated[Model, typer.Option("--model", help="A candidate source, or the multi-task ranker.")],
@@ -93,6 +115,14 @@ def evaluate(
             evaluate_multitask(dataset, params=params, eval_on=target, device=device, data_dir=data_dir,
                                runs_dir=runs_dir, json_out=json_out)
         return
+    if model == "ease" and "l2" in params:  # several λ: one Gram matrix, each λ scored on validation
+        with friendly_errors():
+            from rankstack.experiments.lambda_path import parse_l2_grid
+
+            l2s = parse_l2_grid(params["l2"])
+        if l2s is not None:
+            _evaluate_l2_grid(dataset, l2s, params, split, target, ks, device, data_dir, runs_dir, json_out)
+            return
     with friendly_errors():
         from rankstack.data.loaders import load_dataset, standard_split
         from rankstack.device import resolve_device

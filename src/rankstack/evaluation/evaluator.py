@@ -28,7 +28,11 @@ SCORE_BUDGET_BYTES = 256 * 2**20  # a [batch, n_items] float32 score block stays
 
 @runtime_checkable
 class Scorer(Protocol):
-    """Anything that scores all items for a batch of users (e.g. a ``CandidateSource``)."""
+    """Anything that scores all items for a batch of users (e.g. a ``CandidateSource``).
+
+    A scorer whose ``score`` returns a new tensor on every call may say so with a class attribute
+    ``fresh_scores = True``: the evaluator then masks train items in that tensor instead of in a copy.
+    """
 
     def score(self, user_ids: np.ndarray) -> torch.Tensor:
         """Float scores [len(user_ids), n_items]; higher is better."""
@@ -96,7 +100,8 @@ class Evaluator:
         """Metrics of ``model.score`` (all items scored, train items excluded, top-max(ks) taken; ties: lower id)."""
         if not callable(getattr(model, "score", None)):
             raise TypeError(f"{type(model).__name__} has no score(user_ids) method")
-        return self._run(lambda users: torch.as_tensor(model.score(users)))
+        owned = bool(getattr(model, "fresh_scores", False))  # its score tensors may be masked in place
+        return self._run(lambda users: torch.as_tensor(model.score(users)), in_place=owned)
 
     def recommend(self, model: Scorer, user_ids: np.ndarray) -> np.ndarray:
         """The lists [len(user_ids), max(ks)] that :meth:`evaluate` scores (train items excluded, -1 pads)."""
@@ -123,7 +128,7 @@ class Evaluator:
         def score(batch: np.ndarray) -> torch.Tensor:
             return users_f[torch.from_numpy(batch).to(self.device)] @ items_t
 
-        return self._run(score)
+        return self._run(score, in_place=True)
 
     def evaluate_recs(self, recs: np.ndarray) -> dict[str, float]:
         """Metrics of precomputed lists ``recs`` [n_users, K] (row = user id, -1 pads), taken as given."""
@@ -163,19 +168,20 @@ class Evaluator:
                 yield self.user_ids[start : start + self.batch_size]
                 bar.advance(task)
 
-    def _run(self, score: Callable[[np.ndarray], torch.Tensor]) -> dict[str, float]:
-        """Score, exclude train items, take top-max(ks) and accumulate metrics batch by batch."""
+    def _run(self, score: Callable[[np.ndarray], torch.Tensor], *, in_place: bool = False) -> dict[str, float]:
+        """Score, exclude train items, take top-max(ks) and accumulate metrics batch by batch (``in_place``: the
+        score tensors are fresh, so train items are masked in them instead of in a copy)."""
         acc = self._accumulator()
         with torch.no_grad():
             for batch in self._batches():
-                recs = self._top(score(batch), batch)
+                recs = self._top(score(batch), batch, in_place=in_place)
                 acc.add(recs, hits_matrix(recs, self.test[batch]), self.n_relevant[batch])
         return acc.result()
 
-    def _top(self, scores: torch.Tensor, batch: np.ndarray) -> np.ndarray:
+    def _top(self, scores: torch.Tensor, batch: np.ndarray, *, in_place: bool = False) -> np.ndarray:
         """Top-max(ks) item ids [len(batch), max_k] of ``scores``, the batch's train items excluded."""
         scores = scores.to(self.device)
         if scores.shape != (len(batch), self.n_items):
             raise ValueError(f"score() returned {tuple(scores.shape)}, expected {(len(batch), self.n_items)}")
-        _, indices = topk_excluding(scores, self.max_k, self.train, batch)
+        _, indices = topk_excluding(scores, self.max_k, self.train, batch, in_place=in_place)
         return indices.cpu().numpy()

@@ -11,13 +11,15 @@ from rankstack.candidates import PAD_ITEM
 
 
 def topk_excluding(
-    scores: torch.Tensor, k: int, exclude: sp.csr_matrix | None, user_ids: np.ndarray
+    scores: torch.Tensor, k: int, exclude: sp.csr_matrix | None, user_ids: np.ndarray, *, in_place: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k (values, indices) of ``scores`` [batch, n_items] after setting excluded items to -inf.
 
     Equal scores go to the lower item id (:func:`topk_lowest_id`). Rows with fewer than ``k`` allowed items are
-    padded with index -1 and score -inf.
+    padded with index -1 and score -inf. ``in_place``: the caller owns ``scores`` (a fresh tensor no one else
+    reads), so the excluded items are set in it rather than in a copy.
     """
+    original = scores
     scores = scores.float()
     if exclude is not None:
         rows = exclude[user_ids]
@@ -25,7 +27,8 @@ def topk_excluding(
         if rows.nnz:
             r = torch.from_numpy(np.repeat(np.arange(len(user_ids)), counts)).to(scores.device)
             c = torch.from_numpy(rows.indices.astype(np.int64)).to(scores.device)
-            scores = scores.clone()
+            if scores is original and not (in_place and _writable(scores)):
+                scores = scores.clone()
             scores[r, c] = float("-inf")
     k_eff = min(k, scores.shape[1])
     values, indices = topk_lowest_id(scores, k_eff)
@@ -35,6 +38,11 @@ def topk_excluding(
         values = torch.cat([values, values.new_full((values.shape[0], pad), float("-inf"))], dim=1)
         indices = torch.cat([indices, indices.new_full((indices.shape[0], pad), PAD_ITEM)], dim=1)
     return values, indices
+
+
+def _writable(scores: torch.Tensor) -> bool:
+    """No two elements share memory (an ``expand``-ed row would be written once for every user)."""
+    return all(stride > 0 or size <= 1 for stride, size in zip(scores.stride(), scores.shape, strict=True))
 
 
 def topk_lowest_id(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

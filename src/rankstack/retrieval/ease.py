@@ -118,6 +118,7 @@ class EASE(CandidateSource):
     name = "ease"
     config_class = EASEConfig
     config: EASEConfig
+    fresh_scores = True  # score() returns a new tensor each call: the evaluator may mask it in place
 
     def fit(self, dataset: Dataset) -> EASE:
         """Solve for the item-item weight matrix B (memory checked first: one n × n float32 buffer)."""

@@ -70,9 +70,17 @@ def check_memory(n_items: int, buffers: int, *, device: torch.device, max_memory
         if limit is not None and needed > limit:
             raise InsufficientMemoryError(
                 f"{what} needs {gb(needed)} ({needed:,} bytes) of {where} memory for {n_items:,} items "
-                f"({buffers} dense float32 {n_items:,} × {n_items:,} matrices of {gb(dense_bytes(n_items))} each), "
+                f"({_matrices(buffers, n_items)}), "
                 f"but {source} is {gb(limit)} ({limit:,} bytes). To proceed: shrink the catalogue (drop rare "
                 f"items, e.g. keep items with at least N interactions; memory grows with items²), free memory, "
-                f"use a device with more memory (--device cuda), or set --set max_memory_gb=N to allow more."
+                f"fit on a GPU with enough memory (--set device=cuda), or set --set max_memory_gb=N to allow more."
             )
     return needs[-1][1]
+
+
+def _matrices(buffers: int, n_items: int) -> str:
+    """``2 dense float32 40,981 × 40,981 matrices of 6.7 GB each`` (singular for one)."""
+    shape = f"{n_items:,} × {n_items:,}"
+    if buffers == 1:
+        return f"1 dense float32 {shape} matrix of {gb(dense_bytes(n_items))}"
+    return f"{buffers} dense float32 {shape} matrices of {gb(dense_bytes(n_items))} each"

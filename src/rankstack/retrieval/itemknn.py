@@ -32,6 +32,7 @@ class ItemKNN(CandidateSource):
     name = "itemknn"
     config_class = ItemKNNConfig
     config: ItemKNNConfig
+    fresh_scores = True  # score() returns a new tensor each call: the evaluator may mask it in place
 
     def fit(self, dataset: Dataset) -> ItemKNN:
         """Compute the pruned item-item similarity matrix in column chunks."""
