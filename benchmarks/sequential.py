@@ -179,7 +179,7 @@ def main() -> None:
     data = load_dataset(args.dataset, args.data_dir)
     fit_data, test = fit_and_eval_parts(make_split(data, "leave_one_out"), "test")
     grid = args.grid or GRIDS.get(data.name, DEFAULT_GRID)
-    base: dict[str, Any] = {"epochs": args.epochs, "time_budget_s": args.budget_s}
+    base: dict[str, Any] = {"preset": "gpu", "epochs": args.epochs, "time_budget_s": args.budget_s}
     if args.quick:
         grid, base = [{"max_len": 50, "hidden_dim": 32, "dropout": 0.2}], {"epochs": 3, "eval_every": 1}
     model, trials = run_grid(data.name, fit_data, grid, base)

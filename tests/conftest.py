@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,3 +99,16 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def slow_clock(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A :class:`SlowClock` behind every training deadline (``rankstack.evaluation.early_stopping_train``)."""
+    from types import SimpleNamespace
+
+    from rankstack.evaluation import early_stopping_train
+    from slow_clock import SlowClock
+
+    clock = SlowClock(monkeypatch)
+    monkeypatch.setattr(early_stopping_train, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    return clock

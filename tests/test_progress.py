@@ -78,3 +78,25 @@ def test_default_stream_is_stderr_when_it_is_not_a_terminal(
     with progress:
         progress.advance(progress.add_task("evaluating", total=2))
     assert "evaluating: 1/2 (50%)" in capsys.readouterr().err
+
+
+def test_training_advances_by_batch_shares_and_the_eta_follows_them() -> None:
+    out, clock = io.StringIO(), FakeClock()
+    with PlainProgress(out, every_s=15, get_time=clock) as progress:
+        task = progress.add_task("LightGCN", total=4)
+        for _ in range(10):  # an epoch of 4 batches of 4 s: the line is due part-way through the second epoch
+            clock.now += 4
+            progress.update(task, advance=0.25)
+    assert out.getvalue().splitlines()[0] == "LightGCN: 1/4 (25%), elapsed 0:00:16, ETA 0:00:48"
+    assert out.getvalue().splitlines()[1] == "LightGCN: 2/4 (50%), elapsed 0:00:32, ETA 0:00:32"
+    assert out.getvalue().splitlines()[2] == "LightGCN: stopped at 2.5/4 (62%) after 0:00:40"
+
+
+def test_the_terminal_bar_shows_an_eta(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.progress import TimeRemainingColumn
+
+    monkeypatch.delenv(QUIET_ENV, raising=False)
+    terminal = type("Terminal", (io.StringIO,), {"isatty": lambda self: True})()
+    bar = new_progress(stream=terminal)
+    assert not isinstance(bar, PlainProgress)
+    assert any(isinstance(column, TimeRemainingColumn) for column in bar.columns)

@@ -13,7 +13,16 @@ from datetime import timedelta
 from typing import Any, TextIO, TypeVar
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, Task, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 T = TypeVar("T")
 QUIET_ENV = "RANKSTACK_QUIET"
@@ -24,6 +33,11 @@ _STDERR = Console(stderr=True)
 def enabled() -> bool:
     """Progress is shown (on stderr) unless ``RANKSTACK_QUIET`` is set."""
     return not os.environ.get(QUIET_ENV)
+
+
+def _amount(value: float) -> str:
+    """``3`` for a whole count, ``2.4`` part-way."""
+    return f"{value:g}" if float(value).is_integer() else f"{value:.1f}"
 
 
 def _clock(seconds: float) -> str:
@@ -81,10 +95,12 @@ class PlainProgress(Progress):
 
     @staticmethod
     def _count(task: Task) -> str:
-        """``3/5 (60%)``, or the bare count when the total is unknown."""
+        """``3/5 (60%)`` (``2.4/5`` part-way through a step: training advances by each batch's share of an epoch),
+        or the bare count when the total is unknown."""
+        done = _amount(task.completed)
         if not task.total:
-            return f"{task.completed:g}"
-        return f"{task.completed:g}/{task.total:g} ({100 * task.completed / task.total:.0f}%)"
+            return done
+        return f"{done}/{task.total:g} ({100 * task.completed / task.total:.0f}%)"
 
     def line(self, task: Task, now: float) -> str:
         """``SASRec: 3/5 (60%), elapsed 0:01:30, ETA 0:01:00`` (ETA from the mean rate so far)."""
@@ -100,7 +116,7 @@ class PlainProgress(Progress):
 
 
 def new_progress(transient: bool = True, *, stream: TextIO | None = None) -> Progress:
-    """A Rich bar (description, bar, count, elapsed time) when ``stream`` (default stderr) is a terminal,
+    """A Rich bar (description, bar, count, elapsed time, ETA) when ``stream`` (default stderr) is a terminal,
     else a :class:`PlainProgress` writing periodic lines to it; quiet under ``RANKSTACK_QUIET``."""
     console = _STDERR if stream is None else Console(file=stream)
     if not enabled() or console.is_terminal:
@@ -109,6 +125,8 @@ def new_progress(transient: bool = True, *, stream: TextIO | None = None) -> Pro
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
             console=console,
             transient=transient,
             disable=not enabled(),

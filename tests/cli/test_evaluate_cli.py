@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
 from rankstack.cli import app
+from rankstack.evaluation.fit_summary import STOPPED_BY
 
 runner = CliRunner()
 
@@ -99,6 +101,7 @@ def test_quickstart_trains_the_pipeline_compares_baselines_and_writes_a_report(t
     assert f"rankstack serve {artifact}" in " ".join(result.output.split())
     page = (tmp_path / "index.html").read_text()
     assert "data:image/png;base64," in page and "Example recommendations" in page
+    assert "<h2>Training</h2>" in page and "<th>itemknn</th><td>0</td><td>-</td><td>converged</td>" in page
     saved = json.loads((tmp_path / "results.json").read_text())
     assert set(saved["metrics"]) == {"popular", "itemknn", "ease", "pipeline"}
     assert saved["metrics"]["ease"]["recall@10"] > saved["metrics"]["popular"]["recall@10"]
@@ -120,3 +123,92 @@ def test_validation_is_carved_from_train_when_the_split_has_none() -> None:
     fit_rows = set(fit.events.select("user_id", "item_id").iter_rows())
     held_rows = set(held.events.select("user_id", "item_id").iter_rows())
     assert held_rows and fit_rows | held_rows == train_rows and not fit_rows & held_rows
+
+
+# Tiny settings per candidate source of the registry (a new source needs a row: the contract covers every one).
+TINY_SETTINGS: dict[str, list[str]] = {
+    "popular": [], "itemknn": [], "ease": [],
+    "lightgcn": ["epochs=2", "embedding_dim=8", "eval_every=1", "batch_size=64"],
+    "two-tower": ["epochs=1", "embedding_dim=8", "hidden_dim=8", "history_len=4"],
+    "sasrec": ["epochs=2", "max_len=8", "hidden_dim=8"],
+}
+
+
+def _canonical_log(tmp_path: Path) -> Path:
+    canonical = tmp_path / "canonical.csv"
+    pl.read_csv(_event_log(tmp_path)).rename({"user": "user_id", "item": "item_id", "ts": "timestamp"}).write_csv(
+        canonical)
+    return canonical
+
+
+def test_every_source_has_tiny_settings_here() -> None:
+    from rankstack.pipeline.components import names
+
+    assert set(TINY_SETTINGS) == set(names("source"))
+
+
+@pytest.mark.parametrize("model", list(TINY_SETTINGS))
+def test_the_json_of_every_model_says_how_its_training_went(model: str, tmp_path: Path,
+                                                            one_torch_thread: None) -> None:
+    args = ["evaluate", "--dataset", str(_canonical_log(tmp_path)), "--model", model, "--json", "--runs-dir",
+            str(tmp_path / "runs")]
+    result = runner.invoke(app, [*args, *(x for s in TINY_SETTINGS[model] for x in ("--set", s))])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["stopped_by"] in STOPPED_BY and isinstance(record["epochs_run"], int)
+    assert {k: record["training"][k] for k in ("epochs_run", "best_epoch", "stopped_by")} == {
+        k: record[k] for k in ("epochs_run", "best_epoch", "stopped_by")}
+    if model in ("popular", "itemknn", "ease"):  # closed form: the documented convention
+        assert (record["epochs_run"], record["best_epoch"], record["stopped_by"]) == (0, None, "converged")
+    else:
+        assert record["epochs_run"] >= 1 and record["best_epoch"] is not None
+    saved = json.loads(Path(record["result_path"]).read_text())
+    assert saved["training"] == record["training"]
+    report = Path(record["report_path"]).read_text()
+    assert "<h2>Training</h2>" in report and f"<td>{record['stopped_by']}</td>" in report
+
+
+def test_the_table_shows_epochs_best_epoch_stop_reason_and_curve(tmp_path: Path, one_torch_thread: None) -> None:
+    args = ["evaluate", "--dataset", str(_canonical_log(tmp_path)), "--model", "sasrec", "--runs-dir",
+            str(tmp_path / "runs"), *(x for s in TINY_SETTINGS["sasrec"] for x in ("--set", s))]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for words in ("epochs run", "2 of 2", "best epoch", "stopped by", "epochs", "validation val_ndcg@10", "1:0."):
+        assert words in result.stdout
+
+
+def test_a_budget_stop_warns_on_stderr_next_to_the_json(tmp_path: Path, one_torch_thread: None) -> None:
+    args = ["evaluate", "--dataset", str(_canonical_log(tmp_path)), "--model", "lightgcn", "--json", "--runs-dir",
+            str(tmp_path / "runs"), *(x for s in TINY_SETTINGS["lightgcn"] for x in ("--set", s)),
+            "--set", "time_budget_s=1e-9"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert (record["epochs_run"], record["stopped_by"]) == (0, "budget")
+    assert "without a validation curve" in record["training"]["warning"]
+    assert "warning:" in result.stderr and "time_budget_s=1e-09" in result.stderr
+
+
+def test_the_quickstart_report_lists_the_training_of_every_fitted_model() -> None:
+    from types import SimpleNamespace
+
+    from rankstack.cli.quickstart import _training
+    from rankstack.evaluation.fit_summary import FitSummary
+
+    class Trained:
+        """A model trained in epochs, as the pipeline holds it."""
+
+        name, closed_form = "sasrec", False
+
+        def __init__(self, summary: FitSummary | None) -> None:
+            self.summary = summary
+
+        def fit_summary(self) -> FitSummary | None:
+            return self.summary
+
+    ran = FitSummary(3, 2, "converged", 10, "val_ndcg@10", ((1, 0.1), (2, 0.2), (3, 0.1)))
+    pipeline = SimpleNamespace(parts=SimpleNamespace(sources={"sasrec": Trained(ran), "unfitted": Trained(None)},
+                                                     ranker=SimpleNamespace(source=Trained(ran))))
+    baseline = Trained(FitSummary.closed_form())
+    assert _training(pipeline, {"ease": baseline}) == {  # type: ignore[arg-type]
+        "sasrec": ran, "ease": FitSummary.closed_form(), "ranker (sasrec)": ran}

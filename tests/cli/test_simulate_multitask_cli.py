@@ -56,6 +56,10 @@ def test_evaluate_multitask_prints_the_headline_metrics(sim_dir: Path, tmp_path:
     assert m["oracle_value_ranked_revenue_per_mille"] >= m["random_revenue_per_mille"]
     assert {"value_ranked_revenue_per_mille", "click_ranked_clicks_per_mille", "value_ranked_ndcg"} <= set(m)
     assert Path(record["result_path"]).is_file()
+    # one epoch of at most one: it ran out of epochs, and its one validation loss is also its best
+    assert (record["epochs_run"], record["best_epoch"], record["stopped_by"]) == (1, 1, "epochs")
+    assert record["training"]["metric"] == "validation_loss" and len(record["training"]["curve"]) == 1
+    assert "<h2>Training</h2>" in Path(record["report_path"]).read_text()
 
 
 def test_simulate_rejects_bad_settings(tmp_path: Path) -> None:

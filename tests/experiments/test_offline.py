@@ -244,3 +244,20 @@ def test_a_pipeline_over_other_ids_is_evaluated_through_requests(small_split: tu
     proxy = ViaRequests(pipe)
     want = slates_matrix(list(replay(proxy, requests_for(other, 10))), other, 10)
     assert (recommended_slates(pipe, other, 10) == want).all()
+
+
+
+def test_the_manifest_says_how_each_stage_trained(tmp_path: Path) -> None:
+    log = tmp_path / "events.csv"
+    small_events().write_csv(log)
+    settings = {"epochs": 2, "max_len": 8, "hidden_dim": 8, "batch_size": 8, "validation": False, "device": "cpu"}
+    config = validate_pipeline_config(config_dict(data={"name": str(log)}, ranker={"source": "sasrec",
+                                                                                   "settings": settings}))
+    messages: list[str] = []
+    training = train_pipeline(config, log=messages.append).manifest["training"]
+    assert {k: training["ranker"][k] for k in ("epochs_run", "best_epoch", "stopped_by")} == {
+        "epochs_run": 2, "best_epoch": 2, "stopped_by": "epochs"}
+    assert training["sources"] and all(s["stopped_by"] == "converged" and s["epochs_run"] == 0
+                                       for s in training["sources"].values())
+    assert any(m.startswith("ranker sasrec: fitted in") and "2 epochs (best 2), stopped by epochs" in m
+               for m in messages), messages

@@ -1,6 +1,9 @@
-"""The multi-task ranker: configs, heads (ESMM, position bias), calibration, baselines, errors."""
+"""The multi-task ranker: configs, heads (ESMM, position bias), calibration, baselines, errors, the fit's budget and
+summary."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -10,11 +13,13 @@ from pydantic import ValidationError
 
 from rankstack.errors import ConfigError
 from rankstack.evaluation.classification import roc_auc
+from rankstack.ranking import networks_train
 from rankstack.ranking.impression_features import EncodedBatch, FeatureEncoder
 from rankstack.ranking.impressions import ImpressionSplit
 from rankstack.ranking.layers import CrossNetwork, MMoE
 from rankstack.ranking.multitask import MultiTaskConfig, MultiTaskRanker
 from rankstack.ranking.networks_train import bce_log_prob, log1mexp
+from slow_clock import SlowClock
 
 FAST = {"epochs": 2, "batch_size": 1024, "mlp_dims": (32,), "expert_dims": (16,), "tower_dims": (8,), "device": "cpu"}
 
@@ -124,3 +129,26 @@ def test_save_and_load_give_the_same_predictions(fitted: MultiTaskRanker, sim_sp
         np.testing.assert_allclose(after[key], before[key], rtol=1e-6)
     with pytest.raises(RuntimeError, match="not fitted"):
         save_ranker(MultiTaskRanker(), tmp_path / "empty")
+
+
+def test_the_fit_reports_its_epochs_and_stops_at_its_budget(sim_split: ImpressionSplit, slow_clock: SlowClock,
+                                                            one_torch_thread: None) -> None:
+    slow_clock.charge(networks_train, "_loss", 1.0)  # every batch (and validation chunk) costs 1 s of the fake clock
+    settings = {**FAST, "epochs": 20, "batch_size": 2048, "patience": 50}
+    stopped = MultiTaskRanker(MultiTaskConfig(**settings, time_budget_s=12.0)).fit(sim_split.train,
+                                                                                 sim_split.validation)
+    summary = stopped.fit_summary_
+    assert summary is not None and summary.stopped_by == "budget" and slow_clock.now <= 12.0 + 1.0
+    assert summary.metric == "validation_loss" and not summary.higher_is_better
+    assert summary.epochs_run == len(stopped.history_) == len(summary.curve) >= 1
+    ran_out = MultiTaskRanker(MultiTaskConfig(**{**settings, "epochs": 2})).fit(sim_split.train,
+                                                                               sim_split.validation).fit_summary_
+    assert ran_out is not None and (ran_out.epochs_run, ran_out.stopped_by) == (2, "epochs")
+    assert ran_out.best_epoch in (1, 2)
+
+
+def test_the_fit_summary_is_saved_with_the_ranker(fitted: MultiTaskRanker, tmp_path: Path) -> None:
+    from rankstack.ranking.ranker_files import load_ranker, save_ranker
+
+    assert fitted.fit_summary_ is not None and fitted.fit_summary_.epochs_run == len(fitted.history_)
+    assert load_ranker(save_ranker(fitted, tmp_path / "ranker"), device="cpu").fit_summary_ == fitted.fit_summary_

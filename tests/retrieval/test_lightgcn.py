@@ -100,12 +100,14 @@ def test_early_stopping_records_validation_curve() -> None:
 
 def test_a_budget_stop_is_recorded_and_saved(tmp_path: Path) -> None:
     train, _ = planted(n_users=30, n_items=20)
-    model = LightGCN(LightGCNConfig(**{**FAST, "epochs": 4, "time_budget_s": 1e-6}, validation_ratio=0.0)).fit(train)
-    stop = model.budget_stop_  # checked between epochs: the first one completes
-    assert stop is not None and (stop.epochs_done, stop.epochs, stop.partial_epoch) == (1, 4, None)
-    assert model.best_epoch_ == 1 and len(model.history_) == 1
+    model = LightGCN(LightGCNConfig(**{**FAST, "epochs": 4, "batch_size": 8, "time_budget_s": 1e-6},
+                                    validation_ratio=0.0)).fit(train)
+    stop = model.budget_stop_  # checked before every batch but an epoch's first: the first epoch is cut
+    assert stop is not None and (stop.epochs_done, stop.epochs, stop.partial_epoch) == (0, 4, "kept")
+    assert model.best_epoch_ == 0 and model.history_ == []
     save_source(model, tmp_path / "lightgcn", dataset=train)
-    assert load_source(tmp_path / "lightgcn", source_class).budget_stop_ == stop
+    loaded = load_source(tmp_path / "lightgcn", source_class)
+    assert loaded.budget_stop_ == stop and loaded.fit_summary() == model.fit_summary()
     assert LightGCN(LightGCNConfig(**{**FAST, "epochs": 2}, validation_ratio=0.0)).fit(train).budget_stop_ is None
 
 

@@ -85,3 +85,32 @@ def metric_grid(title: str, metrics: dict[str, float]) -> Table:
     for family, row in families.items():
         table.add_row(family, *(f"{row[k]:.4f}" if k in row else "" for k in ks))
     return table
+
+
+def training_grid(title: str, training: dict[str, Any]) -> Table:
+    """A Rich table of how a model's training went (a run record's ``training``): epochs run of the configured,
+    the kept (best) epoch, why it stopped, the fit's wall time and the validation curve at a few epochs."""
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    epochs = training.get("epochs")
+    table.add_row("epochs run", f"{training['epochs_run']}" + (f" of {epochs}" if epochs else ""))
+    best = training.get("best_epoch")
+    table.add_row("best epoch", "-" if best is None else str(best))
+    table.add_row("stopped by", str(training["stopped_by"]))
+    curve = training.get("curve") or []
+    if curve:
+        step = max(1, len(curve) // 8)
+        points = curve[::step] + ([curve[-1]] if (len(curve) - 1) % step else [])
+        table.add_row(f"validation {training.get('metric')}",
+                      "  ".join(f"{p['epoch']}:{p['value']:.4f}" for p in points))
+    return table
+
+
+def print_training(training: dict[str, Any] | None, model: str) -> None:
+    """The training table on stdout and its warning, if any, on stderr."""
+    if not training:
+        return
+    console.print(training_grid(f"{model}: training", training))
+    if training.get("warning"):
+        err_console.print(f"[yellow]warning:[/] {escape(training['warning'])}")

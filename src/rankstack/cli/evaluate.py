@@ -13,7 +13,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from rankstack.cli.common import console, err_console, friendly_errors, metric_grid, parse_ks, parse_settings
+from rankstack.cli.common import (
+    console,
+    err_console,
+    friendly_errors,
+    metric_grid,
+    parse_ks,
+    parse_settings,
+    print_training,
+)
 from rankstack.cli.log_options import (
     ColumnsOption,
     Duplicates,
@@ -135,7 +143,7 @@ def evaluate(
     with friendly_errors():
         from rankstack.data.loaders import open_dataset, standard_split
         from rankstack.device import resolve_device
-        from rankstack.experiments.evaluate_run import run_experiment, save_run
+        from rankstack.experiments.evaluate_run import run_experiment, save_run, save_run_report
         from rankstack.pipeline.components import settings as validated
 
         validated("source", str(model), params)  # bad settings fail before the data is loaded
@@ -155,9 +163,12 @@ def evaluate(
             about_data={"split_reason": choice.reason, **read},
         )
         path = save_run(record, runs_dir)
+        record["report_path"] = str(save_run_report(record, path.with_name("report.html")))
     record["result_path"] = str(path)
     if json_out:
         typer.echo(json.dumps(record, default=str))
+        if (record["training"] or {}).get("warning"):
+            err_console.print(f"[yellow]warning:[/] {escape(record['training']['warning'])}")
         return
     info = record["dataset"]
     console.print(
@@ -166,5 +177,7 @@ def evaluate(
         f"{info['held_out']['events']:,} events ({info['held_out']['what']})"
     )
     console.print(metric_grid(f"{model} on {info['name']} — full ranking", record["metrics"]))
+    print_training(record["training"], str(model))
     t = record["timings"]
-    console.print(f"fit {t['fit_s']:.2f} s, evaluate {t['evaluate_s']:.2f} s, total {t['total_s']:.2f} s → {path}")
+    console.print(f"fit {t['fit_s']:.2f} s, evaluate {t['evaluate_s']:.2f} s, total {t['total_s']:.2f} s → {path}, "
+                  f"{record['report_path']}")

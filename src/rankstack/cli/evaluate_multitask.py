@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from rankstack.cli.common import console
+from rankstack.cli.common import console, err_console, print_training
 from rankstack.data.loaders import load_dataset
-from rankstack.experiments.evaluate_run import save_run
+from rankstack.experiments.evaluate_run import save_run, save_run_report
 from rankstack.experiments.multitask_run import run_multitask_experiment
 from rankstack.simulation.log import TRUTH_FILE, load_simulation_config
 from rankstack.simulation.simulator import MarketplaceSimulator
@@ -37,9 +38,13 @@ def evaluate_multitask(
         params = {"device": device, **params}
     record = run_multitask_experiment(data, params, eval_on=eval_on, truth=truth, simulator=simulator,
                                       load_s=time.perf_counter() - t0)
-    record["result_path"] = str(save_run(record, runs_dir))
+    path = save_run(record, runs_dir)
+    record["result_path"] = str(path)
+    record["report_path"] = str(save_run_report(record, path.with_name("report.html")))
     if json_out:
         typer.echo(json.dumps(record, default=str))
+        if (record.get("training") or {}).get("warning"):
+            err_console.print(f"[yellow]warning:[/] {escape(record['training']['warning'])}")
         return
     info, metrics = record["dataset"], record["metrics"]
     console.print(f"[bold]{info['name']}[/]: {info['impressions']:,} impressions; temporal split "
@@ -57,6 +62,7 @@ def evaluate_multitask(
         if f"{name}_revenue_per_mille" in metrics:
             console.print(f"{name}: revenue/1000 impressions {metrics[f'{name}_revenue_per_mille']:.2f}, "
                           f"clicks/1000 {metrics[f'{name}_clicks_per_mille']:.1f}")
+    print_training(record.get("training"), "multitask")
     t = record["timings"]
     console.print(f"fit {t['fit_s']:.1f} s, evaluate {t['evaluate_s']:.1f} s, total {t['total_s']:.1f} s → "
-                  f"{record['result_path']}")
+                  f"{record['result_path']}, {record['report_path']}")

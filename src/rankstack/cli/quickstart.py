@@ -17,6 +17,7 @@ from rankstack.cli.evaluate import metrics_table
 
 if TYPE_CHECKING:
     from rankstack.data.dataset import Dataset
+    from rankstack.evaluation.fit_summary import FitSummary
     from rankstack.evaluation.report import UserExample
     from rankstack.pipeline.pipeline import Pipeline
 
@@ -56,6 +57,16 @@ def _examples(pipeline: Pipeline, fit_data: Dataset, held_out: Dataset, users: n
                    for label, ids in lists.items()},
         ))
     return examples
+
+
+def _training(pipeline: Pipeline, baselines: dict[str, Any]) -> dict[str, FitSummary]:
+    """How each fitted model's training went: the pipeline's sources, its ranker's model, the baselines."""
+    models: dict[str, Any] = {**pipeline.parts.sources, **baselines}
+    source = getattr(pipeline.parts.ranker, "source", None)  # a sequential ranker wraps a fitted source
+    if source is not None:
+        models[f"ranker ({source.name})"] = source
+    summaries = {name: model.fit_summary() for name, model in models.items() if hasattr(model, "fit_summary")}
+    return {name: summary for name, summary in summaries.items() if summary is not None}
 
 
 def quickstart(
@@ -125,6 +136,7 @@ def quickstart(
                 "wall time": f"{wall:.1f} s",
             },
             examples=examples,
+            training=_training(result.pipeline, fitted),
         )
         record = {"dataset": data["name"], "split": data["split"], "pipeline": cfg.model_dump(mode="json"),
                   "baselines": BASELINES, "metrics": results, "funnel": metrics["funnel"],

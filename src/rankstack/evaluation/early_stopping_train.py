@@ -1,5 +1,6 @@
 """Early stopping for the training loops of the learned sources: validation by full ranking with the
-:class:`~rankstack.evaluation.evaluator.Evaluator`, patience, the best epoch's weights and a wall-clock budget.
+:class:`~rankstack.evaluation.evaluator.Evaluator`, patience, the best epoch's weights, the validation curve and one
+wall-clock :class:`Deadline` for the whole fit.
 
 Training side only (the ``_train`` suffix): the models' inference modules never import it, so loading a model
 never loads the evaluator.
@@ -17,6 +18,7 @@ import scipy.sparse as sp
 import torch
 
 from rankstack.evaluation.evaluator import Evaluator
+from rankstack.evaluation.fit_summary import FitSummary, StoppedBy
 
 State = TypeVar("State")
 
@@ -43,19 +45,50 @@ class Validation:
         return self._named(self.evaluator.evaluate(SimpleNamespace(score=score)))
 
 
-class EarlyStopping(Generic[State]):
-    """Patience on a validation score to maximise, the snapshot of its best epoch, and a wall-clock budget
-    (``budget_s``, counted from construction)."""
+class Deadline:
+    """One wall-clock budget for a whole fit (set-up, every epoch and every validation pass), counted from when it
+    is made; without a budget it never expires and never reads the clock again. Training loops ask
+    :meth:`expired` between batches, so a budget holds inside an epoch too."""
 
-    def __init__(self, epochs: int, patience: int, eval_every: int, budget_s: float | None = None) -> None:
-        self.epochs, self.patience, self.eval_every, self.budget_s = epochs, patience, eval_every, budget_s
-        self.best, self.best_epoch, self.stale = -1.0, 0, 0
-        self.best_state: State | None = None
+    def __init__(self, budget_s: float | None) -> None:
+        self.budget_s = budget_s
         self.t0 = time.perf_counter()
 
     def elapsed(self) -> float:
-        """Seconds since training started."""
+        """Seconds since the fit started."""
         return time.perf_counter() - self.t0
+
+    def expired(self, reserve_s: float = 0.0, elapsed_s: float | None = None) -> bool:
+        """Whether the budget is spent, or would be after ``reserve_s`` more seconds (never without a budget);
+        ``elapsed_s``: a reading of :meth:`elapsed` just taken (else the clock is read)."""
+        if self.budget_s is None:
+            return False
+        return (self.elapsed() if elapsed_s is None else elapsed_s) + reserve_s >= self.budget_s
+
+
+class EarlyStopping(Generic[State]):
+    """Patience on a validation score to maximise, the snapshot of its best epoch, the validation curve and the
+    fit's :class:`Deadline` (``budget_s`` counted from construction unless a ``deadline`` started earlier).
+
+    Inside an epoch, :meth:`time_to_stop` keeps back the time of the last validation pass, so the validation
+    that follows the last epoch still ends within the budget; the first pass's time is unknown, so a budget that
+    ends before any validation ran may be overrun by that one pass."""
+
+    def __init__(self, epochs: int, patience: int, eval_every: int, budget_s: float | None = None, *,
+                 deadline: Deadline | None = None, metric: str | None = None) -> None:
+        self.epochs, self.patience, self.eval_every = epochs, patience, eval_every
+        self.deadline = deadline if deadline is not None else Deadline(budget_s)
+        self.budget_s = self.deadline.budget_s
+        self.best, self.best_epoch, self.stale = -1.0, 0, 0
+        self.best_state: State | None = None
+        self.metric = metric
+        self.curve: list[tuple[int, float]] = []
+        self.validation_s = 0.0  # how long the last validation pass took
+        self.t0 = self.deadline.t0
+
+    def elapsed(self) -> float:
+        """Seconds since training started."""
+        return self.deadline.elapsed()
 
     def out_of_time(self, wall_s: float) -> bool:
         """Whether ``wall_s`` seconds reach the budget (never without one)."""
@@ -63,14 +96,27 @@ class EarlyStopping(Generic[State]):
 
     def over_budget(self) -> bool:
         """Whether the budget has run out now (reads the clock only when there is a budget)."""
-        return self.budget_s is not None and self.elapsed() >= self.budget_s
+        return self.deadline.expired()
+
+    def time_to_stop(self, elapsed_s: float | None = None) -> bool:
+        """Whether to stop now: the budget, less the time of one validation pass, is spent (``elapsed_s``: a
+        reading of :meth:`elapsed` just taken)."""
+        return self.deadline.expired(self.validation_s, elapsed_s)
 
     def due(self, epoch: int, out_of_time: bool = False) -> bool:
         """Whether ``epoch`` is validated: every ``eval_every`` epochs, the last one, and the one the budget ends."""
         return epoch % self.eval_every == 0 or epoch == self.epochs or out_of_time
 
+    def validate(self, run: Callable[[], dict[str, float]]) -> dict[str, float]:
+        """``run()`` (a validation pass), timed for :meth:`time_to_stop`."""
+        start = time.perf_counter()
+        metrics = run()
+        self.validation_s = time.perf_counter() - start
+        return metrics
+
     def record(self, epoch: int, score: float, snapshot: Callable[[], State]) -> None:
         """Keep ``snapshot()`` when ``score`` beats the best so far; otherwise one more epoch without gain."""
+        self.curve.append((epoch, float(score)))
         if score > self.best:
             self.best, self.stale, self.best_epoch = score, 0, epoch
             self.best_state = snapshot()
@@ -81,3 +127,8 @@ class EarlyStopping(Generic[State]):
     def patience_spent(self) -> bool:
         """``patience`` validations in a row without gain."""
         return self.stale >= self.patience
+
+    def summary(self, epochs_run: int, stopped_by: StoppedBy, best_epoch: int | None) -> FitSummary:
+        """The :class:`FitSummary` of the run so far."""
+        return FitSummary(epochs_run, best_epoch, stopped_by, self.epochs, self.metric, tuple(self.curve),
+                          budget_s=self.budget_s, wall_s=round(self.elapsed(), 3))

@@ -15,6 +15,7 @@ import polars as pl
 
 from rankstack.data.dataset import Dataset
 from rankstack.data.splits import Split, make_split, random_split
+from rankstack.evaluation.fit_summary import FitSummary
 from rankstack.experiments.offline import evaluate_model
 from rankstack.io import write_text_atomic
 from rankstack.pipeline.components import build_source
@@ -84,6 +85,7 @@ def run_experiment(
     fit_data, held_out = fit_and_eval_parts(split, eval_on)
     split_s = time.perf_counter() - t0
     metrics, timings = evaluate_source(model, fit_data, held_out, ks, device=device)
+    summary = model.fit_summary()  # None only for a source that neither trains in epochs nor says it does not
     run_id = f"{started:%Y%m%d-%H%M%S}-{dataset.name}-{model_name}-{secrets.token_hex(2)}"
     return {
         "run_id": run_id,
@@ -103,6 +105,8 @@ def run_experiment(
         },
         "model": {"name": model_name, "config": model.config.model_dump(mode="json"),
                   "budget_stop": None if model.budget_stop_ is None else model.budget_stop_.to_json()},
+        **(summary.headline() if summary else dict.fromkeys(("epochs_run", "best_epoch", "stopped_by"))),
+        "training": summary.to_json() if summary else None,
         "ks": list(ks),
         "metrics": metrics,
         "timings": {"load_s": round(load_s, 3), "split_s": round(split_s, 3), **timings,
@@ -117,3 +121,23 @@ def save_run(record: Mapping[str, Any], runs_dir: Path) -> Path:
     path = runs_dir / str(record["run_id"]) / "result.json"
     write_text_atomic(path, json.dumps(record, indent=2, default=str) + "\n")
     return path
+
+
+def save_run_report(record: Mapping[str, Any], path: Path) -> Path:
+    """Write the run's self-contained HTML report (metrics, chart, training: epochs, best epoch, stop reason,
+    validation curve) to ``path``."""
+    from rankstack.evaluation.report import write_report  # matplotlib: only when a report is written
+
+    model, data = record["model"]["name"], record["dataset"]
+    metrics = {k: float(v) for k, v in record["metrics"].items() if isinstance(v, int | float)}
+    summary = FitSummary.from_json(record.get("training"))
+    machine = record.get("machine", {})
+    return write_report(
+        path, title=f"rankstack evaluate — {model} on {data['name']}", results={model: metrics},
+        metrics=list(metrics),
+        meta={"dataset": f"{data['name']} ({data['users']} users, {data['items']} items, {data['events']} events)",
+              "protocol": f"split {data['split']}, evaluated on {data['evaluated_on']}",
+              "run": str(record["run_id"]),
+              "machine": f"{machine.get('cpu', '?')} ({machine.get('cpu_count', '?')} cores)",
+              "fit wall time": f"{record['timings']['fit_s']:.1f} s"},
+        training=None if summary is None else {model: summary})

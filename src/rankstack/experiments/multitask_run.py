@@ -189,6 +189,8 @@ def run_multitask_experiment(
                   "calibrators": {k: v.kind for k, v in ranker.calibrators_.items()},
                   "features": {"categorical": ranker.encoder_.categorical_ if ranker.encoder_ else [],
                                "numeric": ranker.encoder_.numeric_ if ranker.encoder_ else []}},
+        **(ranker.fit_summary_.headline() if ranker.fit_summary_ else {}),
+        "training": None if ranker.fit_summary_ is None else ranker.fit_summary_.to_json(),
         "metrics": metrics,
         "history": ranker.history_,
         "timings": {"load_s": round(load_s, 3), "prepare_s": round(t1 - t0, 3), "fit_s": round(t2 - t1, 3),

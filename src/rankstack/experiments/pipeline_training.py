@@ -87,8 +87,26 @@ def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log) -> PipelineP
 
 
 def _stop_note(model: CandidateSource) -> str:
-    """``"; stopped by time_budget_s=…"`` when a wall-clock budget ended the model's training early, else ""."""
-    return "" if model.budget_stop_ is None else f"; {model.budget_stop_.message()}"
+    """``"; 12 epochs (best 9), stopped by converged"`` for a model trained in epochs, then
+    ``"; stopped by time_budget_s=…"`` when a wall-clock budget ended its training early."""
+    summary = model.fit_summary()
+    note = ""
+    if summary is not None and not model.closed_form:
+        best = "-" if summary.best_epoch is None else summary.best_epoch
+        note = f"; {summary.epochs_run} epochs (best {best}), stopped by {summary.stopped_by}"
+        if summary.warning():
+            note += f" — warning: {summary.warning()}"
+    return note + ("" if model.budget_stop_ is None else f"; {model.budget_stop_.message()}")
+
+
+def training_summaries(parts: PipelineParts) -> dict[str, Any]:
+    """How each stage's training went: ``{"sources": {name: summary}, "ranker": summary}`` (JSON-ready)."""
+    sources = {n: s.fit_summary() for n, s in parts.sources.items()}
+    ranker = parts.ranker.source if isinstance(parts.ranker, SequentialRanker) else getattr(parts.ranker, "ranker",
+                                                                                           None)
+    summary = getattr(ranker, "fit_summary_", None) if ranker is not None else None
+    return {"sources": {n: s.to_json() for n, s in sources.items() if s is not None},
+            "ranker": None if summary is None else summary.to_json()}
 
 
 def budget_stops(parts: PipelineParts) -> dict[str, Any]:
@@ -164,6 +182,7 @@ def train_pipeline(config: PipelineConfig, *, data_dir: Path | None = None, log:
                  "events": len(data), "split_sizes": split.summary(),
                  **({"read": loaded.info.to_json()} if loaded.info is not None else {})},
         "stages": config.stage_names(), "metrics": metrics, "budget_stops": budget_stops(parts),
+        "training": training_summaries(parts),
         "timings": {"load_split_s": round(t1 - t0, 3), "fit_s": round(t2 - t1, 3), "evaluate_s": round(t3 - t2, 3)},
         "code_version": code_version(), "machine": machine_info(),
     }

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from rankstack.device import resolve_device
+from rankstack.evaluation.fit_summary import FitSummary
 from rankstack.ranking.calibration import CalibrationKind, Calibrator, fit_calibrator
 from rankstack.ranking.impression_features import EncodedBatch, FeatureConfig, FeatureEncoder
 from rankstack.ranking.networks import LinearNet, MultiTaskNet, NetInputs
@@ -44,6 +45,7 @@ class MultiTaskConfig(BaseModel):
     weight_decay: float = Field(default=0.0, ge=0.0)
     patience: int = Field(default=2, ge=0, description="epochs without validation gain before stopping")
     lr_decay: float = Field(default=0.5, gt=0.0, le=1.0, description="lr factor after an epoch without gain")
+    time_budget_s: float | None = Field(default=None, gt=0, description="wall-clock budget of the whole fit")
     seed: int = 0
     device: str | None = None
     calibration: CalibrationKind = "auto"
@@ -79,6 +81,7 @@ class MultiTaskRanker:
         self.net_: nn.Module | None = None
         self.calibrators_: dict[str, Calibrator] = {}
         self.history_: list[dict[str, float]] = []
+        self.fit_summary_: FitSummary | None = None
         self.device = resolve_device(self.config.device)
 
     def new_net(self, enc: FeatureEncoder, value_scale: float) -> MultiTaskNet | LinearNet:

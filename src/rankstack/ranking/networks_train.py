@@ -15,6 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from rankstack.errors import ConfigError
+from rankstack.evaluation.early_stopping_train import Deadline
+from rankstack.evaluation.fit_summary import FitSummary, StoppedBy
+from rankstack.progress import new_progress
 from rankstack.ranking.impression_features import EncodedBatch, FeatureEncoder
 
 if TYPE_CHECKING:  # the model imports this module inside fit(): no import back at run time
@@ -82,8 +85,10 @@ def base_rates(train: pl.DataFrame, exam: float) -> dict[str, float]:
 
 
 def train_network(ranker: MultiTaskRanker, train: pl.DataFrame, validation: pl.DataFrame) -> None:
-    """Fit the encoder on ``train`` and train the network with early stopping on ``validation`` loss."""
+    """Fit the encoder on ``train`` and train the network with early stopping on ``validation`` loss; one
+    :class:`Deadline` of ``time_budget_s`` covers the whole fit (encoding included)."""
     cfg = ranker.config
+    deadline = Deadline(cfg.time_budget_s)
     check_labels(cfg, train)
     torch.manual_seed(cfg.seed)
     enc = FeatureEncoder(cfg.features, cfg.payout_column).fit(train)
@@ -95,7 +100,7 @@ def train_network(ranker: MultiTaskRanker, train: pl.DataFrame, validation: pl.D
     net = ranker.new_net(enc, value_scale)
     net.initialise_bias(base_rates(train, exam=0.88 if cfg.position_bias else 1.0))
     ranker.net_ = net.to(ranker.device)
-    _train(ranker, tr, va, value_scale)
+    _train(ranker, tr, va, value_scale, deadline)
 
 
 def _loss(ranker: MultiTaskRanker, batch: EncodedBatch, value_scale: float) -> torch.Tensor:
@@ -105,41 +110,66 @@ def _loss(ranker: MultiTaskRanker, batch: EncodedBatch, value_scale: float) -> t
                           value_scale=value_scale)
 
 
-def _train(ranker: MultiTaskRanker, tr: EncodedBatch, va: EncodedBatch, value_scale: float) -> None:
+def _train(ranker: MultiTaskRanker, tr: EncodedBatch, va: EncodedBatch, value_scale: float,
+           deadline: Deadline) -> None:
     """Adam over shuffled rows; after an epoch without validation gain, back to the best weights with the step
-    times ``lr_decay``; stops after ``patience`` such epochs and keeps the best."""
+    times ``lr_decay``; stops after ``patience`` such epochs, at ``epochs`` or at the ``deadline`` (asked before
+    every batch, keeping back one validation pass's time; a cut epoch is dropped) and keeps the best."""
     cfg, net = ranker.config, ranker.net_
     assert net is not None
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
-    best, best_state, stale = np.inf, copy.deepcopy(net.state_dict()), 0
+    best, best_state, stale, best_epoch = np.inf, copy.deepcopy(net.state_dict()), 0, None
     ranker.history_ = []
-    for epoch in range(cfg.epochs):
-        t0 = time.perf_counter()
-        net.train()
-        order = torch.randperm(len(tr), generator=gen).to(ranker.device)
-        total = 0.0
-        for start in range(0, len(tr), cfg.batch_size):
-            batch = tr.take(order[start : start + cfg.batch_size])
-            loss = _loss(ranker, batch, value_scale)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(batch)
-        val = _eval_loss(ranker, va, value_scale)
-        ranker.history_.append({"epoch": epoch + 1, "train_loss": total / len(tr), "validation_loss": val,
-                                "seconds": round(time.perf_counter() - t0, 2)})
-        LOG.info("epoch %s", ranker.history_[-1])
-        if val < best - 1e-6:
-            best, best_state, stale = val, copy.deepcopy(net.state_dict()), 0
-            continue
-        stale += 1
-        if stale > cfg.patience:
-            break
-        net.load_state_dict(best_state)  # back to the best epoch, continue with a smaller step
-        for group in opt.param_groups:
-            group["lr"] *= cfg.lr_decay
+    curve: list[tuple[int, float]] = []
+    done, validation_s = 0, 0.0
+    stopped_by: StoppedBy = "epochs"
+    with new_progress() as progress:
+        task = progress.add_task("multitask", total=cfg.epochs)
+        for epoch in range(1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            net.train()
+            order = torch.randperm(len(tr), generator=gen).to(ranker.device)
+            total, cut = 0.0, False
+            for start in range(0, len(tr), cfg.batch_size):
+                if start and deadline.expired(validation_s):  # every epoch it starts runs one batch at least
+                    cut = True
+                    break
+                batch = tr.take(order[start : start + cfg.batch_size])
+                loss = _loss(ranker, batch, value_scale)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(batch)
+                progress.update(task, advance=len(batch) / len(tr))
+            if cut:
+                stopped_by = "budget"
+                break
+            done = epoch
+            t1 = deadline.elapsed()
+            val = _eval_loss(ranker, va, value_scale)
+            validation_s = deadline.elapsed() - t1
+            curve.append((epoch, val))
+            ranker.history_.append({"epoch": epoch, "train_loss": total / len(tr), "validation_loss": val,
+                                    "seconds": round(time.perf_counter() - t0, 2)})
+            LOG.info("epoch %s", ranker.history_[-1])
+            if val < best - 1e-6:
+                best, best_state, stale, best_epoch = val, copy.deepcopy(net.state_dict()), 0, epoch
+            else:
+                stale += 1
+                if stale > cfg.patience:
+                    stopped_by = "converged"
+                    break
+                net.load_state_dict(best_state)  # back to the best epoch, continue with a smaller step
+                for group in opt.param_groups:
+                    group["lr"] *= cfg.lr_decay
+            if epoch < cfg.epochs and deadline.expired(validation_s):
+                stopped_by = "budget"
+                break
     net.load_state_dict(best_state)
+    ranker.fit_summary_ = FitSummary(done, best_epoch, stopped_by, cfg.epochs, "validation_loss", tuple(curve),
+                                     higher_is_better=False, budget_s=cfg.time_budget_s,
+                                     wall_s=round(deadline.elapsed(), 3))
 
 
 @torch.no_grad()

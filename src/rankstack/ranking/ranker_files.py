@@ -15,6 +15,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
+from rankstack.evaluation.fit_summary import FitSummary
 from rankstack.io import atomic_write, write_text_atomic
 from rankstack.ranking.calibration import calibrator_from_dict
 from rankstack.ranking.impression_features import FeatureEncoder
@@ -35,6 +36,7 @@ def save_ranker(ranker: MultiTaskRanker, directory: str | Path) -> Path:
     meta = {
         "format": FORMAT, "config": ranker.config.model_dump(mode="json"), "encoder": ranker.encoder_.to_dict(),
         "calibrators": {k: v.to_dict() for k, v in ranker.calibrators_.items()}, "history": ranker.history_,
+        "fit_summary": None if ranker.fit_summary_ is None else ranker.fit_summary_.to_json(),
     }
     write_text_atomic(out / "ranker.json", json.dumps(meta, indent=1) + "\n")
     return out
@@ -56,4 +58,5 @@ def load_ranker(directory: str | Path, device: str | None = None) -> MultiTaskRa
     ranker.net_ = net.to(ranker.device)
     ranker.calibrators_ = {k: calibrator_from_dict(v) for k, v in meta["calibrators"].items()}
     ranker.history_ = meta["history"]
+    ranker.fit_summary_ = FitSummary.from_json(meta.get("fit_summary"))
     return ranker

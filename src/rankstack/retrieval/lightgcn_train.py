@@ -5,7 +5,8 @@ calls :func:`train_lightgcn`; loading a trained model never imports this module.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -14,7 +15,8 @@ from torch.nn import functional as F
 
 from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
-from rankstack.evaluation.early_stopping_train import EarlyStopping, Validation
+from rankstack.evaluation.early_stopping_train import Deadline, EarlyStopping, Validation
+from rankstack.evaluation.fit_summary import FitSummary, StoppedBy
 from rankstack.progress import new_progress
 from rankstack.retrieval.source import BudgetStop
 
@@ -122,8 +124,10 @@ def holdout(x: sp.csr_matrix, ratio: float, seed: int) -> tuple[sp.csr_matrix, s
 
 
 def train_lightgcn(model: LightGCN, dataset: Dataset) -> None:
-    """Train ``model`` with Adam; early-stop on validation recall@eval_k (optionally refit on all of train)."""
+    """Train ``model`` with Adam; early-stop on validation recall@eval_k (optionally refit on all of train). One
+    :class:`Deadline` of ``time_budget_s`` covers the whole fit: set-up, epochs, validation and the refit."""
     cfg = model.config
+    deadline = Deadline(cfg.time_budget_s)
     x = dataset.interaction_matrix(binary=True)
     model.train_ = x
     model.device_ = resolve_device(cfg.device)
@@ -131,11 +135,13 @@ def train_lightgcn(model: LightGCN, dataset: Dataset) -> None:
     model.budget_stop_ = None
     if cfg.validation_ratio > 0:
         graph, val = holdout(x, cfg.validation_ratio, cfg.seed)
-        best_epoch = _train(model, graph, val, cfg.epochs, final_graph=x)
-        if cfg.refit:
-            _train(model, x, None, best_epoch)
+        summary = _train(model, graph, val, cfg.epochs, deadline, final_graph=x)
+        if cfg.refit and summary.best_epoch:
+            _train(model, x, None, summary.best_epoch, deadline, label="LightGCN refit")
+            model.best_epoch_ = summary.best_epoch  # the refit ran that many epochs on all of train
     else:
-        _train(model, x, None, cfg.epochs)
+        summary = _train(model, x, None, cfg.epochs, deadline)
+    model.fit_summary_ = summary
 
 
 class LightGCNLoss:
@@ -186,10 +192,14 @@ class LightGCNLoss:
         return F.cross_entropy(logits, target) + cfg.l2 * 0.5 * reg / len(u)
 
 
-def _train(model: LightGCN, graph: sp.csr_matrix, val: sp.csr_matrix | None, epochs: int,
-           final_graph: sp.csr_matrix | None = None) -> int:
-    """Train from scratch on ``graph``; returns the best (or last) epoch and keeps its embeddings,
-    propagated over ``final_graph`` (default ``graph``)."""
+def _train(model: LightGCN, graph: sp.csr_matrix, val: sp.csr_matrix | None, epochs: int, deadline: Deadline,
+           final_graph: sp.csr_matrix | None = None, label: str = "LightGCN") -> FitSummary:
+    """Train from scratch on ``graph`` until ``epochs``, patience or ``deadline``; keeps the best (or last) epoch's
+    embeddings, propagated over ``final_graph`` (default ``graph``), and returns what the run did.
+
+    The deadline is asked before every batch; an epoch it cuts is dropped (the last completed one, if
+    ``eval_every`` skipped it, is validated in the time kept back for that) unless no epoch was completed: then
+    its partial updates are kept."""
     cfg, dev = model.config, model.device_
     n_users, n_items = graph.shape
     torch.manual_seed(cfg.seed)
@@ -206,15 +216,24 @@ def _train(model: LightGCN, graph: sp.csr_matrix, val: sp.csr_matrix | None, epo
     item_freq = torch.bincount(pairs_i, minlength=n_items).float() / max(pairs_i.numel(), 1)
     losses = LightGCNLoss(cfg, adj, to_torch_csr(graph, dev), item_freq, n_users)
     validation = Validation(graph, val, cfg.eval_k, dev) if val is not None else None
-    stop: EarlyStopping[torch.Tensor] = EarlyStopping(epochs, cfg.patience, cfg.eval_every, cfg.time_budget_s)
+    stop: EarlyStopping[torch.Tensor] = EarlyStopping(
+        epochs, cfg.patience, cfg.eval_every, deadline=deadline,
+        metric=None if validation is None else validation.key)
     initial = ego.detach().clone()  # kept if no validation ever scores (e.g. no held-out pair)
+    last_done: torch.Tensor | None = None  # the last completed epoch's ego, kept under a budget
     n = pairs_u.numel()
+    done, cut = 0, False
+    stopped_by: StoppedBy = "epochs"
     with new_progress() as progress:
-        task = progress.add_task("LightGCN", total=epochs)
+        task = progress.add_task(label, total=epochs)
         for epoch in range(1, epochs + 1):
             perm = torch.randperm(n, device=dev, generator=gen)
             total = torch.zeros((), device=dev)
+            cut = False
             for start in range(0, n, cfg.batch_size):
+                if start and stop.time_to_stop():  # every epoch it starts runs one batch at least
+                    cut = True
+                    break
                 idx = perm[start : start + cfg.batch_size]
                 u, i = pairs_u[idx], pairs_i[idx]
                 if cfg.loss == "bpr":
@@ -226,31 +245,67 @@ def _train(model: LightGCN, graph: sp.csr_matrix, val: sp.csr_matrix | None, epo
                 loss.backward()
                 opt.step()
                 total += loss.detach() * len(idx)
+                progress.update(task, advance=len(idx) / n)
+            if cut:
+                stopped_by = "budget"
+                if validation is not None and last_done is not None and done > (stop.curve or [(0, 0.0)])[-1][0]:
+                    # the time kept back for one validation pass scores the last completed epoch, which
+                    # eval_every skipped, instead of losing it
+                    metrics = stop.validate(partial(_validate, validation, cfg, adj, last_done, n_users))
+                    stop.record(done, metrics[validation.key], partial(torch.Tensor.detach, last_done))
+                    model.history_[-1].update(metrics)
+                break
+            done = epoch
+            if deadline.budget_s is not None:
+                last_done = ego.detach().clone()
             row: dict[str, float] = {"epoch": epoch, "wall_s": stop.elapsed(), "loss": float(total) / n}
-            out_of_time = stop.out_of_time(row["wall_s"])
+            out_of_time = stop.time_to_stop(row["wall_s"])
             if validation is not None and stop.due(epoch, out_of_time):
-                metrics = validation.of_embeddings(*_outputs(cfg, _final(cfg, adj, ego), n_users))
+                metrics = stop.validate(lambda: validation.of_embeddings(*_outputs(cfg, _final(cfg, adj, ego),
+                                                                                   n_users)))
                 row.update(metrics)
                 score = metrics[validation.key]
                 stop.record(epoch, score, lambda: ego.detach().clone())
-                progress.update(task, description=f"LightGCN val recall@{cfg.eval_k} {score:.4f}")
+                progress.update(task, description=f"{label} val recall@{cfg.eval_k} {score:.4f}")
             model.history_.append(row)
-            progress.update(task, advance=1)
-            if out_of_time and epoch < epochs and cfg.time_budget_s is not None:
-                model.budget_stop_ = BudgetStop(cfg.time_budget_s, epoch, epochs, round(row["wall_s"], 3))
-            if (validation is not None and stop.patience_spent) or out_of_time:
+            if validation is not None and stop.patience_spent:
+                stopped_by = "converged"
                 break
-    if validation is None:
-        best_ego, best_epoch = ego.detach(), epoch
-    elif stop.best_state is None:
-        best_ego, best_epoch = initial, epochs
-    else:
-        best_ego, best_epoch = stop.best_state, stop.best_epoch
+            if out_of_time and epoch < epochs:
+                stopped_by = "budget"
+                break
+    best_ego, best_epoch = _kept(stop, ego, last_done, initial, done, cut, validation is not None)
+    if stopped_by == "budget":
+        cut_epoch: Literal["discarded", "kept"] | None = None
+        if cut:
+            cut_epoch = "kept" if best_epoch is None else "discarded"
+        model.budget_stop_ = BudgetStop(cfg.time_budget_s or 0.0, done, epochs, round(stop.elapsed(), 3), cut_epoch)
     if final_graph is not None and final_graph is not graph:
         adj = to_torch_csr(normalized_adjacency(final_graph), dev)
     model.user_emb_, model.item_emb_ = (e.clone() for e in _outputs(cfg, _final(cfg, adj, best_ego), n_users))
-    model.best_epoch_ = best_epoch
-    return best_epoch
+    model.best_epoch_ = best_epoch or 0
+    return stop.summary(done, stopped_by, best_epoch)
+
+
+def _kept(stop: EarlyStopping[torch.Tensor], ego: torch.Tensor, last_done: torch.Tensor | None,
+          initial: torch.Tensor, done: int, cut: bool, validated: bool) -> tuple[torch.Tensor, int | None]:
+    """(ego embeddings to keep, their epoch): the best validated epoch; without one, the last completed epoch
+    (its snapshot after a cut) or, when a cut left none, the partial updates (epoch None)."""
+    if stop.best_state is not None:
+        return stop.best_state, stop.best_epoch
+    if cut:
+        if last_done is not None:
+            return last_done, done
+        return ego.detach(), None
+    if validated:  # no validation ever scored (no held-out pair): the initial embeddings, as before training
+        return initial, None
+    return ego.detach(), done
+
+
+def _validate(validation: Validation, cfg: LightGCNConfig, adj: torch.Tensor, ego: torch.Tensor,
+              n_users: int) -> dict[str, float]:
+    """Validation metrics of the layer-0 embeddings ``ego``."""
+    return validation.of_embeddings(*_outputs(cfg, _final(cfg, adj, ego), n_users))
 
 
 def _final(cfg: LightGCNConfig, adj: torch.Tensor, ego: torch.Tensor) -> torch.Tensor:

@@ -9,17 +9,30 @@ from typing import Any, ClassVar, Literal, Protocol
 import numpy as np
 import scipy.sparse as sp
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from rankstack.candidates import Candidates
 from rankstack.data.dataset import Dataset
+from rankstack.evaluation.fit_summary import FitSummary
 from rankstack.index.topk import topk_excluding
 
 
 class SourceConfig(BaseModel):
-    """Base of every component config: unknown keys are rejected."""
+    """Base of every component config: unknown keys are rejected.
+
+    A config with a ``preset`` field fills, for a preset named in its ``presets``, every setting the caller did
+    not give from that preset (settings given explicitly always win); the field defaults are the CPU preset.
+    """
 
     model_config = ConfigDict(extra="forbid")
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") in cls.presets:
+            return {**cls.presets[data["preset"]], **data}
+        return data
 
 
 @dataclass(frozen=True)
@@ -66,11 +79,25 @@ class Retriever(Protocol):
 
 
 class CandidateSource(ABC):
-    """A retrieval model. Subclasses implement :meth:`fit` and :meth:`score`; retrieval is shared."""
+    """A retrieval model. Subclasses implement :meth:`fit` and :meth:`score`; retrieval is shared.
+
+    A source trained in epochs sets ``closed_form = False`` and its fit sets ``fit_summary_``; the others report
+    :meth:`FitSummary.closed_form <rankstack.evaluation.fit_summary.FitSummary.closed_form>` once fitted.
+    """
 
     name: ClassVar[str]
     config_class: ClassVar[type[SourceConfig]]
+    closed_form: ClassVar[bool] = True
     budget_stop_: BudgetStop | None = None  # set by fit when a wall-clock budget ended training early
+    fit_summary_: FitSummary | None = None  # set by the fit of a source trained in epochs
+
+    def fit_summary(self) -> FitSummary | None:
+        """What the fit did (epochs, best epoch, why it stopped, validation curve); None before fitting."""
+        if self.fit_summary_ is not None:
+            return self.fit_summary_
+        if self.closed_form and getattr(self, "train_", None) is not None:
+            return FitSummary.closed_form()
+        return None
 
     def __init__(self, config: SourceConfig | None = None) -> None:
         self.config = config if config is not None else self.config_class()

@@ -5,7 +5,7 @@ with logQ correction, and the epoch loop with early stopping on validation recal
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -14,10 +14,12 @@ from torch.nn import functional as F
 
 from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
-from rankstack.evaluation.early_stopping_train import EarlyStopping, Validation
+from rankstack.evaluation.early_stopping_train import Deadline, EarlyStopping, Validation
+from rankstack.evaluation.fit_summary import StoppedBy
 from rankstack.progress import new_progress
 from rankstack.retrieval.feature_tensors import FeatureEncoder
 from rankstack.retrieval.lightgcn_train import holdout
+from rankstack.retrieval.source import BudgetStop
 from rankstack.retrieval.two_tower_net import StreamingFrequency, TwoTowerNet
 
 if TYPE_CHECKING:  # the model imports this module inside fit(): no import back at run time
@@ -47,8 +49,10 @@ def causal_history(flat_items: torch.Tensor, pos: torch.Tensor, starts: torch.Te
 
 
 def train_two_tower(model: TwoTower, dataset: Dataset) -> None:
-    """Encode features, train the towers, then embed every user and item (cold items from features)."""
+    """Encode features, train the towers, then embed every user and item (cold items from features). One
+    :class:`Deadline` of ``time_budget_s`` covers the whole fit."""
     cfg = model.config
+    deadline = Deadline(cfg.time_budget_s)
     x = dataset.interaction_matrix(binary=True)
     model.train_ = x
     model.device_ = dev = resolve_device(cfg.device)
@@ -66,7 +70,8 @@ def train_two_tower(model: TwoTower, dataset: Dataset) -> None:
     if cfg.validation_ratio > 0:
         graph, val = holdout(x, cfg.validation_ratio, cfg.seed)
     model.history_ = []
-    _train(model, seqs, x if val is None else graph, val)
+    model.budget_stop_ = None
+    _train(model, seqs, x if val is None else graph, val, deadline)
 
 
 def _histories(model: TwoTower, seqs: list[np.ndarray], drop: sp.csr_matrix | None) -> torch.Tensor:
@@ -86,9 +91,10 @@ def _autocast(model: TwoTower) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
-def _train(model: TwoTower, seqs: list[np.ndarray], graph: sp.csr_matrix, val: sp.csr_matrix | None) -> None:
-    """Adam over the shuffled events each epoch; keeps the weights of the best validation recall@eval_k, then
-    embeds every user and item."""
+def _train(model: TwoTower, seqs: list[np.ndarray], graph: sp.csr_matrix, val: sp.csr_matrix | None,
+           deadline: Deadline) -> None:
+    """Adam over the shuffled events each epoch until ``epochs``, patience or ``deadline``; keeps the weights of
+    the best validation recall@eval_k (else of the last completed epoch), then embeds every user and item."""
     cfg, dev, net = model.config, model.device_, model.net_
     n_items = graph.shape[1]
     items_np, users_np, starts_np = flatten_sequences(seqs, val)
@@ -98,8 +104,13 @@ def _train(model: TwoTower, seqs: list[np.ndarray], graph: sp.csr_matrix, val: s
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     validation = Validation(graph, val, cfg.eval_k, dev) if val is not None else None
     item_count = torch.from_numpy(np.asarray(graph.sum(axis=0)).ravel()).to(dev)
-    stop: EarlyStopping[dict[str, torch.Tensor]] = EarlyStopping(cfg.epochs, cfg.patience, cfg.eval_every)
+    stop: EarlyStopping[dict[str, torch.Tensor]] = EarlyStopping(
+        cfg.epochs, cfg.patience, cfg.eval_every, deadline=deadline,
+        metric=None if validation is None else validation.key)
+    last_state: dict[str, torch.Tensor] | None = None  # the last completed epoch's weights, kept under a budget
     n = flat.numel()
+    done, cut = 0, False
+    stopped_by: StoppedBy = "epochs"
     with new_progress() as progress:
         task = progress.add_task("two-tower", total=cfg.epochs)
         for epoch in range(1, cfg.epochs + 1):
@@ -107,25 +118,50 @@ def _train(model: TwoTower, seqs: list[np.ndarray], graph: sp.csr_matrix, val: s
             perm = torch.randperm(n, device=dev, generator=gen)
             total = 0.0
             for start in range(0, n, cfg.batch_size):
+                if start and stop.time_to_stop():  # every epoch it starts runs one batch at least
+                    cut = True
+                    break
                 pos = perm[start : start + cfg.batch_size]
                 loss = _batch_loss(model, flat, users, starts, pos, freq, gen)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * len(pos)
+                progress.update(task, advance=len(pos) / n)
+            if cut:
+                stopped_by = "budget"
+                break
+            done = epoch
             row: dict[str, float] = {"epoch": epoch, "wall_s": stop.elapsed(), "loss": total / n}
-            if validation is not None and stop.due(epoch):
-                metrics = validation.of_embeddings(*_embed_all(model, _histories(model, seqs, val), item_count))
+            out_of_time = stop.time_to_stop(row["wall_s"])
+            if validation is not None and stop.due(epoch, out_of_time):
+                metrics = stop.validate(lambda: validation.of_embeddings(
+                    *_embed_all(model, _histories(model, seqs, val), item_count)))
                 row.update(metrics)
                 score = metrics[validation.key]
                 stop.record(epoch, score, lambda: {k: v.detach().clone() for k, v in net.state_dict().items()})
                 progress.update(task, description=f"two-tower val recall@{cfg.eval_k} {score:.4f}")
             model.history_.append(row)
-            progress.update(task, advance=1)
             if validation is not None and stop.patience_spent:
+                stopped_by = "converged"
                 break
+            if out_of_time and epoch < cfg.epochs:
+                stopped_by = "budget"
+                break
+            if deadline.budget_s is not None and validation is None:
+                last_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    best_epoch: int | None = done
     if stop.best_state is not None:
         net.load_state_dict(stop.best_state)
+        best_epoch = stop.best_epoch
+    elif cut and last_state is not None:
+        net.load_state_dict(last_state)
+    elif cut:
+        best_epoch = None  # the budget ended the first epoch: its partial updates are all there is
+    if stopped_by == "budget":
+        partial: Literal["discarded", "kept"] | None = ("kept" if best_epoch is None else "discarded") if cut else None
+        model.budget_stop_ = BudgetStop(cfg.time_budget_s or 0.0, done, cfg.epochs, round(stop.elapsed(), 3), partial)
+    model.fit_summary_ = stop.summary(done, stopped_by, best_epoch)
     train = model.train_
     assert train is not None
     model.item_counts_ = torch.from_numpy(np.asarray(train.sum(axis=0)).ravel()).to(dev)

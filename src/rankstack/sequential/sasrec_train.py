@@ -15,7 +15,8 @@ from torch.nn import functional as F
 
 from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
-from rankstack.evaluation.early_stopping_train import EarlyStopping, Validation
+from rankstack.evaluation.early_stopping_train import Deadline, EarlyStopping, Validation
+from rankstack.evaluation.fit_summary import StoppedBy
 from rankstack.progress import new_progress
 from rankstack.retrieval.source import BudgetStop
 
@@ -58,8 +59,9 @@ class SequenceTable:
 
 def train_sasrec(model: SASRec, dataset: Dataset) -> None:
     """Fit ``model`` on every user's sequence; with ``validation``, each user's last item (users with three or
-    more events) is held out to early-stop on."""
+    more events) is held out to early-stop on. One :class:`Deadline` of ``time_budget_s`` covers the whole fit."""
     cfg = model.config
+    deadline = Deadline(cfg.time_budget_s)
     model.train_ = dataset.interaction_matrix(binary=True)
     model.device_ = resolve_device(cfg.device)
     model.n_items_ = dataset.n_items
@@ -72,10 +74,10 @@ def train_sasrec(model: SASRec, dataset: Dataset) -> None:
         val_users = np.array([u for u, s in enumerate(model.histories_) if len(s) >= 3], dtype=np.int64)
     else:
         fit_seqs, val_users = model.histories_, np.zeros(0, dtype=np.int64)
-    _train(model, fit_seqs, val_users)
+    _train(model, fit_seqs, val_users, deadline)
 
 
-def _train(model: SASRec, seqs: list[np.ndarray], val_users: np.ndarray) -> None:
+def _train(model: SASRec, seqs: list[np.ndarray], val_users: np.ndarray, deadline: Deadline) -> None:
     """AdamW over shuffled users each epoch; keeps the weights of the best validation NDCG (without validation:
     of the last completed epoch). A ``time_budget_s`` that runs out inside an epoch discards that epoch's
     updates (back to a completed epoch's weights) unless no epoch was completed yet; see ``budget_stop_``."""
@@ -88,55 +90,66 @@ def _train(model: SASRec, seqs: list[np.ndarray], val_users: np.ndarray) -> None
     gen.manual_seed(cfg.seed)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
     validate = _validator(model, seqs, val_users) if len(val_users) else None
-    stop: EarlyStopping[dict[str, torch.Tensor]] = EarlyStopping(cfg.epochs, cfg.patience, cfg.eval_every,
-                                                                 cfg.time_budget_s)
+    stop: EarlyStopping[dict[str, torch.Tensor]] = EarlyStopping(
+        cfg.epochs, cfg.patience, cfg.eval_every, deadline=deadline,
+        metric=None if validate is None else f"val_ndcg@{cfg.eval_k}")
     last_state: dict[str, torch.Tensor] | None = None  # end of the last completed epoch, kept under a budget
     model.best_epoch_, model.budget_stop_ = 0, None
+    done = 0
+    stopped_by: StoppedBy = "epochs"
     with new_progress() as progress:
         task = progress.add_task("SASRec", total=cfg.epochs)
         for epoch in range(1, cfg.epochs + 1):
-            loss_sum, cut = _epoch(model, table, rows, opt, gen, stop)
+            loss_sum, cut = _epoch(model, table, rows, opt, gen, stop, lambda share: progress.update(task,
+                                                                                                   advance=share))
             wall_s = stop.elapsed()
             if cut:  # back to the best validated or else the last completed epoch; none yet: keep what ran
                 if stop.best_state is None and last_state is not None:
                     stop.best_state, model.best_epoch_ = last_state, epoch - 1
                 partial: Literal["discarded", "kept"] = "kept" if stop.best_state is None else "discarded"
                 model.budget_stop_ = _stopped(model, epoch - 1, wall_s, partial)
+                stopped_by = "budget"
                 break
+            done = epoch
             row: dict[str, float] = {"epoch": epoch, "wall_s": wall_s, "loss": loss_sum / rows.numel()}
-            out_of_time = stop.out_of_time(wall_s)
+            out_of_time = stop.time_to_stop(wall_s)
             if validate is None:
                 model.best_epoch_ = epoch
             elif stop.due(epoch, out_of_time):
-                metrics = validate()
+                metrics = stop.validate(validate)
                 row.update(metrics)
                 score = metrics[f"val_ndcg@{cfg.eval_k}"]
                 stop.record(epoch, score, lambda: copy.deepcopy(net.state_dict()))
                 model.best_epoch_ = stop.best_epoch
                 progress.update(task, description=f"SASRec val ndcg@{cfg.eval_k} {score:.4f}")
             model.history_.append(row)
-            progress.update(task, advance=1)
+            if stop.patience_spent:
+                stopped_by = "converged"
+                break
             if out_of_time and epoch < cfg.epochs:
                 model.budget_stop_ = _stopped(model, epoch, wall_s, None)
-            if stop.patience_spent or out_of_time:
+                stopped_by = "budget"
                 break
             if cfg.time_budget_s is not None:
                 last_state = copy.deepcopy(net.state_dict())
     if stop.best_state is not None:
         net.load_state_dict(stop.best_state)
     net.eval()
+    best = model.best_epoch_ if model.best_epoch_ > 0 else None
+    model.fit_summary_ = stop.summary(done, stopped_by, best)
 
 
 def _epoch(model: SASRec, table: SequenceTable, rows: torch.Tensor, opt: torch.optim.Optimizer,
-           gen: torch.Generator, stop: EarlyStopping[dict[str, torch.Tensor]]) -> tuple[float, bool]:
+           gen: torch.Generator, stop: EarlyStopping[dict[str, torch.Tensor]],
+           advance: Callable[[float], None]) -> tuple[float, bool]:
     """One pass over the training users in shuffled batches: (Σ batch loss × batch size, whether the time
-    budget ran out before the last batch)."""
+    budget ran out before the last batch); ``advance`` gets each batch's share of the epoch."""
     cfg, dev = model.config, model.device_
     model.net_.train()
     perm = rows[torch.randperm(rows.numel(), device=dev, generator=gen)]
     total = torch.zeros((), device=dev)
     for start in range(0, perm.numel(), cfg.batch_size):
-        if start and stop.over_budget():
+        if start and stop.time_to_stop():  # every epoch it starts runs one batch at least
             return float(total), True  # the budget holds inside an epoch too (large catalogs on a CPU)
         batch = perm[start : start + cfg.batch_size]
         inputs, targets = table.windows(batch, cfg.max_len, table.sample_ends(batch, cfg.max_len, cfg.crop, gen))
@@ -145,6 +158,7 @@ def _epoch(model: SASRec, table: SequenceTable, rows: torch.Tensor, opt: torch.o
         loss.backward()
         opt.step()
         total += loss.detach() * len(batch)
+        advance(len(batch) / perm.numel())
     return float(total), False
 
 
