@@ -183,3 +183,18 @@ def test_an_empty_training_set_is_a_clear_error() -> None:
 def test_bad_settings_are_named(params: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         build_source("als", params)
+
+
+def test_the_sequential_ranker_stage_rescores_with_folded_in_histories() -> None:
+    from rankstack.pipeline.config import RankerStage
+    from rankstack.ranking.ranker import RankBatch
+    from rankstack.ranking.sequential import NEXT_ITEM, SequentialRanker
+
+    assert RankerStage(source="als").source == "als"  # it has score_candidates, so the config accepts it
+    train, _ = planted(n_users=30, n_items=20)
+    model = ALS(ALSConfig(**FAST)).fit(train)
+    hist = [np.array([1, 2]), np.zeros(0, np.int64)]
+    cands = np.array([[5, PAD_ITEM], [3, 4]])
+    got = SequentialRanker(model).score(RankBatch(np.array([0, -1]), cands, hist))[NEXT_ITEM]
+    assert np.isnan(got[0, 1]) and np.isnan(got[1]).all()  # pads and rows without a history
+    assert got[0, 0] == pytest.approx(float(model.score_histories(hist[:1])[0, 5]), rel=1e-6)
