@@ -82,6 +82,22 @@ def test_fold_in_reproduces_the_fitted_users_and_implicits_own_solve() -> None:
     torch.testing.assert_close(folded, torch.from_numpy(theirs), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 5.0])
+@pytest.mark.parametrize("length", [3, 16, 25])  # shorter than d (Woodbury), equal and longer (d × d solve)
+def test_every_fold_in_path_solves_the_normal_equations(alpha: float, length: int) -> None:
+    rng = np.random.default_rng(length)
+    model = ALS(ALSConfig(factors=16, alpha=alpha, regularization=0.3, device="cpu"))
+    model.train_ = sp.csr_matrix((2, 40), dtype=np.float32)
+    model.set_factors(torch.zeros(2, 16), torch.from_numpy(rng.normal(size=(40, 16)).astype(np.float32)))
+    hist = [rng.choice(40, length, replace=False), rng.choice(40, max(length - 2, 1), replace=False)]
+    y = model.item_factors_.double()
+    for row, h in enumerate(hist):
+        yh = y[torch.as_tensor(h)]
+        a = y.T @ y + 0.3 * torch.eye(16, dtype=torch.float64) + (alpha - 1) * yh.T @ yh
+        expected = torch.linalg.solve(a, alpha * yh.sum(0))
+        torch.testing.assert_close(model.fold_in(hist)[row].double(), expected, atol=1e-5, rtol=1e-4)
+
+
 def test_fold_in_ignores_repeats_and_maps_an_empty_history_to_zero() -> None:
     train, _ = planted(n_users=30, n_items=20)
     model = ALS(ALSConfig(**FAST)).fit(train)

@@ -57,6 +57,7 @@ class ALS(CandidateSource):
     history_: list[dict[str, float]]
     budget_stop_: BudgetStop | None
     _gram: torch.Tensor | None = None
+    _gram_inverse: torch.Tensor | None = None
 
     def fit(self, dataset: Dataset) -> ALS:
         """Factorise the binary training matrix with ``implicit`` (:mod:`rankstack.retrieval.als_train`)."""
@@ -73,7 +74,7 @@ class ALS(CandidateSource):
         self.device_ = resolve_device(self.config.device)
         self.user_factors_ = user_factors.float().to(self.device_)
         self.item_factors_ = item_factors.float().to(self.device_)
-        self._gram = None
+        self._gram = self._gram_inverse = None
 
     def score(self, user_ids: np.ndarray) -> torch.Tensor:
         """⟨x_u, y_i⟩ for every item, x_u the fitted factors."""
@@ -116,19 +117,29 @@ class ALS(CandidateSource):
         return out
 
     def _solve(self, items: list[np.ndarray]) -> torch.Tensor:
-        """The fold-in solve for one block of histories (distinct, in-range ids), in float64."""
+        """The fold-in solve for one block of histories (distinct, in-range ids), in float64.
+
+        With H = the history's factors [L, d], c = α − 1 and M = (YᵀY + λI)⁻¹: x = M b when c = 0; when L < d,
+        Woodbury's identity x = M b − Zᵀ (I/c + Z Hᵀ)⁻¹ Z b with Z = H M (an L × L solve instead of d × d);
+        otherwise the d × d solve."""
         cfg = self.config
-        y = self.item_factors_.double()
-        width = max((len(h) for h in items), default=0)
+        width, d = max((len(h) for h in items), default=0), self.item_factors_.shape[1]
         index = np.zeros((len(items), width), dtype=np.int64)
         mask = np.zeros((len(items), width), dtype=bool)
         for row, h in enumerate(items):
             index[row, : len(h)], mask[row, : len(h)] = h, True
-        gathered = y[torch.as_tensor(index, device=self.device_)]
+        gathered = self.item_factors_[torch.as_tensor(index, device=self.device_)].double()
         gathered = gathered * torch.as_tensor(mask, device=self.device_)[:, :, None]
-        a = self.gram() + (cfg.alpha - 1.0) * gathered.transpose(1, 2) @ gathered
         b = cfg.alpha * gathered.sum(dim=1)
-        return torch.linalg.solve(a, b)
+        c = cfg.alpha - 1.0
+        if c == 0.0:
+            return b @ self.gram_inverse()
+        if width >= d:
+            return torch.linalg.solve(self.gram() + c * gathered.transpose(1, 2) @ gathered, b)
+        m = self.gram_inverse()
+        z = gathered @ m
+        small = torch.eye(width, dtype=z.dtype, device=z.device) / c + z @ gathered.transpose(1, 2)
+        return b @ m - (z.transpose(1, 2) @ torch.linalg.solve(small, z @ b.unsqueeze(2))).squeeze(2)
 
     def gram(self) -> torch.Tensor:
         """YᵀY + λI in float64 (computed once per set of factors)."""
@@ -137,6 +148,12 @@ class ALS(CandidateSource):
             self._gram = y.T @ y + self.config.regularization * torch.eye(y.shape[1], dtype=y.dtype,
                                                                           device=y.device)
         return self._gram
+
+    def gram_inverse(self) -> torch.Tensor:
+        """(YᵀY + λI)⁻¹ in float64 (computed once per set of factors)."""
+        if self._gram_inverse is None:
+            self._gram_inverse = torch.cholesky_inverse(torch.linalg.cholesky(self.gram()))
+        return self._gram_inverse
 
     def score_histories(self, histories: Sequence[np.ndarray]) -> torch.Tensor:
         """Scores of every item [B, n_items] for users folded in from ``histories``."""
