@@ -19,9 +19,11 @@ from rankstack.cli import app
 from .conftest import simulator_config_dict, small_events
 
 TRAINING_PARTS = {"experiment", "experiments", "simulation", "cli", "tune", "tuning"}
+FITTING_LIBRARIES = ("implicit",)  # third-party packages only training uses (ALS fits with implicit)
 EVALUATOR = "rankstack.evaluation.evaluator"
 MODELS = {  # the learned models whose training this checks stays apart, by artifact
-    "sequential": ["rankstack.sequential.sasrec", "rankstack.retrieval.lightgcn", "rankstack.retrieval.two_tower"],
+    "sequential": ["rankstack.sequential.sasrec", "rankstack.retrieval.lightgcn", "rankstack.retrieval.two_tower",
+                   "rankstack.retrieval.als"],
     "multitask": ["rankstack.ranking.multitask", "rankstack.ranking.networks"],
     "lambdarank": ["rankstack.ranking.lambdarank", "rankstack.ranking.candidate_features"],
 }
@@ -34,7 +36,7 @@ from rankstack.pipeline import Pipeline
 pipeline = Pipeline.load(sys.argv[1])
 (response,) = pipeline.recommend([RecommendRequest(user_id=sys.argv[2], k=3)])
 assert len(response.items) == 3, response
-print(json.dumps(sorted(m for m in sys.modules if m == "rankstack" or m.startswith("rankstack."))))
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("rankstack", "implicit"))))
 """
 
 
@@ -54,7 +56,7 @@ def train_artifact(config: dict[str, object], folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def sequential_artifact(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """Popular + LightGCN + two-tower sources, SASRec ranker (every learned source this slice split)."""
+    """Popular + LightGCN + two-tower + ALS sources, SASRec ranker (every learned source this slice split)."""
     root = tmp_path_factory.mktemp("sequential")
     events = small_events(n_users=40, n_items=30)
     events.write_csv(root / "events.csv")
@@ -63,7 +65,8 @@ def sequential_artifact(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
         "name": "sequential", "data": {"name": str(root / "events.csv")},
         "sources": [{"name": "popular", "k": 10, "quota": 3},
                     {"name": "lightgcn", "k": 10, "settings": {**tiny, "validation_ratio": 0.2, "eval_every": 1}},
-                    {"name": "two-tower", "k": 10, "settings": {**tiny, "hidden_dim": 8, "validation_ratio": 0.2}}],
+                    {"name": "two-tower", "k": 10, "settings": {**tiny, "hidden_dim": 8, "validation_ratio": 0.2}},
+                    {"name": "als", "k": 10, "settings": {"factors": 8, "iterations": 3, "num_threads": 1}}],
         "merge": {"k": 20},
         "ranker": {"source": "sasrec", "settings": {"epochs": 2, "max_len": 8, "hidden_dim": 8}, "history": 8},
         "exploration": {"policy": "greedy"},
@@ -118,7 +121,7 @@ def loaded(sequential_artifact: tuple[Path, str], multitask_artifact: tuple[Path
 def test_loading_an_artifact_imports_no_training_module(loaded: dict[str, list[str]], kind: str) -> None:
     modules = loaded[kind]
     assert set(MODELS[kind]) <= set(modules)  # the probe loaded the learned models this check is about
-    assert [m for m in modules if training_side(m)] == []
+    assert [m for m in modules if training_side(m) or m.split(".")[0] in FITTING_LIBRARIES] == []
 
 
 @pytest.mark.parametrize("kind", ["sequential", "multitask", "lambdarank"])
@@ -137,10 +140,12 @@ def test_the_training_predicate_follows_the_contract() -> None:
 
 
 def test_importing_the_models_imports_neither_their_training_nor_the_evaluator() -> None:
-    modules = [m for names in MODELS.values() for m in names] + ["rankstack.ranking.ranker_files"]
+    modules = [m for names in MODELS.values() for m in names] + ["rankstack.ranking.ranker_files",
+                                                                  "rankstack.retrieval.source_files"]
     code = (f"import importlib, json, sys\nfor m in {modules!r}:\n    importlib.import_module(m)\n"
             "print(json.dumps(sorted(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     imported = json.loads(done.stdout.strip().splitlines()[-1])
     assert EVALUATOR not in imported
     assert [m for m in imported if m.startswith("rankstack") and training_side(m)] == []
+    assert [m for m in imported if m.split(".")[0] in FITTING_LIBRARIES] == []

@@ -28,6 +28,7 @@ REGISTRY: dict[str, dict[str, tuple[str, str | None]]] = {
         "popular": ("rankstack.retrieval.popular:MostPopular", None),
         "itemknn": ("rankstack.retrieval.itemknn:ItemKNN", None),
         "ease": ("rankstack.retrieval.ease:EASE", None),
+        "als": ("rankstack.retrieval.als:ALS", None),
         "lightgcn": ("rankstack.retrieval.lightgcn:LightGCN", None),
         "two-tower": ("rankstack.retrieval.two_tower:TwoTower", None),
         "sasrec": ("rankstack.sequential.sasrec:SASRec", None),
