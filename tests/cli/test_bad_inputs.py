@@ -77,4 +77,4 @@ def test_evaluate_help_lists_the_split_kinds_and_models() -> None:
     text = runner.invoke(app, ["evaluate", "--help"]).output
     flat = _flat(text)
     assert "leave_one_out|temporal|random|predefined" in flat
-    assert "popular|itemknn|ease|lightgcn|two-tower|sasrec|multitask" in flat
+    assert "popular|itemknn|ease|als|lightgcn|two-tower|sasrec|multitask" in flat

@@ -127,7 +127,7 @@ def test_validation_is_carved_from_train_when_the_split_has_none() -> None:
 
 # Tiny settings per candidate source of the registry (a new source needs a row: the contract covers every one).
 TINY_SETTINGS: dict[str, list[str]] = {
-    "popular": [], "itemknn": [], "ease": [],
+    "popular": [], "itemknn": [], "ease": [], "als": ["iterations=2", "factors=8"],
     "lightgcn": ["epochs=2", "embedding_dim=8", "eval_every=1", "batch_size=64"],
     "two-tower": ["epochs=1", "embedding_dim=8", "hidden_dim=8", "history_len=4"],
     "sasrec": ["epochs=2", "max_len=8", "hidden_dim=8"],

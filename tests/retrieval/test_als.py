@@ -214,3 +214,13 @@ def test_the_sequential_ranker_stage_rescores_with_folded_in_histories() -> None
     got = SequentialRanker(model).score(RankBatch(np.array([0, -1]), cands, hist))[NEXT_ITEM]
     assert np.isnan(got[0, 1]) and np.isnan(got[1]).all()  # pads and rows without a history
     assert got[0, 0] == pytest.approx(float(model.score_histories(hist[:1])[0, 5]), rel=1e-6)
+
+
+
+def test_the_fit_summary_counts_sweeps_and_survives_save_and_load(tmp_path: Path) -> None:
+    train, _ = planted(n_users=40, n_items=30)
+    model = ALS(ALSConfig(**{**FAST, "iterations": 3})).fit(train)
+    summary = model.fit_summary()
+    assert summary is not None and summary.headline() == {"epochs_run": 3, "best_epoch": 3, "stopped_by": "epochs"}
+    loaded = load_source(save_source(model, tmp_path / "als", dataset=train), source_class)
+    assert loaded.fit_summary() == summary

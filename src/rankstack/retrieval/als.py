@@ -13,6 +13,7 @@ from pydantic import Field
 from rankstack.candidates import PAD_ITEM
 from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
+from rankstack.evaluation.fit_summary import FitSummary
 from rankstack.retrieval.source import BudgetStop, CandidateSource, SourceConfig
 
 FOLD_IN_BLOCK = 1 << 22  # floats of gathered item factors per fold-in block (users × history × factors)
@@ -50,6 +51,7 @@ class ALS(CandidateSource):
 
     name = "als"
     config_class = ALSConfig
+    closed_form = False  # trained in sweeps: its fit reports them
     config: ALSConfig
     device_: torch.device
     user_factors_: torch.Tensor
@@ -176,10 +178,12 @@ class ALS(CandidateSource):
         """The two factor matrices; the per-iteration history and any budget stop as metadata."""
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}, {
             "history": self.history_,
-            "budget_stop": None if self.budget_stop_ is None else self.budget_stop_.to_json()}
+            "budget_stop": None if self.budget_stop_ is None else self.budget_stop_.to_json(),
+            "fit_summary": None if self.fit_summary_ is None else self.fit_summary_.to_json()}
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         """Restore the factors on the configured device."""
         self.set_factors(tensors["user_factors"], tensors["item_factors"])
         self.history_ = list(meta.get("history", []))
         self.budget_stop_ = BudgetStop.from_json(meta.get("budget_stop"))
+        self.fit_summary_ = FitSummary.from_json(meta.get("fit_summary"))

@@ -14,6 +14,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
 from rankstack.data.dataset import Dataset
+from rankstack.evaluation.fit_summary import FitSummary
 from rankstack.progress import new_progress
 from rankstack.retrieval.source import BudgetStop
 
@@ -66,5 +67,9 @@ def train_als(model: ALS, dataset: Dataset) -> None:
             if cfg.time_budget_s is not None and row["wall_s"] >= cfg.time_budget_s and it < cfg.iterations:
                 model.budget_stop_ = BudgetStop(cfg.time_budget_s, it, cfg.iterations, row["wall_s"])
                 break
+    done = len(model.history_)
+    model.fit_summary_ = FitSummary(  # no validation: the last sweep's factors are kept
+        epochs_run=done, best_epoch=done, stopped_by="budget" if model.budget_stop_ is not None else "epochs",
+        epochs=cfg.iterations, budget_s=cfg.time_budget_s, wall_s=round(time.perf_counter() - start, 3))
     model.set_factors(torch.from_numpy(np.ascontiguousarray(solver.user_factors)),
                       torch.from_numpy(np.ascontiguousarray(solver.item_factors)))
