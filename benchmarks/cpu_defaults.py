@@ -7,7 +7,7 @@ Usage:
 
 Each model runs in its own ``rankstack evaluate`` process (as a user runs it), bounded by ``--timeout-s``;
 ``--set`` goes to the trained models only (the closed-form ones take no budget). Writes each run's JSON to
-``benchmarks/results/issue15-<dataset>-<model>.json`` and prints markdown rows with the load average.
+``benchmarks/results/issue15-<dataset>-<model>[-<tag>].json`` and prints markdown rows with the load average.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-MODELS = ("popular", "itemknn", "ease", "lightgcn", "sasrec", "two-tower")
-TRAINED = {"lightgcn", "sasrec", "two-tower", "multitask"}
+MODELS = ("popular", "itemknn", "ease", "als", "lightgcn", "sasrec", "two-tower")
+TRAINED = {"als", "lightgcn", "sasrec", "two-tower", "multitask"}
 
 
 def run(dataset: str, model: str, settings: list[str], timeout_s: float, runs_dir: Path) -> dict[str, object]:
@@ -68,13 +68,15 @@ def main() -> None:
     parser.add_argument("--target-s", type=float, default=300.0)
     parser.add_argument("--timeout-s", type=float, default=1800.0)
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--tag", default="", help="suffix of the result files (keeps earlier runs)")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     print("| model | fit s | epochs run | best epoch | stopped by | NDCG@10 | HR@10 | Recall@20 | fit ≤ target |")
     print("|---|---|---|---|---|---|---|---|---|")
     for model in args.models.split(","):
         result = run(args.dataset, model, args.set, args.timeout_s, args.runs_dir)
-        (RESULTS / f"issue15-{args.dataset}-{model}.json").write_text(json.dumps(result, indent=1) + "\n")
+        suffix = f"-{args.tag}" if args.tag else ""
+        (RESULTS / f"issue15-{args.dataset}-{model}{suffix}.json").write_text(json.dumps(result, indent=1) + "\n")
         print(markdown_row(result, args.target_s), flush=True)
     sys.exit(0)
 
