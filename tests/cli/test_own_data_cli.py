@@ -119,11 +119,13 @@ def test_missing_spellings_and_repeats(here: Path) -> None:
     assert "nan.csv, column 'item_id', row 6: null or empty id: 'NaN' is read as a missing value" in \
         " ".join(result.output.split())
     write(here / "dups.csv", "user_id,item_id", [*lines, lines[0]])
-    stopped = runner.invoke(app, [*EVALUATE, "--dataset", "dups.csv", "--split", "random"])
+    stopped = runner.invoke(app, [*EVALUATE, "--dataset", "dups.csv", "--split", "random", "--duplicates", "error"])
     assert stopped.exit_code == 2 and "row 241 repeats row 1" in stopped.output and "--duplicates drop" in \
         stopped.output
-    dropped = evaluate("--dataset", "dups.csv", "--split", "random", "--duplicates", "drop")
-    assert dropped["events"] == 240 and dropped["read"]["duplicates"] == 1  # type: ignore[index]
+    dropped = runner.invoke(app, [*EVALUATE, "--dataset", "dups.csv", "--split", "random"])  # the default
+    assert dropped.exit_code == 0 and "dropped 1 repeated row(s)" in " ".join(dropped.stderr.split())
+    record = json.loads(dropped.stdout)
+    assert record["dataset"]["events"] == 240 and record["dataset"]["read"]["duplicates"] == 1
 
 
 BAD = [
@@ -156,7 +158,7 @@ def test_read_options_do_not_apply_to_registered_datasets() -> None:
 def test_inspect_says_what_would_be_read(here: Path) -> None:
     lines = [[str(t) for t in line] for line in rows()]
     write(here / "log.csv", "user_id,item_id", [*lines, lines[3]])
-    shown = runner.invoke(app, ["data", "inspect", "log.csv"])
+    shown = runner.invoke(app, ["data", "inspect", "log.csv", "--duplicates", "error"])
     assert shown.exit_code == 0, shown.output
     text = " ".join(shown.output.split())
     for part in ("log from log.csv as csv", "40 users, 30 items, 240 events", "order: none: 240 events have no "

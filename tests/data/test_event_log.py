@@ -50,11 +50,12 @@ def test_repeated_rows_fail_naming_the_lines_or_are_dropped_and_counted(tmp_path
     assert len(read_event_log(path, ReadOptions(format="sequences")).dataset) == 5
     pairs = write(tmp_path, "pairs.txt", "u1 a\nu2 b\n\nu1 a\n")
     with pytest.raises(DataValidationError, match=r"row 4 repeats row 1 .*--duplicates drop") as err:
-        read_event_log(pairs, ReadOptions(format="pairs"))
+        read_event_log(pairs, ReadOptions(format="pairs", duplicates="error"))
     assert err.value.row == 4
-    loaded = read_event_log(pairs, ReadOptions(format="pairs", duplicates="drop"))
+    loaded = read_event_log(pairs, ReadOptions(format="pairs", duplicates="drop"))  # dropped, and said so
     assert len(loaded.dataset) == 2 and loaded.info is not None and loaded.info.duplicates == 1
-    lenient = read_event_log(pairs, ReadOptions(format="pairs"), strict=False)  # inspect: counted, not fatal
+    assert any(note.startswith("dropped 1 repeated row(s)") for note in loaded.info.notes)
+    lenient = read_event_log(pairs, ReadOptions(format="pairs", duplicates="error"), strict=False)  # inspect
     assert lenient.info is not None and lenient.info.duplicates == 1 and lenient.info.duplicates_action == "error"
 
 

@@ -90,7 +90,7 @@ def inspect_command(
     columns: ColumnsOption = None,
     order: OrderOption = None,
     time_unit: TimeUnitOption = None,
-    duplicates: DuplicatesOption = Duplicates.error,
+    duplicates: DuplicatesOption = Duplicates.drop,
     ignore: IgnoreOption = None,
     validation_file: ValidationFileOption = None,
     test_file: TestFileOption = None,

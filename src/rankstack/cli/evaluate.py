@@ -113,7 +113,7 @@ def evaluate(
     columns: ColumnsOption = None,
     order: OrderOption = None,
     time_unit: TimeUnitOption = None,
-    duplicates: DuplicatesOption = Duplicates.error,
+    duplicates: DuplicatesOption = Duplicates.drop,
     ignore: IgnoreOption = None,
     validation_file: ValidationFileOption = None,
     test_file: TestFileOption = None,

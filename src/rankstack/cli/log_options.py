@@ -68,7 +68,8 @@ OrderOption = Annotated[LogOrder | None, typer.Option(
 TimeUnitOption = Annotated[TimeUnit | None, typer.Option(
     "--time-unit", help="Unit of numeric timestamps (default s; ms for sessions).", show_default=False)]
 DuplicatesOption = Annotated[Duplicates, typer.Option(
-    "--duplicates", help="Rows identical in every column: error (stop, naming them) or drop the repeats.")]
+    "--duplicates",
+    help="Rows identical in every column: drop the repeats (default, with a note) or error (stop, naming them).")]
 IgnoreOption = Annotated[str | None, typer.Option(
     "--ignore-columns", help="Your file's columns to leave out, comma-separated.", show_default=False)]
 ValidationFileOption = Annotated[Path | None, typer.Option(
@@ -83,7 +84,7 @@ def read_options(
     columns: str | None = None,
     order: LogOrder | None = None,
     time_unit: TimeUnit | None = None,
-    duplicates: Duplicates = Duplicates.error,
+    duplicates: Duplicates = Duplicates.drop,
     ignore: str | None = None,
     validation_file: Path | None = None,
     test_file: Path | None = None,

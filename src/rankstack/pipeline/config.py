@@ -53,7 +53,7 @@ class DataConfig(_Strict):
     columns: dict[str, str] = Field(default_factory=dict)
     order: Literal["time", "file"] | None = None
     time_unit: Literal["s", "ms", "us", "ns"] | None = None
-    duplicates: Literal["error", "drop"] = "error"
+    duplicates: Literal["error", "drop"] = "drop"
     ignore: list[str] = Field(default_factory=list)
     validation_file: str | None = None
     test_file: str | None = None
@@ -76,7 +76,7 @@ class DataConfig(_Strict):
             raise ValueError("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())) from None
         if self.name in REGISTRY and not options.is_default():
             raise ValueError(f"{self.name!r} is a registered dataset, read by its own loader: format, columns, "
-                             "order, time_unit, duplicates, ignore and the split files apply to your own files only")
+                             "order, time_unit, ignore and the split files apply to your own files only")
         return self
 
     def read_options(self) -> ReadOptions:

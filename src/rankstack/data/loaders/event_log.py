@@ -240,9 +240,18 @@ def read_parts(
         files={part: str(file) for part, file in parts.items()}, format=fmt, file_columns=file_columns,
         columns=mapping, order=order, time_unit=options.unit(fmt) if order == "time" else None,
         rows=sum(f.height for f in frames.values()), missing=missing, duplicates=repeats_total,
-        duplicates_action=action, split_from=split_from, notes=_notes(dataset, order, options),
+        duplicates_action=action, split_from=split_from,
+        notes=_notes(dataset, order, options) + _dropped_note(repeats_total, action),
     )
     return LoadedLog(dataset, info)
+
+
+def _dropped_note(repeats: int, action: str) -> list[str]:
+    """Say how many repeated rows were dropped (never silently)."""
+    if repeats == 0 or action != "drop":
+        return []
+    return [f"dropped {repeats:,} repeated row(s), identical in every column to an earlier one (--duplicates "
+            "error, or 'duplicates: error' in a pipeline YAML, refuses them instead)"]
 
 
 def _notes(dataset: Dataset, order: str, options: ReadOptions) -> list[str]:

@@ -76,8 +76,9 @@ class ReadOptions(BaseModel):
         return self
 
     def is_default(self) -> bool:
-        """Whether nothing was set (a registered dataset accepts only the defaults)."""
-        return self == ReadOptions()
+        """Whether nothing was set (a registered dataset accepts only the defaults; ``duplicates`` is not counted:
+        the CLI and pipeline files drop repeats by default, and registered loaders have none)."""
+        return self.model_copy(update={"duplicates": "error"}) == ReadOptions()
 
     def unit(self, fmt: str) -> TimeUnit:
         """The unit numeric timestamps are read in: as set, else ms for sessions and s otherwise."""
