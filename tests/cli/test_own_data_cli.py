@@ -60,6 +60,8 @@ def test_a_split_column_is_used_without_a_flag(here: Path) -> None:
     write(here / "log.csv", "user_id,item_id,split", rows(split=True))
     info = evaluate("--dataset", "log.csv")
     assert info["split"] == "predefined" and info["split_reason"] == "the data has a 'split' column"
+    top = json.loads(runner.invoke(app, [*EVALUATE, "--dataset", "log.csv"]).stdout)
+    assert top["split"] == "predefined"  # the contract's "split": "predefined", at the top of the JSON too
     assert info["split_sizes"] == {"train": 160, "validation": 40, "test": 40}
     text = runner.invoke(app, ["evaluate", "--model", "popular", "--dataset", "log.csv"]).output
     assert "split predefined (the data has a 'split' column)" in " ".join(text.split())

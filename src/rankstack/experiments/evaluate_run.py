@@ -103,6 +103,7 @@ def run_experiment(
                          "what": held_out_label(split, eval_on)},
             **(about_data or {}),
         },
+        "split": split_kind,  # also at the top, beside the training headline: what a reader checks first
         "model": {"name": model_name, "config": model.config.model_dump(mode="json"),
                   "budget_stop": None if model.budget_stop_ is None else model.budget_stop_.to_json()},
         **(summary.headline() if summary else dict.fromkeys(("epochs_run", "best_epoch", "stopped_by"))),
