@@ -25,11 +25,9 @@ def evaluate_lambda_path(
     t0 = time.perf_counter()
     loaded = open_dataset(dataset, data_dir, options)
     choice = standard_split(dataset, loaded.dataset, loaded.info, requested=split)
+    read = {"read": loaded.info.to_json()} if loaded.info is not None else {}
     record = run_lambda_path(loaded.dataset, choice.kind, params, l2s, ks=ks, device=device,
-                             load_s=time.perf_counter() - t0)
-    record["dataset"]["split_reason"] = choice.reason
-    if loaded.info is not None:
-        record["dataset"]["read"] = loaded.info.to_json()
+                             load_s=time.perf_counter() - t0, about_data={"split_reason": choice.reason, **read})
     record["result_path"] = str(save_run(record, runs_dir))
     if json_out:
         typer.echo(json.dumps(record, default=str))

@@ -52,6 +52,23 @@ def held_out_label(split: Split, eval_on: EvalOn) -> str:
     return "the validation split"
 
 
+def dataset_entry(dataset: Dataset, split_kind: str, split: Split, held_out: Dataset, eval_on: EvalOn
+                  ) -> dict[str, Any]:
+    """A run record's ``dataset`` entry: sizes, checksum, the split and what was held out and scored."""
+    return {
+        "name": dataset.name,
+        "checksum": dataset.checksum(),
+        "users": dataset.n_users,
+        "items": dataset.n_items,
+        "events": len(dataset),
+        "split": split_kind,
+        "split_sizes": split.summary(),
+        "evaluated_on": eval_on,
+        "held_out": {"events": len(held_out), "users": held_out.events.get_column("user_id").n_unique(),
+                     "what": held_out_label(split, eval_on)},
+    }
+
+
 def evaluate_source(
     model: CandidateSource, fit_data: Dataset, held_out: Dataset, ks: Sequence[int], *, device: str | None = None
 ) -> tuple[dict[str, float], dict[str, float]]:
@@ -90,19 +107,7 @@ def run_experiment(
     return {
         "run_id": run_id,
         "created_at": started.isoformat(timespec="seconds"),
-        "dataset": {
-            "name": dataset.name,
-            "checksum": dataset.checksum(),
-            "users": dataset.n_users,
-            "items": dataset.n_items,
-            "events": len(dataset),
-            "split": split_kind,
-            "split_sizes": split.summary(),
-            "evaluated_on": eval_on,
-            "held_out": {"events": len(held_out), "users": held_out.events.get_column("user_id").n_unique(),
-                         "what": held_out_label(split, eval_on)},
-            **(about_data or {}),
-        },
+        "dataset": {**dataset_entry(dataset, split_kind, split, held_out, eval_on), **(about_data or {})},
         "split": split_kind,  # also at the top, beside the training headline: what a reader checks first
         "model": {"name": model_name, "config": model.config.model_dump(mode="json"),
                   "budget_stop": None if model.budget_stop_ is None else model.budget_stop_.to_json()},

@@ -13,7 +13,7 @@ from rankstack.data.dataset import Dataset
 from rankstack.data.splits import make_split
 from rankstack.errors import ConfigError
 from rankstack.evaluation.evaluator import Evaluator
-from rankstack.experiments.evaluate_run import fit_and_eval_parts, held_out_label
+from rankstack.experiments.evaluate_run import dataset_entry, fit_and_eval_parts
 from rankstack.provenance import code_version, machine_info
 from rankstack.retrieval.ease import EASE, EASEConfig, PathMethod
 
@@ -53,9 +53,11 @@ def run_lambda_path(
     device: str | None = None,
     method: PathMethod = "cholesky",
     load_s: float = 0.0,
+    about_data: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fit EASE along ``l2s`` on the split's training part, evaluate each λ on validation; return the run record
-    with every λ's metrics, the best λ (highest :func:`selection_metric`; ties: the first listed) and its metrics."""
+    with every λ's metrics, the best λ (highest :func:`selection_metric`; ties: the first listed) and its metrics.
+    ``about_data`` joins the record's ``dataset`` entry, as in ``run_experiment``."""
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     model = EASE(EASEConfig.model_validate({**params, "l2": l2s[0]}))
@@ -80,13 +82,7 @@ def run_lambda_path(
     return {
         "run_id": f"{started:%Y%m%d-%H%M%S}-{dataset.name}-ease-l2path-{secrets.token_hex(2)}",
         "created_at": started.isoformat(timespec="seconds"),
-        "dataset": {
-            "name": dataset.name, "checksum": dataset.checksum(), "users": dataset.n_users,
-            "items": dataset.n_items, "events": len(dataset), "split": split_kind, "split_sizes": split.summary(),
-            "evaluated_on": "validation",
-            "held_out": {"events": len(held_out), "users": held_out.events.get_column("user_id").n_unique(),
-                         "what": held_out_label(split, "validation")},
-        },
+        "dataset": {**dataset_entry(dataset, split_kind, split, held_out, "validation"), **(about_data or {})},
         "model": {"name": "ease", "config": config.model_dump(mode="json")},
         "ks": list(ks),
         "lambda_path": path,
