@@ -1,4 +1,4 @@
-"""Train the learned candidate ranker (``ranker.kind: lambdarank``) on leakage-safe windows of the fit data.
+"""Train a learned candidate ranker (``ranker.kind: lambdarank`` or ``neural``) on leakage-safe windows of the fit data.
 
 Per user, positive events in time order (``ranker_windows``)::
 
@@ -7,7 +7,7 @@ Per user, positive events in time order (``ranker_windows``)::
 1. sources (and the sequential scorer) fitted on the feature window retrieve each user's candidates; the
    candidates that appear in the user's label window are the positives (training rows);
 2. sources fitted on the feature + label windows give the validation rows (positives: the validation window),
-   on which LightGBM stops early;
+   on which the ranker (LightGBM, or the neural ranker) stops early;
 3. the caller fits every source on the whole fit data for serving; the ranker's item statistics are recomputed
    on it too.
 
@@ -20,18 +20,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from rankstack.data.dataset import Dataset
 from rankstack.pipeline.components import build_source
-from rankstack.pipeline.config import LambdaRankStage, PipelineConfig
+from rankstack.pipeline.config import CandidateRankerStage, LambdaRankStage, NeuralRankStage, PipelineConfig
 from rankstack.pipeline.parts import PipelineParts
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.ranking.candidate_features import ItemStats, candidate_features, feature_names
 from rankstack.ranking.lambdarank import LambdaRankRanker, sequential_scores
 from rankstack.ranking.lambdarank_train import RankingRows, fit_lambdarank
+from rankstack.ranking.neural_ranker import NeuralRanker
+from rankstack.ranking.neural_ranker_train import fit_neural
 from rankstack.retrieval.popular import MostPopular
 from rankstack.retrieval.source import CandidateSource
 
@@ -86,7 +89,7 @@ def _fit_sources(config: PipelineConfig, data: Dataset, log: Log, label: str) ->
     return sources
 
 
-def _sequential(stage: LambdaRankStage, sources: Mapping[str, CandidateSource], data: Dataset,
+def _sequential(stage: CandidateRankerStage, sources: Mapping[str, CandidateSource], data: Dataset,
                 log: Log, label: str) -> CandidateSource | None:
     """The sequential scorer of the ranker's features: the fitted source when it is one without settings."""
     spec = stage.sequential
@@ -100,7 +103,7 @@ def _sequential(stage: LambdaRankStage, sources: Mapping[str, CandidateSource], 
     return model
 
 
-def item_stats(stage: LambdaRankStage, data: Dataset) -> ItemStats:
+def item_stats(stage: CandidateRankerStage, data: Dataset) -> ItemStats:
     """The item statistics the features read, over ``data``."""
     return ItemStats.from_dataset(data, recent_days=stage.recent_days, neighbors=stage.cooc_neighbors,
                                   attribute=stage.attribute)
@@ -126,14 +129,15 @@ class WindowModels:
     pipeline: Pipeline
 
 
-def fit_window(config: PipelineConfig, stage: LambdaRankStage, data: Dataset, log: Log, label: str) -> WindowModels:
+def fit_window(config: PipelineConfig, stage: CandidateRankerStage, data: Dataset, log: Log,
+               label: str) -> WindowModels:
     """Fit the sources, the sequential scorer and the statistics on ``data`` (every event before a window)."""
     sources = _fit_sources(config, data, log, label)
     return WindowModels(sources, _sequential(stage, sources, data, log, label), item_stats(stage, data),
                         candidate_pipeline(config, sources, data))
 
 
-def labelled_rows(models: WindowModels, stage: LambdaRankStage, labels: pl.DataFrame,
+def labelled_rows(models: WindowModels, stage: CandidateRankerStage, labels: pl.DataFrame,
                   k: int) -> tuple[RankingRows, float]:
     """Grouped rows of the users of ``labels`` (the first ``stage.max_users`` of a seeded shuffle): their
     candidates and features, label 1 where the candidate is one of the user's window items; also the share of
@@ -160,10 +164,35 @@ def labelled_rows(models: WindowModels, stage: LambdaRankStage, labels: pl.DataF
     return RankingRows.concat(parts), found / max(total, 1)
 
 
-def window_rows(config: PipelineConfig, stage: LambdaRankStage, data: Dataset, labels: pl.DataFrame,
+def window_rows(config: PipelineConfig, stage: CandidateRankerStage, data: Dataset, labels: pl.DataFrame,
                 log: Log, label: str) -> tuple[RankingRows, float]:
     """:func:`labelled_rows` of ``labels`` from models fitted on ``data`` (every event before the window)."""
     return labelled_rows(fit_window(config, stage, data, log, label), stage, labels, max(config.evaluation.ks))
+
+
+@dataclass
+class TrainingRows:
+    """A ranker's training and validation rows (groups with a positive only) and what to report about them."""
+
+    train: RankingRows
+    validation: RankingRows
+    names: list[str]
+    windows: dict[str, Any]
+
+
+def training_rows(config: PipelineConfig, stage: CandidateRankerStage, fit_data: Dataset, log: Log) -> TrainingRows:
+    """Cut ``fit_data`` into the ranker's windows and build the rows of the label and validation windows."""
+    windows = ranker_windows(fit_data, stage.label_events, stage.validation_events, stage.min_history)
+    log(f"ranker {config.ranker and config.ranker.kind}: windows of "
+        f"{windows.labels.get_column('user_id').n_unique():,} users: {windows.labels.height:,} label and "
+        f"{windows.validation.height:,} validation events after {len(windows.before_labels):,} feature-window events")
+    train, train_recall = window_rows(config, stage, windows.before_labels, windows.labels, log, "training")
+    valid, valid_recall = window_rows(config, stage, windows.before_validation, windows.validation, log, "validation")
+    return TrainingRows(train.with_positives(), valid.with_positives(),
+                        feature_names([s.name for s in config.sources], stage.sequential is not None),
+                        {"label_events": stage.label_events, "validation_events": stage.validation_events,
+                         "min_history": stage.min_history, "train_candidate_recall": round(train_recall, 4),
+                         "validation_candidate_recall": round(valid_recall, 4)})
 
 
 def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: Mapping[str, CandidateSource],
@@ -171,23 +200,31 @@ def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: Map
     """Fit the ranker on the windows of ``fit_data``; it serves over ``serving`` (sources fitted on all of it)."""
     stage = config.ranker
     assert isinstance(stage, LambdaRankStage)
-    windows = ranker_windows(fit_data, stage.label_events, stage.validation_events, stage.min_history)
-    log(f"ranker lambdarank: windows of {windows.labels.get_column('user_id').n_unique():,} users: "
-        f"{windows.labels.height:,} label and {windows.validation.height:,} validation events after "
-        f"{len(windows.before_labels):,} feature-window events")
-    train, train_recall = window_rows(config, stage, windows.before_labels, windows.labels, log, "training")
-    valid, valid_recall = window_rows(config, stage, windows.before_validation, windows.validation, log, "validation")
-    names = feature_names([s.name for s in config.sources], stage.sequential is not None)
+    rows = training_rows(config, stage, fit_data, log)
     t0 = time.perf_counter()
-    text, report = fit_lambdarank(train.with_positives(), valid.with_positives(), names, rounds=stage.rounds,
+    text, report = fit_lambdarank(rows.train, rows.validation, rows.names, rounds=stage.rounds,
                                   early_stopping=stage.early_stopping, params={"seed": stage.seed, **stage.params},
                                   refit=stage.refit, base=stage.base)
-    report |= {"windows": {"label_events": stage.label_events, "validation_events": stage.validation_events,
-                           "min_history": stage.min_history, "train_candidate_recall": round(train_recall, 4),
-                           "validation_candidate_recall": round(valid_recall, 4)},
-               "fit_s": round(time.perf_counter() - t0, 2)}
+    report |= {"windows": rows.windows, "fit_s": round(time.perf_counter() - t0, 2)}
     log(f"ranker lambdarank: {report['best_iteration']} trees in {report['fit_s']} s, validation "
         f"ndcg@10 {report['validation_ndcg@10']}; top features: {list(report['importance_gain'])[:5]}")
     seq = _sequential(stage, serving, fit_data, log, "serving")
     return LambdaRankRanker(text, [s.name for s in config.sources], item_stats(stage, fit_data),
                             last_n=stage.last_n, sequential=seq, report=report, base=stage.base)
+
+
+def fit_neural_stage(config: PipelineConfig, fit_data: Dataset, serving: Mapping[str, CandidateSource],
+                     log: Log) -> NeuralRanker:
+    """Fit the neural ranker on the windows of ``fit_data`` (the same rows LambdaRank trains on); it serves over
+    ``serving`` (sources fitted on all of it)."""
+    stage = config.ranker
+    assert isinstance(stage, NeuralRankStage)
+    rows = training_rows(config, stage, fit_data, log)
+    net, report = fit_neural(rows.train, rows.validation, rows.names, stage.model, seed=stage.seed, base=stage.base,
+                             log=log)
+    report |= {"windows": rows.windows}
+    log(f"ranker neural: best epoch {report['best_epoch']} of {report['epochs_run']} in {report['fit_s']} s "
+        f"(stopped by {report['stopped_by']}), validation ndcg@10 {report['validation_ndcg@10']}")
+    seq = _sequential(stage, serving, fit_data, log, "serving")
+    return NeuralRanker(net, stage.model, [s.name for s in config.sources], item_stats(stage, fit_data),
+                        last_n=stage.last_n, sequential=seq, report=report, base=stage.base)

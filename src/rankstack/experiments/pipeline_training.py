@@ -18,17 +18,18 @@ from rankstack.data.loaders import open_dataset, standard_split
 from rankstack.data.splits import make_split
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.experiments.evaluate_run import fit_and_eval_parts, held_out_label
-from rankstack.experiments.ltr_training import fit_lambdarank_stage
+from rankstack.experiments.ltr_training import fit_lambdarank_stage, fit_neural_stage
 from rankstack.experiments.offline import evaluate_model
 from rankstack.experiments.ranker_training import evaluate_multitask, fit_multitask
 from rankstack.pipeline.components import build_source
-from rankstack.pipeline.config import LambdaRankStage, MultiTaskRankerStage, PipelineConfig
+from rankstack.pipeline.config import LambdaRankStage, MultiTaskRankerStage, NeuralRankStage, PipelineConfig
 from rankstack.pipeline.multitask_stage import MultiTaskStage
 from rankstack.pipeline.parts import PipelineParts
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.pipeline.stages import retrieve
 from rankstack.provenance import code_version, machine_info
 from rankstack.ranking.lambdarank import LambdaRankRanker
+from rankstack.ranking.neural_ranker import NeuralRanker
 from rankstack.ranking.ranker import StoredRanker
 from rankstack.ranking.sequential import SequentialRanker
 from rankstack.reranking.catalog import ItemCatalog
@@ -59,7 +60,7 @@ def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log) -> PipelineP
 
     A sequential ranker trains on the same interactions as the sources; the multi-task ranker on the logged
     impressions joined with the scores of sources fitted on the impressions before its window; the LambdaRank
-    ranker on later windows of the fit data (``rankstack.experiments.ltr_training``).
+    and neural rankers on later windows of the fit data (``rankstack.experiments.ltr_training``).
     """
     sources: dict[str, CandidateSource] = {}
     for stage in config.sources:
@@ -71,6 +72,8 @@ def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log) -> PipelineP
         ranker = fit_multitask(config.ranker, config.sources, fit_data, log)
     elif isinstance(config.ranker, LambdaRankStage):
         ranker = fit_lambdarank_stage(config, fit_data, sources, log)
+    elif isinstance(config.ranker, NeuralRankStage):
+        ranker = fit_neural_stage(config, fit_data, sources, log)
     elif config.ranker is not None:
         if config.ranker.source in sources and not config.ranker.settings:
             model = sources[config.ranker.source]
@@ -170,7 +173,7 @@ def train_pipeline(config: PipelineConfig, *, data_dir: Path | None = None, log:
         metrics["ranker"] = evaluate_multitask(parts.ranker, data, held_out, parts.sources)
         say("ranker on held-out impressions: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["ranker"].items()
                                                           if k.startswith(("auc", "ece"))))
-    if isinstance(parts.ranker, LambdaRankRanker):
+    if isinstance(parts.ranker, LambdaRankRanker | NeuralRanker):
         metrics["ranker"] = parts.ranker.report
     t3 = time.perf_counter()
     parts.manifest = {
