@@ -5,7 +5,8 @@ Fits the sources once per window (training, validation, all of the fit data for 
 validation rows once and trains both rankers on them (LambdaRank: the config's LightGBM settings or the
 defaults; neural: the config's ``model`` or ``NeuralRankerConfig()``), then scores the held-out users' slates
 (greedy: the top of the ranker's order over the candidates the pipeline serves). Latency: ``score`` of one
-request of C candidates (features + model), one thread, median of 200 requests, in process.
+request of C candidates (features + model), one thread, median of 200 requests, in process; the rankers take
+turns on each request, so a busy machine slows them alike.
 
 Usage: python benchmarks/neural_vs_lambdarank.py CONFIG [--eval-on validation|test] [--candidates 200,300]
        [--seeds 0,1,2] [--out benchmarks/results/neural_vs_lambdarank.json]
@@ -25,13 +26,19 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ltr_ablation import latency_ms, serve_rows, slates, with_candidates
+from ltr_ablation import serve_rows, slates, with_candidates
 
 from rankstack.data.loaders import load_dataset, standard_split
 from rankstack.data.splits import make_split
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.experiments.evaluate_run import fit_and_eval_parts
-from rankstack.experiments.ltr_training import candidate_pipeline, fit_window, labelled_rows, ranker_windows
+from rankstack.experiments.ltr_training import (
+    WindowModels,
+    candidate_pipeline,
+    fit_window,
+    labelled_rows,
+    ranker_windows,
+)
 from rankstack.experiments.offline import evaluate_model
 from rankstack.pipeline.config import CandidateRankerStage, LambdaRankStage, NeuralRankStage, load_pipeline_config
 from rankstack.provenance import machine_info
@@ -50,6 +57,18 @@ def stages(stage: CandidateRankerStage) -> tuple[LambdaRankStage, NeuralRankStag
     lgb = stage if isinstance(stage, LambdaRankStage) else LambdaRankStage(kind="lambdarank", **shared)
     neural = stage if isinstance(stage, NeuralRankStage) else NeuralRankStage(kind="neural", **shared)
     return lgb, neural
+
+
+def paired_latency_ms(rankers: dict[str, Any], models: WindowModels, users: np.ndarray, k: int) -> dict[str, float]:
+    """Median wall time (ms) of each ranker's ``score`` on the same single-user requests, taken in turns."""
+    times: dict[str, list[float]] = {name: [] for name in rankers}
+    for u in users[:200]:
+        batch = models.pipeline.rank_inputs(np.array([u]), k)
+        for name, ranker in rankers.items():
+            t0 = time.perf_counter()
+            ranker.score(batch)
+            times[name].append(1000 * (time.perf_counter() - t0))
+    return {name: round(float(np.median(t)), 3) for name, t in times.items()}
 
 
 def main() -> None:
@@ -107,11 +126,10 @@ def main() -> None:
                                "lambdarank": {"metrics": held(booster.booster.predict(feats) +
                                                               prior_scores(feats, names, lgb.base)),
                                               "fit_s": round(lgb_fit, 2), "trees": report["best_iteration"],
-                                              "validation_ndcg@10": report["validation_ndcg@10"],
-                                              "latency_ms_median": round(latency_ms(booster, serve_m, users,
-                                                                                    max(ks)), 3)},
+                                              "validation_ndcg@10": report["validation_ndcg@10"]},
                                "neural": []}
         print(f"C={c} lambdarank: {row['lambdarank']}", flush=True)
+        rankers: dict[str, Any] = {"lambdarank": booster}
         for seed in [int(s) for s in args.seeds.split(",")]:
             t0 = time.perf_counter()
             net, nreport = fit_neural(train, valid, names, neural.model, seed=seed, base=neural.base)
@@ -120,11 +138,14 @@ def main() -> None:
                                   sequential=serve_m.sequential, base=neural.base)
             entry = {"seed": seed, "metrics": held(ranker.predict(feats)), "fit_s": round(fit_s, 2),
                      "best_epoch": nreport["best_epoch"], "epochs_run": nreport["epochs_run"],
-                     "validation_ndcg@10": nreport["validation_ndcg@10"],
-                     "latency_ms_median": round(latency_ms(ranker, serve_m, users, max(ks)), 3),  # type: ignore[arg-type]
+                     "fit_cpu_s": nreport["fit_cpu_s"], "validation_ndcg@10": nreport["validation_ndcg@10"],
                      "load": os.getloadavg()[0]}
             row["neural"].append(entry)
+            rankers[f"neural seed {seed}"] = ranker
             print(f"C={c} neural: {entry}", flush=True)
+        row["latency_ms_median"] = paired_latency_ms(rankers, serve_m, users, max(ks))
+        row["latency_load"] = os.getloadavg()[0]
+        print(f"C={c} latency (ms, median of 200): {row['latency_ms_median']}", flush=True)
         result["candidates"][c] = row
     result["wall_s"] = round(time.perf_counter() - t_start, 1)
     result["load_end"] = os.getloadavg()[0]

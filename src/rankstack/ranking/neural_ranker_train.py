@@ -96,7 +96,7 @@ def fit_neural(train: RankingRows, validation: RankingRows, names: Sequence[str]
 
 def _fit(train: RankingRows, validation: RankingRows, names: Sequence[str], cfg: NeuralRankerConfig, seed: int,
          base: str | None, eval_at: int, say: Log) -> tuple[RankingNet, dict[str, Any]]:
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     torch.manual_seed(seed)
     n_missing = int((~np.isfinite(train.features)).any(axis=0).sum())
     net = RankingNet(train.features.shape[1], n_missing, cfg)
@@ -166,6 +166,6 @@ def _fit(train: RankingRows, validation: RankingRows, names: Sequence[str], cfg:
         "validation_groups": len(validation.groups), "validation_rows": len(validation.labels),
         "missing_indicators": [names[int(j)] for j in net.scale.missing], "loss": "softmax cross-entropy",
         "config": cfg.model_dump(mode="json"), "seed": seed, "base": base,
-        "fit_s": round(time.perf_counter() - t0, 2),
+        "fit_s": round(time.perf_counter() - t0, 2), "fit_cpu_s": round(time.process_time() - cpu0, 2),
     }
     return net, report
