@@ -67,7 +67,8 @@ def main() -> None:
                 scores = net(torch.from_numpy(rows["test_x"].astype(np.float32))).double().numpy() + \
                     prior_scores(rows["test_x"], names, base)
             what = (f"neural {variant} base={base} seed={seed}: best epoch {report['best_epoch']} of "
-                    f"{report['epochs_run']} ({report['stopped_by']}), CPU {report['fit_cpu_s']} s")
+                    f"{report['epochs_run']} ({report['stopped_by']}), CPU {report['fit_cpu_s']} s, permutation "
+                    f"importance {report['importance_ndcg@10_drop']}")
         print(f"{what}, window NDCG@10 {report['validation_ndcg@10']}; ndcg@10, recall@20 = {held_out(scores)}; "
               f"fit {time.perf_counter() - t0:.1f} s", flush=True)
 

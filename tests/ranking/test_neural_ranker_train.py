@@ -13,7 +13,8 @@ from rankstack.ranking.lambdarank_train import RankingRows
 from rankstack.ranking.neural_ranker import NeuralRankerConfig, RankingNet
 from rankstack.ranking.neural_ranker_train import fit_neural, group_ndcg, padded_index, softmax_loss
 
-SMALL = {"mlp_dims": [16], "expert_dims": [8], "tower_dims": [8], "cross_rank": 8, "batch_groups": 8}
+SMALL = {"mlp_dims": [16], "expert_dims": [8], "tower_dims": [8], "cross_rank": 8, "batch_groups": 8,
+         "importance": True}
 
 
 def planted(groups: int, size: int, seed: int, nan_share: float = 0.0) -> RankingRows:
@@ -71,6 +72,8 @@ def test_loss_falls_and_the_planted_order_is_learned() -> None:
     assert end < 0.5 * start, report["train_loss"]
     assert report["validation_ndcg@10"] > 0.85  # random order of 30 with one positive: ≈ 0.15
     assert report["missing_indicators"] == ["gappy"]
+    importance = report["importance_ndcg@10_drop"]
+    assert set(list(importance)[:2]) == {"wide", "narrow"} and importance["gappy"] < 0.05 < importance["narrow"]
     test = planted(20, 30, 2, 0.2)
     with torch.inference_mode():
         scores = net(torch.from_numpy(test.features)).numpy()

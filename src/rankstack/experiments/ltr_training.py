@@ -224,7 +224,8 @@ def fit_neural_stage(config: PipelineConfig, fit_data: Dataset, serving: Mapping
                              log=log)
     report |= {"windows": rows.windows}
     log(f"ranker neural: best epoch {report['best_epoch']} of {report['epochs_run']} in {report['fit_s']} s "
-        f"(stopped by {report['stopped_by']}), validation ndcg@10 {report['validation_ndcg@10']}")
+        f"(stopped by {report['stopped_by']}), validation ndcg@10 {report['validation_ndcg@10']}; top features "
+        f"(permutation): {list(report['importance_ndcg@10_drop'] or {})[:5]}")
     seq = _sequential(stage, serving, fit_data, log, "serving")
     return NeuralRanker(net, stage.model, [s.name for s in config.sources], item_stats(stage, fit_data),
                         last_n=stage.last_n, sequential=seq, report=report, base=stage.base)

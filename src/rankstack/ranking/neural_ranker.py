@@ -75,6 +75,8 @@ class NeuralRankerConfig(BaseModel):
     lr_decay: float = Field(default=0.5, gt=0.0, le=1.0, description="lr factor after an epoch without gain")
     time_budget_s: float | None = Field(default=None, gt=0, description="wall-clock budget of the training loop")
     threads: int = Field(default=1, ge=1, description="torch threads while training")
+    importance: bool = Field(default=True, description=(
+        "report each feature's permutation importance on the validation rows (one scoring pass per feature)"))
 
 
 class InputScaler(nn.Module):
