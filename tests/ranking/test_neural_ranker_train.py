@@ -11,7 +11,13 @@ import torch
 
 from rankstack.ranking.lambdarank_train import RankingRows
 from rankstack.ranking.neural_ranker import NeuralRankerConfig, RankingNet
-from rankstack.ranking.neural_ranker_train import fit_neural, group_ndcg, padded_index, softmax_loss
+from rankstack.ranking.neural_ranker_train import (
+    fit_neural,
+    group_ndcg,
+    padded_index,
+    permutation_importance,
+    softmax_loss,
+)
 
 SMALL = {"mlp_dims": [16], "expert_dims": [8], "tower_dims": [8], "cross_rank": 8, "batch_groups": 8,
          "importance": True}
@@ -101,3 +107,15 @@ def test_training_leaves_torch_threads_as_they_were() -> None:
     before = torch.get_num_threads()
     fit_neural(planted(8, 5, 0), planted(4, 5, 1), ["a", "b", "c"], NeuralRankerConfig(**SMALL, epochs=1, threads=1))
     assert torch.get_num_threads() == before
+
+
+def test_permutation_importance_reads_a_sample_of_groups() -> None:
+    rows, names = planted(40, 30, 3), ["wide", "narrow", "gappy"]
+    config = NeuralRankerConfig(**SMALL, epochs=6, lr=3e-2)
+    net, _ = fit_neural(planted(60, 30, 0), rows, names, config)
+    prior = torch.zeros(len(rows.labels), dtype=torch.float64)
+    sampled = permutation_importance(net, rows, names, prior, groups=10)
+    assert list(sampled) != [] and set(sampled) == set(names)
+    assert sampled == permutation_importance(net, rows, names, prior, groups=10)  # seeded
+    whole = permutation_importance(net, rows, names, prior, groups=40)
+    assert whole["narrow"] > 0.05 and abs(whole["gappy"]) < 0.05
