@@ -180,10 +180,11 @@ class TrainingRows:
     windows: dict[str, Any]
 
 
-def training_rows(config: PipelineConfig, stage: CandidateRankerStage, fit_data: Dataset, log: Log) -> TrainingRows:
+def training_rows(config: PipelineConfig, stage: CandidateRankerStage, fit_data: Dataset, log: Log,
+                  kind: str) -> TrainingRows:
     """Cut ``fit_data`` into the ranker's windows and build the rows of the label and validation windows."""
     windows = ranker_windows(fit_data, stage.label_events, stage.validation_events, stage.min_history)
-    log(f"ranker {config.ranker and config.ranker.kind}: windows of "
+    log(f"ranker {kind}: windows of "
         f"{windows.labels.get_column('user_id').n_unique():,} users: {windows.labels.height:,} label and "
         f"{windows.validation.height:,} validation events after {len(windows.before_labels):,} feature-window events")
     train, train_recall = window_rows(config, stage, windows.before_labels, windows.labels, log, "training")
@@ -200,7 +201,7 @@ def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: Map
     """Fit the ranker on the windows of ``fit_data``; it serves over ``serving`` (sources fitted on all of it)."""
     stage = config.ranker
     assert isinstance(stage, LambdaRankStage)
-    rows = training_rows(config, stage, fit_data, log)
+    rows = training_rows(config, stage, fit_data, log, stage.kind)
     t0 = time.perf_counter()
     text, report = fit_lambdarank(rows.train, rows.validation, rows.names, rounds=stage.rounds,
                                   early_stopping=stage.early_stopping, params={"seed": stage.seed, **stage.params},
@@ -219,7 +220,7 @@ def fit_neural_stage(config: PipelineConfig, fit_data: Dataset, serving: Mapping
     ``serving`` (sources fitted on all of it)."""
     stage = config.ranker
     assert isinstance(stage, NeuralRankStage)
-    rows = training_rows(config, stage, fit_data, log)
+    rows = training_rows(config, stage, fit_data, log, stage.kind)
     net, report = fit_neural(rows.train, rows.validation, rows.names, stage.model, seed=stage.seed, base=stage.base,
                              log=log)
     report |= {"windows": rows.windows}
