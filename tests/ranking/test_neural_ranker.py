@@ -32,6 +32,11 @@ def test_scaler_standardises_fills_and_flags_missing() -> None:
     assert np.allclose(out, [[-1, 0, 0, 0, 1], [1, 0, -1, 0, 0], [0, 0, 1, 1, 0]])
 
 
+def test_scaler_built_for_other_missing_columns_is_refused() -> None:
+    with pytest.raises(ValueError, match="1 columns with a missing value, the scaler was built for 0"):
+        InputScaler(2, 0).fit(np.array([[1.0, np.nan], [2.0, 3.0]], np.float32), log_inputs=False)
+
+
 def test_scaler_log_compresses_before_standardising() -> None:
     rows = np.array([[-(np.e - 1)], [np.e - 1]], np.float32)  # sign(x)·log(1 + |x|) = ∓1
     scaler = InputScaler(1, 0).fit(rows, log_inputs=True)

@@ -113,7 +113,11 @@ class InputScaler(nn.Module):
         std = var.sqrt()
         self.mean.copy_(mean.float())
         self.std.copy_(torch.where(std > 1e-6, std, torch.ones(())).float())
-        self.missing = torch.nonzero(~finite.all(0)).flatten()
+        missing = torch.nonzero(~finite.all(0)).flatten()
+        if len(missing) != len(self.missing):
+            raise ValueError(f"the rows have {len(missing)} columns with a missing value, the scaler was built for "
+                             f"{len(self.missing)}")
+        self.missing = missing
         self.log_inputs.fill_(log_inputs)
         self.out_dim = len(self.mean) + len(self.missing)
         return self
