@@ -9,7 +9,13 @@ import pytest
 import yaml
 
 from rankstack.errors import ConfigError
-from rankstack.pipeline.config import LambdaRankStage, default_config, load_pipeline_config
+from rankstack.pipeline.config import (
+    CandidateRankerStage,
+    LambdaRankStage,
+    NeuralRankStage,
+    default_config,
+    load_pipeline_config,
+)
 from rankstack.pipeline.defaults import DEFAULT
 
 from .conftest import config_dict
@@ -150,3 +156,15 @@ def test_an_event_log_next_to_the_pipeline_file_is_found(tmp_path: Path) -> None
     assert config.data.name == str((tmp_path / "events.csv").resolve())
     assert load_pipeline_config(_write(tmp_path, config_dict(data={"name": "ml-latest-small"}))).data.name == (
         "ml-latest-small")
+
+
+def test_the_neural_example_is_ltr_100k_with_the_neural_ranker() -> None:
+    """``neural-100k.yaml`` differs from ``ltr-100k.yaml`` only by its name and ranker model: same data, sources,
+    merge and windows, so the two rankers learn from the same rows."""
+    neural = load_pipeline_config(REPO / "configs" / "pipelines" / "neural-100k.yaml")
+    ltr = load_pipeline_config(REPO / "configs" / "pipelines" / "ltr-100k.yaml")
+    assert isinstance(neural.ranker, NeuralRankStage) and isinstance(ltr.ranker, LambdaRankStage)
+    shared = set(CandidateRankerStage.model_fields)
+    assert neural.ranker.model_dump(include=shared) == ltr.ranker.model_dump(include=shared)
+    skip = {"name", "ranker"}
+    assert neural.model_dump(exclude=skip) == ltr.model_dump(exclude=skip)
