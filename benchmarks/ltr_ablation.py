@@ -36,7 +36,7 @@ from rankstack.experiments.offline import evaluate_model
 from rankstack.pipeline.config import LambdaRankStage, PipelineConfig, load_pipeline_config
 from rankstack.provenance import machine_info
 from rankstack.ranking.candidate_features import candidate_features, feature_names
-from rankstack.ranking.lambdarank import LambdaRankRanker, sequential_scores
+from rankstack.ranking.lambdarank import LambdaRankRanker, embedding_vectors, sequential_scores
 from rankstack.ranking.lambdarank_train import RankingRows, fit_lambdarank
 
 RESULTS = Path(__file__).parent / "results"
@@ -74,10 +74,11 @@ def serve_rows(models: WindowModels, stage: LambdaRankStage, users: np.ndarray,
                k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features, valid mask, item ids) of the held-out users' served candidates."""
     feats, masks, items = [], [], []
+    vectors = embedding_vectors(models.sources, stage.embedding)
     for start in range(0, len(users), 256):
         batch = models.pipeline.rank_inputs(users[start: start + 256], k)
         f, v = candidate_features(batch, models.stats, list(models.sources), last_n=stage.last_n,
-                                  seq_scores=sequential_scores(models.sequential, batch))
+                                  seq_scores=sequential_scores(models.sequential, batch), item_vectors=vectors)
         feats.append(f)
         masks.append(v)
         items.append(batch.item_ids)
@@ -138,7 +139,7 @@ def main() -> None:
                                           for n, s in serve_m.sources.items()},
                               "label_events": {}, "candidates": {}, "drop_one": {}}
     print(json.dumps({n: (round(v["ndcg@10"], 4), round(v["recall@20"], 4)) for n, v in result["sources"].items()}))
-    names = feature_names(list(serve_m.sources), stage.sequential is not None)
+    names = feature_names(list(serve_m.sources), stage.sequential is not None, stage.embedding is not None)
     labels_list = [int(x) for x in args.label_events.split(",")] if args.label_events else [stage.label_events]
     valid_m, valid_size = None, -1
     first: tuple[Any, WindowModels] | None = None

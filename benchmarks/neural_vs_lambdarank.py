@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ltr_ablation import serve_rows, slates, with_candidates
+from ltr_ablation import serve_rows, slates, window_training_rows, with_candidates
 
 from rankstack.data.loaders import load_dataset, standard_split
 from rankstack.data.splits import make_split
@@ -90,13 +90,13 @@ def main() -> None:
                                                                                               data)), args.eval_on)
     ks = config.evaluation.ks
     evaluator = Evaluator.from_datasets(fit_data, held_out, ks=ks)
-    windows = ranker_windows(fit_data, lgb.label_events, lgb.validation_events, lgb.min_history)
-    models = {"serve": fit_window(config, lgb, fit_data, print, "serving"),
-              "train": fit_window(config, lgb, windows.before_labels, print, "training"),
-              "valid": fit_window(config, lgb, windows.before_validation, print, "validation")}
-    serve_m = models["serve"]
+    windows = ranker_windows(fit_data, lgb.label_events, lgb.validation_events, lgb.min_history, lgb.label_windows)
+    serve_m = fit_window(config, lgb, fit_data, print, "serving")
+    valid_m = fit_window(config, lgb, windows.before_validation, print, "validation")
+    train_ms = [fit_window(config, lgb, before, print, f"training {w + 1}")
+                for w, (before, _labels) in enumerate(windows.training)]
     users = np.unique(held_out.events.get_column("user_id").to_numpy()).astype(np.int64)
-    names = feature_names(list(serve_m.sources), lgb.sequential is not None)
+    names = feature_names(list(serve_m.sources), lgb.sequential is not None, lgb.embedding is not None)
     result: dict[str, Any] = {"config": str(args.config), "dataset": config.data.name, "eval_on": args.eval_on,
                               "features": names, "sources": {n: evaluate_model(s, fit_data, held_out, ks,
                                                                                evaluator=evaluator)
@@ -105,11 +105,12 @@ def main() -> None:
     print(json.dumps({n: (round(v["ndcg@10"], 4), round(v["recall@20"], 4)) for n, v in result["sources"].items()}))
     for c in [int(x) for x in args.candidates.split(",")]:
         cfg = with_candidates(config, c)
-        for m, d in ((models["train"], windows.before_labels), (models["valid"], windows.before_validation),
-                     (serve_m, fit_data)):
+        fitted = [*zip(train_ms, [b for b, _ in windows.training], strict=True),
+                  (valid_m, windows.before_validation), (serve_m, fit_data)]
+        for m, d in fitted:
             m.pipeline = candidate_pipeline(cfg, m.sources, d)
-        train, _ = labelled_rows(models["train"], lgb, windows.labels, max(ks))
-        valid, _ = labelled_rows(models["valid"], lgb, windows.validation, max(ks))
+        train = window_training_rows(train_ms, windows, lgb, max(ks))
+        valid, _ = labelled_rows(valid_m, lgb, windows.validation, max(ks))
         feats, mask, items = serve_rows(serve_m, lgb, users, max(ks))
 
         def held(scores: np.ndarray, mask: np.ndarray = mask, items: np.ndarray = items) -> dict[str, float]:
@@ -121,7 +122,7 @@ def main() -> None:
                                       refit=lgb.refit, base=lgb.base)
         lgb_fit = time.perf_counter() - t0
         booster = LambdaRankRanker(text, list(serve_m.sources), serve_m.stats, last_n=lgb.last_n,
-                                   sequential=serve_m.sequential, base=lgb.base)
+                                   sequential=serve_m.sequential, base=lgb.base, embedding=lgb.embedding)
         row: dict[str, Any] = {"train_rows": len(train.labels), "validation_rows": len(valid.labels),
                                "lambdarank": {"metrics": held(booster.booster.predict(feats) +
                                                               prior_scores(feats, names, lgb.base)),
@@ -135,7 +136,7 @@ def main() -> None:
             net, nreport = fit_neural(train, valid, names, neural.model, seed=seed, base=neural.base)
             fit_s = time.perf_counter() - t0
             ranker = NeuralRanker(net, neural.model, list(serve_m.sources), serve_m.stats, last_n=neural.last_n,
-                                  sequential=serve_m.sequential, base=neural.base)
+                                  sequential=serve_m.sequential, base=neural.base, embedding=neural.embedding)
             entry = {"seed": seed, "metrics": held(ranker.predict(feats)), "fit_s": round(fit_s, 2),
                      "best_epoch": nreport["best_epoch"], "epochs_run": nreport["epochs_run"],
                      "fit_cpu_s": nreport["fit_cpu_s"], "validation_ndcg@10": nreport["validation_ndcg@10"],

@@ -47,27 +47,48 @@ def test_windows_cut_each_users_tail(small_split: tuple[Dataset, Dataset]) -> No
     assert (latest.join(first, on="user_id").select(pl.col("last") <= pl.col("first")).to_series()).all()
 
 
+def test_earlier_label_windows_lie_back_to_back_before_the_latest(small_split: tuple[Dataset, Dataset]) -> None:
+    fit, _ = small_split
+    w = ranker_windows(fit, label_events=1, validation_events=1, min_history=2, label_windows=3)
+    assert len(w.training) == 3 and w.training[0] == (w.before_labels, w.labels)
+    later = keys(w.labels) | keys(w.validation)
+    for before, labels in w.earlier:
+        assert labels.group_by("user_id").len().get_column("len").unique().to_list() == [1]
+        assert not keys(labels) & later  # windows do not overlap
+        assert not keys(before.events) & keys(labels)
+        cut = labels.group_by("user_id").agg(pl.col("timestamp").min().alias("first"))
+        kept = before.events.join(cut, on="user_id").filter(pl.col("timestamp") >= pl.col("first"))
+        assert kept.height == 0  # a labelled user's feature window ends before its labels (no later event)
+        later |= keys(labels)
+    one = ranker_windows(fit, label_events=1, validation_events=1, min_history=2)
+    assert keys(one.labels) == keys(w.labels) and keys(one.validation) == keys(w.validation)
+
+
 def test_users_with_short_histories_stay_in_the_feature_window(small_split: tuple[Dataset, Dataset]) -> None:
     fit, _ = small_split
     w = ranker_windows(fit, label_events=3, validation_events=3, min_history=100)
     assert w.labels.height == 0 and w.validation.height == 0 and len(w.before_labels) == len(fit)
 
 
-def test_no_label_window_event_reaches_a_feature(small_split: tuple[Dataset, Dataset]) -> None:
-    """Change every label-window item: the training rows' features stay equal to the last bit."""
+@pytest.mark.parametrize("window", [0, 1])
+def test_no_label_window_event_reaches_a_feature(small_split: tuple[Dataset, Dataset], window: int) -> None:
+    """Change every item of a label window and everything after it: that window's training rows' features
+    stay equal to the last bit."""
     fit, _ = small_split
     config = validate_pipeline_config(config_dict(ranker=RANKER))
     stage = config.ranker
     assert isinstance(stage, LambdaRankStage)
-    w = ranker_windows(fit, 1, 1, 2)
-    label_keys = w.labels.select("user_id", "timestamp").with_columns(pl.lit(True).alias("_label"))
-    marked = fit.events.join(label_keys, on=["user_id", "timestamp"], how="left")
+    w = ranker_windows(fit, 1, 1, 2, label_windows=2)
+    before, labels = w.training[window]
+    first = labels.group_by("user_id").agg(pl.col("timestamp").min().alias("_first"))
+    marked = fit.events.join(first, on="user_id", how="left").with_columns(
+        (pl.col("_first").is_not_null() & (pl.col("timestamp") >= pl.col("_first"))).alias("_label")).drop("_first")
     changed = marked.with_columns(pl.when(pl.col("_label")).then((pl.col("item_id") + 7) % fit.n_items)
                                   .otherwise(pl.col("item_id")).alias("item_id")).drop("_label")
-    assert (changed.get_column("item_id") != fit.events.get_column("item_id")).sum() == w.labels.height
-    w2 = ranker_windows(fit.with_events(changed), 1, 1, 2)
-    rows, _ = window_rows(config, stage, w.before_labels, w.labels, lambda _m: None, "training")
-    rows2, _ = window_rows(config, stage, w2.before_labels, w2.labels, lambda _m: None, "training")
+    assert (changed.get_column("item_id") != fit.events.get_column("item_id")).sum() >= labels.height
+    w2 = ranker_windows(fit.with_events(changed), 1, 1, 2, label_windows=2)
+    rows, _ = window_rows(config, stage, before, labels, lambda _m: None, "training")
+    rows2, _ = window_rows(config, stage, *w2.training[window], lambda _m: None, "training")
     assert np.array_equal(rows.features, rows2.features, equal_nan=True)
     assert rows.groups.tolist() == rows2.groups.tolist()
     assert not np.array_equal(rows.labels, rows2.labels)  # the labels did read the window
@@ -130,6 +151,35 @@ def test_a_changed_model_fails_its_checksum(trained: Pipeline, tmp_path: Path) -
 
 
 
+def test_a_sequential_scorer_fitted_once_sees_no_window_event(small_split: tuple[Dataset, Dataset],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sequential.fit: once``: one fit, on data without any label or validation event, reused at serving."""
+    import rankstack.experiments.ltr_training as ltr
+
+    fit, _ = small_split
+    seq = {"source": "als", "settings": {"factors": 4, "iterations": 2}, "fit": "once"}
+    config = validate_pipeline_config(config_dict(ranker={**RANKER, "label_windows": 2, "sequential": seq}))
+    fitted: list[Dataset] = []
+    original = ltr.build_source
+
+    def spy(name: str, settings: dict[str, Any]) -> Any:
+        source = original(name, settings)
+        if name == "als":
+            real_fit = source.fit
+            source.fit = lambda data: (fitted.append(data), real_fit(data))[1]  # type: ignore[method-assign]
+        return source
+
+    monkeypatch.setattr(ltr, "build_source", spy)
+    pipeline = Pipeline(fit_stages(config, fit, lambda _m: None))
+    assert len(fitted) == 1
+    w = ranker_windows(fit, 1, 1, 2, label_windows=2)
+    held = keys(w.validation).union(*(keys(labels) for _b, labels in w.training))
+    assert held and not keys(fitted[0].events) & held
+    ranker = pipeline.parts.ranker
+    assert isinstance(ranker, LambdaRankRanker) and ranker.sequential is not None
+    assert "seq_score" in ranker.feature_names
+
+
 NEURAL: dict[str, Any] = {"kind": "neural", "min_history": 2, "attribute": "category", "base": "itemknn",
                           "model": {"epochs": 3, "mlp_dims": [8], "expert_dims": [8], "tower_dims": [4]}}
 
@@ -144,7 +194,7 @@ def test_neural_ranker_trains_on_the_same_rows_and_round_trips(trained_neural: P
     ranker = trained_neural.parts.ranker
     assert isinstance(ranker, NeuralRanker)
     assert 1 <= ranker.report["best_epoch"] <= 3 and ranker.report["windows"]["label_events"] == 1
-    assert ranker.feature_names == feature_names(list(trained_neural.parts.sources), False)
+    assert ranker.feature_names == feature_names(list(trained_neural.parts.sources), False, False)
     loaded = Pipeline.load(save_artifact(trained_neural.parts, manifest_for(trained_neural), tmp_path / "art"))
     assert isinstance(loaded.parts.ranker, NeuralRanker)
     users = np.arange(12)

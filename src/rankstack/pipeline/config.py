@@ -265,10 +265,13 @@ class MultiTaskRankerStage(_Strict):
 
 class SequentialFeature(_Strict):
     """A sequential model whose score of each candidate given the history is a ranker feature (fitted with the
-    ranker's windows; reused from the sources when it names one of them without settings)."""
+    ranker's windows; reused from the sources when it names one of them without settings). ``fit: once`` fits it
+    a single time, on the earliest label window's feature window, and uses that model in every window and at
+    serving (no label or validation event reaches it; it serves with what it learned before the windows)."""
 
     source: str = Field(min_length=1)
     settings: dict[str, Any] = Field(default_factory=dict)
+    fit: Literal["per_window", "once"] = "per_window"
 
     @field_validator("source")
     @classmethod
@@ -294,6 +297,8 @@ class CandidateRankerStage(_Strict):
     """
 
     label_events: int = Field(default=1, ge=1, le=1000)
+    label_windows: int = Field(default=1, ge=1, le=100, description=(
+        "label windows of label_events each, back to back before the validation window (one group per user each)"))
     validation_events: int = Field(default=1, ge=1, le=1000)
     min_history: int = Field(default=3, ge=1)
     max_users: int | None = Field(default=None, ge=1, description="users per window (a seeded sample; all)")
@@ -302,6 +307,10 @@ class CandidateRankerStage(_Strict):
     cooc_neighbors: int = Field(default=200, ge=1)
     last_n: int = Field(default=20, ge=1, description="history items the co-occurrence features read")
     attribute: str | None = Field(default="genres", description="item attribute of the match feature (none)")
+    transition_gap: int = Field(default=3, ge=1, le=100, description=(
+        "a transition h → i counts when i comes within this many events after h (the trans_* features)"))
+    embedding: str | None = Field(default=None, description=(
+        "a source with item vectors (als, two-tower, lightgcn): cosine of candidate and history embeddings"))
     base: str | None = Field(default=None, description=(
         "a source whose order the model starts from (prior -log2(1 + rank)); the model learns corrections"))
     history: int = Field(default=50, ge=1, le=10_000)
@@ -425,6 +434,9 @@ class PipelineConfig(_Strict):
         if isinstance(self.ranker, CandidateRankerStage) and self.ranker.base is not None and \
                 self.ranker.base not in names:
             raise ValueError(f"ranker.base: {self.ranker.base!r} is not among the sources {names}")
+        if isinstance(self.ranker, CandidateRankerStage) and self.ranker.embedding is not None and \
+                self.ranker.embedding not in names:
+            raise ValueError(f"ranker.embedding: {self.ranker.embedding!r} is not among the sources {names}")
         if isinstance(self.ranker, MultiTaskRankerStage) and self.ranker.score_sources is not None:
             unknown = sorted(set(self.ranker.score_sources) - set(names))
             if unknown:

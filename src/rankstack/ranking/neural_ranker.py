@@ -40,6 +40,7 @@ from rankstack.ranking.candidate_features import ItemStats, candidate_features, 
 from rankstack.ranking.lambdarank import (
     RELEVANCE,
     STATS_FILE,
+    embedding_vectors,
     load_sequential,
     prior_scores,
     save_feature_inputs,
@@ -169,7 +170,7 @@ class NeuralRanker:
 
     def __init__(self, net: RankingNet, config: NeuralRankerConfig, sources: Sequence[str], stats: ItemStats, *,
                  last_n: int = 20, sequential: CandidateSource | None = None, report: dict[str, Any] | None = None,
-                 base: str | None = None) -> None:
+                 base: str | None = None, embedding: str | None = None) -> None:
         self.net = net.eval()
         self.config = config
         self.sources = list(sources)
@@ -178,17 +179,33 @@ class NeuralRanker:
         self.sequential = sequential
         self.report = report or {}
         self.base = base
-        self.feature_names = feature_names(self.sources, sequential is not None)
-        if base is not None and base not in self.sources:
-            raise ValueError(f"base source {base!r} is not among the sources {self.sources}")
+        self.embedding = embedding
+        self._vectors: tuple[int, np.ndarray | None] = (0, None)
+        self.feature_names = feature_names(self.sources, sequential is not None, embedding is not None)
+        for role, name in (("base", base), ("embedding", embedding)):
+            if name is not None and name not in self.sources:
+                raise ValueError(f"{role} source {name!r} is not among the sources {self.sources}")
         if len(net.scale.mean) != len(self.feature_names):
             raise ValueError(f"the network reads {len(net.scale.mean)} features, the ranker builds "
                              f"{len(self.feature_names)} ({self.feature_names})")
 
+    def _item_vectors(self, sources: Mapping[str, CandidateSource]) -> np.ndarray | None:
+        """The embedding source's unit item vectors, computed once per source object."""
+        if self.embedding is None:
+            return None
+        source = sources.get(self.embedding)
+        if source is None:
+            raise ValueError(f"neural ranker: the batch carries no source {self.embedding!r} for the embedding "
+                             "features")
+        if self._vectors[0] != id(source) or self._vectors[1] is None:
+            self._vectors = (id(source), embedding_vectors(sources, self.embedding))
+        return self._vectors[1]
+
     def features(self, batch: RankBatch) -> tuple[np.ndarray, np.ndarray]:
         """The feature matrix of the batch's valid candidates and their mask [B, C] (the training code path)."""
         return candidate_features(batch, self.stats, self.sources, last_n=self.last_n,
-                                  seq_scores=sequential_scores(self.sequential, batch))
+                                  seq_scores=sequential_scores(self.sequential, batch),
+                                  item_vectors=self._item_vectors(batch.sources))
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """Scores [N] (float64) of feature rows [N, F], the prior included."""
@@ -224,7 +241,8 @@ class NeuralRanker:
         seq = save_feature_inputs(folder, self.stats, self.sequential, sources)
         meta = {"format": FORMAT, "weights_sha256": _sha256(data), "config": self.config.model_dump(mode="json"),
                 "sources": self.sources, "features": self.feature_names, "missing": len(self.net.scale.missing),
-                "last_n": self.last_n, "sequential": seq, "base": self.base, "report": self.report}
+                "last_n": self.last_n, "sequential": seq, "base": self.base, "embedding": self.embedding,
+                "report": self.report}
         write_text_atomic(folder / META_FILE, json.dumps(meta, indent=1) + "\n")
         return "ranker"
 
@@ -245,7 +263,7 @@ class NeuralRanker:
         ranker = cls(net, config, [str(s) for s in meta["sources"]], ItemStats.load(folder / STATS_FILE),
                      last_n=int(meta["last_n"]), sequential=load_sequential(root, meta.get("sequential"), sources,
                                                                              read_source),
-                     report=meta.get("report") or {}, base=meta.get("base"))
+                     report=meta.get("report") or {}, base=meta.get("base"), embedding=meta.get("embedding"))
         if ranker.feature_names != meta["features"]:
             raise ArtifactError(f"{folder / META_FILE}: features {meta['features']} differ from the code's "
                                 f"{ranker.feature_names}")

@@ -68,7 +68,7 @@ def _scores(net: RankingNet, z: torch.Tensor, prior: torch.Tensor, chunk: int = 
     return (out.double() + prior).numpy()
 
 
-IMPORTANCE_GROUPS = 256  # validation groups the permutation importance reads (a seeded sample; all: +11 s CPU on ML-100k)
+IMPORTANCE_GROUPS = 256  # validation groups the permutation importance reads (a seeded sample; all: +11 s CPU)
 
 
 def permutation_importance(net: RankingNet, rows: RankingRows, names: Sequence[str], prior: torch.Tensor,
