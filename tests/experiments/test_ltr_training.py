@@ -180,6 +180,47 @@ def test_a_sequential_scorer_fitted_once_sees_no_window_event(small_split: tuple
     assert "seq_score" in ranker.feature_names
 
 
+def test_random_windows_hold_out_shuffled_events(small_split: tuple[Dataset, Dataset]) -> None:
+    """``order="random"``: windows are seeded random holdouts of each user's events; the feature window keeps
+    every other event, later ones included; another seed draws other events."""
+    fit, _ = small_split
+    w = ranker_windows(fit, label_events=1, validation_events=1, min_history=2, label_windows=2, order="random")
+    assert w.labels.group_by("user_id").len().get_column("len").unique().to_list() == [1]
+    held = keys(w.labels) | keys(w.validation)
+    assert not keys(w.before_labels.events) & held
+    assert keys(w.before_labels.events) | held == keys(fit.events)  # nothing else is dropped
+    timed = ranker_windows(fit, label_events=1, validation_events=1, min_history=2, label_windows=2)
+    assert keys(w.labels) != keys(timed.labels)
+    assert keys(w.validation) == keys(ranker_windows(fit, 1, 1, 2, 2, "random").validation)  # seeded
+    assert keys(w.validation) != keys(ranker_windows(fit, 1, 1, 2, 2, "random", seed=1).validation)
+    assert w.before_all is not None
+    every = held.union(*(keys(labels) for _b, labels in w.earlier))
+    assert keys(w.before_all.events) == keys(fit.events) - every
+    with pytest.raises(ValueError, match="order must be"):
+        ranker_windows(fit, order="shuffled")
+
+
+def test_the_once_fit_excludes_users_outside_the_earliest_window(small_split: tuple[Dataset, Dataset]) -> None:
+    """Users too short for the earliest window still lose their later windows' and validation events."""
+    fit, _ = small_split
+    w = ranker_windows(fit, label_events=2, validation_events=1, min_history=2, label_windows=3)
+    assert w.before_all is not None
+    held = keys(w.validation).union(*(keys(labels) for _b, labels in w.training))
+    in_latest = set(w.labels.get_column("user_id").to_list())
+    in_earliest = set(w.training[-1][1].get_column("user_id").to_list())
+    assert in_latest - in_earliest  # the case: some users are in a later window only
+    assert not keys(w.before_all.events) & held
+
+
+def test_a_pipeline_trains_on_random_windows(small_split: tuple[Dataset, Dataset]) -> None:
+    fit, _ = small_split
+    ranker = {**RANKER, "window_order": "random", "label_windows": 2}
+    pipeline = Pipeline(fit_stages(validate_pipeline_config(config_dict(ranker=ranker)), fit, lambda _m: None))
+    assert isinstance(pipeline.parts.ranker, LambdaRankRanker)
+    assert pipeline.parts.ranker.report["windows"]["label_windows"] == 2
+    assert len(pipeline.parts.ranker.report["windows"]["train_candidate_recall"]) == 2
+
+
 NEURAL: dict[str, Any] = {"kind": "neural", "min_history": 2, "attribute": "category", "base": "itemknn",
                           "model": {"epochs": 3, "mlp_dims": [8], "expert_dims": [8], "tower_dims": [4]}}
 

@@ -59,6 +59,7 @@ class RankerWindows:
     before_validation: Dataset
     validation: pl.DataFrame
     earlier: list[tuple[Dataset, pl.DataFrame]] = field(default_factory=list)
+    before_all: Dataset | None = None  # every event before each user's first held-out (label or validation) event
 
     @property
     def training(self) -> list[tuple[Dataset, pl.DataFrame]]:
@@ -67,35 +68,52 @@ class RankerWindows:
 
 
 def ranker_windows(data: Dataset, label_events: int = 1, validation_events: int = 1,
-                   min_history: int = 3, label_windows: int = 1) -> RankerWindows:
+                   min_history: int = 3, label_windows: int = 1, order: str = "time", seed: int = 0) -> RankerWindows:
     """Each user's last ``validation_events`` positive events → validation, the ``label_events`` before → labels
     (and ``label_windows`` - 1 more such windows further back), the rest → features; a user is in a window when
     at least ``min_history`` positives precede it. An event after a user's first event of a window (e.g. an
-    impression) leaves that window's feature window."""
+    impression) leaves that window's feature window.
+
+    ``order="random"`` (for logs whose row order means nothing, e.g. item-sorted check-ins): the positives are
+    ranked by a seeded shuffle per user instead of time, and a window's feature window drops only the user's
+    positives of that window, of the windows after it and of the validation window.
+    """
+    if order not in ("time", "random"):
+        raise ValueError(f"ranker windows: order must be 'time' or 'random', got {order!r}")
     ev = (data.events.with_row_index(_ROW).sort(["user_id", "timestamp", _ROW])
           .with_columns(pl.int_range(pl.len()).over("user_id").alias("_order")))
     positive = [e for e in data.schema.event_types if data.schema.weight(e) > 0]
-    pos = (ev.filter(pl.col("event").is_in(positive))
-           .with_columns(pl.len().over("user_id").alias(_N),
-                         (pl.len().over("user_id") - pl.int_range(pl.len()).over("user_id") - 1).alias(_RANK)))
+    pos = ev.filter(pl.col("event").is_in(positive))
+    if order == "random":
+        keys = np.random.default_rng(seed).permutation(pos.height)
+        pos = pos.with_columns(pl.Series("_key", keys)).with_columns(
+            (pl.len().over("user_id") - pl.col("_key").rank("ordinal").over("user_id")).cast(pl.Int64).alias(_RANK))
+    else:
+        pos = pos.with_columns((pl.len().over("user_id") - pl.int_range(pl.len()).over("user_id") - 1).alias(_RANK))
+    pos = pos.with_columns(pl.len().over("user_id").alias(_N))
     held = label_events + validation_events
     validation = pos.filter((pl.col(_N) >= held + min_history) & (pl.col(_RANK) < validation_events))
 
-    def before(first: pl.DataFrame) -> pl.DataFrame:
-        cut = first.group_by("user_id").agg(pl.col("_order").min().alias("_cut"))
-        kept = ev.join(cut, on="user_id", how="left").filter(pl.col("_cut").is_null() |
-                                                             (pl.col("_order") < pl.col("_cut")))
-        return kept.sort(_ROW).select(data.events.columns)
+    def before(first: pl.DataFrame, held: list[pl.DataFrame]) -> Dataset:
+        """Time: each user of ``first`` cut before its first event there; random: the ``held`` rows dropped."""
+        if order == "random":
+            kept = ev.join(pl.concat([h.select(_ROW) for h in held]), on=_ROW, how="anti")
+        else:
+            cut = first.group_by("user_id").agg(pl.col("_order").min().alias("_cut"))
+            kept = ev.join(cut, on="user_id", how="left").filter(pl.col("_cut").is_null() |
+                                                                 (pl.col("_order") < pl.col("_cut")))
+        return data.with_events(kept.sort(_ROW).select(data.events.columns))
 
     cols = data.events.columns
-    windows = []
+    windows, held_out = [], [validation]
     for w in range(label_windows):
         lo, hi = validation_events + w * label_events, validation_events + (w + 1) * label_events
         labels = pos.filter((pl.col(_N) >= hi + min_history) & (pl.col(_RANK) >= lo) & (pl.col(_RANK) < hi))
-        windows.append((data.with_events(before(labels)), labels.sort(_ROW).select(cols)))
+        held_out.append(labels)
+        windows.append((before(labels, held_out), labels.sort(_ROW).select(cols)))
     (first, labels_0), *earlier = windows
-    return RankerWindows(first, labels_0, data.with_events(before(validation)), validation.sort(_ROW).select(cols),
-                         earlier)
+    return RankerWindows(first, labels_0, before(validation, [validation]), validation.sort(_ROW).select(cols),
+                         earlier, before(pl.concat(held_out), held_out))
 
 
 def _fit_sources(config: PipelineConfig, data: Dataset, log: Log, label: str) -> dict[str, CandidateSource]:
@@ -193,15 +211,15 @@ def window_rows(config: PipelineConfig, stage: CandidateRankerStage, data: Datas
 
 
 def sequential_once(stage: CandidateRankerStage, windows: RankerWindows, log: Log) -> CandidateSource | None:
-    """With ``sequential.fit: once``, the sequential scorer fitted on the earliest label window's feature window
-    (before every label and validation event of the windows' users), for every window and for serving."""
+    """With ``sequential.fit: once``, the sequential scorer fitted once on the events before every user's first
+    label or validation event (``before_all``), for every window and for serving."""
     spec = stage.sequential
     if spec is None or spec.fit != "once":
         return None
-    earliest = windows.training[-1][0]
+    earliest = windows.before_all if windows.before_all is not None else windows.training[-1][0]
     t0 = time.perf_counter()
     model = build_source(spec.source, spec.settings).fit(earliest)
-    log(f"ranker: sequential {spec.source} fitted once, on the earliest feature window, in "
+    log(f"ranker: sequential {spec.source} fitted once, before every window, in "
         f"{time.perf_counter() - t0:.1f} s")
     return model
 
@@ -222,7 +240,7 @@ def training_rows(config: PipelineConfig, stage: CandidateRankerStage, fit_data:
                   kind: str) -> TrainingRows:
     """Cut ``fit_data`` into the ranker's windows and build the rows of the label and validation windows."""
     windows = ranker_windows(fit_data, stage.label_events, stage.validation_events, stage.min_history,
-                             stage.label_windows)
+                             stage.label_windows, stage.window_order, stage.seed)
     parts, recalls = [], []
     once = sequential_once(stage, windows, log)
     for w, (before, labels) in enumerate(windows.training):

@@ -266,8 +266,9 @@ class MultiTaskRankerStage(_Strict):
 class SequentialFeature(_Strict):
     """A sequential model whose score of each candidate given the history is a ranker feature (fitted with the
     ranker's windows; reused from the sources when it names one of them without settings). ``fit: once`` fits it
-    a single time, on the earliest label window's feature window, and uses that model in every window and at
-    serving (no label or validation event reaches it; it serves with what it learned before the windows)."""
+    a single time, on every event before each user's first label or validation event, and uses that model in
+    every window and at serving (no label or validation event reaches it; it serves with what it learned before
+    the windows)."""
 
     source: str = Field(min_length=1)
     settings: dict[str, Any] = Field(default_factory=dict)
@@ -300,6 +301,8 @@ class CandidateRankerStage(_Strict):
     label_windows: int = Field(default=1, ge=1, le=100, description=(
         "label windows of label_events each, back to back before the validation window (one group per user each)"))
     validation_events: int = Field(default=1, ge=1, le=1000)
+    window_order: Literal["time", "random"] = Field(default="time", description=(
+        "windows cut by time, or by a seeded shuffle of each user's events (logs whose order means nothing)"))
     min_history: int = Field(default=3, ge=1)
     max_users: int | None = Field(default=None, ge=1, description="users per window (a seeded sample; all)")
     sequential: SequentialFeature | None = None
