@@ -90,7 +90,8 @@ def main() -> None:
                                                                                               data)), args.eval_on)
     ks = config.evaluation.ks
     evaluator = Evaluator.from_datasets(fit_data, held_out, ks=ks)
-    windows = ranker_windows(fit_data, lgb.label_events, lgb.validation_events, lgb.min_history, lgb.label_windows)
+    windows = ranker_windows(fit_data, lgb.label_events, lgb.validation_events, lgb.min_history, lgb.label_windows,
+                             lgb.window_order, lgb.seed)
     serve_m = fit_window(config, lgb, fit_data, print, "serving")
     valid_m = fit_window(config, lgb, windows.before_validation, print, "validation")
     train_ms = [fit_window(config, lgb, before, print, f"training {w + 1}")
