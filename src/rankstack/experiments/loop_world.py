@@ -143,6 +143,7 @@ class LoggedSlates:
     revenue: np.ndarray
     true_clicks: np.ndarray
     true_revenue: np.ndarray
+    exposures: np.ndarray
 
     def reward(self, metric: str) -> np.ndarray:
         """Logged per-slot rewards [n, k] of ``metric`` (clicks or revenue)."""
@@ -166,5 +167,5 @@ def run_traffic(world: LoopWorld, pipeline: Pipeline, *, rounds: int, k: int, tr
         requests=req, request_ids=request_ids(prefix, out.request[first]), items=out.item.reshape(shape),
         propensity=out.propensity.reshape(shape), clicks=out.click.reshape(shape).astype(np.float64),
         revenue=out.revenue.reshape(shape), true_clicks=out.p_click.reshape(shape),
-        true_revenue=(out.p_click * out.p_conversion * payout).reshape(shape),
+        true_revenue=(out.p_click * out.p_conversion * payout).reshape(shape), exposures=out.exposures.reshape(shape),
     )
