@@ -59,7 +59,8 @@ def ope(
     log: Annotated[str, typer.Option("--log", help="Logged data: a dataset name, an event-log file/folder in the "
                                                    "canonical columns, or the service's state store (.db).")],
     target: Annotated[list[str], typer.Option("--target", help="Policy to evaluate (repeatable): open-bandit, "
-                                                               "open-bandit-bts or uniform.")],
+                                                               "open-bandit-bts, uniform, or a pipeline artifact "
+                                                               "directory (its greedy slates).")],
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the intervals.")] = 30,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the resamples, folds and simulations.")] = 0,
     estimators: Annotated[str, typer.Option("--estimators", help="Comma-separated estimator names, or all.")] = "all",
@@ -126,9 +127,13 @@ def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str],
     from rankstack.ope.reward_models import LogisticRewardModel, MultitaskRewardModel, RewardModel, select_c
 
     logger, embedding = mips
-    unknown = [t for t in [*targets, *([logger] if logger else [])] if t not in POLICIES]
+    from rankstack.experiments.pipeline_target import is_artifact
+
+    unknown = [t for t in [*targets, *([logger] if logger else [])] if t not in POLICIES and
+               not (t in targets and is_artifact(t))]
     if unknown:
-        raise ConfigError(f"--target / --logger: unknown policy {unknown[0]!r}; expected one of {', '.join(POLICIES)}")
+        raise ConfigError(f"--target / --logger: unknown policy {unknown[0]!r}; expected one of {', '.join(POLICIES)} "
+                          "or (--target) a pipeline artifact directory")
     loaded = load_log(log, data_dir)
     try:
         behavior = None
@@ -155,15 +160,26 @@ def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str],
             make_model = partial(MultitaskRewardModel, seed=seed)
         results = {}
         for name in targets:
-            dist = policy_dist(name, loaded.log, n_sim=n_sim, seed=seed)
+            target_log, target_behavior, target_embedding, about = loaded.log, behavior, action_embedding, None
+            if name not in POLICIES:  # a pipeline artifact
+                target_log, dist, about = _pipeline_target(name, log, loaded.log, data_dir)
+                if target_log is not loaded.log:  # its items extended the action axis: π_0 there is not known
+                    target_behavior = target_embedding = None
+            else:
+                dist = policy_dist(name, loaded.log, n_sim=n_sim, seed=seed)
             truth = None
             if name in REGISTRY_LOGS:
                 truth = float(load_log(name, data_dir).log.reward.mean())
             results[name] = estimate_policy_value(
-                loaded.log, dist, chosen, make_model=make_model, n_boot=n_boot, seed=seed,
-                alpha=alpha, folds=folds, ground_truth=truth, behavior_dist=behavior,
-                action_embedding=action_embedding, label=f"ope {name}")
+                target_log, dist, chosen, make_model=make_model, n_boot=n_boot, seed=seed,
+                alpha=alpha, folds=folds, ground_truth=truth, behavior_dist=target_behavior,
+                action_embedding=target_embedding, label=f"ope {name}")
             results[name]["reward_model"] = model_info
+            if about is not None:
+                results[name]["pipeline"] = about
+                if about["never_logged_share"] > 0:
+                    err_console.print(f"warning: {about['never_logged_share']:.1%} of {name}'s (item, slot) choices "
+                                      f"are items {loaded.name} never shows; IPS-type estimates miss that part")
             skipped = [n for n in names if n not in results[name]["estimators"]]
             if skipped:
                 err_console.print(f"skipped {', '.join(skipped)}: no reward model or no logging policy / embedding "
@@ -177,6 +193,24 @@ def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str],
             raise
         raise ConfigError(str(exc)) from None
     return results
+
+
+def _pipeline_target(path: str, spec: str, log: Any, data_dir: Path | None) -> tuple[Any, Any, dict[str, Any]]:
+    """(the log, on an axis extended by the pipeline's never-logged items; π_e; about the target) of an artifact."""
+    from rankstack.experiments.pipeline_target import extended_axis, greedy_slates, pipeline_action_dist
+    from rankstack.ope.ope_inputs import load_log
+    from rankstack.pipeline.pipeline import Pipeline
+
+    pipeline = Pipeline.load(path)
+    try:
+        slates = greedy_slates(pipeline, log)
+    finally:
+        pipeline.close()
+    axis = extended_axis(log.items, slates)
+    if len(axis) != len(log.items):
+        log = load_log(spec, data_dir, items=axis).log
+    dist, about = pipeline_action_dist(log, slates)
+    return log, dist, {**about, "version": pipeline.version}
 
 
 # targets that are a registered log's own logging policy: that log's mean reward is the ground truth
