@@ -144,11 +144,14 @@ def one_seed(world: LoopWorld, settings: LoopSettings, seed: int, log: Log) -> d
         deployed = run_traffic(world, candidate, rounds=settings.deploy_rounds, k=k, traffic_seed=2 * seed + 1,
                                prefix=f"deploy{seed}-")
         candidate.close()
-        realised = per_mille(float(deployed.truth(metric).sum(axis=1).mean()), k)
+        per_request = deployed.truth(metric).sum(axis=1)
+        realised = per_mille(float(per_request.mean()), k)
         oracle = world.sim.expected_value(logged.requests, target)
         oracle_value = oracle.clicks if metric == "clicks" else oracle.revenue
         row: dict[str, Any] = {
             "realised": realised,
+            "realised_std_error": per_mille(float(per_request.std(ddof=1) / np.sqrt(len(per_request))), k)
+            if len(per_request) > 1 else float("nan"),
             "realised_sampled": per_mille(float(deployed.reward(metric).sum(axis=1).mean()), k),
             "truth_on_logged_requests": per_mille(float(oracle_value.sum(axis=1).mean()), k),
             "slots_differing": float(np.mean(target != logged.items)),

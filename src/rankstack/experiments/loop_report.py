@@ -38,9 +38,9 @@ def plot_estimates(result: dict[str, Any], path: Path) -> Path:
     unit = f"{settings['metric']} per 1,000 impressions"
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
-    ax.set_xlabel(f"realised value after deployment ({unit}, simulator truth)")
-    ax.set_ylabel(f"off-policy estimate from the exploration log ({name})")
-    ax.set_title(f"closed loop: {len(rows)} seeds, candidate click weight {key}", fontsize=10)
+    ax.set_xlabel("realised value after deployment (simulator truth)")
+    ax.set_ylabel(f"off-policy estimate from the log ({name})")
+    ax.set_title(f"closed loop, {len(rows)} seeds: candidate click weight {key}\n{unit}", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
