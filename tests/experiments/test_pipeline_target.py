@@ -80,7 +80,7 @@ def test_action_dist_and_axis(artifact: Path, event_log: Path) -> None:
 
 def test_ope_cli_estimates_a_pipeline(artifact: Path, event_log: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["ope", "--log", str(event_log), "--target", str(artifact), "--bootstrap", "3",
-                                 "--reward-model", "none", "--json", "--out", str(tmp_path / "run")])
+                                 "--reward-model", "none", "--json", "--slate", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     # IPS by hand: the pipeline's greedy answer for each request, w = 16 on a match at the logged slot
@@ -101,3 +101,20 @@ def test_ope_cli_estimates_a_pipeline(artifact: Path, event_log: Path, tmp_path:
     assert np.mean(values) > 0  # some logged slots agree with the pipeline and were clicked
     assert payload["estimators"]["ips"]["estimate"] == pytest.approx(np.mean(values))
     assert payload["ground_truth"] is None and payload["pipeline"]["requests"] == 120
+    # every request fills its 3 slots: the slate's independent IPS is K × the per-impression IPS
+    slate = payload["slate"]
+    assert slate["requests"] == 120 and slate["incomplete_requests"] == 0
+    assert slate["estimators"]["independent IPS"]["estimate"] == pytest.approx(K * np.mean(values))
+
+
+def test_ope_cli_slate_estimators_for_a_uniform_target(event_log: Path, tmp_path: Path) -> None:
+    """Uniform target on a uniform log: every weight is 1, so IIPS and PI give the mean slate reward."""
+    result = runner.invoke(app, ["ope", "--log", str(event_log), "--target", "uniform", "--logger", "uniform",
+                                 "--bootstrap", "3", "--reward-model", "none", "--json", "--slate", "--out",
+                                 str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    slate = json.loads(result.stdout)["slate"]["estimators"]
+    frame = pl.read_csv(event_log)
+    mean = frame.filter(pl.col("event") == "click").height / 120
+    assert slate["independent IPS"]["estimate"] == pytest.approx(mean)
+    assert slate["PI"]["estimate"] == pytest.approx(mean)

@@ -55,6 +55,17 @@ def _table(target: str, result: dict[str, Any]) -> Table:
     return table
 
 
+def _slate_table(target: str, result: dict[str, Any]) -> Table:
+    """The slate estimators of one target: estimate and interval of the summed slate reward per request."""
+    table = Table(title=f"{target}: slate estimators over {result['requests']} complete requests "
+                        f"({result['incomplete_requests']} incomplete left out)", title_justify="left")
+    for column in ("estimator", "estimate per slate", "95% interval", "ESS"):
+        table.add_column(column, justify="left" if column == "estimator" else "right")
+    for name, row in result["estimators"].items():
+        table.add_row(name, f"{row['estimate']:.5f}", f"[{row['ci'][0]:.5f}, {row['ci'][1]:.5f}]", f"{row['ess']:.1f}")
+    return table
+
+
 def ope(
     log: Annotated[str, typer.Option("--log", help="Logged data: a dataset name, an event-log file/folder in the "
                                                    "canonical columns, or the service's state store (.db).")],
@@ -84,6 +95,9 @@ def ope(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where datasets live.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for result.json and report.html "
                                                            "(default runs/ope-<time>).")] = None,
+    slate: Annotated[bool, typer.Option("--slate", help="Also the slate estimators (independent IPS, PI, standard and "
+                                                        "reward-interaction IPS where their inputs are known), over "
+                                                        "requests that fill every slot.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ) -> None:
     """Estimate policies' values from a logged bandit log with every off-policy estimator, with intervals."""
@@ -100,7 +114,7 @@ def ope(
         if tau < 0 or lam < 0:
             raise ConfigError("--switch-tau and --dros-lambda must be >= 0")
         results = _run(log, target, bootstrap, seed, _estimator_names(estimators), (reward_model, c), folds, alpha,
-                       tau, lam, (logger, embedding), n_sim, data_dir)
+                       tau, lam, (logger, embedding), n_sim, data_dir, slate)
         folder = out or Path("runs") / time.strftime("ope-%Y%m%d-%H%M%S", time.gmtime())
         payload = results[target[0]] if len(target) == 1 else {"targets": results}
         folder.mkdir(parents=True, exist_ok=True)
@@ -113,13 +127,15 @@ def ope(
         return
     for name, result in results.items():
         console.print(_table(name, result))
+        if "slate" in result:
+            console.print(_slate_table(name, result["slate"]))
     console.print(f"wrote {folder / 'result.json'} and {folder / 'report.html'}")
 
 
 def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str],
          reward_model: tuple[str, float | None], folds: int,
          alpha: float, tau: float, lam: float, mips: tuple[str | None, str | None], n_sim: int,
-         data_dir: Path | None) -> dict[str, dict[str, Any]]:
+         data_dir: Path | None, slate: bool = False) -> dict[str, dict[str, Any]]:
     """Every target's result on the one log."""
     from rankstack.ope.estimators import make_estimator
     from rankstack.ope.ope_inputs import DEFAULT_EMBEDDING, LOGGERS, POLICIES, embedding_ids, load_log, policy_dist
@@ -175,6 +191,13 @@ def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str],
                 alpha=alpha, folds=folds, ground_truth=truth, behavior_dist=target_behavior,
                 action_embedding=target_embedding, label=f"ope {name}")
             results[name]["reward_model"] = model_info
+            if slate:
+                from rankstack.ope.slate_value import estimate_slate_value
+
+                uniform = target_log is loaded.log and (logger == "uniform" or (logger is None and
+                                                                                  loaded.name in LOGGERS))
+                results[name]["slate"] = estimate_slate_value(target_log, dist, logger_uniform=uniform,
+                                                              n_boot=n_boot, seed=seed, level=1 - alpha)
             if about is not None:
                 results[name]["pipeline"] = about
                 if about["never_logged_share"] > 0:
