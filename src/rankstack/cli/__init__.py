@@ -35,6 +35,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "ope": LazyCommand(
         "rankstack.cli.ope:ope",
         "Estimate policies' values from a logged bandit log with every off-policy estimator, with intervals."),
+    "loop": LazyCommand(
+        "rankstack.cli.loop:loop",
+        "Closed loop on the simulator: explore, log, estimate a candidate pipeline off-policy, deploy it, compare."),
     "check-rules": LazyCommand(
         "rankstack.cli.rules:check_rules",
         "Validate a rules file; with --dataset, check its attributes exist in the item catalog too."),
