@@ -25,8 +25,9 @@ def ray_session(backend: Backend) -> Iterator[Any]:
     """Yield ``ray`` connected to a cluster with at least ``backend.workers`` CPUs.
 
     A Ray instance already initialised in this process (a notebook, a test fixture) is used as it is and left
-    running. Otherwise ``backend.address`` is joined, or, without one, a local instance with ``workers`` CPUs
-    (every CPU here when None) and no dashboard is started; either is disconnected (a local one stopped) on exit.
+    running. Otherwise ``backend.address`` is joined, or, without one, a new local instance with ``workers`` CPUs
+    (every CPU here when None) and no dashboard is started — never one that another ``ray start`` left running on
+    this machine (``--address auto`` joins that) — and either is disconnected (a local one stopped) on exit.
     """
     ray = import_ray()
     started = False
@@ -36,7 +37,7 @@ def ray_session(backend: Backend) -> Iterator[Any]:
             if backend.address is not None:
                 ray.init(address=backend.address, **options)
             else:
-                ray.init(num_cpus=backend.workers, include_dashboard=False, **options)
+                ray.init(address="local", num_cpus=backend.workers, include_dashboard=False, **options)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = backend.address or "a local Ray instance"
             raise ConfigError(f"could not start or join {where}: {exc}") from None

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -23,25 +22,25 @@ from rankstack.data.dataset import Dataset
 from rankstack.distributed.backend import Backend
 from rankstack.distributed.cluster import ray_session, worker_count
 from rankstack.distributed.sharding import shard_ranges
+from rankstack.distributed.tasks import run_shards
 from rankstack.errors import ConfigError
 from rankstack.evaluation.evaluator import Evaluator, Scorer
 from rankstack.evaluation.metrics import BatchMetrics, UserMetrics
-from rankstack.progress import new_progress
 
 SHARDS_PER_WORKER = 4  # more shards than workers: a slow worker holds back less of the run, and a lost one redoes less
 
 
 def evaluate_shard(model: Scorer, train: sp.csr_matrix, test: sp.csr_matrix, ks: Sequence[int], batch_size: int,
                    device: str | None, item_vectors: np.ndarray | None, start: int, stop: int
-                   ) -> tuple[int, list[tuple[int, BatchMetrics | UserMetrics]]]:
-    """A worker's task: (start, the metrics of the users with a test item at positions start..stop-1)."""
+                   ) -> list[tuple[int, BatchMetrics | UserMetrics]]:
+    """A worker's task: the metrics of the users with a test item at positions start..stop-1."""
     evaluator = Evaluator(train, test, ks, batch_size=batch_size, device=device, item_vectors=item_vectors)
-    return start, evaluator.shard(model, start, stop)
+    return evaluator.shard(model, start, stop)
 
 
 def worker_options(device: str | None) -> dict[str, Any]:
-    """Ray resources of one worker: a CPU, and a GPU when the evaluation runs on CUDA."""
-    return {"num_cpus": 1, **({"num_gpus": 1} if device is not None and device.startswith("cuda") else {})}
+    """Ray resources of one worker beyond its CPU: a GPU when the work runs on CUDA."""
+    return {"num_gpus": 1} if device is not None and device.startswith("cuda") else {}
 
 
 def evaluate_sharded(model: Scorer, train: Dataset, held_out: Dataset, ks: Sequence[int], backend: Backend, *,
@@ -57,37 +56,12 @@ def evaluate_sharded(model: Scorer, train: Dataset, held_out: Dataset, ks: Seque
     with ray_session(backend) as ray:
         workers = worker_count(ray, backend)
         shards = shard_ranges(len(plan.user_ids), workers * SHARDS_PER_WORKER)
-        task = ray.remote(evaluate_shard).options(**worker_options(device), max_retries=2)
-        shared = [ray.put(x) for x in (model, plan.train, plan.test)]
-        args = (*shared, plan.ks, plan.batch_size, device, plan.item_vectors)
         if on_workers is not None:
             on_workers(min(workers, len(shards)))
-        submits = [partial(task.remote, *args, r.start, r.stop) for r in shards]
-        parts = dict(_run_bounded(ray, submits, workers, progress, [len(r) for r in shards]))
-    return plan.merge_shards(parts[start] for start in sorted(parts))
-
-
-def _run_bounded(ray: Any, submits: Sequence[Callable[[], Any]], limit: int, progress: bool,
-                 sizes: Sequence[int]) -> list[Any]:
-    """Run the tasks ``submits`` start, at most ``limit`` at a time (in submission order), with a progress bar
-    over ``sizes`` (users); their results in completion order."""
-    results: list[Any] = []
-    pending: dict[Any, int] = {}
-    queue = list(enumerate(submits))
-    with new_progress() as bar:
-        label = f"evaluating on {min(limit, len(submits))} Ray workers"
-        task = bar.add_task(label, total=sum(sizes)) if progress else None
-        while queue or pending:
-            while queue and len(pending) < limit:
-                i, submit = queue.pop(0)
-                pending[submit()] = i
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                results.append(ray.get(ref))
-                if task is not None:
-                    bar.advance(task, sizes[pending[ref]])
-                del pending[ref]
-    return results
+        parts = run_shards(ray, evaluate_shard, (model, plan.train, plan.test, plan.ks, plan.batch_size, device,
+                                                 plan.item_vectors), shards, workers, label="evaluating",
+                           progress=progress, options=worker_options(device))
+    return plan.merge_shards(parts)
 
 
 @dataclass
