@@ -12,7 +12,7 @@ import typer
 from rankstack.cli.lazy import LazyCommand, LazyGroup
 
 COMMANDS: dict[str, LazyCommand] = {
-    "data": LazyCommand("rankstack.cli.data:app", "List, download and inspect datasets."),
+    "data": LazyCommand("rankstack.cli.data:app", "List, download, inspect and prepare datasets."),
     "evaluate": LazyCommand(
         "rankstack.cli.evaluate:evaluate",
         "Train MODEL on DATASET's standard split, evaluate with exact full ranking, save runs/<id>/result.json."),
