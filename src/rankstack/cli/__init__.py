@@ -35,6 +35,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "ope": LazyCommand(
         "rankstack.cli.ope:ope",
         "Estimate policies' values from a logged bandit log with every off-policy estimator, with intervals."),
+    "tune": LazyCommand(
+        "rankstack.cli.tune:tune",
+        "Search a model's settings on validation with Ray Tune (ASHA), then test the chosen setting once."),
     "check-rules": LazyCommand(
         "rankstack.cli.rules:check_rules",
         "Validate a rules file; with --dataset, check its attributes exist in the item catalog too."),
