@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +104,28 @@ def test_the_contract_evaluate_backend_ray_prints_the_local_metrics(ray_instance
     for key, value in a["metrics"].items():
         assert b["metrics"][key] == pytest.approx(value, abs=1e-9), key  # the contract's tolerance
     assert b["metrics"] == a["metrics"]  # and in fact float for float
+
+
+
+def test_a_worker_lost_mid_run_is_replaced_and_the_metrics_are_unchanged(
+        ray_instance: Any, split_parts: tuple[Dataset, Dataset], tmp_path: Path) -> None:
+    from rankstack.distributed.evaluation import evaluate_sharded
+
+    class DiesOnce:  # defined here so that Ray ships it by value (the workers cannot import this test module)
+        """Item-kNN whose worker exits hard the first time it scores user ``victim`` (a machine lost mid-run)."""
+
+        def __init__(self, source: Any, victim: int, marker: Path) -> None:
+            self.source, self.victim, self.marker = source, victim, marker
+
+        def score(self, users: np.ndarray) -> Any:
+            if self.victim in users and not self.marker.exists():
+                self.marker.write_text("died once")
+                os._exit(1)
+            return self.source.score(users)
+
+    train, held_out = split_parts
+    source = build_source("itemknn", {}).fit(train)
+    local = Evaluator.from_datasets(train, held_out, ks=(10,), batch_size=7).evaluate(source)
+    dying = DiesOnce(source, victim=int(np.unique(held_out.events["user_id"])[40]), marker=tmp_path / "died")
+    assert evaluate_sharded(dying, train, held_out, (10,), Backend("ray", 2), batch_size=7) == local
+    assert (tmp_path / "died").exists()  # the worker did die; its shard was retried on a fresh one
