@@ -22,6 +22,11 @@ def tune(
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ) -> None:
     """Search a model's settings on validation with Ray Tune (ASHA), then test the chosen setting once."""
+    from rankstack.distributed.backend import INSTALL_HINT, ray_installed
+
+    if not ray_installed():
+        raise typer.BadParameter(f"rankstack tune runs on Ray Tune, which is not installed: {INSTALL_HINT}",
+                                 param_hint="SPACE")
     backend = backend_from(BackendKind.ray, workers, address)
     with friendly_errors():
         from rankstack.data.loaders import open_dataset, standard_split
