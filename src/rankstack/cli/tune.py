@@ -30,7 +30,7 @@ def tune(
     backend = backend_from(BackendKind.ray, workers, address)
     with friendly_errors():
         from rankstack.data.loaders import open_dataset, standard_split
-        from rankstack.distributed.tune import tune_on_ray
+        from rankstack.distributed.search import tune_on_ray
         from rankstack.experiments.tuning import load_tune_spec
 
         spec = load_tune_spec(space)

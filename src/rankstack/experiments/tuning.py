@@ -1,6 +1,6 @@
 """Hyper-parameter search on the validation split (``rankstack tune SPACE.yaml``): the search-space file, one trial
 (fit on train, score on validation, each validated epoch reported for early termination), and the chosen setting's
-single test run. The search itself runs on Ray Tune (``rankstack.distributed.tune``).
+single test run. The search itself runs on Ray Tune (``rankstack.distributed.search``).
 
 A space file::
 

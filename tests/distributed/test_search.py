@@ -26,7 +26,7 @@ L2S = [0.5, 30.0, 3000.0]
 
 def test_tune_chooses_the_best_validation_setting_and_tests_it_once(ray_instance: Any, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    import rankstack.distributed.tune as tune_module
+    import rankstack.distributed.search as search_module
 
     rng = np.random.default_rng(0)
     rows = [(f"u{u}", f"i{i}", 1_700_000_000 + 60 * t) for u in range(100)
@@ -36,8 +36,8 @@ def test_tune_chooses_the_best_validation_setting_and_tests_it_once(ray_instance
              "space": {"l2": {"grid": L2S}}}
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
     parts: list[str] = []
-    real = tune_module.fit_and_eval_parts
-    monkeypatch.setattr(tune_module, "fit_and_eval_parts", lambda split, on: parts.append(on) or real(split, on))
+    real = search_module.fit_and_eval_parts
+    monkeypatch.setattr(search_module, "fit_and_eval_parts", lambda split, on: parts.append(on) or real(split, on))
 
     result = CliRunner().invoke(app, ["tune", str(tmp_path / "space.yaml"), "--out", str(tmp_path / "out"),
                                       "--workers", "2", "--json"])
