@@ -3,6 +3,8 @@ any data is read or Ray is started."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -16,6 +18,7 @@ def said(output: str) -> str:
     """The output as one line of words, without Rich's box drawing (a long message wraps inside the box)."""
     return " ".join(output.replace("│", " ").split())
 EVALUATE = ["evaluate", "--dataset", "ml-latest-small", "--model", "popular"]
+SIMULATOR = str(Path(__file__).resolve().parents[2] / "configs" / "pipelines" / "simulator.yaml")
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -47,6 +50,8 @@ def test_ray_backends_without_ray_say_how_to_install_it(monkeypatch: pytest.Monk
      "the multitask ranker is evaluated in this process only"),
     (["evaluate", "--dataset", "ml-latest-small", "--model", "ease", "--set", "l2=100,200", "--eval-on",
       "validation", "--backend", "ray"], "EASE's λ path (several l2) runs in this process only"),
+    (["train", SIMULATOR, "-o", "unused", "--backend", "ray"], "only the LambdaRank ranker's trees train on Ray"),
+    (["train", "-o", "unused", "--workers", "2"], "counts Ray workers, so it needs --backend ray"),
 ])
 def test_parts_not_sharded_yet_say_so(argv: list[str], message: str) -> None:
     result = runner.invoke(app, argv)

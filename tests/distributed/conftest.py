@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from pipeline.conftest import small_split  # noqa: F401  (the pipeline tests' small dataset, found by name)
+
 NO_RAY = "Ray is not installed (pip install 'rankstack[ray]'; CI installs it)"
 HAS_RAY = importlib.util.find_spec("ray") is not None
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pipeline.conftest import config_dict
 from rankstack.distributed.backend import Backend
 from rankstack.ranking.lambdarank_train import RankingRows, fit_lambdarank
 
@@ -23,15 +24,17 @@ def _rows(groups: int, seed: int) -> RankingRows:
     return RankingRows(x, y, np.full(groups, 20, dtype=np.int64)).with_positives()
 
 
-def test_one_worker_trains_the_single_process_model(ray_instance: Any, tmp_path: Any) -> None:
+@pytest.mark.parametrize("refit", [False, True])
+def test_one_worker_trains_the_single_process_model(ray_instance: Any, tmp_path: Any, refit: bool) -> None:
     from rankstack.distributed.boosting import fit_lambdarank_on_ray
 
     train, valid = _rows(150, 0), _rows(50, 1)
-    local_text, local = fit_lambdarank(train, valid, NAMES, rounds=40, early_stopping=10)
+    local_text, local = fit_lambdarank(train, valid, NAMES, rounds=40, early_stopping=10, refit=refit)
     text, report = fit_lambdarank_on_ray(train, valid, NAMES, Backend("ray", 1), rounds=40, early_stopping=10,
-                                         storage=tmp_path)
+                                         refit=refit, storage=tmp_path)
     assert text == local_text
-    assert report["validation_curve"] == local["validation_curve"] and report["workers"] == 1
+    assert report.pop("workers") == 1 and not report.pop("data_parallel")
+    assert report == local  # the same report: curve, best round, gains, parameters
 
 
 def test_two_data_parallel_workers_reach_the_same_validation_ndcg(ray_instance: Any, tmp_path: Any) -> None:
@@ -51,3 +54,23 @@ def test_two_data_parallel_workers_reach_the_same_validation_ndcg(ray_instance: 
     halves = [worker_rows(train, r, 2) for r in (0, 1)]
     assert sum(len(h.groups) for h in halves) == len(train.groups)  # every group on one worker, whole
     assert sum(len(h.labels) for h in halves) == len(train.labels)
+
+
+def test_the_pipeline_lambdarank_stage_trains_on_ray(ray_instance: Any, small_split: Any, tmp_path: Any) -> None:
+    """``rankstack train --backend ray`` fits the LambdaRank stage's trees on Ray Train: with one worker, the model
+    the local stage fits."""
+    from functools import partial
+
+    from rankstack.distributed.boosting import fit_lambdarank_on_ray
+    from rankstack.experiments.pipeline_training import fit_stages
+    from rankstack.pipeline.config import validate_pipeline_config
+
+    fit, _ = small_split
+    config = validate_pipeline_config(config_dict(ranker={
+        "kind": "lambdarank", "rounds": 20, "early_stopping": 5, "min_history": 2, "base": "itemknn",
+        "params": {"min_data_in_leaf": 5, "num_threads": 1, "learning_rate": 0.2}}))
+    local = fit_stages(config, fit, lambda _m: None)
+    on_ray = fit_stages(config, fit, lambda _m: None,
+                        partial(fit_lambdarank_on_ray, backend=Backend("ray", 1), storage=tmp_path))
+    assert on_ray.ranker.model_text == local.ranker.model_text  # type: ignore[union-attr]
+    assert on_ray.ranker.report["workers"] == 1  # type: ignore[union-attr]

@@ -3,8 +3,10 @@ can scale out (no Ray import here: Ray is imported only when ``--backend ray`` r
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,6 +15,7 @@ from rankstack.errors import ConfigError
 
 if TYPE_CHECKING:
     from rankstack.experiments.evaluate_run import Evaluation
+    from rankstack.experiments.ltr_training import LambdaRankFit
 
 
 class BackendKind(StrEnum):
@@ -49,3 +52,26 @@ def evaluation_for(backend: Backend) -> Evaluation | None:
     from rankstack.distributed.evaluation import ShardedEvaluation
 
     return ShardedEvaluation(backend)
+
+
+@contextlib.contextmanager
+def session_for(backend: Backend) -> Iterator[Any]:
+    """One Ray session around a whole command (its Ray steps then share one instance); nothing for ``local``."""
+    if not backend.is_ray:
+        yield None
+        return
+    from rankstack.distributed.cluster import ray_session
+
+    with ray_session(backend) as ray:
+        yield ray
+
+
+def lambdarank_fit_for(backend: Backend) -> LambdaRankFit | None:
+    """Where ``train`` fits the LambdaRank ranker's trees: None (in this process) or Ray Train's LightGBM trainer."""
+    if not backend.is_ray:
+        return None
+    from functools import partial
+
+    from rankstack.distributed.boosting import fit_lambdarank_on_ray
+
+    return partial(fit_lambdarank_on_ray, backend=backend)

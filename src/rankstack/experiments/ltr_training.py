@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -160,6 +161,9 @@ def labelled_rows(models: WindowModels, stage: LambdaRankStage, labels: pl.DataF
     return RankingRows.concat(parts), found / max(total, 1)
 
 
+LambdaRankFit = Callable[..., tuple[str, dict[str, Any]]]  # fit_lambdarank's signature and result
+
+
 def window_rows(config: PipelineConfig, stage: LambdaRankStage, data: Dataset, labels: pl.DataFrame,
                 log: Log, label: str) -> tuple[RankingRows, float]:
     """:func:`labelled_rows` of ``labels`` from models fitted on ``data`` (every event before the window)."""
@@ -167,8 +171,10 @@ def window_rows(config: PipelineConfig, stage: LambdaRankStage, data: Dataset, l
 
 
 def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: Mapping[str, CandidateSource],
-                         log: Log) -> LambdaRankRanker:
-    """Fit the ranker on the windows of ``fit_data``; it serves over ``serving`` (sources fitted on all of it)."""
+                         log: Log, fit: LambdaRankFit | None = None) -> LambdaRankRanker:
+    """Fit the ranker on the windows of ``fit_data``; it serves over ``serving`` (sources fitted on all of it);
+    ``fit`` trains the trees elsewhere (``rankstack.distributed.boosting`` on Ray Train), as ``fit_lambdarank``
+    would."""
     stage = config.ranker
     assert isinstance(stage, LambdaRankStage)
     windows = ranker_windows(fit_data, stage.label_events, stage.validation_events, stage.min_history)
@@ -179,7 +185,7 @@ def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: Map
     valid, valid_recall = window_rows(config, stage, windows.before_validation, windows.validation, log, "validation")
     names = feature_names([s.name for s in config.sources], stage.sequential is not None)
     t0 = time.perf_counter()
-    text, report = fit_lambdarank(train.with_positives(), valid.with_positives(), names, rounds=stage.rounds,
+    text, report = (fit or fit_lambdarank)(train.with_positives(), valid.with_positives(), names, rounds=stage.rounds,
                                   early_stopping=stage.early_stopping, params={"seed": stage.seed, **stage.params},
                                   refit=stage.refit, base=stage.base)
     report |= {"windows": {"label_events": stage.label_events, "validation_events": stage.validation_events,
