@@ -24,14 +24,14 @@ def _rows(groups: int, seed: int) -> RankingRows:
     return RankingRows(x, y, np.full(groups, 20, dtype=np.int64)).with_positives()
 
 
-@pytest.mark.parametrize("refit", [False, True])
-def test_one_worker_trains_the_single_process_model(ray_instance: Any, tmp_path: Any, refit: bool) -> None:
+def test_one_worker_trains_the_single_process_model(ray_instance: Any, tmp_path: Any) -> None:
+    """The search (its curve and best round, in the report) and the refit on train ∪ validation (the text)."""
     from rankstack.distributed.boosting import fit_lambdarank_on_ray
 
     train, valid = _rows(150, 0), _rows(50, 1)
-    local_text, local = fit_lambdarank(train, valid, NAMES, rounds=40, early_stopping=10, refit=refit)
+    local_text, local = fit_lambdarank(train, valid, NAMES, rounds=40, early_stopping=10, refit=True)
     text, report = fit_lambdarank_on_ray(train, valid, NAMES, Backend("ray", 1), rounds=40, early_stopping=10,
-                                         refit=refit, storage=tmp_path)
+                                         refit=True, storage=tmp_path)
     assert text == local_text
     assert report.pop("workers") == 1 and not report.pop("data_parallel")
     assert report == local  # the same report: curve, best round, gains, parameters
