@@ -35,8 +35,13 @@ from rankstack.experiments.ltr_training import (
 from rankstack.experiments.offline import evaluate_model
 from rankstack.pipeline.config import LambdaRankStage, PipelineConfig, load_pipeline_config
 from rankstack.provenance import machine_info
-from rankstack.ranking.candidate_features import candidate_features, feature_names
-from rankstack.ranking.lambdarank import LambdaRankRanker, sequential_scores
+from rankstack.ranking.candidate_features import (
+    EMBEDDING_FEATURES,
+    RECENT_FEATURES,
+    candidate_features,
+    feature_names,
+)
+from rankstack.ranking.lambdarank import LambdaRankRanker, embedding_vectors, sequential_scores
 from rankstack.ranking.lambdarank_train import RankingRows, fit_lambdarank
 
 RESULTS = Path(__file__).parent / "results"
@@ -57,7 +62,10 @@ def groups(names: list[str], sources: list[str]) -> dict[str, list[int]]:
             "popularity + trend": [col["pop_all"], col["pop_recent"], col["pop_trend"]],
             "item age": [col["item_age_days"]], "user activity": [col["user_events"], col["history_len"]],
             "co-occurrence": [col["cooc_sum"], col["cooc_max"], col["cooc_cos"]],
-            "genre match": [col["genre_match"]]}
+            "genre match": [col["genre_match"]],
+            "recent order (cooc_cos_last1, trans_last1, trans_last5)": [col[n] for n in RECENT_FEATURES]}
+    if "emb_max" in col:
+        out["embedding similarity"] = [col[n] for n in EMBEDDING_FEATURES]
     if "seq_score" in col:
         out["sequential score"] = [col["seq_score"]]
     return out
@@ -70,14 +78,21 @@ def blank(rows: RankingRows, columns: list[int]) -> RankingRows:
     return RankingRows(feats, rows.labels, rows.groups, rows.users)
 
 
+def window_training_rows(models: list[WindowModels], windows: Any, stage: LambdaRankStage, k: int) -> RankingRows:
+    """The training rows of every label window, each from the models fitted before it."""
+    return RankingRows.concat([labelled_rows(m, stage, labels, k)[0]
+                               for m, (_before, labels) in zip(models, windows.training, strict=True)])
+
+
 def serve_rows(models: WindowModels, stage: LambdaRankStage, users: np.ndarray,
                k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features, valid mask, item ids) of the held-out users' served candidates."""
     feats, masks, items = [], [], []
+    vectors = embedding_vectors(models.sources, stage.embedding)
     for start in range(0, len(users), 256):
         batch = models.pipeline.rank_inputs(users[start: start + 256], k)
         f, v = candidate_features(batch, models.stats, list(models.sources), last_n=stage.last_n,
-                                  seq_scores=sequential_scores(models.sequential, batch))
+                                  seq_scores=sequential_scores(models.sequential, batch), item_vectors=vectors)
         feats.append(f)
         masks.append(v)
         items.append(batch.item_ids)
@@ -138,20 +153,21 @@ def main() -> None:
                                           for n, s in serve_m.sources.items()},
                               "label_events": {}, "candidates": {}, "drop_one": {}}
     print(json.dumps({n: (round(v["ndcg@10"], 4), round(v["recall@20"], 4)) for n, v in result["sources"].items()}))
-    names = feature_names(list(serve_m.sources), stage.sequential is not None)
+    names = feature_names(list(serve_m.sources), stage.sequential is not None, stage.embedding is not None)
     labels_list = [int(x) for x in args.label_events.split(",")] if args.label_events else [stage.label_events]
     valid_m, valid_size = None, -1
-    first: tuple[Any, WindowModels] | None = None
+    first: tuple[Any, list[WindowModels]] | None = None
     test = serve_rows(serve_m, stage, users, max(ks))
     for n_labels in labels_list:
-        windows = ranker_windows(fit_data, n_labels, stage.validation_events, stage.min_history)
+        windows = ranker_windows(fit_data, n_labels, stage.validation_events, stage.min_history, stage.label_windows)
         if len(windows.before_validation) != valid_size:
             valid_m = fit_window(config, stage, windows.before_validation, say, "validation")
             valid_size = len(windows.before_validation)
         assert valid_m is not None
-        train_m = fit_window(config, stage, windows.before_labels, say, f"training L={n_labels}")
-        first = first or (windows, train_m)
-        train, _ = labelled_rows(train_m, stage, windows.labels, max(ks))
+        train_ms = [fit_window(config, stage, before, say, f"training L={n_labels} window {w + 1}")
+                    for w, (before, _labels) in enumerate(windows.training)]
+        first = first or (windows, train_ms)
+        train = window_training_rows(train_ms, windows, stage, max(ks))
         valid, _ = labelled_rows(valid_m, stage, windows.validation, max(ks))
         if args.save_rows is not None:
             args.save_rows.mkdir(parents=True, exist_ok=True)
@@ -163,7 +179,7 @@ def main() -> None:
                                           rounds=stage.rounds, early_stopping=stage.early_stopping,
                                           params={"seed": stage.seed, **stage.params}, refit=refit)
             booster = LambdaRankRanker(text, list(serve_m.sources), serve_m.stats, last_n=stage.last_n,
-                                       sequential=serve_m.sequential).booster
+                                       sequential=serve_m.sequential, embedding=stage.embedding).booster
             m = evaluator.evaluate_recs(slates(booster.predict(test[0]), test[1], test[2], users,
                                                held_out.n_users, max(ks)))
             result["label_events"][f"{n_labels}{' refit' if refit else ''}"] = {
@@ -172,22 +188,24 @@ def main() -> None:
             print(f"L={n_labels} refit={refit}: ndcg@10 {m['ndcg@10']:.4f} recall@20 {m['recall@20']:.4f} "
                   f"({report['best_iteration']} trees, {report['train_groups']} groups)", flush=True)
     assert first is not None and valid_m is not None
-    windows, train_m = first
+    windows, train_ms = first
     kept = {c: None for c in [int(x) for x in args.candidates.split(",")]} if args.candidates else {}
     base_c = config.merge.k
     cache: dict[int, tuple[RankingRows, RankingRows, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     for c in kept:
         cfg = with_candidates(config, c)
-        for m, d in ((train_m, windows.before_labels), (valid_m, windows.before_validation), (serve_m, fit_data)):
+        fitted = [*zip(train_ms, [b for b, _ in windows.training], strict=True),
+                  (valid_m, windows.before_validation), (serve_m, fit_data)]
+        for m, d in fitted:
             m.pipeline = candidate_pipeline(cfg, m.sources, d)
-        train, _ = labelled_rows(train_m, stage, windows.labels, max(ks))
+        train = window_training_rows(train_ms, windows, stage, max(ks))
         valid, _ = labelled_rows(valid_m, stage, windows.validation, max(ks))
         test = serve_rows(serve_m, stage, users, max(ks))
         cache[c] = (train, valid, test)
         text, report = fit_lambdarank(train.with_positives(), valid.with_positives(), names, rounds=stage.rounds,
                                       early_stopping=stage.early_stopping, params={"seed": stage.seed, **stage.params})
         ranker = LambdaRankRanker(text, list(serve_m.sources), serve_m.stats, last_n=stage.last_n,
-                                  sequential=serve_m.sequential)
+                                  sequential=serve_m.sequential, embedding=stage.embedding)
         feats, valid_mask, items = test
         slots = np.broadcast_to(np.arange(valid_mask.shape[1], dtype=np.float64), valid_mask.shape)
         retrieval_order = -slots[valid_mask]

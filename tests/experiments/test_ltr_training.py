@@ -45,27 +45,48 @@ def test_windows_cut_each_users_tail(small_split: tuple[Dataset, Dataset]) -> No
     assert (latest.join(first, on="user_id").select(pl.col("last") <= pl.col("first")).to_series()).all()
 
 
+def test_earlier_label_windows_lie_back_to_back_before_the_latest(small_split: tuple[Dataset, Dataset]) -> None:
+    fit, _ = small_split
+    w = ranker_windows(fit, label_events=1, validation_events=1, min_history=2, label_windows=3)
+    assert len(w.training) == 3 and w.training[0] == (w.before_labels, w.labels)
+    later = keys(w.labels) | keys(w.validation)
+    for before, labels in w.earlier:
+        assert labels.group_by("user_id").len().get_column("len").unique().to_list() == [1]
+        assert not keys(labels) & later  # windows do not overlap
+        assert not keys(before.events) & keys(labels)
+        cut = labels.group_by("user_id").agg(pl.col("timestamp").min().alias("first"))
+        kept = before.events.join(cut, on="user_id").filter(pl.col("timestamp") >= pl.col("first"))
+        assert kept.height == 0  # a labelled user's feature window ends before its labels (no later event)
+        later |= keys(labels)
+    one = ranker_windows(fit, label_events=1, validation_events=1, min_history=2)
+    assert keys(one.labels) == keys(w.labels) and keys(one.validation) == keys(w.validation)
+
+
 def test_users_with_short_histories_stay_in_the_feature_window(small_split: tuple[Dataset, Dataset]) -> None:
     fit, _ = small_split
     w = ranker_windows(fit, label_events=3, validation_events=3, min_history=100)
     assert w.labels.height == 0 and w.validation.height == 0 and len(w.before_labels) == len(fit)
 
 
-def test_no_label_window_event_reaches_a_feature(small_split: tuple[Dataset, Dataset]) -> None:
-    """Change every label-window item: the training rows' features stay equal to the last bit."""
+@pytest.mark.parametrize("window", [0, 1])
+def test_no_label_window_event_reaches_a_feature(small_split: tuple[Dataset, Dataset], window: int) -> None:
+    """Change every item of a label window and everything after it: that window's training rows' features
+    stay equal to the last bit."""
     fit, _ = small_split
     config = validate_pipeline_config(config_dict(ranker=RANKER))
     stage = config.ranker
     assert isinstance(stage, LambdaRankStage)
-    w = ranker_windows(fit, 1, 1, 2)
-    label_keys = w.labels.select("user_id", "timestamp").with_columns(pl.lit(True).alias("_label"))
-    marked = fit.events.join(label_keys, on=["user_id", "timestamp"], how="left")
+    w = ranker_windows(fit, 1, 1, 2, label_windows=2)
+    before, labels = w.training[window]
+    first = labels.group_by("user_id").agg(pl.col("timestamp").min().alias("_first"))
+    marked = fit.events.join(first, on="user_id", how="left").with_columns(
+        (pl.col("_first").is_not_null() & (pl.col("timestamp") >= pl.col("_first"))).alias("_label")).drop("_first")
     changed = marked.with_columns(pl.when(pl.col("_label")).then((pl.col("item_id") + 7) % fit.n_items)
                                   .otherwise(pl.col("item_id")).alias("item_id")).drop("_label")
-    assert (changed.get_column("item_id") != fit.events.get_column("item_id")).sum() == w.labels.height
-    w2 = ranker_windows(fit.with_events(changed), 1, 1, 2)
-    rows, _ = window_rows(config, stage, w.before_labels, w.labels, lambda _m: None, "training")
-    rows2, _ = window_rows(config, stage, w2.before_labels, w2.labels, lambda _m: None, "training")
+    assert (changed.get_column("item_id") != fit.events.get_column("item_id")).sum() >= labels.height
+    w2 = ranker_windows(fit.with_events(changed), 1, 1, 2, label_windows=2)
+    rows, _ = window_rows(config, stage, before, labels, lambda _m: None, "training")
+    rows2, _ = window_rows(config, stage, *w2.training[window], lambda _m: None, "training")
     assert np.array_equal(rows.features, rows2.features, equal_nan=True)
     assert rows.groups.tolist() == rows2.groups.tolist()
     assert not np.array_equal(rows.labels, rows2.labels)  # the labels did read the window
@@ -126,3 +147,73 @@ def test_a_changed_model_fails_its_checksum(trained: Pipeline, tmp_path: Path) -
     with pytest.raises(ArtifactError, match="SHA-256"):
         LambdaRankRanker.load(tmp_path, "ranker", trained.parts.sources, lambda _p: None)  # type: ignore[arg-type,return-value]
 
+
+
+def test_a_sequential_scorer_fitted_once_sees_no_window_event(small_split: tuple[Dataset, Dataset],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sequential.fit: once``: one fit, on data without any label or validation event, reused at serving."""
+    import rankstack.experiments.ltr_training as ltr
+
+    fit, _ = small_split
+    seq = {"source": "als", "settings": {"factors": 4, "iterations": 2}, "fit": "once"}
+    config = validate_pipeline_config(config_dict(ranker={**RANKER, "label_windows": 2, "sequential": seq}))
+    fitted: list[Dataset] = []
+    original = ltr.build_source
+
+    def spy(name: str, settings: dict[str, Any]) -> Any:
+        source = original(name, settings)
+        if name == "als":
+            real_fit = source.fit
+            source.fit = lambda data: (fitted.append(data), real_fit(data))[1]  # type: ignore[method-assign]
+        return source
+
+    monkeypatch.setattr(ltr, "build_source", spy)
+    pipeline = Pipeline(fit_stages(config, fit, lambda _m: None))
+    assert len(fitted) == 1
+    w = ranker_windows(fit, 1, 1, 2, label_windows=2)
+    held = keys(w.validation).union(*(keys(labels) for _b, labels in w.training))
+    assert held and not keys(fitted[0].events) & held
+    ranker = pipeline.parts.ranker
+    assert isinstance(ranker, LambdaRankRanker) and ranker.sequential is not None
+    assert "seq_score" in ranker.feature_names
+
+
+def test_random_windows_hold_out_shuffled_events(small_split: tuple[Dataset, Dataset]) -> None:
+    """``order="random"``: windows are seeded random holdouts of each user's events; the feature window keeps
+    every other event, later ones included; another seed draws other events."""
+    fit, _ = small_split
+    w = ranker_windows(fit, label_events=1, validation_events=1, min_history=2, label_windows=2, order="random")
+    assert w.labels.group_by("user_id").len().get_column("len").unique().to_list() == [1]
+    held = keys(w.labels) | keys(w.validation)
+    assert not keys(w.before_labels.events) & held
+    assert keys(w.before_labels.events) | held == keys(fit.events)  # nothing else is dropped
+    timed = ranker_windows(fit, label_events=1, validation_events=1, min_history=2, label_windows=2)
+    assert keys(w.labels) != keys(timed.labels)
+    assert keys(w.validation) == keys(ranker_windows(fit, 1, 1, 2, 2, "random").validation)  # seeded
+    assert keys(w.validation) != keys(ranker_windows(fit, 1, 1, 2, 2, "random", seed=1).validation)
+    assert w.before_all is not None
+    every = held.union(*(keys(labels) for _b, labels in w.earlier))
+    assert keys(w.before_all.events) == keys(fit.events) - every
+    with pytest.raises(ValueError, match="order must be"):
+        ranker_windows(fit, order="shuffled")
+
+
+def test_the_once_fit_excludes_users_outside_the_earliest_window(small_split: tuple[Dataset, Dataset]) -> None:
+    """Users too short for the earliest window still lose their later windows' and validation events."""
+    fit, _ = small_split
+    w = ranker_windows(fit, label_events=2, validation_events=1, min_history=2, label_windows=3)
+    assert w.before_all is not None
+    held = keys(w.validation).union(*(keys(labels) for _b, labels in w.training))
+    in_latest = set(w.labels.get_column("user_id").to_list())
+    in_earliest = set(w.training[-1][1].get_column("user_id").to_list())
+    assert in_latest - in_earliest  # the case: some users are in a later window only
+    assert not keys(w.before_all.events) & held
+
+
+def test_a_pipeline_trains_on_random_windows(small_split: tuple[Dataset, Dataset]) -> None:
+    fit, _ = small_split
+    ranker = {**RANKER, "window_order": "random", "label_windows": 2}
+    pipeline = Pipeline(fit_stages(validate_pipeline_config(config_dict(ranker=ranker)), fit, lambda _m: None))
+    assert isinstance(pipeline.parts.ranker, LambdaRankRanker)
+    assert pipeline.parts.ranker.report["windows"]["label_windows"] == 2
+    assert len(pipeline.parts.ranker.report["windows"]["train_candidate_recall"]) == 2

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from rankstack.data.dataset import Dataset
-from rankstack.ranking.candidate_features import ItemStats, candidate_features, feature_names
+from rankstack.ranking.candidate_features import ItemStats, candidate_features, feature_names, unit_rows
 from rankstack.ranking.ranker import RankBatch
 
 T0 = datetime(2020, 1, 1)
@@ -91,4 +91,37 @@ def test_stats_round_trip_through_a_file(data: Dataset, tmp_path: Path) -> None:
     for name in ("pop_all", "pop_recent", "age_days", "user_events"):
         assert np.array_equal(getattr(back, name), getattr(stats, name), equal_nan=True)
     assert (back.cooc != stats.cooc).nnz == 0 and (back.attributes != stats.attributes).nnz == 0
+    assert (back.trans != stats.trans).nnz == 0 and np.array_equal(back.trans_out, stats.trans_out)
     assert back.recent_share == stats.recent_share
+
+
+def test_transitions_follow_time_order_within_the_gap(data: Dataset) -> None:
+    stats = ItemStats.from_dataset(data, transition_gap=3)
+    x, y, z, w = ids(data, "x", "y", "z", "w")
+    assert stats.trans[x, y] == 2 and stats.trans[x, z] == 1 and stats.trans[x, w] == 1 and stats.trans[y, w] == 1
+    assert stats.trans[y, x] == 0  # order matters: y never precedes x
+    assert stats.trans_out[[x, y, z, w]].tolist() == [4, 1, 0, 0]
+    assert ItemStats.from_dataset(data, transition_gap=1).trans[x, w] == 0  # w came two events after x
+
+
+def test_recent_item_features(data: Dataset) -> None:
+    stats = ItemStats.from_dataset(data, recent_days=30)
+    x, y, z, w = ids(data, "x", "y", "z", "w")
+    batch = RankBatch(np.array([0]), np.array([[z, w, y]]), [np.array([y, x])])
+    matrix, _ = candidate_features(batch, stats, [])
+    col = dict(zip(feature_names([], False), matrix.T, strict=True))
+    assert col["trans_last1"].tolist() == pytest.approx([1 / 4, 1 / 4, 2 / 4])  # P(· follows x), x is last
+    assert col["trans_last5"].tolist() == pytest.approx([(0 + 1 / 4) / 2, (1 + 1 / 4) / 2, (0 + 2 / 4) / 2])
+    assert col["cooc_cos_last1"].tolist() == pytest.approx([1 / np.sqrt(3), 1 / np.sqrt(3), 2 / np.sqrt(6)])
+
+
+def test_embedding_features_are_cosines_with_the_history(data: Dataset) -> None:
+    stats = ItemStats.from_dataset(data)
+    vectors = unit_rows(np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [0.0, 0.0]]))
+    batch = RankBatch(np.array([0]), np.array([[2, 3, -1]]), [np.array([0, 1])])
+    matrix, valid = candidate_features(batch, stats, [], item_vectors=vectors)
+    names = feature_names([], False, embedding=True)
+    assert matrix.shape == (2, len(names)) and valid.tolist() == [[True, True, False]]
+    col = dict(zip(names, matrix.T, strict=True))
+    assert col["emb_max"].tolist() == pytest.approx([np.sqrt(0.5), 0.0])  # a zero vector matches nothing
+    assert col["emb_mean"].tolist() == pytest.approx([np.sqrt(0.5), 0.0])

@@ -35,6 +35,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "ope": LazyCommand(
         "rankstack.cli.ope:ope",
         "Estimate policies' values from a logged bandit log with every off-policy estimator, with intervals."),
+    "loop": LazyCommand(
+        "rankstack.cli.loop:loop",
+        "Closed loop on the simulator: explore, log, estimate a candidate pipeline off-policy, deploy it, compare."),
     "tune": LazyCommand(
         "rankstack.cli.tune:tune",
         "Search a model's settings on validation with Ray Tune (ASHA), then test the chosen setting once."),

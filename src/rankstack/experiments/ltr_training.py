@@ -4,8 +4,14 @@ Per user, positive events in time order (``ranker_windows``)::
 
     | feature window ...................... | label window (label_events) | validation window (validation_events) |
 
-1. sources (and the sequential scorer) fitted on the feature window retrieve each user's candidates; the
-   candidates that appear in the user's label window are the positives (training rows);
+and with ``label_windows`` W > 1, W label windows of ``label_events`` each, back to back before the validation
+window; label window w (w = 0 the latest) has its own feature window, every event before it::
+
+    | feature window of w = 1 ... | label window w = 1 | label window w = 0 | validation window |
+
+1. for each label window, sources (and the sequential scorer) fitted on its feature window retrieve each user's
+   candidates; the candidates that appear in the user's label window are the positives (training rows; a user
+   gives one group per label window);
 2. sources fitted on the feature + label windows give the validation rows (positives: the validation window),
    on which LightGBM stops early;
 3. the caller fits every source on the whole fit data for serving; the ranker's item statistics are recomputed
@@ -19,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,7 +37,7 @@ from rankstack.pipeline.config import LambdaRankStage, PipelineConfig
 from rankstack.pipeline.parts import PipelineParts
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.ranking.candidate_features import ItemStats, candidate_features, feature_names
-from rankstack.ranking.lambdarank import LambdaRankRanker, sequential_scores
+from rankstack.ranking.lambdarank import LambdaRankRanker, embedding_vectors, sequential_scores
 from rankstack.ranking.lambdarank_train import RankingRows, fit_lambdarank
 from rankstack.retrieval.popular import MostPopular
 from rankstack.retrieval.source import CandidateSource
@@ -43,39 +49,69 @@ _ROW, _RANK, _N = "_row", "_from_end", "_n"
 @dataclass
 class RankerWindows:
     """The fit data cut per user: ``before_labels`` (feature window: every event before the label window),
-    ``labels`` (label-window events), ``before_validation`` (feature + label windows) and ``validation``."""
+    ``labels`` (label-window events), ``before_validation`` (feature + label windows) and ``validation``;
+    ``earlier`` holds the (feature window, labels) of further label windows, latest first."""
 
     before_labels: Dataset
     labels: pl.DataFrame
     before_validation: Dataset
     validation: pl.DataFrame
+    earlier: list[tuple[Dataset, pl.DataFrame]] = field(default_factory=list)
+    before_all: Dataset | None = None  # every event before each user's first held-out (label or validation) event
+
+    @property
+    def training(self) -> list[tuple[Dataset, pl.DataFrame]]:
+        """Every label window's (feature window, label events), latest first."""
+        return [(self.before_labels, self.labels), *self.earlier]
 
 
 def ranker_windows(data: Dataset, label_events: int = 1, validation_events: int = 1,
-                   min_history: int = 3) -> RankerWindows:
-    """Each user's last ``validation_events`` positive events → validation, the ``label_events`` before → labels,
-    the rest → features; users with fewer than ``min_history`` feature-window positives keep every event in the
-    feature window. An event after a user's first held-out event (e.g. an impression) leaves the earlier window."""
-    held = label_events + validation_events
+                   min_history: int = 3, label_windows: int = 1, order: str = "time", seed: int = 0) -> RankerWindows:
+    """Each user's last ``validation_events`` positive events → validation, the ``label_events`` before → labels
+    (and ``label_windows`` - 1 more such windows further back), the rest → features; a user is in a window when
+    at least ``min_history`` positives precede it. An event after a user's first event of a window (e.g. an
+    impression) leaves that window's feature window.
+
+    ``order="random"`` (for logs whose row order means nothing, e.g. item-sorted check-ins): the positives are
+    ranked by a seeded shuffle per user instead of time, and a window's feature window drops only the user's
+    positives of that window, of the windows after it and of the validation window.
+    """
+    if order not in ("time", "random"):
+        raise ValueError(f"ranker windows: order must be 'time' or 'random', got {order!r}")
     ev = (data.events.with_row_index(_ROW).sort(["user_id", "timestamp", _ROW])
           .with_columns(pl.int_range(pl.len()).over("user_id").alias("_order")))
     positive = [e for e in data.schema.event_types if data.schema.weight(e) > 0]
-    pos = (ev.filter(pl.col("event").is_in(positive))
-           .with_columns(pl.len().over("user_id").alias(_N),
-                         (pl.len().over("user_id") - pl.int_range(pl.len()).over("user_id") - 1).alias(_RANK))
-           .filter(pl.col(_N) >= held + min_history))
-    validation = pos.filter(pl.col(_RANK) < validation_events)
-    labels = pos.filter((pl.col(_RANK) >= validation_events) & (pl.col(_RANK) < held))
+    pos = ev.filter(pl.col("event").is_in(positive))
+    if order == "random":
+        keys = np.random.default_rng(seed).permutation(pos.height)
+        pos = pos.with_columns(pl.Series("_key", keys)).with_columns(
+            (pl.len().over("user_id") - pl.col("_key").rank("ordinal").over("user_id")).cast(pl.Int64).alias(_RANK))
+    else:
+        pos = pos.with_columns((pl.len().over("user_id") - pl.int_range(pl.len()).over("user_id") - 1).alias(_RANK))
+    pos = pos.with_columns(pl.len().over("user_id").alias(_N))
+    held = label_events + validation_events
+    validation = pos.filter((pl.col(_N) >= held + min_history) & (pl.col(_RANK) < validation_events))
 
-    def before(first: pl.DataFrame) -> pl.DataFrame:
-        cut = first.group_by("user_id").agg(pl.col("_order").min().alias("_cut"))
-        kept = ev.join(cut, on="user_id", how="left").filter(pl.col("_cut").is_null() |
-                                                             (pl.col("_order") < pl.col("_cut")))
-        return kept.sort(_ROW).select(data.events.columns)
+    def before(first: pl.DataFrame, held: list[pl.DataFrame]) -> Dataset:
+        """Time: each user of ``first`` cut before its first event there; random: the ``held`` rows dropped."""
+        if order == "random":
+            kept = ev.join(pl.concat([h.select(_ROW) for h in held]), on=_ROW, how="anti")
+        else:
+            cut = first.group_by("user_id").agg(pl.col("_order").min().alias("_cut"))
+            kept = ev.join(cut, on="user_id", how="left").filter(pl.col("_cut").is_null() |
+                                                                 (pl.col("_order") < pl.col("_cut")))
+        return data.with_events(kept.sort(_ROW).select(data.events.columns))
 
     cols = data.events.columns
-    return RankerWindows(data.with_events(before(labels)), labels.sort(_ROW).select(cols),
-                         data.with_events(before(validation)), validation.sort(_ROW).select(cols))
+    windows, held_out = [], [validation]
+    for w in range(label_windows):
+        lo, hi = validation_events + w * label_events, validation_events + (w + 1) * label_events
+        labels = pos.filter((pl.col(_N) >= hi + min_history) & (pl.col(_RANK) >= lo) & (pl.col(_RANK) < hi))
+        held_out.append(labels)
+        windows.append((before(labels, held_out), labels.sort(_ROW).select(cols)))
+    (first, labels_0), *earlier = windows
+    return RankerWindows(first, labels_0, before(validation, [validation]), validation.sort(_ROW).select(cols),
+                         earlier, before(pl.concat(held_out), held_out))
 
 
 def _fit_sources(config: PipelineConfig, data: Dataset, log: Log, label: str) -> dict[str, CandidateSource]:
@@ -104,7 +140,7 @@ def _sequential(stage: LambdaRankStage, sources: Mapping[str, CandidateSource], 
 def item_stats(stage: LambdaRankStage, data: Dataset) -> ItemStats:
     """The item statistics the features read, over ``data``."""
     return ItemStats.from_dataset(data, recent_days=stage.recent_days, neighbors=stage.cooc_neighbors,
-                                  attribute=stage.attribute)
+                                  attribute=stage.attribute, transition_gap=stage.transition_gap)
 
 
 def candidate_pipeline(config: PipelineConfig, sources: dict[str, CandidateSource], data: Dataset) -> Pipeline:
@@ -127,11 +163,13 @@ class WindowModels:
     pipeline: Pipeline
 
 
-def fit_window(config: PipelineConfig, stage: LambdaRankStage, data: Dataset, log: Log, label: str) -> WindowModels:
-    """Fit the sources, the sequential scorer and the statistics on ``data`` (every event before a window)."""
+def fit_window(config: PipelineConfig, stage: LambdaRankStage, data: Dataset, log: Log, label: str,
+               sequential: CandidateSource | None = None) -> WindowModels:
+    """Fit the sources, the sequential scorer (unless one fitted once is given) and the statistics on ``data``
+    (every event before a window)."""
     sources = _fit_sources(config, data, log, label)
-    return WindowModels(sources, _sequential(stage, sources, data, log, label), item_stats(stage, data),
-                        candidate_pipeline(config, sources, data))
+    seq = sequential if sequential is not None else _sequential(stage, sources, data, log, label)
+    return WindowModels(sources, seq, item_stats(stage, data), candidate_pipeline(config, sources, data))
 
 
 def labelled_rows(models: WindowModels, stage: LambdaRankStage, labels: pl.DataFrame,
@@ -147,11 +185,13 @@ def labelled_rows(models: WindowModels, stage: LambdaRankStage, labels: pl.DataF
         wanted.setdefault(int(u), set()).add(int(i))
     parts, found, total = [], 0, 0
     names = list(models.sources)
+    vectors = embedding_vectors(models.sources, stage.embedding)
     for start in range(0, len(users), 256):
         chunk = users[start: start + 256]
         batch = models.pipeline.rank_inputs(chunk, k)
         matrix, valid = candidate_features(batch, models.stats, names, last_n=stage.last_n,
-                                           seq_scores=sequential_scores(models.sequential, batch))
+                                           seq_scores=sequential_scores(models.sequential, batch),
+                                           item_vectors=vectors)
         hits = np.array([[int(i) in wanted[int(u)] for i in row] for u, row in zip(chunk, batch.item_ids,
                                                                                    strict=True)]) & valid
         found += int(hits.sum())
@@ -165,9 +205,24 @@ LambdaRankFit = Callable[..., tuple[str, dict[str, Any]]]  # fit_lambdarank's si
 
 
 def window_rows(config: PipelineConfig, stage: LambdaRankStage, data: Dataset, labels: pl.DataFrame,
-                log: Log, label: str) -> tuple[RankingRows, float]:
+                log: Log, label: str, sequential: CandidateSource | None = None) -> tuple[RankingRows, float]:
     """:func:`labelled_rows` of ``labels`` from models fitted on ``data`` (every event before the window)."""
-    return labelled_rows(fit_window(config, stage, data, log, label), stage, labels, max(config.evaluation.ks))
+    return labelled_rows(fit_window(config, stage, data, log, label, sequential), stage, labels,
+                         max(config.evaluation.ks))
+
+
+def sequential_once(stage: LambdaRankStage, windows: RankerWindows, log: Log) -> CandidateSource | None:
+    """With ``sequential.fit: once``, the sequential scorer fitted once on the events before every user's first
+    label or validation event (``before_all``), for every window and for serving."""
+    spec = stage.sequential
+    if spec is None or spec.fit != "once":
+        return None
+    earliest = windows.before_all if windows.before_all is not None else windows.training[-1][0]
+    t0 = time.perf_counter()
+    model = build_source(spec.source, spec.settings).fit(earliest)
+    log(f"ranker: sequential {spec.source} fitted once, before every window, in "
+        f"{time.perf_counter() - t0:.1f} s")
+    return model
 
 
 def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: Mapping[str, CandidateSource],
@@ -177,23 +232,34 @@ def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: Map
     would."""
     stage = config.ranker
     assert isinstance(stage, LambdaRankStage)
-    windows = ranker_windows(fit_data, stage.label_events, stage.validation_events, stage.min_history)
-    log(f"ranker lambdarank: windows of {windows.labels.get_column('user_id').n_unique():,} users: "
-        f"{windows.labels.height:,} label and {windows.validation.height:,} validation events after "
-        f"{len(windows.before_labels):,} feature-window events")
-    train, train_recall = window_rows(config, stage, windows.before_labels, windows.labels, log, "training")
-    valid, valid_recall = window_rows(config, stage, windows.before_validation, windows.validation, log, "validation")
-    names = feature_names([s.name for s in config.sources], stage.sequential is not None)
+    windows = ranker_windows(fit_data, stage.label_events, stage.validation_events, stage.min_history,
+                             stage.label_windows, stage.window_order, stage.seed)
+    parts, recalls = [], []
+    once = sequential_once(stage, windows, log)
+    for w, (before, labels) in enumerate(windows.training):
+        log(f"ranker lambdarank: label window {w + 1} of {len(windows.training)}: "
+            f"{labels.get_column('user_id').n_unique():,} users, {labels.height:,} label events after "
+            f"{len(before):,} feature-window events")
+        rows, recall = window_rows(config, stage, before, labels, log, f"training {w + 1}", once)
+        parts.append(rows)
+        recalls.append(round(recall, 4))
+    train = RankingRows.concat(parts)
+    log(f"ranker lambdarank: validation window of {windows.validation.get_column('user_id').n_unique():,} users")
+    valid, valid_recall = window_rows(config, stage, windows.before_validation, windows.validation, log, "validation",
+                                      once)
+    names = feature_names([s.name for s in config.sources], stage.sequential is not None, stage.embedding is not None)
     t0 = time.perf_counter()
     text, report = (fit or fit_lambdarank)(train.with_positives(), valid.with_positives(), names, rounds=stage.rounds,
                                   early_stopping=stage.early_stopping, params={"seed": stage.seed, **stage.params},
                                   refit=stage.refit, base=stage.base)
-    report |= {"windows": {"label_events": stage.label_events, "validation_events": stage.validation_events,
-                           "min_history": stage.min_history, "train_candidate_recall": round(train_recall, 4),
+    report |= {"windows": {"label_events": stage.label_events, "label_windows": stage.label_windows,
+                           "validation_events": stage.validation_events, "min_history": stage.min_history,
+                           "train_candidate_recall": recalls[0] if len(recalls) == 1 else recalls,
                            "validation_candidate_recall": round(valid_recall, 4)},
                "fit_s": round(time.perf_counter() - t0, 2)}
     log(f"ranker lambdarank: {report['best_iteration']} trees in {report['fit_s']} s, validation "
         f"ndcg@10 {report['validation_ndcg@10']}; top features: {list(report['importance_gain'])[:5]}")
-    seq = _sequential(stage, serving, fit_data, log, "serving")
+    seq = once if once is not None else _sequential(stage, serving, fit_data, log, "serving")
     return LambdaRankRanker(text, [s.name for s in config.sources], item_stats(stage, fit_data),
-                            last_n=stage.last_n, sequential=seq, report=report, base=stage.base)
+                            last_n=stage.last_n, sequential=seq, report=report, base=stage.base,
+                            embedding=stage.embedding)

@@ -264,10 +264,14 @@ class MultiTaskRankerStage(_Strict):
 
 class SequentialFeature(_Strict):
     """A sequential model whose score of each candidate given the history is a ranker feature (fitted with the
-    ranker's windows; reused from the sources when it names one of them without settings)."""
+    ranker's windows; reused from the sources when it names one of them without settings). ``fit: once`` fits it
+    a single time, on every event before each user's first label or validation event, and uses that model in
+    every window and at serving (no label or validation event reaches it; it serves with what it learned before
+    the windows)."""
 
     source: str = Field(min_length=1)
     settings: dict[str, Any] = Field(default_factory=dict)
+    fit: Literal["per_window", "once"] = "per_window"
 
     @field_validator("source")
     @classmethod
@@ -294,7 +298,11 @@ class LambdaRankStage(_Strict):
 
     kind: Literal["lambdarank"]
     label_events: int = Field(default=1, ge=1, le=1000)
+    label_windows: int = Field(default=1, ge=1, le=100, description=(
+        "label windows of label_events each, back to back before the validation window (one group per user each)"))
     validation_events: int = Field(default=1, ge=1, le=1000)
+    window_order: Literal["time", "random"] = Field(default="time", description=(
+        "windows cut by time, or by a seeded shuffle of each user's events (logs whose order means nothing)"))
     min_history: int = Field(default=3, ge=1)
     max_users: int | None = Field(default=None, ge=1, description="users per window (a seeded sample; all)")
     sequential: SequentialFeature | None = None
@@ -302,6 +310,10 @@ class LambdaRankStage(_Strict):
     cooc_neighbors: int = Field(default=200, ge=1)
     last_n: int = Field(default=20, ge=1, description="history items the co-occurrence features read")
     attribute: str | None = Field(default="genres", description="item attribute of the match feature (none)")
+    transition_gap: int = Field(default=3, ge=1, le=100, description=(
+        "a transition h → i counts when i comes within this many events after h (the trans_* features)"))
+    embedding: str | None = Field(default=None, description=(
+        "a source with item vectors (als, two-tower, lightgcn): cosine of candidate and history embeddings"))
     rounds: int = Field(default=500, ge=1)
     early_stopping: int = Field(default=50, ge=1)
     refit: bool = Field(default=False, description="after early stopping, fit that many rounds on train + validation")
@@ -409,6 +421,9 @@ class PipelineConfig(_Strict):
             raise ValueError(f"sources: quotas sum to more than merge.k = {self.merge.k}")
         if isinstance(self.ranker, LambdaRankStage) and self.ranker.base is not None and self.ranker.base not in names:
             raise ValueError(f"ranker.base: {self.ranker.base!r} is not among the sources {names}")
+        if isinstance(self.ranker, LambdaRankStage) and self.ranker.embedding is not None and \
+                self.ranker.embedding not in names:
+            raise ValueError(f"ranker.embedding: {self.ranker.embedding!r} is not among the sources {names}")
         if isinstance(self.ranker, MultiTaskRankerStage) and self.ranker.score_sources is not None:
             unknown = sorted(set(self.ranker.score_sources) - set(names))
             if unknown:

@@ -14,7 +14,7 @@ DEFAULT: dict[str, Any] = {
         {"name": "ease", "k": 200, "quota": 100},
     ],
     "merge": {"k": 200},
-    "ranker": {"kind": "lambdarank", "label_events": 10, "validation_events": 1},
+    "ranker": {"kind": "lambdarank", "label_events": 10, "label_windows": 3, "validation_events": 1},
     "exploration": {"policy": "greedy"},
     "deadlines_ms": {"retrieval": 200, "ranker": 100, "rerank": 50},
     "evaluation": {"ks": [10, 20], "funnel_ks": [50, 100, 200]},

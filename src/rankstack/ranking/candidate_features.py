@@ -13,7 +13,13 @@ offline and online. Per candidate [B, C] → one row of :data:`feature_names`:
     cooc_sum, cooc_max, cooc_cos        co-occurrence counts of the candidate with the history's last N items:
                                         sum, max, and sum_h c(h,i) / sqrt(n_h n_i) (cosine)
     genre_match                         share of the last N items sharing an attribute value with the candidate
+    cooc_cos_last1                      the cosine co-occurrence with the history's most recent item alone
+    trans_last1, trans_last5            order-aware: P(i follows h) = t(h, i) / t(h, ·), with t(h, i) the times i
+                                        came within ``ItemStats.transition_gap`` events after h in a user's
+                                        time-ordered history; for the last item, and averaged over the last 5
     seq_score                           the sequential model's score of the candidate given the history
+    emb_max, emb_mean                   cosine of the candidate's embedding (a source's item vectors) with the
+                                        last N history items': max and mean
 """
 
 from __future__ import annotations
@@ -34,19 +40,23 @@ DAY = 86_400.0
 ITEM_FEATURES = ("pop_all", "pop_recent", "pop_trend", "item_age_days")
 USER_FEATURES = ("user_events", "history_len")
 HISTORY_FEATURES = ("cooc_sum", "cooc_max", "cooc_cos", "genre_match")
+RECENT_FEATURES = ("cooc_cos_last1", "trans_last1", "trans_last5")
+EMBEDDING_FEATURES = ("emb_max", "emb_mean")
 
 
-def feature_names(sources: Sequence[str], sequential: bool) -> list[str]:
+def feature_names(sources: Sequence[str], sequential: bool, embedding: bool = False) -> list[str]:
     """The column names of :func:`candidate_features`, in order."""
     per_source = [f"{kind}_{s}" for s in sources for kind in ("score", "rank", "proposed")]
-    tail = ["seq_score"] if sequential else []
-    return [*per_source, "n_proposed", "merged_rank", *ITEM_FEATURES, *USER_FEATURES, *HISTORY_FEATURES, *tail]
+    tail = (["seq_score"] if sequential else []) + (list(EMBEDDING_FEATURES) if embedding else [])
+    return [*per_source, "n_proposed", "merged_rank", *ITEM_FEATURES, *USER_FEATURES, *HISTORY_FEATURES,
+            *RECENT_FEATURES, *tail]
 
 
 @dataclass
 class ItemStats:
     """Item and user counts over one window of events: all-time and recent popularity, first-seen age, user
-    activity, item co-occurrence (top ``neighbors`` per item) and a 0/1 item × attribute-value matrix."""
+    activity, item co-occurrence (top ``neighbors`` per item), a 0/1 item × attribute-value matrix, and ordered
+    transitions h → i (top ``neighbors`` per item) with each item's total outgoing count."""
 
     pop_all: np.ndarray
     pop_recent: np.ndarray
@@ -55,11 +65,14 @@ class ItemStats:
     cooc: sp.csr_matrix
     attributes: sp.csr_matrix
     recent_share: float
+    trans: sp.csr_matrix
+    trans_out: np.ndarray
 
     @classmethod
     def from_dataset(cls, data: Dataset, *, recent_days: float = 30.0, neighbors: int = 200,
-                     attribute: str | None = "genres") -> ItemStats:
-        """Counts over ``data``'s positive events; "recent" = the last ``recent_days`` before its latest event."""
+                     attribute: str | None = "genres", transition_gap: int = 3) -> ItemStats:
+        """Counts over ``data``'s positive events; "recent" = the last ``recent_days`` before its latest event;
+        a transition h → i counts each time i comes 1..``transition_gap`` events after h in a user's history."""
         ev = data.positive_events()
         items = ev.get_column("item_id").to_numpy().astype(np.int64)
         users = ev.get_column("user_id").to_numpy().astype(np.int64)
@@ -75,17 +88,20 @@ class ItemStats:
             heads = np.flatnonzero(np.r_[True, np.diff(items[order]) != 0])
             first[items[order][heads]] = times[order][heads]
         share = min(1.0, recent_days * DAY / max(end - start, DAY))
+        trans = _transitions(data.sequences(), data.n_items, transition_gap)
+        trans_out = np.asarray(trans.sum(axis=1), dtype=np.float64).ravel()
         return cls(pop_all, pop_recent, (end - first) / DAY, np.bincount(users, minlength=data.n_users)
                    .astype(np.float64), _cooccurrence(data.interaction_matrix(), neighbors),
-                   _attribute_matrix(data, attribute), share)
+                   _attribute_matrix(data, attribute), share, _top_per_row(trans, neighbors), trans_out)
 
     def save(self, path: Path) -> None:
         """Write the statistics as one safetensors file (numpy arrays, nothing pickled)."""
         from safetensors.numpy import save_file
 
         tensors = {"pop_all": self.pop_all, "pop_recent": self.pop_recent, "age_days": self.age_days,
-                   "user_events": self.user_events, "recent_share": np.array([self.recent_share])}
-        for name, mat in (("cooc", self.cooc), ("attributes", self.attributes)):
+                   "user_events": self.user_events, "recent_share": np.array([self.recent_share]),
+                   "trans_out": self.trans_out}
+        for name, mat in (("cooc", self.cooc), ("attributes", self.attributes), ("trans", self.trans)):
             tensors |= {f"{name}_indptr": mat.indptr.astype(np.int64), f"{name}_indices": mat.indices.astype(np.int64),
                         f"{name}_data": mat.data.astype(np.float32), f"{name}_shape": np.array(mat.shape, np.int64)}
         with atomic_write(path) as tmp:
@@ -103,7 +119,7 @@ class ItemStats:
             return sp.csr_matrix((t[f"{name}_data"], t[f"{name}_indices"], t[f"{name}_indptr"]), shape=shape)
 
         return cls(t["pop_all"], t["pop_recent"], t["age_days"], t["user_events"], csr("cooc"), csr("attributes"),
-                   float(t["recent_share"][0]))
+                   float(t["recent_share"][0]), csr("trans"), t["trans_out"])
 
 
 def _seconds(events: pl.DataFrame) -> np.ndarray:
@@ -123,6 +139,29 @@ def _cooccurrence(matrix: sp.csr_matrix, neighbors: int) -> sp.csr_matrix:
     co = (x.T @ x).tocsr()
     co.setdiag(0.0)
     co.eliminate_zeros()
+    return _top_per_row(co, neighbors)
+
+
+def _transitions(sequences: Sequence[np.ndarray], n_items: int, gap: int) -> sp.csr_matrix:
+    """Item × item counts of i following h within ``gap`` events of one user's history (h ≠ i)."""
+    heads, tails = [], []
+    for seq in sequences:
+        for g in range(1, gap + 1):
+            if len(seq) > g:
+                heads.append(seq[:-g])
+                tails.append(seq[g:])
+    if not heads:
+        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
+    h, t = np.concatenate(heads), np.concatenate(tails)
+    keep = h != t
+    out = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (h[keep], t[keep])), shape=(n_items, n_items))
+    out.sum_duplicates()
+    return out
+
+
+def _top_per_row(co: sp.csr_matrix, neighbors: int) -> sp.csr_matrix:
+    """``co`` with each row cut to its ``neighbors`` largest entries."""
+    co = co.tocsr()
     rows, cols, vals = [], [], []
     for i in range(co.shape[0]):
         at = slice(co.indptr[i], co.indptr[i + 1])
@@ -179,10 +218,12 @@ def _source_blocks(batch: RankBatch, sources: Sequence[str], valid: np.ndarray) 
 
 
 def _history_block(batch: RankBatch, stats: ItemStats, last_n: int, valid: np.ndarray) -> list[np.ndarray]:
-    """Co-occurrence sum / max / cosine and attribute match of each candidate with the last ``last_n`` items."""
+    """Co-occurrence sum / max / cosine and attribute match of each candidate with the last ``last_n`` items,
+    then the cosine with the last item and the transition probabilities from the last 1 and 5 items."""
     shape = valid.shape
-    co_sum, co_max, co_cos, match = (np.zeros(shape) for _ in range(4))
+    co_sum, co_max, co_cos, match, cos_last, tr_last, tr_five = (np.zeros(shape) for _ in range(7))
     pop = np.maximum(stats.pop_all, 1.0)
+    out_deg = np.maximum(stats.trans_out, 1.0)
     has_attr = stats.attributes.shape[1] > 0
     for row in range(shape[0]):
         hist = batch.histories[row][-last_n:] if row < len(batch.histories) else np.zeros(0, np.int64)
@@ -192,19 +233,47 @@ def _history_block(batch: RankBatch, stats: ItemStats, last_n: int, valid: np.nd
         cand = np.where(valid[row], batch.item_ids[row], 0)
         block = stats.cooc[hist][:, cand].toarray()  # [N, C]
         co_sum[row], co_max[row] = block.sum(axis=0), block.max(axis=0)
-        co_cos[row] = (block / np.sqrt(pop[hist])[:, None]).sum(axis=0) / np.sqrt(pop[cand])
+        cosines = block / np.sqrt(pop[hist])[:, None] / np.sqrt(pop[cand])[None, :]
+        co_cos[row], cos_last[row] = cosines.sum(axis=0), cosines[-1]
+        recent = hist[-5:]
+        probs = stats.trans[recent][:, cand].toarray() / out_deg[recent][:, None]  # [≤5, C] P(i follows h)
+        tr_last[row], tr_five[row] = probs[-1], probs.mean(axis=0)
         if has_attr:
             shared = (stats.attributes[hist] @ stats.attributes[cand].T).toarray()  # [N, C] shared values
             match[row] = (shared > 0).mean(axis=0)
-    return [co_sum, co_max, co_cos, match]
+    return [co_sum, co_max, co_cos, match, cos_last, tr_last, tr_five]
+
+
+def _embedding_block(batch: RankBatch, vectors: np.ndarray, last_n: int, valid: np.ndarray) -> list[np.ndarray]:
+    """Max and mean cosine of each candidate's row of ``vectors`` (unit rows) with the last ``last_n`` items'."""
+    shape = valid.shape
+    best, mean = np.zeros(shape), np.zeros(shape)
+    for row in range(shape[0]):
+        hist = batch.histories[row][-last_n:] if row < len(batch.histories) else np.zeros(0, np.int64)
+        hist = hist[(hist >= 0) & (hist < len(vectors))]
+        if not len(hist):
+            continue
+        cand = np.where(valid[row], batch.item_ids[row], 0)
+        sims = vectors[hist] @ vectors[cand].T  # [N, C]
+        best[row], mean[row] = sims.max(axis=0), sims.mean(axis=0)
+    return [best, mean]
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """``vectors`` [n, d] scaled to unit length per row (zero rows stay zero), float64."""
+    v = np.asarray(vectors, dtype=np.float64)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.where(norms > 0, norms, 1.0)
 
 
 def candidate_features(batch: RankBatch, stats: ItemStats, sources: Sequence[str], *, last_n: int = 20,
-                       seq_scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       seq_scores: np.ndarray | None = None,
+                       item_vectors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(features [n valid candidates, F] float32 in :func:`feature_names` order, valid mask [B, C]).
 
     Rows are the valid candidates (item id >= 0) in row-major order; ``seq_scores`` [B, C] is the sequential
-    model's score (its column is present exactly when it is given).
+    model's score and ``item_vectors`` [items, d] unit item embeddings (each one's columns are present exactly
+    when it is given).
     """
     ids = batch.item_ids
     valid = ids >= 0
@@ -227,5 +296,7 @@ def candidate_features(batch: RankBatch, stats: ItemStats, sources: Sequence[str
                np.broadcast_to(hist_len[:, None], ids.shape), *_history_block(batch, stats, last_n, known_item)]
     if seq_scores is not None:
         columns.append(seq_scores)
+    if item_vectors is not None:
+        columns += _embedding_block(batch, item_vectors, last_n, known_item & (ids < len(item_vectors)))
     matrix = np.stack([np.asarray(c, np.float64)[valid] for c in columns], axis=1).astype(np.float32)
     return matrix, valid

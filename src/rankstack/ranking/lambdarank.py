@@ -24,12 +24,12 @@ import numpy as np
 
 from rankstack.errors import ArtifactError
 from rankstack.io import write_text_atomic
-from rankstack.ranking.candidate_features import ItemStats, candidate_features, feature_names
+from rankstack.ranking.candidate_features import ItemStats, candidate_features, feature_names, unit_rows
 from rankstack.ranking.ranker import RankBatch
 from rankstack.retrieval.source import CandidateSource
 
 RELEVANCE = "relevance"  # the one objective: the model's ranking score of each candidate
-FORMAT = 1
+FORMAT = 2  # 2: transition and last-item features, optional embedding features (a format-1 ranker: retrain)
 MODEL_FILE, META_FILE, STATS_FILE = "model.txt", "ranker.json", "stats.safetensors"
 
 
@@ -59,7 +59,7 @@ class LambdaRankRanker:
 
     def __init__(self, model_text: str, sources: Sequence[str], stats: ItemStats, *, last_n: int = 20,
                  sequential: CandidateSource | None = None, report: dict[str, Any] | None = None,
-                 threads: int = 1, base: str | None = None) -> None:
+                 threads: int = 1, base: str | None = None, embedding: str | None = None) -> None:
         import lightgbm
 
         self.model_text = model_text
@@ -71,17 +71,32 @@ class LambdaRankRanker:
         self.report = report or {}
         self.threads = threads
         self.base = base
-        self.feature_names = feature_names(self.sources, sequential is not None)
-        if base is not None and base not in self.sources:
-            raise ValueError(f"base source {base!r} is not among the sources {self.sources}")
+        self.embedding = embedding
+        self._vectors: tuple[int, np.ndarray | None] = (0, None)
+        self.feature_names = feature_names(self.sources, sequential is not None, embedding is not None)
+        for role, name in (("base", base), ("embedding", embedding)):
+            if name is not None and name not in self.sources:
+                raise ValueError(f"{role} source {name!r} is not among the sources {self.sources}")
         if self.booster.num_feature() != len(self.feature_names):
             raise ValueError(f"the model reads {self.booster.num_feature()} features, the ranker builds "
                              f"{len(self.feature_names)} ({self.feature_names})")
 
+    def _item_vectors(self, sources: Mapping[str, CandidateSource]) -> np.ndarray | None:
+        """The embedding source's unit item vectors, computed once per source object."""
+        if self.embedding is None:
+            return None
+        source = sources.get(self.embedding)
+        if source is None:
+            raise ValueError(f"lambdarank: the batch carries no source {self.embedding!r} for the embedding features")
+        if self._vectors[0] != id(source) or self._vectors[1] is None:
+            self._vectors = (id(source), embedding_vectors(sources, self.embedding))
+        return self._vectors[1]
+
     def features(self, batch: RankBatch) -> tuple[np.ndarray, np.ndarray]:
         """The feature matrix of the batch's valid candidates and their mask [B, C] (the training code path)."""
         return candidate_features(batch, self.stats, self.sources, last_n=self.last_n,
-                                  seq_scores=sequential_scores(self.sequential, batch))
+                                  seq_scores=sequential_scores(self.sequential, batch),
+                                  item_vectors=self._item_vectors(batch.sources))
 
     def score(self, batch: RankBatch) -> dict[str, np.ndarray]:
         """The model's scores [B, C]; NaN on pads."""
@@ -124,7 +139,7 @@ class LambdaRankRanker:
                 save_source(self.sequential, folder / "sequential")
         meta = {"format": FORMAT, "model_sha256": _sha256(self.model_text), "sources": self.sources,
                 "features": self.feature_names, "last_n": self.last_n, "sequential": seq, "base": self.base,
-                "report": self.report}
+                "embedding": self.embedding, "report": self.report}
         write_text_atomic(folder / META_FILE, json.dumps(meta, indent=1) + "\n")
         return "ranker"
 
@@ -135,7 +150,9 @@ class LambdaRankRanker:
         folder = root / rel
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ArtifactError(f"{folder / META_FILE}: unsupported lambdarank format {meta!r:.80}")
+            found = meta.get("format") if isinstance(meta, dict) else meta
+            raise ArtifactError(f"{folder / META_FILE}: lambdarank format {found!r:.40}, this version reads {FORMAT} "
+                                "(retrain the pipeline: the features changed)")
         text = (folder / MODEL_FILE).read_text(encoding="utf-8")
         if _sha256(text) != meta["model_sha256"]:
             raise ArtifactError(f"{folder / MODEL_FILE}: SHA-256 differs from ranker.json's model_sha256")
@@ -147,11 +164,22 @@ class LambdaRankRanker:
                 read_source(root / seq_rel)
         ranker = cls(text, [str(s) for s in meta["sources"]], ItemStats.load(folder / STATS_FILE),
                      last_n=int(meta["last_n"]), sequential=sequential, report=meta.get("report") or {},
-                     base=meta.get("base"))
+                     base=meta.get("base"), embedding=meta.get("embedding"))
         if ranker.feature_names != meta["features"]:
             raise ArtifactError(f"{folder / META_FILE}: features {meta['features']} differ from the code's "
                                 f"{ranker.feature_names}")
         return ranker
+
+
+def embedding_vectors(sources: Mapping[str, CandidateSource], name: str | None) -> np.ndarray | None:
+    """Unit rows of source ``name``'s item vectors as float64 numpy (None without a name)."""
+    if name is None:
+        return None
+    vectors = getattr(sources[name], "item_vectors", None)
+    if not callable(vectors):
+        raise ValueError(f"lambdarank embedding: source {name!r} has no item vectors (als, two-tower, lightgcn do)")
+    table = vectors()
+    return unit_rows(table.detach().cpu().numpy() if hasattr(table, "detach") else np.asarray(table))
 
 
 def sequential_scores(model: CandidateSource | None, batch: RankBatch) -> np.ndarray | None:
