@@ -12,7 +12,7 @@ import typer
 from rankstack.cli.lazy import LazyCommand, LazyGroup
 
 COMMANDS: dict[str, LazyCommand] = {
-    "data": LazyCommand("rankstack.cli.data:app", "List, download and inspect datasets."),
+    "data": LazyCommand("rankstack.cli.data:app", "List, download, inspect and prepare datasets."),
     "evaluate": LazyCommand(
         "rankstack.cli.evaluate:evaluate",
         "Train MODEL on DATASET's standard split, evaluate with exact full ranking, save runs/<id>/result.json."),
@@ -38,6 +38,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "loop": LazyCommand(
         "rankstack.cli.loop:loop",
         "Closed loop on the simulator: explore, log, estimate a candidate pipeline off-policy, deploy it, compare."),
+    "tune": LazyCommand(
+        "rankstack.cli.tune:tune",
+        "Search a model's settings on validation with Ray Tune (ASHA), then test the chosen setting once."),
     "check-rules": LazyCommand(
         "rankstack.cli.rules:check_rules",
         "Validate a rules file; with --dataset, check its attributes exist in the item catalog too."),

@@ -203,6 +203,9 @@ def labelled_rows(models: WindowModels, stage: CandidateRankerStage, labels: pl.
     return RankingRows.concat(parts), found / max(total, 1)
 
 
+LambdaRankFit = Callable[..., tuple[str, dict[str, Any]]]  # fit_lambdarank's signature and result
+
+
 def window_rows(config: PipelineConfig, stage: CandidateRankerStage, data: Dataset, labels: pl.DataFrame,
                 log: Log, label: str, sequential: CandidateSource | None = None) -> tuple[RankingRows, float]:
     """:func:`labelled_rows` of ``labels`` from models fitted on ``data`` (every event before the window)."""
@@ -263,15 +266,18 @@ def training_rows(config: PipelineConfig, stage: CandidateRankerStage, fit_data:
 
 
 def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: Mapping[str, CandidateSource],
-                         log: Log) -> LambdaRankRanker:
-    """Fit the ranker on the windows of ``fit_data``; it serves over ``serving`` (sources fitted on all of it)."""
+                         log: Log, fit: LambdaRankFit | None = None) -> LambdaRankRanker:
+    """Fit the ranker on the windows of ``fit_data``; it serves over ``serving`` (sources fitted on all of it);
+    ``fit`` trains the trees elsewhere (``rankstack.distributed.boosting`` on Ray Train), as ``fit_lambdarank``
+    would."""
     stage = config.ranker
     assert isinstance(stage, LambdaRankStage)
     rows = training_rows(config, stage, fit_data, log, stage.kind)
     t0 = time.perf_counter()
-    text, report = fit_lambdarank(rows.train, rows.validation, rows.names, rounds=stage.rounds,
-                                  early_stopping=stage.early_stopping, params={"seed": stage.seed, **stage.params},
-                                  refit=stage.refit, base=stage.base)
+    text, report = (fit or fit_lambdarank)(rows.train, rows.validation, rows.names, rounds=stage.rounds,
+                                           early_stopping=stage.early_stopping,
+                                           params={"seed": stage.seed, **stage.params}, refit=stage.refit,
+                                           base=stage.base)
     report |= {"windows": rows.windows, "fit_s": round(time.perf_counter() - t0, 2)}
     log(f"ranker lambdarank: {report['best_iteration']} trees in {report['fit_s']} s, validation "
         f"ndcg@10 {report['validation_ndcg@10']}; top features: {list(report['importance_gain'])[:5]}")
