@@ -50,7 +50,7 @@ def loop(
     = 20,
     rounds: Annotated[int, typer.Option("--rounds", help="Requests logged with exploration per seed.")] = 5_000,
     deploy_rounds: Annotated[int, typer.Option("--deploy-rounds", help="Fresh requests the candidate serves per "
-                                                                       "seed to measure its realised value.")] = 2_000,
+                                                                       "seed to measure its realised value.")] = 10_000,
     candidate: Annotated[str, typer.Option("--candidate", help="The candidate pipeline's value-model click weight "
                                                                "(revenue + w·click); a comma list tunes w by OPE.")]
     = "2",

@@ -40,7 +40,7 @@ class LoopSettings:
 
     seeds: int = 20
     rounds: int = 5_000
-    deploy_rounds: int = 2_000
+    deploy_rounds: int = 10_000
     slate: int = 5
     epsilon: float = 0.3
     pool: int = 10
