@@ -7,6 +7,8 @@ top-k draws; per-slot propensities are a Monte-Carlo estimate over ``propensity_
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from rankstack.bandits.disjoint_ridge import DisjointRidge
@@ -25,7 +27,8 @@ class LinTS:
         self.model = DisjointRidge(n_arms, dim, ridge)
         self.propensity_samples = propensity_samples
 
-    def _sampler(self, pool: np.ndarray, context: BanditContext, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+    def _sampler(self, pool: np.ndarray, context: BanditContext, rng: np.random.Generator
+                 ) -> Callable[[], np.ndarray]:
         x = context.rounds
         mean = self.model.mean(x, pool)
         std = self.v * np.sqrt(self.model.variance(x, pool))

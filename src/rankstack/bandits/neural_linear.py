@@ -10,6 +10,8 @@ are a Monte-Carlo estimate over ``propensity_samples`` further draws.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from rankstack.bandits.learning import BanditContext, mc_action_dist, need_context, sampled_slates, shown
@@ -41,7 +43,8 @@ class NeuralLinear:
         x, y = context.rounds[rows], context.arms[arms]
         return (x[:, :, None] * y[:, None, :]).reshape(len(rows), -1)
 
-    def _sampler(self, pool: np.ndarray, context: BanditContext, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+    def _sampler(self, pool: np.ndarray, context: BanditContext, rng: np.random.Generator
+                 ) -> Callable[[], np.ndarray]:
         x, y = context.rounds, context.arms
         idx = np.maximum(pool, 0)
 

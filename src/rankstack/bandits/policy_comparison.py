@@ -60,10 +60,10 @@ def builders(n_arms: int, dx: int, dy: int, samples: int) -> dict[str, Callable[
     return {
         "uniform": _Uniform,
         "bernoulli_ts": lambda: BernoulliTS(n_arms, propensity_samples=samples),
-        "linucb": lambda: LinUCB(n_arms, dx, alpha=0.5),
-        "lints": lambda: LinTS(n_arms, dx, v=0.2, propensity_samples=samples),
-        "neural_linear": lambda: NeuralLinear(dx, dy, v=0.2, propensity_samples=samples),
-        "squarecb": lambda: SquareCB(n_arms, dx),
+        "linucb": lambda: LinUCB(n_arms, dx, alpha=0.05),
+        "lints": lambda: LinTS(n_arms, dx, v=0.1, propensity_samples=samples),
+        "neural_linear": lambda: NeuralLinear(dx, dy, v=0.1, propensity_samples=samples),
+        "squarecb": lambda: SquareCB(n_arms, dx, gamma=1e5),
     }
 
 
@@ -106,7 +106,7 @@ def make_stream(rounds: int, seed: int, k: int = 5, n_users: int = 10_000, n_ite
 def run_policy(stream: Stream, policy: object, seed: int, batch: int = 1000,
                advance: Callable[[int], None] | None = None) -> dict[str, float]:
     """Run ``policy`` on the stream in mini-batches; CTR, revenue per 1,000 impressions and regret."""
-    sim, w = stream.sim, stream.sim.world
+    w = stream.sim.world
     rounds, k = stream.click_u.shape
     counter = _ExposureCounter(w.n_users, w.n_items)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))

@@ -12,6 +12,8 @@ disjoint ridge (θ̂_aᵀx per arm).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from rankstack.bandits.disjoint_ridge import DisjointRidge
@@ -38,7 +40,8 @@ class SquareCB:
         self.gamma = gamma
         self.model = DisjointRidge(n_arms, dim, ridge)
 
-    def _groups(self, pool: np.ndarray, pred: np.ndarray, k: int):  # type: ignore[no-untyped-def]
+    def _groups(self, pool: np.ndarray, pred: np.ndarray, k: int
+                ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
         """Per slot: candidate pool positions [rounds, K_l], their validity and IGW probabilities."""
         s = masked(np.nan_to_num(pred, nan=-np.inf), pool)
         order = np.lexsort((np.broadcast_to(np.arange(pool.shape[1]), pool.shape), -s), axis=1)

@@ -35,6 +35,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "ope": LazyCommand(
         "rankstack.cli.ope:ope",
         "Estimate policies' values from a logged bandit log with every off-policy estimator, with intervals."),
+    "bandits": LazyCommand(
+        "rankstack.cli.bandits:app", "Run and compare learning bandit policies on the marketplace simulator."),
     "check-rules": LazyCommand(
         "rankstack.cli.rules:check_rules",
         "Validate a rules file; with --dataset, check its attributes exist in the item catalog too."),
