@@ -16,10 +16,10 @@ def test_compare_prints_the_contract_json() -> None:
     assert set(report["policies"]["linucb"]) >= {"ctr", "revenue_per_1000", "regret"}
 
 
-def test_reinforce_topk_is_reported_as_not_implemented() -> None:
-    result = CliRunner().invoke(app, ["bandits", "compare", "--policies", "uniform,reinforce_topk"])
+def test_an_unknown_policy_is_one_line_exit_2() -> None:
+    result = CliRunner().invoke(app, ["bandits", "compare", "--policies", "uniform,nope"])
     assert result.exit_code == 2
-    assert "not implemented yet" in result.output
+    assert "unknown policy 'nope'" in result.output
 
 
 def test_bad_rounds_exit_2() -> None:

@@ -55,9 +55,17 @@ def compare(
                     f"{propensity_samples}")
     t0 = time.perf_counter()
     with new_progress() as progress:
-        tasks = {name: progress.add_task(name, total=rounds) for name in names}
+        tasks = {name: progress.add_task(name, total=rounds, start=False) for name in names}
+        started: set[str] = set()
+
+        def advance(name: str, n: int) -> None:
+            if name not in started:  # each policy's clock (elapsed, ETA) starts with its own run
+                started.add(name)
+                progress.start_task(tasks[name])
+            progress.advance(tasks[name], n)
+
         report = run_compare(names, rounds, seed, batch=batch, propensity_samples=propensity_samples,
-                             advance=lambda name, n: progress.advance(tasks[name], n))
+                             advance=advance)
     report["wall_s"] = round(time.perf_counter() - t0, 1)
     if json_out:
         typer.echo(json.dumps(report))
