@@ -24,6 +24,7 @@ from rankstack.bandits.exploration import Uniform
 from rankstack.bandits.learning import BanditContext
 from rankstack.bandits.lints import LinTS
 from rankstack.bandits.linucb import LinUCB
+from rankstack.bandits.logistic_ts import LogisticTS
 from rankstack.bandits.neural_linear import NeuralLinear
 from rankstack.bandits.policy import Slates
 from rankstack.bandits.reinforce_topk import ReinforceTopK
@@ -67,6 +68,7 @@ def builders(n_arms: int, dx: int, dy: int, samples: int) -> dict[str, Callable[
         "lints": lambda: LinTS(n_arms, dx, v=0.1, propensity_samples=samples),
         "neural_linear": lambda: NeuralLinear(dx, dy, v=0.1, propensity_samples=samples),
         "squarecb": lambda: SquareCB(n_arms, dx, gamma=1e5),
+        "logistic_ts": lambda: LogisticTS(dx, dy, propensity_samples=samples),
     }
 
 
