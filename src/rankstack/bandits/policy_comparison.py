@@ -28,6 +28,7 @@ from rankstack.bandits.logistic_ts import LogisticTS
 from rankstack.bandits.neural_linear import NeuralLinear
 from rankstack.bandits.policy import Slates
 from rankstack.bandits.reinforce_topk import ReinforceTopK
+from rankstack.bandits.ridge_epsilon_greedy import RidgeEpsilonGreedy
 from rankstack.bandits.squarecb import SquareCB
 from rankstack.simulation.simulator import MarketplaceSimulator, _ExposureCounter
 from rankstack.simulation.simulator_config import DEVICES, PLACEMENTS, SimulatorConfig
@@ -63,6 +64,7 @@ def builders(n_arms: int, dx: int, dy: int, samples: int) -> dict[str, Callable[
     """Policy name → constructor for a catalogue of ``n_arms`` with round / arm feature sizes ``dx`` / ``dy``."""
     return {
         "uniform": _Uniform,
+        "epsilon_greedy": lambda: RidgeEpsilonGreedy(n_arms, dx, epsilon=0.1),
         "bernoulli_ts": lambda: BernoulliTS(n_arms, propensity_samples=samples),
         "linucb": lambda: LinUCB(n_arms, dx, alpha=0.05),
         "lints": lambda: LinTS(n_arms, dx, v=0.1, propensity_samples=samples),

@@ -31,7 +31,7 @@ def _fail(message: str) -> typer.Exit:
 @app.command("compare")
 def compare(
     policies: Annotated[str, typer.Option(
-        "--policies", help="Comma-separated: uniform, bernoulli_ts, linucb, lints, logistic_ts, neural_linear, "
+        "--policies", help="Comma-separated: uniform, epsilon_greedy, bernoulli_ts, linucb, lints, logistic_ts, neural_linear, "
                            "squarecb, reinforce_topk.")
     ] = DEFAULT_POLICIES,
     rounds: Annotated[int, typer.Option("--rounds", help="Requests (slates of 5) in the stream.")] = 200_000,
