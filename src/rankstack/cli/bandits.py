@@ -31,8 +31,8 @@ def _fail(message: str) -> typer.Exit:
 @app.command("compare")
 def compare(
     policies: Annotated[str, typer.Option(
-        "--policies", help="Comma-separated: uniform, epsilon_greedy, bernoulli_ts, linucb, lints, logistic_ts, neural_linear, "
-                           "squarecb, reinforce_topk.")
+        "--policies", help="Comma-separated: uniform, epsilon_greedy, bernoulli_ts, linucb, lints, logistic_ts, "
+                           "neural_linear, squarecb, reinforce_topk.")
     ] = DEFAULT_POLICIES,
     rounds: Annotated[int, typer.Option("--rounds", help="Requests (slates of 5) in the stream.")] = 200_000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the world, the stream and the policies.")] = 0,
