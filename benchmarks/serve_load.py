@@ -3,7 +3,8 @@
 Per catalog size (``--items``, e.g. ``41000`` or ``10000,100000,1000000``): build a synthetic interaction log
 (Zipf item popularity, users with a home category; every item also appears once with one of a set of catalog-
 only users, ``--cover-group`` items each), train a pipeline (popular + item-kNN merged to ``--merge-k`` candidates, the
-SASRec transformer re-scoring them when registered, MMR + a frequency cap re-ranking to k=20, epsilon-greedy
+SASRec transformer re-scoring them when registered, or with ``--ranker lambdarank`` the learned LightGBM ranker
+over candidate features, MMR + a frequency cap re-ranking to k=20, epsilon-greedy
 exploration), save the artifact, start the server on loopback with SQLite state, post a few thousand events,
 warm up, then run ``wrk`` (one thread, ``--connections`` connections, each pausing between requests so that
 the offered load is as asked; the pause is calibrated on the warm-up's mean latency), once per
@@ -13,7 +14,8 @@ server's own per-stage means (from /metrics), and writes ``benchmarks/results/se
 wrk measures latency from sending a request to its response on an open connection; a request that waits
 for its connection's previous one is not counted as waiting (no coordinated-omission correction).
 
-Usage: python benchmarks/serve_load.py [--items 41000] [--rates 100,300] [--duration 30] [--ranker sasrec|none]
+Usage: python benchmarks/serve_load.py [--items 41000] [--rates 100,300] [--duration 30]
+       [--ranker sasrec|lambdarank|none]
        [--workers 2]
 Needs ``wrk`` on PATH (``apt-get install wrk``).
 """
@@ -114,7 +116,10 @@ def pipeline_config(args: argparse.Namespace) -> dict[str, Any]:
         "exploration": {"policy": "epsilon_greedy", "epsilon": 0.05, "pool": 40, "seed": 0},
         "deadlines_ms": {"retrieval": 200, "ranker": 100, "rerank": 50},
     }
-    if args.ranker != "none":  # a ranker naming a source without settings reuses that fitted source
+    if args.ranker == "lambdarank":  # the learned ranker over candidate features (issue 16), on a sample of users
+        config["ranker"] = {"kind": "lambdarank", "label_events": 5, "label_windows": 3, "validation_events": 1,
+                            "attribute": "category", "max_users": 3000}
+    elif args.ranker != "none":  # a ranker naming a source without settings reuses that fitted source
         same = args.ranker == args.retrieval
         config["ranker"] = {"source": args.ranker, "history": 50, "settings": {} if same else sasrec}
         if args.state_cache is not None:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from rankstack.cli import COMMANDS, app
 
-HEAVY = ("torch", "matplotlib", "fastapi", "faiss", "polars", "scipy", "uvicorn")
+HEAVY = ("torch", "matplotlib", "fastapi", "faiss", "polars", "scipy", "uvicorn", "ray")
 runner = CliRunner()
 
 

@@ -19,7 +19,9 @@ from rankstack.pipeline.api import RecommendRequest
 from rankstack.pipeline.artifact import save_artifact
 from rankstack.pipeline.config import LambdaRankStage, validate_pipeline_config
 from rankstack.pipeline.pipeline import Pipeline
+from rankstack.ranking.candidate_features import feature_names
 from rankstack.ranking.lambdarank import LambdaRankRanker
+from rankstack.ranking.neural_ranker import NeuralRanker
 from rankstack.ranking.ranker import RankBatch
 
 RANKER: dict[str, Any] = {"kind": "lambdarank", "rounds": 20, "early_stopping": 5, "min_history": 2,
@@ -217,3 +219,28 @@ def test_a_pipeline_trains_on_random_windows(small_split: tuple[Dataset, Dataset
     assert isinstance(pipeline.parts.ranker, LambdaRankRanker)
     assert pipeline.parts.ranker.report["windows"]["label_windows"] == 2
     assert len(pipeline.parts.ranker.report["windows"]["train_candidate_recall"]) == 2
+
+
+NEURAL: dict[str, Any] = {"kind": "neural", "min_history": 2, "attribute": "category", "base": "itemknn",
+                          "model": {"epochs": 3, "mlp_dims": [8], "expert_dims": [8], "tower_dims": [4]}}
+
+
+@pytest.fixture(scope="module")
+def trained_neural(small_split: tuple[Dataset, Dataset]) -> Pipeline:
+    fit, _ = small_split
+    return Pipeline(fit_stages(validate_pipeline_config(config_dict(ranker=NEURAL)), fit, lambda _m: None))
+
+
+def test_neural_ranker_trains_on_the_same_rows_and_round_trips(trained_neural: Pipeline, tmp_path: Path) -> None:
+    ranker = trained_neural.parts.ranker
+    assert isinstance(ranker, NeuralRanker)
+    assert 1 <= ranker.report["best_epoch"] <= 3 and ranker.report["windows"]["label_events"] == 1
+    assert ranker.feature_names == feature_names(list(trained_neural.parts.sources), False, False)
+    loaded = Pipeline.load(save_artifact(trained_neural.parts, manifest_for(trained_neural), tmp_path / "art"))
+    assert isinstance(loaded.parts.ranker, NeuralRanker)
+    users = np.arange(12)
+    before = ranker.score(trained_neural.rank_inputs(users, 10))["relevance"]
+    after = loaded.parts.ranker.score(loaded.rank_inputs(users, 10))["relevance"]
+    assert np.isfinite(before).any() and np.array_equal(before, after, equal_nan=True)
+    assert np.array_equal(trained_neural.recommend_batch(users, 10).item_ids,
+                          loaded.recommend_batch(users, 10).item_ids)

@@ -96,7 +96,8 @@ def test_the_logged_action_outside_the_policy_is_named() -> None:
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({}, "needs at least one of"),
-    ({"reward_model": np.zeros((3, 4, 2))}, "needs both reward_model and conditional_dist"),
+    ({"reward_model": np.zeros((3, 4, 2))}, "needs both reward_model and conditional_dist .* or action_dist"),
+    ({"conditional_dist": good_dist()}, "needs both reward_model and conditional_dist"),
     ({"logging_dist": good_dist()}, "pass action_dist too"),
 ])
 def test_incomplete_target_arguments(kwargs: dict[str, Any], message: str) -> None:

@@ -39,7 +39,7 @@ def test_the_config_fields_offer_exactly_the_registered_names() -> None:
     assert set(get_args(IndexStage.model_fields["kind"].annotation)) == set(components.names("index"))
     assert components.config_class("ranker", "sequential") is RankerStage
     assert components.config_class("ranker", "multitask") is MultiTaskRankerStage
-    assert set(components.names("ranker")) == {"sequential", "multitask", "lambdarank"}
+    assert set(components.names("ranker")) == {"sequential", "multitask", "lambdarank", "neural"}
     diversity = get_args(get_args(RerankConfig.model_fields["diversity"].annotation)[0])[0]
     methods = {get_args(c.model_fields["method"].annotation)[0] for c in get_args(diversity)}
     assert methods | {"rules"} == set(components.names("reranker"))

@@ -9,7 +9,13 @@ import pytest
 import yaml
 
 from rankstack.errors import ConfigError
-from rankstack.pipeline.config import LambdaRankStage, default_config, load_pipeline_config
+from rankstack.pipeline.config import (
+    CandidateRankerStage,
+    LambdaRankStage,
+    NeuralRankStage,
+    default_config,
+    load_pipeline_config,
+)
 from rankstack.pipeline.defaults import DEFAULT
 
 from .conftest import config_dict
@@ -84,7 +90,7 @@ BAD: list[tuple[str, Any, str]] = [
                                                                                     "params": {"nope": 1}}}]),
      "sources[0] 'lightgcn', field 'index': params: nope"),
     ("unknown ranker kind", config_dict(ranker={"kind": "xgboost"}),
-     "unknown kind 'xgboost'; expected 'sequential', 'multitask' or 'lambdarank'"),
+     "unknown kind 'xgboost'; expected 'sequential', 'multitask', 'lambdarank' or 'neural'"),
     ("lambdarank without a label window", config_dict(ranker={"kind": "lambdarank", "label_events": 0}),
      "field 'ranker.label_events'"),
     ("lambdarank base not a source", config_dict(ranker={"kind": "lambdarank", "base": "ease"}),
@@ -92,6 +98,15 @@ BAD: list[tuple[str, Any, str]] = [
     ("lambdarank typo", config_dict(ranker={"kind": "lambdarank", "round": 5}), "unknown field 'round'"),
     ("lambdarank sequential cannot re-score", config_dict(ranker={"kind": "lambdarank", "sequential": {
         "source": "ease"}}), "field 'ranker.sequential.source'"),
+    ("neural typo in its model", config_dict(ranker={"kind": "neural", "model": {"epoch": 5}}),
+     "field 'ranker.model': unknown field 'epoch'"),
+    ("neural without epochs", config_dict(ranker={"kind": "neural", "model": {"epochs": 0}}),
+     "field 'ranker.model.epochs': Input should be greater than or equal to 1"),
+    ("neural dropout of 1", config_dict(ranker={"kind": "neural", "model": {"dropout": 1.0}}),
+     "field 'ranker.model.dropout'"),
+    ("neural LightGBM setting", config_dict(ranker={"kind": "neural", "rounds": 5}), "unknown field 'rounds'"),
+    ("neural base not a source", config_dict(ranker={"kind": "neural", "base": "ease"}),
+     "ranker.base: 'ease' is not among the sources"),
     ("top-level list", "- a\n- b\n", "expected a mapping"),
     ("broken YAML", "name: [unclosed\n", "invalid YAML at line"),
 ]
@@ -141,3 +156,15 @@ def test_an_event_log_next_to_the_pipeline_file_is_found(tmp_path: Path) -> None
     assert config.data.name == str((tmp_path / "events.csv").resolve())
     assert load_pipeline_config(_write(tmp_path, config_dict(data={"name": "ml-latest-small"}))).data.name == (
         "ml-latest-small")
+
+
+def test_the_neural_example_is_ltr_100k_with_the_neural_ranker() -> None:
+    """``neural-100k.yaml`` differs from ``ltr-100k.yaml`` only by its name and ranker model: same data, sources,
+    merge and windows, so the two rankers learn from the same rows."""
+    neural = load_pipeline_config(REPO / "configs" / "pipelines" / "neural-100k.yaml")
+    ltr = load_pipeline_config(REPO / "configs" / "pipelines" / "ltr-100k.yaml")
+    assert isinstance(neural.ranker, NeuralRankStage) and isinstance(ltr.ranker, LambdaRankStage)
+    shared = set(CandidateRankerStage.model_fields)
+    assert neural.ranker.model_dump(include=shared) == ltr.ranker.model_dump(include=shared)
+    skip = {"name", "ranker"}
+    assert neural.model_dump(exclude=skip) == ltr.model_dump(exclude=skip)

@@ -26,6 +26,7 @@ MODELS = {  # the learned models whose training this checks stays apart, by arti
                    "rankstack.retrieval.als"],
     "multitask": ["rankstack.ranking.multitask", "rankstack.ranking.networks"],
     "lambdarank": ["rankstack.ranking.lambdarank", "rankstack.ranking.candidate_features"],
+    "neural": ["rankstack.ranking.neural_ranker", "rankstack.ranking.candidate_features"],
 }
 
 
@@ -94,6 +95,23 @@ def lambdarank_artifact(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
 
 
 @pytest.fixture(scope="module")
+def neural_artifact(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """Popular + item-kNN sources, the neural ranker (two epochs of a small network)."""
+    root = tmp_path_factory.mktemp("neural")
+    events = small_events(n_users=40, n_items=30)
+    events.write_csv(root / "events.csv")
+    config = {
+        "name": "neural", "data": {"name": str(root / "events.csv")},
+        "sources": [{"name": "popular", "k": 10, "quota": 3}, {"name": "itemknn", "k": 10}],
+        "merge": {"k": 20},
+        "ranker": {"kind": "neural", "min_history": 2, "model": {"epochs": 2, "mlp_dims": [8], "expert_dims": [8]}},
+        "exploration": {"policy": "greedy"},
+        "evaluation": {"ks": [5], "funnel_ks": [10, 20]},
+    }
+    return train_artifact(config, root / "artifact"), str(events.get_column("user_id")[0])
+
+
+@pytest.fixture(scope="module")
 def multitask_artifact(sim_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """The example simulator pipeline (multi-task ranker) on the small simulated log, one epoch."""
     config = simulator_config_dict(sim_folder, epochs=1)
@@ -111,20 +129,20 @@ def loaded_modules(artifact: Path, user: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def loaded(sequential_artifact: tuple[Path, str], multitask_artifact: tuple[Path, str],
-           lambdarank_artifact: tuple[Path, str]) -> dict[str, list[str]]:
+           lambdarank_artifact: tuple[Path, str], neural_artifact: tuple[Path, str]) -> dict[str, list[str]]:
     """The modules each artifact's loading imports."""
     return {"sequential": loaded_modules(*sequential_artifact), "multitask": loaded_modules(*multitask_artifact),
-            "lambdarank": loaded_modules(*lambdarank_artifact)}
+            "lambdarank": loaded_modules(*lambdarank_artifact), "neural": loaded_modules(*neural_artifact)}
 
 
-@pytest.mark.parametrize("kind", ["sequential", "multitask", "lambdarank"])
+@pytest.mark.parametrize("kind", ["sequential", "multitask", "lambdarank", "neural"])
 def test_loading_an_artifact_imports_no_training_module(loaded: dict[str, list[str]], kind: str) -> None:
     modules = loaded[kind]
     assert set(MODELS[kind]) <= set(modules)  # the probe loaded the learned models this check is about
     assert [m for m in modules if training_side(m) or m.split(".")[0] in FITTING_LIBRARIES] == []
 
 
-@pytest.mark.parametrize("kind", ["sequential", "multitask", "lambdarank"])
+@pytest.mark.parametrize("kind", ["sequential", "multitask", "lambdarank", "neural"])
 def test_loading_an_artifact_does_not_import_the_evaluator(loaded: dict[str, list[str]], kind: str) -> None:
     assert EVALUATOR not in loaded[kind]
 

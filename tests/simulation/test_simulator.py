@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from rankstack.bandits.logging_policies import simulate
+from rankstack.bandits.logging_policies import logging_policy, simulate
 from rankstack.data.loaders import load_dataset
 from rankstack.data.schema import validate_events
 from rankstack.simulation import (
@@ -159,3 +159,18 @@ def test_sparse_and_dense_exposure_counters_agree() -> None:
         users = rng.integers(0, 20, 30)
         items = np.stack([rng.permutation(10)[:3] for _ in range(30)])
         np.testing.assert_array_equal(dense.observe(users, items), sparse.observe(users, items))
+
+
+def test_traffic_seeds_draw_fresh_traffic_in_the_same_world() -> None:
+    sim = MarketplaceSimulator(SimulatorConfig(n_users=50, n_items=20, n_impressions=500, seed=4))
+    policy = logging_policy(sim)
+    a, again = (sim.run(policy, traffic_seed=1, n_impressions=200) for _ in range(2))
+    b = sim.run(policy, traffic_seed=2, n_impressions=200)
+    assert len(a) == len(b) == 200
+    assert (a.item == again.item).all() and (a.click == again.click).all()
+    assert not (a.user == b.user).all()
+    assert (sim.run(policy).item == sim.run(policy).item).all()  # the config's own traffic, as before
+    with pytest.raises(ValueError, match="traffic_seed must be >= 0"):
+        sim.run(policy, traffic_seed=-1)
+    with pytest.raises(ValueError, match="n_impressions must be at least 1"):
+        sim.run(policy, n_impressions=0)

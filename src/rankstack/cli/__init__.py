@@ -12,7 +12,7 @@ import typer
 from rankstack.cli.lazy import LazyCommand, LazyGroup
 
 COMMANDS: dict[str, LazyCommand] = {
-    "data": LazyCommand("rankstack.cli.data:app", "List, download and inspect datasets."),
+    "data": LazyCommand("rankstack.cli.data:app", "List, download, inspect and prepare datasets."),
     "evaluate": LazyCommand(
         "rankstack.cli.evaluate:evaluate",
         "Train MODEL on DATASET's standard split, evaluate with exact full ranking, save runs/<id>/result.json."),
@@ -35,6 +35,12 @@ COMMANDS: dict[str, LazyCommand] = {
     "ope": LazyCommand(
         "rankstack.cli.ope:ope",
         "Estimate policies' values from a logged bandit log with every off-policy estimator, with intervals."),
+    "loop": LazyCommand(
+        "rankstack.cli.loop:loop",
+        "Closed loop on the simulator: explore, log, estimate a candidate pipeline off-policy, deploy it, compare."),
+    "tune": LazyCommand(
+        "rankstack.cli.tune:tune",
+        "Search a model's settings on validation with Ray Tune (ASHA), then test the chosen setting once."),
     "bandits": LazyCommand(
         "rankstack.cli.bandits:app", "Run and compare learning bandit policies on the marketplace simulator."),
     "check-rules": LazyCommand(

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from rankstack.cli.backend_options import AddressOption, BackendKind, BackendOption, WorkersOption, backend_from
 from rankstack.cli.common import friendly_errors
 from rankstack.cli.log_options import (
     ColumnsOption,
@@ -28,7 +29,7 @@ from rankstack.cli.log_options import (
 )
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="List, download and inspect datasets.")
+                  help="List, download, inspect and prepare datasets.")
 
 DataDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="Directory searched first for datasets.", show_default=False)
@@ -111,6 +112,34 @@ def inspect_command(
         typer.echo(json.dumps(summary, default=str))
         return
     print_summary(summary, Console(highlight=False, soft_wrap=True))
+
+
+@app.command("prepare")
+def prepare_command(
+    log: Annotated[Path, typer.Argument(help="Your event log: CSV/TSV with a header row of canonical names, or "
+                                             "Parquet.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the id maps, shards and manifest.json.")],
+    shards: Annotated[int, typer.Option("--shards", min=1, help="Interaction / sequence shards (by user).")] = 8,
+    duplicates: DuplicatesOption = Duplicates.drop,
+    backend_kind: BackendOption = BackendKind.local,
+    workers: WorkersOption = None,
+    address: AddressOption = None,
+) -> None:
+    """Validate a log, fit id maps and write interaction and sequence shards by user, with their hashes."""
+    backend = backend_from(backend_kind, workers, address)
+    with friendly_errors():
+        from rankstack.data.schema import EventSchema
+
+        schema = EventSchema(duplicates=duplicates.value)
+        if backend.is_ray:
+            from rankstack.distributed.preprocess import prepare_log_on_ray
+
+            manifest = prepare_log_on_ray(log, out, backend, shards=shards, schema=schema)
+        else:
+            from rankstack.data.prepare import prepare_log
+
+            manifest = prepare_log(log, out, shards=shards, schema=schema)
+    typer.echo(json.dumps({"out": str(out), **{k: v for k, v in manifest.items() if k != "files"}}))
 
 
 def _spread(values: dict[str, float]) -> str:

@@ -13,6 +13,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from rankstack.cli.backend_options import (
+    AddressOption,
+    BackendKind,
+    BackendOption,
+    WorkersOption,
+    backend_from,
+    evaluation_for,
+)
 from rankstack.cli.common import (
     console,
     err_console,
@@ -117,12 +125,19 @@ def evaluate(
     ignore: IgnoreOption = None,
     validation_file: ValidationFileOption = None,
     test_file: TestFileOption = None,
+    backend_kind: BackendOption = BackendKind.local,
+    workers: WorkersOption = None,
+    address: AddressOption = None,
 ) -> None:
     """Train MODEL on DATASET's standard split, evaluate with exact full ranking, save runs/<id>/result.json."""
     options = read_options(fmt, columns, order, time_unit, duplicates, ignore, validation_file, test_file)
+    backend = backend_from(backend_kind, workers, address)
     ks = parse_ks(k)
     params = parse_settings(settings)
     target: Literal["test", "validation"] = "test" if eval_on is EvalTarget.test else "validation"
+    if backend.is_ray and model == MULTITASK:
+        raise typer.BadParameter("ray: the multitask ranker is evaluated in this process only (--backend local)",
+                                 param_hint="--backend")
     if model == MULTITASK:  # a ranker over logged impressions, not a candidate source
         if split not in (None, SplitKind.temporal):
             raise typer.BadParameter("the multitask ranker uses a temporal split of impressions", param_hint="--split")
@@ -137,6 +152,9 @@ def evaluate(
             from rankstack.experiments.lambda_path import parse_l2_grid
 
             l2s = parse_l2_grid(params["l2"])
+        if l2s is not None and backend.is_ray:
+            raise typer.BadParameter("ray: EASE's λ path (several l2) runs in this process only (--backend local)",
+                                     param_hint="--backend")
         if l2s is not None:
             _evaluate_l2_grid(dataset, l2s, params, split, target, ks, device, data_dir, runs_dir, json_out, options)
             return
@@ -160,7 +178,7 @@ def evaluate(
             err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
         record = run_experiment(
             data, choice.kind, str(model), params, ks=ks, eval_on=target, device=device, load_s=load_s,
-            about_data={"split_reason": choice.reason, **read},
+            about_data={"split_reason": choice.reason, **read}, evaluation=evaluation_for(backend),
         )
         path = save_run(record, runs_dir)
         record["report_path"] = str(save_run_report(record, path.with_name("report.html")))

@@ -55,11 +55,23 @@ def _table(target: str, result: dict[str, Any]) -> Table:
     return table
 
 
+def _slate_table(target: str, result: dict[str, Any]) -> Table:
+    """The slate estimators of one target: estimate and interval of the summed slate reward per request."""
+    table = Table(title=f"{target}: slate estimators over {result['requests']} complete requests "
+                        f"({result['incomplete_requests']} incomplete left out)", title_justify="left")
+    for column in ("estimator", "estimate per slate", "95% interval", "ESS"):
+        table.add_column(column, justify="left" if column == "estimator" else "right")
+    for name, row in result["estimators"].items():
+        table.add_row(name, f"{row['estimate']:.5f}", f"[{row['ci'][0]:.5f}, {row['ci'][1]:.5f}]", f"{row['ess']:.1f}")
+    return table
+
+
 def ope(
     log: Annotated[str, typer.Option("--log", help="Logged data: a dataset name, an event-log file/folder in the "
                                                    "canonical columns, or the service's state store (.db).")],
     target: Annotated[list[str], typer.Option("--target", help="Policy to evaluate (repeatable): open-bandit, "
-                                                               "open-bandit-bts or uniform.")],
+                                                               "open-bandit-bts, uniform, or a pipeline artifact "
+                                                               "directory (its greedy slates).")],
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the intervals.")] = 30,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the resamples, folds and simulations.")] = 0,
     estimators: Annotated[str, typer.Option("--estimators", help="Comma-separated estimator names, or all.")] = "all",
@@ -83,6 +95,9 @@ def ope(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where datasets live.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for result.json and report.html "
                                                            "(default runs/ope-<time>).")] = None,
+    slate: Annotated[bool, typer.Option("--slate", help="Also the slate estimators (independent IPS, PI, standard and "
+                                                        "reward-interaction IPS where their inputs are known), over "
+                                                        "requests that fill every slot.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ) -> None:
     """Estimate policies' values from a logged bandit log with every off-policy estimator, with intervals."""
@@ -99,7 +114,7 @@ def ope(
         if tau < 0 or lam < 0:
             raise ConfigError("--switch-tau and --dros-lambda must be >= 0")
         results = _run(log, target, bootstrap, seed, _estimator_names(estimators), (reward_model, c), folds, alpha,
-                       tau, lam, (logger, embedding), n_sim, data_dir)
+                       tau, lam, (logger, embedding), n_sim, data_dir, slate)
         folder = out or Path("runs") / time.strftime("ope-%Y%m%d-%H%M%S", time.gmtime())
         payload = results[target[0]] if len(target) == 1 else {"targets": results}
         folder.mkdir(parents=True, exist_ok=True)
@@ -112,13 +127,15 @@ def ope(
         return
     for name, result in results.items():
         console.print(_table(name, result))
+        if "slate" in result:
+            console.print(_slate_table(name, result["slate"]))
     console.print(f"wrote {folder / 'result.json'} and {folder / 'report.html'}")
 
 
 def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str],
          reward_model: tuple[str, float | None], folds: int,
          alpha: float, tau: float, lam: float, mips: tuple[str | None, str | None], n_sim: int,
-         data_dir: Path | None) -> dict[str, dict[str, Any]]:
+         data_dir: Path | None, slate: bool = False) -> dict[str, dict[str, Any]]:
     """Every target's result on the one log."""
     from rankstack.ope.estimators import make_estimator
     from rankstack.ope.ope_inputs import DEFAULT_EMBEDDING, LOGGERS, POLICIES, embedding_ids, load_log, policy_dist
@@ -126,9 +143,13 @@ def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str],
     from rankstack.ope.reward_models import LogisticRewardModel, MultitaskRewardModel, RewardModel, select_c
 
     logger, embedding = mips
-    unknown = [t for t in [*targets, *([logger] if logger else [])] if t not in POLICIES]
+    from rankstack.experiments.pipeline_target import is_artifact
+
+    unknown = [t for t in [*targets, *([logger] if logger else [])] if t not in POLICIES and
+               not (t in targets and is_artifact(t))]
     if unknown:
-        raise ConfigError(f"--target / --logger: unknown policy {unknown[0]!r}; expected one of {', '.join(POLICIES)}")
+        raise ConfigError(f"--target / --logger: unknown policy {unknown[0]!r}; expected one of {', '.join(POLICIES)} "
+                          "or (--target) a pipeline artifact directory")
     loaded = load_log(log, data_dir)
     try:
         behavior = None
@@ -155,15 +176,33 @@ def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str],
             make_model = partial(MultitaskRewardModel, seed=seed)
         results = {}
         for name in targets:
-            dist = policy_dist(name, loaded.log, n_sim=n_sim, seed=seed)
+            target_log, target_behavior, target_embedding, about = loaded.log, behavior, action_embedding, None
+            if name not in POLICIES:  # a pipeline artifact
+                target_log, dist, about = _pipeline_target(name, log, loaded.log, data_dir)
+                if target_log is not loaded.log:  # its items extended the action axis: π_0 there is not known
+                    target_behavior = target_embedding = None
+            else:
+                dist = policy_dist(name, loaded.log, n_sim=n_sim, seed=seed)
             truth = None
             if name in REGISTRY_LOGS:
                 truth = float(load_log(name, data_dir).log.reward.mean())
             results[name] = estimate_policy_value(
-                loaded.log, dist, chosen, make_model=make_model, n_boot=n_boot, seed=seed,
-                alpha=alpha, folds=folds, ground_truth=truth, behavior_dist=behavior,
-                action_embedding=action_embedding, label=f"ope {name}")
+                target_log, dist, chosen, make_model=make_model, n_boot=n_boot, seed=seed,
+                alpha=alpha, folds=folds, ground_truth=truth, behavior_dist=target_behavior,
+                action_embedding=target_embedding, label=f"ope {name}")
             results[name]["reward_model"] = model_info
+            if slate:
+                from rankstack.ope.slate_value import estimate_slate_value
+
+                uniform = target_log is loaded.log and (logger == "uniform" or (logger is None and
+                                                                                  loaded.name in LOGGERS))
+                results[name]["slate"] = estimate_slate_value(target_log, dist, logger_uniform=uniform,
+                                                              n_boot=n_boot, seed=seed, level=1 - alpha)
+            if about is not None:
+                results[name]["pipeline"] = about
+                if about["never_logged_share"] > 0:
+                    err_console.print(f"warning: {about['never_logged_share']:.1%} of {name}'s (item, slot) choices "
+                                      f"are items {loaded.name} never shows; IPS-type estimates miss that part")
             skipped = [n for n in names if n not in results[name]["estimators"]]
             if skipped:
                 err_console.print(f"skipped {', '.join(skipped)}: no reward model or no logging policy / embedding "
@@ -177,6 +216,24 @@ def _run(log: str, targets: list[str], n_boot: int, seed: int, names: list[str],
             raise
         raise ConfigError(str(exc)) from None
     return results
+
+
+def _pipeline_target(path: str, spec: str, log: Any, data_dir: Path | None) -> tuple[Any, Any, dict[str, Any]]:
+    """(the log, on an axis extended by the pipeline's never-logged items; π_e; about the target) of an artifact."""
+    from rankstack.experiments.pipeline_target import extended_axis, greedy_slates, pipeline_action_dist
+    from rankstack.ope.ope_inputs import load_log
+    from rankstack.pipeline.pipeline import Pipeline
+
+    pipeline = Pipeline.load(path)
+    try:
+        slates = greedy_slates(pipeline, log)
+    finally:
+        pipeline.close()
+    axis = extended_axis(log.items, slates)
+    if len(axis) != len(log.items):
+        log = load_log(spec, data_dir, items=axis).log
+    dist, about = pipeline_action_dist(log, slates)
+    return log, dist, {**about, "version": pipeline.version}
 
 
 # targets that are a registered log's own logging policy: that log's mean reward is the ground truth

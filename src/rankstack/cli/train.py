@@ -10,6 +10,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
+from rankstack.cli.backend_options import (
+    AddressOption,
+    BackendKind,
+    BackendOption,
+    WorkersOption,
+    backend_from,
+    lambdarank_fit_for,
+    session_for,
+)
 from rankstack.cli.common import artifact_size, console, friendly_errors, metric_grid
 from rankstack.errors import RegistryError
 
@@ -34,9 +43,13 @@ def train(
     promote: Annotated[bool, typer.Option("--promote", help="Make the new version the active one.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing artifact directory.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    backend_kind: BackendOption = BackendKind.local,
+    workers: WorkersOption = None,
+    address: AddressOption = None,
 ) -> None:
     """Train the pipeline's stages in order, evaluate them offline, write a versioned artifact and register it."""
     started = time.perf_counter()
+    backend = backend_from(backend_kind, workers, address)
     with friendly_errors():
         from rankstack.experiments.pipeline_training import train_pipeline
         from rankstack.experiments.versions import VersionRegistry
@@ -44,10 +57,14 @@ def train(
         from rankstack.pipeline.config import load_pipeline_config
 
         cfg = load_pipeline_config(config)
+        if backend.is_ray and getattr(cfg.ranker, "kind", None) != "lambdarank":
+            raise typer.BadParameter("ray: only the LambdaRank ranker's trees train on Ray Train yet, and this "
+                                     "pipeline has none (--backend local)", param_hint="--backend")
         if out.exists() and any(out.iterdir()) and not force:
             raise typer.BadParameter(f"{out} exists and is not empty (use --force to replace it)", param_hint="--out")
         log = (lambda _msg: None) if as_json else (lambda msg: console.print(escape(msg)))
-        result = train_pipeline(cfg, data_dir=data_dir, log=log)
+        with session_for(backend):
+            result = train_pipeline(cfg, data_dir=data_dir, log=log, lambdarank_fit=lambdarank_fit_for(backend))
         save_artifact(result.pipeline.parts, result.manifest, out, overwrite=force)
         result.pipeline.close()
         registered: dict[str, Any] | None = None

@@ -8,8 +8,10 @@ never loads the evaluator.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import SimpleNamespace
 from typing import Generic, TypeVar
 
@@ -21,6 +23,19 @@ from rankstack.evaluation.evaluator import Evaluator
 from rankstack.evaluation.fit_summary import FitSummary, StoppedBy
 
 State = TypeVar("State")
+EpochReporter = Callable[[int, float, "str | None"], None]
+_REPORTERS: contextvars.ContextVar[tuple[EpochReporter, ...]] = contextvars.ContextVar("epoch_reporters", default=())
+
+
+@contextlib.contextmanager
+def report_epochs(reporter: EpochReporter) -> Iterator[None]:
+    """While active, every validated epoch of any fit calls ``reporter(epoch, score, metric)`` (e.g. a tuner's
+    report, so a scheduler can stop a poor trial early); training itself is unchanged."""
+    token = _REPORTERS.set((*_REPORTERS.get(), reporter))
+    try:
+        yield
+    finally:
+        _REPORTERS.reset(token)
 
 
 class Validation:
@@ -115,8 +130,11 @@ class EarlyStopping(Generic[State]):
         return metrics
 
     def record(self, epoch: int, score: float, snapshot: Callable[[], State]) -> None:
-        """Keep ``snapshot()`` when ``score`` beats the best so far; otherwise one more epoch without gain."""
+        """Keep ``snapshot()`` when ``score`` beats the best so far; otherwise one more epoch without gain (and tell
+        the :func:`report_epochs` reporters)."""
         self.curve.append((epoch, float(score)))
+        for reporter in _REPORTERS.get():
+            reporter(epoch, float(score), self.metric)
         if score > self.best:
             self.best, self.stale, self.best_epoch = score, 0, epoch
             self.best_state = snapshot()

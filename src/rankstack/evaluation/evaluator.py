@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -13,7 +13,9 @@ from rankstack.candidates import PAD_ITEM
 from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
 from rankstack.evaluation.metrics import (
+    BatchMetrics,
     MetricAccumulator,
+    UserMetrics,
     canonical_csr,
     hits_matrix,
     item_popularity,
@@ -144,6 +146,51 @@ class Evaluator:
         for batch in self._batches():
             top = recs[batch, : self.max_k]
             acc.add(top, hits_matrix(top, self.test[batch]), self.n_relevant[batch])
+        return acc.result()
+
+    @property
+    def n_batches(self) -> int:
+        """How many batches :meth:`evaluate` scores (of up to ``batch_size`` users with a test item each)."""
+        return -(-len(self.user_ids) // self.batch_size)
+
+    def shard(self, model: Scorer, start: int, stop: int) -> list[tuple[int, BatchMetrics | UserMetrics]]:
+        """Metrics of the users with a test item at positions ``start..stop-1`` (of ``user_ids``), scored in pieces
+        of :meth:`evaluate`'s batches: ``(batch number, its sums)`` for a batch wholly inside, ``(batch number,
+        per-user values)`` for the part of one cut by the shard's ends. :meth:`merge_shards` of every shard of
+        ``0..len(user_ids)`` equals :meth:`evaluate` float for float when ``model`` scores a user the same in
+        any batch (a sum is taken over the same values in the same order)."""
+        if not 0 <= start <= stop <= len(self.user_ids):
+            raise IndexError(f"shard {start}..{stop} is outside the {len(self.user_ids)} users with a test item")
+        owned = bool(getattr(model, "fresh_scores", False))
+        acc = self._accumulator()
+        out: list[tuple[int, BatchMetrics | UserMetrics]] = []
+        with torch.no_grad():
+            for number in range(start // self.batch_size, -(-stop // self.batch_size)):
+                lo, hi = number * self.batch_size, (number + 1) * self.batch_size
+                batch = self.user_ids[max(lo, start): min(hi, stop)]
+                recs = self._top(torch.as_tensor(model.score(batch)), batch, in_place=owned)
+                values = acc.per_user(recs, hits_matrix(recs, self.test[batch]), self.n_relevant[batch])
+                whole = start <= lo and min(hi, len(self.user_ids)) <= stop
+                out.append((number, values.summed() if whole else values))
+        return out
+
+    def merge_shards(self, shards: Iterable[Sequence[tuple[int, BatchMetrics | UserMetrics]]]) -> dict[str, float]:
+        """Metrics from the :meth:`shard` results of contiguous shards covering every user, given in user order."""
+        pieces: dict[int, list[BatchMetrics | UserMetrics]] = {}
+        for shard in shards:
+            for number, part in shard:
+                pieces.setdefault(number, []).append(part)
+        if sorted(pieces) != list(range(self.n_batches)):
+            raise ValueError(f"the shards cover batches {sorted(pieces)}, expected 0..{self.n_batches - 1}")
+        acc = self._accumulator()
+        for number in range(self.n_batches):
+            parts = pieces[number]
+            if len(parts) > 1 and any(isinstance(p, BatchMetrics) for p in parts):
+                raise ValueError(f"batch {number} is covered by more than one shard")
+            if isinstance(parts[0], BatchMetrics):
+                acc.add_batch(parts[0])
+            else:
+                acc.add_batch(UserMetrics.join([p for p in parts if isinstance(p, UserMetrics)]).summed())
         return acc.result()
 
     def _accumulator(self) -> MetricAccumulator:

@@ -10,6 +10,7 @@ users with ``n_relevant >= 1``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -177,6 +178,45 @@ _PER_USER = {
 }
 
 
+@dataclass(frozen=True)
+class BatchMetrics:
+    """One batch's contribution to a :class:`MetricAccumulator`: the sum of each per-user metric over the batch's
+    users with a test item, how many they were, and the distinct items in their top K (for coverage@K).
+
+    Adding the batches of a run in the same order gives the same floats however they were computed (in one
+    process or on several workers): the running sums see the same additions.
+    """
+
+    sums: dict[str, float]
+    n_users: int
+    seen: dict[int, np.ndarray]
+
+
+@dataclass(frozen=True)
+class UserMetrics:
+    """Each per-user metric of consecutive users with a test item (a piece of a batch), before summing: the pieces
+    of one batch, joined in order, sum to that batch's :class:`BatchMetrics` float for float."""
+
+    values: dict[str, np.ndarray]
+    n_users: int
+    seen: dict[int, np.ndarray]
+
+    @staticmethod
+    def join(pieces: Sequence[UserMetrics]) -> UserMetrics:
+        """The pieces, in the order given, as one."""
+        if not pieces:
+            raise ValueError("nothing to join")
+        first = pieces[0]
+        return UserMetrics({key: np.concatenate([p.values[key] for p in pieces]) for key in first.values},
+                           sum(p.n_users for p in pieces),
+                           {k: np.unique(np.concatenate([p.seen[k] for p in pieces])) for k in first.seen})
+
+    def summed(self) -> BatchMetrics:
+        """The batch contribution of these users: each metric summed over them."""
+        return BatchMetrics({key: float(values.sum()) for key, values in self.values.items()}, self.n_users,
+                            self.seen)
+
+
 class MetricAccumulator:
     """Running sums of per-user metrics over batches of users; :meth:`result` gives the means."""
 
@@ -197,23 +237,38 @@ class MetricAccumulator:
         self._sums: dict[str, float] = {}
         self._seen = {k: np.zeros(n_items, dtype=bool) for k in self.ks}
 
-    def add(self, recs: np.ndarray, hits: np.ndarray, n_relevant: np.ndarray) -> None:
-        """Add a batch; rows whose ``n_relevant`` is 0 are skipped."""
+    def per_user(self, recs: np.ndarray, hits: np.ndarray, n_relevant: np.ndarray) -> UserMetrics:
+        """Each metric of each user of a batch (rows whose ``n_relevant`` is 0 are skipped), not added."""
         keep = np.asarray(n_relevant) > 0
         recs, hits, n_rel = np.asarray(recs)[keep], np.asarray(hits)[keep], np.asarray(n_relevant)[keep]
-        self.n_users += int(keep.sum())
+        values: dict[str, np.ndarray] = {}
+        seen: dict[int, np.ndarray] = {}
         for k in self.ks:
             for name, fn in _PER_USER.items():
-                self._add(f"{name}@{k}", fn(hits, n_rel, k))
+                values[f"{name}@{k}"] = np.asarray(fn(hits, n_rel, k), dtype=np.float64)
             top = recs[:, :k]
-            self._seen[k][top[top >= 0]] = True
+            seen[k] = np.unique(top[top >= 0])
             if self.item_prob is not None:
-                self._add(f"novelty@{k}", novelty_at_k(recs, self.item_prob, k))
+                values[f"novelty@{k}"] = novelty_at_k(recs, self.item_prob, k)
             if self.item_vectors is not None:
-                self._add(f"ild@{k}", intra_list_diversity_at_k(recs, self.item_vectors, k))
+                values[f"ild@{k}"] = intra_list_diversity_at_k(recs, self.item_vectors, k)
+        return UserMetrics(values, int(keep.sum()), seen)
 
-    def _add(self, key: str, values: np.ndarray) -> None:
-        self._sums[key] = self._sums.get(key, 0.0) + float(values.sum())
+    def batch(self, recs: np.ndarray, hits: np.ndarray, n_relevant: np.ndarray) -> BatchMetrics:
+        """A batch's contribution, not added; rows whose ``n_relevant`` is 0 are skipped."""
+        return self.per_user(recs, hits, n_relevant).summed()
+
+    def add(self, recs: np.ndarray, hits: np.ndarray, n_relevant: np.ndarray) -> None:
+        """Add a batch; rows whose ``n_relevant`` is 0 are skipped."""
+        self.add_batch(self.batch(recs, hits, n_relevant))
+
+    def add_batch(self, part: BatchMetrics) -> None:
+        """Add one batch's contribution (from :meth:`batch`, here or in another process)."""
+        self.n_users += part.n_users
+        for key, value in part.sums.items():
+            self._sums[key] = self._sums.get(key, 0.0) + value
+        for k, items in part.seen.items():
+            self._seen[k][items] = True
 
     def result(self) -> dict[str, float]:
         """Mean of each metric over the users added, coverage@K, and ``users_evaluated``."""

@@ -9,12 +9,13 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import polars as pl
 
 from rankstack.data.dataset import Dataset
 from rankstack.data.splits import Split, make_split, random_split
+from rankstack.evaluation.evaluator import Scorer
 from rankstack.evaluation.fit_summary import FitSummary
 from rankstack.experiments.offline import evaluate_model
 from rankstack.io import write_text_atomic
@@ -69,14 +70,35 @@ def dataset_entry(dataset: Dataset, split_kind: str, split: Split, held_out: Dat
     }
 
 
+class Evaluation(Protocol):
+    """How a fitted model's full-ranking metrics are computed, when not in this process (e.g. sharded across Ray
+    workers: ``rankstack.distributed.evaluation.ShardedEvaluation``); the metrics must equal the local ones."""
+
+    def __call__(self, model: Scorer, train: Dataset, held_out: Dataset, ks: Sequence[int], *,
+                 device: str | None = None, progress: bool = False) -> dict[str, float]:
+        """Metrics of ``model`` on ``held_out``, ``train`` items excluded."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Where it ran, for the run record's ``execution``."""
+        ...
+
+
+LOCAL_EXECUTION = {"backend": "local", "workers": 1, "address": None}
+
+
 def evaluate_source(
-    model: CandidateSource, fit_data: Dataset, held_out: Dataset, ks: Sequence[int], *, device: str | None = None
+    model: CandidateSource, fit_data: Dataset, held_out: Dataset, ks: Sequence[int], *, device: str | None = None,
+    evaluation: Evaluation | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Fit ``model`` and evaluate it; returns (metrics, timings in seconds)."""
+    """Fit ``model`` and evaluate it (here, or by ``evaluation``); returns (metrics, timings in seconds)."""
     t0 = time.perf_counter()
     model.fit(fit_data)
     t1 = time.perf_counter()
-    metrics = evaluate_model(model, fit_data, held_out, ks, device=device, progress=True)
+    if evaluation is None:
+        metrics = evaluate_model(model, fit_data, held_out, ks, device=device, progress=True)
+    else:
+        metrics = evaluation(model, fit_data, held_out, ks, device=device, progress=True)
     t2 = time.perf_counter()
     return metrics, {"fit_s": round(t1 - t0, 3), "evaluate_s": round(t2 - t1, 3)}
 
@@ -92,16 +114,18 @@ def run_experiment(
     device: str | None = None,
     load_s: float = 0.0,
     about_data: Mapping[str, Any] | None = None,
+    evaluation: Evaluation | None = None,
 ) -> dict[str, Any]:
     """Split, fit, evaluate; return the run record (config, data checksum, code version, machine, timings);
-    ``about_data`` joins the record's ``dataset`` entry (why this split, how the file was read)."""
+    ``about_data`` joins the record's ``dataset`` entry (why this split, how the file was read); ``evaluation``
+    computes the metrics elsewhere (Ray workers), the record's ``execution`` says where."""
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     model = build_source(model_name, params)
     split = make_split(dataset, split_kind)
     fit_data, held_out = fit_and_eval_parts(split, eval_on)
     split_s = time.perf_counter() - t0
-    metrics, timings = evaluate_source(model, fit_data, held_out, ks, device=device)
+    metrics, timings = evaluate_source(model, fit_data, held_out, ks, device=device, evaluation=evaluation)
     summary = model.fit_summary()  # None only for a source that neither trains in epochs nor says it does not
     run_id = f"{started:%Y%m%d-%H%M%S}-{dataset.name}-{model_name}-{secrets.token_hex(2)}"
     return {
@@ -115,6 +139,7 @@ def run_experiment(
         "training": summary.to_json() if summary else None,
         "ks": list(ks),
         "metrics": metrics,
+        "execution": LOCAL_EXECUTION if evaluation is None else evaluation.describe(),
         "timings": {"load_s": round(load_s, 3), "split_s": round(split_s, 3), **timings,
                     "total_s": round(load_s + time.perf_counter() - t0, 3)},
         "machine": machine_info(),

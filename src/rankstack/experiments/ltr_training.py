@@ -1,4 +1,4 @@
-"""Train the learned candidate ranker (``ranker.kind: lambdarank``) on leakage-safe windows of the fit data.
+"""Train a learned candidate ranker (``ranker.kind: lambdarank`` or ``neural``) on leakage-safe windows of the fit data.
 
 Per user, positive events in time order (``ranker_windows``)::
 
@@ -13,7 +13,7 @@ window; label window w (w = 0 the latest) has its own feature window, every even
    candidates; the candidates that appear in the user's label window are the positives (training rows; a user
    gives one group per label window);
 2. sources fitted on the feature + label windows give the validation rows (positives: the validation window),
-   on which LightGBM stops early;
+   on which the ranker (LightGBM, or the neural ranker) stops early;
 3. the caller fits every source on the whole fit data for serving; the ranker's item statistics are recomputed
    on it too.
 
@@ -26,18 +26,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from rankstack.data.dataset import Dataset
 from rankstack.pipeline.components import build_source
-from rankstack.pipeline.config import LambdaRankStage, PipelineConfig
+from rankstack.pipeline.config import CandidateRankerStage, LambdaRankStage, NeuralRankStage, PipelineConfig
 from rankstack.pipeline.parts import PipelineParts
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.ranking.candidate_features import ItemStats, candidate_features, feature_names
 from rankstack.ranking.lambdarank import LambdaRankRanker, embedding_vectors, sequential_scores
 from rankstack.ranking.lambdarank_train import RankingRows, fit_lambdarank
+from rankstack.ranking.neural_ranker import NeuralRanker
+from rankstack.ranking.neural_ranker_train import fit_neural
 from rankstack.retrieval.popular import MostPopular
 from rankstack.retrieval.source import CandidateSource
 
@@ -122,7 +125,7 @@ def _fit_sources(config: PipelineConfig, data: Dataset, log: Log, label: str) ->
     return sources
 
 
-def _sequential(stage: LambdaRankStage, sources: Mapping[str, CandidateSource], data: Dataset,
+def _sequential(stage: CandidateRankerStage, sources: Mapping[str, CandidateSource], data: Dataset,
                 log: Log, label: str) -> CandidateSource | None:
     """The sequential scorer of the ranker's features: the fitted source when it is one without settings."""
     spec = stage.sequential
@@ -136,7 +139,7 @@ def _sequential(stage: LambdaRankStage, sources: Mapping[str, CandidateSource], 
     return model
 
 
-def item_stats(stage: LambdaRankStage, data: Dataset) -> ItemStats:
+def item_stats(stage: CandidateRankerStage, data: Dataset) -> ItemStats:
     """The item statistics the features read, over ``data``."""
     return ItemStats.from_dataset(data, recent_days=stage.recent_days, neighbors=stage.cooc_neighbors,
                                   attribute=stage.attribute, transition_gap=stage.transition_gap)
@@ -162,7 +165,7 @@ class WindowModels:
     pipeline: Pipeline
 
 
-def fit_window(config: PipelineConfig, stage: LambdaRankStage, data: Dataset, log: Log, label: str,
+def fit_window(config: PipelineConfig, stage: CandidateRankerStage, data: Dataset, log: Log, label: str,
                sequential: CandidateSource | None = None) -> WindowModels:
     """Fit the sources, the sequential scorer (unless one fitted once is given) and the statistics on ``data``
     (every event before a window)."""
@@ -171,7 +174,7 @@ def fit_window(config: PipelineConfig, stage: LambdaRankStage, data: Dataset, lo
     return WindowModels(sources, seq, item_stats(stage, data), candidate_pipeline(config, sources, data))
 
 
-def labelled_rows(models: WindowModels, stage: LambdaRankStage, labels: pl.DataFrame,
+def labelled_rows(models: WindowModels, stage: CandidateRankerStage, labels: pl.DataFrame,
                   k: int) -> tuple[RankingRows, float]:
     """Grouped rows of the users of ``labels`` (the first ``stage.max_users`` of a seeded shuffle): their
     candidates and features, label 1 where the candidate is one of the user's window items; also the share of
@@ -200,14 +203,17 @@ def labelled_rows(models: WindowModels, stage: LambdaRankStage, labels: pl.DataF
     return RankingRows.concat(parts), found / max(total, 1)
 
 
-def window_rows(config: PipelineConfig, stage: LambdaRankStage, data: Dataset, labels: pl.DataFrame,
+LambdaRankFit = Callable[..., tuple[str, dict[str, Any]]]  # fit_lambdarank's signature and result
+
+
+def window_rows(config: PipelineConfig, stage: CandidateRankerStage, data: Dataset, labels: pl.DataFrame,
                 log: Log, label: str, sequential: CandidateSource | None = None) -> tuple[RankingRows, float]:
     """:func:`labelled_rows` of ``labels`` from models fitted on ``data`` (every event before the window)."""
     return labelled_rows(fit_window(config, stage, data, log, label, sequential), stage, labels,
                          max(config.evaluation.ks))
 
 
-def sequential_once(stage: LambdaRankStage, windows: RankerWindows, log: Log) -> CandidateSource | None:
+def sequential_once(stage: CandidateRankerStage, windows: RankerWindows, log: Log) -> CandidateSource | None:
     """With ``sequential.fit: once``, the sequential scorer fitted once on the events before every user's first
     label or validation event (``before_all``), for every window and for serving."""
     spec = stage.sequential
@@ -221,39 +227,81 @@ def sequential_once(stage: LambdaRankStage, windows: RankerWindows, log: Log) ->
     return model
 
 
-def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: Mapping[str, CandidateSource],
-                         log: Log) -> LambdaRankRanker:
-    """Fit the ranker on the windows of ``fit_data``; it serves over ``serving`` (sources fitted on all of it)."""
-    stage = config.ranker
-    assert isinstance(stage, LambdaRankStage)
+@dataclass
+class TrainingRows:
+    """A ranker's training rows (every label window's) and validation rows, groups with a positive only; their
+    feature names, what to report about the windows, and the sequential scorer fitted once (if so configured)."""
+
+    train: RankingRows
+    validation: RankingRows
+    names: list[str]
+    windows: dict[str, Any]
+    sequential_once: CandidateSource | None
+
+
+def training_rows(config: PipelineConfig, stage: CandidateRankerStage, fit_data: Dataset, log: Log,
+                  kind: str) -> TrainingRows:
+    """Cut ``fit_data`` into the ranker's windows and build the rows of the label and validation windows."""
     windows = ranker_windows(fit_data, stage.label_events, stage.validation_events, stage.min_history,
                              stage.label_windows, stage.window_order, stage.seed)
     parts, recalls = [], []
     once = sequential_once(stage, windows, log)
     for w, (before, labels) in enumerate(windows.training):
-        log(f"ranker lambdarank: label window {w + 1} of {len(windows.training)}: "
+        log(f"ranker {kind}: label window {w + 1} of {len(windows.training)}: "
             f"{labels.get_column('user_id').n_unique():,} users, {labels.height:,} label events after "
             f"{len(before):,} feature-window events")
         rows, recall = window_rows(config, stage, before, labels, log, f"training {w + 1}", once)
         parts.append(rows)
         recalls.append(round(recall, 4))
     train = RankingRows.concat(parts)
-    log(f"ranker lambdarank: validation window of {windows.validation.get_column('user_id').n_unique():,} users")
+    log(f"ranker {kind}: validation window of {windows.validation.get_column('user_id').n_unique():,} users")
     valid, valid_recall = window_rows(config, stage, windows.before_validation, windows.validation, log, "validation",
                                       once)
     names = feature_names([s.name for s in config.sources], stage.sequential is not None, stage.embedding is not None)
+    report = {"label_events": stage.label_events, "label_windows": stage.label_windows,
+              "validation_events": stage.validation_events, "min_history": stage.min_history,
+              "train_candidate_recall": recalls[0] if len(recalls) == 1 else recalls,
+              "validation_candidate_recall": round(valid_recall, 4)}
+    return TrainingRows(train.with_positives(), valid.with_positives(), names, report, once)
+
+
+def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: Mapping[str, CandidateSource],
+                         log: Log, fit: LambdaRankFit | None = None) -> LambdaRankRanker:
+    """Fit the ranker on the windows of ``fit_data``; it serves over ``serving`` (sources fitted on all of it);
+    ``fit`` trains the trees elsewhere (``rankstack.distributed.boosting`` on Ray Train), as ``fit_lambdarank``
+    would."""
+    stage = config.ranker
+    assert isinstance(stage, LambdaRankStage)
+    rows = training_rows(config, stage, fit_data, log, stage.kind)
     t0 = time.perf_counter()
-    text, report = fit_lambdarank(train.with_positives(), valid.with_positives(), names, rounds=stage.rounds,
-                                  early_stopping=stage.early_stopping, params={"seed": stage.seed, **stage.params},
-                                  refit=stage.refit, base=stage.base)
-    report |= {"windows": {"label_events": stage.label_events, "label_windows": stage.label_windows,
-                           "validation_events": stage.validation_events, "min_history": stage.min_history,
-                           "train_candidate_recall": recalls[0] if len(recalls) == 1 else recalls,
-                           "validation_candidate_recall": round(valid_recall, 4)},
-               "fit_s": round(time.perf_counter() - t0, 2)}
+    text, report = (fit or fit_lambdarank)(rows.train, rows.validation, rows.names, rounds=stage.rounds,
+                                           early_stopping=stage.early_stopping,
+                                           params={"seed": stage.seed, **stage.params}, refit=stage.refit,
+                                           base=stage.base)
+    report |= {"windows": rows.windows, "fit_s": round(time.perf_counter() - t0, 2)}
     log(f"ranker lambdarank: {report['best_iteration']} trees in {report['fit_s']} s, validation "
         f"ndcg@10 {report['validation_ndcg@10']}; top features: {list(report['importance_gain'])[:5]}")
+    once = rows.sequential_once
     seq = once if once is not None else _sequential(stage, serving, fit_data, log, "serving")
     return LambdaRankRanker(text, [s.name for s in config.sources], item_stats(stage, fit_data),
                             last_n=stage.last_n, sequential=seq, report=report, base=stage.base,
                             embedding=stage.embedding)
+
+
+def fit_neural_stage(config: PipelineConfig, fit_data: Dataset, serving: Mapping[str, CandidateSource],
+                     log: Log) -> NeuralRanker:
+    """Fit the neural ranker on the windows of ``fit_data`` (the same rows LambdaRank trains on); it serves over
+    ``serving`` (sources fitted on all of it)."""
+    stage = config.ranker
+    assert isinstance(stage, NeuralRankStage)
+    rows = training_rows(config, stage, fit_data, log, stage.kind)
+    net, report = fit_neural(rows.train, rows.validation, rows.names, stage.model, seed=stage.seed, base=stage.base,
+                             log=log)
+    report |= {"windows": rows.windows}
+    log(f"ranker neural: best epoch {report['best_epoch']} of {report['epochs_run']} in {report['fit_s']} s "
+        f"(stopped by {report['stopped_by']}), validation ndcg@10 {report['validation_ndcg@10']}; top features "
+        f"(permutation): {list(report['importance_ndcg@10_drop'] or {})[:5]}")
+    once = rows.sequential_once
+    seq = once if once is not None else _sequential(stage, serving, fit_data, log, "serving")
+    return NeuralRanker(net, stage.model, [s.name for s in config.sources], item_stats(stage, fit_data),
+                        last_n=stage.last_n, sequential=seq, report=report, base=stage.base, embedding=stage.embedding)

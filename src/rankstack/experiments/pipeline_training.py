@@ -18,17 +18,18 @@ from rankstack.data.loaders import open_dataset, standard_split
 from rankstack.data.splits import make_split
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.experiments.evaluate_run import fit_and_eval_parts, held_out_label
-from rankstack.experiments.ltr_training import fit_lambdarank_stage
+from rankstack.experiments.ltr_training import LambdaRankFit, fit_lambdarank_stage, fit_neural_stage
 from rankstack.experiments.offline import evaluate_model
 from rankstack.experiments.ranker_training import evaluate_multitask, fit_multitask
 from rankstack.pipeline.components import build_source
-from rankstack.pipeline.config import LambdaRankStage, MultiTaskRankerStage, PipelineConfig
+from rankstack.pipeline.config import LambdaRankStage, MultiTaskRankerStage, NeuralRankStage, PipelineConfig
 from rankstack.pipeline.multitask_stage import MultiTaskStage
 from rankstack.pipeline.parts import PipelineParts
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.pipeline.stages import retrieve
 from rankstack.provenance import code_version, machine_info
 from rankstack.ranking.lambdarank import LambdaRankRanker
+from rankstack.ranking.neural_ranker import NeuralRanker
 from rankstack.ranking.ranker import StoredRanker
 from rankstack.ranking.sequential import SequentialRanker
 from rankstack.reranking.catalog import ItemCatalog
@@ -54,12 +55,14 @@ def new_version(name: str, when: datetime) -> str:
     return f"{name}-{when:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log) -> PipelineParts:
-    """Fit the sources, the ranker and the popularity fallback, in order.
+def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log, lambdarank_fit: LambdaRankFit | None = None
+               ) -> PipelineParts:
+    """Fit the sources, the ranker and the popularity fallback, in order (``lambdarank_fit``: where the LambdaRank
+    ranker's trees are trained, e.g. on Ray Train; default here).
 
     A sequential ranker trains on the same interactions as the sources; the multi-task ranker on the logged
     impressions joined with the scores of sources fitted on the impressions before its window; the LambdaRank
-    ranker on later windows of the fit data (``rankstack.experiments.ltr_training``).
+    and neural rankers on later windows of the fit data (``rankstack.experiments.ltr_training``).
     """
     sources: dict[str, CandidateSource] = {}
     for stage in config.sources:
@@ -70,7 +73,9 @@ def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log) -> PipelineP
     if isinstance(config.ranker, MultiTaskRankerStage):
         ranker = fit_multitask(config.ranker, config.sources, fit_data, log)
     elif isinstance(config.ranker, LambdaRankStage):
-        ranker = fit_lambdarank_stage(config, fit_data, sources, log)
+        ranker = fit_lambdarank_stage(config, fit_data, sources, log, lambdarank_fit)
+    elif isinstance(config.ranker, NeuralRankStage):
+        ranker = fit_neural_stage(config, fit_data, sources, log)
     elif config.ranker is not None:
         if config.ranker.source in sources and not config.ranker.settings:
             model = sources[config.ranker.source]
@@ -144,8 +149,10 @@ def merged_recall(pipeline: Pipeline, held_out: Dataset, batch_size: int = 256) 
     return total / max(len(users), 1)
 
 
-def train_pipeline(config: PipelineConfig, *, data_dir: Path | None = None, log: Log | None = None) -> TrainResult:
-    """Load and split the data, fit every stage, evaluate; the artifact is written by ``save_artifact``."""
+def train_pipeline(config: PipelineConfig, *, data_dir: Path | None = None, log: Log | None = None,
+                   lambdarank_fit: LambdaRankFit | None = None) -> TrainResult:
+    """Load and split the data, fit every stage, evaluate; the artifact is written by ``save_artifact``
+    (``lambdarank_fit``: see :func:`fit_stages`)."""
     say = log or (lambda _msg: None)
     started = datetime.now(UTC)
     t0 = time.perf_counter()
@@ -161,7 +168,7 @@ def train_pipeline(config: PipelineConfig, *, data_dir: Path | None = None, log:
         f"({choice.reason}), evaluated on {config.data.eval_on}: {len(held_out):,} events "
         f"({held_out_label(split, config.data.eval_on)})")
     t1 = time.perf_counter()
-    parts = fit_stages(config, fit_data, say)
+    parts = fit_stages(config, fit_data, say, lambdarank_fit)
     version = new_version(config.name, started)
     t2 = time.perf_counter()
     pipeline = Pipeline(parts)
@@ -170,7 +177,7 @@ def train_pipeline(config: PipelineConfig, *, data_dir: Path | None = None, log:
         metrics["ranker"] = evaluate_multitask(parts.ranker, data, held_out, parts.sources)
         say("ranker on held-out impressions: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["ranker"].items()
                                                           if k.startswith(("auc", "ece"))))
-    if isinstance(parts.ranker, LambdaRankRanker):
+    if isinstance(parts.ranker, LambdaRankRanker | NeuralRanker):
         metrics["ranker"] = parts.ranker.report
     t3 = time.perf_counter()
     parts.manifest = {

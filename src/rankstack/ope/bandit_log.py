@@ -21,7 +21,8 @@ from rankstack.errors import DataValidationError
 @dataclass(frozen=True)
 class BanditLog:
     """Rounds (reward, action index, slot, logged per-slot propensity, context features [rounds, d]) over the action
-    axis ``items`` (external item ids) with ``n_slots`` slots and optional ``action_features`` [actions, k]."""
+    axis ``items`` (external item ids) with ``n_slots`` slots and optional ``action_features`` [actions, k]; when the
+    events had them, each round's ``request_ids`` and external ``user_ids`` (what a pipeline target is asked)."""
 
     reward: np.ndarray
     action: np.ndarray
@@ -31,6 +32,8 @@ class BanditLog:
     items: np.ndarray
     n_slots: int
     action_features: np.ndarray | None = None
+    request_ids: np.ndarray | None = None
+    user_ids: np.ndarray | None = None
 
     @property
     def n_rounds(self) -> int:
@@ -45,7 +48,9 @@ class BanditLog:
     def take(self, index: np.ndarray) -> BanditLog:
         """The rounds at ``index``."""
         return BanditLog(self.reward[index], self.action[index], self.position[index], self.pscore[index],
-                         self.context[index], self.items, self.n_slots, self.action_features)
+                         self.context[index], self.items, self.n_slots, self.action_features,
+                         None if self.request_ids is None else self.request_ids[index],
+                         None if self.user_ids is None else self.user_ids[index])
 
 
 def one_hot_features(frame: pl.DataFrame) -> np.ndarray:
@@ -75,7 +80,7 @@ def bandit_log_from_events(
     *,
     source: str,
     context_columns: Sequence[str] = (),
-    items: Sequence[object] | None = None,
+    items: Sequence[object] | np.ndarray | None = None,
     item_features: pl.DataFrame | None = None,
     reward_events: Sequence[str] = ("click",),
 ) -> BanditLog:
@@ -122,6 +127,8 @@ def bandit_log_from_events(
         items=axis,
         n_slots=int(position.max()) + 1,
         action_features=features,
+        request_ids=joined.get_column("request_id").cast(pl.String).to_numpy(),
+        user_ids=joined.get_column("user_id").cast(pl.String).to_numpy() if "user_id" in joined.columns else None,
     )
 
 
@@ -129,7 +136,8 @@ def bandit_log_from_dataset(dataset: Dataset, **kwargs: object) -> BanditLog:
     """:func:`bandit_log_from_events` on a loaded dataset's events in external ids, with its context columns and
     item features (``items`` defaults to every item of the dataset's catalogue)."""
     events = dataset.events.with_columns(
-        dataset.item_map.to_external(dataset.events.get_column("item_id").to_numpy()).alias("item_id"))
+        dataset.item_map.to_external(dataset.events.get_column("item_id").to_numpy()).alias("item_id"),
+        dataset.user_map.to_external(dataset.events.get_column("user_id").to_numpy()).alias("user_id"))
     features = None
     if dataset.item_features is not None:
         features = dataset.item_features.with_columns(

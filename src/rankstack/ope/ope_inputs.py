@@ -46,13 +46,15 @@ class LoadedLog:
     item_columns: dict[str, np.ndarray]
 
 
-def load_log(spec: str, data_dir: Path | None = None) -> LoadedLog:
-    """A registered dataset by name, a canonical event-log file or folder, or a service state store (.db)."""
+def load_log(spec: str, data_dir: Path | None = None, items: np.ndarray | None = None) -> LoadedLog:
+    """A registered dataset by name, a canonical event-log file or folder, or a service state store (.db);
+    ``items`` fixes the action axis (default: the logged items, or the dataset's catalogue)."""
     path = Path(spec)
     if spec not in REGISTRY and is_state_store(path):
-        return LoadedLog(path.name, bandit_log_from_events(read_service_events(path), source=str(path)), {})
+        return LoadedLog(path.name, bandit_log_from_events(read_service_events(path), source=str(path), items=items),
+                         {})
     dataset = load_dataset(spec, data_dir)
-    log = bandit_log_from_dataset(dataset)
+    log = bandit_log_from_dataset(dataset, items=items)
     columns: dict[str, np.ndarray] = {}
     if dataset.item_features is not None:
         table = dataset.item_features.with_columns(

@@ -141,7 +141,8 @@ class SlateLog:
 class SlateTarget:
     """The evaluated policy π at the logged choices, every array [n, K]: ``pscore`` = π(a_k at k | x),
     ``inclusion`` = Σ_l π(a_k at l | x), ``cascade`` = π(a_1..a_k | x); for cascade-DR ``q_logged`` =
-    Q̂_k(x, a_1..a_k) and ``q_baseline`` = E_{a∼π(·|x, a_1..a_{k−1})} Q̂_k(x, a_1..a_{k−1}, a); ``support_deficit``
+    Q̂_k(x, a_1..a_k) and ``q_baseline`` = E_{a∼π(·|x, a_1..a_{k−1})} Q̂_k(x, a_1..a_{k−1}, a); for independent DR
+    ``q_marginal`` = E_{a∼π(· at k|x)} Q̂_k(x, a) (a per-slot model under π's marginal law); ``support_deficit``
     [n] = the share of π's (item, slot) mass where μ is 0. Build it with :func:`slate_target`."""
 
     pscore: np.ndarray | None = None
@@ -150,14 +151,16 @@ class SlateTarget:
     q_logged: np.ndarray | None = None
     q_baseline: np.ndarray | None = None
     support_deficit: np.ndarray | None = None
+    q_marginal: np.ndarray | None = None
 
     def need(self, name: str, estimator: str) -> np.ndarray:
         """The field ``name``, or an error saying which argument of :func:`slate_target` provides it."""
         value = getattr(self, name)
         if value is None:
             source = {"pscore": "action_dist", "inclusion": "action_dist", "cascade": "cascade",
-                      "q_logged": "reward_model and conditional_dist",
-                      "q_baseline": "reward_model and conditional_dist"}[name]
+                      "q_logged": "reward_model and conditional_dist (or action_dist)",
+                      "q_baseline": "reward_model and conditional_dist",
+                      "q_marginal": "reward_model and action_dist"}[name]
             raise ValueError(f"{estimator} needs the evaluated policy's {name}: pass {source} to slate_target")
         return np.asarray(value)
 
@@ -211,7 +214,8 @@ def slate_target(
 
     ``action_dist`` [n, m, K]: π(a at k | x_i), each slot a distribution over the m actions; ``cascade`` [n, K]:
     π(a_1..a_k | x_i) of the logged prefixes; ``reward_model`` [n, m, K]: Q̂_k(x_i, a_1..a_{k−1}, a) (logged
-    prefix, any action a at slot k) with ``conditional_dist`` [n, m, K]: π(a at k | x_i, logged a_1..a_{k−1});
+    prefix, any action a at slot k) with ``conditional_dist`` [n, m, K]: π(a at k | x_i, logged a_1..a_{k−1})
+    (cascade-DR), and/or with ``action_dist`` for a per-slot model Q̂_k(x_i, a) (independent DR);
     ``logging_dist`` [n, m, K]: μ's action_dist, only to measure the support deficit.
     """
     n, k = log.n_rounds, log.slots
@@ -236,8 +240,16 @@ def slate_target(
         if "pscore" in out:
             _same(TARGET, "cascade", prefix[:, :1], out["pscore"][:, :1], "action_dist at slot 0, the same event")
         out["cascade"] = prefix
-    if (reward_model is None) != (conditional_dist is None):
+    if conditional_dist is not None and reward_model is None:
         raise ValueError("cascade-DR's reward model needs both reward_model and conditional_dist [n, actions, K]")
+    if reward_model is not None and conditional_dist is None and action_dist is None:
+        raise ValueError("a reward model needs both reward_model and conditional_dist [n, actions, K] (cascade-DR) "
+                         "or action_dist (independent DR)")
+    if reward_model is not None and action_dist is not None:
+        marginal = np.asarray(action_dist, dtype=np.float64)
+        q = _finite(TARGET, "reward_model", reward_model, marginal.shape)
+        out["q_logged"] = q[rows, log.positions, slots]
+        out["q_marginal"] = (marginal * q).sum(axis=1)
     if reward_model is not None and conditional_dist is not None:
         cond = checked_distribution("conditional_dist", conditional_dist, n, k)
         q = _finite(TARGET, "reward_model", reward_model, cond.shape)

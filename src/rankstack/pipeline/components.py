@@ -38,6 +38,7 @@ REGISTRY: dict[str, dict[str, tuple[str, str | None]]] = {
         "multitask": ("rankstack.pipeline.multitask_stage:MultiTaskStage",
                       "rankstack.pipeline.config:MultiTaskRankerStage"),
         "lambdarank": ("rankstack.ranking.lambdarank:LambdaRankRanker", "rankstack.pipeline.config:LambdaRankStage"),
+        "neural": ("rankstack.ranking.neural_ranker:NeuralRanker", "rankstack.pipeline.config:NeuralRankStage"),
     },
     "reranker": {
         "rules": ("rankstack.reranking.rerank_pipeline:RerankPipeline",

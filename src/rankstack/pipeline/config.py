@@ -28,6 +28,7 @@ from rankstack.errors import ConfigError
 from rankstack.io import read_yaml_mapping
 from rankstack.pipeline.defaults import DEFAULT
 from rankstack.ranking.multitask import MultiTaskConfig
+from rankstack.ranking.neural_ranker import NeuralRankerConfig
 from rankstack.ranking.sequential import NEXT_ITEM
 from rankstack.reranking.rerank_pipeline import RerankConfig
 from rankstack.value.objective import ValueObjective
@@ -284,19 +285,18 @@ class SequentialFeature(_Strict):
         return _checked_settings(info.data.get("source"), settings)
 
 
-class LambdaRankStage(_Strict):
-    """A learned ranker (LightGBM LambdaRank) over features of the merged candidates
-    (``rankstack.ranking.candidate_features``), trained on later windows of the fit data.
+class CandidateRankerStage(_Strict):
+    """What every learned candidate ranker (``kind: lambdarank``, ``kind: neural``) shares: the windows it trains
+    on and the features it reads (``rankstack.ranking.candidate_features``).
 
     Windows, per user in time order (positive events): the last ``validation_events`` are the validation window,
     the ``label_events`` before them the label window, everything earlier the feature window. Sources fitted on
     the feature window give the training candidates (labels: items of the label window); sources fitted on the
-    feature + label windows give the validation candidates (labels: the validation window), on which LightGBM
-    stops early. Then every source is fitted on all the fit data for serving. Users with fewer than
+    feature + label windows give the validation candidates (labels: the validation window), on which the ranker
+    stops early (NDCG@10). Then every source is fitted on all the fit data for serving. Users with fewer than
     ``min_history`` earlier events are left out of the ranker's rows.
     """
 
-    kind: Literal["lambdarank"]
     label_events: int = Field(default=1, ge=1, le=1000)
     label_windows: int = Field(default=1, ge=1, le=100, description=(
         "label windows of label_events each, back to back before the validation window (one group per user each)"))
@@ -314,12 +314,8 @@ class LambdaRankStage(_Strict):
         "a transition h → i counts when i comes within this many events after h (the trans_* features)"))
     embedding: str | None = Field(default=None, description=(
         "a source with item vectors (als, two-tower, lightgcn): cosine of candidate and history embeddings"))
-    rounds: int = Field(default=500, ge=1)
-    early_stopping: int = Field(default=50, ge=1)
-    refit: bool = Field(default=False, description="after early stopping, fit that many rounds on train + validation")
     base: str | None = Field(default=None, description=(
-        "a source whose order the model starts from (prior -log2(1 + rank)); the trees learn corrections"))
-    params: dict[str, Any] = Field(default_factory=dict, description="LightGBM parameters over the defaults")
+        "a source whose order the model starts from (prior -log2(1 + rank)); the model learns corrections"))
     history: int = Field(default=50, ge=1, le=10_000)
     state_cache: int = Field(default=0, ge=0, le=100_000_000)
     seed: int = 0
@@ -339,6 +335,25 @@ class LambdaRankStage(_Strict):
         return False
 
 
+class LambdaRankStage(CandidateRankerStage):
+    """A learned candidate ranker: LightGBM LambdaRank over the candidate features (windows: the base class)."""
+
+    kind: Literal["lambdarank"]
+    rounds: int = Field(default=500, ge=1)
+    early_stopping: int = Field(default=50, ge=1)
+    refit: bool = Field(default=False, description="after early stopping, fit that many rounds on train + validation")
+    params: dict[str, Any] = Field(default_factory=dict, description="LightGBM parameters over the defaults")
+
+
+class NeuralRankStage(CandidateRankerStage):
+    """A learned candidate ranker: the multi-task network's architecture in ranking mode (one relevance head,
+    listwise softmax cross-entropy) over the same candidate features and windows as LambdaRank; ``model``: its
+    architecture and training (``rankstack.ranking.neural_ranker.NeuralRankerConfig``)."""
+
+    kind: Literal["neural"]
+    model: NeuralRankerConfig = Field(default_factory=NeuralRankerConfig)
+
+
 def _ranker_kind(value: Any) -> str:
     """The ranker's ``kind``; a mapping without one is the sequential ranker (configs written before kinds)."""
     if isinstance(value, dict):
@@ -348,7 +363,7 @@ def _ranker_kind(value: Any) -> str:
 
 RankerConfig = Annotated[
     Annotated[RankerStage, Tag("sequential")] | Annotated[MultiTaskRankerStage, Tag("multitask")]
-    | Annotated[LambdaRankStage, Tag("lambdarank")],
+    | Annotated[LambdaRankStage, Tag("lambdarank")] | Annotated[NeuralRankStage, Tag("neural")],
     Discriminator(_ranker_kind),
 ]
 
@@ -419,9 +434,10 @@ class PipelineConfig(_Strict):
             raise ValueError(f"sources: each source may appear once; repeated: {repeated}")
         if sum(s.quota for s in self.sources) > self.merge.k:
             raise ValueError(f"sources: quotas sum to more than merge.k = {self.merge.k}")
-        if isinstance(self.ranker, LambdaRankStage) and self.ranker.base is not None and self.ranker.base not in names:
+        if isinstance(self.ranker, CandidateRankerStage) and self.ranker.base is not None and \
+                self.ranker.base not in names:
             raise ValueError(f"ranker.base: {self.ranker.base!r} is not among the sources {names}")
-        if isinstance(self.ranker, LambdaRankStage) and self.ranker.embedding is not None and \
+        if isinstance(self.ranker, CandidateRankerStage) and self.ranker.embedding is not None and \
                 self.ranker.embedding not in names:
             raise ValueError(f"ranker.embedding: {self.ranker.embedding!r} is not among the sources {names}")
         if isinstance(self.ranker, MultiTaskRankerStage) and self.ranker.score_sources is not None:
@@ -448,11 +464,12 @@ def _where(error: dict[str, Any], data: Any) -> str:
             label += f" '{entry['name']}'"
         parts.append(label)
         loc = loc[2:]
-    if len(loc) >= 2 and loc[0] == "ranker" and loc[1] in ("sequential", "multitask", "lambdarank"):
+    if len(loc) >= 2 and loc[0] == "ranker" and loc[1] in ("sequential", "multitask", "lambdarank", "neural"):
         loc = [loc[0], *loc[2:]]  # the union's tag adds nothing for the reader
     if error["type"] == "union_tag_invalid":
         field = ".".join(str(p) for p in loc)
-        msg = f"unknown kind {error.get('input', {}).get('kind')!r}; expected 'sequential', 'multitask' or 'lambdarank'"
+        msg = (f"unknown kind {error.get('input', {}).get('kind')!r}; expected 'sequential', 'multitask', "
+               "'lambdarank' or 'neural'")
     elif error["type"] == "extra_forbidden":
         field = ".".join(str(p) for p in loc[:-1])
         msg = f"unknown field '{loc[-1]}'"

@@ -125,18 +125,10 @@ class LambdaRankRanker:
 
     def save(self, root: Path, sources: Mapping[str, CandidateSource]) -> str:
         """Write the ranker into ``root/ranker``; a sequential scorer that is one of ``sources`` is not repeated."""
-        from rankstack.retrieval.source_files import save_source
-
         folder = root / "ranker"
         folder.mkdir(parents=True, exist_ok=True)
         write_text_atomic(folder / MODEL_FILE, self.model_text)
-        self.stats.save(folder / STATS_FILE)
-        seq = None
-        if self.sequential is not None:
-            shared = next((n for n, s in sources.items() if s is self.sequential), None)
-            seq = f"sources/{shared}" if shared is not None else "ranker/sequential"
-            if shared is None:
-                save_source(self.sequential, folder / "sequential")
+        seq = save_feature_inputs(folder, self.stats, self.sequential, sources)
         meta = {"format": FORMAT, "model_sha256": _sha256(self.model_text), "sources": self.sources,
                 "features": self.feature_names, "last_n": self.last_n, "sequential": seq, "base": self.base,
                 "embedding": self.embedding, "report": self.report}
@@ -156,12 +148,7 @@ class LambdaRankRanker:
         text = (folder / MODEL_FILE).read_text(encoding="utf-8")
         if _sha256(text) != meta["model_sha256"]:
             raise ArtifactError(f"{folder / MODEL_FILE}: SHA-256 differs from ranker.json's model_sha256")
-        seq_rel = meta.get("sequential")
-        sequential = None
-        if isinstance(seq_rel, str):
-            name = seq_rel.removeprefix("sources/")
-            sequential = sources[name] if seq_rel.startswith("sources/") and name in sources else \
-                read_source(root / seq_rel)
+        sequential = load_sequential(root, meta.get("sequential"), sources, read_source)
         ranker = cls(text, [str(s) for s in meta["sources"]], ItemStats.load(folder / STATS_FILE),
                      last_n=int(meta["last_n"]), sequential=sequential, report=meta.get("report") or {},
                      base=meta.get("base"), embedding=meta.get("embedding"))
@@ -169,6 +156,32 @@ class LambdaRankRanker:
             raise ArtifactError(f"{folder / META_FILE}: features {meta['features']} differ from the code's "
                                 f"{ranker.feature_names}")
         return ranker
+
+
+def save_feature_inputs(folder: Path, stats: ItemStats, sequential: CandidateSource | None,
+                        sources: Mapping[str, CandidateSource]) -> str | None:
+    """Write what the candidate features read besides the request into ranker ``folder``: ``stats.safetensors``
+    and the sequential scorer (unless it is one of ``sources``); returns the scorer's path relative to the
+    artifact root (``sources/<name>`` or ``ranker/sequential``), None without one."""
+    from rankstack.retrieval.source_files import save_source
+
+    stats.save(folder / STATS_FILE)
+    if sequential is None:
+        return None
+    shared = next((n for n, s in sources.items() if s is sequential), None)
+    if shared is not None:
+        return f"sources/{shared}"
+    save_source(sequential, folder / "sequential")
+    return f"{folder.name}/sequential"
+
+
+def load_sequential(root: Path, rel: object, sources: Mapping[str, CandidateSource],
+                    read_source: Callable[[Path], CandidateSource]) -> CandidateSource | None:
+    """The sequential scorer :func:`save_feature_inputs` recorded as ``rel`` (None when there is none)."""
+    if not isinstance(rel, str):
+        return None
+    name = rel.removeprefix("sources/")
+    return sources[name] if rel.startswith("sources/") and name in sources else read_source(root / rel)
 
 
 def embedding_vectors(sources: Mapping[str, CandidateSource], name: str | None) -> np.ndarray | None:

@@ -100,11 +100,22 @@ class MarketplaceSimulator:
         placement = rng.choice(len(PLACEMENTS), size=n, p=c.placement_probs)
         return Requests(users.astype(np.int64), t_frac, hour, device.astype(np.int64), placement.astype(np.int64))
 
-    def run(self, policy: SlatePolicy) -> SimulationLog:
-        """Simulate ``n_impressions`` impressions under ``policy`` (the configured one:
-        ``rankstack.bandits.logging_policies.logging_policy(sim)``)."""
+    def run(self, policy: SlatePolicy, *, traffic_seed: int | None = None,
+            n_impressions: int | None = None) -> SimulationLog:
+        """Simulate ``n_impressions`` impressions (default: the config's) under ``policy`` (the configured one:
+        ``rankstack.bandits.logging_policies.logging_policy(sim)``).
+
+        ``traffic_seed`` draws fresh requests and outcomes in the same world (default: the config's log seed), so
+        that one world can be served by several policies on independent traffic (the closed loop)."""
         c, w = self.config, self.world
-        rng = np.random.default_rng(self._log_seed)
+        if n_impressions is not None:
+            if n_impressions < 1:
+                raise ValueError(f"n_impressions must be at least 1, got {n_impressions}")
+            c = c.model_copy(update={"n_impressions": n_impressions})
+        if traffic_seed is not None and traffic_seed < 0:
+            raise ValueError(f"traffic_seed must be >= 0, got {traffic_seed}")
+        seed = self._log_seed if traffic_seed is None else np.random.SeedSequence([self.config.seed, 1, traffic_seed])
+        rng = np.random.default_rng(seed)
         reqs = self.draw_requests(c.n_requests, rng)
         counter = _ExposureCounter(w.n_users, w.n_items)
         spend = np.zeros(c.n_advertisers)

@@ -1,0 +1,77 @@
+"""``--backend``, ``--workers`` and ``--address``: where a command's heavy stages run, shared by every command that
+can scale out (no Ray import here: Ray is imported only when ``--backend ray`` runs)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from rankstack.distributed.backend import Backend
+from rankstack.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rankstack.experiments.evaluate_run import Evaluation
+    from rankstack.experiments.ltr_training import LambdaRankFit
+
+
+class BackendKind(StrEnum):
+    """``--backend``: this process, or Ray workers."""
+
+    local = "local"
+    ray = "ray"
+
+
+BackendOption = Annotated[BackendKind, typer.Option(
+    "--backend", help="local: this process; ray: Ray workers (a local Ray instance unless --address).")]
+WorkersOption = Annotated[int | None, typer.Option(
+    "--workers", help="Ray workers, one CPU each (default: every CPU of the Ray instance); needs --backend ray.",
+    show_default=False)]
+AddressOption = Annotated[str | None, typer.Option(
+    "--address", help="An existing Ray cluster: ray://HOST:10001, HOST:6379 or auto (default: start a local one).",
+    show_default=False)]
+
+
+def backend_from(kind: BackendKind, workers: int | None, address: str | None) -> Backend:
+    """The options as a checked :class:`Backend`; a bad combination or a missing Ray is a usage error (exit 2)."""
+    try:
+        return Backend(kind.value, workers, address).require()
+    except ConfigError as exc:
+        message = str(exc)
+        hint = message.split()[0] if message.startswith("--") else "--backend"
+        raise typer.BadParameter(message.removeprefix(hint).lstrip(), param_hint=hint) from None
+
+
+def evaluation_for(backend: Backend) -> Evaluation | None:
+    """The experiments' ``evaluation`` for ``backend``: None (in this process) or sharded across Ray workers."""
+    if not backend.is_ray:
+        return None
+    from rankstack.distributed.evaluation import ShardedEvaluation
+
+    return ShardedEvaluation(backend)
+
+
+@contextlib.contextmanager
+def session_for(backend: Backend) -> Iterator[Any]:
+    """One Ray session around a whole command (its Ray steps then share one instance); nothing for ``local``."""
+    if not backend.is_ray:
+        yield None
+        return
+    from rankstack.distributed.cluster import ray_session
+
+    with ray_session(backend) as ray:
+        yield ray
+
+
+def lambdarank_fit_for(backend: Backend) -> LambdaRankFit | None:
+    """Where ``train`` fits the LambdaRank ranker's trees: None (in this process) or Ray Train's LightGBM trainer."""
+    if not backend.is_ray:
+        return None
+    from functools import partial
+
+    from rankstack.distributed.boosting import fit_lambdarank_on_ray
+
+    return partial(fit_lambdarank_on_ray, backend=backend)
