@@ -41,6 +41,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "tune": LazyCommand(
         "rankstack.cli.tune:tune",
         "Search a model's settings on validation with Ray Tune (ASHA), then test the chosen setting once."),
+    "bandits": LazyCommand(
+        "rankstack.cli.bandits:app", "Run and compare learning bandit policies on the marketplace simulator."),
     "check-rules": LazyCommand(
         "rankstack.cli.rules:check_rules",
         "Validate a rules file; with --dataset, check its attributes exist in the item catalog too."),
