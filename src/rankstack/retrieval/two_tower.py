@@ -38,7 +38,7 @@ class TwoTowerConfig(SourceConfig):
     weight_decay: float = Field(default=0.0, ge=0)
     epochs: int = Field(default=10, ge=1)
     batch_size: int = Field(default=1024, ge=2)
-    uniform_negatives: int = Field(default=0, ge=0)
+    uniform_negatives: int = Field(default=256, ge=0)
     logq_alpha: float = Field(default=0.01, gt=0, le=1)
     id_dropout: float = Field(default=0.2, ge=0, le=1)
     use_user_id: bool = True
