@@ -98,7 +98,7 @@ def test_time_to_stop_keeps_back_the_last_validation_pass(slow_clock: SlowClock)
 SLOW_FITS: dict[str, tuple[Any, str, str, dict[str, Any]]] = {
     "lightgcn": (lightgcn_train.LightGCNLoss, "bpr", "of_embeddings",
                  {"embedding_dim": 8, "batch_size": 8, "eval_every": 1, "patience": 50, "epochs": 50}),
-    "two-tower": (two_tower_train, "_batch_loss", "of_embeddings",
+    "two-tower": (two_tower_train, "batch_loss", "of_embeddings",
                   {"embedding_dim": 8, "hidden_dim": 8, "history_len": 4, "batch_size": 8, "epochs": 50,
                    "validation_ratio": 0.1, "patience": 50}),
     "sasrec": (sasrec_train, "_loss", "of_scores",

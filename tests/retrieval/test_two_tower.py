@@ -1,4 +1,5 @@
-"""Two-tower: feature encoding, causal histories, logQ estimate, learning, cold-start items from features."""
+"""Two-tower: feature encoding, causal and set histories, logQ estimate and its mixed-negative correction, user-tower
+regularisation, learning, cold-start items from features."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ from rankstack.retrieval.feature_tensors import FeatureEncoder
 from rankstack.retrieval.popular import MostPopular
 from rankstack.retrieval.two_tower import TwoTower, TwoTowerConfig
 from rankstack.retrieval.two_tower_net import StreamingFrequency
-from rankstack.retrieval.two_tower_train import causal_history, flatten_sequences
+from rankstack.retrieval.two_tower_train import (
+    batch_logits,
+    batch_loss,
+    causal_history,
+    flatten_sequences,
+    resolve_history_order,
+    set_history,
+    shuffle_within_users,
+)
 
 FAST = {"epochs": 15, "batch_size": 128, "lr": 5e-3, "embedding_dim": 16, "hidden_dim": 32, "history_len": 8,
         "temperature": 0.1, "device": "cpu"}
@@ -89,3 +98,135 @@ def test_validation_early_stopping_keeps_a_curve() -> None:
     train, _ = planted(seed=3)
     model = TwoTower(TwoTowerConfig(**{**FAST, "epochs": 3}, validation_ratio=0.2, patience=2)).fit(train)
     assert any("val_recall@20" in h for h in model.history_)
+
+
+def test_set_history_is_the_users_other_items_only() -> None:
+    seqs = [np.array([5, 6, 7]), np.array([], np.int64), np.array([8, 9]), np.array([1, 2, 3, 4, 0])]
+    items, users, starts = flatten_sequences(seqs)
+    lengths = np.searchsorted(users, users, side="right") - starts
+    flat, pos = torch.from_numpy(items), torch.arange(len(items))
+    full = set_history(flat, pos, torch.from_numpy(starts), torch.from_numpy(lengths), 6)
+    short = set_history(flat, pos, torch.from_numpy(starts), torch.from_numpy(lengths), 2)
+    for p in range(len(items)):
+        own = set(items[users == users[p]].tolist())
+        assert set(full[p].tolist()) - {-1} == own - {items[p]}  # room for all: every other item, once
+        kept = [h for h in short[p].tolist() if h >= 0]
+        assert len(kept) == min(2, len(own) - 1) and items[p] not in kept and set(kept) <= own
+
+
+def test_shuffle_within_users_keeps_each_run_in_place() -> None:
+    users = torch.tensor([0, 0, 0, 2, 2, 3, 3, 3, 3])
+    perm = shuffle_within_users(users, torch.Generator().manual_seed(0))
+    assert sorted(perm.tolist()) == list(range(len(users))) and torch.equal(users[perm], users)
+
+
+def test_history_order_auto_follows_the_timestamps() -> None:
+    train, _ = planted()  # no timestamps
+    timed = train.with_events(train.events.with_columns(pl.int_range(pl.len()).cast(pl.Datetime("us"))
+                                                        .alias("timestamp")))
+    assert resolve_history_order(train, "auto") == "set" and resolve_history_order(timed, "auto") == "time"
+    assert resolve_history_order(train, "time") == "time"
+
+
+def _fitted(**settings: object) -> TwoTower:
+    train, _ = planted(n_users=40, n_items=12)
+    return TwoTower(TwoTowerConfig(**{**FAST, "epochs": 1, **settings})).fit(train)  # type: ignore[arg-type]
+
+
+def _batch(model: TwoTower) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    items = torch.tensor([0, 1, 2, 3, 4, 5, 0, 7])
+    users = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7])
+    return items, users, model.histories_[users]
+
+
+def test_mixed_negatives_carry_the_mixture_logq_and_never_the_positive() -> None:
+    m, model = 64, _fitted(uniform_negatives=64, id_dropout=0.0)
+    items, users, hist = _batch(model)
+    freq = StreamingFrequency(12, batch_size=8, alpha=0.5, device=torch.device("cpu"))
+    freq.update(torch.tensor([0, 0, 1, 3]))  # an earlier batch, so the rates differ by item
+    logits, _ = batch_logits(model, items, users, hist, freq, torch.Generator().manual_seed(7))
+    gen = torch.Generator().manual_seed(7)  # replay the draws: id dropout mask, then the M uniform items
+    torch.rand(items.shape, generator=gen)
+    neg = torch.randint(0, 12, (m,), generator=gen)
+    with torch.no_grad():
+        net, tau = model.net_, model.config.temperature
+        uv = net.users(users, hist, model.user_feats_)
+        nv = net.items(neg, torch.ones(m), model.item_feats_)
+        q = 1.0 / freq.gap  # expected count per batch, after this batch's update (Yi et al. 2019)
+        expected = (uv @ nv.T) / tau - torch.log(q[neg] + m / 12).unsqueeze(0)  # Yang et al. 2020 mixture
+    got = logits[:, len(items):].detach()
+    positive = items.unsqueeze(1) == neg.unsqueeze(0)
+    assert positive.any() and (~positive).any()
+    assert torch.isneginf(got[positive]).all()
+    torch.testing.assert_close(got[~positive], expected[~positive])
+    in_batch = logits[:, : len(items)].detach().diagonal()
+    own = torch.log(q[items] + m / 12)
+    own_cos = (uv * net.items(items, torch.ones(8), model.item_feats_)).sum(1).detach()
+    torch.testing.assert_close(in_batch, own_cos / tau - own)  # the in-batch kind: the same mixture term
+
+
+def test_without_uniform_negatives_the_correction_is_yi_et_al() -> None:
+    freq = StreamingFrequency(5, batch_size=2, alpha=0.5, device=torch.device("cpu"))
+    freq.update(torch.tensor([0, 1]))
+    ids = torch.arange(5)
+    assert torch.equal(freq.log_q_mixed(ids, 0, 5), freq.log_q(ids))
+    torch.testing.assert_close(freq.log_q_mixed(ids, 10, 5), torch.log(freq.log_q(ids).exp() + 2.0))
+
+
+def test_user_l2_adds_lambda_times_the_mean_squared_user_embedding() -> None:
+    model = _fitted()
+    items, users, hist = _batch(model)
+
+    def loss() -> float:
+        freq = StreamingFrequency(12, batch_size=8, alpha=0.5, device=torch.device("cpu"))
+        return batch_loss(model, items, users, hist, freq, torch.Generator().manual_seed(3)).item()
+
+    plain = loss()
+    model.config = model.config.model_copy(update={"user_l2": 0.5})
+    assert model.net_.user_id is not None
+    penalty = 0.5 * model.net_.user_id(users).pow(2).sum(1).mean().item()
+    assert penalty > 0 and loss() == pytest.approx(plain + penalty, rel=1e-5)
+
+
+def test_user_id_dropout_changes_the_user_vector_only_through_the_id() -> None:
+    model = _fitted()
+    net = model.net_
+    users, hist = torch.arange(4), model.histories_[:4]
+    with torch.no_grad():
+        kept = net.users(users, hist, model.user_feats_, torch.ones(4))
+        assert torch.equal(kept, net.users(users, hist, model.user_feats_))
+        dropped = net.users(users, hist, model.user_feats_, torch.tensor([0.0, 1.0, 0.0, 1.0]))
+    assert not torch.allclose(dropped[0], kept[0]) and torch.equal(dropped[1], kept[1])
+
+
+@pytest.mark.parametrize("settings", [
+    {"use_user_id": False, "uniform_negatives": 32},
+    {"user_id_dropout": 0.5, "user_l2": 0.1, "history_order": "set", "batch_size": 256},
+])
+def test_regularised_user_towers_still_learn_the_planted_structure(settings: dict[str, object]) -> None:
+    train, test = planted()
+    model = TwoTower(TwoTowerConfig(**{**FAST, **settings})).fit(train)  # type: ignore[arg-type]
+    ev = Evaluator.from_datasets(train, test, ks=[10])
+    ours, pop = ev.evaluate(model)["recall@10"], ev.evaluate(MostPopular().fit(train))["recall@10"]
+    assert ours > pop + 0.1, (ours, pop)
+    assert (model.net_.user_id is None) == (settings.get("use_user_id") is False)
+
+
+@pytest.mark.parametrize("settings", [{"use_user_id": False, "user_l2": 0.1},
+                                      {"use_user_id": False, "user_id_dropout": 0.2},
+                                      {"history_order": "random"}, {"user_l2": -1.0}])
+def test_bad_user_tower_settings_are_rejected(settings: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        TwoTowerConfig(**settings)  # type: ignore[arg-type]
+
+
+def test_a_tower_without_user_ids_round_trips_through_its_tensors() -> None:
+    model = _fitted(use_user_id=False, history_order="set")
+    tensors, meta = model.state_tensors()
+    assert not any(k.startswith("net.user_id") for k in tensors) and meta["history_order"] == "set"
+    loaded = TwoTower(model.config)
+    loaded.load_state_tensors(tensors, meta)
+    loaded.train_ = model.train_  # load_source restores it from the artifact
+    users = np.arange(10)
+    torch.testing.assert_close(loaded.score(users), model.score(users))
+    assert loaded.net_.user_id is None and loaded.history_order_ == "set"

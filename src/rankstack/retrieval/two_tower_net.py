@@ -39,12 +39,14 @@ class TwoTowerNet(nn.Module):
     """Both towers end in an L2 normalisation, so ⟨user, item⟩ is a cosine in [-1, 1]."""
 
     def __init__(self, n_users: int, n_items: int, dim: int, hidden: int,
-                 item_enc: FeatureEncoder, user_enc: FeatureEncoder) -> None:
+                 item_enc: FeatureEncoder, user_enc: FeatureEncoder, use_user_id: bool = True) -> None:
         super().__init__()
+        self.n_users, self.n_items = n_users, n_items
         self.item_id = nn.Embedding(n_items, dim)
-        self.user_id = nn.Embedding(n_users, dim)
+        self.user_id = nn.Embedding(n_users, dim) if use_user_id else None
         nn.init.normal_(self.item_id.weight, std=0.05)
-        nn.init.normal_(self.user_id.weight, std=0.05)
+        if self.user_id is not None:
+            nn.init.normal_(self.user_id.weight, std=0.05)
         self.item_feat = FeatureBlock(item_enc, dim)
         self.user_feat = FeatureBlock(user_enc, dim)
         self.has_item_feat = bool(item_enc.cardinalities or item_enc.n_numeric)
@@ -52,7 +54,7 @@ class TwoTowerNet(nn.Module):
         self.attn_proj = nn.Linear(dim, dim)
         self.attn_query = nn.Parameter(torch.zeros(dim))
         self.item_mlp = _mlp(dim * (1 + self.has_item_feat), hidden, dim)
-        self.user_mlp = _mlp(dim * (3 + self.has_user_feat), hidden, dim)
+        self.user_mlp = _mlp(dim * (2 + use_user_id + self.has_user_feat), hidden, dim)
 
     def items(self, ids: torch.Tensor, keep_id: torch.Tensor, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         """v_i = normalise(MLP([keep_i · e_id(i); f(i)])); keep 0 embeds an item from its features alone."""
@@ -63,9 +65,10 @@ class TwoTowerNet(nn.Module):
             parts.append(f)
         return F.normalize(self.item_mlp(torch.cat(parts, 1)), dim=1)
 
-    def users(self, ids: torch.Tensor, history: torch.Tensor, feats: dict[str, torch.Tensor]) -> torch.Tensor:
-        """u = normalise(MLP([e_id(u); mean_j h_j; Σ_j α_j h_j; f(u)])) over the last items h (−1 pads),
-        α = softmax_j(qᵀ tanh(W h_j)) (additive attention)."""
+    def users(self, ids: torch.Tensor, history: torch.Tensor, feats: dict[str, torch.Tensor],
+              keep_id: torch.Tensor | None = None) -> torch.Tensor:
+        """u = normalise(MLP([keep_u · e_id(u); mean_j h_j; Σ_j α_j h_j; f(u)])) over the history items h (−1
+        pads), α = softmax_j(qᵀ tanh(W h_j)) (additive attention); no e_id part when built without user ids."""
         mask = history >= 0
         h = self.item_id(history.clamp_min(0)) * mask.unsqueeze(2)
         count = mask.sum(1, keepdim=True).clamp_min(1)
@@ -74,7 +77,10 @@ class TwoTowerNet(nn.Module):
         logits = logits.masked_fill(~mask, float("-inf"))
         alpha = torch.nan_to_num(torch.softmax(logits, dim=1), nan=0.0)
         pooled = (alpha.unsqueeze(2) * h).sum(1)
-        parts = [self.user_id(ids), mean, pooled]
+        parts = [mean, pooled]
+        if self.user_id is not None:
+            e = self.user_id(ids)
+            parts.insert(0, e if keep_id is None else e * keep_id.unsqueeze(1).to(e.dtype))
         if self.has_user_feat:
             f = self.user_feat(feats, ids)
             assert f is not None
@@ -105,3 +111,12 @@ class StreamingFrequency:
     def log_q(self, items: torch.Tensor) -> torch.Tensor:
         """log q_i = −log B_i."""
         return -torch.log(self.gap[items].clamp_min(1e-6))
+
+    def log_q_mixed(self, items: torch.Tensor, uniform: int, n_items: int) -> torch.Tensor:
+        """log(q_i + M/N): the expected count of item i among a batch's candidates when M uniform draws from N
+        items join the in-batch ones. Every candidate, in-batch or uniform, is corrected by this one value — the
+        mixture proposal q* ∝ B·p_i + M/N of mixed negative sampling (Yang et al., WWW 2020 Companion, "Mixed
+        Negative Sampling for Learning Two-tower Neural Networks in Recommendations"); with M = 0 it is Yi et
+        al.'s log q_i. Correcting each kind by its own rate alone (log q_i, log M/N) would count Z twice."""
+        log_q = self.log_q(items)
+        return torch.log(log_q.exp() + uniform / n_items) if uniform else log_q

@@ -1,5 +1,6 @@
-"""Training the two towers: time-ordered event streams and their causal histories, the in-batch sampled softmax
-with logQ correction, and the epoch loop with early stopping on validation recall. :meth:`TwoTower.fit` calls
+"""Training the two towers: event streams and their histories (causal for time-ordered logs, random subsets of
+the user's other items for logs without time order), the in-batch (and mixed uniform) sampled softmax with logQ
+correction, and the epoch loop with early stopping on validation recall. :meth:`TwoTower.fit` calls
 :func:`train_two_tower`; loading a trained model never imports this module."""
 
 from __future__ import annotations
@@ -47,6 +48,31 @@ def causal_history(flat_items: torch.Tensor, pos: torch.Tensor, starts: torch.Te
     return torch.where(valid, flat_items[idx.clamp_min(0)], torch.full_like(idx, -1))
 
 
+def set_history(flat_items: torch.Tensor, pos: torch.Tensor, starts: torch.Tensor, lengths: torch.Tensor,
+                n: int) -> torch.Tensor:
+    """Up to ``n`` other items of each position's user run, never the position itself: [len(pos), n], −1 pads.
+    Walks backwards from the position, wrapping round the run; on a run shuffled each epoch it is a fresh random
+    subset (without replacement) of the user's other items."""
+    k = torch.arange(1, n + 1, device=pos.device).unsqueeze(0)
+    offset = (pos - starts).unsqueeze(1)
+    length = lengths.unsqueeze(1)
+    idx = starts.unsqueeze(1) + torch.remainder(offset - k, length.clamp_min(1))
+    return torch.where(k < length, flat_items[idx], torch.full_like(idx, -1))
+
+
+def shuffle_within_users(users: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A permutation of the (user-sorted) events that keeps each user's run in place and shuffles inside it."""
+    noise = torch.rand(users.shape, device=users.device, generator=gen, dtype=torch.float64)
+    return torch.argsort(users.to(torch.float64) + noise)
+
+
+def resolve_history_order(dataset: Dataset, order: str) -> Literal["time", "set"]:
+    """``auto`` → ``time`` when the events carry timestamps, else ``set``."""
+    if order == "auto":
+        ts = dataset.events.get_column("timestamp")
+        return "time" if ts.null_count() < len(ts) else "set"
+    return "time" if order == "time" else "set"
+
 
 def train_two_tower(model: TwoTower, dataset: Dataset) -> None:
     """Encode features, train the towers, then embed every user and item (cold items from features). One
@@ -64,8 +90,11 @@ def train_two_tower(model: TwoTower, dataset: Dataset) -> None:
     model.user_feats_ = {k: v.to(dev) for k, v in model.user_encoder_.encode(dataset.user_features,
                                                                              x.shape[0]).items()}
     model.net_ = TwoTowerNet(x.shape[0], x.shape[1], cfg.embedding_dim, cfg.hidden_dim, model.item_encoder_,
-                             model.user_encoder_).to(dev)
+                             model.user_encoder_, cfg.use_user_id).to(dev)
+    model.history_order_ = resolve_history_order(dataset, cfg.history_order)
     seqs = dataset.sequences()
+    if model.history_order_ == "set":  # a set: each item once, order meaningless
+        seqs = [np.unique(s) for s in seqs]
     val = None
     if cfg.validation_ratio > 0:
         graph, val = holdout(x, cfg.validation_ratio, cfg.seed)
@@ -75,8 +104,11 @@ def train_two_tower(model: TwoTower, dataset: Dataset) -> None:
 
 
 def _histories(model: TwoTower, seqs: list[np.ndarray], drop: sp.csr_matrix | None) -> torch.Tensor:
-    """Last ``history_len`` items of each user's sequence: [n_users, N], −1 pads."""
+    """Last ``history_len`` items of each user's sequence (of a seeded shuffle of it, for ``set`` histories):
+    [n_users, N], −1 pads."""
     items, users, _ = flatten_sequences(seqs, drop)
+    if model.history_order_ == "set":
+        items = items[np.lexsort((np.random.default_rng(model.config.seed).random(len(items)), users))]
     ends = np.searchsorted(users, np.arange(len(seqs)), side="right")
     flat = torch.from_numpy(items)
     pos = torch.from_numpy(ends)
@@ -98,7 +130,8 @@ def _train(model: TwoTower, seqs: list[np.ndarray], graph: sp.csr_matrix, val: s
     cfg, dev, net = model.config, model.device_, model.net_
     n_items = graph.shape[1]
     items_np, users_np, starts_np = flatten_sequences(seqs, val)
-    flat, users, starts = (torch.from_numpy(a).to(dev) for a in (items_np, users_np, starts_np))
+    lengths_np = np.searchsorted(users_np, users_np, side="right") - starts_np
+    flat, users, starts, lengths = (torch.from_numpy(a).to(dev) for a in (items_np, users_np, starts_np, lengths_np))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     freq = StreamingFrequency(n_items, cfg.batch_size, cfg.logq_alpha, dev)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
@@ -116,13 +149,18 @@ def _train(model: TwoTower, seqs: list[np.ndarray], graph: sp.csr_matrix, val: s
         for epoch in range(1, cfg.epochs + 1):
             net.train()
             perm = torch.randperm(n, device=dev, generator=gen)
+            epoch_flat = flat[shuffle_within_users(users, gen)] if model.history_order_ == "set" else flat
             total = 0.0
             for start in range(0, n, cfg.batch_size):
                 if start and stop.time_to_stop():  # every epoch it starts runs one batch at least
                     cut = True
                     break
                 pos = perm[start : start + cfg.batch_size]
-                loss = _batch_loss(model, flat, users, starts, pos, freq, gen)
+                if model.history_order_ == "set":
+                    hist = set_history(epoch_flat, pos, starts[pos], lengths[pos], cfg.history_len)
+                else:
+                    hist = causal_history(flat, pos, starts[pos], cfg.history_len)
+                loss = batch_loss(model, epoch_flat[pos], users[pos], hist, freq, gen)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -169,29 +207,42 @@ def _train(model: TwoTower, seqs: list[np.ndarray], graph: sp.csr_matrix, val: s
     model.user_vectors_, model.item_vectors_ = _embed_all(model, model.histories_, model.item_counts_)
 
 
-def _batch_loss(model: TwoTower, flat: torch.Tensor, users: torch.Tensor, starts: torch.Tensor, pos: torch.Tensor,
-                freq: StreamingFrequency, gen: torch.Generator) -> torch.Tensor:
-    """Sampled softmax over in-batch (and uniform) items with logQ correction; same-item logits masked."""
+def batch_logits(model: TwoTower, items: torch.Tensor, u: torch.Tensor, hist: torch.Tensor,
+                 freq: StreamingFrequency, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits [B, B + M] of each event (row) against the in-batch items then M shared uniform ones, each
+    ⟨u, v_j⟩/τ − log(q_j + M/N) (:meth:`StreamingFrequency.log_q_mixed`); a duplicate of a row's positive
+    among its negatives is −inf. Also the batch's user-id embeddings (None without user ids)."""
     cfg, net = model.config, model.net_
-    n_items = net.item_id.num_embeddings
-    items, u = flat[pos], users[pos]
-    hist = causal_history(flat, pos, starts[pos], cfg.history_len)
+    n_items, m = net.n_items, cfg.uniform_negatives
     freq.update(items)
     keep = (torch.rand(items.shape, device=items.device, generator=gen) >= cfg.id_dropout).float()
+    neg = torch.randint(0, n_items, (m,), device=items.device, generator=gen) if m else None
+    keep_user = None
+    if cfg.user_id_dropout:
+        keep_user = (torch.rand(u.shape, device=u.device, generator=gen) >= cfg.user_id_dropout).float()
     with _autocast(model):
-        uv = net.users(u, hist, model.user_feats_)
+        uv = net.users(u, hist, model.user_feats_, keep_user)
         iv = net.items(items, keep, model.item_feats_)
-        logits = (uv @ iv.T).float() / cfg.temperature - freq.log_q(items).unsqueeze(0)
+        logits = (uv @ iv.T).float() / cfg.temperature - freq.log_q_mixed(items, m, n_items).unsqueeze(0)
         same = items.unsqueeze(0) == items.unsqueeze(1)
         same.fill_diagonal_(False)
         logits = logits.masked_fill(same, float("-inf"))
-        if cfg.uniform_negatives:
-            neg = torch.randint(0, n_items, (cfg.uniform_negatives,), device=items.device, generator=gen)
+        if neg is not None:
             nv = net.items(neg, torch.ones_like(neg, dtype=torch.float32), model.item_feats_)
-            neg_logits = (uv @ nv.T).float() / cfg.temperature - np.log(cfg.uniform_negatives / n_items)
+            neg_logits = (uv @ nv.T).float() / cfg.temperature - freq.log_q_mixed(neg, m, n_items).unsqueeze(0)
             neg_logits = neg_logits.masked_fill(items.unsqueeze(1) == neg.unsqueeze(0), float("-inf"))
             logits = torch.cat([logits, neg_logits], 1)
-    return F.cross_entropy(logits, torch.arange(len(items), device=items.device))
+    return logits, None if net.user_id is None else net.user_id(u)
+
+
+def batch_loss(model: TwoTower, items: torch.Tensor, u: torch.Tensor, hist: torch.Tensor, freq: StreamingFrequency,
+               gen: torch.Generator) -> torch.Tensor:
+    """Cross-entropy of each row's own item over :func:`batch_logits`, plus ``user_l2``·mean_b ‖e_{u_b}‖²."""
+    logits, user_emb = batch_logits(model, items, u, hist, freq, gen)
+    loss = F.cross_entropy(logits, torch.arange(len(items), device=items.device))
+    if model.config.user_l2 and user_emb is not None:
+        loss = loss + model.config.user_l2 * user_emb.float().pow(2).sum(1).mean()
+    return loss
 
 
 @torch.no_grad()
@@ -200,7 +251,7 @@ def _embed_all(model: TwoTower, histories: torch.Tensor, item_count: torch.Tenso
     """All user and item vectors; items without training interactions use their features only."""
     net, dev = model.net_, model.device_
     net.eval()
-    n_users, n_items = net.user_id.num_embeddings, net.item_id.num_embeddings
+    n_users, n_items = net.n_users, net.n_items
     ids = torch.arange(n_items, device=dev)
     items = torch.cat([net.items(ids[s : s + batch], (item_count[s : s + batch] > 0).float(), model.item_feats_)
                        for s in range(0, n_items, batch)])
