@@ -50,26 +50,23 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-class LambdaRankRanker:
-    """A fitted LightGBM ranking model with the item statistics and sequential scorer its features need."""
+class CandidateFeatureRanker:
+    """What the learned candidate rankers share: the inputs of :func:`candidate_features` (sources, item
+    statistics, sequential scorer, embedding source), their checks, and the protocol's stateless methods."""
 
-    name = "lambdarank"
+    name: str  # the subclass's ranker name (in logs and errors)
     objectives: tuple[str, ...] = (RELEVANCE,)
     needs_history = False
 
-    def __init__(self, model_text: str, sources: Sequence[str], stats: ItemStats, *, last_n: int = 20,
-                 sequential: CandidateSource | None = None, report: dict[str, Any] | None = None,
-                 threads: int = 1, base: str | None = None, embedding: str | None = None) -> None:
-        import lightgbm
-
-        self.model_text = model_text
-        self.booster = lightgbm.Booster(model_str=model_text)
+    def _set_feature_inputs(self, sources: Sequence[str], stats: ItemStats, *, last_n: int,
+                            sequential: CandidateSource | None, report: dict[str, Any] | None, base: str | None,
+                            embedding: str | None) -> None:
+        """Keep the feature inputs and check that ``base`` and ``embedding`` name sources."""
         self.sources = list(sources)
         self.stats = stats
         self.last_n = last_n
         self.sequential = sequential
         self.report = report or {}
-        self.threads = threads
         self.base = base
         self.embedding = embedding
         self._vectors: tuple[int, np.ndarray | None] = (0, None)
@@ -77,9 +74,6 @@ class LambdaRankRanker:
         for role, name in (("base", base), ("embedding", embedding)):
             if name is not None and name not in self.sources:
                 raise ValueError(f"{role} source {name!r} is not among the sources {self.sources}")
-        if self.booster.num_feature() != len(self.feature_names):
-            raise ValueError(f"the model reads {self.booster.num_feature()} features, the ranker builds "
-                             f"{len(self.feature_names)} ({self.feature_names})")
 
     def _item_vectors(self, sources: Mapping[str, CandidateSource]) -> np.ndarray | None:
         """The embedding source's unit item vectors, computed once per source object."""
@@ -87,7 +81,8 @@ class LambdaRankRanker:
             return None
         source = sources.get(self.embedding)
         if source is None:
-            raise ValueError(f"lambdarank: the batch carries no source {self.embedding!r} for the embedding features")
+            raise ValueError(f"{self.name}: the batch carries no source {self.embedding!r} for the embedding "
+                             "features")
         if self._vectors[0] != id(source) or self._vectors[1] is None:
             self._vectors = (id(source), embedding_vectors(sources, self.embedding))
         return self._vectors[1]
@@ -97,6 +92,41 @@ class LambdaRankRanker:
         return candidate_features(batch, self.stats, self.sources, last_n=self.last_n,
                                   seq_scores=sequential_scores(self.sequential, batch),
                                   item_vectors=self._item_vectors(batch.sources))
+
+    def keep_states(self, capacity: int) -> None:
+        """Cache the sequential scorer's user states when it can (a no-op otherwise)."""
+        enable = getattr(self.sequential, "enable_state_cache", None)
+        if callable(enable):
+            enable(capacity)
+
+    def warm(self, histories: Sequence[np.ndarray]) -> int:
+        """Nothing is computed ahead of requests."""
+        return 0
+
+    def _check_saved_features(self, meta: Mapping[str, Any], path: Path) -> None:
+        """``ArtifactError`` when the saved feature list differs from the one this code builds."""
+        if self.feature_names != meta["features"]:
+            raise ArtifactError(f"{path}: features {meta['features']} differ from the code's {self.feature_names}")
+
+
+class LambdaRankRanker(CandidateFeatureRanker):
+    """A fitted LightGBM ranking model with the item statistics and sequential scorer its features need."""
+
+    name = "lambdarank"
+
+    def __init__(self, model_text: str, sources: Sequence[str], stats: ItemStats, *, last_n: int = 20,
+                 sequential: CandidateSource | None = None, report: dict[str, Any] | None = None,
+                 threads: int = 1, base: str | None = None, embedding: str | None = None) -> None:
+        import lightgbm
+
+        self.model_text = model_text
+        self.booster = lightgbm.Booster(model_str=model_text)
+        self.threads = threads
+        self._set_feature_inputs(sources, stats, last_n=last_n, sequential=sequential, report=report, base=base,
+                                 embedding=embedding)
+        if self.booster.num_feature() != len(self.feature_names):
+            raise ValueError(f"the model reads {self.booster.num_feature()} features, the ranker builds "
+                             f"{len(self.feature_names)} ({self.feature_names})")
 
     def score(self, batch: RankBatch) -> dict[str, np.ndarray]:
         """The model's scores [B, C]; NaN on pads."""
@@ -112,16 +142,6 @@ class LambdaRankRanker:
         gain = self.booster.feature_importance(importance_type="gain")
         pairs = sorted(zip(self.feature_names, gain.tolist(), strict=True), key=lambda p: -p[1])
         return {name: round(float(value), 3) for name, value in pairs}
-
-    def keep_states(self, capacity: int) -> None:
-        """Cache the sequential scorer's user states when it can (a no-op otherwise)."""
-        enable = getattr(self.sequential, "enable_state_cache", None)
-        if callable(enable):
-            enable(capacity)
-
-    def warm(self, histories: Sequence[np.ndarray]) -> int:
-        """Nothing is computed ahead of requests."""
-        return 0
 
     def save(self, root: Path, sources: Mapping[str, CandidateSource]) -> str:
         """Write the ranker into ``root/ranker``; a sequential scorer that is one of ``sources`` is not repeated."""
@@ -152,9 +172,7 @@ class LambdaRankRanker:
         ranker = cls(text, [str(s) for s in meta["sources"]], ItemStats.load(folder / STATS_FILE),
                      last_n=int(meta["last_n"]), sequential=sequential, report=meta.get("report") or {},
                      base=meta.get("base"), embedding=meta.get("embedding"))
-        if ranker.feature_names != meta["features"]:
-            raise ArtifactError(f"{folder / META_FILE}: features {meta['features']} differ from the code's "
-                                f"{ranker.feature_names}")
+        ranker._check_saved_features(meta, folder / META_FILE)
         return ranker
 
 

@@ -36,15 +36,14 @@ from torch import nn
 
 from rankstack.errors import ArtifactError
 from rankstack.io import atomic_write, write_text_atomic
-from rankstack.ranking.candidate_features import ItemStats, candidate_features, feature_names
+from rankstack.ranking.candidate_features import ItemStats
 from rankstack.ranking.lambdarank import (
     RELEVANCE,
     STATS_FILE,
-    embedding_vectors,
+    CandidateFeatureRanker,
     load_sequential,
     prior_scores,
     save_feature_inputs,
-    sequential_scores,
 )
 from rankstack.ranking.layers import CrossNetwork, FeatureEmbedding, MMoE, mlp
 from rankstack.ranking.ranker import RankBatch
@@ -161,51 +160,21 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class NeuralRanker:
+class NeuralRanker(CandidateFeatureRanker):
     """A fitted ranking network with the item statistics and sequential scorer its features need."""
 
     name = "neural"
-    objectives: tuple[str, ...] = (RELEVANCE,)
-    needs_history = False
 
     def __init__(self, net: RankingNet, config: NeuralRankerConfig, sources: Sequence[str], stats: ItemStats, *,
                  last_n: int = 20, sequential: CandidateSource | None = None, report: dict[str, Any] | None = None,
                  base: str | None = None, embedding: str | None = None) -> None:
         self.net = net.eval()
         self.config = config
-        self.sources = list(sources)
-        self.stats = stats
-        self.last_n = last_n
-        self.sequential = sequential
-        self.report = report or {}
-        self.base = base
-        self.embedding = embedding
-        self._vectors: tuple[int, np.ndarray | None] = (0, None)
-        self.feature_names = feature_names(self.sources, sequential is not None, embedding is not None)
-        for role, name in (("base", base), ("embedding", embedding)):
-            if name is not None and name not in self.sources:
-                raise ValueError(f"{role} source {name!r} is not among the sources {self.sources}")
+        self._set_feature_inputs(sources, stats, last_n=last_n, sequential=sequential, report=report, base=base,
+                                 embedding=embedding)
         if len(net.scale.mean) != len(self.feature_names):
             raise ValueError(f"the network reads {len(net.scale.mean)} features, the ranker builds "
                              f"{len(self.feature_names)} ({self.feature_names})")
-
-    def _item_vectors(self, sources: Mapping[str, CandidateSource]) -> np.ndarray | None:
-        """The embedding source's unit item vectors, computed once per source object."""
-        if self.embedding is None:
-            return None
-        source = sources.get(self.embedding)
-        if source is None:
-            raise ValueError(f"neural ranker: the batch carries no source {self.embedding!r} for the embedding "
-                             "features")
-        if self._vectors[0] != id(source) or self._vectors[1] is None:
-            self._vectors = (id(source), embedding_vectors(sources, self.embedding))
-        return self._vectors[1]
-
-    def features(self, batch: RankBatch) -> tuple[np.ndarray, np.ndarray]:
-        """The feature matrix of the batch's valid candidates and their mask [B, C] (the training code path)."""
-        return candidate_features(batch, self.stats, self.sources, last_n=self.last_n,
-                                  seq_scores=sequential_scores(self.sequential, batch),
-                                  item_vectors=self._item_vectors(batch.sources))
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """Scores [N] (float64) of feature rows [N, F], the prior included."""
@@ -220,16 +189,6 @@ class NeuralRanker:
         if len(matrix):
             out[valid] = self.predict(matrix)
         return {RELEVANCE: out}
-
-    def keep_states(self, capacity: int) -> None:
-        """Cache the sequential scorer's user states when it can (a no-op otherwise)."""
-        enable = getattr(self.sequential, "enable_state_cache", None)
-        if callable(enable):
-            enable(capacity)
-
-    def warm(self, histories: Sequence[np.ndarray]) -> int:
-        """Nothing is computed ahead of requests."""
-        return 0
 
     def save(self, root: Path, sources: Mapping[str, CandidateSource]) -> str:
         """Write the ranker into ``root/ranker``; a sequential scorer that is one of ``sources`` is not repeated."""
@@ -264,7 +223,5 @@ class NeuralRanker:
                      last_n=int(meta["last_n"]), sequential=load_sequential(root, meta.get("sequential"), sources,
                                                                              read_source),
                      report=meta.get("report") or {}, base=meta.get("base"), embedding=meta.get("embedding"))
-        if ranker.feature_names != meta["features"]:
-            raise ArtifactError(f"{folder / META_FILE}: features {meta['features']} differ from the code's "
-                                f"{ranker.feature_names}")
+        ranker._check_saved_features(meta, folder / META_FILE)
         return ranker
