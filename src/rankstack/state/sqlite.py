@@ -220,6 +220,22 @@ class SQLiteStateStore:
                 out[user].append(item)
         return [list(out[u]) for u in user_ids]
 
+    def latest_times_many(self, user_ids: Sequence[str], *,
+                          events: Sequence[str] = ("click", "conversion")) -> list[float | None]:
+        """Each user's latest event time of a kind in ``events`` (None: no such event), from one query."""
+        out: dict[str, float | None] = dict.fromkeys(user_ids)
+        if not events or not user_ids:
+            return [None for _ in user_ids]
+        for chunk in _chunks(list(out)):
+            rows = self._query(
+                f"SELECT user_id, MAX(ts) FROM events WHERE user_id IN ({_marks(chunk)})"
+                f" AND event IN ({_marks(events)}) GROUP BY user_id",
+                (*chunk, *events),
+            )
+            for user, ts in rows:
+                out[user] = float(ts)
+        return [out[u] for u in user_ids]
+
     def exposure_counts_many(self, user_ids: Sequence[str], *, since: float,
                              events: Sequence[str] = ("impression",)) -> list[dict[str, int]]:
         """``exposure_counts`` of each user from one query."""
