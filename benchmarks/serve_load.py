@@ -300,6 +300,7 @@ def open_run(port: int, url: str, rate: float, fresh: float, args: argparse.Name
                    popular_items=popular[0], popular_p=popular[1], endpoint=args.endpoint, seed=seed, tag=tag)
 
     stamp = f"{os.getpid()}-{run_no}"
+    settled_s = settle(url)
     if args.warmup:
         run_loop(_session(port, mix(f"warm-{stamp}", args.seed + 7919 * run_no + 1),
                           arrival_offsets([(rate, args.warmup)], poisson=args.arrivals == "poisson"), args))
@@ -312,7 +313,7 @@ def open_run(port: int, url: str, rate: float, fresh: float, args: argparse.Name
     degraded = {k: v - degraded_before.get(k, 0.0) for k, v in degradations(url).items()}
     table = traffic.table()
     kind = HEALTH if args.endpoint == "healthz" else RECOMMEND
-    row: dict[str, Any] = {"offered": rate, "fresh_events": fresh, "endpoint": args.endpoint,
+    row: dict[str, Any] = {"offered": rate, "fresh_events": fresh, "endpoint": args.endpoint, "settled_s": settled_s,
                            **{k: v for k, v in summarise(table, 0.0, float(args.duration), kind=kind).items()
                               if k != "offered"},
                            "degraded_reasons": dict(traffic.reasons), "cold": traffic.cold,
@@ -323,6 +324,29 @@ def open_run(port: int, url: str, rate: float, fresh: float, args: argparse.Name
             table, before_s=float(args.duration), overload_s=float(args.overload_duration),
             after_s=float(args.duration), threshold_ms=args.deadline_ms)}
     return row
+
+
+def settle(url: str, limit_s: float = 120.0, quick_ms: float = 50.0) -> float:
+    """Wait (up to ``limit_s``) until an event post and a recommend both answer within ``quick_ms`` twice in a row,
+    so that a backlog left by an overloaded run (event writes queued in the server's threads) does not spill into
+    the next run; returns the seconds waited."""
+    started = time.perf_counter()
+    quick = 0
+    with httpx.Client(base_url=url, timeout=30) as http:
+        while quick < 2 and time.perf_counter() - started < limit_s:
+            t0 = time.perf_counter()
+            try:
+                http.post("/v1/events", json={"events": [{"event_id": f"settle-{time.time_ns()}", "user_id": "u0",
+                                                          "item_id": "i0", "event": "impression"}]})
+                http.post("/v1/recommend", json={"user_id": "u0", "k": 20})
+            except httpx.HTTPError:
+                quick = 0
+                time.sleep(0.5)
+                continue
+            quick = quick + 1 if (time.perf_counter() - t0) * 1e3 < 2 * quick_ms else 0
+            if quick < 2:
+                time.sleep(0.2)
+    return round(time.perf_counter() - started, 1)
 
 
 def wrk_run(url: str, rate: float, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
