@@ -52,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -231,9 +232,19 @@ def run_wrk(url: str, args: argparse.Namespace, duration_s: int, wait_ms: int, w
             "wait_ms": wait_ms, "command": " ".join(cmd)}
 
 
+def metrics_text(url: str) -> str:
+    """The server's /metrics (waiting up to a minute: after an overloaded run it answers behind the backlog);
+    empty when it does not answer, so that one slow scrape does not lose the run's figures."""
+    try:
+        return httpx.get(url + "/metrics", timeout=60).text
+    except httpx.HTTPError as exc:
+        print(f"  /metrics did not answer ({type(exc).__name__}): server figures left out", flush=True)
+        return ""
+
+
 def server_counters(url: str) -> dict[str, tuple[float, float]]:
     """(sum, count) of each stage histogram and of the batch-size histogram, from the server's /metrics."""
-    text = httpx.get(url + "/metrics").text
+    text = metrics_text(url)
     out = {}
     for name, label in (("rankstack_stage_duration_seconds", r'\{stage="([^"]+)"\}'),
                         ("rankstack_recommend_batch_size", r"()")):
@@ -245,7 +256,7 @@ def server_counters(url: str) -> dict[str, tuple[float, float]]:
 
 def degradations(url: str) -> dict[str, float]:
     """Stage degradations and fallbacks counted by the server so far (``stage/status`` and ``fallback:name``)."""
-    text = httpx.get(url + "/metrics").text
+    text = metrics_text(url)
     found = {f"{stage}/{status}": float(n) for stage, status, n in re.findall(
         r'rankstack_stage_degradations_total\{stage="([^"]+)",status="([^"]+)"\} (\S+)', text)}
     found.update({f"fallback:{name}": float(n) for name, n in re.findall(
@@ -253,9 +264,19 @@ def degradations(url: str) -> dict[str, float]:
     return found
 
 
+def degradations_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Degradations and fallbacks counted between two readings (none when a reading is missing)."""
+    if not before or not after:
+        return {}
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0)}
+
+
 def counter_means(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> dict[str, float]:
-    """Mean per observation between two readings: stage times in ms per batch, batch size in requests."""
-    means = {}
+    """Mean per observation between two readings: stage times in ms per batch, batch size in requests (none when
+    a reading is missing)."""
+    means: dict[str, float] = {}
+    if not before or not after:
+        return means
     for key, (total, count) in after.items():
         total0, count0 = before.get(key, (0.0, 0.0))
         if count > count0:
@@ -310,7 +331,7 @@ def open_run(port: int, url: str, rate: float, fresh: float, args: argparse.Name
     offsets = arrival_offsets(phases, poisson=args.arrivals == "poisson", seed=args.seed + run_no)
     before, degraded_before = server_counters(url), degradations(url)
     traffic, generator = run_loop(_session(port, mix(f"run-{stamp}", args.seed + 7919 * run_no), offsets, args))
-    degraded = {k: v - degraded_before.get(k, 0.0) for k, v in degradations(url).items()}
+    degraded = degradations_between(degraded_before, degradations(url))
     table = traffic.table()
     kind = HEALTH if args.endpoint == "healthz" else RECOMMEND
     row: dict[str, Any] = {"offered": rate, "fresh_events": fresh, "endpoint": args.endpoint, "settled_s": settled_s,
@@ -318,7 +339,7 @@ def open_run(port: int, url: str, rate: float, fresh: float, args: argparse.Name
                               if k != "offered"},
                            "degraded_reasons": dict(traffic.reasons), "cold": traffic.cold,
                            "generator": generator, "server_means": counter_means(before, server_counters(url)),
-                           "degradations": {k: v for k, v in degraded.items() if v}}
+                           "degradations": degraded}
     if args.overload_factor:
         row["overload"] = {"factor": args.overload_factor, **overload_figures(
             table, before_s=float(args.duration), overload_s=float(args.overload_duration),
@@ -326,7 +347,7 @@ def open_run(port: int, url: str, rate: float, fresh: float, args: argparse.Name
     return row
 
 
-def settle(url: str, limit_s: float = 120.0, quick_ms: float = 50.0) -> float:
+def settle(url: str, limit_s: float = 90.0, quick_ms: float = 50.0) -> float:
     """Wait (up to ``limit_s``) until an event post and a recommend both answer within ``quick_ms`` twice in a row,
     so that a backlog left by an overloaded run (event writes queued in the server's threads) does not spill into
     the next run; returns the seconds waited."""
@@ -356,13 +377,15 @@ def wrk_run(url: str, rate: float, args: argparse.Namespace, workdir: Path) -> d
     wait_ms = max(0, round(period_ms - warm["mean_ms"]))
     before, degraded_before = server_counters(url), degradations(url)
     result = run_wrk(url, args, args.duration, wait_ms, workdir)
-    degraded = {k: v - degraded_before.get(k, 0.0) for k, v in degradations(url).items()}
+    degraded = degradations_between(degraded_before, degradations(url))
     return {"target_rps": rate, **result, "warmup": warm, "server_means": counter_means(before, server_counters(url)),
-            "degradations": {k: v for k, v in degraded.items() if v}}
+            "degradations": degraded}
 
 
-def measure(n_items: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """Build, serve, seed, then one warmed-up run per offered load (and fresh-event share)."""
+def measure(n_items: int, args: argparse.Namespace, workdir: Path,
+            save: Callable[[list[dict[str, Any]]], None] = lambda rows: None) -> dict[str, Any]:
+    """Build, serve, seed, then one warmed-up run per offered load (and fresh-event share); ``save`` gets the runs
+    so far after each one (a sweep cut short keeps what it measured)."""
     print(f"catalog {n_items:,} items: training …", flush=True)
     artifact = workdir / f"artifact-{n_items}"
     if args.reuse and (artifact / "manifest.json").is_file():
@@ -401,6 +424,7 @@ def measure(n_items: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
                     print(f"  {rate:g} req/s offered (wrk): p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
                           f"{result['throughput_rps']} req/s, errors {result['error_total']}", flush=True)
                 rows.append({"catalog_items": n_items, **result, "loadavg": os.getloadavg()})
+                save(rows)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -534,7 +558,17 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     catalogs = []
     for n_items in (int(x) for x in args.items.split(",")):
-        row = measure(n_items, args, workdir)
+        suffix = ("" if args.retrieval == "itemknn" else f"-{args.retrieval}") + (
+            f"-w{args.workers}" if args.workers > 1 else "") + ("-open" if args.generator == "open" else "") + (
+            f"-{args.tag}" if args.tag else "")
+        out = RESULTS / f"serve_load-{n_items}{suffix}.json"
+
+        def save(rows: list[dict[str, Any]], out: Path = out, n_items: int = n_items) -> None:
+            out.write_text(json.dumps({"catalog_items": n_items, "partial": True, "runs": rows,
+                                       "command": "python benchmarks/serve_load.py " + " ".join(
+                                           sys.argv[1:] if argv is None else argv)}, indent=2) + "\n")
+
+        row = measure(n_items, args, workdir, save)
         if args.build_only:
             continue
         row.update({"code": _git_head(), "generator": args.generator, "ranker": args.ranker,
@@ -547,10 +581,6 @@ def main(argv: list[str] | None = None) -> None:
                                 "loadavg_after": os.getloadavg()},
                     "date": datetime.now(UTC).isoformat(timespec="seconds"),
                     "command": "python benchmarks/serve_load.py " + " ".join(sys.argv[1:] if argv is None else argv)})
-        suffix = ("" if args.retrieval == "itemknn" else f"-{args.retrieval}") + (
-            f"-w{args.workers}" if args.workers > 1 else "") + ("-open" if args.generator == "open" else "") + (
-            f"-{args.tag}" if args.tag else "")
-        out = RESULTS / f"serve_load-{n_items}{suffix}.json"
         out.write_text(json.dumps(row, indent=2) + "\n")
         if args.plot and args.generator == "open":
             plot(row["runs"], out.with_suffix(".png"), f"{n_items:,} items, {args.workers} workers, "
