@@ -124,3 +124,10 @@ def test_overload_figures_split_the_phases() -> None:
     assert normal["p99_ms"] == 5.0 and normal["events"]["requests"] == 0
     with_event = summarise(table(rows), 0, 15)
     assert with_event["errors"] == 1 and with_event["errors_by_cause"] == {"event_timeout": 1}
+
+
+def test_fresh_impressions_instead_of_clicks() -> None:
+    mix = Mix(users=5, fresh=1.0, kind="impression", popular_items=POPULAR, popular_p=np.full(3, 1 / 3), seed=4)
+    _, seen = drive_mix(mix, rate=200, seconds=0.1)
+    kinds = [json.loads(b)["events"][0]["event"] for _, p, b in seen if p == "/v1/events"]
+    assert kinds == ["impression"] * 20
