@@ -188,3 +188,30 @@ def fit_multitask_on_ray(model: MultiTaskConfig, train: pl.DataFrame, validation
     config = {"kind": "multitask", "model": model, "threads": threads, "after_epoch": after_epoch}
     folder, report = _run(config, (train, validation), backend, "multitask", max_failures, storage)
     return load_ranker(folder, device=model.device), report
+
+
+def source_fitter(backend: Backend, log: Callable[[str], None] | None = None
+                  ) -> Callable[[str, Mapping[str, Any], Dataset], CandidateSource]:
+    """``rankstack train``'s ``source_fit`` for ``backend``: SASRec and two-tower with DDP on Ray Train, any other
+    source (closed-form or not torch-trained) fitted in this process as before."""
+    from rankstack.pipeline.components import build_source
+
+    def fit(name: str, settings: Mapping[str, Any], data: Dataset) -> CandidateSource:
+        if name not in TORCH_SOURCES:
+            return build_source(name, settings).fit(data)
+        model, report = fit_source_on_ray(name, settings, data, backend)
+        if log is not None:
+            again = f", resumed after epoch {report['resumed_from']}" if report["resumed_from"] else ""
+            log(f"source {name}: DDP on {report['workers']} Ray Train workers{again}")
+        return model
+
+    return fit
+
+
+def multitask_fitter(backend: Backend) -> Callable[[MultiTaskConfig, pl.DataFrame, pl.DataFrame], MultiTaskRanker]:
+    """``rankstack train``'s ``multitask_fit`` for ``backend``: the network with DDP on Ray Train."""
+
+    def fit(model: MultiTaskConfig, train: pl.DataFrame, validation: pl.DataFrame) -> MultiTaskRanker:
+        return fit_multitask_on_ray(model, train, validation, backend)[0]
+
+    return fit
