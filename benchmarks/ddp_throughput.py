@@ -58,12 +58,14 @@ def row(label: str, source: Any, fit: Any, test: Any, examples: int, wall_s: flo
 
 
 def main() -> None:
-    """Single process, then 1 and 2 Ray workers; writes the rows with the machine's load average."""
+    """Single process, then 1 and 2 Ray workers (or the single process last); writes the rows with the machine's
+    load average before each run and at the end."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", default="movielens-100k")
     parser.add_argument("--model", default="sasrec", choices=["sasrec", "two-tower"])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--single-last", action="store_true", help="run the single process after the Ray runs")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -77,9 +79,14 @@ def main() -> None:
     examples = examples_per_epoch(args.model, fit)
     loads = [os.getloadavg()]
     rows = []
-    t = time.perf_counter()
-    local = build_source(args.model, settings).fit(fit)
-    rows.append(row("single process", local, fit, test, examples, time.perf_counter() - t, 1))
+
+    def single() -> None:
+        t = time.perf_counter()
+        local = build_source(args.model, settings).fit(fit)
+        rows.append(row("single process", local, fit, test, examples, time.perf_counter() - t, 1))
+
+    if not args.single_last:
+        single()
     counts = [int(w) for w in args.workers.split(",")]
     with ray_session(Backend("ray", max(counts))):  # one local Ray instance (Ray Train polls every 0.5 s)
         for workers in counts:
@@ -88,6 +95,9 @@ def main() -> None:
             model, _ = fit_source_on_ray(args.model, settings, fit, Backend("ray", workers))
             rows.append(row(f"Ray Train DDP, {workers} worker(s)", model, fit, test, examples,
                             time.perf_counter() - t, workers))
+    if args.single_last:
+        loads.append(os.getloadavg())
+        single()
     loads.append(os.getloadavg())
     record = {"dataset": data.name, "split": kind, "model": args.model, "settings": settings,
               "examples_per_epoch": examples, "rows": rows, "loadavg": [list(np.round(x, 2)) for x in loads]}

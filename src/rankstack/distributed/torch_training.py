@@ -12,8 +12,10 @@ the model's own saved form (``save_source``), and the driver loads it.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -134,29 +136,36 @@ def _worker(config: dict[str, Any]) -> None:
         ray.train.report(row)
 
 
+@contextlib.contextmanager
 def _run(config: dict[str, Any], data: Any, backend: Backend, label: str, max_failures: int,
-         storage: str | Path | None) -> tuple[Path, dict[str, Any]]:
-    """One TorchTrainer run of :func:`_worker`: (worker 0's final checkpoint folder, the report)."""
+         storage: str | Path | None) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """One TorchTrainer run of :func:`_worker`: yields (worker 0's final checkpoint folder, the report); Ray Train's
+    run folder is removed afterwards unless ``storage`` named it."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     if max_failures < 0:
         raise ValueError(f"max_failures must be >= 0, got {max_failures}")
     where = Path(storage) if storage is not None else Path(tempfile.mkdtemp(prefix="rankstack-ddp-"))
-    with ray_session(backend) as ray:
-        workers = worker_count(ray, backend)
-        trainer = TorchTrainer(
-            _worker, train_loop_config={**config, "data": ray.put(data)},
-            scaling_config=ScalingConfig(num_workers=workers, resources_per_worker={"CPU": 1}),
-            run_config=RunConfig(storage_path=str(where.resolve()), name=f"ddp-{label}",
-                                 failure_config=FailureConfig(max_failures=max_failures),
-                                 checkpoint_config=CheckpointConfig(num_to_keep=2)))
-        result = trainer.fit()
-    if result.checkpoint is None or Path(result.checkpoint.path, RESUME_FILE).exists():
-        raise RuntimeError(f"Ray Train returned no fitted {label}: {result.error}")
-    metrics = dict(result.metrics or {})
-    return Path(result.checkpoint.path), {"workers": workers, "resumed_from": int(metrics.get("resumed_from", 0)),
-                                          "epochs_run": metrics.get("epochs_run"), "storage": str(where)}
+    try:
+        with ray_session(backend) as ray:
+            workers = worker_count(ray, backend)
+            trainer = TorchTrainer(
+                _worker, train_loop_config={**config, "data": ray.put(data)},
+                scaling_config=ScalingConfig(num_workers=workers, resources_per_worker={"CPU": 1}),
+                run_config=RunConfig(storage_path=str(where.resolve()), name=f"ddp-{label}",
+                                     failure_config=FailureConfig(max_failures=max_failures),
+                                     checkpoint_config=CheckpointConfig(num_to_keep=2)))
+            result = trainer.fit()
+        if result.checkpoint is None or Path(result.checkpoint.path, RESUME_FILE).exists():
+            raise RuntimeError(f"Ray Train returned no fitted {label}: {result.error}")
+        metrics = dict(result.metrics or {})
+        yield Path(result.checkpoint.path), {"workers": workers, "resumed_from": int(metrics.get("resumed_from", 0)),
+                                             "epochs_run": metrics.get("epochs_run"),
+                                             "storage": None if storage is None else str(where)}
+    finally:
+        if storage is None:
+            shutil.rmtree(where, ignore_errors=True)
 
 
 def fit_source_on_ray(name: str, settings: Mapping[str, object] | None, dataset: Dataset, backend: Backend, *,
@@ -166,7 +175,8 @@ def fit_source_on_ray(name: str, settings: Mapping[str, object] | None, dataset:
     (DDP, ``threads`` torch threads each); a run whose workers fail is restarted from its last epoch up to
     ``max_failures`` times. Returns the fitted model (as the driver loads it from worker 0's final checkpoint) and
     the run's report: ``workers``, ``resumed_from`` (the epoch the last attempt started after; 0 if none failed),
-    ``epochs_run`` and ``storage`` (Ray Train's run folder, checkpoints included)."""
+    ``epochs_run`` and ``storage`` (Ray Train's run folder with the checkpoints, kept when given; by default a
+    temporary folder, removed once the model is loaded)."""
     from rankstack.pipeline.components import source_class
     from rankstack.retrieval.source_files import load_source
 
@@ -174,8 +184,8 @@ def fit_source_on_ray(name: str, settings: Mapping[str, object] | None, dataset:
         raise ValueError(f"--backend ray trains {' and '.join(TORCH_SOURCES)} with DDP; {name!r} is not one of them")
     config = {"kind": "source", "name": name, "settings": dict(settings or {}), "threads": threads,
               "after_epoch": after_epoch}
-    folder, report = _run(config, dataset, backend, name, max_failures, storage)
-    return load_source(folder, source_class), report
+    with _run(config, dataset, backend, name, max_failures, storage) as (folder, report):
+        return load_source(folder, source_class), report
 
 
 def fit_multitask_on_ray(model: MultiTaskConfig, train: pl.DataFrame, validation: pl.DataFrame, backend: Backend, *,
@@ -186,8 +196,8 @@ def fit_multitask_on_ray(model: MultiTaskConfig, train: pl.DataFrame, validation
     from rankstack.ranking.ranker_files import load_ranker
 
     config = {"kind": "multitask", "model": model, "threads": threads, "after_epoch": after_epoch}
-    folder, report = _run(config, (train, validation), backend, "multitask", max_failures, storage)
-    return load_ranker(folder, device=model.device), report
+    with _run(config, (train, validation), backend, "multitask", max_failures, storage) as (folder, report):
+        return load_ranker(folder, device=model.device), report
 
 
 def source_fitter(backend: Backend, log: Callable[[str], None] | None = None
