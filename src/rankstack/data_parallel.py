@@ -43,6 +43,7 @@ class DataParallel:
 
     rank: int = 0
     world: int = 1
+    checkpoints: bool = False  # whether :meth:`checkpoint` keeps anything (loops build the state only then)
 
     @property
     def active(self) -> bool:

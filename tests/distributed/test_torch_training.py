@@ -108,3 +108,12 @@ def test_bad_arguments_are_refused_before_ray_starts(name: str, failures: int, m
 
     with pytest.raises(ValueError, match=message):
         fit_source_on_ray(name, {}, None, Backend("ray", 2), max_failures=failures)  # type: ignore[arg-type]
+
+
+def test_train_fits_other_sources_in_the_driver_without_ray(split: tuple[Any, Any]) -> None:
+    from rankstack.distributed.torch_training import source_fitter
+
+    fit, _ = split
+    said: list[str] = []
+    source = source_fitter(Backend("ray", 2), said.append)("popular", {}, fit)
+    assert source.train_ is not None and not said  # fitted here: no Ray Train run, nothing logged

@@ -42,6 +42,8 @@ TORCH_SOURCES = ("sasrec", "two-tower")
 class RayDataParallel(DataParallel):
     """:class:`~rankstack.data_parallel.DataParallel` on the Ray Train worker group this process belongs to."""
 
+    checkpoints = True
+
     def __init__(self, after_epoch: AfterEpoch | None = None) -> None:
         import ray.train
 

@@ -188,12 +188,13 @@ def _train(ranker: MultiTaskRanker, tr: EncodedBatch, va: EncodedBatch, value_sc
             if epoch < cfg.epochs and deadline.budget_s is not None and dp.any(deadline.expired(validation_s)):
                 stopped_by = "budget"
                 break
-            dp.checkpoint(epoch, ranker.history_[-1], {
-                "epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "best": best, "best_state": best_state, "stale": stale,
-                "best_epoch": -1 if best_epoch is None else best_epoch, "history": ranker.history_,
-                "curve": [list(c) for c in curve], "validation_s": validation_s, "elapsed": deadline.elapsed()})
+            if dp.checkpoints:  # alone, nothing is built (nor the clock read) for a checkpoint
+                dp.checkpoint(epoch, ranker.history_[-1], {
+                    "epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "best": best, "best_state": best_state, "stale": stale,
+                    "best_epoch": -1 if best_epoch is None else best_epoch, "history": ranker.history_,
+                    "curve": [list(c) for c in curve], "validation_s": validation_s, "elapsed": deadline.elapsed()})
     net.load_state_dict(best_state)
     ranker.fit_summary_ = FitSummary(done, best_epoch, stopped_by, cfg.epochs, "validation_loss", tuple(curve),
                                      higher_is_better=False, budget_s=cfg.time_budget_s,

@@ -213,11 +213,12 @@ def _train(model: TwoTower, seqs: list[np.ndarray], graph: sp.csr_matrix, val: s
                 break
             if deadline.budget_s is not None and validation is None:
                 last_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            dp.checkpoint(epoch, row, {
-                "epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "order": order.get_state(), "stop": stop.state(), "history": model.history_,
-                "last_state": last_state, "freq_step": freq.step, "freq_last": freq.last, "freq_gap": freq.gap})
+            if dp.checkpoints:  # alone, nothing is built (nor the clock read) for a checkpoint
+                dp.checkpoint(epoch, row, {
+                    "epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "order": order.get_state(), "stop": stop.state(), "history": model.history_,
+                    "last_state": last_state, "freq_step": freq.step, "freq_last": freq.last, "freq_gap": freq.gap})
     best_epoch: int | None = done
     if stop.best_state is not None:
         net.load_state_dict(stop.best_state)

@@ -155,11 +155,12 @@ def _train(model: SASRec, seqs: list[np.ndarray], val_users: np.ndarray, deadlin
                 break
             if cfg.time_budget_s is not None:
                 last_state = copy.deepcopy(net.state_dict())
-            dp.checkpoint(epoch, row, {
-                "epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "order": order.get_state(), "stop": stop.state(), "history": model.history_,
-                "best_epoch": model.best_epoch_, "last_state": last_state})
+            if dp.checkpoints:  # alone, nothing is built (nor the clock read) for a checkpoint
+                dp.checkpoint(epoch, row, {
+                    "epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "order": order.get_state(), "stop": stop.state(), "history": model.history_,
+                    "best_epoch": model.best_epoch_, "last_state": last_state})
     if stop.best_state is not None:
         net.load_state_dict(stop.best_state)
     net.eval()

@@ -25,6 +25,8 @@ def _round_trip(state: ResumeState) -> ResumeState:
 class Recorder(DataParallel):
     """One process that keeps every epoch's checkpoint and, given ``resume``, starts from it."""
 
+    checkpoints = True
+
     def __init__(self, resume: ResumeState | None = None) -> None:
         self.states: list[ResumeState] = []
         self.resume = resume
