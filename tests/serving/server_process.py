@@ -57,6 +57,7 @@ class ServerProcess:
                     return
             except httpx.HTTPError:
                 time.sleep(0.05)
+        self.stop()  # a server that never answered must not outlive the test
         raise RuntimeError(f"server did not answer within {timeout_s} s: {self.log_path.read_text()[-2000:]}")
 
     def worker_pids(self, timeout_s: float = 30.0) -> set[int]:
