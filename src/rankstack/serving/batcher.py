@@ -3,11 +3,17 @@
 The first waiting request and every request queued behind it (up to ``max_batch``, waiting at most
 ``max_wait_s`` for more) run as one batch: the pipeline is batch-first, so eight requests cost about twice
 one. A batch that raises is re-run one request at a time, so one bad request fails alone. ``run_batch`` is
-told how long the oldest request waited, so the pipeline's deadline can count from arrival. A queue longer
-than ``max_queue`` sheds load (``OverloadedError``, answered as 503).
+told how long the oldest request waited, so the pipeline's deadline can count from arrival.
+
+Load shedding (``rankstack.serving.admission``): a request that cannot be answered within ``deadline_s`` is
+refused at once (``OverloadedError``, answered as 503), a queued request whose deadline has passed when its
+batch comes up is dropped unrun, and a queue of ``max_queue`` refuses everything (with or without ``shed``).
+Each batch's size and wall time teach the estimate the next decisions use.
 
 Two runners: ``LoopBatcher`` (the service's default) runs batches on the event loop's own thread — requests
-that arrive while a batch runs wait in the socket buffers and form the next batch, and no second thread
+that arrive while a batch runs wait in the socket buffers; after each batch the loop reads them and admits,
+sheds or answers (``/healthz``) every one of them before the next batch starts, so neither a shed answer nor
+a health check waits behind more than the batch that was running when it arrived, and no second thread
 competes for the GIL; ``MicroBatcher`` runs them on a worker thread, so the loop keeps accepting and parsing
 requests (and answering /healthz) while a batch runs.
 """
@@ -24,20 +30,19 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from rankstack.errors import RankstackError
 from rankstack.pipeline.api import RecommendRequest, RecommendResponse
+from rankstack.serving.admission import Admission, OverloadedError
 
+__all__ = ["BatchFn", "LoopBatcher", "MicroBatcher", "OverloadedError", "answer_jobs"]
 log = logging.getLogger(__name__)
+PASSES_BETWEEN_BATCHES = 6  # loop passes between batches: asyncio needs 5 from accepting a connection to the app
 BatchFn = Callable[[list[RecommendRequest], float], list[RecommendResponse]]  # (requests, oldest wait in s)
-
-
-class OverloadedError(RankstackError):
-    """Too many requests are already waiting; the client should retry later."""
 
 
 @dataclass
 class _Job:
-    """One queued request and the future its endpoint awaits (a thread's or the event loop's)."""
+    """One queued request, the future its endpoint awaits (a thread's or the event loop's), and when the server
+    first saw it (its deadline counts from then)."""
 
     request: RecommendRequest
     future: Future[RecommendResponse] | asyncio.Future[RecommendResponse]
@@ -45,15 +50,42 @@ class _Job:
 
 
 class _Batching:
-    """What both batchers are told: the batch function, batch and queue bounds, the fill wait, the observer."""
+    """What both batchers are told: the batch function, batch and queue bounds, the fill wait, the deadline and
+    whether to shed by it, the observer; and how they time batches and drop expired requests."""
 
     def __init__(self, run_batch: BatchFn, *, max_batch: int = 32, max_wait_s: float = 0.0,
-                 max_queue: int = 1_000, on_batch: Callable[[int, float], None] | None = None) -> None:
+                 max_queue: int = 1_000, on_batch: Callable[[int, float], None] | None = None,
+                 deadline_s: float | None = None, shed: bool = True) -> None:
         self.run_batch = run_batch
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
         self.on_batch = on_batch
+        self.admission = Admission(max_batch=max_batch, max_queue=max_queue, deadline_s=deadline_s, shed=shed)
+        self._backlog_since: float | None = None  # end of the last batch, when requests were still waiting
+
+    def _live(self, job: _Job, now: float) -> bool:
+        """False (and the job settled) when its client is gone or its deadline passed while it queued."""
+        if job.future.done():  # an asyncio future whose request was cancelled
+            return False
+        error = self.admission.expired(now - job.queued_at)
+        if error is None:
+            return True
+        job.future.set_exception(error)
+        return False
+
+    def _run(self, jobs: list[_Job], backlog: bool) -> None:
+        """Answer one batch, timing it (and the gap since the last one) for the admission estimate; ``backlog``:
+        requests are still waiting behind it."""
+        started = time.perf_counter()
+        if self._backlog_since is not None:
+            self.admission.observe_gap(started - self._backlog_since)
+        if self.on_batch is not None:
+            self.on_batch(len(jobs), started - jobs[0].queued_at)
+        answer_jobs(self.run_batch, jobs)
+        ended = time.perf_counter()
+        self.admission.observe(len(jobs), ended - started)
+        self._backlog_since = ended if backlog else None
 
 
 class MicroBatcher(_Batching):
@@ -62,15 +94,21 @@ class MicroBatcher(_Batching):
     def __init__(self, run_batch: BatchFn, **bounds: Any) -> None:
         super().__init__(run_batch, **bounds)
         self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._running: tuple[float, int] | None = None  # (start, size) of the batch running now
         self._thread = threading.Thread(target=self._loop, name="rankstack-batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, request: RecommendRequest) -> Future[RecommendResponse]:
-        """Queue one request; the future holds its response or the exception its batch raised."""
-        if self._queue.qsize() >= self.max_queue:
-            raise OverloadedError(f"{self.max_queue} requests are already waiting; retry shortly")
+    def submit(self, request: RecommendRequest, arrived_at: float | None = None) -> Future[RecommendResponse]:
+        """Queue one request (``OverloadedError`` when it must be shed); the future holds its response or the
+        exception its batch raised."""
+        now = time.perf_counter()
+        arrived = now if arrived_at is None else min(arrived_at, now)
+        running, left = self._running, 0.0
+        if running is not None:
+            left = max(self.admission.cost.seconds(running[1]) - (now - running[0]), 0.0)
+        self.admission.admit(self._queue.qsize(), now - arrived, left)
         future: Future[RecommendResponse] = Future()
-        self._queue.put(_Job(request, future))
+        self._queue.put(_Job(request, future, arrived))
         return future
 
     def close(self) -> None:
@@ -96,19 +134,18 @@ class MicroBatcher(_Batching):
                     stop = True
                     break
                 jobs.append(job)
-            if self.on_batch is not None:
-                self.on_batch(len(jobs), time.perf_counter() - first.queued_at)
-            self._run(jobs)
+            now = time.perf_counter()
+            jobs = [job for job in jobs if self._live(job, now)]
+            if jobs:
+                self._running = (now, len(jobs))
+                self._run(jobs, backlog=self._queue.qsize() > 0)
+                self._running = None
             if stop:
                 return
 
-    def _run(self, jobs: list[_Job]) -> None:
-        """Answer every job of the batch."""
-        answer_jobs(self.run_batch, jobs)
-
-    async def answer(self, request: RecommendRequest) -> RecommendResponse:
-        """Queue one request and wait for its response (``OverloadedError`` when the queue is full)."""
-        return await asyncio.wrap_future(self.submit(request))
+    async def answer(self, request: RecommendRequest, arrived_at: float | None = None) -> RecommendResponse:
+        """Queue one request and wait for its response (``OverloadedError`` when it is shed)."""
+        return await asyncio.wrap_future(self.submit(request, arrived_at))
 
 
 def answer_jobs(run_batch: BatchFn, jobs: list[_Job]) -> None:
@@ -137,29 +174,44 @@ class LoopBatcher(_Batching):
         self._pending: list[_Job] = []
         self._scheduled: asyncio.TimerHandle | asyncio.Handle | None = None
 
-    async def answer(self, request: RecommendRequest) -> RecommendResponse:
-        """Queue one request and wait for its response (``OverloadedError`` when the queue is full)."""
-        if len(self._pending) >= self.max_queue:
-            raise OverloadedError(f"{self.max_queue} requests are already waiting; retry shortly")
+    async def answer(self, request: RecommendRequest, arrived_at: float | None = None) -> RecommendResponse:
+        """Queue one request and wait for its response (``OverloadedError`` when it is shed)."""
+        now = time.perf_counter()
+        arrived = now if arrived_at is None else min(arrived_at, now)
+        self.admission.admit(len(self._pending), now - arrived)  # no batch runs while this coroutine does
         loop = asyncio.get_running_loop()
         future: asyncio.Future[RecommendResponse] = loop.create_future()
-        self._pending.append(_Job(request, future))
+        self._pending.append(_Job(request, future, arrived))
         if self._scheduled is None:
             self._scheduled = (loop.call_later(self.max_wait_s, self._flush) if self.max_wait_s > 0
                                else loop.call_soon(self._flush))
         return await future
 
     def _flush(self) -> None:
-        """Run one batch of the waiting requests; the rest go after the loop has served its other callbacks."""
+        """Run one batch of the waiting requests; the next one waits until the loop has read, admitted or shed
+        (and answered health checks for) whatever arrived while this one ran."""
         self._scheduled = None
-        jobs, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
+        now, jobs, taken = time.perf_counter(), [], 0
+        for job in self._pending:
+            if len(jobs) == self.max_batch:
+                break
+            taken += 1
+            if self._live(job, now):
+                jobs.append(job)
+        del self._pending[:taken]
         if self._pending:
-            self._scheduled = asyncio.get_running_loop().call_soon(self._flush)
-        if not jobs:
-            return
-        if self.on_batch is not None:
-            self.on_batch(len(jobs), time.perf_counter() - jobs[0].queued_at)
-        answer_jobs(self.run_batch, jobs)
+            self._scheduled = asyncio.get_running_loop().call_soon(self._after_io, PASSES_BETWEEN_BATCHES)
+        if jobs:
+            self._run(jobs, backlog=bool(self._pending))
+
+    def _after_io(self, hops: int) -> None:
+        """Schedule ``_flush`` behind ``hops`` more passes of the loop, so that whatever arrived during the last
+        batch is read and reaches the app first: a request on an open connection needs two passes (read, then its
+        task), one on a new connection five with asyncio's loop (accept, transport, protocol, read, task), two with
+        uvloop. Each pass with nothing to do costs microseconds."""
+        loop = asyncio.get_running_loop()
+        self._scheduled = (loop.call_soon(self._after_io, hops - 1) if hops > 1
+                           else loop.call_soon(self._flush))
 
     def close(self) -> None:
         """Answer whatever still waits (the loop is stopping)."""
