@@ -44,6 +44,17 @@ def test_recent_batches_weigh_more() -> None:
     assert cost.seconds(4) < 0.02
 
 
+def test_one_stalled_batch_moves_the_estimate_by_at_most_a_few_times() -> None:
+    cost = BatchCost()
+    for size in [1, 2, 4] * 10:
+        cost.observe(size, 0.01 * size)
+    cost.observe(4, 5.0)  # the process was paused for 5 s
+    assert cost.seconds(4) < 0.06
+    for _ in range(40):  # but a pipeline that really got 50 times slower is followed within a few dozen batches
+        cost.observe(4, 2.0)
+    assert cost.seconds(4) > 1.0
+
+
 @given(BATCHES)
 def test_the_fit_is_never_negative(batches: list[tuple[int, float]]) -> None:
     cost = BatchCost()
@@ -104,6 +115,27 @@ def test_a_queued_request_expires_at_its_deadline() -> None:
     assert admission.expired(0.0999) is None
     error = admission.expired(0.1)
     assert error is not None and error.reason == "expired" and error.retry_after_s == 1
+
+
+@pytest.mark.parametrize(("waited", "size", "expired"), [
+    (0.05, 4, False),  # 50 + 40 ms: in time
+    (0.065, 4, True),  # 65 + 40 ms: it would be answered late
+    (0.065, 2, False),  # a smaller batch is quicker: 65 + 20 ms
+    (0.03, 8, False),  # waited less than its batch takes (80 ms): runs, even though 30 + 80 > 100
+    (0.09, 8, True),
+])
+def test_a_queued_request_expires_when_its_batch_would_end_past_the_deadline(waited: float, size: int,
+                                                                             expired: bool) -> None:
+    admission = trained([(4, 0.04)] * 3)  # 10 ms per request
+    assert (admission.expired(waited, size) is not None) is expired
+
+
+@given(BATCHES, st.floats(0.0, 0.2), st.integers(1, 64))
+def test_a_request_that_waited_less_than_its_batch_takes_is_never_dropped_before_its_deadline(
+        batches: list[tuple[int, float]], waited: float, size: int) -> None:
+    admission = trained(batches)
+    if waited < min(admission.cost.seconds(size), 0.1):
+        assert admission.expired(waited, size) is None
 
 
 def test_the_gap_is_an_exponentially_weighted_mean() -> None:

@@ -11,7 +11,8 @@ with ``t`` the fitted batch cost (``BatchCost``) and ``gap`` an exponentially we
 (``reason="deadline"``) when the time it already spent in the server plus ``E`` exceeds the deadline; a request
 that finds nothing queued and nothing running is always admitted, so a stale estimate can never stop the
 service. ``max_queue`` stays the hard bound (``reason="queue_full"``), with or without shedding, and a queued
-request whose deadline has passed when its batch comes up is dropped unrun (``reason="expired"``).
+request that can no longer be answered in time when its batch comes up is dropped unrun (``reason="expired"``;
+see ``Admission.expired``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rankstack.errors import RankstackError
 
 ShedReason = Literal["deadline", "queue_full", "expired"]
 HALFLIFE_BATCHES = 16  # the weight of a batch in the estimates halves every this many batches
+OUTLIER_FACTOR = 4.0  # a batch counts as at most this many times its current estimate (a stall, a paused process)
 RETRY_AFTER_MAX_S = 30
 
 
@@ -46,7 +48,11 @@ class BatchCost:
     While the sizes seen hardly vary (weighted variance under 0.25) the slope cannot be fitted and the cost is
     taken as proportional to size (``α = 0``, ``β = S_t/S_b``): pessimistic for larger batches, whose first runs
     then correct the fit. A negative slope is read as a flat cost (``β = 0``, ``α = S_t/S``) and a negative
-    intercept as a line through the origin (``β = S_bt/S_bb``). 0 for every size before the first batch."""
+    intercept as a line through the origin (``β = S_bt/S_bb``). 0 for every size before the first batch. A batch
+    counts as at most ``OUTLIER_FACTOR`` times its current estimate, so that one stall (the process paused by a
+    busy machine, a slow disk) does not shed everything for the next dozens of batches; a pipeline that really
+    became slower is followed within a few dozen batches (meanwhile queued requests that can no longer make
+    their deadline are still dropped unrun)."""
 
     def __init__(self, halflife: float = HALFLIFE_BATCHES) -> None:
         if halflife <= 0:
@@ -58,6 +64,8 @@ class BatchCost:
     def observe(self, size: int, seconds: float) -> None:
         """Add one batch of ``size`` requests that took ``seconds``."""
         d, b, t = self.decay, float(size), max(seconds, 0.0)
+        if self._s > 0 and self.seconds(size) > 0:
+            t = min(t, OUTLIER_FACTOR * self.seconds(size))
         self._s, self._sb, self._st = d * self._s + 1.0, d * self._sb + b, d * self._st + t
         self._sbb, self._sbt = d * self._sbb + b * b, d * self._sbt + b * t
         mean_b, mean_t = self._sb / self._s, self._st / self._s
@@ -118,13 +126,21 @@ class Admission:
                 f"ms, past the {self.deadline_s * 1000:.0f} ms deadline; retry shortly", reason="deadline",
                 retry_after_s=self.retry_after_s(ahead, running_left_s), expected_s=total, deadline_s=self.deadline_s)
 
-    def expired(self, waited_s: float) -> OverloadedError | None:
-        """The error for a queued request that has waited ``waited_s`` when its batch comes up, or None if in time."""
-        if self.deadline_s is None or waited_s < self.deadline_s:
+    def expired(self, waited_s: float, batch_size: int = 1) -> OverloadedError | None:
+        """The error for a queued request that has waited ``waited_s`` when its batch of ``batch_size`` comes up and
+        can no longer be answered in time — its deadline passed, or it has waited at least as long as the batch is
+        expected to take and that batch would end past the deadline — or None. (A request that has waited less
+        than its batch takes always runs, so a pipeline slower than its deadline still serves requests that find
+        it idle, and its estimate stays fresh.)"""
+        if self.deadline_s is None:
             return None
-        return OverloadedError(f"overloaded: waited {waited_s * 1000:.0f} ms in the queue, past the "
-                               f"{self.deadline_s * 1000:.0f} ms deadline; retry shortly", reason="expired",
-                               retry_after_s=1, expected_s=waited_s, deadline_s=self.deadline_s)
+        run = self.cost.seconds(batch_size)
+        if waited_s < self.deadline_s and (waited_s < run or waited_s + run <= self.deadline_s):
+            return None
+        return OverloadedError(f"overloaded: waited {waited_s * 1000:.0f} ms in the queue; with its batch (about "
+                               f"{run * 1000:.0f} ms) the answer would come past the {self.deadline_s * 1000:.0f} ms "
+                               "deadline; retry shortly", reason="expired", retry_after_s=1,
+                               expected_s=waited_s + run, deadline_s=self.deadline_s)
 
     def retry_after_s(self, queued: int, running_left_s: float = 0.0) -> int:
         """Whole seconds until the present queue is expected to have drained (at least 1, at most 30)."""

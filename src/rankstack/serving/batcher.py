@@ -6,8 +6,9 @@ one. A batch that raises is re-run one request at a time, so one bad request fai
 told how long the oldest request waited, so the pipeline's deadline can count from arrival.
 
 Load shedding (``rankstack.serving.admission``): a request that cannot be answered within ``deadline_s`` is
-refused at once (``OverloadedError``, answered as 503), a queued request whose deadline has passed when its
-batch comes up is dropped unrun, and a queue of ``max_queue`` refuses everything (with or without ``shed``).
+refused at once (``OverloadedError``, answered as 503), a queued request that can no longer be answered in time
+when its batch comes up is dropped unrun, and a queue of ``max_queue`` refuses everything (with or without
+``shed``).
 Each batch's size and wall time teach the estimate the next decisions use.
 
 Two runners: ``LoopBatcher`` (the service's default) runs batches on the event loop's own thread — requests
@@ -35,7 +36,8 @@ from rankstack.serving.admission import Admission, OverloadedError
 
 __all__ = ["BatchFn", "LoopBatcher", "MicroBatcher", "OverloadedError", "answer_jobs"]
 log = logging.getLogger(__name__)
-PASSES_BETWEEN_BATCHES = 6  # loop passes between batches: asyncio needs 5 from accepting a connection to the app
+MIN_PASSES = 6  # loop passes between batches at least: asyncio's loop needs 5 from accepting a connection to the app
+QUIET_PASS_S = 50e-6  # a loop pass this short ran nothing but the batcher's own callback
 BatchFn = Callable[[list[RecommendRequest], float], list[RecommendResponse]]  # (requests, oldest wait in s)
 
 
@@ -64,19 +66,20 @@ class _Batching:
         self.admission = Admission(max_batch=max_batch, max_queue=max_queue, deadline_s=deadline_s, shed=shed)
         self._backlog_since: float | None = None  # end of the last batch, when requests were still waiting
 
-    def _live(self, job: _Job, now: float) -> bool:
-        """False (and the job settled) when its client is gone or its deadline passed while it queued."""
+    def _live(self, job: _Job, now: float, batch_size: int) -> bool:
+        """False (and the job settled) when its client is gone or it can no longer be answered in time by a batch
+        of ``batch_size``."""
         if job.future.done():  # an asyncio future whose request was cancelled
             return False
-        error = self.admission.expired(now - job.queued_at)
+        error = self.admission.expired(now - job.queued_at, batch_size)
         if error is None:
             return True
         job.future.set_exception(error)
         return False
 
-    def _run(self, jobs: list[_Job], backlog: bool) -> None:
+    def _run(self, jobs: list[_Job], backlog: bool) -> float:
         """Answer one batch, timing it (and the gap since the last one) for the admission estimate; ``backlog``:
-        requests are still waiting behind it."""
+        requests are still waiting behind it. When the batch started."""
         started = time.perf_counter()
         if self._backlog_since is not None:
             self.admission.observe_gap(started - self._backlog_since)
@@ -86,6 +89,7 @@ class _Batching:
         ended = time.perf_counter()
         self.admission.observe(len(jobs), ended - started)
         self._backlog_since = ended if backlog else None
+        return started
 
 
 class MicroBatcher(_Batching):
@@ -135,7 +139,7 @@ class MicroBatcher(_Batching):
                     break
                 jobs.append(job)
             now = time.perf_counter()
-            jobs = [job for job in jobs if self._live(job, now)]
+            jobs = [job for job in jobs if self._live(job, now, len(jobs))]
             if jobs:
                 self._running = (now, len(jobs))
                 self._run(jobs, backlog=self._queue.qsize() > 0)
@@ -173,11 +177,14 @@ class LoopBatcher(_Batching):
         super().__init__(run_batch, **bounds)
         self._pending: list[_Job] = []
         self._scheduled: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._blocked_since: float | None = None  # start of the last batch, until what arrived during it was read
 
     async def answer(self, request: RecommendRequest, arrived_at: float | None = None) -> RecommendResponse:
         """Queue one request and wait for its response (``OverloadedError`` when it is shed)."""
         now = time.perf_counter()
         arrived = now if arrived_at is None else min(arrived_at, now)
+        if self._blocked_since is not None:  # it may have waited in a socket buffer since that batch started
+            arrived = min(arrived, self._blocked_since)
         self.admission.admit(len(self._pending), now - arrived)  # no batch runs while this coroutine does
         loop = asyncio.get_running_loop()
         future: asyncio.Future[RecommendResponse] = loop.create_future()
@@ -189,29 +196,40 @@ class LoopBatcher(_Batching):
 
     def _flush(self) -> None:
         """Run one batch of the waiting requests; the next one waits until the loop has read, admitted or shed
-        (and answered health checks for) whatever arrived while this one ran."""
+        (and answered health checks for) whatever arrived while this one ran, and those requests' deadlines count
+        from the start of this batch (the client sent them no earlier)."""
         self._scheduled = None
         now, jobs, taken = time.perf_counter(), [], 0
+        size = min(len(self._pending), self.max_batch)
         for job in self._pending:
             if len(jobs) == self.max_batch:
                 break
             taken += 1
-            if self._live(job, now):
+            if self._live(job, now, size):
                 jobs.append(job)
         del self._pending[:taken]
-        if self._pending:
-            self._scheduled = asyncio.get_running_loop().call_soon(self._after_io, PASSES_BETWEEN_BATCHES)
-        if jobs:
-            self._run(jobs, backlog=bool(self._pending))
-
-    def _after_io(self, hops: int) -> None:
-        """Schedule ``_flush`` behind ``hops`` more passes of the loop, so that whatever arrived during the last
-        batch is read and reaches the app first: a request on an open connection needs two passes (read, then its
-        task), one on a new connection five with asyncio's loop (accept, transport, protocol, read, task), two with
-        uvloop. Each pass with nothing to do costs microseconds."""
         loop = asyncio.get_running_loop()
-        self._scheduled = (loop.call_soon(self._after_io, hops - 1) if hops > 1
-                           else loop.call_soon(self._flush))
+        if jobs:
+            self._blocked_since = started = self._run(jobs, backlog=bool(self._pending))
+            ended = time.perf_counter()
+            self._scheduled = loop.call_soon(self._after_io, 1, ended, ended + (ended - started))
+        elif self._pending:
+            self._scheduled = loop.call_soon(self._flush)
+
+    def _after_io(self, passes: int, previous: float, until: float) -> None:
+        """Run the next batch (if requests wait) once the loop has had a quiet pass, at least ``MIN_PASSES`` after
+        the last batch, or at ``until`` (as long again as the last batch took) if it never has one: what arrived
+        during the batch is read, admitted or shed, and answered (health checks, slates of the last batch) first.
+        A request on an open connection needs two passes to reach the app (read, then its task), one on a new
+        connection five with asyncio's loop (accept, transport, protocol, read, task); FastAPI's routes take a few
+        more. A pass with nothing else to do costs microseconds."""
+        loop = asyncio.get_running_loop()
+        now = time.perf_counter()
+        if passes < MIN_PASSES or (now - previous > QUIET_PASS_S and now < until):
+            self._scheduled = loop.call_soon(self._after_io, passes + 1, now, until)
+            return
+        self._blocked_since = None
+        self._scheduled = loop.call_soon(self._flush) if self._pending else None
 
     def close(self) -> None:
         """Answer whatever still waits (the loop is stopping)."""
