@@ -153,7 +153,8 @@ def test_three_times_capacity_is_shed_fast_and_the_service_recovers(tmp_path: Pa
     for phase, _, _ in PHASES:  # shown with pytest -s
         ok, no, health = pick("recommend", phase, 200), pick("recommend", phase, 503), pick("health", phase)
         print(f"{phase}: {len(ok)} x 200 (p50 {ms(ok, .5):.1f}, p99 {ms(ok, .99):.1f} ms), {len(no)} x 503 (p50 "
-              f"{ms(no, .5):.1f}, p99 {ms(no, .99):.1f} ms), health p50 {ms(health, .5):.1f}, p99 {ms(health, .99):.1f}")
+              f"{ms(no, .5):.1f}, p99 {ms(no, .99):.1f} ms), health p50 {ms(health, .5):.1f}, "
+              f"p99 {ms(health, .99):.1f}")
     assert {a.status for a in pick("recommend")} <= {200, 503}
     shed, served = pick("recommend", "overload", 503), pick("recommend", "overload", 200)
     offered = len(pick("recommend", "overload"))

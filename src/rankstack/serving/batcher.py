@@ -199,7 +199,8 @@ class LoopBatcher(_Batching):
         (and answered health checks for) whatever arrived while this one ran, and those requests' deadlines count
         from the start of this batch (the client sent them no earlier)."""
         self._scheduled = None
-        now, jobs, taken = time.perf_counter(), [], 0
+        now, taken = time.perf_counter(), 0
+        jobs: list[_Job] = []
         size = min(len(self._pending), self.max_batch)
         for job in self._pending:
             if len(jobs) == self.max_batch:
