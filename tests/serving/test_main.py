@@ -10,6 +10,7 @@ import pytest
 from serving_fakes import write_fake_artifact
 
 from rankstack.serving import __main__ as entry
+from rankstack.serving import server
 
 
 def test_workers_reach_the_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -74,3 +75,12 @@ def test_a_bad_queue_bound_is_a_configuration_error(tmp_path: Path, capsys: pyte
     code = entry.main([str(write_fake_artifact(tmp_path / "v1")), "--max-queue", "0", "--state",
                        f"sqlite:{tmp_path / 's.db'}", "--loader", "serving_fakes:load_fake"])
     assert code == 2 and "max_queue: Input should be greater than or equal to 1" in capsys.readouterr().err
+
+
+def test_connection_bounds_reach_uvicorn(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(sys, "setswitchinterval", lambda _s: None)
+    monkeypatch.setattr(server.uvicorn, "run", lambda app, **kw: calls.append(kw))
+    server.run_server(write_fake_artifact(tmp_path / "v1"), state=f"sqlite:{tmp_path / 's.db'}",
+                      loader="serving_fakes:load_fake", max_connections=5, say=lambda _m: None)
+    assert calls[0]["limit_concurrency"] == 5 and calls[0]["backlog"] == 2048
