@@ -40,3 +40,14 @@ def test_batching_options_reach_the_server_and_are_bounded(monkeypatch: pytest.M
     assert runner.invoke(app, [str(tmp_path), "--max-batch", "4", "--batch-wait-ms", "1"]).exit_code == 0
     assert (calls[0]["max_batch"], calls[0]["batch_wait_ms"]) == (4, 1.0)
     assert runner.invoke(app, [str(tmp_path), "--max-batch", "0"]).exit_code == 2
+
+
+def test_shedding_options_reach_the_server_and_are_bounded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(serve_cli, "run_server", lambda artifact, **kw: calls.append(kw))
+    assert runner.invoke(app, [str(tmp_path), "--no-shed", "--max-queue", "50", "--max-connections", "300"]
+                         ).exit_code == 0
+    assert runner.invoke(app, [str(tmp_path)]).exit_code == 0
+    assert [(c["shed"], c["max_queue"], c["max_connections"]) for c in calls] == [(False, 50, 300), (True, 1000, None)]
+    for option in ("--max-queue", "--max-connections"):
+        assert runner.invoke(app, [str(tmp_path), option, "0"]).exit_code == 2

@@ -26,9 +26,9 @@ class ServerProcess:
     """``python -m rankstack.serving ARTIFACT --state STATE --loader …`` on a free port (= rankstack serve)."""
 
     def __init__(self, artifact: Path, state: str, log_path: Path, loader: str = "serving_fakes:load_fake", *,
-                 workers: int = 1, env: dict[str, str] | None = None) -> None:
+                 workers: int = 1, env: dict[str, str] | None = None, options: list[str] | None = None) -> None:
         self.artifact, self.state, self.log_path, self.loader = artifact, state, log_path, loader
-        self.workers, self.extra_env = workers, env or {}
+        self.workers, self.extra_env, self.options = workers, env or {}, options or []
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -45,7 +45,7 @@ class ServerProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "rankstack.serving", str(self.artifact),
-                 "--port", str(self.port), "--state", self.state, "--loader", self.loader, *workers],
+                 "--port", str(self.port), "--state", self.state, "--loader", self.loader, *workers, *self.options],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout_s

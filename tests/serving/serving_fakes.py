@@ -24,10 +24,12 @@ class FakeArtifactError(RankstackError):
 class FakeRecommender:
     """Items ``i0 … i{n-1}`` scored 1/(1+j); items the user recently clicked are left out (reads online state)."""
 
-    def __init__(self, version: str = "v1", n_items: int = 50, delay_s: float = 0.0) -> None:
+    def __init__(self, version: str = "v1", n_items: int = 50, delay_s: float = 0.0,
+                 delay_per_request_s: float = 0.0) -> None:
         self.version = version
         self.n_items = n_items
         self.delay_s = delay_s
+        self.delay_per_request_s = delay_per_request_s
         self.started = threading.Event()
         self.fail = False
         self.last_deadline_s: float | None = None
@@ -39,7 +41,7 @@ class FakeRecommender:
         self.last_deadline_s = deadline_s
         if self.fail:
             raise RuntimeError("boom")
-        time.sleep(self.delay_s)
+        time.sleep(self.delay_s + self.delay_per_request_s * len(requests))
         out = []
         for req in requests:
             history = set(state.recent_items(req.user_id, 5)) if state is not None else set()
@@ -64,11 +66,13 @@ class FakeRecommender:
 
 
 def write_fake_artifact(path: Path, version: str = "v1", n_items: int = 50, delay_s: float = 0.0,
-                        load_once: bool = False) -> Path:
-    """A folder with the fake manifest; a ``load_once`` artifact refuses every load after its first."""
+                        load_once: bool = False, delay_per_request_s: float = 0.0) -> Path:
+    """A folder with the fake manifest (a batch of b requests sleeps ``delay_s + b · delay_per_request_s``); a
+    ``load_once`` artifact refuses every load after its first."""
     path.mkdir(parents=True, exist_ok=True)
     (path / "manifest.json").write_text(json.dumps({"format": 1, "version": version, "n_items": n_items,
-                                                    "delay_s": delay_s, "load_once": load_once}))
+                                                    "delay_s": delay_s, "load_once": load_once,
+                                                    "delay_per_request_s": delay_per_request_s}))
     return path
 
 
@@ -85,7 +89,8 @@ def load_fake(path: Path) -> FakeRecommender:
             (path / "loaded").open("x").close()
         except FileExistsError:
             raise FakeArtifactError(f"{path}: this artifact may be loaded once only") from None
-    return FakeRecommender(manifest["version"], manifest["n_items"], manifest.get("delay_s", 0.0))
+    return FakeRecommender(manifest["version"], manifest["n_items"], manifest.get("delay_s", 0.0),
+                           manifest.get("delay_per_request_s", 0.0))
 
 
 def click(eid: str, user: str = "u1", item: str = "i0", kind: str = "click", **kw: Any) -> dict[str, Any]:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from serving_fakes import click
+from serving_fakes import click, load_fake, write_fake_artifact
 
+from rankstack.serving import ServiceSettings, create_app
+from rankstack.serving.admission import OverloadedError
+from rankstack.serving.batcher import LoopBatcher
 from rankstack.serving.schemas import MAX_EVENTS_PER_BATCH
 from rankstack.state import SQLiteStateStore
 
@@ -151,3 +157,50 @@ def test_docs_page_works_offline(client: TestClient) -> None:
         assert f"<code>{path}</code>" in page.text
     assert "RecommendRequest" in page.text and "InvalidBody" in page.text
     assert client.get("/redoc").status_code == 404  # ReDoc would be blank offline too
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8"])  # both paths
+def test_a_shed_recommend_is_a_quick_503_with_retry_after_and_a_reason(client: TestClient, content_type: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    async def overloaded(self: LoopBatcher, request: Any, arrived_at: float | None = None) -> Any:
+        raise OverloadedError("overloaded: too many ahead", reason="deadline", retry_after_s=2, expected_s=0.2345,
+                              deadline_s=0.1)
+
+    monkeypatch.setattr(LoopBatcher, "answer", overloaded)
+    response = client.post("/v1/recommend", content=b'{"user_id": "u1"}', headers={"content-type": content_type})
+    assert response.status_code == 503 and response.headers["retry-after"] == "2"
+    assert response.json() == {"detail": "overloaded: too many ahead", "reason": "deadline", "retry_after_s": 2,
+                               "expected_ms": 234.5, "deadline_ms": 100.0}
+    metrics = client.get("/metrics").text
+    assert 'rankstack_requests_shed_total{endpoint="/v1/recommend",reason="deadline"} 1.0' in metrics
+    assert 'rankstack_errors_total{endpoint="/v1/recommend",kind="overloaded"} 1.0' in metrics
+
+
+def test_event_posts_past_max_queue_are_refused_and_nothing_is_acknowledged_unstored(tmp_path: Path) -> None:
+    store = SQLiteStateStore(tmp_path / "state.db")
+    entered, release = threading.Event(), threading.Event()
+    add_events = store.add_events
+
+    def slow_add(events: Any) -> int:
+        entered.set()
+        release.wait(10)
+        return add_events(events)
+
+    store.add_events = slow_add  # type: ignore[method-assign]
+    settings = ServiceSettings(artifact=write_fake_artifact(tmp_path / "v1"), max_queue=1)
+    with TestClient(create_app(load_fake, store, settings)) as http:
+        first: list[Any] = []
+        thread = threading.Thread(target=lambda: first.append(http.post("/v1/events", json={"events": [click("a")]})))
+        thread.start()
+        assert entered.wait(10)  # the first post holds the one place
+        refused = http.post("/v1/events", json={"events": [click("b")]})
+        release.set()
+        thread.join(10)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert refused.json()["reason"] == "queue_full"
+        assert first[0].status_code == 200 and first[0].json()["new"] == 1
+        retried = http.post("/v1/events", json={"events": [click("b")]})  # the client's retry is stored
+        assert retried.status_code == 200 and retried.json()["new"] == 1
+    store.close()
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        assert sorted(row[0] for row in db.execute("SELECT event_id FROM events")) == ["a", "b"]

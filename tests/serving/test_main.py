@@ -10,6 +10,7 @@ import pytest
 from serving_fakes import write_fake_artifact
 
 from rankstack.serving import __main__ as entry
+from rankstack.serving import server
 
 
 def test_workers_reach_the_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -60,3 +61,26 @@ def test_bad_batching_options_are_configuration_errors(tmp_path: Path, option: s
     code = entry.main([str(artifact), option, value, "--state", f"sqlite:{tmp_path / 's.db'}",
                        "--loader", "serving_fakes:load_fake"])
     assert code == 2 and message in capsys.readouterr().err
+
+
+def test_shedding_options_reach_the_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(entry, "run_server", lambda artifact, **kw: calls.append(kw))
+    assert entry.main([str(tmp_path), "--no-shed", "--max-queue", "7", "--max-connections", "64"]) == 0
+    assert entry.main([str(tmp_path)]) == 0
+    assert [(c["shed"], c["max_queue"], c["max_connections"]) for c in calls] == [(False, 7, 64), (True, 1000, None)]
+
+
+def test_a_bad_queue_bound_is_a_configuration_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = entry.main([str(write_fake_artifact(tmp_path / "v1")), "--max-queue", "0", "--state",
+                       f"sqlite:{tmp_path / 's.db'}", "--loader", "serving_fakes:load_fake"])
+    assert code == 2 and "max_queue: Input should be greater than or equal to 1" in capsys.readouterr().err
+
+
+def test_connection_bounds_reach_uvicorn(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(sys, "setswitchinterval", lambda _s: None)
+    monkeypatch.setattr(server.uvicorn, "run", lambda app, **kw: calls.append(kw))
+    server.run_server(write_fake_artifact(tmp_path / "v1"), state=f"sqlite:{tmp_path / 's.db'}",
+                      loader="serving_fakes:load_fake", max_connections=5, say=lambda _m: None)
+    assert calls[0]["limit_concurrency"] == 5 and calls[0]["backlog"] == 2048

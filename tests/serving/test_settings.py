@@ -15,6 +15,7 @@ def test_defaults_serve_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ADMIN_TOKEN_ENV, raising=False)
     settings = ServiceSettings.from_env(Path("art"))
     assert settings.workers == 1 and settings.admin_token is None
+    assert settings.shed and settings.max_queue == 1_000 and settings.max_connections is None
 
 
 def test_workers_and_the_token_are_taken(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,6 +32,10 @@ BAD_SETTINGS: list[tuple[dict[str, Any], str]] = [
     ({"max_batch": 0}, "max_batch"),
     ({"deadline_s": 0}, "deadline_s"),
     ({"colour": "red"}, "colour"),
+    ({"max_queue": 0}, "max_queue"),
+    ({"max_connections": 0}, "max_connections"),
+    ({"backlog": 0}, "backlog"),
+    ({"shed": "sometimes"}, "shed"),
 ]
 
 

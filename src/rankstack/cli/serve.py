@@ -15,6 +15,9 @@ from rankstack.serving.server import (
     BATCHER_HELP,
     DEFAULT_STATE,
     MAX_BATCH_HELP,
+    MAX_CONNECTIONS_HELP,
+    MAX_QUEUE_HELP,
+    SHED_HELP,
     WORKERS_HELP,
     run_server,
 )
@@ -42,9 +45,14 @@ def serve(
     max_batch: Annotated[int, typer.Option("--max-batch", help=MAX_BATCH_HELP, min=1, max=1024)] = 32,
     batch_wait_ms: Annotated[float, typer.Option("--batch-wait-ms", help=BATCH_WAIT_HELP, min=0, max=100)] = 0.0,
     batcher: Annotated[Batcher, typer.Option("--batcher", help=BATCHER_HELP)] = Batcher.loop,
+    shed: Annotated[bool, typer.Option("--shed/--no-shed", help=SHED_HELP)] = True,
+    max_queue: Annotated[int, typer.Option("--max-queue", help=MAX_QUEUE_HELP, min=1)] = 1_000,
+    max_connections: Annotated[int | None, typer.Option("--max-connections", help=MAX_CONNECTIONS_HELP, min=1)
+                               ] = None,
 ) -> None:
     """Serve recommendations over HTTP: /v1/recommend, /v1/events, /healthz, /readyz, /metrics, /admin/reload."""
     with friendly_errors():
         run_server(artifact, host=host, port=port, state=state, deadline_ms=deadline_ms, loader=loader,
                    log_level=log_level, workers=workers, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
-                   batcher=batcher.value, say=lambda message: err_console.print(message, highlight=False))
+                   batcher=batcher.value, shed=shed, max_queue=max_queue, max_connections=max_connections,
+                   say=lambda message: err_console.print(message, highlight=False))

@@ -13,6 +13,9 @@ from rankstack.serving.server import (
     BATCHER_HELP,
     DEFAULT_STATE,
     MAX_BATCH_HELP,
+    MAX_CONNECTIONS_HELP,
+    MAX_QUEUE_HELP,
+    SHED_HELP,
     WORKERS_HELP,
     run_server,
 )
@@ -32,11 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=32, help=MAX_BATCH_HELP)
     parser.add_argument("--batch-wait-ms", type=float, default=0.0, help=BATCH_WAIT_HELP)
     parser.add_argument("--batcher", choices=["loop", "thread"], default="loop", help=BATCHER_HELP)
+    parser.add_argument("--shed", action=argparse.BooleanOptionalAction, default=True, help=SHED_HELP)
+    parser.add_argument("--max-queue", type=int, default=1_000, help=MAX_QUEUE_HELP)
+    parser.add_argument("--max-connections", type=int, default=None, help=MAX_CONNECTIONS_HELP)
     args = parser.parse_args(argv)
     try:
         run_server(args.artifact, host=args.host, port=args.port, state=args.state, deadline_ms=args.deadline_ms,
                    loader=args.loader, log_level=args.log_level, workers=args.workers, max_batch=args.max_batch,
-                   batch_wait_ms=args.batch_wait_ms, batcher=args.batcher)
+                   batch_wait_ms=args.batch_wait_ms, batcher=args.batcher, shed=args.shed, max_queue=args.max_queue,
+                   max_connections=args.max_connections)
     except RankstackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

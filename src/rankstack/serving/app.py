@@ -14,16 +14,18 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from rankstack.errors import RankstackError
 from rankstack.pipeline.api import KnownItems, RecommendRequest, RecommendResponse
-from rankstack.serving.batcher import LoopBatcher, MicroBatcher, OverloadedError
+from rankstack.serving.admission import OverloadedError
+from rankstack.serving.batcher import LoopBatcher, MicroBatcher
 from rankstack.serving.docs_page import docs_html
 from rankstack.serving.fanout import ReloadGroup
-from rankstack.serving.fast_recommend import response_json
+from rankstack.serving.fast_recommend import ARRIVED, response_json
 from rankstack.serving.guard import BoundedCalls, DurabilityWatch, GuardedState, HealthProbe, StateBreaker
 from rankstack.serving.middleware import ServiceMiddleware
 from rankstack.serving.model_slot import ModelSlot, RecommenderLoader, ReloadRefusedError
@@ -35,8 +37,10 @@ from rankstack.serving.schemas import (
     EventsAck,
     InvalidBody,
     InvalidItem,
+    OverloadBody,
     ReloadRequest,
     ReloadResponse,
+    ShedError,
     Status,
     UnprocessableError,
     check_timestamps,
@@ -46,11 +50,12 @@ from rankstack.state.store import StateStore
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
+_ERROR_MODELS: dict[int, Any] = {422: InvalidBody, 503: OverloadBody | ErrorBody}  # 503: shed, or a failure
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route can answer with (422 always has the ``InvalidBody`` shape)."""
-    return {code: {"model": InvalidBody if code == 422 else ErrorBody} for code in codes}
+    return {code: {"model": _ERROR_MODELS.get(code, ErrorBody)} for code in codes}
 
 
 def create_app(recommender_loader: RecommenderLoader, state: StateStore, settings: ServiceSettings, *,
@@ -93,14 +98,19 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         return responses
 
     def observe_batch(size: int, waited_s: float) -> None:
-        """Record a batch's size and how long its oldest request waited."""
+        """Record a batch's size, how long its oldest request waited, and the batch costs shedding assumes."""
         metrics.batch_size.observe(size)
         metrics.queue_seconds.observe(waited_s)
+        cost = batcher.admission.cost
+        metrics.service_estimate.labels("single").set(cost.seconds(1))
+        metrics.service_estimate.labels("full").set(cost.seconds(settings.max_batch))
 
     rebalance = Rebalance()
     runner = LoopBatcher if settings.batcher == "loop" else MicroBatcher
     batcher = runner(run_batch, max_batch=settings.max_batch, max_wait_s=settings.batch_wait_ms / 1000.0,
-                     max_queue=settings.max_queue, on_batch=observe_batch)
+                     max_queue=settings.max_queue, on_batch=observe_batch, deadline_s=settings.deadline_s,
+                     shed=settings.shed)
+    events_waiting = 0  # event posts waiting for or holding a thread to store them (bounded by max_queue)
 
     def start() -> None:
         """Check the store once (durability warning), follow the other workers' reloads (several workers only)."""
@@ -126,19 +136,24 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         body = InvalidBody.of([InvalidItem(loc=list(e["loc"]), msg=e["msg"], type=e["type"]) for e in exc.errors()])
         return JSONResponse(status_code=422, content=body.model_dump())
 
+    @app.exception_handler(ShedError)
+    async def shed(request: Request, exc: ShedError) -> JSONResponse:
+        """503 with ``Retry-After`` and an ``OverloadBody`` saying why the request was refused."""
+        return JSONResponse(status_code=503, content=exc.body.model_dump(), headers=exc.headers)
+
     @app.exception_handler(UnprocessableError)
     async def unprocessable(request: Request, exc: UnprocessableError) -> JSONResponse:
         """422 for a valid request that cannot be served as asked (same shape as validation errors)."""
         return JSONResponse(status_code=422, content=exc.body.model_dump())
 
-    async def answer(body: RecommendRequest) -> RecommendResponse:
-        """The slate for one validated request (HTTP errors raised as ``HTTPException`` / ``UnprocessableError``)."""
+    async def answer(body: RecommendRequest, arrived_at: float | None = None) -> RecommendResponse:
+        """The slate for one validated request that reached the server at ``arrived_at`` (``perf_counter``; HTTP
+        errors raised as ``HTTPException`` / ``ShedError`` / ``UnprocessableError``)."""
         request = body if body.request_id else body.model_copy(update={"request_id": uuid.uuid4().hex})
         try:
-            response = await batcher.answer(request)
+            response = await batcher.answer(request, arrived_at)
         except OverloadedError as exc:
-            metrics.errors.labels("/v1/recommend", "overloaded").inc()
-            raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc
+            raise _shed(metrics, "/v1/recommend", exc) from exc
         except RankstackError as exc:
             if isinstance(exc, ValueError):  # RequestError: e.g. a filter on an attribute the catalog lacks
                 metrics.errors.labels("/v1/recommend", "bad_request").inc()
@@ -153,14 +168,29 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         return response
 
     @app.post("/v1/recommend", response_model=RecommendResponse, responses=_errors(400, 413, 422, 503))
-    async def recommend(body: RecommendRequest) -> Response:
-        """A slate of ``k`` items for one user; ``stages`` says which stages ran, degraded or fell back."""
-        return Response(response_json(await answer(body)), media_type="application/json")
+    async def recommend(body: RecommendRequest, request: Request) -> Response:
+        """A slate of ``k`` items for one user; ``stages`` says which stages ran, degraded or fell back. Under
+        overload, 503 with ``Retry-After`` (docs/serving.md, "Load shedding")."""
+        return Response(response_json(await answer(body, request.scope.get(ARRIVED))), media_type="application/json")
 
     @app.post("/v1/events", response_model=EventsAck, responses=_errors(400, 413, 422, 503))
-    def ingest(batch: EventBatch) -> EventsAck:
-        """Store events durably before answering; duplicates (same ``event_id``) are acknowledged, not recounted."""
+    async def ingest(batch: EventBatch) -> EventsAck:
+        """Store events durably before answering; duplicates (same ``event_id``) are acknowledged, not recounted.
+        Under overload (``max_queue`` posts already waiting to be stored), 503 with ``Retry-After``: nothing stored."""
+        nonlocal events_waiting
         check_timestamps(batch.events, now=time.time(), max_skew_s=settings.event_max_skew_s)
+        if events_waiting >= settings.max_queue:
+            raise _shed(metrics, "/v1/events", OverloadedError(
+                f"{settings.max_queue} event posts are already waiting to be stored; nothing was stored, retry "
+                "shortly", reason="queue_full"))
+        events_waiting += 1
+        try:
+            return await run_in_threadpool(store, batch)
+        finally:
+            events_waiting -= 1
+
+    def store(batch: EventBatch) -> EventsAck:
+        """Write the events (on a thread: SQLite fsyncs), then acknowledge them."""
         try:
             new = state.add_events(batch.events)
         except Exception as exc:
@@ -270,6 +300,16 @@ def _lifespan(start: Callable[[], None], stops: Sequence[Callable[[], None]]
             stop()
 
     return lifespan
+
+
+def _shed(metrics: ServiceMetrics, endpoint: str, exc: OverloadedError) -> ShedError:
+    """Count a shed request and make its 503 (``OverloadBody`` and ``Retry-After``)."""
+    metrics.errors.labels(endpoint, "overloaded").inc()
+    metrics.shed.labels(endpoint, exc.reason).inc()
+    ms = None if exc.expected_s is None else round(exc.expected_s * 1000.0, 1)
+    deadline = None if exc.deadline_s is None else round(exc.deadline_s * 1000.0, 1)
+    return ShedError(OverloadBody(detail=str(exc), reason=exc.reason, retry_after_s=exc.retry_after_s,
+                                  expected_ms=ms, deadline_ms=deadline))
 
 
 HEALTH_TIMEOUT_S = 0.5  # /readyz and /metrics wait this long for the state store's health check

@@ -17,10 +17,11 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rankstack.pipeline.api import RecommendRequest, RecommendResponse
-from rankstack.serving.schemas import UnprocessableError
+from rankstack.serving.schemas import ShedError, UnprocessableError
 
 PATH = "/v1/recommend"
-Answer = Callable[[RecommendRequest], Awaitable[RecommendResponse]]
+Answer = Callable[[RecommendRequest, float | None], Awaitable[RecommendResponse]]  # (request, arrived at)
+ARRIVED = "rankstack.arrived"  # the scope key the middleware sets (perf_counter() when the request reached us)
 
 
 def response_json(response: RecommendResponse) -> bytes:
@@ -44,7 +45,9 @@ async def serve(scope: Scope, receive: Receive, send: Send, app: ASGIApp, answer
         await app(scope, _replay(body, receive), send)
         return
     try:
-        data, status, headers = response_json(await answer(request)), 200, {}
+        data, status, headers = response_json(await answer(request, scope.get(ARRIVED))), 200, {}
+    except ShedError as exc:
+        data, status, headers = exc.body.model_dump_json().encode(), 503, exc.headers
     except HTTPException as exc:
         data, status, headers = json.dumps({"detail": exc.detail}).encode(), exc.status_code, dict(exc.headers or {})
     except UnprocessableError as exc:

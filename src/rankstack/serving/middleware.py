@@ -9,6 +9,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rankstack.serving import fast_recommend
+from rankstack.serving.fast_recommend import ARRIVED
 from rankstack.serving.prometheus import ServiceMetrics
 
 WORKER_HEADER = b"x-rankstack-worker"
@@ -45,6 +46,7 @@ class ServiceMiddleware:
             await self.app(scope, receive, send)
             return
         t0 = time.perf_counter()
+        scope[ARRIVED] = t0
         status = {"code": 500, "started": False, "too_large": False}
         limit = self.max_body_bytes
         received = 0

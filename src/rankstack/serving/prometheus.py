@@ -50,6 +50,16 @@ class ServiceMetrics:
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
         self.queue_seconds = Histogram("rankstack_recommend_queue_seconds", "Wait before a request's batch starts.",
                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.shed = Counter("rankstack_requests_shed", "Requests refused to keep the queues within their bounds "
+                            "(503 with Retry-After): deadline (expected wait + service past the deadline), queue_full "
+                            "(max_queue reached), expired (the deadline passed while queued).", ["endpoint", "reason"],
+                            registry=r)
+        for reason in ("deadline", "queue_full", "expired"):
+            self.shed.labels("/v1/recommend", reason)
+        self.service_estimate = Gauge("rankstack_recommend_batch_seconds_estimate", "Estimated wall time of a "
+                                      "recommend batch of one request (batch=single) and of max_batch requests "
+                                      "(batch=full), as load shedding uses it.", ["batch"], multiprocess_mode="liveall",
+                                      registry=r)
         self.model_loaded = Gauge("rankstack_model_loaded_timestamp_seconds", "When the served model was loaded.",
                                   multiprocess_mode="liveall", registry=r)
         self.model_info = Gauge("rankstack_model_info", "1 for the served model, by version and artifact digest "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -99,6 +99,18 @@ class ErrorBody(BaseModel):
     detail: str
 
 
+class OverloadBody(ErrorBody):
+    """A 503 from an overloaded service: why the request was shed and when to retry (also in ``Retry-After``)."""
+
+    reason: Literal["deadline", "queue_full", "expired"] = Field(description=(
+        "deadline: the expected queue wait plus service time passes the deadline; queue_full: max_queue requests "
+        "(or event posts) already wait; expired: the deadline passed while the request queued."))
+    retry_after_s: int = Field(ge=1, description="Whole seconds to wait before retrying (the Retry-After header).")
+    expected_ms: float | None = Field(default=None, description=(
+        "deadline: the expected time to an answer; expired: the time the request waited."))
+    deadline_ms: float | None = Field(default=None, description="The service's deadline per request.")
+
+
 class InvalidItem(BaseModel):
     """One problem with the input: where (``loc``), what (``msg``) and its kind (``type``)."""
 
@@ -117,6 +129,15 @@ class InvalidBody(BaseModel):
     def of(cls, problems: list[InvalidItem]) -> InvalidBody:
         """The body for a list of problems."""
         return cls(detail=problems, message="; ".join(f"{'.'.join(map(str, p.loc))}: {p.msg}" for p in problems))
+
+
+class ShedError(Exception):
+    """Raised by an endpoint that refuses a request to stay within its bounds (answered as 503 + ``Retry-After``)."""
+
+    def __init__(self, body: OverloadBody) -> None:
+        super().__init__(body.detail)
+        self.body = body
+        self.headers = {"Retry-After": str(body.retry_after_s)}
 
 
 class UnprocessableError(Exception):

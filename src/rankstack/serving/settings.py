@@ -24,7 +24,9 @@ class ServiceSettings(BaseModel):
     artifact: Path = Field(description="Artifact (folder) served at start; /admin/reload may swap in another.")
     admin_token: str | None = Field(default=None, min_length=16, description="Bearer token of /admin/*; None = off.")
     max_body_bytes: int = Field(default=1_000_000, ge=1_024, description="Larger request bodies get 413.")
-    deadline_s: float | None = Field(default=0.1, gt=0, description="Time budget handed to Recommender.recommend.")
+    deadline_s: float | None = Field(default=0.1, gt=0, description=(
+        "Time budget of a recommend request, counted from its arrival: what is left of it when its batch starts is "
+        "handed to Recommender.recommend, and load shedding (shed) refuses requests that cannot make it."))
     state_retry_s: float = Field(default=1.0, ge=0, description=(
         "After a state-store failure, skip it this long; each failed retry after a pause doubles the pause."))
     state_retry_max_s: float = Field(default=30.0, ge=0, description="Longest pause of the doubling back-off.")
@@ -34,7 +36,17 @@ class ServiceSettings(BaseModel):
         "Event timestamps later than the service's clock plus this (clock skew) get 422."))
     max_batch: int = Field(default=32, ge=1, le=1_024, description="Most requests answered by one pipeline call.")
     batch_wait_ms: float = Field(default=0.0, ge=0, le=100, description="Extra wait for a batch to fill (0: none).")
-    max_queue: int = Field(default=1_000, ge=1, description="Waiting requests beyond this get 503 (load shedding).")
+    max_queue: int = Field(default=1_000, ge=1, description=(
+        "Hard bound: recommend requests (and, separately, event posts) waiting beyond this get 503, shed or not."))
+    shed: bool = Field(default=True, description=(
+        "Load shedding by deadline: a recommend request whose expected queue wait plus service time passes "
+        "deadline_s gets 503 with Retry-After at once, and a queued one whose deadline passed is dropped unrun. "
+        "Off: requests queue up to max_queue and late batches degrade instead (deadline_s None: off too)."))
+    max_connections: int | None = Field(default=None, ge=1, description=(
+        "uvicorn's limit_concurrency: with this many connections or requests open, uvicorn answers new requests "
+        "itself with a plain 503 and closes the connection (every path, /healthz too). None: no limit."))
+    backlog: int = Field(default=2_048, ge=1, description=(
+        "Listen backlog: connections the kernel queues before the server accepts them (capped by somaxconn)."))
     warmup_user: str = Field(default="__rankstack_warmup__", description="User of the smoke request run on reload.")
     workers: int = Field(default=1, ge=1, description="Server processes sharing the port, each with its own model.")
     batcher: Literal["loop", "thread"] = Field(default="loop", description=(

@@ -90,7 +90,8 @@ def run_workers(settings: ServiceSettings, *, state: str, loader: str, host: str
             _supervise(settings.workers, host, port, log_level, spec.control_dir)
         else:  # pragma: no cover - platforms without SO_REUSEPORT
             uvicorn.run(f"{__name__}:worker_app", factory=True, host=host, port=port, workers=settings.workers,
-                        log_level=log_level, access_log=False)
+                        log_level=log_level, access_log=False, limit_concurrency=settings.max_connections,
+                        backlog=settings.backlog)
     finally:
         for name, value in saved.items():
             if value is None:
@@ -117,8 +118,10 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
 
 def _serve_worker(host: str, port: int, log_level: str) -> None:
     """One worker process: its own listening socket, then uvicorn until SIGTERM / SIGINT."""
+    settings = WorkerSpec.model_validate_json(os.environ[SPEC_ENV]).settings
     sock = reuse_port_socket(host, port)
-    config = uvicorn.Config(f"{__name__}:worker_app", factory=True, log_level=log_level, access_log=False)
+    config = uvicorn.Config(f"{__name__}:worker_app", factory=True, log_level=log_level, access_log=False,
+                            limit_concurrency=settings.max_connections, backlog=settings.backlog)
     uvicorn.Server(config).run(sockets=[sock])
 
 

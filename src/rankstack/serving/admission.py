@@ -1,0 +1,148 @@
+"""Deadline-aware admission: refuse a recommend request at once when it cannot be answered within its deadline.
+
+A request that arrives with ``ahead`` requests queued before it waits for ``ahead // B`` full batches (``B`` =
+``max_batch``), each followed by the gap the server spends between back-to-back batches (reading and answering
+the requests that arrived meanwhile), then runs in its own batch of ``ahead % B + 1``; with the thread batcher the
+batch running now has some time left too. Its expected time to an answer is therefore
+
+    E = left of the running batch + (ahead // B) · (t(B) + gap) + t(ahead % B + 1)
+
+with ``t`` the fitted batch cost (``BatchCost``) and ``gap`` an exponentially weighted mean. The request is shed
+(``reason="deadline"``) when the time it already spent in the server plus ``E`` exceeds the deadline; a request
+that finds nothing queued and nothing running is always admitted, so a stale estimate can never stop the
+service. ``max_queue`` stays the hard bound (``reason="queue_full"``), with or without shedding, and a queued
+request that can no longer be answered in time when its batch comes up is dropped unrun (``reason="expired"``;
+see ``Admission.expired``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from rankstack.errors import RankstackError
+
+ShedReason = Literal["deadline", "queue_full", "expired"]
+HALFLIFE_BATCHES = 16  # the weight of a batch in the estimates halves every this many batches
+OUTLIER_FACTOR = 4.0  # a batch counts as at most this many times its current estimate (a stall, a paused process)
+RETRY_AFTER_MAX_S = 30
+
+
+class OverloadedError(RankstackError):
+    """The request was refused to keep the queue within its bounds; the client should retry later."""
+
+    def __init__(self, message: str, *, reason: ShedReason = "queue_full", retry_after_s: int = 1,
+                 expected_s: float | None = None, deadline_s: float | None = None) -> None:
+        super().__init__(message)
+        self.reason: ShedReason = reason
+        self.retry_after_s = retry_after_s
+        self.expected_s = expected_s
+        self.deadline_s = deadline_s
+
+
+class BatchCost:
+    """A batch's wall time as a line in its size, ``t(b) = α + β·b``, fitted by exponentially weighted least squares.
+
+    With weights ``w`` halving every ``halflife`` batches and ``S = Σw``, ``S_b = Σw·b``, ``S_t = Σw·t``,
+    ``S_bb = Σw·b²``, ``S_bt = Σw·b·t``: ``β = (S_bt − S_b·S_t/S) / (S_bb − S_b²/S)``, ``α = (S_t − β·S_b)/S``.
+    While the sizes seen hardly vary (weighted variance under 0.25) the slope cannot be fitted and the cost is
+    taken as proportional to size (``α = 0``, ``β = S_t/S_b``): pessimistic for larger batches, whose first runs
+    then correct the fit. A negative slope is read as a flat cost (``β = 0``, ``α = S_t/S``) and a negative
+    intercept as a line through the origin (``β = S_bt/S_bb``). 0 for every size before the first batch. A batch
+    counts as at most ``OUTLIER_FACTOR`` times its current estimate, so that one stall (the process paused by a
+    busy machine, a slow disk) does not shed everything for the next dozens of batches; a pipeline that really
+    became slower is followed within a few dozen batches (meanwhile queued requests that can no longer make
+    their deadline are still dropped unrun)."""
+
+    def __init__(self, halflife: float = HALFLIFE_BATCHES) -> None:
+        if halflife <= 0:
+            raise ValueError(f"halflife must be positive, got {halflife}")
+        self.decay = 0.5 ** (1.0 / halflife)
+        self._s = self._sb = self._st = self._sbb = self._sbt = 0.0
+        self.alpha = self.beta = 0.0
+
+    def observe(self, size: int, seconds: float) -> None:
+        """Add one batch of ``size`` requests that took ``seconds``."""
+        d, b, t = self.decay, float(size), max(seconds, 0.0)
+        if self._s > 0 and self.seconds(size) > 0:
+            t = min(t, OUTLIER_FACTOR * self.seconds(size))
+        self._s, self._sb, self._st = d * self._s + 1.0, d * self._sb + b, d * self._st + t
+        self._sbb, self._sbt = d * self._sbb + b * b, d * self._sbt + b * t
+        mean_b, mean_t = self._sb / self._s, self._st / self._s
+        var_b = self._sbb / self._s - mean_b * mean_b
+        if var_b < 0.25:
+            self.alpha, self.beta = 0.0, mean_t / mean_b
+            return
+        beta = (self._sbt / self._s - mean_b * mean_t) / var_b
+        alpha = mean_t - beta * mean_b
+        if beta < 0:
+            alpha, beta = mean_t, 0.0
+        elif alpha < 0:
+            alpha, beta = 0.0, self._sbt / self._sbb
+        self.alpha, self.beta = alpha, beta
+
+    def seconds(self, size: int) -> float:
+        """Expected wall time of a batch of ``size`` requests."""
+        return self.alpha + self.beta * size
+
+
+class Admission:
+    """Decides whether a recommend request is queued or shed, and learns the batch costs it decides with."""
+
+    def __init__(self, *, max_batch: int, max_queue: int, deadline_s: float | None = None, shed: bool = True,
+                 halflife: float = HALFLIFE_BATCHES) -> None:
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self.deadline_s = deadline_s if shed else None
+        self.cost = BatchCost(halflife)
+        self.gap_s = 0.0
+        self._gap_weight = 0.5 ** (1.0 / halflife)
+
+    def observe(self, size: int, seconds: float) -> None:
+        """A batch of ``size`` requests ran in ``seconds``."""
+        self.cost.observe(size, seconds)
+
+    def observe_gap(self, seconds: float) -> None:
+        """Time between the end of a batch and the start of the next while requests were waiting."""
+        w = self._gap_weight
+        self.gap_s = w * self.gap_s + (1.0 - w) * max(seconds, 0.0)
+
+    def expected_s(self, ahead: int, running_left_s: float = 0.0) -> float:
+        """Expected time until a request queued behind ``ahead`` others is answered (formula in the module doc)."""
+        full, own = divmod(ahead, self.max_batch)
+        return running_left_s + full * (self.cost.seconds(self.max_batch) + self.gap_s) + self.cost.seconds(own + 1)
+
+    def admit(self, ahead: int, waited_s: float = 0.0, running_left_s: float = 0.0) -> None:
+        """Return when a request with ``ahead`` requests queued before it may queue; else raise ``OverloadedError``."""
+        if ahead >= self.max_queue:
+            raise OverloadedError(f"{self.max_queue} requests are already waiting; retry shortly",
+                                  reason="queue_full", retry_after_s=self.retry_after_s(ahead, running_left_s))
+        if self.deadline_s is None or (ahead == 0 and running_left_s <= 0):
+            return
+        total = waited_s + self.expected_s(ahead, running_left_s)
+        if total > self.deadline_s:
+            raise OverloadedError(
+                f"overloaded: {ahead} requests are queued ahead and the answer would take about {total * 1000:.0f} "
+                f"ms, past the {self.deadline_s * 1000:.0f} ms deadline; retry shortly", reason="deadline",
+                retry_after_s=self.retry_after_s(ahead, running_left_s), expected_s=total, deadline_s=self.deadline_s)
+
+    def expired(self, waited_s: float, batch_size: int = 1) -> OverloadedError | None:
+        """The error for a queued request that has waited ``waited_s`` when its batch of ``batch_size`` comes up and
+        can no longer be answered in time — its deadline passed, or it has waited at least as long as the batch is
+        expected to take and that batch would end past the deadline — or None. (A request that has waited less
+        than its batch takes always runs, so a pipeline slower than its deadline still serves requests that find
+        it idle, and its estimate stays fresh.)"""
+        if self.deadline_s is None:
+            return None
+        run = self.cost.seconds(batch_size)
+        if waited_s < self.deadline_s and (waited_s < run or waited_s + run <= self.deadline_s):
+            return None
+        return OverloadedError(f"overloaded: waited {waited_s * 1000:.0f} ms in the queue; with its batch (about "
+                               f"{run * 1000:.0f} ms) the answer would come past the {self.deadline_s * 1000:.0f} ms "
+                               "deadline; retry shortly", reason="expired", retry_after_s=1,
+                               expected_s=waited_s + run, deadline_s=self.deadline_s)
+
+    def retry_after_s(self, queued: int, running_left_s: float = 0.0) -> int:
+        """Whole seconds until the present queue is expected to have drained (at least 1, at most 30)."""
+        drain = self.expected_s(max(queued - 1, 0), running_left_s) if queued else running_left_s
+        return max(1, min(RETRY_AFTER_MAX_S, math.ceil(drain)))
