@@ -40,6 +40,8 @@ def explore(pool: np.ndarray, scores: np.ndarray, k: int, stage: ExplorationStag
     """(slate item ids, per-slot propensities or None) for one request; ``pool``/``scores`` in re-ranked order."""
     if len(pool) == 0 or stage.policy == "greedy":
         return pool[:k], None
+    if stage.learns:
+        raise ValueError(f"{stage.policy!r} learns online: the pipeline's OnlinePolicy chooses its slates")
     policy = stage_policy(stage)
     if isinstance(policy, EpsilonGreedy) and isinstance(rng, RequestDraws):
         return policy.choose_ordered(pool, k, rng)  # the pool is in preference order and holds no PAD
