@@ -20,11 +20,16 @@ from rankstack.pipeline.config import ExplorationStage
 
 # which of the exploration stage's settings each registered policy takes
 POLICY_SETTINGS: dict[str, tuple[str, ...]] = {"greedy": (), "epsilon_greedy": ("epsilon",),
-                                               "softmax": ("temperature",)}
+                                               "softmax": ("temperature",),
+                                               # the learning policies read the stage's ``learning`` block
+                                               "linucb": ("learning",), "lints": ("learning",),
+                                               "squarecb": ("learning",), "bernoulli_ts": ("learning",)}
 
 
 def stage_policy(stage: ExplorationStage) -> Policy:
-    """The bandit policy of an exploration stage, from the component registry."""
+    """The bandit policy of a stateless exploration stage, from the component registry."""
+    if stage.learns:
+        raise ValueError(f"{stage.policy!r} learns online: the pipeline's OnlinePolicy chooses its slates")
     return _policy(stage.policy, tuple(getattr(stage, name) for name in POLICY_SETTINGS[stage.policy]))
 
 
