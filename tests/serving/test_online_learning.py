@@ -210,3 +210,19 @@ def test_state_is_identical_across_workers_and_survives_kill_9_and_restarts(
     third = converged(single, 1, posted)
     single.kill9()  # no shutdown hook, no last checkpoint: the next start folds what the checkpoint lacks
     assert converged(served(1), 1, posted)["digest"] == third["digest"]
+
+
+def test_two_services_sharing_one_redis_learn_the_same_state(artifact: Path, redis_server: Any) -> None:
+    from rankstack.state import RedisStateStore
+
+    stores = [RedisStateStore(redis_server.url, prefix="online:") for _ in range(2)]
+    settings = ServiceSettings(artifact=artifact, state_retry_s=0)
+    try:
+        with TestClient(create_app(Pipeline.load, stores[0], settings)) as a, \
+                TestClient(create_app(Pipeline.load, stores[1], settings)) as b:
+            posted = feedback(a, 12, "r")  # every event goes to service a
+            wait_for(lambda: a.get("/v1/policy").json()["events"] == posted == b.get("/v1/policy").json()["events"])
+            assert a.get("/v1/policy").json()["digest"] == b.get("/v1/policy").json()["digest"]
+    finally:
+        for store in stores:
+            store.close()
