@@ -5,8 +5,8 @@ is the idempotency check; the key expires after ``retention_s``, the duplicate w
 is a sorted set of the user's events of one kind, scored by timestamp, capped at ``max_history`` per user and
 kind; ``b:pulls`` / ``b:reward`` are hashes of bandit statistics per item; ``log`` is the feedback log, a stream
 of every new event (user, item, kind) whose entry id ``{seq}-1`` is its log position, trimmed to about
-``max_log`` entries; ``p:{key}`` holds a learning policy's checkpoint (cursor and base64 state). Single-instance Redis only (the
-script touches keys it computes).
+``max_log`` entries; ``p:{key}`` holds a learning policy's checkpoint (cursor and base64 state). Single-instance
+Redis only (the script touches keys it computes).
 
 Durability: Redis acknowledges a write before it is on disk unless it runs with ``appendonly yes`` and
 ``appendfsync always``; only then does an acknowledged event survive a crash. ``durability_problem``
