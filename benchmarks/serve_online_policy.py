@@ -141,6 +141,14 @@ def run_wrk(url: str, args: argparse.Namespace, seconds: int, wait_ms: int, work
             "wait_ms": wait_ms, "command": " ".join(cmd)}
 
 
+def stage_sums(url: str) -> dict[str, tuple[float, float]]:
+    """(sum s, count) of each pipeline stage's duration histogram, over all workers (/metrics)."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    sums = dict(re.findall(r'rankstack_stage_duration_seconds_sum\{stage="([^"]+)"\} (\S+)', text))
+    counts = dict(re.findall(r'rankstack_stage_duration_seconds_count\{stage="([^"]+)"\} (\S+)', text))
+    return {k: (float(sums[k]), float(counts[k])) for k in sums if k in counts}
+
+
 def worker_states(url: str, workers: int) -> dict[str, dict[str, Any]]:
     """``/v1/policy`` of each worker (fresh connections until each has answered)."""
     seen: dict[str, dict[str, Any]] = {}
@@ -200,9 +208,13 @@ def main() -> None:
         stop = threading.Event()
         poster = threading.Thread(target=feedback, args=(url, args, stop, counts))
         poster.start()
+        before = stage_sums(url)
         load = run_wrk(url, args, args.duration, max(0, round(period_ms - warm["mean_ms"])), workdir)
+        after = stage_sums(url)
         stop.set()
         poster.join()
+        stage_ms = {k: round(1000 * (v - before.get(k, (0.0, 0.0))[0]) / (n - before.get(k, (0.0, 0.0))[1]), 3)
+                    for k, (v, n) in after.items() if n > before.get(k, (0.0, 0.0))[1]}
         waited = time.perf_counter()
         states = worker_states(url, args.workers) if args.policy != "epsilon_greedy" else {}
         while (states and len({s["digest"] for s in states.values()}) != 1) or any(
@@ -217,15 +229,16 @@ def main() -> None:
         proc.wait(timeout=30)
     digests = {s["digest"] for s in states.values()}
     result = {"policy": args.policy, "items": args.items, "users": args.users, "workers": args.workers,
-              "target_rps": args.rate, "load": load, "warmup": warm, "feedback_events": counts,
+              "target_rps": args.rate, "load": load, "warmup": warm, "stage_mean_ms": stage_ms,
+              "feedback_events": counts,
               "worker_states": states, "identical_state": len(digests) == 1 and len(states) == args.workers,
               "converged_after_s": round(converge_s, 2), "build_s": round(build_s, 1),
               "loadavg_after": os.getloadavg(), "cores": os.cpu_count(),
               "date": datetime.now(UTC).isoformat(timespec="seconds")}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"serve_online_policy-{args.policy}.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: result[k] for k in ("load", "feedback_events", "identical_state", "converged_after_s",
-                                             "loadavg_after")}, indent=2))
+    shown = ("load", "stage_mean_ms", "feedback_events", "identical_state", "converged_after_s", "loadavg_after")
+    print(json.dumps({k: result[k] for k in shown}, indent=2))
 
 
 if __name__ == "__main__":
