@@ -160,3 +160,35 @@ def test_features_are_saved_with_the_artifact(small_split: tuple[Dataset, Datase
 def test_bad_learning_settings_name_the_field(exploration: dict[str, object], expected: str) -> None:
     with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         validate_pipeline_config(config_dict(exploration=exploration), "p.yaml")
+
+
+def logged_impressions() -> Dataset:
+    """Impressions of 4 items per user with clicks on the user's group, plus conversions (reward 0 by default)."""
+    import polars as pl
+
+    rows = []
+    for u in range(30):
+        for t, i in enumerate(range(u % 5, 40, 10)):
+            rows.append((f"u{u}", f"i{i}", "impression", 1_700_000_000 + 60 * t))
+            if i % 4 == u % 4:
+                rows += [(f"u{u}", f"i{i}", "click", 1_700_000_001 + 60 * t),
+                         (f"u{u}", f"i{i}", "conversion", 1_700_000_002 + 60 * t)]
+    return Dataset.from_events(pl.DataFrame(rows, schema=["user_id", "item_id", "event", "timestamp"], orient="row"),
+                               name="logged")
+
+
+def test_the_training_log_warm_starts_the_saved_state(tmp_path: Path) -> None:
+    data = logged_impressions()
+    kinds = data.events.get_column("event").to_list()
+    pipeline = build(data, exploration={"policy": "linucb", "pool": 8, "learning": {"dim": 3}})
+    online = pipeline.online
+    assert online is not None and pipeline.parts.policy is not None and pipeline.parts.policy.initial is not None
+    stats = online.state.stats
+    assert stats.events == kinds.count("impression") + kinds.count("click")  # conversions reward 0: not counted
+    assert int(stats.pulls.sum()) == kinds.count("impression") and int(stats.wins.sum()) == kinds.count("click")
+    assert stats.cursor == 0  # the store's log is folded on top of it from its start
+    loaded = Pipeline.load(save_artifact(pipeline.parts, manifest_for(pipeline), tmp_path / "art"))
+    assert loaded.online is not None and (tmp_path / "art" / "policy" / "state.safetensors").is_file()
+    assert loaded.online.describe() == online.describe()
+    cold = build(data, exploration={"policy": "linucb", "pool": 8, "learning": {"dim": 3, "warm_start": False}})
+    assert cold.online is not None and cold.online.state.stats.events == 0 and cold.online.key != online.key

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse.linalg import svds
 
-from rankstack.bandits.pool_stats import quantize
+from rankstack.bandits.pool_stats import PoolStats, quantize
 from rankstack.data.dataset import Dataset
 from rankstack.pipeline.config import LearningSettings
 from rankstack.pipeline.online_policy import PolicyFeatures
@@ -35,4 +35,28 @@ def fit_policy_features(settings: LearningSettings, data: Dataset) -> PolicyFeat
         signs[signs == 0] = 1.0
         root = np.sqrt(np.maximum(s, 0.0)) * signs
         users[:, :rank], items[:, :rank] = u * root, v * root
-    return PolicyFeatures(quantize(unit_rows(users)).astype(np.int16), quantize(unit_rows(items)).astype(np.int16))
+    features = PolicyFeatures(quantize(unit_rows(users)).astype(np.int16), quantize(unit_rows(items)).astype(np.int16))
+    if not settings.warm_start:
+        return features
+    return PolicyFeatures(features.users, features.items, initial_stats(settings, data, features))
+
+
+def initial_stats(settings: LearningSettings, data: Dataset, features: PolicyFeatures) -> PoolStats | None:
+    """The training log's feedback folded as the service folds its own (impressions = pulls, clicks and conversions
+    = rewards), when the log has impressions; None otherwise (a log of positives only would add rewards without
+    pulls)."""
+    events = data.events
+    kinds = events.get_column("event").to_numpy()
+    pulls = (kinds == "impression").astype(np.int64)
+    if not pulls.any():
+        return None
+    rewards = np.where(kinds == "click", settings.click_reward,
+                       np.where(kinds == "conversion", settings.conversion_reward, 0)).astype(np.int64)
+    keep = (pulls > 0) | (rewards > 0)
+    users = events.get_column("user_id").to_numpy().astype(np.int64)[keep]
+    items = events.get_column("item_id").to_numpy().astype(np.int64)[keep]
+    stats = PoolStats.empty(features.dim, features.items.shape[0])
+    for start in range(0, len(items), 100_000):  # bounded memory: φ of 100k events at a time
+        part = slice(start, start + 100_000)
+        stats.fold(features.phi_rows(users[part], items[part]), items[part], pulls[keep][part], rewards[keep][part])
+    return stats

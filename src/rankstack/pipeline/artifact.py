@@ -17,8 +17,10 @@ Layout::
     catalog.parquet           item attributes for filters, rules and the value model (when the data has them)
     indexes/<name>/           the vector index of each source with an ``index`` stage (FAISS files; an exact
                               index has none: it is rebuilt from the source's item vectors)
-    policy/features.safetensors  the learning exploration stage's user and item vectors (learning policies only;
-                              what it learns online lives in the state store: rankstack.pipeline.online_policy)
+    policy/                   the learning exploration stage (learning policies only): features.safetensors (user
+                              and item vectors) and state.safetensors (statistics from the training log, when it has
+                              impressions); what it learns online lives in the state store
+                              (rankstack.pipeline.online_policy)
 """
 
 from __future__ import annotations

@@ -402,6 +402,8 @@ class LearningSettings(_Strict):
     propensity_samples: int = Field(default=100, ge=0, le=10_000, description="Monte-Carlo draws (Thompson)")
     sync_every_s: float = Field(default=0.2, gt=0.0, le=3600.0, description="how often a worker folds new events")
     checkpoint_every_s: float = Field(default=5.0, gt=0.0, le=86_400.0, description="how often it saves its state")
+    warm_start: bool = Field(default=True, description=(
+        "start from the training log's impressions, clicks and conversions (logs with impressions only)"))
 
     @field_validator("beta_prior")
     @classmethod

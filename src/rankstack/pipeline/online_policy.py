@@ -33,14 +33,17 @@ from rankstack.pipeline.config import ExplorationStage, LearningSettings
 from rankstack.state.feedback_log import LoggedEvent
 
 FEATURES_FILE = "features.safetensors"
+STATE_FILE = "state.safetensors"
 
 
 @dataclass(frozen=True)
 class PolicyFeatures:
-    """Fixed-point (× ``SCALE``) unit vectors of every known user [n_users, dim] and item [n_items, dim]."""
+    """Fixed-point (× ``SCALE``) unit vectors of every known user [n_users, dim] and item [n_items, dim], and the
+    statistics learned at train time from the training log's impressions (``initial``; None: none)."""
 
     users: np.ndarray
     items: np.ndarray
+    initial: PoolStats | None = None
 
     @property
     def dim(self) -> int:
@@ -65,19 +68,24 @@ class PolicyFeatures:
         return np.concatenate([np.full((len(y), 1), SCALE, np.int64), y, cross], axis=1)
 
     def digest(self) -> str:
-        """SHA-256 of the vectors (what the learned statistics are statistics of)."""
+        """SHA-256 of the vectors and the initial statistics (what the online statistics continue)."""
         h = hashlib.sha256()
         for part in (self.users, self.items):
             h.update(str(part.shape).encode())
             h.update(np.ascontiguousarray(part, np.int16).tobytes())
+        if self.initial is not None:
+            h.update(self.initial.to_bytes())
         return h.hexdigest()
 
     def save(self, folder: Path) -> None:
-        """Write ``folder/features.safetensors``."""
+        """Write ``folder/features.safetensors`` (and ``state.safetensors``: the initial statistics)."""
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_write(folder / FEATURES_FILE) as tmp:
             save_file({"users": np.ascontiguousarray(self.users, np.int16),
                        "items": np.ascontiguousarray(self.items, np.int16)}, str(tmp))
+        if self.initial is not None:
+            with atomic_write(folder / STATE_FILE) as tmp:
+                tmp.write_bytes(self.initial.to_bytes())
 
     @classmethod
     def load(cls, folder: Path, n_users: int, n_items: int) -> PolicyFeatures:
@@ -87,7 +95,10 @@ class PolicyFeatures:
         if users.shape[0] != n_users or items.shape[0] != n_items or users.shape[1] != items.shape[1]:
             raise ValueError(f"policy features are {users.shape} / {items.shape}, the id maps say "
                              f"{n_users} users / {n_items} items")
-        return cls(users, items)
+        initial = None
+        if (folder / STATE_FILE).is_file():
+            initial = PoolStats.from_bytes((folder / STATE_FILE).read_bytes(), 1 + 2 * items.shape[1], n_items)
+        return cls(users, items, initial)
 
 
 @dataclass(frozen=True)
@@ -114,7 +125,8 @@ class OnlinePolicy:
         ).hexdigest()[:32]
         self.closed = False
         self._lock = threading.Lock()
-        self.state = self._derive(PoolStats.empty(features.dim, len(item_map)))
+        start = features.initial.copy() if features.initial is not None else None
+        self.state = self._derive(start or PoolStats.empty(features.dim, len(item_map)))
 
     def _derive(self, stats: PoolStats) -> PolicyState:
         s = self.settings
