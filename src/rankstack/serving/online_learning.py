@@ -56,8 +56,7 @@ class PolicyFollower:
                 blob = self.store.read_policy_state(self.policy.key)
                 if blob is not None and self.policy.restore(blob):
                     log.info("online policy %s: resumed at log position %d", self.policy.name, self.policy.cursor)
-                self.saved_cursor = self.policy.cursor if blob is not None else -1
-                self.restored.set()
+                self.restored.set()  # the next checkpoint is offered to the store, which keeps the furthest along
                 return
             except Exception as exc:
                 self._retry(failures, "reading its checkpoint", exc)
