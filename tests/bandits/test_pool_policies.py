@@ -69,3 +69,19 @@ def test_thompson_propensities_estimate_the_slot_frequencies(policy: str) -> Non
     for pos, count in seen.items():
         if count > 100:
             assert abs(np.mean(estimates[pos]) - count / n) < 0.05
+
+
+@pytest.mark.parametrize("pool_size", [5, 8, 13])
+def test_squarecb_propensities_are_the_igw_of_each_stratum(pool_size: int) -> None:
+    from rankstack.bandits.squarecb import igw
+
+    model, _ = model_and_phi(4)
+    phi = np.random.default_rng(pool_size).uniform(-1, 1, (pool_size, D))
+    prior = 0.01 / np.log2(2 + np.arange(pool_size))
+    positions, props = pp.squarecb(phi, prior, K, model, gamma=7.0, rng=np.random.default_rng(0))
+    order = np.argsort(-(phi @ model.theta + prior), kind="stable")
+    for slot, (pos, p) in enumerate(zip(positions.tolist(), props.tolist(), strict=True)):
+        stratum = order[slot::K]
+        expected = igw((phi[stratum] @ model.theta + prior[stratum])[None, :], np.ones((1, len(stratum)), bool),
+                       7.0 / (1 + slot))[0]
+        assert pos in stratum.tolist() and np.isclose(p, expected[stratum.tolist().index(pos)])

@@ -22,7 +22,6 @@ from collections.abc import Callable
 import numpy as np
 
 from rankstack.bandits.pool_stats import RidgeModel
-from rankstack.bandits.squarecb import igw
 
 Choice = tuple[np.ndarray, np.ndarray]
 
@@ -72,15 +71,24 @@ def bernoulli_ts(alpha: np.ndarray, beta: np.ndarray, prior: np.ndarray, k: int,
 
 def squarecb(phi: np.ndarray, prior: np.ndarray, k: int, model: RidgeModel, gamma: float,
              rng: np.random.Generator) -> Choice:
-    """Stratified IGW: slot l draws from the items ranked l, l+k, l+2k, … by ŷ with γ/(1+l); exact propensities."""
+    """Stratified IGW: slot l draws from the items ranked l, l+k, l+2k, … by ŷ with γ/(1+l); exact propensities.
+
+    All slots at once: row l of the [slots, stratum size] block is slot l's stratum (column 0 its best item);
+    p(a) = 1 / (K_l + γ_l(ŷ_best − ŷ_a)) off the best, the rest on the best (``rankstack.bandits.squarecb.igw``).
+    """
     pred = phi @ model.theta + prior
     order = top_k(pred, len(pred))
     width = min(k, len(pred))
-    positions = np.empty(width, np.int64)
-    props = np.empty(width)
-    for slot in range(width):
-        cand = order[slot::k]
-        p = igw(pred[cand][None, :], np.ones((1, len(cand)), bool), gamma / (1 + slot))[0]
-        pick = min(int(np.searchsorted(np.cumsum(p), rng.random() * p.sum(), side="right")), len(cand) - 1)
-        positions[slot], props[slot] = cand[pick], p[pick]
-    return positions, props
+    ranks = np.arange(width)[:, None] + k * np.arange(-(-len(pred) // k))[None, :]
+    ok = ranks < len(pred)
+    cand = order[np.minimum(ranks, len(pred) - 1)]
+    values = pred[cand]
+    gamma_l = gamma / (1.0 + np.arange(width))[:, None]
+    gap = np.where(ok, values[:, :1] - values, 0.0)
+    p = np.where(ok, 1.0 / (ok.sum(axis=1, keepdims=True) + gamma_l * np.maximum(gap, 0.0)), 0.0)
+    p[:, 0] = 0.0
+    p[:, 0] = 1.0 - p.sum(axis=1)
+    u = rng.random(width)[:, None] * p.sum(axis=1, keepdims=True)
+    pick = np.minimum((np.cumsum(p, axis=1) <= u).sum(axis=1), ok.sum(axis=1) - 1)
+    rows = np.arange(width)
+    return cand[rows, pick], p[rows, pick]
