@@ -85,3 +85,17 @@ def test_squarecb_propensities_are_the_igw_of_each_stratum(pool_size: int) -> No
         expected = igw((phi[stratum] @ model.theta + prior[stratum])[None, :], np.ones((1, len(stratum)), bool),
                        7.0 / (1 + slot))[0]
         assert pos in stratum.tolist() and np.isclose(p, expected[stratum.tolist().index(pos)])
+
+
+def test_ridge_epsilon_greedy_propensities_follow_the_formula() -> None:
+    model, phi = model_and_phi(5)
+    rng = np.random.default_rng(1)
+    greedy = pp.top_k(phi @ model.theta, K)
+    hits, n, eps = 0, 4000, 0.3
+    for _ in range(n):
+        positions, props = pp.ridge_epsilon_greedy(phi, np.zeros(P), K, model, eps, rng)
+        assert len(set(positions.tolist())) == K
+        on = positions == greedy
+        assert np.allclose(props[on], 1 - eps + eps / P) and np.allclose(props[~on], eps / P)
+        hits += int(positions[0] == greedy[0])
+    assert abs(hits / n - (1 - eps + eps / P)) < 0.03

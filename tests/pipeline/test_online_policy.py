@@ -21,7 +21,7 @@ from rankstack.state.feedback_log import LoggedEvent
 
 from .conftest import build, config_dict, manifest_for
 
-POLICIES = ["linucb", "lints", "squarecb", "bernoulli_ts"]
+POLICIES = ["linucb", "lints", "squarecb", "bernoulli_ts", "ridge_epsilon_greedy"]
 
 
 def feedback(pipeline: Pipeline, rounds: int, seed: int = 0) -> list[LoggedEvent]:

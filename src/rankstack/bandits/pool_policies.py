@@ -9,6 +9,8 @@ untrained model keeps the ranker's order and learning moves items away from it.
 - ``lints``: top-k of φθ̃ + prior with θ̃ ~ N(θ̂, v²A⁻¹); propensity by Monte Carlo.
 - ``squarecb``: stratified inverse-gap weighting over ŷ = φθ̂ + prior (``rankstack.bandits.squarecb``); exact.
 - ``bernoulli_ts``: top-k of p̃ + prior with p̃ ~ Beta(α₀ + wins, β₀ + misses) per item; Monte Carlo.
+- ``ridge_epsilon_greedy``: the top-k of φθ̂ + prior; with probability ε a uniformly random slate of the pool
+  instead; exact: π(a, l) = (1 − ε)·1[a is the greedy slate's l-th item] + ε / P.
 
 Monte-Carlo propensities: (hits + 1) / (samples + 1), where hits counts the ``samples`` further draws whose
 slate puts the same item at the same slot; the +1 counts the draw that chose the slate, so the estimate is never
@@ -36,6 +38,15 @@ def linucb(phi: np.ndarray, prior: np.ndarray, k: int, model: RidgeModel, alpha:
     width = np.sqrt(np.maximum(np.einsum("pd,de,pe->p", phi, model.a_inv, phi), 0.0))
     positions = top_k(phi @ model.theta + alpha * width + prior, k)
     return positions, np.ones(len(positions))
+
+
+def ridge_epsilon_greedy(phi: np.ndarray, prior: np.ndarray, k: int, model: RidgeModel, epsilon: float,
+                         rng: np.random.Generator) -> Choice:
+    """ε-greedy over the ridge's predictions, exact per-slot propensities."""
+    greedy = top_k(phi @ model.theta + prior, k)
+    positions = rng.permutation(len(phi))[: len(greedy)] if rng.random() < epsilon else greedy
+    props = np.where(positions == greedy, 1.0 - epsilon, 0.0) + epsilon / len(phi)
+    return positions, props
 
 
 def _monte_carlo(positions: np.ndarray, draw: Callable[[int], np.ndarray], k: int, samples: int) -> np.ndarray:

@@ -55,6 +55,8 @@ REGISTRY: dict[str, dict[str, tuple[str, str | None]]] = {
         "lints": ("rankstack.bandits.pool_policies:lints", "rankstack.pipeline.config:LearningSettings"),
         "squarecb": ("rankstack.bandits.pool_policies:squarecb", "rankstack.pipeline.config:LearningSettings"),
         "bernoulli_ts": ("rankstack.bandits.pool_policies:bernoulli_ts", "rankstack.pipeline.config:LearningSettings"),
+        "ridge_epsilon_greedy": ("rankstack.bandits.pool_policies:ridge_epsilon_greedy",
+                                 "rankstack.pipeline.config:LearningSettings"),
     },
     "index": {
         "exact": ("rankstack.index.exact:ExactIndex", "rankstack.index.exact:ExactIndexConfig"),

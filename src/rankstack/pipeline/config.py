@@ -376,7 +376,7 @@ class ValueStage(_Strict):
     normalize: bool = True
 
 
-LEARNING_POLICIES = ("linucb", "lints", "squarecb", "bernoulli_ts")
+LEARNING_POLICIES = ("linucb", "lints", "squarecb", "bernoulli_ts", "ridge_epsilon_greedy")
 
 
 class LearningSettings(_Strict):
@@ -418,11 +418,13 @@ class ExplorationStage(_Strict):
 
     ``greedy``: the top k, propensity None. ``epsilon_greedy``: with probability ε a uniformly random slate
     from the pool. ``softmax``: items drawn with inclusion probability ∝ exp(score / temperature).
-    ``linucb``, ``lints``, ``squarecb``, ``bernoulli_ts``: learning policies that update online from the
-    service's feedback events, configured by ``learning`` (:class:`LearningSettings`; docs/bandits.md).
+    ``linucb``, ``lints``, ``squarecb``, ``bernoulli_ts``, ``ridge_epsilon_greedy`` (ε = ``epsilon``): learning
+    policies that update online from the service's feedback events, configured by ``learning``
+    (:class:`LearningSettings`; docs/bandits.md).
     """
 
-    policy: Literal["greedy", "epsilon_greedy", "softmax", "linucb", "lints", "squarecb", "bernoulli_ts"] = "greedy"
+    policy: Literal["greedy", "epsilon_greedy", "softmax", "linucb", "lints", "squarecb", "bernoulli_ts",
+                    "ridge_epsilon_greedy"] = "greedy"
     epsilon: float = Field(default=0.05, ge=0.0, le=1.0)
     temperature: float = Field(default=1.0, gt=0.0)
     pool: int = Field(default=50, ge=1, le=10_000)

@@ -23,7 +23,8 @@ POLICY_SETTINGS: dict[str, tuple[str, ...]] = {"greedy": (), "epsilon_greedy": (
                                                "softmax": ("temperature",),
                                                # the learning policies read the stage's ``learning`` block
                                                "linucb": ("learning",), "lints": ("learning",),
-                                               "squarecb": ("learning",), "bernoulli_ts": ("learning",)}
+                                               "squarecb": ("learning",), "bernoulli_ts": ("learning",),
+                                               "ridge_epsilon_greedy": ("epsilon", "learning")}
 
 
 def stage_policy(stage: ExplorationStage) -> Policy:

@@ -117,6 +117,7 @@ class OnlinePolicy:
     def __init__(self, stage: ExplorationStage, features: PolicyFeatures, user_map: IdMap, item_map: IdMap) -> None:
         assert stage.learning is not None
         self.name = stage.policy
+        self.epsilon = stage.epsilon
         self.settings: LearningSettings = stage.learning
         self.features = features
         self.user_map, self.item_map = user_map, item_map
@@ -156,6 +157,8 @@ class OnlinePolicy:
                 positions, props = pp.linucb(phi, prior, k, state.model, s.alpha)
             elif self.name == "lints":
                 positions, props = pp.lints(phi, prior, k, state.model, s.v, s.propensity_samples, rng)
+            elif self.name == "ridge_epsilon_greedy":
+                positions, props = pp.ridge_epsilon_greedy(phi, prior, k, state.model, self.epsilon, rng)
             else:
                 positions, props = pp.squarecb(phi, prior, k, state.model, s.gamma, rng)
         return pool[positions], props
