@@ -35,7 +35,7 @@ def main() -> None:
     items = IdMap(pl.Series([f"i{j}" for j in range(N_ITEMS)]), name="i")
     log = [LoggedEvent(n + 1, f"u{rng.integers(N_USERS)}", f"i{rng.integers(N_ITEMS)}",
                        "click" if rng.random() < 0.1 else "impression") for n in range(20_000)]
-    for name in ("linucb", "lints", "squarecb", "bernoulli_ts"):
+    for name in ("linucb", "lints", "squarecb", "bernoulli_ts", "ridge_epsilon_greedy"):
         policy = OnlinePolicy(ExplorationStage(policy=name, pool=40), features, users, items)  # type: ignore[arg-type]
         started = time.perf_counter()
         policy.fold(log)

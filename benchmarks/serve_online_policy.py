@@ -167,7 +167,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--per-user", type=int, default=30)
     parser.add_argument("--policy", default="linucb",
-                        choices=["linucb", "lints", "squarecb", "bernoulli_ts", "epsilon_greedy"],
+                        choices=["linucb", "lints", "squarecb", "bernoulli_ts", "ridge_epsilon_greedy",
+                                 "epsilon_greedy"],
                         help="epsilon_greedy: the same pipeline without learning (the baseline)")
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--duration", type=int, default=20)
