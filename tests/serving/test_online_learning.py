@@ -226,3 +226,13 @@ def test_two_services_sharing_one_redis_learn_the_same_state(artifact: Path, red
     finally:
         for store in stores:
             store.close()
+
+
+def test_the_service_module_does_not_import_torch() -> None:
+    """The learner is imported by the app; a service over a non-pipeline recommender must not pay for torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, rankstack.serving.app; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

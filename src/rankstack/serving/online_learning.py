@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rankstack.pipeline.online_policy import OnlinePolicy
 from rankstack.state.feedback_log import FeedbackLog, feedback_log
+
+if TYPE_CHECKING:  # the pipeline's config imports torch: a service over another recommender never loads it
+    from rankstack.pipeline.online_policy import OnlinePolicy
 
 log = logging.getLogger(__name__)
 BATCH = 2_000  # log rows read per fold
@@ -116,7 +118,7 @@ class OnlineLearning:
     def follow(self, recommender: Any) -> PolicyFollower | None:
         """Start learning for ``recommender`` if it serves a learning policy (stopped followers are dropped)."""
         policy = getattr(recommender, "online", None)
-        if not isinstance(policy, OnlinePolicy):
+        if policy is None or not callable(getattr(policy, "fold", None)):
             return None
         if self.store is None:
             if not self._warned:
