@@ -84,15 +84,17 @@ def window_training_rows(models: list[WindowModels], windows: Any, stage: Lambda
                                for m, (_before, labels) in zip(models, windows.training, strict=True)])
 
 
-def serve_rows(models: WindowModels, stage: LambdaRankStage, users: np.ndarray,
-               k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(features, valid mask, item ids) of the held-out users' served candidates."""
+def serve_rows(models: WindowModels, stage: LambdaRankStage, users: np.ndarray, k: int,
+               times: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, valid mask, item ids) of the held-out users' served candidates (requests at ``times`` [users])."""
     feats, masks, items = [], [], []
     vectors = embedding_vectors(models.sources, stage.embedding)
     for start in range(0, len(users), 256):
-        batch = models.pipeline.rank_inputs(users[start: start + 256], k)
+        at = None if times is None else times[start: start + 256]
+        batch = models.pipeline.rank_inputs(users[start: start + 256], k, times=at)
         f, v = candidate_features(batch, models.stats, list(models.sources), last_n=stage.last_n,
-                                  seq_scores=sequential_scores(models.sequential, batch), item_vectors=vectors)
+                                  seq_scores=sequential_scores(models.sequential, batch), item_vectors=vectors,
+                                  recency=stage.recency)
         feats.append(f)
         masks.append(v)
         items.append(batch.item_ids)

@@ -7,8 +7,12 @@ W label windows' rows with a feature group blanked (NaN, LightGBM's "missing") i
 scores the held-out users' slates (greedy: the top of the ranker's order over the served candidates). Each
 variant is trained with ``--seeds`` seeds (bagging and feature sampling): mean and spread are reported.
 
+``--recency`` adds the days-since-last-event feature (and a variant without it); ``--groups none,recency`` runs
+only the named variants. A sequential feature model is fitted once for every window when the config says
+``sequential.fit: once``, as training does.
+
 Usage: python benchmarks/ltr_windows.py CONFIG [--eval-on validation] [--windows 1,2,3] [--seeds 3]
-       [--out benchmarks/results/ltr_windows.json]
+       [--recency] [--out benchmarks/results/ltr_windows.json]
 """
 
 from __future__ import annotations
@@ -29,11 +33,16 @@ from rankstack.data.loaders import load_dataset, standard_split
 from rankstack.data.splits import make_split
 from rankstack.evaluation.evaluator import Evaluator
 from rankstack.experiments.evaluate_run import fit_and_eval_parts
-from rankstack.experiments.ltr_training import fit_window, labelled_rows, ranker_windows
-from rankstack.experiments.offline import evaluate_model
+from rankstack.experiments.ltr_training import fit_window, labelled_rows, ranker_windows, sequential_once
+from rankstack.experiments.offline import evaluate_model, held_out_times, held_out_users
 from rankstack.pipeline.config import LambdaRankStage, load_pipeline_config
 from rankstack.provenance import machine_info
-from rankstack.ranking.candidate_features import EMBEDDING_FEATURES, RECENT_FEATURES, feature_names
+from rankstack.ranking.candidate_features import (
+    EMBEDDING_FEATURES,
+    RECENCY_FEATURES,
+    RECENT_FEATURES,
+    feature_names,
+)
 from rankstack.ranking.lambdarank_train import RankingRows, fit_lambdarank
 
 RESULTS = Path(__file__).parent / "results"
@@ -45,6 +54,8 @@ def main() -> None:
     parser.add_argument("--eval-on", choices=["validation", "test"], default="validation")
     parser.add_argument("--windows", default="1,2,3", help="label windows per user to compare")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--recency", action="store_true", help="add since_last_days (and a variant without it)")
+    parser.add_argument("--groups", default=None, help="comma-separated variant names to run (default: all)")
     parser.add_argument("--out", type=Path, default=RESULTS / "ltr_windows.json")
     args = parser.parse_args()
     t_start = time.perf_counter()
@@ -52,32 +63,40 @@ def main() -> None:
     stage = config.ranker
     if not isinstance(stage, LambdaRankStage):
         raise SystemExit(f"{args.config}: ranker.kind must be lambdarank")
+    if args.recency:
+        stage = stage.model_copy(update={"recency": True})
     data = load_dataset(config.data.name)
     split = make_split(data, config.data.split or standard_split(config.data.name, data))
     fit_data, held_out = fit_and_eval_parts(split, args.eval_on)
     ks = config.evaluation.ks
     evaluator = Evaluator.from_datasets(fit_data, held_out, ks=ks)
-    serve_m = fit_window(config, stage, fit_data, print, "serving")
-    users = np.unique(held_out.events.get_column("user_id").to_numpy()).astype(np.int64)
-    sources = {n: evaluate_model(s, fit_data, held_out, ks, evaluator=evaluator) for n, s in serve_m.sources.items()}
-    print(json.dumps({n: (round(v["ndcg@10"], 4), round(v["recall@20"], 4)) for n, v in sources.items()}), flush=True)
     most = max(int(w) for w in args.windows.split(","))
     windows = ranker_windows(fit_data, stage.label_events, stage.validation_events, stage.min_history, most)
+    once = sequential_once(stage, windows, print)
+    serve_m = fit_window(config, stage, fit_data, print, "serving", once)
+    users = held_out_users(held_out)
+    sources = {n: evaluate_model(s, fit_data, held_out, ks, evaluator=evaluator) for n, s in serve_m.sources.items()}
+    print(json.dumps({n: (round(v["ndcg@10"], 4), round(v["recall@20"], 4)) for n, v in sources.items()}), flush=True)
     parts = []
     for w, (before, labels) in enumerate(windows.training):
-        rows, recall = labelled_rows(fit_window(config, stage, before, print, f"training {w + 1}"), stage, labels,
-                                     max(ks))
+        rows, recall = labelled_rows(fit_window(config, stage, before, print, f"training {w + 1}", once), stage,
+                                     labels, max(ks))
         parts.append(rows)
         print(f"window {w + 1}: {len(rows.groups)} groups, candidate recall {recall:.3f}", flush=True)
-    valid, _ = labelled_rows(fit_window(config, stage, windows.before_validation, print, "validation"), stage,
+    valid, _ = labelled_rows(fit_window(config, stage, windows.before_validation, print, "validation", once), stage,
                              windows.validation, max(ks))
-    names = feature_names(list(serve_m.sources), stage.sequential is not None, stage.embedding is not None)
-    feats, mask, items = serve_rows(serve_m, stage, users, max(ks))
+    names = feature_names(list(serve_m.sources), stage.sequential is not None, stage.embedding is not None,
+                          stage.recency)
+    feats, mask, items = serve_rows(serve_m, stage, users, max(ks), held_out_times(held_out, users))
     col = {n: j for j, n in enumerate(names)}
     groups = {"none": [], "recent (last item, transitions)": [col[n] for n in RECENT_FEATURES]}
     if stage.embedding is not None:
         groups["embedding"] = [col[n] for n in EMBEDDING_FEATURES]
         groups["recent + embedding"] = groups["recent (last item, transitions)"] + groups["embedding"]
+    if stage.recency:
+        groups["recency"] = [col[n] for n in RECENCY_FEATURES]
+    if args.groups:
+        groups = {k: v for k, v in groups.items() if k.split(" ")[0] in args.groups.split(",")}
     result: dict[str, Any] = {"config": str(args.config), "dataset": config.data.name, "eval_on": args.eval_on,
                               "sources": sources, "variants": {}}
     for w in (int(x) for x in args.windows.split(",")):

@@ -1,4 +1,5 @@
-"""HTTP load on loopback: the full pipeline served by ``python -m rankstack.serving``, driven by ``wrk``.
+"""HTTP load on loopback: the full pipeline served by ``python -m rankstack.serving``, under open-loop load (default)
+or driven by ``wrk`` (``--generator wrk``, the earlier closed-loop view).
 
 Per catalog size (``--items``, e.g. ``41000`` or ``10000,100000,1000000``): build a synthetic interaction log
 (Zipf item popularity, users with a home category; every item also appears once with one of a set of catalog-
@@ -6,18 +7,36 @@ only users, ``--cover-group`` items each), train a pipeline (popular + item-kNN 
 SASRec transformer re-scoring them when registered, or with ``--ranker lambdarank`` the learned LightGBM ranker
 over candidate features, MMR + a frequency cap re-ranking to k=20, epsilon-greedy
 exploration), save the artifact, start the server on loopback with SQLite state, post a few thousand events,
-warm up, then run ``wrk`` (one thread, ``--connections`` connections, each pausing between requests so that
-the offered load is as asked; the pause is calibrated on the warm-up's mean latency), once per
-offered load in ``--rates``. Reports p50 / p90 / p99 / p99.9 latency, achieved throughput, errors and the
-server's own per-stage means (from /metrics), and writes ``benchmarks/results/serve_load-<items>.json``.
+warm up, then measure once per offered load in ``--rates`` (× each share in ``--fresh-events``).
 
-wrk measures latency from sending a request to its response on an open connection; a request that waits
-for its connection's previous one is not counted as waiting (no coordinated-omission correction).
+The two views:
 
-Usage: python benchmarks/serve_load.py [--items 41000] [--rates 100,300] [--duration 30]
-       [--ranker sasrec|lambdarank|none]
-       [--workers 2]
-Needs ``wrk`` on PATH (``apt-get install wrk``).
+* ``--generator open`` (default): an open-loop generator (``benchmarks/open_loop.py``, one uvloop process, raw
+  keep-alive HTTP/1.1 on a pool of connections). Requests start on a fixed schedule at the offered rate whatever
+  the answers, and latency counts from the *scheduled* start, so time spent queueing anywhere (no free connection,
+  a busy server) is measured — no coordinated omission. ``--fresh-events S``: that share of recommends is preceded
+  by a fresh click for the same user, posted to ``/v1/events`` first (the traffic mix: ``benchmarks/serve_mix.py``).
+  Reports offered and achieved rate, p50 / p90 / p99 / p99.9 / max of the answered recommends, errors (non-2xx
+  other than 503, timeouts, connection failures), ``degraded`` slates (a stage degraded or failed, or a fallback),
+  ``shed`` (503 answers), the events' latency, and the generator's own CPU and launch lag.
+  ``--overload-factor F --overload-duration S``: after the ``--duration`` at the rate, offer F× the rate for S s,
+  then the rate again for ``--duration`` s; reports the share shed, the p99 of the requests answered during the
+  overload, and the recovery time (``serve_mix.overload_figures``). ``--endpoint healthz`` drives ``GET /healthz``
+  instead: the generator's and the HTTP stack's floor.
+* ``--generator wrk``: ``wrk`` (one thread, ``--connections`` connections, each pausing between requests so that the
+  offered load is as asked; the pause is calibrated on the warm-up's mean latency). wrk measures latency from
+  sending a request to its response on an open connection; a request that waits for its connection's previous
+  one is not counted as waiting (closed loop: coordinated omission), and it sends no events.
+
+Both report the server's own per-stage means (from /metrics) and write
+``benchmarks/results/serve_load-<items>[-<retrieval>][-w<workers>][-open][-<tag>].json`` (``--plot``: a PNG of p99
+against the offered rate, one line per fresh-event share, next to it). ``--json`` prints one JSON object
+(``{"runs": [...], ...}``) on stdout and everything else on stderr.
+
+Usage: python benchmarks/serve_load.py [--items 41000] [--rates 100,300] [--duration 30] [--workers 2]
+       [--fresh-events 0,0.5,1] [--overload-factor 3 --overload-duration 30] [--json] [--plot]
+       [--generator open|wrk] [--ranker sasrec|lambdarank|none] [--workdir DIR --reuse]
+The wrk view needs ``wrk`` on PATH (``apt-get install wrk``).
 """
 
 from __future__ import annotations
@@ -33,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +60,12 @@ from typing import Any
 import httpx
 import numpy as np
 import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules open_loop and serve_mix
+
+from open_loop import Pool, arrival_offsets, drive
+from open_loop import run as run_loop
+from serve_mix import HEALTH, RECOMMEND, Mix, Traffic, overload_figures, summarise
 
 from rankstack.data.dataset import Dataset
 from rankstack.experiments.pipeline_training import fit_stages
@@ -151,8 +177,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(artifact: Path, workdir: Path, port: int, workers: int = 1,
-                 batch_wait_ms: float = 0.0, batcher: str = "loop") -> subprocess.Popen[bytes]:
+def start_server(artifact: Path, workdir: Path, port: int, workers: int = 1, batch_wait_ms: float = 0.0,
+                 batcher: str = "loop", deadline_ms: float = 100.0) -> subprocess.Popen[bytes]:
     """``python -m rankstack.serving`` with one torch thread per worker process."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     state = workdir / f"state-{port}.db"
@@ -160,7 +186,7 @@ def start_server(artifact: Path, workdir: Path, port: int, workers: int = 1,
     proc = subprocess.Popen([sys.executable, "-m", "rankstack.serving", str(artifact), "--port", str(port),
                              "--state", f"sqlite:{state}", *(["--workers", str(workers)] if workers > 1 else []),
                              *(["--batch-wait-ms", str(batch_wait_ms)] if batch_wait_ms else []),
-                             "--batcher", batcher],
+                             "--batcher", batcher, "--deadline-ms", str(deadline_ms)],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -206,9 +232,19 @@ def run_wrk(url: str, args: argparse.Namespace, duration_s: int, wait_ms: int, w
             "wait_ms": wait_ms, "command": " ".join(cmd)}
 
 
+def metrics_text(url: str) -> str:
+    """The server's /metrics (waiting up to a minute: after an overloaded run it answers behind the backlog);
+    empty when it does not answer, so that one slow scrape does not lose the run's figures."""
+    try:
+        return httpx.get(url + "/metrics", timeout=60).text
+    except httpx.HTTPError as exc:
+        print(f"  /metrics did not answer ({type(exc).__name__}): server figures left out", flush=True)
+        return ""
+
+
 def server_counters(url: str) -> dict[str, tuple[float, float]]:
     """(sum, count) of each stage histogram and of the batch-size histogram, from the server's /metrics."""
-    text = httpx.get(url + "/metrics").text
+    text = metrics_text(url)
     out = {}
     for name, label in (("rankstack_stage_duration_seconds", r'\{stage="([^"]+)"\}'),
                         ("rankstack_recommend_batch_size", r"()")):
@@ -220,7 +256,7 @@ def server_counters(url: str) -> dict[str, tuple[float, float]]:
 
 def degradations(url: str) -> dict[str, float]:
     """Stage degradations and fallbacks counted by the server so far (``stage/status`` and ``fallback:name``)."""
-    text = httpx.get(url + "/metrics").text
+    text = metrics_text(url)
     found = {f"{stage}/{status}": float(n) for stage, status, n in re.findall(
         r'rankstack_stage_degradations_total\{stage="([^"]+)",status="([^"]+)"\} (\S+)', text)}
     found.update({f"fallback:{name}": float(n) for name, n in re.findall(
@@ -228,9 +264,19 @@ def degradations(url: str) -> dict[str, float]:
     return found
 
 
+def degradations_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Degradations and fallbacks counted between two readings (none when a reading is missing)."""
+    if not before or not after:
+        return {}
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0)}
+
+
 def counter_means(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> dict[str, float]:
-    """Mean per observation between two readings: stage times in ms per batch, batch size in requests."""
-    means = {}
+    """Mean per observation between two readings: stage times in ms per batch, batch size in requests (none when
+    a reading is missing)."""
+    means: dict[str, float] = {}
+    if not before or not after:
+        return means
     for key, (total, count) in after.items():
         total0, count0 = before.get(key, (0.0, 0.0))
         if count > count0:
@@ -239,8 +285,107 @@ def counter_means(before: dict[str, tuple[float, float]], after: dict[str, tuple
     return means
 
 
-def measure(n_items: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """Build, serve, seed, warm up, calibrate, measure one catalog size."""
+def popular_items(n_items: int, args: argparse.Namespace, workdir: Path,
+                  top: int = 2_000) -> tuple[list[str], np.ndarray]:
+    """The ``top`` most frequent items of the training log and their shares (kept in the workdir): where a fresh
+    click lands when its user has no slate yet."""
+    path = workdir / f"popular-{n_items}.json"
+    if not path.is_file():
+        events, _ = synthetic_log(n_items, args.users, args.per_user, args.seed, args.cover_group)
+        counts = events.group_by("item_id").len().sort(["len", "item_id"], descending=[True, False]).head(top)
+        path.write_text(json.dumps({"items": counts["item_id"].to_list(), "counts": counts["len"].to_list()}))
+    data = json.loads(path.read_text())
+    counts_np = np.asarray(data["counts"], dtype=float)
+    return list(data["items"]), counts_np / counts_np.sum()
+
+
+async def _session(port: int, mix: Mix, offsets: np.ndarray, args: argparse.Namespace
+                   ) -> tuple[Traffic, dict[str, Any]]:
+    """One open-loop run of ``mix`` on ``offsets``: the traffic (its rows) and the generator's summary."""
+    pool = Pool("127.0.0.1", port, max_connections=args.max_connections, timeout_s=args.timeout)
+    try:
+        await pool.prepare(args.connections)
+        traffic = Traffic(mix, pool, offsets)
+        # a recommend after a fresh event gets its own timeout from the event's answer: up to two timeouts in all
+        report = await drive(offsets, traffic.job, drain_s=args.timeout * (2 if mix.fresh else 1) + 1.0)
+    finally:
+        pool.close()
+    return traffic, {**report.summary(), "connections_opened": pool.opened}
+
+
+def open_run(port: int, url: str, rate: float, fresh: float, args: argparse.Namespace,
+             popular: tuple[list[str], np.ndarray], run_no: int) -> dict[str, Any]:
+    """Warm up at ``rate``, then one measured open-loop run (with its overload phases when asked)."""
+    def mix(tag: str, seed: int) -> Mix:
+        return Mix(users=args.users, k=args.k, fresh=fresh, kind=args.fresh_kind, unknown=args.unknown_users,
+                   popular_items=popular[0], popular_p=popular[1], endpoint=args.endpoint, seed=seed, tag=tag)
+
+    stamp = f"{os.getpid()}-{run_no}"
+    settled_s = settle(url)
+    if args.warmup:
+        run_loop(_session(port, mix(f"warm-{stamp}", args.seed + 7919 * run_no + 1),
+                          arrival_offsets([(rate, args.warmup)], poisson=args.arrivals == "poisson"), args))
+    phases = [(rate, float(args.duration))]
+    if args.overload_factor:
+        phases += [(rate * args.overload_factor, float(args.overload_duration)), (rate, float(args.duration))]
+    offsets = arrival_offsets(phases, poisson=args.arrivals == "poisson", seed=args.seed + run_no)
+    before, degraded_before = server_counters(url), degradations(url)
+    traffic, generator = run_loop(_session(port, mix(f"run-{stamp}", args.seed + 7919 * run_no), offsets, args))
+    degraded = degradations_between(degraded_before, degradations(url))
+    table = traffic.table()
+    kind = HEALTH if args.endpoint == "healthz" else RECOMMEND
+    row: dict[str, Any] = {"offered": rate, "fresh_events": fresh, "endpoint": args.endpoint, "settled_s": settled_s,
+                           **{k: v for k, v in summarise(table, 0.0, float(args.duration), kind=kind).items()
+                              if k != "offered"},
+                           "degraded_reasons": dict(traffic.reasons), "cold": traffic.cold,
+                           "generator": generator, "server_means": counter_means(before, server_counters(url)),
+                           "degradations": degraded}
+    if args.overload_factor:
+        row["overload"] = {"factor": args.overload_factor, **overload_figures(
+            table, before_s=float(args.duration), overload_s=float(args.overload_duration),
+            after_s=float(args.duration), threshold_ms=args.deadline_ms)}
+    return row
+
+
+def settle(url: str, limit_s: float = 90.0, quick_ms: float = 50.0) -> float:
+    """Wait (up to ``limit_s``) until an event post and a recommend both answer within ``quick_ms`` twice in a row,
+    so that a backlog left by an overloaded run (event writes queued in the server's threads) does not spill into
+    the next run; returns the seconds waited."""
+    started = time.perf_counter()
+    quick = 0
+    with httpx.Client(base_url=url, timeout=30) as http:
+        while quick < 2 and time.perf_counter() - started < limit_s:
+            t0 = time.perf_counter()
+            try:
+                http.post("/v1/events", json={"events": [{"event_id": f"settle-{time.time_ns()}", "user_id": "u0",
+                                                          "item_id": "i0", "event": "impression"}]})
+                http.post("/v1/recommend", json={"user_id": "u0", "k": 20})
+            except httpx.HTTPError:
+                quick = 0
+                time.sleep(0.5)
+                continue
+            quick = quick + 1 if (time.perf_counter() - t0) * 1e3 < 2 * quick_ms else 0
+            if quick < 2:
+                time.sleep(0.2)
+    return round(time.perf_counter() - started, 1)
+
+
+def wrk_run(url: str, rate: float, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Warm up, calibrate the pause, then one wrk run at ``rate``."""
+    period_ms = 1000.0 * args.connections / rate
+    warm = run_wrk(url, args, args.warmup, int(period_ms * 0.9), workdir)
+    wait_ms = max(0, round(period_ms - warm["mean_ms"]))
+    before, degraded_before = server_counters(url), degradations(url)
+    result = run_wrk(url, args, args.duration, wait_ms, workdir)
+    degraded = degradations_between(degraded_before, degradations(url))
+    return {"target_rps": rate, **result, "warmup": warm, "server_means": counter_means(before, server_counters(url)),
+            "degradations": degraded}
+
+
+def measure(n_items: int, args: argparse.Namespace, workdir: Path,
+            save: Callable[[list[dict[str, Any]]], None] = lambda rows: None) -> dict[str, Any]:
+    """Build, serve, seed, then one warmed-up run per offered load (and fresh-event share); ``save`` gets the runs
+    so far after each one (a sweep cut short keeps what it measured)."""
     print(f"catalog {n_items:,} items: training …", flush=True)
     artifact = workdir / f"artifact-{n_items}"
     if args.reuse and (artifact / "manifest.json").is_file():
@@ -249,37 +394,83 @@ def measure(n_items: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
         artifact, facts = build_artifact(n_items, args, workdir)
         (workdir / f"build-{n_items}.json").write_text(json.dumps(facts))
     print(f"  built: {facts}", flush=True)
+    popular = popular_items(n_items, args, workdir)
     if args.build_only:
         return {"catalog_items": n_items, "build": facts}
     port = free_port()
     t0 = time.perf_counter()
-    proc = start_server(artifact, workdir, port, args.workers, args.batch_wait_ms, args.batcher)
+    proc = start_server(artifact, workdir, port, args.workers, args.batch_wait_ms, args.batcher, args.deadline_ms)
     startup_s = time.perf_counter() - t0
     url = f"http://127.0.0.1:{port}"
     rows = []
     try:
         seed_state(url, args.users, n_items, args.seed_events, args.seed)
-        for rate in (float(r) for r in args.rates.split(",")):
-            period_ms = 1000.0 * args.connections / rate
-            warm = run_wrk(url, args, args.warmup, int(period_ms * 0.9), workdir)
-            wait_ms = max(0, round(period_ms - warm["mean_ms"]))
-            before, degraded_before = server_counters(url), degradations(url)
-            result = run_wrk(url, args, args.duration, wait_ms, workdir)
-            degraded = {k: v - degraded_before.get(k, 0.0) for k, v in degradations(url).items()}
-            rows.append({"catalog_items": n_items, "target_rps": rate, **result, "warmup": warm,
-                         "server_means": counter_means(before, server_counters(url)),
-                         "degradations": {k: v for k, v in degraded.items() if v}})
-            print(f"  {rate:g} req/s offered: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
-                  f"{result['throughput_rps']} req/s, errors {result['error_total']}", flush=True)
+        shares = args.fresh_events if args.generator == "open" else [0.0]
+        for fresh in shares:
+            for rate in args.rates:
+                if args.generator == "open":
+                    result = open_run(port, url, rate, fresh, args, popular, len(rows))
+                    print(f"  {rate:g} req/s offered, fresh {fresh:g}: p50 {result['p50_ms']} ms, p99 "
+                          f"{result['p99_ms']} ms, achieved {result['achieved']} req/s, errors {result['errors']}, "
+                          f"degraded {result['degraded']}, shed {result['shed']}, generator CPU "
+                          f"{result['generator']['cpu_share']:.0%}", flush=True)
+                    if "overload" in result:
+                        o = result["overload"]
+                        print(f"    overload ×{o['factor']:g}: shed {o['shed_share']:.1%}, p99 answered "
+                              f"{o['p99_answered_ms']} ms, errors {o['errors']}, recovery {o['recovery_s']} s",
+                              flush=True)
+                else:
+                    result = wrk_run(url, rate, args, workdir)
+                    print(f"  {rate:g} req/s offered (wrk): p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+                          f"{result['throughput_rps']} req/s, errors {result['error_total']}", flush=True)
+                rows.append({"catalog_items": n_items, **result, "loadavg": os.getloadavg()})
+                save(rows)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    row = {"catalog_items": n_items, "runs": rows, "server_startup_s": round(startup_s, 1), "build": facts}
-    return row
+    return {"catalog_items": n_items, "runs": rows, "server_startup_s": round(startup_s, 1), "build": facts}
 
 
-def main() -> None:
-    """Parse options, measure each catalog size, write one JSON per size."""
+def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    """p99 of the answered recommends against the offered rate, one line per fresh-event share (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for fresh in sorted({r["fresh_events"] for r in rows}):
+        runs = sorted((r for r in rows if r["fresh_events"] == fresh and r["p99_ms"] is not None),
+                      key=lambda r: r["offered"])
+        ax.plot([r["offered"] for r in runs], [r["p99_ms"] for r in runs], marker="o",
+                label=f"{fresh:.0%} after a fresh event")
+    ax.axhline(20.0, color="grey", linestyle="--", linewidth=1, label="goal: p99 20 ms")
+    ax.set_xlabel("offered recommends per second (open loop)")
+    ax.set_ylabel("p99 latency of answered recommends (ms)")
+    ax.set_yscale("log")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _floats(text: str, name: str, lo: float, hi: float, *, open_lo: bool = False) -> list[float]:
+    """A comma-separated list of numbers in [lo, hi] (or (lo, hi]), for argparse."""
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name}: expected comma-separated numbers, got {text!r}") from None
+    bad = [v for v in values if not (lo < v <= hi if open_lo else lo <= v <= hi)]
+    if not values or bad:
+        raise argparse.ArgumentTypeError(f"{name}: each value must lie in {'(' if open_lo else '['}{lo:g}, {hi:g}], "
+                                         f"got {text!r}")
+    return values
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options (bad values: one-line error, exit 2)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", default="41000", help="comma-separated catalog sizes")
     parser.add_argument("--users", type=int, default=30_000)
@@ -291,8 +482,32 @@ def main() -> None:
     parser.add_argument("--retrieval", default="itemknn", choices=["itemknn", "sasrec"],
                         help="second source next to popular (item-kNN's fit is quadratic in the catalog)")
     parser.add_argument("--ranker-budget-s", type=float, default=120.0)
-    parser.add_argument("--rates", default="300", help="comma-separated offered loads (requests/s), one run each")
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--generator", choices=["open", "wrk"], default="open",
+                        help="open: open-loop, latency from the scheduled start (default); wrk: closed-loop wrk")
+    parser.add_argument("--rates", type=lambda t: _floats(t, "--rates", 0, 1e6, open_lo=True), default=[300.0],
+                        help="comma-separated offered loads (recommends/s), one run each")
+    parser.add_argument("--fresh-events", type=lambda t: _floats(t, "--fresh-events", 0, 1), default=[0.0],
+                        help="comma-separated shares of recommends preceded by a fresh event (open loop); "
+                             "one run per share and rate")
+    parser.add_argument("--fresh-kind", choices=["click", "impression"], default="click",
+                        help="the fresh event (a click changes the history the ranker reads; an impression does not)")
+    parser.add_argument("--unknown-users", type=float, default=0.0,
+                        help="share of recommends for never-seen users (open loop; their fallback is not 'degraded')")
+    parser.add_argument("--arrivals", choices=["uniform", "poisson"], default="uniform",
+                        help="open loop: evenly spaced starts (constant rate) or Poisson arrivals at that rate")
+    parser.add_argument("--endpoint", choices=["recommend", "healthz"], default="recommend",
+                        help="open loop: what to request (healthz: the generator's and HTTP stack's floor)")
+    parser.add_argument("--overload-factor", type=float, default=0.0,
+                        help="open loop: after --duration at the rate, offer this many times the rate …")
+    parser.add_argument("--overload-duration", type=float, default=30.0, help="… for this many seconds, then the "
+                        "rate again for --duration seconds")
+    parser.add_argument("--deadline-ms", type=float, default=100.0,
+                        help="the server's request deadline (its --deadline-ms); recovery means p99 back under it")
+    parser.add_argument("--timeout", type=float, default=5.0, help="open loop: seconds from a request's scheduled "
+                        "start before it counts as a timeout")
+    parser.add_argument("--connections", type=int, default=16,
+                        help="wrk: connections; open loop: connections opened before the run")
+    parser.add_argument("--max-connections", type=int, default=1024, help="open loop: most connections open at once")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes (rankstack serve --workers)")
     parser.add_argument("--tag", default="", help="suffix of the results file (keeps earlier runs)")
     parser.add_argument("--batch-wait-ms", type=float, default=0.0, help="server micro-batch fill wait")
@@ -300,8 +515,8 @@ def main() -> None:
     parser.add_argument("--index", choices=["exact", "hnsw", "ivf-flat"], default=None,
                         help="with --retrieval sasrec: serve its retrieval from this vector index")
     parser.add_argument("--index-params", type=json.loads, default={}, help='JSON, e.g. \'{"nlist": 4096}\'')
-    parser.add_argument("--duration", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--duration", type=int, default=30, help="seconds measured per run")
+    parser.add_argument("--warmup", type=int, default=5, help="seconds of load before each run, not measured")
     parser.add_argument("--seed-events", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=None)
@@ -309,30 +524,77 @@ def main() -> None:
     parser.add_argument("--state-cache", type=int, default=None,
                         help="ranker.state_cache of a new artifact (0: the transformer runs on every request)")
     parser.add_argument("--build-only", action="store_true", help="build the artifacts in --workdir, serve nothing")
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not on PATH: apt-get install wrk")
+    parser.add_argument("--json", action="store_true", help="print one JSON object ({'runs': [...]}) on stdout, "
+                        "progress on stderr")
+    parser.add_argument("--plot", action="store_true", help="write a PNG of p99 vs offered rate next to the JSON")
+    args = parser.parse_args(argv)
+    if args.generator == "wrk" and (any(args.fresh_events) or args.overload_factor or args.endpoint != "recommend"):
+        parser.error("--fresh-events, --overload-factor and --endpoint need --generator open")
+    if args.generator == "wrk" and shutil.which("wrk") is None:
+        parser.error("wrk is not on PATH: apt-get install wrk (or use --generator open)")
+    checks = [("--duration", args.duration > 0), ("--warmup", args.warmup >= 0), ("--timeout", args.timeout > 0),
+              ("--overload-factor", args.overload_factor == 0 or args.overload_factor >= 1),
+              ("--overload-duration", args.overload_duration > 0), ("--deadline-ms", args.deadline_ms > 0),
+              ("--unknown-users", 0 <= args.unknown_users <= 1), ("--connections", args.connections >= 1),
+              ("--max-connections", args.max_connections >= 1)]
+    for name, ok in checks:
+        if not ok:
+            parser.error(f"{name}: bad value (durations and timeouts > 0, --overload-factor 0 or >= 1, shares in "
+                         "[0, 1], connection counts >= 1)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse options, measure each catalog size, write one JSON per size (and the plot); ``--json``: print one."""
+    args = parse_args(argv)
+    real_stdout = None
+    if args.json:  # stdout carries the JSON object only: everything else (ours, libraries', C code's) to stderr
+        sys.stdout.flush()
+        real_stdout = os.fdopen(os.dup(1), "w")
+        os.dup2(2, 1)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rankstack-serve-load-"))
     workdir.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    catalogs = []
     for n_items in (int(x) for x in args.items.split(",")):
-        row = measure(n_items, args, workdir)
+        suffix = ("" if args.retrieval == "itemknn" else f"-{args.retrieval}") + (
+            f"-w{args.workers}" if args.workers > 1 else "") + ("-open" if args.generator == "open" else "") + (
+            f"-{args.tag}" if args.tag else "")
+        out = RESULTS / f"serve_load-{n_items}{suffix}.json"
+
+        def save(rows: list[dict[str, Any]], out: Path = out, n_items: int = n_items) -> None:
+            out.write_text(json.dumps({"catalog_items": n_items, "partial": True, "runs": rows,
+                                       "command": "python benchmarks/serve_load.py " + " ".join(
+                                           sys.argv[1:] if argv is None else argv)}, indent=2) + "\n")
+
+        row = measure(n_items, args, workdir, save)
         if args.build_only:
             continue
-        row.update({"code": _git_head(), "ranker": args.ranker, "retrieval": args.retrieval, "merge_k": args.merge_k,
+        row.update({"code": _git_head(), "generator": args.generator, "ranker": args.ranker,
+                    "retrieval": args.retrieval, "merge_k": args.merge_k,
                     "k": args.k, "workers": args.workers, "batch_wait_ms": args.batch_wait_ms, "batcher": args.batcher,
-                    "index": args.index,
-                    "index_params": args.index_params,
-                    "connections": args.connections, "users": args.users,
+                    "deadline_ms": args.deadline_ms, "index": args.index, "index_params": args.index_params,
+                    "connections": args.connections, "users": args.users, "duration_s": args.duration,
+                    "warmup_s": args.warmup, "arrivals": args.arrivals, "fresh_kind": args.fresh_kind,
                     "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                                 "loadavg_after": os.getloadavg()},
                     "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "command": "python benchmarks/serve_load.py " + " ".join(sys.argv[1:])})
-        suffix = ("" if args.retrieval == "itemknn" else f"-{args.retrieval}") + (
-            f"-w{args.workers}" if args.workers > 1 else "") + (f"-{args.tag}" if args.tag else "")
-        (RESULTS / f"serve_load-{n_items}{suffix}.json").write_text(json.dumps(row, indent=2) + "\n")
-    print(f"total wall time {time.perf_counter() - started:.0f} s; results in {RESULTS}", flush=True)
+                    "command": "python benchmarks/serve_load.py " + " ".join(sys.argv[1:] if argv is None else argv)})
+        out.write_text(json.dumps(row, indent=2) + "\n")
+        if args.plot and args.generator == "open":
+            plot(row["runs"], out.with_suffix(".png"), f"{n_items:,} items, {args.workers} workers, "
+                 f"{row['date']}, loadavg {row['machine']['loadavg_after'][0]:.1f}")
+        catalogs.append(row)
+    wall = time.perf_counter() - started
+    print(f"total wall time {wall:.0f} s; results in {RESULTS}", flush=True)
+    if real_stdout is not None:
+        runs = [run for row in catalogs for run in row["runs"]]
+        meta = {k: v for k, v in (catalogs[0] if catalogs else {}).items() if k not in ("runs", "catalog_items")}
+        real_stdout.write(json.dumps({"runs": runs, **meta, "catalogs": [
+            {k: row[k] for k in ("catalog_items", "build", "server_startup_s")} for row in catalogs],
+            "wall_s": round(wall, 1)}) + "\n")
+        real_stdout.flush()
 
 
 def _git_head() -> str:

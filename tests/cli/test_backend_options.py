@@ -9,7 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from rankstack.cli import app
+from rankstack.cli.backend_options import ray_stages
 from rankstack.distributed import backend as backend_module
+from rankstack.pipeline.config import load_pipeline_config
 
 runner = CliRunner()
 
@@ -18,7 +20,8 @@ def said(output: str) -> str:
     """The output as one line of words, without Rich's box drawing (a long message wraps inside the box)."""
     return " ".join(output.replace("│", " ").split())
 EVALUATE = ["evaluate", "--dataset", "ml-latest-small", "--model", "popular"]
-SIMULATOR = str(Path(__file__).resolve().parents[2] / "configs" / "pipelines" / "simulator.yaml")
+PIPELINES = Path(__file__).resolve().parents[2] / "configs" / "pipelines"
+NEURAL = str(PIPELINES / "neural-100k.yaml")
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -50,10 +53,20 @@ def test_ray_backends_without_ray_say_how_to_install_it(monkeypatch: pytest.Monk
      "the multitask ranker is evaluated in this process only"),
     (["evaluate", "--dataset", "ml-latest-small", "--model", "ease", "--set", "l2=100,200", "--eval-on",
       "validation", "--backend", "ray"], "EASE's λ path (several l2) runs in this process only"),
-    (["train", SIMULATOR, "-o", "unused", "--backend", "ray"], "only the LambdaRank ranker's trees train on Ray"),
+    (["train", NEURAL, "-o", "unused", "--backend", "ray"], "nothing in this pipeline trains on Ray"),
     (["train", "-o", "unused", "--workers", "2"], "counts Ray workers, so it needs --backend ray"),
 ])
 def test_parts_not_sharded_yet_say_so(argv: list[str], message: str) -> None:
     result = runner.invoke(app, argv)
     assert result.exit_code == 2
     assert message in said(result.output)
+
+
+@pytest.mark.parametrize(("name", "stages"), [
+    ("simulator", ["ranker multitask"]),
+    ("full", ["source two-tower", "ranker sasrec"]),
+    ("ltr-ml1m", ["ranker lambdarank"]),
+    ("neural-100k", []),
+])
+def test_train_names_the_stages_that_train_on_ray(name: str, stages: list[str]) -> None:
+    assert ray_stages(load_pipeline_config(PIPELINES / f"{name}.yaml")) == stages

@@ -13,6 +13,7 @@ import pytest
 from pipeline.conftest import config_dict, manifest_for
 from rankstack.data.dataset import Dataset
 from rankstack.errors import ArtifactError
+from rankstack.events import Event
 from rankstack.experiments.ltr_training import ranker_windows, window_rows
 from rankstack.experiments.pipeline_training import fit_stages
 from rankstack.pipeline.api import RecommendRequest
@@ -23,6 +24,7 @@ from rankstack.ranking.candidate_features import feature_names
 from rankstack.ranking.lambdarank import LambdaRankRanker
 from rankstack.ranking.neural_ranker import NeuralRanker
 from rankstack.ranking.ranker import RankBatch
+from rankstack.state.sqlite import SQLiteStateStore
 
 RANKER: dict[str, Any] = {"kind": "lambdarank", "rounds": 20, "early_stopping": 5, "min_history": 2,
                           "attribute": "category", "base": "itemknn",
@@ -127,6 +129,61 @@ def test_online_requests_get_the_offline_features(trained: Pipeline, monkeypatch
     online, online_valid = ranker.features(calls[0])
     assert np.array_equal(offline_valid, online_valid)
     assert np.array_equal(offline, online, equal_nan=True)
+
+
+@pytest.fixture(scope="module")
+def trained_recency(small_split: tuple[Dataset, Dataset]) -> Pipeline:
+    fit, _ = small_split
+    config = validate_pipeline_config(config_dict(ranker={**RANKER, "recency": True}))
+    return Pipeline(fit_stages(config, fit, lambda _m: None))
+
+
+def test_training_rows_are_timed_at_the_label_window(small_split: tuple[Dataset, Dataset]) -> None:
+    """A row's days since the last event: from the user's last feature-window event to its first label event."""
+    fit, _ = small_split
+    config = validate_pipeline_config(config_dict(ranker={**RANKER, "recency": True}))
+    stage = config.ranker
+    assert isinstance(stage, LambdaRankStage)
+    before, labels = ranker_windows(fit, 1, 1, 2).training[0]
+    rows, _ = window_rows(config, stage, before, labels, lambda _m: None, "training")
+    first = dict(labels.group_by("user_id").agg(pl.col("timestamp").min()).iter_rows())
+    last = dict(before.events.group_by("user_id").agg(pl.col("timestamp").max()).iter_rows())
+    want = np.repeat([(first[u] - last[u]).total_seconds() / 86_400 for u in rows.users.tolist()], rows.groups)
+    assert np.allclose(rows.features[:, -1], want, rtol=1e-6)
+    assert (want > 0).all()
+
+
+def test_served_recency_matches_offline_and_reads_fresh_events(trained_recency: Pipeline, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    ranker = trained_recency.parts.ranker
+    assert isinstance(ranker, LambdaRankRanker) and ranker.needs_times
+    assert ranker.feature_names[-1] == "since_last_days"
+    users = np.array([0, 3, 5])
+    at = 1_700_100_000.0
+    offline, _ = ranker.features(trained_recency.rank_inputs(users, 10, times=np.full(3, at)))
+    calls: list[RankBatch] = []
+    monkeypatch.setattr(ranker, "score", captured_features(trained_recency, calls))
+    external = [str(u) for u in trained_recency.parts.user_map.to_external_list(users)]
+    trained_recency.recommend([RecommendRequest(user_id=u, k=10, time=at) for u in external], stage_deadlines=False)
+    online, _ = ranker.features(calls[0])
+    assert np.array_equal(offline, online, equal_nan=True)
+    store = SQLiteStateStore(tmp_path / "state.db")
+    store.add_events([Event(event_id="e1", user_id=external[1], item_id="i1", event="click", timestamp=at - 3600)])
+    trained_recency.recommend([RecommendRequest(user_id=u, k=10, time=at) for u in external], store,
+                              stage_deadlines=False)
+    def per_row(batch: RankBatch) -> np.ndarray:
+        """The one recency value of each row (every candidate of a row shares it)."""
+        matrix, valid = ranker.features(batch)
+        rows = np.repeat(np.arange(len(valid)), valid.sum(axis=1))
+        values = [np.unique(matrix[rows == r, -1]) for r in range(len(valid))]
+        assert all(len(v) == 1 for v in values)
+        return np.array([v[0] for v in values])
+
+    before, after = per_row(calls[0]), per_row(calls[1])
+    assert after[1] == pytest.approx(1 / 24, rel=1e-5) and before[1] > 1 / 24  # the fresh click is the latest
+    assert after[[0, 2]].tolist() == before[[0, 2]].tolist()
+    untimed, _ = ranker.features(trained_recency.rank_inputs(users, 10))
+    assert np.isnan(untimed[:, -1]).all()
 
 
 def test_model_round_trips_through_the_artifact(trained: Pipeline, tmp_path: Path) -> None:

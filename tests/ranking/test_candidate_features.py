@@ -10,7 +10,13 @@ import polars as pl
 import pytest
 
 from rankstack.data.dataset import Dataset
-from rankstack.ranking.candidate_features import ItemStats, candidate_features, feature_names, unit_rows
+from rankstack.ranking.candidate_features import (
+    ItemStats,
+    candidate_features,
+    feature_names,
+    request_times,
+    unit_rows,
+)
 from rankstack.ranking.ranker import RankBatch
 
 T0 = datetime(2020, 1, 1)
@@ -93,6 +99,55 @@ def test_stats_round_trip_through_a_file(data: Dataset, tmp_path: Path) -> None:
     assert (back.cooc != stats.cooc).nnz == 0 and (back.attributes != stats.attributes).nnz == 0
     assert (back.trans != stats.trans).nnz == 0 and np.array_equal(back.trans_out, stats.trans_out)
     assert back.recent_share == stats.recent_share
+    assert back.user_last is not None and stats.user_last is not None
+    assert np.array_equal(back.user_last, stats.user_last, equal_nan=True)
+
+
+def epoch(day: float) -> float:
+    return (T0 + timedelta(days=day)).timestamp()
+
+
+def test_stats_keep_each_users_latest_event_time(data: Dataset) -> None:
+    stats = ItemStats.from_dataset(data)
+    users = data.user_map.to_internal(["a", "b", "c"])
+    assert stats.last_times(np.r_[users, -1, 99]).tolist() == pytest.approx(
+        [epoch(1), epoch(101), epoch(119), np.nan, np.nan], nan_ok=True)
+
+
+def test_request_times_are_each_users_earliest_event(data: Dataset) -> None:
+    times = request_times(data.events, data.n_users)
+    users = data.user_map.to_internal(["a", "b", "c"])
+    assert times[users].tolist() == pytest.approx([epoch(0), epoch(100), epoch(110)])
+    assert np.isnan(request_times(data.events.drop("timestamp"), data.n_users)).all()
+
+
+def test_since_last_days_reads_the_window_and_the_fresh_events(data: Dataset) -> None:
+    """Row 1: from the window's last event; row 2: a fresh event is later; row 3: no request time; row 4: an
+    unknown user with a fresh event; row 5: a fresh event after the request time counts as 0 days."""
+    stats = ItemStats.from_dataset(data)
+    a, b, c = (int(u) for u in data.user_map.to_internal(["a", "b", "c"]))
+    batch = RankBatch(np.array([a, b, c, -1, a]), np.array([[0, 1]] * 5), [np.zeros(0, np.int64)] * 5,
+                      times=np.array([epoch(3), epoch(130), np.nan, epoch(200), epoch(5)]),
+                      fresh_times=np.array([np.nan, epoch(120), epoch(119), epoch(199.5), epoch(6)]))
+    matrix, _ = candidate_features(batch, stats, [], recency=True)
+    names = feature_names([], False, recency=True)
+    assert names[-1] == "since_last_days" and matrix.shape == (10, len(names))
+    since = matrix[::2, -1]
+    assert since.tolist() == pytest.approx([2.0, 10.0, np.nan, 0.5, 0.0], nan_ok=True)
+    untimed, _ = candidate_features(RankBatch(np.array([a]), np.array([[0]]), [np.zeros(0, np.int64)]), stats, [],
+                                    recency=True)
+    assert np.isnan(untimed[0, -1])
+
+
+def test_stats_saved_before_user_times_load_without_them(data: Dataset, tmp_path: Path) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    ItemStats.from_dataset(data).save(tmp_path / "stats.safetensors")
+    tensors = load_file(str(tmp_path / "stats.safetensors"))
+    del tensors["user_last"]
+    save_file(tensors, str(tmp_path / "old.safetensors"))
+    old = ItemStats.load(tmp_path / "old.safetensors")
+    assert old.user_last is None and np.isnan(old.last_times(np.array([0, 1]))).all()
 
 
 def test_transitions_follow_time_order_within_the_gap(data: Dataset) -> None:

@@ -19,6 +19,7 @@ from rankstack.ranking.impressions import ImpressionSplit
 from rankstack.ranking.layers import CrossNetwork, MMoE
 from rankstack.ranking.multitask import MultiTaskConfig, MultiTaskRanker
 from rankstack.ranking.networks_train import bce_log_prob, log1mexp
+from rankstack.testing.resume import check_resume
 from slow_clock import SlowClock
 
 FAST = {"epochs": 2, "batch_size": 1024, "mlp_dims": (32,), "expert_dims": (16,), "tower_dims": (8,), "device": "cpu"}
@@ -152,3 +153,9 @@ def test_the_fit_summary_is_saved_with_the_ranker(fitted: MultiTaskRanker, tmp_p
 
     assert fitted.fit_summary_ is not None and fitted.fit_summary_.epochs_run == len(fitted.history_)
     assert load_ranker(save_ranker(fitted, tmp_path / "ranker"), device="cpu").fit_summary_ == fitted.fit_summary_
+
+
+def test_a_run_resumed_from_a_checkpoint_ends_as_the_uninterrupted_one(sim_split: ImpressionSplit) -> None:
+    config = MultiTaskConfig(**{**FAST, "epochs": 4, "lr_decay": 0.5, "patience": 3})  # type: ignore[arg-type]
+    check_resume(lambda: MultiTaskRanker(config).fit(sim_split.train, sim_split.validation),
+                 lambda m: m.net_.state_dict(), epoch=2)

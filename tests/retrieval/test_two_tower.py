@@ -24,6 +24,7 @@ from rankstack.retrieval.two_tower_train import (
     set_history,
     shuffle_within_users,
 )
+from rankstack.testing.resume import check_resume
 
 FAST = {"epochs": 15, "batch_size": 128, "lr": 5e-3, "embedding_dim": 16, "hidden_dim": 32, "history_len": 8,
         "temperature": 0.1, "device": "cpu"}
@@ -230,3 +231,11 @@ def test_a_tower_without_user_ids_round_trips_through_its_tensors() -> None:
     users = np.arange(10)
     torch.testing.assert_close(loaded.score(users), model.score(users))
     assert loaded.net_.user_id is None and loaded.history_order_ == "set"
+
+
+@pytest.mark.parametrize("settings", [{"validation_ratio": 0.2, "eval_every": 1, "eval_k": 5, "uniform_negatives": 8},
+                                      {"history_order": "set", "time_budget_s": 3600.0}])
+def test_a_run_resumed_from_a_checkpoint_ends_as_the_uninterrupted_one(settings: dict[str, object]) -> None:
+    train, _ = planted(n_users=60, n_items=30)
+    config = TwoTowerConfig(**{**FAST, "epochs": 4, "patience": 10, **settings})  # type: ignore[arg-type]
+    check_resume(lambda: TwoTower(config).fit(train), lambda m: m.net_.state_dict(), epoch=2)

@@ -23,3 +23,20 @@ def test_serving_last_hidden_equals_the_training_forward(blocks: int) -> None:
         seq = pad_left([np.array(h, dtype=np.int64) for h in histories], 12)
         with torch.no_grad():
             torch.testing.assert_close(net.last_hidden(seq), net(seq)[:, -1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("heads", "ffn_mult"), [(1, 1), (2, 2), (4, 1)])
+def test_serving_path_on_a_mixed_batch_of_eight(heads: int, ffn_mult: int) -> None:
+    """A state-cache miss batch as the service runs it (eight histories of different lengths, one fresh item each):
+    the functional serving path gives the training forward's last state, and each row alone gives the same."""
+    torch.manual_seed(heads)
+    rng = np.random.default_rng(heads)
+    shape = SimpleNamespace(max_len=20, hidden_dim=16, blocks=2, heads=heads, dropout=0.2, ffn_mult=ffn_mult)
+    net = SASRecNet(100, shape).eval()
+    histories = [rng.integers(0, 100, n) for n in (1, 3, 7, 19, 20, 25, 5, 12)]
+    seq = pad_left(histories, 20)
+    with torch.no_grad():
+        batch = net.last_hidden(seq)
+        torch.testing.assert_close(batch, net(seq)[:, -1], atol=1e-5, rtol=1e-5)
+        for row, h in enumerate(histories):
+            torch.testing.assert_close(net.last_hidden(pad_left([h], 20))[0], batch[row], atol=1e-5, rtol=1e-5)

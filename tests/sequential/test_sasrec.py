@@ -23,6 +23,7 @@ from rankstack.retrieval.source_files import load_source, save_source
 from rankstack.sequential import SASRec, SASRecConfig
 from rankstack.sequential.net import SASRecNet
 from rankstack.testing.rankers import check_ranker
+from rankstack.testing.resume import check_resume
 
 SMALL = {"max_len": 16, "hidden_dim": 32, "heads": 2, "dropout": 0.0, "lr": 5e-3, "epochs": 40, "batch_size": 64,
          "eval_every": 5, "patience": 4, "device": "cpu"}
@@ -184,3 +185,11 @@ def test_an_evaluate_run_record_says_when_a_budget_ended_training() -> None:
     assert stopped["model"]["budget_stop"]["epochs_done"] == 0
     assert "stopped by time_budget_s" in stopped["model"]["budget_stop"]["message"]
     assert run_experiment(data, "leave_one_out", "sasrec", {**TINY, "epochs": 1})["model"]["budget_stop"] is None
+
+
+@pytest.mark.parametrize("settings", [{"validation": True, "eval_every": 1, "sampled_negatives": 8},
+                                      {"validation": False, "crop": "random"}])
+def test_a_run_resumed_from_a_checkpoint_ends_as_the_uninterrupted_one(settings: dict[str, object]) -> None:
+    fit, _ = fit_and_eval_parts(make_split(cycle_dataset(n_users=40), "leave_one_out"), "test")
+    config = SASRecConfig(**{**SMALL, "epochs": 3, "hidden_dim": 16, "dropout": 0.2, **settings})  # type: ignore[arg-type]
+    check_resume(lambda: SASRec(config).fit(fit), lambda m: m.net_.state_dict(), epoch=2)

@@ -4,7 +4,7 @@ can scale out (no Ray import here: Ray is imported only when ``--backend ray`` r
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,6 +16,13 @@ from rankstack.errors import ConfigError
 if TYPE_CHECKING:
     from rankstack.experiments.evaluate_run import Evaluation
     from rankstack.experiments.ltr_training import LambdaRankFit
+    from rankstack.experiments.pipeline_training import SourceFit
+    from rankstack.experiments.ranker_training import MultiTaskFit
+    from rankstack.pipeline.config import PipelineConfig
+
+# the sources and rankers whose training runs on Ray workers with --backend ray (rankstack.distributed)
+RAY_SOURCES = ("sasrec", "two-tower")
+RAY_RANKERS = ("lambdarank", "multitask")
 
 
 class BackendKind(StrEnum):
@@ -75,3 +82,33 @@ def lambdarank_fit_for(backend: Backend) -> LambdaRankFit | None:
     from rankstack.distributed.boosting import fit_lambdarank_on_ray
 
     return partial(fit_lambdarank_on_ray, backend=backend)
+
+
+def ray_stages(config: PipelineConfig) -> list[str]:
+    """The stages of ``config`` that train on Ray workers with ``--backend ray`` (an empty list: none)."""
+    stages = [f"source {s.name}" for s in config.sources if s.name in RAY_SOURCES]
+    ranker = config.ranker
+    kind = getattr(ranker, "kind", None)
+    if kind in RAY_RANKERS:
+        stages.append(f"ranker {kind}")
+    elif getattr(ranker, "source", None) in RAY_SOURCES and getattr(ranker, "settings", None):
+        stages.append(f"ranker {getattr(ranker, 'source', '')}")
+    return stages
+
+
+def source_fit_for(backend: Backend, log: Callable[[str], None]) -> SourceFit | None:
+    """Where ``train`` fits the pipeline's sources: None (here) or SASRec and two-tower with DDP on Ray Train."""
+    if not backend.is_ray:
+        return None
+    from rankstack.distributed.torch_training import source_fitter
+
+    return source_fitter(backend, log)
+
+
+def multitask_fit_for(backend: Backend) -> MultiTaskFit | None:
+    """Where ``train`` fits the multi-task ranker's network: None (here) or with DDP on Ray Train."""
+    if not backend.is_ray:
+        return None
+    from rankstack.distributed.torch_training import multitask_fitter
+
+    return multitask_fitter(backend)

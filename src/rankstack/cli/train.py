@@ -17,7 +17,10 @@ from rankstack.cli.backend_options import (
     WorkersOption,
     backend_from,
     lambdarank_fit_for,
+    multitask_fit_for,
+    ray_stages,
     session_for,
+    source_fit_for,
 )
 from rankstack.cli.common import artifact_size, console, friendly_errors, metric_grid
 from rankstack.errors import RegistryError
@@ -57,14 +60,20 @@ def train(
         from rankstack.pipeline.config import load_pipeline_config
 
         cfg = load_pipeline_config(config)
-        if backend.is_ray and getattr(cfg.ranker, "kind", None) != "lambdarank":
-            raise typer.BadParameter("ray: only the LambdaRank ranker's trees train on Ray Train yet, and this "
-                                     "pipeline has none (--backend local)", param_hint="--backend")
+        if backend.is_ray and not ray_stages(cfg):
+            raise typer.BadParameter("ray: nothing in this pipeline trains on Ray (SASRec and two-tower sources, the "
+                                     "multi-task and LambdaRank rankers do); use --backend local",
+                                     param_hint="--backend")
         if out.exists() and any(out.iterdir()) and not force:
             raise typer.BadParameter(f"{out} exists and is not empty (use --force to replace it)", param_hint="--out")
         log = (lambda _msg: None) if as_json else (lambda msg: console.print(escape(msg)))
         with session_for(backend):
-            result = train_pipeline(cfg, data_dir=data_dir, log=log, lambdarank_fit=lambdarank_fit_for(backend))
+            if backend.is_ray:
+                log(f"on Ray ({backend.workers or 'all'} workers): {', '.join(ray_stages(cfg))}; the rest here")
+            fit_sources = source_fit_for(backend, log)
+            result = train_pipeline(cfg, data_dir=data_dir, log=log, lambdarank_fit=lambdarank_fit_for(backend),
+                                    multitask_fit=multitask_fit_for(backend),
+                                    **({} if fit_sources is None else {"source_fit": fit_sources}))
         save_artifact(result.pipeline.parts, result.manifest, out, overwrite=force)
         result.pipeline.close()
         registered: dict[str, Any] | None = None

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
 from rankstack.distributed.backend import Backend
 from rankstack.errors import ConfigError
+
+TRAIN_POLL = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 
 
 def import_ray() -> Any:
@@ -32,7 +35,8 @@ def ray_session(backend: Backend) -> Iterator[Any]:
     ray = import_ray()
     started = False
     if not ray.is_initialized():
-        options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+        options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING,
+                                   "runtime_env": {"env_vars": train_env()}}
         try:
             if backend.address is not None:
                 ray.init(address=backend.address, **options)
@@ -51,6 +55,13 @@ def ray_session(backend: Backend) -> Iterator[Any]:
     finally:
         if started:
             ray.shutdown()
+
+
+def train_env() -> dict[str, str]:
+    """Environment for the command's Ray processes: Ray Train's controller collects a worker's reports every
+    ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` (2 s by default) and a worker's next report waits for that, which would
+    pace epochs shorter than 2 s; 0.5 s here unless the variable is set."""
+    return {TRAIN_POLL: os.environ.get(TRAIN_POLL, "0.5")}
 
 
 def worker_count(ray: Any, backend: Backend) -> int:

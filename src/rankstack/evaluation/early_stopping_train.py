@@ -13,7 +13,7 @@ import contextvars
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import SimpleNamespace
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -140,6 +140,20 @@ class EarlyStopping(Generic[State]):
             self.best_state = snapshot()
         else:
             self.stale += 1
+
+    def state(self) -> dict[str, Any]:
+        """What a resumed run needs: the best score, epoch and snapshot, the stale count, the curve, the time of the
+        last validation pass and the seconds spent so far."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "stale": self.stale, "best_state": self.best_state,
+                "curve": [list(p) for p in self.curve], "validation_s": self.validation_s, "elapsed": self.elapsed()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state`; the deadline counts the seconds already spent."""
+        self.best, self.best_epoch, self.stale = float(state["best"]), int(state["best_epoch"]), int(state["stale"])
+        self.best_state = state["best_state"]
+        self.curve = [(int(e), float(v)) for e, v in state["curve"]]
+        self.validation_s = float(state["validation_s"])
+        self.deadline.t0 = self.t0 = time.perf_counter() - float(state["elapsed"])
 
     @property
     def patience_spent(self) -> bool:

@@ -36,7 +36,7 @@ from rankstack.pipeline.components import build_source
 from rankstack.pipeline.config import CandidateRankerStage, LambdaRankStage, NeuralRankStage, PipelineConfig
 from rankstack.pipeline.parts import PipelineParts
 from rankstack.pipeline.pipeline import Pipeline
-from rankstack.ranking.candidate_features import ItemStats, candidate_features, feature_names
+from rankstack.ranking.candidate_features import ItemStats, candidate_features, feature_names, request_times
 from rankstack.ranking.lambdarank import LambdaRankRanker, embedding_vectors, sequential_scores
 from rankstack.ranking.lambdarank_train import RankingRows, fit_lambdarank
 from rankstack.ranking.neural_ranker import NeuralRanker
@@ -178,7 +178,8 @@ def labelled_rows(models: WindowModels, stage: CandidateRankerStage, labels: pl.
                   k: int) -> tuple[RankingRows, float]:
     """Grouped rows of the users of ``labels`` (the first ``stage.max_users`` of a seeded shuffle): their
     candidates and features, label 1 where the candidate is one of the user's window items; also the share of
-    window items found among the candidates (candidate recall)."""
+    window items found among the candidates (candidate recall). A row's request time is the user's first event
+    of the window (the moment the user came back)."""
     users = np.unique(labels.get_column("user_id").to_numpy()).astype(np.int64)
     if stage.max_users is not None and len(users) > stage.max_users:
         users = np.sort(np.random.default_rng(stage.seed).choice(users, stage.max_users, replace=False))
@@ -188,12 +189,13 @@ def labelled_rows(models: WindowModels, stage: CandidateRankerStage, labels: pl.
     parts, found, total = [], 0, 0
     names = list(models.sources)
     vectors = embedding_vectors(models.sources, stage.embedding)
+    first = request_times(labels, len(models.stats.user_events))
     for start in range(0, len(users), 256):
         chunk = users[start: start + 256]
-        batch = models.pipeline.rank_inputs(chunk, k)
+        batch = models.pipeline.rank_inputs(chunk, k, times=first[chunk])
         matrix, valid = candidate_features(batch, models.stats, names, last_n=stage.last_n,
                                            seq_scores=sequential_scores(models.sequential, batch),
-                                           item_vectors=vectors)
+                                           item_vectors=vectors, recency=stage.recency)
         hits = np.array([[int(i) in wanted[int(u)] for i in row] for u, row in zip(chunk, batch.item_ids,
                                                                                    strict=True)]) & valid
         found += int(hits.sum())
@@ -257,7 +259,8 @@ def training_rows(config: PipelineConfig, stage: CandidateRankerStage, fit_data:
     log(f"ranker {kind}: validation window of {windows.validation.get_column('user_id').n_unique():,} users")
     valid, valid_recall = window_rows(config, stage, windows.before_validation, windows.validation, log, "validation",
                                       once)
-    names = feature_names([s.name for s in config.sources], stage.sequential is not None, stage.embedding is not None)
+    names = feature_names([s.name for s in config.sources], stage.sequential is not None, stage.embedding is not None,
+                          stage.recency)
     report = {"label_events": stage.label_events, "label_windows": stage.label_windows,
               "validation_events": stage.validation_events, "min_history": stage.min_history,
               "train_candidate_recall": recalls[0] if len(recalls) == 1 else recalls,
@@ -285,7 +288,7 @@ def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: Map
     seq = once if once is not None else _sequential(stage, serving, fit_data, log, "serving")
     return LambdaRankRanker(text, [s.name for s in config.sources], item_stats(stage, fit_data),
                             last_n=stage.last_n, sequential=seq, report=report, base=stage.base,
-                            embedding=stage.embedding)
+                            embedding=stage.embedding, recency=stage.recency)
 
 
 def fit_neural_stage(config: PipelineConfig, fit_data: Dataset, serving: Mapping[str, CandidateSource],
@@ -304,4 +307,5 @@ def fit_neural_stage(config: PipelineConfig, fit_data: Dataset, serving: Mapping
     once = rows.sequential_once
     seq = once if once is not None else _sequential(stage, serving, fit_data, log, "serving")
     return NeuralRanker(net, stage.model, [s.name for s in config.sources], item_stats(stage, fit_data),
-                        last_n=stage.last_n, sequential=seq, report=report, base=stage.base, embedding=stage.embedding)
+                        last_n=stage.last_n, sequential=seq, report=report, base=stage.base, embedding=stage.embedding,
+                        recency=stage.recency)

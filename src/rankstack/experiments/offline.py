@@ -18,6 +18,7 @@ from rankstack.events import Event
 from rankstack.pipeline.api import Recommender, RecommendRequest, RecommendResponse
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.progress import new_progress
+from rankstack.ranking.candidate_features import request_times
 from rankstack.state.store import StateStore
 
 
@@ -26,10 +27,19 @@ def held_out_users(held_out: Dataset) -> np.ndarray:
     return np.unique(held_out.events.get_column("user_id").to_numpy()).astype(np.int64)
 
 
+def held_out_times(held_out: Dataset, users: np.ndarray) -> np.ndarray:
+    """Each user's request time offline: its first held-out event's time (epoch seconds; NaN without times)."""
+    return request_times(held_out.events, held_out.n_users)[users]
+
+
 def requests_for(held_out: Dataset, k: int, *, prefix: str = "offline") -> list[RecommendRequest]:
-    """One request per user with a held-out event (external ids; request id ``<prefix>-<user>`` is stable)."""
-    external = [str(u) for u in held_out.user_map.to_external(held_out_users(held_out)).to_list()]
-    return [RecommendRequest(user_id=u, k=k, request_id=f"{prefix}-{u}") for u in external]
+    """One request per user with a held-out event (external ids; request id ``<prefix>-<user>`` is stable; timed
+    at its first held-out event when the log has times)."""
+    users = held_out_users(held_out)
+    external = [str(u) for u in held_out.user_map.to_external(users).to_list()]
+    times = held_out_times(held_out, users)
+    return [RecommendRequest(user_id=u, k=k, request_id=f"{prefix}-{u}", time=None if np.isnan(t) else float(t))
+            for u, t in zip(external, times.tolist(), strict=True)]
 
 
 def same_ids(pipeline: Pipeline, dataset: Dataset) -> bool:
@@ -42,8 +52,9 @@ def same_ids(pipeline: Pipeline, dataset: Dataset) -> bool:
 def pipeline_slates(pipeline: Pipeline, held_out: Dataset, k: int, *, batch_size: int = 256,
                     progress: bool = False, prefix: str = "offline") -> np.ndarray:
     """Internal-id slates [n_users, k] (row = user id, -1 pads) of every held-out user from ``recommend_batch``,
-    per-stage deadlines off, with the request ids of :func:`requests_for` (the same exploration draws)."""
+    per-stage deadlines off, with the request ids and times of :func:`requests_for` (the same exploration draws)."""
     users = held_out_users(held_out)
+    times = held_out_times(held_out, users)
     request_ids = [f"{prefix}-{u}" for u in held_out.user_map.to_external(users).to_list()]
     recs = np.full((held_out.n_users, k), PAD_ITEM, np.int64)
     with new_progress() as bar:
@@ -51,7 +62,7 @@ def pipeline_slates(pipeline: Pipeline, held_out: Dataset, k: int, *, batch_size
         for start in range(0, len(users), batch_size):
             chunk = users[start: start + batch_size]
             slates = pipeline.recommend_batch(chunk, k, request_ids=request_ids[start: start + batch_size],
-                                              stage_deadlines=False)
+                                              stage_deadlines=False, times=times[start: start + batch_size])
             recs[chunk] = slates.item_ids[:, :k]
             if task is not None:
                 bar.advance(task, len(chunk))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,7 @@ from rankstack.experiments.evaluate_run import fit_and_eval_parts, held_out_labe
 from rankstack.experiments.ltr_training import LambdaRankFit, fit_lambdarank_stage, fit_neural_stage
 from rankstack.experiments.offline import evaluate_model
 from rankstack.experiments.policy_features import fit_policy_features
-from rankstack.experiments.ranker_training import evaluate_multitask, fit_multitask
+from rankstack.experiments.ranker_training import MultiTaskFit, evaluate_multitask, fit_multitask
 from rankstack.pipeline.components import build_source
 from rankstack.pipeline.config import LambdaRankStage, MultiTaskRankerStage, NeuralRankStage, PipelineConfig
 from rankstack.pipeline.multitask_stage import MultiTaskStage
@@ -39,6 +39,7 @@ from rankstack.retrieval.popular import MostPopular
 from rankstack.retrieval.source import CandidateSource
 
 Log = Callable[[str], None]
+SourceFit = Callable[[str, Mapping[str, Any], Dataset], CandidateSource]  # (name, settings, data) → fitted source
 
 
 @dataclass
@@ -56,10 +57,16 @@ def new_version(name: str, when: datetime) -> str:
     return f"{name}-{when:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log, lambdarank_fit: LambdaRankFit | None = None
-               ) -> PipelineParts:
+def fit_source(name: str, settings: Mapping[str, Any], data: Dataset) -> CandidateSource:
+    """Source ``name`` with ``settings`` fitted on ``data`` in this process (the default :data:`SourceFit`)."""
+    return build_source(name, settings).fit(data)
+
+
+def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log, lambdarank_fit: LambdaRankFit | None = None,
+               *, source_fit: SourceFit = fit_source, multitask_fit: MultiTaskFit | None = None) -> PipelineParts:
     """Fit the sources, the ranker and the popularity fallback, in order (``lambdarank_fit``: where the LambdaRank
-    ranker's trees are trained, e.g. on Ray Train; default here).
+    ranker's trees are trained, e.g. on Ray Train; default here; ``source_fit`` and ``multitask_fit``: where the
+    pipeline's sources, a sequential ranker's model and the multi-task ranker's network are, e.g. DDP on Ray Train).
 
     A sequential ranker trains on the same interactions as the sources; the multi-task ranker on the logged
     impressions joined with the scores of sources fitted on the impressions before its window; the LambdaRank
@@ -68,11 +75,11 @@ def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log, lambdarank_f
     sources: dict[str, CandidateSource] = {}
     for stage in config.sources:
         t0 = time.perf_counter()
-        sources[stage.name] = build_source(stage.name, stage.settings).fit(fit_data)
+        sources[stage.name] = source_fit(stage.name, stage.settings, fit_data)
         log(f"source {stage.name}: fitted in {time.perf_counter() - t0:.1f} s{_stop_note(sources[stage.name])}")
     ranker: StoredRanker | None = None
     if isinstance(config.ranker, MultiTaskRankerStage):
-        ranker = fit_multitask(config.ranker, config.sources, fit_data, log)
+        ranker = fit_multitask(config.ranker, config.sources, fit_data, log, multitask_fit)
     elif isinstance(config.ranker, LambdaRankStage):
         ranker = fit_lambdarank_stage(config, fit_data, sources, log, lambdarank_fit)
     elif isinstance(config.ranker, NeuralRankStage):
@@ -82,7 +89,7 @@ def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log, lambdarank_f
             model = sources[config.ranker.source]
         else:
             t0 = time.perf_counter()
-            model = build_source(config.ranker.source, config.ranker.settings).fit(fit_data)
+            model = source_fit(config.ranker.source, config.ranker.settings, fit_data)
             log(f"ranker {config.ranker.source}: fitted in {time.perf_counter() - t0:.1f} s{_stop_note(model)}")
         ranker = SequentialRanker(model)
     popular = sources.get("popular")
@@ -157,9 +164,10 @@ def merged_recall(pipeline: Pipeline, held_out: Dataset, batch_size: int = 256) 
 
 
 def train_pipeline(config: PipelineConfig, *, data_dir: Path | None = None, log: Log | None = None,
-                   lambdarank_fit: LambdaRankFit | None = None) -> TrainResult:
+                   lambdarank_fit: LambdaRankFit | None = None, source_fit: SourceFit = fit_source,
+                   multitask_fit: MultiTaskFit | None = None) -> TrainResult:
     """Load and split the data, fit every stage, evaluate; the artifact is written by ``save_artifact``
-    (``lambdarank_fit``: see :func:`fit_stages`)."""
+    (``lambdarank_fit``, ``source_fit``, ``multitask_fit``: see :func:`fit_stages`)."""
     say = log or (lambda _msg: None)
     started = datetime.now(UTC)
     t0 = time.perf_counter()
@@ -175,7 +183,7 @@ def train_pipeline(config: PipelineConfig, *, data_dir: Path | None = None, log:
         f"({choice.reason}), evaluated on {config.data.eval_on}: {len(held_out):,} events "
         f"({held_out_label(split, config.data.eval_on)})")
     t1 = time.perf_counter()
-    parts = fit_stages(config, fit_data, say, lambdarank_fit)
+    parts = fit_stages(config, fit_data, say, lambdarank_fit, source_fit=source_fit, multitask_fit=multitask_fit)
     version = new_version(config.name, started)
     t2 = time.perf_counter()
     pipeline = Pipeline(parts)

@@ -24,10 +24,12 @@ from rankstack.pipeline.config import MultiTaskRankerStage, SourceStage
 from rankstack.pipeline.multitask_stage import MultiTaskStage, dense_features, prediction_names
 from rankstack.ranking.impression_features import add_source_scores
 from rankstack.ranking.impressions import impression_table, temporal_impression_split
-from rankstack.ranking.multitask import MultiTaskRanker
+from rankstack.ranking.multitask import MultiTaskConfig, MultiTaskRanker
 from rankstack.retrieval.source import CandidateSource
 
 Log = Callable[[str], None]
+# (config, training impressions, validation impressions) → the fitted, calibrated ranker
+MultiTaskFit = Callable[[MultiTaskConfig, pl.DataFrame, pl.DataFrame], MultiTaskRanker]
 
 
 def ranker_impressions(fit_data: Dataset) -> pl.DataFrame:
@@ -41,8 +43,9 @@ def ranker_impressions(fit_data: Dataset) -> pl.DataFrame:
 
 
 def fit_multitask(stage: MultiTaskRankerStage, sources: Sequence[SourceStage], fit_data: Dataset,
-                  log: Log) -> MultiTaskStage:
-    """Fit the scoring sources on the history part, then the ranker (early stopping + calibration on validation)."""
+                  log: Log, fit: MultiTaskFit | None = None) -> MultiTaskStage:
+    """Fit the scoring sources on the history part, then the ranker (early stopping + calibration on validation;
+    ``fit``: where its network trains, e.g. DDP on Ray Train; default here)."""
     table = ranker_impressions(fit_data)
     model = experiment_configs(stage.model.model_dump(exclude_unset=True), table)[1]
     missing = sorted(stage.order_by.fields - prediction_names(model.objectives))
@@ -62,7 +65,7 @@ def fit_multitask(stage: MultiTaskRankerStage, sources: Sequence[SourceStage], f
     log(f"ranker multitask: {train.height:,} training / {validation.height:,} validation impressions, scored by "
         f"{sorted(scorers)} fitted on {cut.train.height:,} earlier impressions ({time.perf_counter() - t0:.1f} s)")
     t1 = time.perf_counter()
-    ranker = MultiTaskRanker(model).fit(train, validation)
+    ranker = MultiTaskRanker(model).fit(train, validation) if fit is None else fit(model, train, validation)
     calibrators = {k: v.kind for k, v in ranker.calibrators_.items()}
     log(f"ranker multitask: fitted in {time.perf_counter() - t1:.1f} s ({len(ranker.history_)} epochs, "
         f"objectives {list(model.objectives)}, calibrators {calibrators})")

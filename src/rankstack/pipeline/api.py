@@ -30,6 +30,8 @@ class RecommendRequest(BaseModel):
     exclude: list[str] = Field(default_factory=list, max_length=10_000)
     filters: dict[str, list[str]] = Field(default_factory=dict)
     request_id: str | None = Field(default=None, max_length=128)
+    time: float | None = Field(default=None, allow_inf_nan=False, description=(
+        "when the request was made, epoch seconds (default: when it arrives); for replaying a log"))
 
     @field_validator("k", mode="before")
     @classmethod

@@ -4,6 +4,7 @@ the slates the pipeline answers it with, in internal ids."""
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,8 @@ from rankstack.state.store import StateStore, recent_items_many
 class RequestBatch:
     """Row b is request b: ``user_ids[b]`` internal (-1 = unknown user), ``ks[b]`` its slate length,
     ``user_keys[b]`` its external user id (the key of the state store and of the exploration draws),
-    ``histories[b]`` oldest first, ``blocked[b]`` items it must not get, ``allowed[b]`` its filter mask (None: all)."""
+    ``histories[b]`` oldest first, ``blocked[b]`` items it must not get, ``allowed[b]`` its filter mask (None: all),
+    ``times[b]`` when it was made (epoch seconds; NaN unknown; None: untimed batch)."""
 
     user_ids: np.ndarray
     ks: np.ndarray
@@ -32,6 +34,7 @@ class RequestBatch:
     allowed: list[np.ndarray | None]
     contexts: list[dict[str, Any]]
     stages: list[dict[str, StageStatus]] = field(default_factory=list)
+    times: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -136,7 +139,10 @@ def build_batch(
         allowed.append(filters.mask(req.filters) if req.filters else None)
     request_ids = [r.request_id or secrets.token_hex(8) for r in reqs]
     ks = np.array([r.k for r in reqs], dtype=np.int64)
-    return RequestBatch(users, ks, request_ids, keys, histories, blocked, allowed, [r.context for r in reqs], stages)
+    now = time.time()
+    times = np.array([now if r.time is None else r.time for r in reqs], dtype=np.float64)
+    return RequestBatch(users, ks, request_ids, keys, histories, blocked, allowed, [r.context for r in reqs], stages,
+                        times)
 
 
 def internal_batch(
@@ -150,14 +156,16 @@ def internal_batch(
     history_len: int,
     request_ids: Sequence[str] | None = None,
     contexts: Sequence[dict[str, Any]] | None = None,
+    times: np.ndarray | None = None,
 ) -> RequestBatch:
     """A batch of known users by internal id: each one's training sequence plus its fresh state (its external id is
-    read from ``user_map`` only as the state store's key and the exploration draws' key)."""
+    read from ``user_map`` only as the state store's key and the exploration draws' key); ``times`` [B] the
+    requests' times (epoch seconds) when known."""
     n = len(user_ids)
     if n and (int(user_ids.min()) < 0 or int(user_ids.max()) >= len(user_map)):
         raise ValueError(f"user_ids: internal user ids must lie in [0, {len(user_map)}), got "
                          f"{int(user_ids.min())} … {int(user_ids.max())}")
-    for name, given in (("ks", ks), ("request_ids", request_ids), ("contexts", contexts)):
+    for name, given in (("ks", ks), ("request_ids", request_ids), ("contexts", contexts), ("times", times)):
         if given is not None and len(given) != n:
             raise ValueError(f"{name}: expected one per user ({n}), got {len(given)}")
     keys = [str(u) for u in user_map.to_external_list(user_ids)]
@@ -175,4 +183,5 @@ def internal_batch(
         blocked.append(np.unique(fresh) if len(fresh) else empty)
     ids = list(request_ids) if request_ids is not None else [secrets.token_hex(8) for _ in range(n)]
     return RequestBatch(user_ids, ks, ids, keys, histories, blocked, [None] * n,
-                        [dict(c) for c in contexts] if contexts is not None else [{} for _ in range(n)], stages)
+                        [dict(c) for c in contexts] if contexts is not None else [{} for _ in range(n)], stages,
+                        None if times is None else np.asarray(times, np.float64))

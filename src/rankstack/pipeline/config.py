@@ -307,6 +307,8 @@ class CandidateRankerStage(_Strict):
     max_users: int | None = Field(default=None, ge=1, description="users per window (a seeded sample; all)")
     sequential: SequentialFeature | None = None
     recent_days: float = Field(default=30.0, gt=0.0)
+    recency: bool = Field(default=False, description=(
+        "days since the user's latest event as a feature: needs real timestamps (requests are timed now when served)"))
     cooc_neighbors: int = Field(default=200, ge=1)
     last_n: int = Field(default=20, ge=1, description="history items the co-occurrence features read")
     attribute: str | None = Field(default="genres", description="item attribute of the match feature (none)")

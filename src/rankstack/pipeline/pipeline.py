@@ -31,7 +31,7 @@ from rankstack.reranking.rerank_pipeline import RerankPipeline
 from rankstack.reranking.reranker import RerankContext
 from rankstack.retrieval.indexed import IndexedRetriever
 from rankstack.retrieval.source import Retriever
-from rankstack.state.store import StateStore
+from rankstack.state.store import StateStore, fresh_times
 
 
 class _Clock:
@@ -161,11 +161,12 @@ class Pipeline:
     def recommend_batch(
         self, user_ids: np.ndarray, ks: int | np.ndarray, state: StateStore | None = None, *,
         request_ids: Sequence[str] | None = None, contexts: Sequence[dict[str, Any]] | None = None,
-        deadline_s: float | None = None, stage_deadlines: bool = True,
+        deadline_s: float | None = None, stage_deadlines: bool = True, times: np.ndarray | None = None,
     ) -> SlateBatch:
         """Slates in internal ids for known users ``user_ids`` [B] (``ks``: one slate length, or one per user), with
         the same stages, fallbacks and exploration as :meth:`recommend`; ``request_ids`` key the exploration draws
-        (random when None), ``contexts`` feed the multi-task ranker, ``state`` adds each user's fresh events."""
+        (random when None), ``contexts`` feed the multi-task ranker, ``state`` adds each user's fresh events,
+        ``times`` [B] are the requests' times (epoch seconds; offline: the held-out events'; None: unknown)."""
         started = time.perf_counter()
         p = self.parts
         users = np.asarray(user_ids, dtype=np.int64).reshape(-1)
@@ -180,7 +181,7 @@ class Pipeline:
                              f"{int(lengths.max())}")
         batch = internal_batch(users, lengths, state, user_map=p.user_map, item_map=p.item_map,
                                train_histories=p.histories, history_len=self._history_len(),
-                               request_ids=request_ids, contexts=contexts)
+                               request_ids=request_ids, contexts=contexts, times=times)
         return self._slates(batch, state, started, deadline_s, stage_deadlines)
 
     def _history_len(self) -> int:
@@ -233,22 +234,27 @@ class Pipeline:
         table = st.backfill(table, need, self.popular_order, self.seen, batch.user_ids, batch.blocked, batch.allowed)
         return table, need
 
-    def rank_inputs(self, user_ids: np.ndarray, k: int, state: StateStore | None = None) -> RankBatch:
-        """What the ranker reads for known users ``user_ids`` asking for ``k`` items: the same candidates and
-        histories as :meth:`recommend_batch` (per-stage deadlines off); a learned ranker's training rows."""
+    def rank_inputs(self, user_ids: np.ndarray, k: int, state: StateStore | None = None, *,
+                    times: np.ndarray | None = None) -> RankBatch:
+        """What the ranker reads for known users ``user_ids`` asking for ``k`` items at ``times`` (epoch seconds):
+        the same candidates and histories as :meth:`recommend_batch` (per-stage deadlines off); a learned ranker's
+        training rows."""
         p = self.parts
         users = np.asarray(user_ids, dtype=np.int64).reshape(-1)
         batch = internal_batch(users, np.full(users.shape, k, np.int64), state, user_map=p.user_map,
                                item_map=p.item_map, train_histories=p.histories, history_len=self._history_len(),
-                               request_ids=None, contexts=None)
+                               request_ids=None, contexts=None, times=times)
         table, _ = self._table(batch, [None] * len(batch), time.perf_counter(), None, False)
         return self._rank_batch(batch, table, state)
 
     def _rank_batch(self, batch: RequestBatch, table: st.CandidateTable, state: StateStore | None) -> RankBatch:
-        """The ranker's view of a batch and its candidate table."""
+        """The ranker's view of a batch and its candidate table (with the users' fresh event times when the ranker
+        reads them)."""
         exposures = None if state is None else RowExposure(batch, state, self.parts.item_map)
+        timed = state is not None and getattr(self.parts.ranker, "needs_times", False)
         return RankBatch(batch.user_ids, table.item_ids, batch.histories, batch.contexts,
-                         table.source_scores, self.parts.sources, exposures)
+                         table.source_scores, self.parts.sources, exposures, batch.times,
+                         fresh_times(state, batch.user_keys) if timed and state is not None else None)
 
     def _candidates(self, batch: RequestBatch, fallback: list[str | None], started: float,
                     deadline_s: float | None, enforce: bool) -> st.CandidateTable:

@@ -20,6 +20,9 @@ offline and online. Per candidate [B, C] → one row of :data:`feature_names`:
     seq_score                           the sequential model's score of the candidate given the history
     emb_max, emb_mean                   cosine of the candidate's embedding (a source's item vectors) with the
                                         last N history items': max and mean
+    since_last_days                     (recency) days from the user's latest positive event (the statistics'
+                                        window, or a fresh one from the state store) to the request's time;
+                                        NaN when either is unknown
 """
 
 from __future__ import annotations
@@ -42,12 +45,15 @@ USER_FEATURES = ("user_events", "history_len")
 HISTORY_FEATURES = ("cooc_sum", "cooc_max", "cooc_cos", "genre_match")
 RECENT_FEATURES = ("cooc_cos_last1", "trans_last1", "trans_last5")
 EMBEDDING_FEATURES = ("emb_max", "emb_mean")
+RECENCY_FEATURES = ("since_last_days",)
 
 
-def feature_names(sources: Sequence[str], sequential: bool, embedding: bool = False) -> list[str]:
+def feature_names(sources: Sequence[str], sequential: bool, embedding: bool = False,
+                  recency: bool = False) -> list[str]:
     """The column names of :func:`candidate_features`, in order."""
     per_source = [f"{kind}_{s}" for s in sources for kind in ("score", "rank", "proposed")]
-    tail = (["seq_score"] if sequential else []) + (list(EMBEDDING_FEATURES) if embedding else [])
+    tail = (["seq_score"] if sequential else []) + (list(EMBEDDING_FEATURES) if embedding else []) + \
+        (list(RECENCY_FEATURES) if recency else [])
     return [*per_source, "n_proposed", "merged_rank", *ITEM_FEATURES, *USER_FEATURES, *HISTORY_FEATURES,
             *RECENT_FEATURES, *tail]
 
@@ -55,8 +61,9 @@ def feature_names(sources: Sequence[str], sequential: bool, embedding: bool = Fa
 @dataclass
 class ItemStats:
     """Item and user counts over one window of events: all-time and recent popularity, first-seen age, user
-    activity, item co-occurrence (top ``neighbors`` per item), a 0/1 item × attribute-value matrix, and ordered
-    transitions h → i (top ``neighbors`` per item) with each item's total outgoing count."""
+    activity and each user's latest event time (seconds; NaN: none), item co-occurrence (top ``neighbors`` per
+    item), a 0/1 item × attribute-value matrix, and ordered transitions h → i (top ``neighbors`` per item) with
+    each item's total outgoing count."""
 
     pop_all: np.ndarray
     pop_recent: np.ndarray
@@ -67,6 +74,7 @@ class ItemStats:
     recent_share: float
     trans: sp.csr_matrix
     trans_out: np.ndarray
+    user_last: np.ndarray | None = None  # None: statistics saved before it existed (the recency feature is NaN)
 
     @classmethod
     def from_dataset(cls, data: Dataset, *, recent_days: float = 30.0, neighbors: int = 200,
@@ -92,7 +100,8 @@ class ItemStats:
         trans_out = np.asarray(trans.sum(axis=1), dtype=np.float64).ravel()
         return cls(pop_all, pop_recent, (end - first) / DAY, np.bincount(users, minlength=data.n_users)
                    .astype(np.float64), _cooccurrence(data.interaction_matrix(), neighbors),
-                   _attribute_matrix(data, attribute), share, _top_per_row(trans, neighbors), trans_out)
+                   _attribute_matrix(data, attribute), share, _top_per_row(trans, neighbors), trans_out,
+                   latest_times(users, times, data.n_users, timed="timestamp" in ev.columns))
 
     def save(self, path: Path) -> None:
         """Write the statistics as one safetensors file (numpy arrays, nothing pickled)."""
@@ -101,6 +110,8 @@ class ItemStats:
         tensors = {"pop_all": self.pop_all, "pop_recent": self.pop_recent, "age_days": self.age_days,
                    "user_events": self.user_events, "recent_share": np.array([self.recent_share]),
                    "trans_out": self.trans_out}
+        if self.user_last is not None:
+            tensors["user_last"] = self.user_last
         for name, mat in (("cooc", self.cooc), ("attributes", self.attributes), ("trans", self.trans)):
             tensors |= {f"{name}_indptr": mat.indptr.astype(np.int64), f"{name}_indices": mat.indices.astype(np.int64),
                         f"{name}_data": mat.data.astype(np.float32), f"{name}_shape": np.array(mat.shape, np.int64)}
@@ -119,7 +130,36 @@ class ItemStats:
             return sp.csr_matrix((t[f"{name}_data"], t[f"{name}_indices"], t[f"{name}_indptr"]), shape=shape)
 
         return cls(t["pop_all"], t["pop_recent"], t["age_days"], t["user_events"], csr("cooc"), csr("attributes"),
-                   float(t["recent_share"][0]), csr("trans"), t["trans_out"])
+                   float(t["recent_share"][0]), csr("trans"), t["trans_out"], t.get("user_last"))
+
+    def last_times(self, user_ids: np.ndarray) -> np.ndarray:
+        """Each user's latest event time in the window (seconds; NaN: unknown user, no event or no times)."""
+        users = np.asarray(user_ids, dtype=np.int64)
+        if self.user_last is None:
+            return np.full(users.shape, np.nan)
+        known = (users >= 0) & (users < len(self.user_last))
+        return np.where(known, self.user_last[np.where(known, users, 0)], np.nan)
+
+
+def latest_times(users: np.ndarray, times: np.ndarray, n_users: int, *, timed: bool = True) -> np.ndarray:
+    """Per user the largest of ``times`` over its events [n_users] (NaN: no event, or ``timed`` False)."""
+    out = np.full(n_users, np.nan)
+    if timed and len(users):
+        order = np.argsort(times, kind="stable")
+        out[users[order]] = times[order]  # later writes win: the latest time per user
+    return out
+
+
+def request_times(events: pl.DataFrame, n_users: int) -> np.ndarray:
+    """Per internal user id the time of its earliest event in ``events`` (seconds; NaN: no event or no
+    timestamps): the request time of an offline row whose labels are those events."""
+    out = np.full(n_users, np.nan)
+    if "timestamp" not in events.columns or not events.height:
+        return out
+    users = events.get_column("user_id").to_numpy().astype(np.int64)
+    order = np.argsort(-_seconds(events), kind="stable")
+    out[users[order]] = _seconds(events)[order]  # later writes win: the earliest time per user
+    return out
 
 
 def _seconds(events: pl.DataFrame) -> np.ndarray:
@@ -266,14 +306,25 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return v / np.where(norms > 0, norms, 1.0)
 
 
+def since_last_days(batch: RankBatch, stats: ItemStats) -> np.ndarray:
+    """Per row: (request time − the user's latest event time) / 1 day, the latest of the statistics' window and the
+    row's fresh events; NaN where the request's time or every event time is unknown; never below 0."""
+    rows = len(batch.item_ids)
+    latest = stats.last_times(batch.user_ids)
+    if batch.fresh_times is not None:
+        latest = np.fmax(latest, np.asarray(batch.fresh_times, np.float64))
+    times = np.full(rows, np.nan) if batch.times is None else np.asarray(batch.times, np.float64)
+    return np.maximum((times - latest) / DAY, 0.0)
+
+
 def candidate_features(batch: RankBatch, stats: ItemStats, sources: Sequence[str], *, last_n: int = 20,
-                       seq_scores: np.ndarray | None = None,
-                       item_vectors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       seq_scores: np.ndarray | None = None, item_vectors: np.ndarray | None = None,
+                       recency: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(features [n valid candidates, F] float32 in :func:`feature_names` order, valid mask [B, C]).
 
     Rows are the valid candidates (item id >= 0) in row-major order; ``seq_scores`` [B, C] is the sequential
     model's score and ``item_vectors`` [items, d] unit item embeddings (each one's columns are present exactly
-    when it is given).
+    when it is given); ``recency`` adds :func:`since_last_days`.
     """
     ids = batch.item_ids
     valid = ids >= 0
@@ -298,5 +349,7 @@ def candidate_features(batch: RankBatch, stats: ItemStats, sources: Sequence[str
         columns.append(seq_scores)
     if item_vectors is not None:
         columns += _embedding_block(batch, item_vectors, last_n, known_item & (ids < len(item_vectors)))
+    if recency:
+        columns.append(np.broadcast_to(since_last_days(batch, stats)[:, None], ids.shape))
     matrix = np.stack([np.asarray(c, np.float64)[valid] for c in columns], axis=1).astype(np.float32)
     return matrix, valid

@@ -57,10 +57,16 @@ class CandidateFeatureRanker:
     name: str  # the subclass's ranker name (in logs and errors)
     objectives: tuple[str, ...] = (RELEVANCE,)
     needs_history = False
+    recency = False
+
+    @property
+    def needs_times(self) -> bool:
+        """Whether the ranker reads request times and the users' fresh event times (the recency feature)."""
+        return self.recency
 
     def _set_feature_inputs(self, sources: Sequence[str], stats: ItemStats, *, last_n: int,
                             sequential: CandidateSource | None, report: dict[str, Any] | None, base: str | None,
-                            embedding: str | None) -> None:
+                            embedding: str | None, recency: bool = False) -> None:
         """Keep the feature inputs and check that ``base`` and ``embedding`` name sources."""
         self.sources = list(sources)
         self.stats = stats
@@ -69,8 +75,9 @@ class CandidateFeatureRanker:
         self.report = report or {}
         self.base = base
         self.embedding = embedding
+        self.recency = recency
         self._vectors: tuple[int, np.ndarray | None] = (0, None)
-        self.feature_names = feature_names(self.sources, sequential is not None, embedding is not None)
+        self.feature_names = feature_names(self.sources, sequential is not None, embedding is not None, recency)
         for role, name in (("base", base), ("embedding", embedding)):
             if name is not None and name not in self.sources:
                 raise ValueError(f"{role} source {name!r} is not among the sources {self.sources}")
@@ -91,7 +98,7 @@ class CandidateFeatureRanker:
         """The feature matrix of the batch's valid candidates and their mask [B, C] (the training code path)."""
         return candidate_features(batch, self.stats, self.sources, last_n=self.last_n,
                                   seq_scores=sequential_scores(self.sequential, batch),
-                                  item_vectors=self._item_vectors(batch.sources))
+                                  item_vectors=self._item_vectors(batch.sources), recency=self.recency)
 
     def keep_states(self, capacity: int) -> None:
         """Cache the sequential scorer's user states when it can (a no-op otherwise)."""
@@ -116,14 +123,15 @@ class LambdaRankRanker(CandidateFeatureRanker):
 
     def __init__(self, model_text: str, sources: Sequence[str], stats: ItemStats, *, last_n: int = 20,
                  sequential: CandidateSource | None = None, report: dict[str, Any] | None = None,
-                 threads: int = 1, base: str | None = None, embedding: str | None = None) -> None:
+                 threads: int = 1, base: str | None = None, embedding: str | None = None,
+                 recency: bool = False) -> None:
         import lightgbm
 
         self.model_text = model_text
         self.booster = lightgbm.Booster(model_str=model_text)
         self.threads = threads
         self._set_feature_inputs(sources, stats, last_n=last_n, sequential=sequential, report=report, base=base,
-                                 embedding=embedding)
+                                 embedding=embedding, recency=recency)
         if self.booster.num_feature() != len(self.feature_names):
             raise ValueError(f"the model reads {self.booster.num_feature()} features, the ranker builds "
                              f"{len(self.feature_names)} ({self.feature_names})")
@@ -151,7 +159,7 @@ class LambdaRankRanker(CandidateFeatureRanker):
         seq = save_feature_inputs(folder, self.stats, self.sequential, sources)
         meta = {"format": FORMAT, "model_sha256": _sha256(self.model_text), "sources": self.sources,
                 "features": self.feature_names, "last_n": self.last_n, "sequential": seq, "base": self.base,
-                "embedding": self.embedding, "report": self.report}
+                "embedding": self.embedding, "recency": self.recency, "report": self.report}
         write_text_atomic(folder / META_FILE, json.dumps(meta, indent=1) + "\n")
         return "ranker"
 
@@ -171,7 +179,7 @@ class LambdaRankRanker(CandidateFeatureRanker):
         sequential = load_sequential(root, meta.get("sequential"), sources, read_source)
         ranker = cls(text, [str(s) for s in meta["sources"]], ItemStats.load(folder / STATS_FILE),
                      last_n=int(meta["last_n"]), sequential=sequential, report=meta.get("report") or {},
-                     base=meta.get("base"), embedding=meta.get("embedding"))
+                     base=meta.get("base"), embedding=meta.get("embedding"), recency=bool(meta.get("recency", False)))
         ranker._check_saved_features(meta, folder / META_FILE)
         return ranker
 

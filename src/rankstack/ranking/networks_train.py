@@ -14,6 +14,8 @@ import polars as pl
 import torch
 import torch.nn.functional as F
 
+from rankstack import data_parallel
+from rankstack.data_parallel import Step
 from rankstack.errors import ConfigError
 from rankstack.evaluation.early_stopping_train import Deadline
 from rankstack.evaluation.fit_summary import FitSummary, StoppedBy
@@ -114,40 +116,60 @@ def _train(ranker: MultiTaskRanker, tr: EncodedBatch, va: EncodedBatch, value_sc
            deadline: Deadline) -> None:
     """Adam over shuffled rows; after an epoch without validation gain, back to the best weights with the step
     times ``lr_decay``; stops after ``patience`` such epochs, at ``epochs`` or at the ``deadline`` (asked before
-    every batch, keeping back one validation pass's time; a cut epoch is dropped) and keeps the best."""
+    every batch, keeping back one validation pass's time; a cut epoch is dropped) and keeps the best.
+
+    Data-parallel (:mod:`rankstack.data_parallel`): every replica draws the same row order and trains on its part of
+    each batch, DDP averaging the gradients; replica 0 computes the validation loss for all; each finished epoch is
+    a checkpoint, and a restarted run continues after the last one."""
     cfg, net = ranker.config, ranker.net_
     assert net is not None
+    dp = data_parallel.current()
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)  # draws only the order: the same on every replica
     best, best_state, stale, best_epoch = np.inf, copy.deepcopy(net.state_dict()), 0, None
     ranker.history_ = []
     curve: list[tuple[int, float]] = []
     done, validation_s = 0, 0.0
+    resumed = dp.restore()
+    if resumed is not None:
+        net.load_state_dict(resumed["net"])
+        opt.load_state_dict(resumed["opt"])
+        gen.set_state(resumed["gen"])
+        torch.set_rng_state(resumed["torch_rng"])  # dropout's draws
+        best, best_state, stale = float(resumed["best"]), resumed["best_state"], int(resumed["stale"])
+        best_epoch = None if resumed["best_epoch"] < 0 else int(resumed["best_epoch"])
+        ranker.history_, curve = list(resumed["history"]), [(int(e), float(v)) for e, v in resumed["curve"]]
+        done, validation_s = int(resumed["epoch"]), float(resumed["validation_s"])
+        deadline.t0 = time.perf_counter() - float(resumed["elapsed"])
+    step = dp.wrap(Step(net, lambda batch: _loss(ranker, batch, value_scale)))
     stopped_by: StoppedBy = "epochs"
     with new_progress() as progress:
-        task = progress.add_task("multitask", total=cfg.epochs)
-        for epoch in range(1, cfg.epochs + 1):
+        task = progress.add_task("multitask", total=cfg.epochs, completed=done)
+        for epoch in range(done + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             net.train()
             order = torch.randperm(len(tr), generator=gen).to(ranker.device)
             total, cut = 0.0, False
             for start in range(0, len(tr), cfg.batch_size):
-                if start and deadline.expired(validation_s):  # every epoch it starts runs one batch at least
-                    cut = True
+                if start and deadline.budget_s is not None and dp.any(deadline.expired(validation_s)):
+                    cut = True  # every epoch it starts runs one batch at least
                     break
-                batch = tr.take(order[start : start + cfg.batch_size])
-                loss = _loss(ranker, batch, value_scale)
+                whole = order[start : start + cfg.batch_size]
+                if len(whole) < dp.world:
+                    break
+                batch = tr.take(dp.part(whole))
+                loss = step(batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * len(batch)
-                progress.update(task, advance=len(batch) / len(tr))
+                progress.update(task, advance=len(whole) / len(tr))
             if cut:
                 stopped_by = "budget"
                 break
             done = epoch
             t1 = deadline.elapsed()
-            val = _eval_loss(ranker, va, value_scale)
+            val = dp.lead(lambda: _eval_loss(ranker, va, value_scale))
             validation_s = deadline.elapsed() - t1
             curve.append((epoch, val))
             ranker.history_.append({"epoch": epoch, "train_loss": total / len(tr), "validation_loss": val,
@@ -163,9 +185,16 @@ def _train(ranker: MultiTaskRanker, tr: EncodedBatch, va: EncodedBatch, value_sc
                 net.load_state_dict(best_state)  # back to the best epoch, continue with a smaller step
                 for group in opt.param_groups:
                     group["lr"] *= cfg.lr_decay
-            if epoch < cfg.epochs and deadline.expired(validation_s):
+            if epoch < cfg.epochs and deadline.budget_s is not None and dp.any(deadline.expired(validation_s)):
                 stopped_by = "budget"
                 break
+            if dp.checkpoints:  # alone, nothing is built (nor the clock read) for a checkpoint
+                dp.checkpoint(epoch, ranker.history_[-1], {
+                    "epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "best": best, "best_state": best_state, "stale": stale,
+                    "best_epoch": -1 if best_epoch is None else best_epoch, "history": ranker.history_,
+                    "curve": [list(c) for c in curve], "validation_s": validation_s, "elapsed": deadline.elapsed()})
     net.load_state_dict(best_state)
     ranker.fit_summary_ = FitSummary(done, best_epoch, stopped_by, cfg.epochs, "validation_loss", tuple(curve),
                                      higher_is_better=False, budget_s=cfg.time_budget_s,

@@ -167,11 +167,11 @@ class NeuralRanker(CandidateFeatureRanker):
 
     def __init__(self, net: RankingNet, config: NeuralRankerConfig, sources: Sequence[str], stats: ItemStats, *,
                  last_n: int = 20, sequential: CandidateSource | None = None, report: dict[str, Any] | None = None,
-                 base: str | None = None, embedding: str | None = None) -> None:
+                 base: str | None = None, embedding: str | None = None, recency: bool = False) -> None:
         self.net = net.eval()
         self.config = config
         self._set_feature_inputs(sources, stats, last_n=last_n, sequential=sequential, report=report, base=base,
-                                 embedding=embedding)
+                                 embedding=embedding, recency=recency)
         if len(net.scale.mean) != len(self.feature_names):
             raise ValueError(f"the network reads {len(net.scale.mean)} features, the ranker builds "
                              f"{len(self.feature_names)} ({self.feature_names})")
@@ -201,7 +201,7 @@ class NeuralRanker(CandidateFeatureRanker):
         meta = {"format": FORMAT, "weights_sha256": _sha256(data), "config": self.config.model_dump(mode="json"),
                 "sources": self.sources, "features": self.feature_names, "missing": len(self.net.scale.missing),
                 "last_n": self.last_n, "sequential": seq, "base": self.base, "embedding": self.embedding,
-                "report": self.report}
+                "recency": self.recency, "report": self.report}
         write_text_atomic(folder / META_FILE, json.dumps(meta, indent=1) + "\n")
         return "ranker"
 
@@ -222,6 +222,7 @@ class NeuralRanker(CandidateFeatureRanker):
         ranker = cls(net, config, [str(s) for s in meta["sources"]], ItemStats.load(folder / STATS_FILE),
                      last_n=int(meta["last_n"]), sequential=load_sequential(root, meta.get("sequential"), sources,
                                                                              read_source),
-                     report=meta.get("report") or {}, base=meta.get("base"), embedding=meta.get("embedding"))
+                     report=meta.get("report") or {}, base=meta.get("base"), embedding=meta.get("embedding"),
+                     recency=bool(meta.get("recency", False)))
         ranker._check_saved_features(meta, folder / META_FILE)
         return ranker

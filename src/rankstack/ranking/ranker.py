@@ -36,7 +36,9 @@ class RankBatch:
     ``user_ids`` [B] internal (-1: unknown user); ``item_ids`` [B, C] candidates (-1 pads); ``histories`` each
     row's recent items, oldest first; ``contexts`` each request's context mapping; ``source_scores`` each
     source's retrieval score [B, C] (NaN where it did not retrieve the item); ``sources`` the pipeline's fitted
-    sources (for score features); ``exposures`` the row's logged events, or None without a state store.
+    sources (for score features); ``exposures`` the row's logged events, or None without a state store;
+    ``times`` each request's time (epoch seconds, NaN: unknown) and ``fresh_times`` the time of each row's latest
+    fresh click or conversion from the state store (NaN: none), or None when not gathered.
     """
 
     user_ids: np.ndarray
@@ -46,6 +48,8 @@ class RankBatch:
     source_scores: Mapping[str, np.ndarray] = field(default_factory=lambda: _NO_SCORES)
     sources: Mapping[str, CandidateSource] = field(default_factory=lambda: _NO_SOURCES)
     exposures: Exposures | None = None
+    times: np.ndarray | None = None
+    fresh_times: np.ndarray | None = None
 
 
 class Ranker(Protocol):

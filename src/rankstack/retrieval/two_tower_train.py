@@ -13,7 +13,9 @@ import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 
+from rankstack import data_parallel
 from rankstack.data.dataset import Dataset
+from rankstack.data_parallel import Step
 from rankstack.device import resolve_device
 from rankstack.evaluation.early_stopping_train import Deadline, EarlyStopping, Validation
 from rankstack.evaluation.fit_summary import StoppedBy
@@ -126,15 +128,24 @@ def _autocast(model: TwoTower) -> contextlib.AbstractContextManager[Any]:
 def _train(model: TwoTower, seqs: list[np.ndarray], graph: sp.csr_matrix, val: sp.csr_matrix | None,
            deadline: Deadline) -> None:
     """Adam over the shuffled events each epoch until ``epochs``, patience or ``deadline``; keeps the weights of
-    the best validation recall@eval_k (else of the last completed epoch), then embeds every user and item."""
+    the best validation recall@eval_k (else of the last completed epoch), then embeds every user and item.
+
+    Data-parallel (:mod:`rankstack.data_parallel`): every replica draws the same event order and trains on its part
+    of each batch (its in-batch negatives are its part's items), DDP averaging the gradients; replica 0 validates
+    for all; each finished epoch is a checkpoint, and a restarted run continues after the last one."""
     cfg, dev, net = model.config, model.device_, model.net_
+    dp = data_parallel.current()
     n_items = graph.shape[1]
     items_np, users_np, starts_np = flatten_sequences(seqs, val)
     lengths_np = np.searchsorted(users_np, users_np, side="right") - starts_np
     flat, users, starts, lengths = (torch.from_numpy(a).to(dev) for a in (items_np, users_np, starts_np, lengths_np))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    freq = StreamingFrequency(n_items, cfg.batch_size, cfg.logq_alpha, dev)
+    freq = StreamingFrequency(n_items, max(cfg.batch_size // dp.world, 1), cfg.logq_alpha, dev)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
+    order = gen  # alone, one stream draws the order and the batch randomness, as it always has
+    if dp.active:  # the same order on every replica, each its own dropout masks and uniform negatives
+        order = torch.Generator(device=dev).manual_seed(cfg.seed)
+        gen.manual_seed(cfg.seed + 1 + dp.rank)
     validation = Validation(graph, val, cfg.eval_k, dev) if val is not None else None
     item_count = torch.from_numpy(np.asarray(graph.sum(axis=0)).ravel()).to(dev)
     stop: EarlyStopping[dict[str, torch.Tensor]] = EarlyStopping(
@@ -143,38 +154,52 @@ def _train(model: TwoTower, seqs: list[np.ndarray], graph: sp.csr_matrix, val: s
     last_state: dict[str, torch.Tensor] | None = None  # the last completed epoch's weights, kept under a budget
     n = flat.numel()
     done, cut = 0, False
+    resumed = dp.restore()
+    if resumed is not None:
+        net.load_state_dict(resumed["net"])
+        opt.load_state_dict(resumed["opt"])
+        gen.set_state(resumed["gen"])
+        torch.set_rng_state(resumed["torch_rng"])  # dropout's draws
+        order.set_state(resumed["order"])
+        stop.load_state(resumed["stop"])
+        freq.step, freq.last, freq.gap = int(resumed["freq_step"]), resumed["freq_last"], resumed["freq_gap"]
+        model.history_, last_state, done = list(resumed["history"]), resumed["last_state"], int(resumed["epoch"])
+    step = dp.wrap(Step(net, lambda items, u, hist: batch_loss(model, items, u, hist, freq, gen)))
     stopped_by: StoppedBy = "epochs"
     with new_progress() as progress:
-        task = progress.add_task("two-tower", total=cfg.epochs)
-        for epoch in range(1, cfg.epochs + 1):
+        task = progress.add_task("two-tower", total=cfg.epochs, completed=done)
+        for epoch in range(done + 1, cfg.epochs + 1):
             net.train()
-            perm = torch.randperm(n, device=dev, generator=gen)
-            epoch_flat = flat[shuffle_within_users(users, gen)] if model.history_order_ == "set" else flat
+            perm = torch.randperm(n, device=dev, generator=order)
+            epoch_flat = flat[shuffle_within_users(users, order)] if model.history_order_ == "set" else flat
             total = 0.0
             for start in range(0, n, cfg.batch_size):
-                if start and stop.time_to_stop():  # every epoch it starts runs one batch at least
+                if start and stop.budget_s is not None and dp.any(stop.time_to_stop()):  # one batch at least
                     cut = True
                     break
-                pos = perm[start : start + cfg.batch_size]
+                whole = perm[start : start + cfg.batch_size]
+                if len(whole) < dp.world:
+                    break
+                pos = dp.part(whole)
                 if model.history_order_ == "set":
                     hist = set_history(epoch_flat, pos, starts[pos], lengths[pos], cfg.history_len)
                 else:
                     hist = causal_history(flat, pos, starts[pos], cfg.history_len)
-                loss = batch_loss(model, epoch_flat[pos], users[pos], hist, freq, gen)
+                loss = step(epoch_flat[pos], users[pos], hist)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * len(pos)
-                progress.update(task, advance=len(pos) / n)
+                progress.update(task, advance=len(whole) / n)
             if cut:
                 stopped_by = "budget"
                 break
             done = epoch
             row: dict[str, float] = {"epoch": epoch, "wall_s": stop.elapsed(), "loss": total / n}
-            out_of_time = stop.time_to_stop(row["wall_s"])
+            out_of_time = stop.budget_s is not None and dp.any(stop.time_to_stop(row["wall_s"]))
             if validation is not None and stop.due(epoch, out_of_time):
-                metrics = stop.validate(lambda: validation.of_embeddings(
-                    *_embed_all(model, _histories(model, seqs, val), item_count)))
+                metrics = stop.validate(lambda: dp.lead(lambda: validation.of_embeddings(
+                    *_embed_all(model, _histories(model, seqs, val), item_count))))
                 row.update(metrics)
                 score = metrics[validation.key]
                 stop.record(epoch, score, lambda: {k: v.detach().clone() for k, v in net.state_dict().items()})
@@ -188,6 +213,12 @@ def _train(model: TwoTower, seqs: list[np.ndarray], graph: sp.csr_matrix, val: s
                 break
             if deadline.budget_s is not None and validation is None:
                 last_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            if dp.checkpoints:  # alone, nothing is built (nor the clock read) for a checkpoint
+                dp.checkpoint(epoch, row, {
+                    "epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "order": order.get_state(), "stop": stop.state(), "history": model.history_,
+                    "last_state": last_state, "freq_step": freq.step, "freq_last": freq.last, "freq_gap": freq.gap})
     best_epoch: int | None = done
     if stop.best_state is not None:
         net.load_state_dict(stop.best_state)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Protocol, cast
 
 import torch
 from torch import nn
@@ -39,16 +39,30 @@ class CausalBlock(nn.Module):
 
     def infer(self, x: torch.Tensor, allowed: torch.Tensor | None, last_only: bool) -> torch.Tensor:
         """Eval-mode ``forward`` without dropout or pad zeroing; ``allowed`` None means every row is full
-        (plain causal attention); ``last_only`` returns just the last position [B, 1, D]."""
+        (plain causal attention); ``last_only`` returns just the last position [B, 1, D].
+
+        The same operations as ``forward``, called as functions on the weights (each submodule's ``__call__`` and
+        the identity dropouts cost ~5% of a small serving batch's pass), and the last block projects the query of
+        the last position only."""
         b, length, dim = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.heads, dim // self.heads).unbind(2)
-        if last_only:  # the last query attends to every (allowed) key: no causal mask needed
-            q, x = q[:, -1:], x[:, -1:]
+        ln1, ln2 = self.norm1, self.norm2
+        ffn_in, gelu, ffn_out = cast(nn.Linear, self.ffn[0]), cast(nn.GELU, self.ffn[1]), cast(nn.Linear, self.ffn[3])
+        h = F.layer_norm(x, ln1.normalized_shape, ln1.weight, ln1.bias, ln1.eps)
+        w, bias, split = self.qkv.weight, self.qkv.bias, (b, -1, self.heads, dim // self.heads)
+        if last_only:  # the last query attends to every (allowed) key: no causal mask, one query row
+            q = F.linear(h[:, -1:], w[:dim], bias[:dim]).view(split)
+            k, v = F.linear(h, w[dim:], bias[dim:]).view(b, length, 2, self.heads, dim // self.heads).unbind(2)
+            x = x[:, -1:]
             allowed = None if allowed is None else allowed[:, :, -1:]
+        else:
+            q, k, v = F.linear(h, w, bias).view(b, length, 3, self.heads, dim // self.heads).unbind(2)
         attn = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                               attn_mask=allowed, is_causal=allowed is None and not last_only)
-        x = x + self.out(attn.transpose(1, 2).reshape(b, x.shape[1], dim))
-        return x + self.ffn(self.norm2(x))
+        x = x + F.linear(attn.transpose(1, 2).reshape(b, x.shape[1], dim), self.out.weight, self.out.bias)
+        h = F.layer_norm(x, ln2.normalized_shape, ln2.weight, ln2.bias, ln2.eps)
+        h = F.linear(F.gelu(F.linear(h, ffn_in.weight, ffn_in.bias), approximate=gelu.approximate),
+                     ffn_out.weight, ffn_out.bias)
+        return x + h
 
 
 class SASRecShape(Protocol):
@@ -115,15 +129,26 @@ class SASRecNet(nn.Module):
         if length > self.max_len:
             raise ValueError(f"sequence length {length} exceeds max_len {self.max_len}")
         valid = seq > 0
-        x = self.items(seq) * math.sqrt(self.dim) + self.positions.weight[self.max_len - length:]
+        x = F.embedding(seq, self.items.weight) * math.sqrt(self.dim) + self.positions.weight[self.max_len - length:]
         allowed = None
         if not bool(valid.all()):
-            causal = torch.ones(length, length, dtype=torch.bool, device=seq.device).tril()
-            eye = torch.eye(length, dtype=torch.bool, device=seq.device)
-            allowed = ((causal & valid[:, None, :]) | eye).unsqueeze(1)
+            causal, eye = self._masks(seq.device)
+            allowed = ((causal[-length:, -length:] & valid[:, None, :]) | eye[:length, :length]).unsqueeze(1)
         blocks: list[CausalBlock] = list(self.blocks)  # type: ignore[arg-type]
         for i, block in enumerate(blocks):
             x = block.infer(x, allowed, last_only=i == len(blocks) - 1)
         if not blocks:
             x = x[:, -1:]
-        return self.norm(x[:, 0]) * valid[:, -1:]
+        norm = self.norm
+        return F.layer_norm(x[:, 0], norm.normalized_shape, norm.weight, norm.bias, norm.eps) * valid[:, -1:]
+
+    _mask_cache: tuple[torch.device, torch.Tensor, torch.Tensor] | None = None
+
+    def _masks(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The causal (lower-triangular) and identity masks of ``max_len`` on ``device``, built once (the serving
+        path slices them instead of building two small tensors per call)."""
+        cached = self._mask_cache
+        if cached is None or cached[0] != device:
+            causal = torch.ones(self.max_len, self.max_len, dtype=torch.bool, device=device).tril()
+            cached = self._mask_cache = (device, causal, torch.eye(self.max_len, dtype=torch.bool, device=device))
+        return cached[1], cached[2]

@@ -156,7 +156,7 @@ class SASRec(CandidateSource):
                 out.append(self.net_.last_hidden(seq).float())
         if not out:
             return torch.zeros(0, self.config.hidden_dim, device=self.device_)
-        return torch.cat(out)
+        return out[0] if len(out) == 1 else torch.cat(out)
 
     def score_histories(self, histories: Sequence[np.ndarray]) -> torch.Tensor:
         """Scores of every item [B, n_items] for each history (e.g. the training history plus fresh clicks)."""

@@ -13,7 +13,9 @@ import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 
+from rankstack import data_parallel
 from rankstack.data.dataset import Dataset
+from rankstack.data_parallel import Step
 from rankstack.device import resolve_device
 from rankstack.evaluation.early_stopping_train import Deadline, EarlyStopping, Validation
 from rankstack.evaluation.fit_summary import StoppedBy
@@ -80,14 +82,23 @@ def train_sasrec(model: SASRec, dataset: Dataset) -> None:
 def _train(model: SASRec, seqs: list[np.ndarray], val_users: np.ndarray, deadline: Deadline) -> None:
     """AdamW over shuffled users each epoch; keeps the weights of the best validation NDCG (without validation:
     of the last completed epoch). A ``time_budget_s`` that runs out inside an epoch discards that epoch's
-    updates (back to a completed epoch's weights) unless no epoch was completed yet; see ``budget_stop_``."""
+    updates (back to a completed epoch's weights) unless no epoch was completed yet; see ``budget_stop_``.
+
+    Data-parallel (:mod:`rankstack.data_parallel`): every replica draws the same user order and trains on its part
+    of each batch, DDP averaging the gradients; replica 0 validates for all; each finished epoch is a checkpoint,
+    and a restarted run continues after the last one."""
     cfg, dev, net = model.config, model.device_, model.net_
+    dp = data_parallel.current()
     table = SequenceTable(seqs, dev)
     rows = torch.from_numpy(np.flatnonzero([len(s) >= 2 for s in seqs])).to(dev)
     if rows.numel() == 0:
         raise ValueError("SASRec needs at least one user with two or more events to train on")
     gen = torch.Generator(device=dev)
     gen.manual_seed(cfg.seed)
+    order = gen  # alone, one stream draws the order and the batch randomness, as it always has
+    if dp.active:  # the same order on every replica, each its own negatives and window ends
+        order = torch.Generator(device=dev).manual_seed(cfg.seed)
+        gen.manual_seed(cfg.seed + 1 + dp.rank)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
     validate = _validator(model, seqs, val_users) if len(val_users) else None
     stop: EarlyStopping[dict[str, torch.Tensor]] = EarlyStopping(
@@ -96,12 +107,24 @@ def _train(model: SASRec, seqs: list[np.ndarray], val_users: np.ndarray, deadlin
     last_state: dict[str, torch.Tensor] | None = None  # end of the last completed epoch, kept under a budget
     model.best_epoch_, model.budget_stop_ = 0, None
     done = 0
+    resumed = dp.restore()
+    if resumed is not None:
+        net.load_state_dict(resumed["net"])
+        opt.load_state_dict(resumed["opt"])
+        gen.set_state(resumed["gen"])
+        torch.set_rng_state(resumed["torch_rng"])  # dropout's draws
+        order.set_state(resumed["order"])
+        stop.load_state(resumed["stop"])
+        model.history_, model.best_epoch_, last_state = list(resumed["history"]), resumed["best_epoch"], \
+            resumed["last_state"]
+        done = int(resumed["epoch"])
+    step = dp.wrap(Step(net, lambda inputs, targets: _loss(model, inputs, targets, gen)))
     stopped_by: StoppedBy = "epochs"
     with new_progress() as progress:
-        task = progress.add_task("SASRec", total=cfg.epochs)
-        for epoch in range(1, cfg.epochs + 1):
-            loss_sum, cut = _epoch(model, table, rows, opt, gen, stop, lambda share: progress.update(task,
-                                                                                                   advance=share))
+        task = progress.add_task("SASRec", total=cfg.epochs, completed=done)
+        for epoch in range(done + 1, cfg.epochs + 1):
+            loss_sum, cut = _epoch(model, step, table, rows, opt, (order, gen), stop,
+                                   lambda share: progress.update(task, advance=share))
             wall_s = stop.elapsed()
             if cut:  # back to the best validated or else the last completed epoch; none yet: keep what ran
                 if stop.best_state is None and last_state is not None:
@@ -112,11 +135,11 @@ def _train(model: SASRec, seqs: list[np.ndarray], val_users: np.ndarray, deadlin
                 break
             done = epoch
             row: dict[str, float] = {"epoch": epoch, "wall_s": wall_s, "loss": loss_sum / rows.numel()}
-            out_of_time = stop.time_to_stop(wall_s)
+            out_of_time = stop.budget_s is not None and dp.any(stop.time_to_stop(wall_s))
             if validate is None:
                 model.best_epoch_ = epoch
             elif stop.due(epoch, out_of_time):
-                metrics = stop.validate(validate)
+                metrics = stop.validate(lambda: dp.lead(validate))
                 row.update(metrics)
                 score = metrics[f"val_ndcg@{cfg.eval_k}"]
                 stop.record(epoch, score, lambda: copy.deepcopy(net.state_dict()))
@@ -132,6 +155,12 @@ def _train(model: SASRec, seqs: list[np.ndarray], val_users: np.ndarray, deadlin
                 break
             if cfg.time_budget_s is not None:
                 last_state = copy.deepcopy(net.state_dict())
+            if dp.checkpoints:  # alone, nothing is built (nor the clock read) for a checkpoint
+                dp.checkpoint(epoch, row, {
+                    "epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "order": order.get_state(), "stop": stop.state(), "history": model.history_,
+                    "best_epoch": model.best_epoch_, "last_state": last_state})
     if stop.best_state is not None:
         net.load_state_dict(stop.best_state)
     net.eval()
@@ -139,26 +168,32 @@ def _train(model: SASRec, seqs: list[np.ndarray], val_users: np.ndarray, deadlin
     model.fit_summary_ = stop.summary(done, stopped_by, best)
 
 
-def _epoch(model: SASRec, table: SequenceTable, rows: torch.Tensor, opt: torch.optim.Optimizer,
-           gen: torch.Generator, stop: EarlyStopping[dict[str, torch.Tensor]],
-           advance: Callable[[float], None]) -> tuple[float, bool]:
-    """One pass over the training users in shuffled batches: (Σ batch loss × batch size, whether the time
-    budget ran out before the last batch); ``advance`` gets each batch's share of the epoch."""
-    cfg, dev = model.config, model.device_
+def _epoch(model: SASRec, step: Callable[..., torch.Tensor], table: SequenceTable, rows: torch.Tensor,
+           opt: torch.optim.Optimizer, gens: tuple[torch.Generator, torch.Generator],
+           stop: EarlyStopping[dict[str, torch.Tensor]], advance: Callable[[float], None]) -> tuple[float, bool]:
+    """One pass over the training users in shuffled batches (``gens``: the order's generator, the batches'):
+    (Σ batch loss × batch size, whether the time budget ran out before the last batch); ``advance`` gets each
+    batch's share of the epoch. Data-parallel, each replica takes its part of every batch (a last batch smaller
+    than the number of replicas is left out) and the sums are this replica's."""
+    cfg, dev, dp = model.config, model.device_, data_parallel.current()
+    order, gen = gens
     model.net_.train()
-    perm = rows[torch.randperm(rows.numel(), device=dev, generator=gen)]
+    perm = rows[torch.randperm(rows.numel(), device=dev, generator=order)]
     total = torch.zeros((), device=dev)
     for start in range(0, perm.numel(), cfg.batch_size):
-        if start and stop.time_to_stop():  # every epoch it starts runs one batch at least
+        if start and stop.budget_s is not None and dp.any(stop.time_to_stop()):  # one batch at least per epoch
             return float(total), True  # the budget holds inside an epoch too (large catalogs on a CPU)
-        batch = perm[start : start + cfg.batch_size]
+        whole = perm[start : start + cfg.batch_size]
+        if len(whole) < dp.world:
+            break
+        batch = dp.part(whole)
         inputs, targets = table.windows(batch, cfg.max_len, table.sample_ends(batch, cfg.max_len, cfg.crop, gen))
-        loss = _loss(model, inputs, targets, gen)
+        loss = step(inputs, targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         total += loss.detach() * len(batch)
-        advance(len(batch) / perm.numel())
+        advance(len(whole) / perm.numel())
     return float(total), False
 
 

@@ -19,7 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
 from rankstack.events import Event
-from rankstack.state.store import StateStore, exposure_counts_many, recent_items_many
+from rankstack.state.store import StateStore, exposure_counts_many, latest_times_many, recent_items_many
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -148,6 +148,11 @@ class GuardedState:
                           events: Sequence[str] = ("click", "conversion")) -> list[list[str]]:
         """The store's answers (one batched read where it offers one), or no histories when it is down."""
         return self._read(lambda: recent_items_many(self.inner, user_ids, n, events=events), [[] for _ in user_ids])
+
+    def latest_times_many(self, user_ids: Sequence[str], *,
+                          events: Sequence[str] = ("click", "conversion")) -> list[float | None]:
+        """The store's answers, or no times when it is down."""
+        return self._read(lambda: latest_times_many(self.inner, user_ids, events=events), [None for _ in user_ids])
 
     def exposure_counts_many(self, user_ids: Sequence[str], *, since: float,
                              events: Sequence[str] = ("impression",)) -> list[dict[str, int]]:

@@ -133,6 +133,22 @@ class RedisStateStore:
             out.append(merge_recent(rows, n))
         return out
 
+    def latest_times_many(self, user_ids: Sequence[str], *,
+                          events: Sequence[str] = ("click", "conversion")) -> list[float | None]:
+        """Each user's latest event time of a kind in ``events`` (None: none kept), in one pipelined round trip."""
+        if not events or not user_ids:
+            return [None for _ in user_ids]
+        pipe = self._client.pipeline(transaction=False)
+        for user in user_ids:
+            for kind in events:
+                pipe.zrevrange(self._history_key(user, kind), 0, 0, withscores=True)
+        results = self._call(pipe.execute)
+        out: list[float | None] = []
+        for at in range(0, len(results), len(events)):
+            scores = [float(score) for result in results[at: at + len(events)] for _member, score in result]
+            out.append(max(scores) if scores else None)
+        return out
+
     def exposure_counts_many(self, user_ids: Sequence[str], *, since: float,
                              events: Sequence[str] = ("impression",)) -> list[dict[str, int]]:
         """``exposure_counts`` of each user, every user's reads in one pipelined round trip."""

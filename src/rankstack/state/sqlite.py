@@ -1,9 +1,10 @@
 """Embedded online state in one SQLite file: WAL mode, ``synchronous=FULL``, idempotent on ``event_id``.
 
-Durability: ``add_events`` commits one transaction per batch and returns only after the commit; with
+Durability: ``add_events`` returns only after the transaction holding its batch has committed (batches posted
+by concurrent threads share one transaction: ``rankstack.state.group_commit``); with
 WAL and ``synchronous=FULL`` SQLite fsyncs the write-ahead log on every commit, so an acknowledged event
 survives ``kill -9`` of the process and a power cut. (``NORMAL`` would survive ``kill -9`` but may lose
-the last commits on power loss, so we pay the one fsync per batch.)
+the last commits on power loss, so we pay the one fsync per transaction.)
 
 Retention: events are kept ``retention_s`` (default 30 days) after they arrived, then pruned (at most every
 10 minutes, by ``add_events``), their ids with them: a redelivery within that window is a duplicate.
@@ -27,6 +28,7 @@ from typing import Any
 from rankstack.errors import ConfigError
 from rankstack.events import Event
 from rankstack.state.feedback_log import LoggedEvent
+from rankstack.state.group_commit import GroupCommit
 from rankstack.state.shared import DEFAULT_RETENTION_S, StateStoreError, with_timestamps
 from rankstack.state.sqlite_files import DatabaseFiles
 
@@ -116,6 +118,7 @@ class SQLiteStateStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._read_lock = threading.Lock()
+        self._group: GroupCommit[list[Event], int] = GroupCommit(self._write_batches)
         self.files = DatabaseFiles(self.path)
         self.files.check_companions()
         try:
@@ -145,26 +148,34 @@ class SQLiteStateStore:
         self._conn.execute("INSERT OR REPLACE INTO health (id, checked_at) VALUES (1, ?)", (time.time(),))
 
     def add_events(self, events: Sequence[Event]) -> int:
-        """Store the batch in one durable transaction; events whose ``event_id`` is known are skipped."""
-        new = 0
+        """Store the batch durably; events whose ``event_id`` is known are skipped. Batches posted by concurrent
+        threads meanwhile share one transaction (group commit): one fsync for all, each caller answered after it."""
+        return self._group.submit(list(events))
+
+    def _write_batches(self, batches: list[list[Event]]) -> list[int]:
+        """Every batch in one durable transaction; the new events of each (``GroupCommit``'s write)."""
+        news = []
         with self._lock:
             self.files.check()
             try:
                 cur = self._conn.cursor()
                 now = time.time()
                 cur.execute("BEGIN IMMEDIATE")
-                for e in with_timestamps(events, now):
-                    cur.execute(
-                        "INSERT OR IGNORE INTO events (event_id, user_id, item_id, event, ts, request_id, value,"
-                        " propensity, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (e.event_id, e.user_id, e.item_id, e.event, e.timestamp, e.request_id, e.value, e.propensity,
-                         now),
-                    )
-                    if cur.rowcount == 1:
-                        new += 1
-                        pulls, reward = bandit_increment(e)
-                        if pulls or reward:
-                            cur.execute(_BANDIT_UPDATE, (e.item_id, pulls, reward))
+                for events in batches:
+                    new = 0
+                    for e in with_timestamps(events, now):
+                        cur.execute(
+                            "INSERT OR IGNORE INTO events (event_id, user_id, item_id, event, ts, request_id, value,"
+                            " propensity, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (e.event_id, e.user_id, e.item_id, e.event, e.timestamp, e.request_id, e.value,
+                             e.propensity, now),
+                        )
+                        if cur.rowcount == 1:
+                            new += 1
+                            pulls, reward = bandit_increment(e)
+                            if pulls or reward:
+                                cur.execute(_BANDIT_UPDATE, (e.item_id, pulls, reward))
+                    news.append(new)
                 if now - self._pruned_at >= PRUNE_EVERY_S:
                     self._prune(cur, now)
                 cur.execute("COMMIT")
@@ -173,7 +184,7 @@ class SQLiteStateStore:
                     self._conn.execute("ROLLBACK")
                 raise StateStoreError(f"SQLite state store {self.path}: {exc}") from exc
             self.files.check()  # deleted while we wrote: the commit went to a file nobody will open again
-        return new
+        return news
 
     def _prune(self, cur: sqlite3.Cursor, now: float) -> int:
         """Delete up to ``PRUNE_ROWS`` events that arrived over ``retention_s`` before ``now`` (ids and history)."""
@@ -237,6 +248,22 @@ class SQLiteStateStore:
             for user, item in rows:
                 out[user].append(item)
         return [list(out[u]) for u in user_ids]
+
+    def latest_times_many(self, user_ids: Sequence[str], *,
+                          events: Sequence[str] = ("click", "conversion")) -> list[float | None]:
+        """Each user's latest event time of a kind in ``events`` (None: no such event), from one query."""
+        out: dict[str, float | None] = dict.fromkeys(user_ids)
+        if not events or not user_ids:
+            return [None for _ in user_ids]
+        for chunk in _chunks(list(out)):
+            rows = self._query(
+                f"SELECT user_id, MAX(ts) FROM events WHERE user_id IN ({_marks(chunk)})"
+                f" AND event IN ({_marks(events)}) GROUP BY user_id",
+                (*chunk, *events),
+            )
+            for user, ts in rows:
+                out[user] = float(ts)
+        return [out[u] for u in user_ids]
 
     def exposure_counts_many(self, user_ids: Sequence[str], *, since: float,
                              events: Sequence[str] = ("impression",)) -> list[dict[str, int]]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 from rankstack.events import Event
 
 
@@ -57,6 +59,26 @@ def recent_items_many(state: StateStore, user_ids: Sequence[str], n: int, *,
     if callable(many):
         return list(many(user_ids, n, events=events))
     return [state.recent_items(u, n, events=events) for u in user_ids]
+
+
+def latest_times_many(state: StateStore, user_ids: Sequence[str], *,
+                      events: Sequence[str] = ("click", "conversion")) -> list[float | None]:
+    """Each user's latest event time of a kind in ``events`` where the store offers the read (both built-in
+    stores do); None for every user otherwise."""
+    latest = getattr(state, "latest_times_many", None)
+    if callable(latest):
+        return list(latest(user_ids, events=events))
+    return [None for _ in user_ids]
+
+
+def fresh_times(state: StateStore, user_ids: Sequence[str]) -> np.ndarray:
+    """:func:`latest_times_many` of the users' clicks and conversions as float seconds [B] (NaN: none, or the
+    store failed: a feature read never fails a request)."""
+    try:
+        times = latest_times_many(state, user_ids)
+    except Exception:
+        return np.full(len(user_ids), np.nan)
+    return np.array([np.nan if t is None else t for t in times], dtype=np.float64)
 
 
 def exposure_counts_many(state: StateStore, user_ids: Sequence[str], *, since: float,

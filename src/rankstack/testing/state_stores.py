@@ -68,6 +68,15 @@ class StateStoreConformance:
         assert store.exposure_counts("u", since=5.0, events=("impression", "click")) == {"i0": 3, "i1": 3}
         assert store.exposure_counts("u", since=100.0) == {}
 
+    def test_latest_times_per_user_and_kind(self, make_store: StoreFactory) -> None:
+        store = make_store()
+        store.add_events([ev("1", "u", "a", ts=100.0), ev("2", "u", "b", "conversion", ts=250.0),
+                          ev("3", "u", "c", "impression", ts=900.0), ev("4", "v", "a", ts=50.0)])
+        assert store.latest_times_many(["u", "v", "nobody"]) == [250.0, 50.0, None]
+        assert store.latest_times_many(["u"], events=("click",)) == [100.0]
+        assert store.latest_times_many(["u"], events=("impression",)) == [900.0]
+        assert store.latest_times_many([]) == []
+
     def test_bandit_stats_count_new_events_only(self, make_store: StoreFactory) -> None:
         store = make_store()
         batch = [ev("p1", "u", "a", "impression"), ev("p2", "v", "a", "impression"), ev("r1", "u", "a", "click"),
