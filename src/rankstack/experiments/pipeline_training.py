@@ -20,6 +20,7 @@ from rankstack.evaluation.evaluator import Evaluator
 from rankstack.experiments.evaluate_run import fit_and_eval_parts, held_out_label
 from rankstack.experiments.ltr_training import LambdaRankFit, fit_lambdarank_stage, fit_neural_stage
 from rankstack.experiments.offline import evaluate_model
+from rankstack.experiments.policy_features import fit_policy_features
 from rankstack.experiments.ranker_training import MultiTaskFit, evaluate_multitask, fit_multitask
 from rankstack.pipeline.components import build_source
 from rankstack.pipeline.config import LambdaRankStage, MultiTaskRankerStage, NeuralRankStage, PipelineConfig
@@ -94,8 +95,14 @@ def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log, lambdarank_f
     popular = sources.get("popular")
     fallback = popular if isinstance(popular, MostPopular) else MostPopular().fit(fit_data)
     catalog = ItemCatalog.from_dataset(fit_data) if fit_data.item_features is not None else None
+    policy = None
+    if config.exploration.learning is not None:
+        t0 = time.perf_counter()
+        policy = fit_policy_features(config.exploration.learning, fit_data)
+        log(f"exploration {config.exploration.policy}: policy features fitted in {time.perf_counter() - t0:.1f} s")
     return PipelineParts(config=config, sources=sources, fallback=fallback, user_map=fit_data.user_map,
-                         item_map=fit_data.item_map, histories=fit_data.sequences(), ranker=ranker, catalog=catalog)
+                         item_map=fit_data.item_map, histories=fit_data.sequences(), ranker=ranker, catalog=catalog,
+                         policy=policy)
 
 
 def _stop_note(model: CandidateSource) -> str:

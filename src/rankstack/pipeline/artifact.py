@@ -17,6 +17,10 @@ Layout::
     catalog.parquet           item attributes for filters, rules and the value model (when the data has them)
     indexes/<name>/           the vector index of each source with an ``index`` stage (FAISS files; an exact
                               index has none: it is rebuilt from the source's item vectors)
+    policy/                   the learning exploration stage (learning policies only): features.safetensors (user
+                              and item vectors) and state.safetensors (statistics from the training log, when it has
+                              impressions); what it learns online lives in the state store
+                              (rankstack.pipeline.online_policy)
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from rankstack.io import atomic_write, current_umask, sha256_file
 from rankstack.pipeline import components
 from rankstack.pipeline.config import IndexStage, PipelineConfig, validate_pipeline_config
 from rankstack.pipeline.integrity import MANIFEST, artifact_key, listed_path, seal, verify_artifact
+from rankstack.pipeline.online_policy import PolicyFeatures
 from rankstack.pipeline.parts import PipelineParts, new_index, source_index
 from rankstack.ranking.ranker import StoredRanker
 from rankstack.reranking.catalog import ItemCatalog
@@ -87,6 +92,9 @@ def _write_parts(parts: PipelineParts, root: Path) -> dict[str, Any]:
         with atomic_write(root / "catalog.parquet") as tmp:
             parts.catalog.table.write_parquet(tmp)
     components["indexes"] = _write_indexes(parts, root)
+    if parts.policy is not None:
+        parts.policy.save(root / "policy")
+        components["policy"] = "policy"
     return components
 
 
@@ -180,7 +188,8 @@ def _check_inside(root: Path, components: Any) -> None:
     indexes = components.get("indexes", {})
     if not isinstance(indexes, dict):
         raise ArtifactError(f"{root / MANIFEST}: field 'components.indexes' is malformed")
-    paths = [*components["sources"].values(), *indexes.values(), components.get("ranker"), components.get("fallback")]
+    paths = [*components["sources"].values(), *indexes.values(), components.get("ranker"), components.get("fallback"),
+             components.get("policy")]
     for rel in paths:
         if rel is not None:
             listed_path(root, rel, "components")
@@ -223,6 +232,13 @@ def load_artifact(root: Path, *, key: bytes | None = None) -> PipelineParts:
             catalog = ItemCatalog(pl.read_parquet(root / "catalog.parquet"), len(item_map), item_map)
         current = "vector indexes"
         indexes = _read_indexes(root, config, sources, comps.get("indexes", {}))
+        current = "policy features"
+        policy = None
+        if config.exploration.learns:
+            if not comps.get("policy"):
+                raise ArtifactError(f"{root}: exploration.policy {config.exploration.policy!r} learns online but the "
+                                    "artifact has no policy features (train it again)")
+            policy = PolicyFeatures.load(root / comps["policy"], len(user_map), len(item_map))
     except ArtifactError:
         raise
     except Exception as exc:
@@ -240,4 +256,5 @@ def load_artifact(root: Path, *, key: bytes | None = None) -> PipelineParts:
     if len(histories) != len(user_map):
         raise ArtifactError(f"{root / 'histories.safetensors'}: {len(histories)} users, expected {len(user_map)}")
     return PipelineParts(config=config, sources=sources, fallback=fallback, user_map=user_map, item_map=item_map,
-                         histories=histories, ranker=ranker, catalog=catalog, manifest=manifest, indexes=indexes)
+                         histories=histories, ranker=ranker, catalog=catalog, manifest=manifest, indexes=indexes,
+                         policy=policy)

@@ -50,6 +50,13 @@ REGISTRY: dict[str, dict[str, tuple[str, str | None]]] = {
         "greedy": ("rankstack.bandits.exploration:Greedy", None),
         "epsilon_greedy": ("rankstack.bandits.exploration:EpsilonGreedy", None),
         "softmax": ("rankstack.bandits.exploration:Softmax", None),
+        # learning policies: the pipeline's OnlinePolicy chooses with these (rankstack.pipeline.online_policy)
+        "linucb": ("rankstack.bandits.pool_policies:linucb", "rankstack.pipeline.config:LearningSettings"),
+        "lints": ("rankstack.bandits.pool_policies:lints", "rankstack.pipeline.config:LearningSettings"),
+        "squarecb": ("rankstack.bandits.pool_policies:squarecb", "rankstack.pipeline.config:LearningSettings"),
+        "bernoulli_ts": ("rankstack.bandits.pool_policies:bernoulli_ts", "rankstack.pipeline.config:LearningSettings"),
+        "ridge_epsilon_greedy": ("rankstack.bandits.pool_policies:ridge_epsilon_greedy",
+                                 "rankstack.pipeline.config:LearningSettings"),
     },
     "index": {
         "exact": ("rankstack.index.exact:ExactIndex", "rankstack.index.exact:ExactIndexConfig"),

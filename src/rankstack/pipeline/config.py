@@ -378,18 +378,74 @@ class ValueStage(_Strict):
     normalize: bool = True
 
 
+LEARNING_POLICIES = ("linucb", "lints", "squarecb", "bernoulli_ts", "ridge_epsilon_greedy")
+
+
+class LearningSettings(_Strict):
+    """An exploration stage that learns online from the service's feedback (``rankstack.pipeline.online_policy``).
+
+    One shared model over per-(user, candidate) features φ = [1, y_item, x_user ⊙ y_item], where x and y are
+    ``dim``-dimensional unit vectors of a truncated SVD of the training interactions (fitted at train time, saved
+    with the artifact): the state is O(dim²) whatever the catalogue (plus two counters per item for
+    ``bernoulli_ts``). Impressions are pulls, a ``click`` adds ``click_reward`` and a ``conversion``
+    ``conversion_reward`` (integers: the statistics are exact sums). ``prior_weight`` × 1/log2(2 + pool
+    position) is added to every score, so the untrained policy keeps the upstream order.
+    """
+
+    dim: int = Field(default=8, ge=1, le=64, description="SVD dimensions of the user and item vectors")
+    alpha: float = Field(default=0.5, ge=0.0, description="linucb: width of the confidence bonus")
+    v: float = Field(default=0.1, gt=0.0, description="lints: posterior scale")
+    gamma: float = Field(default=1000.0, ge=0.0, description="squarecb: inverse-gap weighting strength")
+    ridge: float = Field(default=1.0, gt=0.0, description="λ of A = λI + Σφφᵀ")
+    beta_prior: tuple[float, float] = Field(default=(1.0, 1.0), description="bernoulli_ts: Beta(α₀, β₀)")
+    prior_weight: float = Field(default=0.05, ge=0.0, description="weight of the upstream order's offset")
+    click_reward: int = Field(default=1, ge=0, le=1000)
+    conversion_reward: int = Field(default=0, ge=0, le=1000)
+    propensity_samples: int = Field(default=100, ge=0, le=10_000, description="Monte-Carlo draws (Thompson)")
+    sync_every_s: float = Field(default=0.2, gt=0.0, le=3600.0, description="how often a worker folds new events")
+    checkpoint_every_s: float = Field(default=5.0, gt=0.0, le=86_400.0, description="how often it saves its state")
+    warm_start: bool = Field(default=True, description=(
+        "start from the training log's impressions, clicks and conversions (logs with impressions only)"))
+
+    @field_validator("beta_prior")
+    @classmethod
+    def _positive_prior(cls, prior: tuple[float, float]) -> tuple[float, float]:
+        if min(prior) <= 0:
+            raise ValueError(f"Beta prior parameters must be > 0, got {list(prior)}")
+        return prior
+
+
 class ExplorationStage(_Strict):
     """Picks the shown slate from the top ``pool`` re-ranked items and records each item's propensity.
 
     ``greedy``: the top k, propensity None. ``epsilon_greedy``: with probability ε a uniformly random slate
     from the pool. ``softmax``: items drawn with inclusion probability ∝ exp(score / temperature).
+    ``linucb``, ``lints``, ``squarecb``, ``bernoulli_ts``, ``ridge_epsilon_greedy`` (ε = ``epsilon``): learning
+    policies that update online from the service's feedback events, configured by ``learning``
+    (:class:`LearningSettings`; docs/bandits.md).
     """
 
-    policy: Literal["greedy", "epsilon_greedy", "softmax"] = "greedy"
+    policy: Literal["greedy", "epsilon_greedy", "softmax", "linucb", "lints", "squarecb", "bernoulli_ts",
+                    "ridge_epsilon_greedy"] = "greedy"
     epsilon: float = Field(default=0.05, ge=0.0, le=1.0)
     temperature: float = Field(default=1.0, gt=0.0)
     pool: int = Field(default=50, ge=1, le=10_000)
     seed: int = 0
+    learning: LearningSettings | None = None
+
+    @model_validator(mode="after")
+    def _learning_fits_the_policy(self) -> ExplorationStage:
+        if self.policy in LEARNING_POLICIES and self.learning is None:
+            self.learning = LearningSettings()
+        elif self.policy not in LEARNING_POLICIES and self.learning is not None:
+            raise ValueError(f"learning: settings for a learning policy ({', '.join(LEARNING_POLICIES)}), "
+                             f"but policy is {self.policy!r}")
+        return self
+
+    @property
+    def learns(self) -> bool:
+        """Whether the policy learns online from feedback."""
+        return self.policy in LEARNING_POLICIES
 
 
 class DeadlineConfig(_Strict):

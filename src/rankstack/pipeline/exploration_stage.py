@@ -20,11 +20,17 @@ from rankstack.pipeline.config import ExplorationStage
 
 # which of the exploration stage's settings each registered policy takes
 POLICY_SETTINGS: dict[str, tuple[str, ...]] = {"greedy": (), "epsilon_greedy": ("epsilon",),
-                                               "softmax": ("temperature",)}
+                                               "softmax": ("temperature",),
+                                               # the learning policies read the stage's ``learning`` block
+                                               "linucb": ("learning",), "lints": ("learning",),
+                                               "squarecb": ("learning",), "bernoulli_ts": ("learning",),
+                                               "ridge_epsilon_greedy": ("epsilon", "learning")}
 
 
 def stage_policy(stage: ExplorationStage) -> Policy:
-    """The bandit policy of an exploration stage, from the component registry."""
+    """The bandit policy of a stateless exploration stage, from the component registry."""
+    if stage.learns:
+        raise ValueError(f"{stage.policy!r} learns online: the pipeline's OnlinePolicy chooses its slates")
     return _policy(stage.policy, tuple(getattr(stage, name) for name in POLICY_SETTINGS[stage.policy]))
 
 
@@ -40,6 +46,8 @@ def explore(pool: np.ndarray, scores: np.ndarray, k: int, stage: ExplorationStag
     """(slate item ids, per-slot propensities or None) for one request; ``pool``/``scores`` in re-ranked order."""
     if len(pool) == 0 or stage.policy == "greedy":
         return pool[:k], None
+    if stage.learns:
+        raise ValueError(f"{stage.policy!r} learns online: the pipeline's OnlinePolicy chooses its slates")
     policy = stage_policy(stage)
     if isinstance(policy, EpsilonGreedy) and isinstance(rng, RequestDraws):
         return policy.choose_ordered(pool, k, rng)  # the pool is in preference order and holds no PAD

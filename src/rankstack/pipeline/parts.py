@@ -13,6 +13,7 @@ from rankstack.errors import ConfigError
 from rankstack.index import VectorIndex
 from rankstack.pipeline import components
 from rankstack.pipeline.config import IndexStage, PipelineConfig, SourceStage
+from rankstack.pipeline.online_policy import PolicyFeatures
 from rankstack.ranking.ranker import StoredRanker
 from rankstack.reranking.catalog import ItemCatalog
 from rankstack.retrieval.indexed import IndexedRetriever
@@ -38,6 +39,7 @@ class PipelineParts:
     catalog: ItemCatalog | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
     indexes: dict[str, tuple[IndexStage, VectorIndex]] = field(default_factory=dict)
+    policy: PolicyFeatures | None = None
 
 
 def new_index(stage: IndexStage, source: str) -> VectorIndex:

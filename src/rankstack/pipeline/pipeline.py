@@ -23,6 +23,7 @@ from rankstack.pipeline.batch import ItemFilters, RequestBatch, SlateBatch, buil
 from rankstack.pipeline.config import PipelineConfig
 from rankstack.pipeline.deadline import StageRunner
 from rankstack.pipeline.exploration_stage import explore
+from rankstack.pipeline.online_policy import OnlinePolicy
 from rankstack.pipeline.parts import PipelineParts, source_index
 from rankstack.pipeline.state_exposure import RowExposure
 from rankstack.ranking.ranker import RankBatch
@@ -74,6 +75,17 @@ class Pipeline:
         self._check_value_fields()
         self.retrievers = self._retrievers()
         self.runner = StageRunner()
+        self.online = self._online_policy()
+
+    def _online_policy(self) -> OnlinePolicy | None:
+        """The learning exploration stage (None for the stateless policies)."""
+        stage = self.config.exploration
+        if not stage.learns:
+            return None
+        if self.parts.policy is None:
+            raise ConfigError(f"exploration.policy {stage.policy!r} learns online but the pipeline has no policy "
+                              "features (train it with this exploration stage)")
+        return OnlinePolicy(stage, self.parts.policy, self.parts.user_map, self.parts.item_map)
 
     def _retrievers(self) -> dict[str, Retriever]:
         """The sources as retrieval sees them: those with an ``index`` stage answer from a vector index over their
@@ -325,7 +337,11 @@ class Pipeline:
             pool_ids, pool_scores = ids[row][valid], scores[row][valid]
             pool = k if stage.policy == "greedy" else max(k, stage.pool)
             rng = request_rng(stage.seed, batch.request_ids[row], batch.user_keys[row])
-            items, props = explore(pool_ids[:pool], pool_scores[:pool], k, stage, rng)
+            props: np.ndarray | None
+            if self.online is not None:
+                items, props = self.online.choose(int(batch.user_ids[row]), pool_ids[:pool], k, rng)
+            else:
+                items, props = explore(pool_ids[:pool], pool_scores[:pool], k, stage, rng)
             lookup = dict(zip(pool_ids.tolist(), pool_scores.tolist(), strict=True))
             n = lengths[row] = len(items)
             items_out[row, :n] = items
@@ -380,7 +396,9 @@ class Pipeline:
         return (self.parts.item_map.to_internal(list(item_ids), strict=False) >= 0).tolist()
 
     def close(self) -> None:
-        """Release the stage worker threads."""
+        """Release the stage worker threads (and stop the online policy's learner)."""
+        if self.online is not None:
+            self.online.closed = True
         self.runner.close()
 
     def with_config(self, config: PipelineConfig) -> Pipeline:

@@ -28,7 +28,8 @@ from rankstack.serving.fanout import ReloadGroup
 from rankstack.serving.fast_recommend import ARRIVED, response_json
 from rankstack.serving.guard import BoundedCalls, DurabilityWatch, GuardedState, HealthProbe, StateBreaker
 from rankstack.serving.middleware import ServiceMiddleware
-from rankstack.serving.model_slot import ModelSlot, RecommenderLoader, ReloadRefusedError
+from rankstack.serving.model_slot import Loaded, ModelSlot, RecommenderLoader, ReloadRefusedError
+from rankstack.serving.online_learning import OnlineLearning
 from rankstack.serving.prometheus import ServiceMetrics
 from rankstack.serving.rebalance import CloseToRebalance, Rebalance
 from rankstack.serving.schemas import (
@@ -71,6 +72,12 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     breaker = StateBreaker(settings.state_retry_s, settings.state_retry_max_s)
     reader, probe = BoundedCalls(2, "rankstack-state"), HealthProbe(state, HEALTH_TIMEOUT_S)
     durability = DurabilityWatch(state, metrics.state_durable)
+    learning = OnlineLearning(state)
+
+    def served(loaded: Loaded) -> None:
+        """A model now serves: record it, and start its online learning (learning policies only)."""
+        metrics.model_served(loaded)
+        learning.follow(loaded.recommender)
 
     def store_answers() -> bool:
         """The store's health (off the caller's thread, at most ``HEALTH_TIMEOUT_S``), kept in ``state_up``; the
@@ -115,13 +122,15 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     def start() -> None:
         """Check the store once (durability warning), follow the other workers' reloads (several workers only)."""
         store_answers()
+        learning.follow(slot.current.recommender)
         if group is not None:
-            group.start(slot, on_reload=metrics.model_served, on_join=rebalance.trigger)
+            group.start(slot, on_reload=served, on_join=rebalance.trigger)
 
     stops = [group.stop] if group is not None else []
     app = FastAPI(title="rankstack", version="1", summary="Multi-stage recommendations and feedback events.",
                   docs_url=None, redoc_url=None,  # FastAPI's pages load their scripts from a CDN: see docs_page
-                  lifespan=_lifespan(start, [*stops, batcher.close, reader.close, probe.close, *on_shutdown]))
+                  lifespan=_lifespan(start, [*stops, batcher.close, reader.close, probe.close, learning.stop,
+                                                   *on_shutdown]))
     app.state.slot, app.state.metrics, app.state.store = slot, metrics, state
 
     @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
@@ -213,6 +222,16 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
                 metrics.unknown_items.inc(flags.count(False))
         return EventsAck(received=received, new=new, duplicates=received - new, unknown_items=unknown)
 
+    @app.get("/v1/policy", responses=_errors(404))
+    def policy() -> dict[str, Any]:
+        """The answering worker's online policy state: log position, events counted and the statistics' SHA-256
+        (workers at the same position hold the same digest); 404 when the served pipeline does not learn."""
+        with slot.use() as loaded:
+            online = getattr(loaded.recommender, "online", None)
+            if online is None:
+                raise HTTPException(404, "the served pipeline's exploration stage does not learn online")
+            return {**online.describe(), "model_version": loaded.version}
+
     def capacity() -> int | None:
         """Worker processes serving now (recorded in the metrics), None with a single process."""
         if group is None:
@@ -267,7 +286,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
             log.warning("%s", exc)
             raise UnprocessableError(["body", "artifact"], f"{exc}; still serving {slot.current.recommender.version!r} "
                                      f"from {slot.current.artifact}", "artifact_refused") from exc
-        metrics.model_served(loaded)
+        served(loaded)
         response = ReloadResponse(previous_version=previous.version, version=loaded.version,
                                   artifact=str(loaded.artifact), digest=loaded.digest or None)
         if group is None:
@@ -313,7 +332,7 @@ def _shed(metrics: ServiceMetrics, endpoint: str, exc: OverloadedError) -> ShedE
 
 
 HEALTH_TIMEOUT_S = 0.5  # /readyz and /metrics wait this long for the state store's health check
-_ROUTES = {"/v1/recommend", "/v1/events", "/healthz", "/readyz", "/metrics", "/admin/reload"}
+_ROUTES = {"/v1/recommend", "/v1/events", "/v1/policy", "/healthz", "/readyz", "/metrics", "/admin/reload"}
 
 
 def _check_token(expected: str | None, authorization: str | None) -> None:

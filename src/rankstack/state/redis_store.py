@@ -3,8 +3,10 @@
 Layout (``prefix`` defaults to ``rankstack:``): ``e:{event_id}`` holds the event as JSON (``SET NX``
 is the idempotency check; the key expires after ``retention_s``, the duplicate window); ``h:{user_id}:{event}``
 is a sorted set of the user's events of one kind, scored by timestamp, capped at ``max_history`` per user and
-kind; ``b:pulls`` / ``b:reward`` are hashes of bandit statistics per item. Single-instance Redis only (the
-script touches keys it computes).
+kind; ``b:pulls`` / ``b:reward`` are hashes of bandit statistics per item; ``log`` is the feedback log, a stream
+of every new event (user, item, kind) whose entry id ``{seq}-1`` is its log position, trimmed to about
+``max_log`` entries; ``p:{key}`` holds a learning policy's checkpoint (cursor and base64 state). Single-instance
+Redis only (the script touches keys it computes).
 
 Durability: Redis acknowledges a write before it is on disk unless it runs with ``appendonly yes`` and
 ``appendfsync always``; only then does an acknowledged event survive a crash. ``durability_problem``
@@ -13,6 +15,7 @@ says when the server is configured otherwise.
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +25,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from rankstack.events import Event
+from rankstack.state.feedback_log import LoggedEvent
 from rankstack.state.shared import (
     DEFAULT_MAX_HISTORY,
     DEFAULT_RETENTION_S,
@@ -32,8 +36,8 @@ from rankstack.state.shared import (
 
 _FIELDS = 6
 _ADD_EVENTS = """
-local prefix, cap, ttl, new = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), 0
-for i = 4, #ARGV, 6 do
+local prefix, cap, ttl, new, logmax = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), 0, ARGV[4]
+for i = 5, #ARGV, 6 do
   local eid, uid, item, kind, ts, record = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local stored
   if ttl > 0 then
@@ -49,10 +53,22 @@ for i = 4, #ARGV, 6 do
     if redis.call('ZCARD', key) > cap then redis.call('ZREMRANGEBYRANK', key, 0, -cap - 1) end
     if kind == 'impression' then redis.call('HINCRBYFLOAT', prefix .. 'b:pulls', item, 1) end
     if kind == 'click' then redis.call('HINCRBYFLOAT', prefix .. 'b:reward', item, 1) end
+    redis.call('XADD', prefix .. 'log', 'MAXLEN', '~', logmax, seq .. '-1', 'u', uid, 'i', item, 'e', kind)
   end
 end
 return new
 """
+
+
+_SAVE_POLICY = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'cursor') or '-1')
+if tonumber(ARGV[1]) > current then
+  redis.call('HSET', KEYS[1], 'cursor', ARGV[1], 'state', ARGV[2])
+  return 1
+end
+return 0
+"""
+DEFAULT_MAX_LOG = 1_000_000
 
 
 def _split_member(member: str) -> tuple[int, str]:
@@ -69,8 +85,10 @@ class RedisStateStore:
         return cls(url)
 
     def __init__(self, url: str, *, prefix: str = "rankstack:", max_history: int = DEFAULT_MAX_HISTORY,
-                 timeout_s: float = 1.0, retention_s: float | None = DEFAULT_RETENTION_S) -> None:
+                 timeout_s: float = 1.0, retention_s: float | None = DEFAULT_RETENTION_S,
+                 max_log: int = DEFAULT_MAX_LOG) -> None:
         self.url = url
+        self.max_log = max_log
         self.prefix = prefix
         self.max_history = max_history
         self.retention_s = retention_s
@@ -80,11 +98,12 @@ class RedisStateStore:
             retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         )
         self._add = self._client.register_script(_ADD_EVENTS)
+        self._save_policy = self._client.register_script(_SAVE_POLICY)
 
     def add_events(self, events: Sequence[Event]) -> int:
         """Store the batch with one atomic script call; returns how many ``event_id``s were new."""
         ttl = math.ceil(self.retention_s) if self.retention_s and self.retention_s > 0 else 0  # 0: keep forever
-        args: list[Any] = [self.prefix, self.max_history, ttl]
+        args: list[Any] = [self.prefix, self.max_history, ttl, self.max_log]
         for e in with_timestamps(events):
             args += [e.event_id, e.user_id, e.item_id, e.event, repr(e.timestamp), e.model_dump_json()]
         return int(self._call(self._add, args=args))
@@ -166,6 +185,23 @@ class RedisStateStore:
         for eid in event_ids:
             pipe.exists(self.prefix + "e:" + eid)
         return {eid for eid, hit in zip(event_ids, self._call(pipe.execute), strict=True) if hit}
+
+    def events_after(self, cursor: int, limit: int) -> list[LoggedEvent]:
+        """Up to ``limit`` events of the feedback log after position ``cursor``, in order (the script stores each
+        event and its log entry atomically, so positions appear in order)."""
+        entries = self._call(self._client.xrange, self.prefix + "log", f"{int(cursor) + 1}-0", "+", count=int(limit))
+        return [LoggedEvent(int(eid.split("-")[0]), f["u"], f["i"], f["e"]) for eid, f in entries]
+
+    def read_policy_state(self, key: str) -> bytes | None:
+        """The latest learned-state checkpoint saved under ``key``."""
+        state = self._call(self._client.hget, f"{self.prefix}p:{key}", "state")
+        return None if state is None else base64.b64decode(state)
+
+    def write_policy_state(self, key: str, cursor: int, state: bytes) -> bool:
+        """Save a checkpoint taken at log position ``cursor`` unless the kept one is as far along (atomic)."""
+        saved = self._call(self._save_policy, keys=[f"{self.prefix}p:{key}"],
+                           args=[int(cursor), base64.b64encode(state).decode("ascii")])
+        return bool(saved)
 
     def healthy(self) -> bool:
         """True when the server answers PING."""

@@ -27,6 +27,7 @@ from typing import Any
 
 from rankstack.errors import ConfigError
 from rankstack.events import Event
+from rankstack.state.feedback_log import LoggedEvent
 from rankstack.state.group_commit import GroupCommit
 from rankstack.state.shared import DEFAULT_RETENTION_S, StateStoreError, with_timestamps
 from rankstack.state.sqlite_files import DatabaseFiles
@@ -54,6 +55,12 @@ CREATE TABLE IF NOT EXISTS bandit (
     pulls REAL NOT NULL DEFAULT 0,
     reward REAL NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS policy_state (
+    key TEXT PRIMARY KEY,
+    cursor INTEGER NOT NULL,
+    state BLOB NOT NULL,
+    written REAL NOT NULL
+);
 """
 
 # Stores made before the retention policy lack ``received`` (arrival time): add it, taking the event time.
@@ -64,6 +71,12 @@ UPDATE events SET received = ts;
 _PRUNE = "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE received < ? LIMIT ?)"
 PRUNE_EVERY_S = 600.0
 PRUNE_ROWS = 10_000  # most rows one prune deletes (bounds the pause of the batch that runs it)
+
+_POLICY_UPDATE = """
+INSERT INTO policy_state (key, cursor, state, written) VALUES (?, ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET cursor = excluded.cursor, state = excluded.state, written = excluded.written
+WHERE excluded.cursor > policy_state.cursor
+"""
 
 _BANDIT_UPDATE = """
 INSERT INTO bandit (arm_id, pulls, reward) VALUES (?, ?, ?)
@@ -121,6 +134,11 @@ class SQLiteStateStore:
             # writer's fsync, so a burst of events does not stall recommendations.
             self._read_conn = sqlite3.connect(self.path, timeout=timeout_s, check_same_thread=False,
                                               isolation_level=None)
+            # The feedback log is read by a background learner on a third connection: its reads never queue
+            # behind (or hold up) a request's reads.
+            self._log_conn = sqlite3.connect(self.path, timeout=timeout_s, check_same_thread=False,
+                                             isolation_level=None)
+            self._log_lock = threading.Lock()
         except sqlite3.Error as exc:
             raise StateStoreError(f"SQLite state store {self.path}: {exc}") from exc
         self.files.remember()
@@ -283,6 +301,39 @@ class SQLiteStateStore:
             found.update(r[0] for r in self._query(f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk))
         return found
 
+    def events_after(self, cursor: int, limit: int) -> list[LoggedEvent]:
+        """Up to ``limit`` events with ``seq`` > ``cursor`` in ``seq`` order: the feedback log. Writers commit one at
+        a time and ``seq`` grows with each insert, so a position once read never gains an earlier neighbour."""
+        with self._log_lock:
+            self.files.check()
+            try:
+                rows = self._log_conn.execute(
+                    "SELECT seq, user_id, item_id, event FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (int(cursor), int(limit))).fetchall()
+            except sqlite3.Error as exc:
+                raise StateStoreError(f"SQLite state store {self.path}: {exc}") from exc
+        return [LoggedEvent(int(q), str(u), str(i), str(e)) for q, u, i, e in rows]
+
+    def read_policy_state(self, key: str) -> bytes | None:
+        """The latest learned-state checkpoint saved under ``key``."""
+        with self._log_lock:
+            self.files.check()
+            try:
+                row = self._log_conn.execute("SELECT state FROM policy_state WHERE key = ?", (key,)).fetchone()
+            except sqlite3.Error as exc:
+                raise StateStoreError(f"SQLite state store {self.path}: {exc}") from exc
+        return None if row is None else bytes(row[0])
+
+    def write_policy_state(self, key: str, cursor: int, state: bytes) -> bool:
+        """Save a checkpoint taken at log position ``cursor`` unless the kept one is as far along (one transaction)."""
+        with self._lock:
+            self.files.check()
+            try:
+                cur = self._conn.execute(_POLICY_UPDATE, (key, int(cursor), sqlite3.Binary(state), time.time()))
+            except sqlite3.Error as exc:
+                raise StateStoreError(f"SQLite state store {self.path}: {exc}") from exc
+            return cur.rowcount == 1
+
     def healthy(self) -> bool:
         """True when an acknowledged write would be durable: the files are the ones opened and a probe row commits."""
         return self.problem() is None
@@ -302,6 +353,8 @@ class SQLiteStateStore:
         self.files.restore_shm_size()  # closing touches the shared memory: a truncated file would mean SIGBUS
         with self._read_lock:
             self._read_conn.close()
+        with self._log_lock:
+            self._log_conn.close()
         with self._lock:
             self._conn.close()
 

@@ -1,0 +1,194 @@
+"""The learning exploration stage in the pipeline: slates with positive propensities from the pool, online folds
+that equal one batch fold, checkpoints that resume exactly, identical state across instances sharing a store,
+features saved with the artifact, and clear errors for bad settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rankstack.data.dataset import Dataset
+from rankstack.errors import ArtifactError, ConfigError
+from rankstack.pipeline.api import RecommendRequest
+from rankstack.pipeline.artifact import save_artifact
+from rankstack.pipeline.config import validate_pipeline_config
+from rankstack.pipeline.online_policy import OnlinePolicy
+from rankstack.pipeline.pipeline import Pipeline
+from rankstack.state import SQLiteStateStore
+from rankstack.state.feedback_log import LoggedEvent
+
+from .conftest import build, config_dict, manifest_for
+
+POLICIES = ["linucb", "lints", "squarecb", "bernoulli_ts", "ridge_epsilon_greedy"]
+
+
+def feedback(pipeline: Pipeline, rounds: int, seed: int = 0) -> list[LoggedEvent]:
+    """Impressions of served slates, and clicks on items of the user's taste group (item i % 4 == user u % 4)."""
+    rng = np.random.default_rng(seed)
+    out: list[LoggedEvent] = []
+    for r in range(rounds):
+        user = f"u{int(rng.integers(0, 60))}"
+        slate = pipeline.recommend([RecommendRequest(user_id=user, k=4, request_id=f"r{seed}-{r}")])[0]
+        for item in slate.items:
+            out.append(LoggedEvent(len(out) + 1, user, item.item_id, "impression"))
+            if int(item.item_id[1:]) % 4 == int(user[1:]) % 4 and rng.random() < 0.5:
+                out.append(LoggedEvent(len(out) + 1, user, item.item_id, "click"))
+    return out
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_slates_come_from_the_pool_with_positive_propensities(small_split: tuple[Dataset, Dataset],
+                                                              policy: str) -> None:
+    pipeline = build(small_split[0], exploration={"policy": policy, "pool": 12})
+    assert isinstance(pipeline.online, OnlinePolicy)
+    for user in ("u1", "u2", "stranger"):
+        response = pipeline.recommend([RecommendRequest(user_id=user, k=5, request_id="a")])[0]
+        ids = [i.item_id for i in response.items]
+        assert len(ids) == 5 == len(set(ids))
+        assert all(i.propensity is not None and 0 < i.propensity <= 1 for i in response.items)
+        again = pipeline.recommend([RecommendRequest(user_id=user, k=5, request_id="a")])[0]
+        assert [i.item_id for i in again.items] == ids  # same request, same draws
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_online_folds_equal_one_batch_fold_and_move_the_state(small_split: tuple[Dataset, Dataset],
+                                                              policy: str) -> None:
+    served = build(small_split[0], exploration={"policy": policy, "pool": 12})
+    log = feedback(served, 40)
+    batch = build(small_split[0], exploration={"policy": policy, "pool": 12})
+    assert batch.online is not None and served.online is not None
+    before = batch.online.describe()["digest"]
+    assert batch.online.fold(log) == len(log)
+    online = build(small_split[0], exploration={"policy": policy, "pool": 12}).online
+    assert online is not None
+    rng = np.random.default_rng(1)
+    at = 0
+    while at < len(log):
+        size = int(rng.integers(1, 30))
+        online.fold(log[at: at + size])
+        online.fold(log[max(at - 3, 0): at + size])  # re-delivered rows (≤ cursor) count nothing
+        at += size
+    assert online.describe() == batch.online.describe()
+    assert batch.online.describe()["digest"] != before
+    assert batch.online.state.stats.events == len(log) and online.cursor == log[-1].seq
+
+
+def test_learning_moves_slates_toward_clicked_items(small_split: tuple[Dataset, Dataset]) -> None:
+    """LinUCB after feedback where users click only their taste group: more of the slate is in the group."""
+    pipeline = build(small_split[0], exploration={"policy": "linucb", "pool": 20,
+                                                  "learning": {"alpha": 0.1, "prior_weight": 0.0}})
+
+    def share() -> float:
+        hits = 0
+        for u in range(60):
+            slate = pipeline.recommend([RecommendRequest(user_id=f"u{u}", k=4, request_id=f"s{u}")])[0]
+            hits += sum(int(i.item_id[1:]) % 4 == u % 4 for i in slate.items)
+        return hits / 240
+
+    start = share()
+    assert pipeline.online is not None
+    for seed in range(4):
+        pipeline.online.fold([LoggedEvent(e.seq + 10_000 * (seed + 1), *e[1:]) for e in feedback(pipeline, 60, seed)])
+    assert share() > start + 0.1
+
+
+def test_checkpoint_then_the_rest_equals_everything(small_split: tuple[Dataset, Dataset]) -> None:
+    first = build(small_split[0], exploration={"policy": "lints", "pool": 12})
+    log = feedback(first, 30)
+    assert first.online is not None
+    first.online.fold(log[:50])
+    cursor, blob = first.online.checkpoint()
+    assert cursor == log[49].seq
+    resumed = build(small_split[0], exploration={"policy": "lints", "pool": 12}).online
+    assert resumed is not None and resumed.restore(blob) and not resumed.restore(blob)  # an older one is refused
+    resumed.fold(log[50:])
+    first.online.fold(log[50:])
+    assert resumed.describe() == first.online.describe()
+
+
+def test_two_instances_sharing_one_store_reach_identical_state(small_split: tuple[Dataset, Dataset],
+                                                               tmp_path: Path) -> None:
+    from rankstack.events import Event
+    from rankstack.serving.online_learning import PolicyFollower
+
+    store = SQLiteStateStore(tmp_path / "state.db")
+    a = build(small_split[0], exploration={"policy": "squarecb", "pool": 12})
+    b = build(small_split[0], exploration={"policy": "squarecb", "pool": 12})
+    assert a.online is not None and b.online is not None
+    log = feedback(a, 30)
+    half = len(log) // 2
+    to_event = [Event(event_id=f"e{e.seq}", user_id=e.user_id, item_id=e.item_id, event=e.event) for e in log]
+    store.add_events(to_event[:half])
+    fa, fb = PolicyFollower(a.online, store), PolicyFollower(b.online, store)
+    fa.step()
+    fa._checkpoint()
+    store.add_events(to_event[half:])
+    while fa.step():
+        pass
+    fb._restore()  # b starts from a's checkpoint, then folds the rest of the log
+    assert b.online.cursor > 0
+    while fb.step():
+        pass
+    assert a.online.describe() == b.online.describe()
+    assert a.online.state.stats.events == len(log)
+    store.close()
+
+
+def test_features_are_saved_with_the_artifact(small_split: tuple[Dataset, Dataset], tmp_path: Path) -> None:
+    pipeline = build(small_split[0], exploration={"policy": "bernoulli_ts", "pool": 12, "learning": {"dim": 4}})
+    out = save_artifact(pipeline.parts, manifest_for(pipeline), tmp_path / "art")
+    loaded = Pipeline.load(out)
+    assert loaded.online is not None and pipeline.online is not None
+    assert loaded.online.key == pipeline.online.key
+    assert (out / "policy" / "features.safetensors").is_file()
+    (out / "policy" / "features.safetensors").write_bytes(b"broken")
+    with pytest.raises(ArtifactError):
+        Pipeline.load(out)
+
+
+@pytest.mark.parametrize(("exploration", "expected"), [
+    ({"policy": "linucb", "learning": {"alpha": -1}}, "field 'exploration.learning.alpha'"),
+    ({"policy": "lints", "learning": {"v": 0}}, "field 'exploration.learning.v'"),
+    ({"policy": "squarecb", "learning": {"gama": 3}}, "field 'exploration.learning': unknown field 'gama'"),
+    ({"policy": "bernoulli_ts", "learning": {"beta_prior": [0, 1]}}, "Beta prior parameters must be > 0"),
+    ({"policy": "linucb", "learning": {"click_reward": 0.5}}, "field 'exploration.learning.click_reward'"),
+    ({"policy": "greedy", "learning": {"alpha": 1}}, "but policy is 'greedy'"),
+    ({"policy": "ucb"}, "field 'exploration.policy'"),
+])
+def test_bad_learning_settings_name_the_field(exploration: dict[str, object], expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        validate_pipeline_config(config_dict(exploration=exploration), "p.yaml")
+
+
+def logged_impressions() -> Dataset:
+    """Impressions of 4 items per user with clicks on the user's group, plus conversions (reward 0 by default)."""
+    import polars as pl
+
+    rows = []
+    for u in range(30):
+        for t, i in enumerate(range(u % 5, 40, 10)):
+            rows.append((f"u{u}", f"i{i}", "impression", 1_700_000_000 + 60 * t))
+            if i % 4 == u % 4:
+                rows += [(f"u{u}", f"i{i}", "click", 1_700_000_001 + 60 * t),
+                         (f"u{u}", f"i{i}", "conversion", 1_700_000_002 + 60 * t)]
+    return Dataset.from_events(pl.DataFrame(rows, schema=["user_id", "item_id", "event", "timestamp"], orient="row"),
+                               name="logged")
+
+
+def test_the_training_log_warm_starts_the_saved_state(tmp_path: Path) -> None:
+    data = logged_impressions()
+    kinds = data.events.get_column("event").to_list()
+    pipeline = build(data, exploration={"policy": "linucb", "pool": 8, "learning": {"dim": 3}})
+    online = pipeline.online
+    assert online is not None and pipeline.parts.policy is not None and pipeline.parts.policy.initial is not None
+    stats = online.state.stats
+    assert stats.events == kinds.count("impression") + kinds.count("click")  # conversions reward 0: not counted
+    assert int(stats.pulls.sum()) == kinds.count("impression") and int(stats.wins.sum()) == kinds.count("click")
+    assert stats.cursor == 0  # the store's log is folded on top of it from its start
+    loaded = Pipeline.load(save_artifact(pipeline.parts, manifest_for(pipeline), tmp_path / "art"))
+    assert loaded.online is not None and (tmp_path / "art" / "policy" / "state.safetensors").is_file()
+    assert loaded.online.describe() == online.describe()
+    cold = build(data, exploration={"policy": "linucb", "pool": 8, "learning": {"dim": 3, "warm_start": False}})
+    assert cold.online is not None and cold.online.state.stats.events == 0 and cold.online.key != online.key
