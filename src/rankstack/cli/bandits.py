@@ -32,7 +32,8 @@ def _fail(message: str) -> typer.Exit:
 def compare(
     policies: Annotated[str, typer.Option(
         "--policies", help="Comma-separated: uniform, epsilon_greedy, bernoulli_ts, linucb, lints, logistic_ts, "
-                           "neural_linear, squarecb, reinforce_topk.")
+                           "neural_linear, neural_linear_learned, squarecb, linucb_hybrid, reinforce_topk, vw_squarecb "
+                           "(Vowpal Wabbit; needs the peers extra).")
     ] = DEFAULT_POLICIES,
     rounds: Annotated[int, typer.Option("--rounds", help="Requests (slates of 5) in the stream.")] = 200_000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the world, the stream and the policies.")] = 0,
