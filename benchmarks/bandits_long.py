@@ -5,7 +5,7 @@ same requests and click uniforms for every policy of a seed) and appends one JSO
 it ends: the final metrics and a trace of [rounds, clicks, revenue, regret] every ``--every`` batches. A run
 that would not end before ``--stop-at`` (UTC "HH:MM", estimated from the policy's own cost at the previous
 seed) is skipped and recorded as skipped. ``--plot`` reads the lines back and draws mean and min–max band over
-seeds of cumulative regret and running CTR.
+seeds of cumulative regret and of the CTR within each traced window (``--every`` batches).
 
 Usage:
   OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bandits_long.py --policies uniform,linucb --rounds 1000000 \\
@@ -82,12 +82,13 @@ def plot(path: str, png: str) -> None:
         arr = np.stack([t[:n] for t in traces])
         x = arr[0, :, 0]
         regret = arr[:, :, 3]
-        ctr = arr[:, :, 1] / (5 * arr[:, :, 0])
+        rounds = np.diff(arr[:, :, 0], axis=1, prepend=0.0)
+        ctr = np.diff(arr[:, :, 1], axis=1, prepend=0.0) / (5 * rounds)  # CTR within each traced window
         for ax, y in ((ax_r, regret), (ax_c, ctr)):
             line = ax.plot(x, y.mean(axis=0), label=f"{name} ({len(traces)} seeds)")[0]
             ax.fill_between(x, y.min(axis=0), y.max(axis=0), color=line.get_color(), alpha=0.2)
     ax_r.set(xlabel="rounds (slates of 5)", ylabel="cumulative expected-click regret", title="regret vs the oracle")
-    ax_c.set(xlabel="rounds (slates of 5)", ylabel="CTR so far (realised)", title="running CTR")
+    ax_c.set(xlabel="rounds (slates of 5)", ylabel="realised CTR in the window", title="CTR per traced window")
     ax_r.legend(fontsize=8)
     fig.tight_layout()
     Path(png).parent.mkdir(parents=True, exist_ok=True)
