@@ -25,3 +25,14 @@ def test_an_unknown_policy_is_one_line_exit_2() -> None:
 def test_bad_rounds_exit_2() -> None:
     result = CliRunner().invoke(app, ["bandits", "compare", "--rounds", "0"])
     assert result.exit_code == 2 and "--rounds" in result.output
+
+
+def test_vw_without_its_package_is_one_line_exit_2(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "vowpalwabbit" else real(name, *a))
+    result = CliRunner().invoke(app, ["bandits", "compare", "--policies", "uniform,vw_squarecb"])
+    assert result.exit_code == 2
+    assert "rankstack[peers]" in result.output
