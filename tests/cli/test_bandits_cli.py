@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from typer.testing import CliRunner
 
 from rankstack.cli import app
@@ -27,7 +29,7 @@ def test_bad_rounds_exit_2() -> None:
     assert result.exit_code == 2 and "--rounds" in result.output
 
 
-def test_vw_without_its_package_is_one_line_exit_2(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_vw_without_its_package_is_one_line_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
     real = importlib.util.find_spec
