@@ -41,3 +41,32 @@ def test_the_uniform_run_repeats_exactly() -> None:
 def test_bad_names_are_named(names: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         check_names(names)
+
+
+def test_the_new_policies_run_on_the_stream_and_learn() -> None:
+    from rankstack.bandits.policy_comparison import build_policy
+
+    stream = make_stream(2000, 3, n_users=500, n_items=50)
+    rows = {name: run_policy(stream, build_policy(name, stream, 3), 3, 250)
+            for name in ("uniform", "linucb_hybrid", "neural_linear_learned")}
+    for name in ("linucb_hybrid", "neural_linear_learned"):
+        assert rows[name]["expected_ctr"] > 1.2 * rows["uniform"]["expected_ctr"]
+
+
+def test_vw_without_its_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "vowpalwabbit" else real(name, *a))
+    with pytest.raises(ValueError, match=r"pip install 'rankstack\[peers\]'"):
+        check_names(["uniform", "vw_squarecb"])
+
+
+def test_vw_runs_beside_ours_on_the_same_stream() -> None:
+    pytest.importorskip("vowpalwabbit", reason="the peers extra (vowpalwabbit) is not installed")
+    from rankstack.bandits.policy_comparison import build_policy
+
+    stream = make_stream(300, 4, n_users=300, n_items=40)
+    row = run_policy(stream, build_policy("vw_squarecb", stream, 4), 4, 100)
+    assert 0 < row["expected_ctr"] < 1 and row["regret"] > 0

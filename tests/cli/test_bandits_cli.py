@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from rankstack.cli import app
@@ -25,3 +26,14 @@ def test_an_unknown_policy_is_one_line_exit_2() -> None:
 def test_bad_rounds_exit_2() -> None:
     result = CliRunner().invoke(app, ["bandits", "compare", "--rounds", "0"])
     assert result.exit_code == 2 and "--rounds" in result.output
+
+
+def test_vw_without_its_package_is_one_line_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "vowpalwabbit" else real(name, *a))
+    result = CliRunner().invoke(app, ["bandits", "compare", "--policies", "uniform,vw_squarecb"])
+    assert result.exit_code == 2
+    assert "rankstack[peers]" in result.output

@@ -7,6 +7,7 @@ import time
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from rankstack.cli.common import console, err_console
@@ -24,7 +25,7 @@ DEFAULT_POLICIES = "uniform,bernoulli_ts,linucb,lints,neural_linear,squarecb"
 
 
 def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
 
 
@@ -32,7 +33,8 @@ def _fail(message: str) -> typer.Exit:
 def compare(
     policies: Annotated[str, typer.Option(
         "--policies", help="Comma-separated: uniform, epsilon_greedy, bernoulli_ts, linucb, lints, logistic_ts, "
-                           "neural_linear, squarecb, reinforce_topk.")
+                           "neural_linear, neural_linear_learned, squarecb, linucb_hybrid, reinforce_topk, vw_squarecb "
+                           "(Vowpal Wabbit; needs the peers extra).")
     ] = DEFAULT_POLICIES,
     rounds: Annotated[int, typer.Option("--rounds", help="Requests (slates of 5) in the stream.")] = 200_000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the world, the stream and the policies.")] = 0,
