@@ -9,7 +9,7 @@ links=()
     echo "# Exact versions of every runtime and dev dependency, resolved from pyproject.toml + constraints.in"
     echo "# by tools/lock.sh for CPython 3.11 on x86-64 Linux (also installs on 3.12). Do not edit by hand."
     echo "torch==$(sed -n 's/^torch==//p' constraints.in)"
-    uv pip compile pyproject.toml --extra dev --extra faiss --extra ray -c constraints.in --python-version 3.11 \
+    uv pip compile pyproject.toml --extra dev --extra faiss --extra ray --extra peers -c constraints.in --python-version 3.11 \
         --python-platform x86_64-manylinux_2_28 "${links[@]}" --no-emit-package torch --no-header --no-annotate \
         --quiet
 } > constraints.txt.new
