@@ -18,6 +18,7 @@ from server_process import ServerProcess
 from serving_fakes import TOKEN, write_fake_artifact
 
 from rankstack.serving.fanout import pid_alive
+from rankstack.serving.workers import worker_threads
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -180,3 +181,16 @@ def test_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
         assert not any(pid_alive(pid) for pid in workers)  # orphaned workers notice and shut down
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(("workers", "cores", "environ", "expected"), [
+    (2, 2, {}, 1),                          # two workers on two cores: one thread each
+    (2, 16, {}, 8),
+    (4, 2, {}, 1),                          # more workers than cores: never below one
+    (1, 8, {}, 8),
+    (2, None, {}, 1),                       # the core count is unknown
+    (2, 16, {"OMP_NUM_THREADS": "3"}, None),  # the operator's setting wins
+])
+def test_worker_threads_share_the_cores(workers: int, cores: int | None, environ: dict[str, str],
+                                        expected: int | None) -> None:
+    assert worker_threads(workers, cores, environ) == expected

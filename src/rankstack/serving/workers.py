@@ -31,7 +31,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +69,17 @@ class WorkerSpec(BaseModel):
     snapshots: Path | None = None
 
 
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def worker_threads(workers: int, cores: int | None, environ: Mapping[str, str]) -> int | None:
+    """Math-library threads per worker: the cores shared out (at least 1), or None when the operator has set
+    ``OMP_NUM_THREADS`` (theirs wins). N workers each running torch with every core's threads would contend."""
+    if "OMP_NUM_THREADS" in environ:
+        return None
+    return max(1, (cores or 1) // max(workers, 1))
+
+
 def run_workers(settings: ServiceSettings, *, state: str, loader: str, host: str, port: int, log_level: str) -> None:
     """Snapshot and check the artifact, then serve with ``settings.workers`` uvicorn worker processes until
     SIGTERM / SIGINT, then clean up (``ReloadRefusedError`` when the artifact does not load)."""
@@ -77,7 +88,9 @@ def run_workers(settings: ServiceSettings, *, state: str, loader: str, host: str
     (root / "control").mkdir()
     spec = WorkerSpec(settings=settings, state=state, loader=loader, control_dir=root / "control",
                       snapshots=root / "snapshots")
-    saved = {name: os.environ.get(name) for name in (SPEC_ENV, METRICS_ENV)}
+    saved = {name: os.environ.get(name) for name in (SPEC_ENV, METRICS_ENV, *THREAD_ENV)}
+    threads = worker_threads(settings.workers, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                             else os.cpu_count(), os.environ)
     try:
         files = take_snapshot(settings.artifact, root / "snapshots")
         problem = _check_in_child(loader, settings.artifact, files, settings.warmup_user)
@@ -86,6 +99,9 @@ def run_workers(settings: ServiceSettings, *, state: str, loader: str, host: str
         publish_start(spec.control_dir, settings.artifact, files)
         os.environ[SPEC_ENV] = spec.model_dump_json()
         os.environ[METRICS_ENV] = str(root / "metrics")
+        if threads is not None:  # the workers, spawned below, inherit it before they import torch
+            for name in THREAD_ENV:
+                os.environ[name] = str(threads)
         if hasattr(socket, "SO_REUSEPORT"):
             _supervise(settings.workers, host, port, log_level, spec.control_dir)
         else:  # pragma: no cover - platforms without SO_REUSEPORT
