@@ -74,6 +74,33 @@ class DataParallel:
         """The last checkpointed state of an earlier attempt of this run, or None (alone: always None)."""
         return None
 
+    def generators(self, seed: int, device: torch.device | str) -> tuple[torch.Generator, torch.Generator]:
+        """(batch randomness, row order): alone one stream draws both, as the loops always have; with replicas
+        the order is the same on every replica and the batch randomness (negatives, masks) is each one's own."""
+        gen = torch.Generator(device=device).manual_seed(seed)
+        if not self.active:
+            return gen, gen
+        order = torch.Generator(device=device).manual_seed(seed)
+        gen.manual_seed(seed + 1 + self.rank)
+        return gen, order
+
+
+def torch_state(net: nn.Module, opt: torch.optim.Optimizer, *gens: torch.Generator) -> ResumeState:
+    """What every loop's checkpoint holds: the weights, the optimiser, the loop's generators and torch's global
+    generator (dropout's draws)."""
+    return {"net": net.state_dict(), "opt": opt.state_dict(), "gens": [g.get_state() for g in gens],
+            "torch_rng": torch.get_rng_state()}
+
+
+def restore_torch_state(state: ResumeState, net: nn.Module, opt: torch.optim.Optimizer,
+                        *gens: torch.Generator) -> None:
+    """Load what :func:`torch_state` saved back into the loop's objects."""
+    net.load_state_dict(state["net"])
+    opt.load_state_dict(state["opt"])
+    for gen, saved in zip(gens, state["gens"], strict=True):
+        gen.set_state(saved)
+    torch.set_rng_state(state["torch_rng"])
+
 
 SINGLE = DataParallel()
 _CURRENT: contextvars.ContextVar[DataParallel] = contextvars.ContextVar("data_parallel", default=SINGLE)

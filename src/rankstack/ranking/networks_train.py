@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from rankstack import data_parallel
-from rankstack.data_parallel import Step
+from rankstack.data_parallel import Step, restore_torch_state, torch_state
 from rankstack.errors import ConfigError
 from rankstack.evaluation.early_stopping_train import Deadline
 from rankstack.evaluation.fit_summary import FitSummary, StoppedBy
@@ -132,10 +132,7 @@ def _train(ranker: MultiTaskRanker, tr: EncodedBatch, va: EncodedBatch, value_sc
     done, validation_s = 0, 0.0
     resumed = dp.restore()
     if resumed is not None:
-        net.load_state_dict(resumed["net"])
-        opt.load_state_dict(resumed["opt"])
-        gen.set_state(resumed["gen"])
-        torch.set_rng_state(resumed["torch_rng"])  # dropout's draws
+        restore_torch_state(resumed, net, opt, gen)
         best, best_state, stale = float(resumed["best"]), resumed["best_state"], int(resumed["stale"])
         best_epoch = None if resumed["best_epoch"] < 0 else int(resumed["best_epoch"])
         ranker.history_, curve = list(resumed["history"]), [(int(e), float(v)) for e, v in resumed["curve"]]
@@ -190,10 +187,8 @@ def _train(ranker: MultiTaskRanker, tr: EncodedBatch, va: EncodedBatch, value_sc
                 break
             if dp.checkpoints:  # alone, nothing is built (nor the clock read) for a checkpoint
                 dp.checkpoint(epoch, ranker.history_[-1], {
-                    "epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "best": best, "best_state": best_state, "stale": stale,
-                    "best_epoch": -1 if best_epoch is None else best_epoch, "history": ranker.history_,
+                    **torch_state(net, opt, gen), "epoch": epoch, "best": best, "best_state": best_state,
+                    "stale": stale, "best_epoch": -1 if best_epoch is None else best_epoch, "history": ranker.history_,
                     "curve": [list(c) for c in curve], "validation_s": validation_s, "elapsed": deadline.elapsed()})
     net.load_state_dict(best_state)
     ranker.fit_summary_ = FitSummary(done, best_epoch, stopped_by, cfg.epochs, "validation_loss", tuple(curve),

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from rankstack import data_parallel
 from rankstack.data.dataset import Dataset
-from rankstack.data_parallel import Step
+from rankstack.data_parallel import Step, restore_torch_state, torch_state
 from rankstack.device import resolve_device
 from rankstack.evaluation.early_stopping_train import Deadline, EarlyStopping, Validation
 from rankstack.evaluation.fit_summary import StoppedBy
@@ -141,11 +141,7 @@ def _train(model: TwoTower, seqs: list[np.ndarray], graph: sp.csr_matrix, val: s
     flat, users, starts, lengths = (torch.from_numpy(a).to(dev) for a in (items_np, users_np, starts_np, lengths_np))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     freq = StreamingFrequency(n_items, max(cfg.batch_size // dp.world, 1), cfg.logq_alpha, dev)
-    gen = torch.Generator(device=dev).manual_seed(cfg.seed)
-    order = gen  # alone, one stream draws the order and the batch randomness, as it always has
-    if dp.active:  # the same order on every replica, each its own dropout masks and uniform negatives
-        order = torch.Generator(device=dev).manual_seed(cfg.seed)
-        gen.manual_seed(cfg.seed + 1 + dp.rank)
+    gen, order = dp.generators(cfg.seed, dev)  # per replica: dropout masks and uniform negatives; shared: the order
     validation = Validation(graph, val, cfg.eval_k, dev) if val is not None else None
     item_count = torch.from_numpy(np.asarray(graph.sum(axis=0)).ravel()).to(dev)
     stop: EarlyStopping[dict[str, torch.Tensor]] = EarlyStopping(
@@ -156,11 +152,7 @@ def _train(model: TwoTower, seqs: list[np.ndarray], graph: sp.csr_matrix, val: s
     done, cut = 0, False
     resumed = dp.restore()
     if resumed is not None:
-        net.load_state_dict(resumed["net"])
-        opt.load_state_dict(resumed["opt"])
-        gen.set_state(resumed["gen"])
-        torch.set_rng_state(resumed["torch_rng"])  # dropout's draws
-        order.set_state(resumed["order"])
+        restore_torch_state(resumed, net, opt, gen, order)
         stop.load_state(resumed["stop"])
         freq.step, freq.last, freq.gap = int(resumed["freq_step"]), resumed["freq_last"], resumed["freq_gap"]
         model.history_, last_state, done = list(resumed["history"]), resumed["last_state"], int(resumed["epoch"])
@@ -215,10 +207,9 @@ def _train(model: TwoTower, seqs: list[np.ndarray], graph: sp.csr_matrix, val: s
                 last_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
             if dp.checkpoints:  # alone, nothing is built (nor the clock read) for a checkpoint
                 dp.checkpoint(epoch, row, {
-                    "epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "order": order.get_state(), "stop": stop.state(), "history": model.history_,
-                    "last_state": last_state, "freq_step": freq.step, "freq_last": freq.last, "freq_gap": freq.gap})
+                    **torch_state(net, opt, gen, order), "epoch": epoch, "stop": stop.state(),
+                    "history": model.history_, "last_state": last_state, "freq_step": freq.step,
+                    "freq_last": freq.last, "freq_gap": freq.gap})
     best_epoch: int | None = done
     if stop.best_state is not None:
         net.load_state_dict(stop.best_state)

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from rankstack import data_parallel
 from rankstack.data.dataset import Dataset
-from rankstack.data_parallel import Step
+from rankstack.data_parallel import Step, restore_torch_state, torch_state
 from rankstack.device import resolve_device
 from rankstack.evaluation.early_stopping_train import Deadline, EarlyStopping, Validation
 from rankstack.evaluation.fit_summary import StoppedBy
@@ -93,12 +93,7 @@ def _train(model: SASRec, seqs: list[np.ndarray], val_users: np.ndarray, deadlin
     rows = torch.from_numpy(np.flatnonzero([len(s) >= 2 for s in seqs])).to(dev)
     if rows.numel() == 0:
         raise ValueError("SASRec needs at least one user with two or more events to train on")
-    gen = torch.Generator(device=dev)
-    gen.manual_seed(cfg.seed)
-    order = gen  # alone, one stream draws the order and the batch randomness, as it always has
-    if dp.active:  # the same order on every replica, each its own negatives and window ends
-        order = torch.Generator(device=dev).manual_seed(cfg.seed)
-        gen.manual_seed(cfg.seed + 1 + dp.rank)
+    gen, order = dp.generators(cfg.seed, dev)  # per replica: negatives and window ends; shared: the order
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
     validate = _validator(model, seqs, val_users) if len(val_users) else None
     stop: EarlyStopping[dict[str, torch.Tensor]] = EarlyStopping(
@@ -109,11 +104,7 @@ def _train(model: SASRec, seqs: list[np.ndarray], val_users: np.ndarray, deadlin
     done = 0
     resumed = dp.restore()
     if resumed is not None:
-        net.load_state_dict(resumed["net"])
-        opt.load_state_dict(resumed["opt"])
-        gen.set_state(resumed["gen"])
-        torch.set_rng_state(resumed["torch_rng"])  # dropout's draws
-        order.set_state(resumed["order"])
+        restore_torch_state(resumed, net, opt, gen, order)
         stop.load_state(resumed["stop"])
         model.history_, model.best_epoch_, last_state = list(resumed["history"]), resumed["best_epoch"], \
             resumed["last_state"]
@@ -157,10 +148,8 @@ def _train(model: SASRec, seqs: list[np.ndarray], val_users: np.ndarray, deadlin
                 last_state = copy.deepcopy(net.state_dict())
             if dp.checkpoints:  # alone, nothing is built (nor the clock read) for a checkpoint
                 dp.checkpoint(epoch, row, {
-                    "epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "order": order.get_state(), "stop": stop.state(), "history": model.history_,
-                    "best_epoch": model.best_epoch_, "last_state": last_state})
+                    **torch_state(net, opt, gen, order), "epoch": epoch, "stop": stop.state(),
+                    "history": model.history_, "best_epoch": model.best_epoch_, "last_state": last_state})
     if stop.best_state is not None:
         net.load_state_dict(stop.best_state)
     net.eval()
