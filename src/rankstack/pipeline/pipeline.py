@@ -251,10 +251,10 @@ class Pipeline:
         """The ranker's view of a batch and its candidate table (with the users' fresh event times when the ranker
         reads them)."""
         exposures = None if state is None else RowExposure(batch, state, self.parts.item_map)
-        timed = state is not None and getattr(self.parts.ranker, "needs_times", False)
+        fresh = fresh_times(state, batch.user_keys) if state is not None and \
+            getattr(self.parts.ranker, "needs_times", False) else None
         return RankBatch(batch.user_ids, table.item_ids, batch.histories, batch.contexts,
-                         table.source_scores, self.parts.sources, exposures, batch.times,
-                         fresh_times(state, batch.user_keys) if timed and state is not None else None)
+                         table.source_scores, self.parts.sources, exposures, batch.times, fresh)
 
     def _candidates(self, batch: RequestBatch, fallback: list[str | None], started: float,
                     deadline_s: float | None, enforce: bool) -> st.CandidateTable:

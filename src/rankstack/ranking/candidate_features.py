@@ -153,13 +153,8 @@ def latest_times(users: np.ndarray, times: np.ndarray, n_users: int, *, timed: b
 def request_times(events: pl.DataFrame, n_users: int) -> np.ndarray:
     """Per internal user id the time of its earliest event in ``events`` (seconds; NaN: no event or no
     timestamps): the request time of an offline row whose labels are those events."""
-    out = np.full(n_users, np.nan)
-    if "timestamp" not in events.columns or not events.height:
-        return out
     users = events.get_column("user_id").to_numpy().astype(np.int64)
-    order = np.argsort(-_seconds(events), kind="stable")
-    out[users[order]] = _seconds(events)[order]  # later writes win: the earliest time per user
-    return out
+    return -latest_times(users, -_seconds(events), n_users, timed="timestamp" in events.columns)
 
 
 def _seconds(events: pl.DataFrame) -> np.ndarray:

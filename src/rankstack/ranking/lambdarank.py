@@ -110,6 +110,13 @@ class CandidateFeatureRanker:
         """Nothing is computed ahead of requests."""
         return 0
 
+    def _feature_meta(self, folder: Path, sources: Mapping[str, CandidateSource]) -> dict[str, Any]:
+        """Write the feature inputs into ranker ``folder`` (:func:`save_feature_inputs`); their ``ranker.json``
+        entries."""
+        seq = save_feature_inputs(folder, self.stats, self.sequential, sources)
+        return {"sources": self.sources, "features": self.feature_names, "last_n": self.last_n, "sequential": seq,
+                "base": self.base, "embedding": self.embedding, "recency": self.recency, "report": self.report}
+
     def _check_saved_features(self, meta: Mapping[str, Any], path: Path) -> None:
         """``ArtifactError`` when the saved feature list differs from the one this code builds."""
         if self.feature_names != meta["features"]:
@@ -156,10 +163,7 @@ class LambdaRankRanker(CandidateFeatureRanker):
         folder = root / "ranker"
         folder.mkdir(parents=True, exist_ok=True)
         write_text_atomic(folder / MODEL_FILE, self.model_text)
-        seq = save_feature_inputs(folder, self.stats, self.sequential, sources)
-        meta = {"format": FORMAT, "model_sha256": _sha256(self.model_text), "sources": self.sources,
-                "features": self.feature_names, "last_n": self.last_n, "sequential": seq, "base": self.base,
-                "embedding": self.embedding, "recency": self.recency, "report": self.report}
+        meta = {"format": FORMAT, "model_sha256": _sha256(self.model_text), **self._feature_meta(folder, sources)}
         write_text_atomic(folder / META_FILE, json.dumps(meta, indent=1) + "\n")
         return "ranker"
 
@@ -176,10 +180,8 @@ class LambdaRankRanker(CandidateFeatureRanker):
         text = (folder / MODEL_FILE).read_text(encoding="utf-8")
         if _sha256(text) != meta["model_sha256"]:
             raise ArtifactError(f"{folder / MODEL_FILE}: SHA-256 differs from ranker.json's model_sha256")
-        sequential = load_sequential(root, meta.get("sequential"), sources, read_source)
         ranker = cls(text, [str(s) for s in meta["sources"]], ItemStats.load(folder / STATS_FILE),
-                     last_n=int(meta["last_n"]), sequential=sequential, report=meta.get("report") or {},
-                     base=meta.get("base"), embedding=meta.get("embedding"), recency=bool(meta.get("recency", False)))
+                     **feature_settings(meta, root, sources, read_source))
         ranker._check_saved_features(meta, folder / META_FILE)
         return ranker
 
@@ -199,6 +201,16 @@ def save_feature_inputs(folder: Path, stats: ItemStats, sequential: CandidateSou
         return f"sources/{shared}"
     save_source(sequential, folder / "sequential")
     return f"{folder.name}/sequential"
+
+
+def feature_settings(meta: Mapping[str, Any], root: Path, sources: Mapping[str, CandidateSource],
+                     read_source: Callable[[Path], CandidateSource]) -> dict[str, Any]:
+    """The keyword settings of a candidate-feature ranker from the ``ranker.json`` entries ``_feature_meta`` wrote
+    (its sequential scorer read back)."""
+    return {"last_n": int(meta["last_n"]), "sequential": load_sequential(root, meta.get("sequential"), sources,
+                                                                          read_source),
+            "report": meta.get("report") or {}, "base": meta.get("base"), "embedding": meta.get("embedding"),
+            "recency": bool(meta.get("recency", False))}
 
 
 def load_sequential(root: Path, rel: object, sources: Mapping[str, CandidateSource],

@@ -41,9 +41,8 @@ from rankstack.ranking.lambdarank import (
     RELEVANCE,
     STATS_FILE,
     CandidateFeatureRanker,
-    load_sequential,
+    feature_settings,
     prior_scores,
-    save_feature_inputs,
 )
 from rankstack.ranking.layers import CrossNetwork, FeatureEmbedding, MMoE, mlp
 from rankstack.ranking.ranker import RankBatch
@@ -197,11 +196,8 @@ class NeuralRanker(CandidateFeatureRanker):
         data = save_tensors({k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()})
         with atomic_write(folder / WEIGHTS_FILE) as tmp:
             tmp.write_bytes(data)
-        seq = save_feature_inputs(folder, self.stats, self.sequential, sources)
         meta = {"format": FORMAT, "weights_sha256": _sha256(data), "config": self.config.model_dump(mode="json"),
-                "sources": self.sources, "features": self.feature_names, "missing": len(self.net.scale.missing),
-                "last_n": self.last_n, "sequential": seq, "base": self.base, "embedding": self.embedding,
-                "recency": self.recency, "report": self.report}
+                "missing": len(self.net.scale.missing), **self._feature_meta(folder, sources)}
         write_text_atomic(folder / META_FILE, json.dumps(meta, indent=1) + "\n")
         return "ranker"
 
@@ -220,9 +216,6 @@ class NeuralRanker(CandidateFeatureRanker):
         net = RankingNet(len(meta["features"]), int(meta["missing"]), config)
         net.load_state_dict(load_tensors(data))
         ranker = cls(net, config, [str(s) for s in meta["sources"]], ItemStats.load(folder / STATS_FILE),
-                     last_n=int(meta["last_n"]), sequential=load_sequential(root, meta.get("sequential"), sources,
-                                                                             read_source),
-                     report=meta.get("report") or {}, base=meta.get("base"), embedding=meta.get("embedding"),
-                     recency=bool(meta.get("recency", False)))
+                     **feature_settings(meta, root, sources, read_source))
         ranker._check_saved_features(meta, folder / META_FILE)
         return ranker
