@@ -3,6 +3,7 @@ single-process model exactly; two data-parallel workers reach its validation NDC
 
 from __future__ import annotations
 
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -37,15 +38,17 @@ def test_one_worker_trains_the_single_process_model(ray_instance: Any, tmp_path:
     assert report == local  # the same report: curve, best round, gains, parameters
 
 
-def test_two_data_parallel_workers_reach_the_same_validation_ndcg(ray_instance: Any, tmp_path: Any) -> None:
+def test_two_data_parallel_workers_reach_the_same_validation_ndcg(ray_instance: Any, tmp_path: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     import lightgbm
 
     from rankstack.distributed.boosting import fit_lambdarank_on_ray, worker_rows
 
     train, valid = _rows(300, 2), _rows(80, 3)
     _, local = fit_lambdarank(train, valid, NAMES, rounds=60, early_stopping=15)
-    text, report = fit_lambdarank_on_ray(train, valid, NAMES, Backend("ray", 2), rounds=60, early_stopping=15,
-                                         storage=tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # no storage given: Ray Train's runs go in a temp folder
+    text, report = fit_lambdarank_on_ray(train, valid, NAMES, Backend("ray", 2), rounds=60, early_stopping=15)
+    assert not list(tmp_path.iterdir())  # and it is gone afterwards
     assert report["workers"] == 2 and report["data_parallel"]
     assert report["validation_ndcg@10"] == pytest.approx(local["validation_ndcg@10"], abs=0.03)
     assert report["validation_ndcg@10"] > 0.5  # it learned (random order scores ~.3 here)

@@ -9,6 +9,7 @@ tolerance).
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,9 +68,9 @@ def _train_loop(config: dict[str, Any]) -> None:
         best = int(booster.best_iteration) or len(curve)
     metrics = {"best_iteration": best, "validation_curve": curve, "train_rows": len(mine.labels)}
     if rank == 0:
-        folder = tempfile.mkdtemp()
-        Path(folder, MODEL_FILE).write_text(booster.model_to_string(num_iteration=best))
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        with tempfile.TemporaryDirectory(prefix="rankstack-lightgbm-") as folder:  # Ray Train copies it on report
+            Path(folder, MODEL_FILE).write_text(booster.model_to_string(num_iteration=best))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
     else:
         ray.train.report(metrics)
 
@@ -107,16 +108,20 @@ def fit_lambdarank_on_ray(train: RankingRows, validation: RankingRows, names: Se
                          f"{len(validation.groups)} validation groups with a positive candidate)")
     where = Path(storage) if storage is not None else Path(tempfile.mkdtemp(prefix="rankstack-lightgbm-"))
     config = {**DEFAULT_PARAMS, **(params or {})}
-    with ray_session(backend) as ray:
-        workers = min(worker_count(ray, backend), len(train.groups))
-        text, metrics = _fit(ray, train, validation, names, workers, rounds, early_stopping, eval_at, config, base,
-                             where / "search")
-        curve = list(metrics.get("validation_curve", []))
-        best = int(metrics.get("best_iteration", len(curve)))
-        if refit:
-            both = RankingRows.concat([train, validation])
-            text, _ = _fit(ray, both, None, names, min(workers, len(both.groups)), best, 0, eval_at, config, base,
-                           where / "refit")
+    try:
+        with ray_session(backend) as ray:
+            workers = min(worker_count(ray, backend), len(train.groups))
+            text, metrics = _fit(ray, train, validation, names, workers, rounds, early_stopping, eval_at, config,
+                                 base, where / "search")
+            curve = list(metrics.get("validation_curve", []))
+            best = int(metrics.get("best_iteration", len(curve)))
+            if refit:
+                both = RankingRows.concat([train, validation])
+                text, _ = _fit(ray, both, None, names, min(workers, len(both.groups)), best, 0, eval_at, config,
+                               base, where / "refit")
+    finally:
+        if storage is None:  # Ray Train's run folders in a temporary place: the model text is all that is kept
+            shutil.rmtree(where, ignore_errors=True)
     gain = lightgbm.Booster(model_str=text).feature_importance(importance_type="gain", iteration=best)
     return text, {
         "best_iteration": best, f"validation_ndcg@{eval_at}": curve[best - 1] if curve else None,
