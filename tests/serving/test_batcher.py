@@ -358,3 +358,12 @@ def test_close_answers_the_batch_running_off_the_loop() -> None:
 def test_a_negative_inline_limit_is_refused(bad: float) -> None:
     with pytest.raises(ValueError, match="inline_max_s must be >= 0"):
         LoopBatcher(lambda rs, _w: answer(rs), inline_max_s=bad)
+
+
+@pytest.mark.parametrize("inline_max_s", [1.0, 0.0])
+def test_a_batch_function_that_answers_the_wrong_number_of_requests_fails_them_not_the_batcher(
+        inline_max_s: float) -> None:
+    batcher = LoopBatcher(lambda rs, _w: answer(rs)[1:], max_batch=2, inline_max_s=inline_max_s)
+    batcher.admission.observe(2, 0.05)
+    out = _gather(batcher, ["a", "b", "c"])
+    assert all(isinstance(r, RuntimeError) and "with 0 responses" in str(r) for r in out), out

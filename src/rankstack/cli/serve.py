@@ -46,7 +46,7 @@ def serve(
     max_batch: Annotated[int, typer.Option("--max-batch", help=MAX_BATCH_HELP, min=1, max=1024)] = 32,
     batch_wait_ms: Annotated[float, typer.Option("--batch-wait-ms", help=BATCH_WAIT_HELP, min=0, max=100)] = 0.0,
     batcher: Annotated[Batcher, typer.Option("--batcher", help=BATCHER_HELP)] = Batcher.loop,
-    inline_batch_ms: Annotated[float, typer.Option("--inline-batch-ms", help=INLINE_BATCH_HELP, min=0)] = 10.0,
+    inline_batch_ms: Annotated[float, typer.Option("--inline-batch-ms", help=INLINE_BATCH_HELP, min=0)] = 50.0,
     shed: Annotated[bool, typer.Option("--shed/--no-shed", help=SHED_HELP)] = True,
     max_queue: Annotated[int, typer.Option("--max-queue", help=MAX_QUEUE_HELP, min=1)] = 1_000,
     max_connections: Annotated[int | None, typer.Option("--max-connections", help=MAX_CONNECTIONS_HELP, min=1)

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=32, help=MAX_BATCH_HELP)
     parser.add_argument("--batch-wait-ms", type=float, default=0.0, help=BATCH_WAIT_HELP)
     parser.add_argument("--batcher", choices=["loop", "thread"], default="loop", help=BATCHER_HELP)
-    parser.add_argument("--inline-batch-ms", type=float, default=10.0, help=INLINE_BATCH_HELP)
+    parser.add_argument("--inline-batch-ms", type=float, default=50.0, help=INLINE_BATCH_HELP)
     parser.add_argument("--shed", action=argparse.BooleanOptionalAction, default=True, help=SHED_HELP)
     parser.add_argument("--max-queue", type=int, default=1_000, help=MAX_QUEUE_HELP)
     parser.add_argument("--max-connections", type=int, default=None, help=MAX_CONNECTIONS_HELP)

@@ -41,7 +41,7 @@ __all__ = ["BatchFn", "LoopBatcher", "MicroBatcher", "Outcome", "OverloadedError
 log = logging.getLogger(__name__)
 MIN_PASSES = 6  # loop passes between batches at least: asyncio's loop needs 5 from accepting a connection to the app
 QUIET_PASS_S = 50e-6  # a loop pass this short ran nothing but the batcher's own callback
-INLINE_MAX_S = 0.01  # the loop batcher runs a batch expected to take longer than this on its worker thread
+INLINE_MAX_S = 0.05  # the loop batcher runs a batch expected to take longer than this on its worker thread
 CLOSE_WAIT_S = 30.0  # on close, how long the loop batcher waits for the batch on its worker thread
 BatchFn = Callable[[list[RecommendRequest], float], list[RecommendResponse]]  # (requests, oldest wait in s)
 
@@ -173,7 +173,10 @@ def batch_outcomes(run_batch: BatchFn, requests: list[RecommendRequest], queued_
     """Run one batch (``queued_at``: each request's arrival); a failing batch is re-run request by request so that
     only the bad request fails. Touches no future, so it may run on any thread."""
     try:
-        return list(run_batch(requests, time.perf_counter() - queued_at[0]))
+        responses: list[Outcome] = list(run_batch(requests, time.perf_counter() - queued_at[0]))
+        if len(responses) != len(requests):
+            raise RuntimeError(f"the batch function answered {len(requests)} requests with {len(responses)} responses")
+        return responses
     except BaseException as exc:
         if len(requests) == 1:
             return [exc]
@@ -276,7 +279,10 @@ class LoopBatcher(_Batching):
         done.add_done_callback(lambda _: loop.call_soon_threadsafe(self._landed, off))
 
     def _landed(self, off: _OffLoop) -> None:
-        """A batch on the worker thread ended: learn its time, answer its requests, schedule the next batch."""
+        """A batch on the worker thread ended: learn its time, answer its requests, then (as after a batch on this
+        thread) start the next once the loop has had a quiet pass, so the loop's own work does not compete with it
+        for the GIL (starting it at once measured worse: docs/benchmarks.md, "#20: refusals without waiting out
+        the batch")."""
         if self._off is not off:  # close() answered it already
             return
         self._off = None

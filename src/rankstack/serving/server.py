@@ -24,7 +24,7 @@ MAX_BATCH_HELP = "Most concurrent recommend requests answered by one pipeline ca
 BATCHER_HELP = ("Where recommend batches run: 'loop' (default) on the event loop's thread, so no second thread "
                 "competes for the GIL; 'thread' on a worker thread, so the loop keeps reading requests meanwhile.")
 INLINE_BATCH_HELP = ("With --batcher loop: batches expected to take longer than this many milliseconds run on a "
-                     "worker thread, so refusals and /healthz are answered while they run (default 10).")
+                     "worker thread, so refusals and /healthz are answered while they run (default 50).")
 BATCH_WAIT_HELP = ("Extra milliseconds a batch waits to fill (default 0: take whatever is queued). Larger batches "
                    "cost less CPU per request and add up to this much latency.")
 
@@ -44,7 +44,7 @@ def run_server(artifact: Path, *, host: str = "127.0.0.1", port: int = 8000, sta
                deadline_ms: float = 100.0, loader: str = DEFAULT_LOADER, log_level: str = "warning",
                workers: int = 1, max_batch: int = 32, batch_wait_ms: float = 0.0, batcher: str = "loop",
                shed: bool = True, max_queue: int = 1_000, max_connections: int | None = None,
-               inline_batch_ms: float = 10.0, say: Callable[[str], None] = _stderr) -> None:
+               inline_batch_ms: float = 50.0, say: Callable[[str], None] = _stderr) -> None:
     """Open the state store, load the artifact (errors are ``RankstackError``s), then serve until stopped.
 
     With ``workers`` > 1 the store is checked here and the artifact by ``run_workers`` (on its snapshot), then
