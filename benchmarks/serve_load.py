@@ -6,8 +6,12 @@ Per catalog size (``--items``, e.g. ``41000`` or ``10000,100000,1000000``): buil
 only users, ``--cover-group`` items each), train a pipeline (popular + item-kNN merged to ``--merge-k`` candidates, the
 SASRec transformer re-scoring them when registered, or with ``--ranker lambdarank`` the learned LightGBM ranker
 over candidate features, MMR + a frequency cap re-ranking to k=20, epsilon-greedy
-exploration), save the artifact, start the server on loopback with SQLite state, post a few thousand events,
-warm up, then measure once per offered load in ``--rates`` (× each share in ``--fresh-events``).
+exploration, or with ``--policy linucb`` (or another learning policy) an exploration stage that learns online from
+the events the service receives), save the artifact, start the server on loopback with SQLite state, post a few
+thousand events, warm up, then measure once per offered load in ``--rates`` (× each share in ``--fresh-events``).
+With a learning policy the fresh events are its feedback (clicks reward the item clicked, ``--fresh-kind
+impression`` counts pulls), and after each run every worker's ``GET /v1/policy`` is read until they agree
+(``policy_state`` in the run: each worker's cursor, events and statistics digest, and whether they are identical).
 
 The two views:
 
@@ -35,7 +39,8 @@ against the offered rate, one line per fresh-event share, next to it). ``--json`
 
 Usage: python benchmarks/serve_load.py [--items 41000] [--rates 100,300] [--duration 30] [--workers 2]
        [--fresh-events 0,0.5,1] [--overload-factor 3 --overload-duration 30] [--json] [--plot]
-       [--generator open|wrk] [--ranker sasrec|lambdarank|none] [--workdir DIR --reuse]
+       [--generator open|wrk] [--ranker sasrec|lambdarank|none] [--policy epsilon_greedy|linucb|…]
+       [--workdir DIR --reuse]
 The wrk view needs ``wrk`` on PATH (``apt-get install wrk``).
 """
 
@@ -76,6 +81,8 @@ from rankstack.pipeline.config import validate_pipeline_config
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 N_CATEGORIES = 100
+LEARNING_POLICIES = ("linucb", "lints", "squarecb", "bernoulli_ts", "ridge_epsilon_greedy")
+POLICY_SETTLE_S = 60.0  # after a run, how long to wait for every worker's policy state to agree
 
 WRK_SCRIPT = """
 math.randomseed(%(seed)d)
@@ -126,7 +133,8 @@ def synthetic_log(n_items: int, n_users: int, per_user: int, seed: int,
 
 
 def pipeline_config(args: argparse.Namespace) -> dict[str, Any]:
-    """Popular + item-kNN (or SASRec) → merge → (SASRec) → MMR + frequency cap → epsilon-greedy, k up to 20."""
+    """Popular + item-kNN (or SASRec) → merge → (SASRec) → MMR + frequency cap → epsilon-greedy (or ``--policy``,
+    learning online), k up to 20."""
     sasrec = {"max_len": 50, "hidden_dim": 64, "blocks": 2, "epochs": 1, "sampled_negatives": 100,
               "validation": False, "batch_size": 256, "time_budget_s": args.ranker_budget_s, "device": "cpu"}
     second = ({"name": "itemknn", "settings": {"neighbors": 50}} if args.retrieval == "itemknn"
@@ -139,7 +147,9 @@ def pipeline_config(args: argparse.Namespace) -> dict[str, Any]:
         "merge": {"k": args.merge_k},
         "rerank": {"diversity": {"method": "mmr", "relevance_weight": 0.8}, "similarity": {"attribute": "category"},
                    "depth": 40, "rules": [{"name": "cap", "type": "frequency_cap", "max_count": 3, "window_days": 1}]},
-        "exploration": {"policy": "epsilon_greedy", "epsilon": 0.05, "pool": 40, "seed": 0},
+        "exploration": ({"policy": "epsilon_greedy", "epsilon": 0.05, "pool": 40, "seed": 0}
+                        if args.policy == "epsilon_greedy" else  # learning: as configs/pipelines/bandit-linucb.yaml
+                        {"policy": args.policy, "pool": 40, "seed": 0, "learning": {"dim": 8}}),
         "deadlines_ms": {"retrieval": 200, "ranker": 100, "rerank": 50},
     }
     if args.ranker == "lambdarank":  # the learned ranker over candidate features (issue 16), on a sample of users
@@ -164,10 +174,36 @@ def build_artifact(n_items: int, args: argparse.Namespace, workdir: Path) -> tup
     t2 = time.perf_counter()
     manifest = {"version": f"serve-load-{n_items}", "name": "serve-load", "created_at": datetime.now(UTC).isoformat(),
                 "config": config.model_dump(mode="json"), "data": {"name": "synthetic"}, "metrics": {"pipeline": {}}}
-    out = save_artifact(parts, manifest, workdir / f"artifact-{n_items}", overwrite=True)
+    out = save_artifact(parts, manifest, artifact_dir(workdir, n_items, args), overwrite=True)
     facts = {"items": data.n_items, "users": data.n_users, "events": len(data), "data_s": round(t1 - t0, 1),
              "fit_s": round(t2 - t1, 1), "save_s": round(time.perf_counter() - t2, 1)}
     return out, facts
+
+
+def artifact_dir(workdir: Path, n_items: int, args: argparse.Namespace) -> Path:
+    """Where the artifact of ``n_items`` items is built (a learning policy's has its own, so ``--reuse`` never serves
+    one policy's artifact for another)."""
+    return workdir / (f"artifact-{n_items}" + ("" if args.policy == "epsilon_greedy" else f"-{args.policy}"))
+
+
+def policy_states(url: str, workers: int, limit_s: float = POLICY_SETTLE_S) -> dict[str, Any]:
+    """Every worker's ``GET /v1/policy`` (new connections until each has answered), read again until all report the
+    same log position and statistics digest or ``limit_s`` passed: the states by worker, whether they are
+    identical, and the seconds waited."""
+    started = time.perf_counter()
+    while True:
+        seen: dict[str, dict[str, Any]] = {}
+        for _ in range(50 * workers):
+            response = httpx.get(url + "/v1/policy", timeout=10, headers={"Connection": "close"})
+            response.raise_for_status()
+            seen[response.headers.get("x-rankstack-worker", "single")] = response.json()
+            if len(seen) == workers:
+                break
+        same = len(seen) == workers and len({(s["cursor"], s["digest"]) for s in seen.values()}) == 1
+        waited = time.perf_counter() - started
+        if same or waited > limit_s:
+            return {"workers": seen, "identical": same, "settled_s": round(waited, 2)}
+        time.sleep(0.5)
 
 
 def free_port() -> int:
@@ -178,7 +214,8 @@ def free_port() -> int:
 
 
 def start_server(artifact: Path, workdir: Path, port: int, workers: int = 1, batch_wait_ms: float = 0.0,
-                 batcher: str = "loop", deadline_ms: float = 100.0) -> subprocess.Popen[bytes]:
+                 batcher: str = "loop", deadline_ms: float = 100.0,
+                 inline_batch_ms: float | None = None) -> subprocess.Popen[bytes]:
     """``python -m rankstack.serving`` with one torch thread per worker process."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     state = workdir / f"state-{port}.db"
@@ -186,7 +223,8 @@ def start_server(artifact: Path, workdir: Path, port: int, workers: int = 1, bat
     proc = subprocess.Popen([sys.executable, "-m", "rankstack.serving", str(artifact), "--port", str(port),
                              "--state", f"sqlite:{state}", *(["--workers", str(workers)] if workers > 1 else []),
                              *(["--batch-wait-ms", str(batch_wait_ms)] if batch_wait_ms else []),
-                             "--batcher", batcher, "--deadline-ms", str(deadline_ms)],
+                             "--batcher", batcher, "--deadline-ms", str(deadline_ms),
+                             *(["--inline-batch-ms", str(inline_batch_ms)] if inline_batch_ms is not None else [])],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -387,22 +425,24 @@ def measure(n_items: int, args: argparse.Namespace, workdir: Path,
     """Build, serve, seed, then one warmed-up run per offered load (and fresh-event share); ``save`` gets the runs
     so far after each one (a sweep cut short keeps what it measured)."""
     print(f"catalog {n_items:,} items: training …", flush=True)
-    artifact = workdir / f"artifact-{n_items}"
+    artifact = artifact_dir(workdir, n_items, args)
+    facts_file = workdir / f"build-{artifact.name.removeprefix('artifact-')}.json"
     if args.reuse and (artifact / "manifest.json").is_file():
-        facts = json.loads((workdir / f"build-{n_items}.json").read_text())
+        facts = json.loads(facts_file.read_text())
     else:
         artifact, facts = build_artifact(n_items, args, workdir)
-        (workdir / f"build-{n_items}.json").write_text(json.dumps(facts))
+        facts_file.write_text(json.dumps(facts))
     print(f"  built: {facts}", flush=True)
     popular = popular_items(n_items, args, workdir)
     if args.build_only:
         return {"catalog_items": n_items, "build": facts}
     port = free_port()
     t0 = time.perf_counter()
-    proc = start_server(artifact, workdir, port, args.workers, args.batch_wait_ms, args.batcher, args.deadline_ms)
+    proc = start_server(artifact, workdir, port, args.workers, args.batch_wait_ms, args.batcher, args.deadline_ms,
+                        args.inline_batch_ms)
     startup_s = time.perf_counter() - t0
     url = f"http://127.0.0.1:{port}"
-    rows = []
+    rows: list[dict[str, Any]] = []
     try:
         seed_state(url, args.users, n_items, args.seed_events, args.seed)
         shares = args.fresh_events if args.generator == "open" else [0.0]
@@ -423,6 +463,10 @@ def measure(n_items: int, args: argparse.Namespace, workdir: Path,
                     result = wrk_run(url, rate, args, workdir)
                     print(f"  {rate:g} req/s offered (wrk): p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
                           f"{result['throughput_rps']} req/s, errors {result['error_total']}", flush=True)
+                if args.policy != "epsilon_greedy":
+                    result["policy_state"] = state = policy_states(url, args.workers)
+                    print(f"    policy state of {len(state['workers'])} workers: identical {state['identical']} "
+                          f"after {state['settled_s']} s", flush=True)
                 rows.append({"catalog_items": n_items, **result, "loadavg": os.getloadavg()})
                 save(rows)
     finally:
@@ -479,6 +523,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--merge-k", type=int, default=300)
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--ranker", default="sasrec" if "sasrec" in names("source") else "none")
+    parser.add_argument("--policy", default="epsilon_greedy", choices=["epsilon_greedy", *LEARNING_POLICIES],
+                        help="exploration stage: epsilon_greedy (no learning) or a policy that learns online from "
+                             "the service's events (pool 40, dim 8; configs/pipelines/bandit-linucb.yaml)")
     parser.add_argument("--retrieval", default="itemknn", choices=["itemknn", "sasrec"],
                         help="second source next to popular (item-kNN's fit is quadratic in the catalog)")
     parser.add_argument("--ranker-budget-s", type=float, default=120.0)
@@ -512,6 +559,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tag", default="", help="suffix of the results file (keeps earlier runs)")
     parser.add_argument("--batch-wait-ms", type=float, default=0.0, help="server micro-batch fill wait")
     parser.add_argument("--batcher", choices=["loop", "thread"], default="loop", help="where the server runs batches")
+    parser.add_argument("--inline-batch-ms", type=float, default=None, help="the server's --inline-batch-ms (loop "
+                        "batcher: longer batches run off the loop's thread; a huge value keeps every batch on it, as "
+                        "before; default: the server's)")
     parser.add_argument("--index", choices=["exact", "hnsw", "ivf-flat"], default=None,
                         help="with --retrieval sasrec: serve its retrieval from this vector index")
     parser.add_argument("--index-params", type=json.loads, default={}, help='JSON, e.g. \'{"nlist": 4096}\'')
@@ -536,7 +586,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
               ("--overload-factor", args.overload_factor == 0 or args.overload_factor >= 1),
               ("--overload-duration", args.overload_duration > 0), ("--deadline-ms", args.deadline_ms > 0),
               ("--unknown-users", 0 <= args.unknown_users <= 1), ("--connections", args.connections >= 1),
-              ("--max-connections", args.max_connections >= 1)]
+              ("--max-connections", args.max_connections >= 1),
+              ("--inline-batch-ms", args.inline_batch_ms is None or args.inline_batch_ms >= 0)]
     for name, ok in checks:
         if not ok:
             parser.error(f"{name}: bad value (durations and timeouts > 0, --overload-factor 0 or >= 1, shares in "
@@ -559,6 +610,7 @@ def main(argv: list[str] | None = None) -> None:
     catalogs = []
     for n_items in (int(x) for x in args.items.split(",")):
         suffix = ("" if args.retrieval == "itemknn" else f"-{args.retrieval}") + (
+            "" if args.policy == "epsilon_greedy" else f"-{args.policy}") + (
             f"-w{args.workers}" if args.workers > 1 else "") + ("-open" if args.generator == "open" else "") + (
             f"-{args.tag}" if args.tag else "")
         out = RESULTS / f"serve_load-{n_items}{suffix}.json"
@@ -571,9 +623,10 @@ def main(argv: list[str] | None = None) -> None:
         row = measure(n_items, args, workdir, save)
         if args.build_only:
             continue
-        row.update({"code": _git_head(), "generator": args.generator, "ranker": args.ranker,
+        row.update({"code": _git_head(), "generator": args.generator, "ranker": args.ranker, "policy": args.policy,
                     "retrieval": args.retrieval, "merge_k": args.merge_k,
                     "k": args.k, "workers": args.workers, "batch_wait_ms": args.batch_wait_ms, "batcher": args.batcher,
+                    "inline_batch_ms": args.inline_batch_ms,
                     "deadline_ms": args.deadline_ms, "index": args.index, "index_params": args.index_params,
                     "connections": args.connections, "users": args.users, "duration_s": args.duration,
                     "warmup_s": args.warmup, "arrivals": args.arrivals, "fresh_kind": args.fresh_kind,

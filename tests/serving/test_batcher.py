@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -253,3 +254,116 @@ def test_requests_read_during_a_batch_are_answered_before_the_next_batch(loop_na
         times = asyncio.run(main())
     # before: two batches or more (the next batch ran first); now: what was left of the running one
     assert len(times) == 5 and sorted(times)[2] < batch_s * 1.2 and max(times) < batch_s * 4, times
+
+
+def _probe_at(delay_s: float, coro_fn: Any) -> asyncio.Task[Any]:
+    """A task that waits ``delay_s`` then awaits ``coro_fn()``, timing it: (outcome, seconds)."""
+    async def run() -> tuple[RecommendResponse | BaseException, float]:
+        await asyncio.sleep(delay_s)
+        t0 = time.perf_counter()
+        try:
+            outcome: RecommendResponse | BaseException = await coro_fn()
+        except Exception as exc:
+            outcome = exc
+        return outcome, time.perf_counter() - t0
+    return asyncio.ensure_future(run())
+
+
+def test_a_long_batch_runs_off_the_loop_and_a_hopeless_request_is_refused_while_it_runs() -> None:
+    """The gap the loop batcher had: a refusal waited out the batch running on the loop's thread. Now a batch
+    expected past ``inline_max_s`` runs on the worker thread and the loop refuses at once."""
+    batch_s, threads, seen = 0.5, list[bool](), list[str]()
+
+    def run(requests: list[RecommendRequest], waited_s: float) -> list[RecommendResponse]:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return _sleepy(batch_s, seen)(requests, waited_s)
+
+    batcher = LoopBatcher(run, max_batch=4, deadline_s=0.3, inline_max_s=0.01)
+    batcher.admission.observe(1, batch_s)  # learned: half a second per batch of one
+
+    async def main() -> tuple[Any, ...]:
+        held = asyncio.ensure_future(batcher.answer(RecommendRequest(user_id="held")))  # idle: always admitted
+        refused = _probe_at(0.1, lambda: batcher.answer(RecommendRequest(user_id="hopeless")))
+        ticks = _probe_at(0.15, lambda: asyncio.sleep(0))  # the loop itself is free while the batch runs
+        t0 = time.perf_counter()
+        answered = await held
+        return answered, time.perf_counter() - t0, await refused, await ticks
+
+    answered, held_s, (refusal, refusal_s), (_, tick_s) = asyncio.run(main())
+    assert isinstance(answered, RecommendResponse) and answered.user_id == "held" and held_s >= batch_s * 0.9
+    assert isinstance(refusal, OverloadedError) and refusal.reason == "deadline"
+    assert refusal.expected_s is not None and refusal.expected_s > 0.3  # what is left of the batch + its own
+    assert refusal_s < batch_s / 5 and tick_s < batch_s / 5, (refusal_s, tick_s)  # not the ~400 ms left of it
+    assert threads == [False] and seen == ["held"]  # ran on the worker thread; the refused request never ran
+    assert batcher.admission.cost.seconds(1) == pytest.approx(batch_s, rel=0.3)  # its time was learned
+
+
+@pytest.mark.parametrize(("inline_max_s", "on_loop"), [(1.0, True), (0.01, False)])
+def test_a_batch_runs_on_the_loops_thread_only_when_expected_short(inline_max_s: float, on_loop: bool) -> None:
+    threads: list[bool] = []
+
+    def run(requests: list[RecommendRequest], waited_s: float) -> list[RecommendResponse]:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return answer(requests)
+
+    batcher = LoopBatcher(run, max_batch=2, inline_max_s=inline_max_s)
+    batcher.admission.observe(2, 0.05)  # expected: 50 ms a batch
+    out = _gather(batcher, ["a", "b", "c"])
+    assert [r.user_id for r in out if isinstance(r, RecommendResponse)] == ["a", "b", "c"]
+    assert threads == [on_loop, on_loop]
+
+
+def test_off_the_loop_a_bad_request_fails_alone_and_requests_queued_meanwhile_run_next() -> None:
+    sizes: list[int] = []
+
+    def run(requests: list[RecommendRequest], waited_s: float) -> list[RecommendResponse]:
+        sizes.append(len(requests))
+        time.sleep(0.05)
+        if any(r.user_id == "bad" for r in requests):
+            raise ValueError("bad user")
+        return answer(requests)
+
+    batcher = LoopBatcher(run, max_batch=2, inline_max_s=0.0)
+    batcher.admission.observe(2, 0.05)
+
+    async def main() -> list[Any]:
+        first = [asyncio.ensure_future(batcher.answer(RecommendRequest(user_id=u))) for u in ("a", "bad")]
+        await asyncio.sleep(0.02)  # the first batch is running on the worker thread
+        later = [asyncio.ensure_future(batcher.answer(RecommendRequest(user_id=u))) for u in ("c", "d")]
+        return await asyncio.gather(*first, *later, return_exceptions=True)
+
+    out = asyncio.run(main())
+    assert [type(r).__name__ for r in out] == ["RecommendResponse", "ValueError", "RecommendResponse",
+                                                "RecommendResponse"]
+    assert sizes == [2, 1, 1, 2]  # the failed pair re-run one by one, then the two queued meanwhile together
+
+
+def test_close_answers_the_batch_running_off_the_loop() -> None:
+    gate = threading.Event()
+    batcher = LoopBatcher(lambda rs, _w: (gate.wait(5), answer(rs))[1], inline_max_s=0.0)
+    batcher.admission.observe(1, 0.05)
+    loop = asyncio.new_event_loop()
+    try:
+        held = loop.create_task(batcher.answer(RecommendRequest(user_id="held")))
+        loop.run_until_complete(asyncio.sleep(0.02))  # the batch starts on the worker thread and waits at the gate
+        assert batcher._off is not None
+        threading.Timer(0.05, gate.set).start()
+        batcher.close()  # waits for the batch and answers it
+        assert loop.run_until_complete(held).user_id == "held"
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("bad", [-0.001, -1.0])
+def test_a_negative_inline_limit_is_refused(bad: float) -> None:
+    with pytest.raises(ValueError, match="inline_max_s must be >= 0"):
+        LoopBatcher(lambda rs, _w: answer(rs), inline_max_s=bad)
+
+
+@pytest.mark.parametrize("inline_max_s", [1.0, 0.0])
+def test_a_batch_function_that_answers_the_wrong_number_of_requests_fails_them_not_the_batcher(
+        inline_max_s: float) -> None:
+    batcher = LoopBatcher(lambda rs, _w: answer(rs)[1:], max_batch=2, inline_max_s=inline_max_s)
+    batcher.admission.observe(2, 0.05)
+    out = _gather(batcher, ["a", "b", "c"])
+    assert all(isinstance(r, RuntimeError) and "with 0 responses" in str(r) for r in out), out

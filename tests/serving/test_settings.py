@@ -36,6 +36,8 @@ BAD_SETTINGS: list[tuple[dict[str, Any], str]] = [
     ({"max_connections": 0}, "max_connections"),
     ({"backlog": 0}, "backlog"),
     ({"shed": "sometimes"}, "shed"),
+    ({"inline_batch_ms": -1}, "inline_batch_ms"),
+    ({"inline_batch_ms": "fast"}, "inline_batch_ms"),
 ]
 
 

@@ -14,6 +14,7 @@ from rankstack.serving.server import (
     BATCH_WAIT_HELP,
     BATCHER_HELP,
     DEFAULT_STATE,
+    INLINE_BATCH_HELP,
     MAX_BATCH_HELP,
     MAX_CONNECTIONS_HELP,
     MAX_QUEUE_HELP,
@@ -45,6 +46,7 @@ def serve(
     max_batch: Annotated[int, typer.Option("--max-batch", help=MAX_BATCH_HELP, min=1, max=1024)] = 32,
     batch_wait_ms: Annotated[float, typer.Option("--batch-wait-ms", help=BATCH_WAIT_HELP, min=0, max=100)] = 0.0,
     batcher: Annotated[Batcher, typer.Option("--batcher", help=BATCHER_HELP)] = Batcher.loop,
+    inline_batch_ms: Annotated[float, typer.Option("--inline-batch-ms", help=INLINE_BATCH_HELP, min=0)] = 50.0,
     shed: Annotated[bool, typer.Option("--shed/--no-shed", help=SHED_HELP)] = True,
     max_queue: Annotated[int, typer.Option("--max-queue", help=MAX_QUEUE_HELP, min=1)] = 1_000,
     max_connections: Annotated[int | None, typer.Option("--max-connections", help=MAX_CONNECTIONS_HELP, min=1)
@@ -55,4 +57,5 @@ def serve(
         run_server(artifact, host=host, port=port, state=state, deadline_ms=deadline_ms, loader=loader,
                    log_level=log_level, workers=workers, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
                    batcher=batcher.value, shed=shed, max_queue=max_queue, max_connections=max_connections,
+                   inline_batch_ms=inline_batch_ms,
                    say=lambda message: err_console.print(message, highlight=False))

@@ -12,6 +12,7 @@ from rankstack.serving.server import (
     BATCH_WAIT_HELP,
     BATCHER_HELP,
     DEFAULT_STATE,
+    INLINE_BATCH_HELP,
     MAX_BATCH_HELP,
     MAX_CONNECTIONS_HELP,
     MAX_QUEUE_HELP,
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=32, help=MAX_BATCH_HELP)
     parser.add_argument("--batch-wait-ms", type=float, default=0.0, help=BATCH_WAIT_HELP)
     parser.add_argument("--batcher", choices=["loop", "thread"], default="loop", help=BATCHER_HELP)
+    parser.add_argument("--inline-batch-ms", type=float, default=50.0, help=INLINE_BATCH_HELP)
     parser.add_argument("--shed", action=argparse.BooleanOptionalAction, default=True, help=SHED_HELP)
     parser.add_argument("--max-queue", type=int, default=1_000, help=MAX_QUEUE_HELP)
     parser.add_argument("--max-connections", type=int, default=None, help=MAX_CONNECTIONS_HELP)
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         run_server(args.artifact, host=args.host, port=args.port, state=args.state, deadline_ms=args.deadline_ms,
                    loader=args.loader, log_level=args.log_level, workers=args.workers, max_batch=args.max_batch,
                    batch_wait_ms=args.batch_wait_ms, batcher=args.batcher, shed=args.shed, max_queue=args.max_queue,
-                   max_connections=args.max_connections)
+                   max_connections=args.max_connections, inline_batch_ms=args.inline_batch_ms)
     except RankstackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

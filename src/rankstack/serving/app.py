@@ -113,10 +113,11 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         metrics.service_estimate.labels("full").set(cost.seconds(settings.max_batch))
 
     rebalance = Rebalance()
-    runner = LoopBatcher if settings.batcher == "loop" else MicroBatcher
-    batcher = runner(run_batch, max_batch=settings.max_batch, max_wait_s=settings.batch_wait_ms / 1000.0,
-                     max_queue=settings.max_queue, on_batch=observe_batch, deadline_s=settings.deadline_s,
-                     shed=settings.shed)
+    bounds: dict[str, Any] = {"max_batch": settings.max_batch, "max_wait_s": settings.batch_wait_ms / 1000.0,
+                              "max_queue": settings.max_queue, "on_batch": observe_batch,
+                              "deadline_s": settings.deadline_s, "shed": settings.shed}
+    batcher = (LoopBatcher(run_batch, inline_max_s=settings.inline_batch_ms / 1000.0, **bounds)
+               if settings.batcher == "loop" else MicroBatcher(run_batch, **bounds))
     events_waiting = 0  # event posts waiting for or holding a thread to store them (bounded by max_queue)
 
     def start() -> None:

@@ -11,12 +11,14 @@ when its batch comes up is dropped unrun, and a queue of ``max_queue`` refuses e
 ``shed``).
 Each batch's size and wall time teach the estimate the next decisions use.
 
-Two runners: ``LoopBatcher`` (the service's default) runs batches on the event loop's own thread — requests
-that arrive while a batch runs wait in the socket buffers; after each batch the loop reads them and admits,
-sheds or answers (``/healthz``) every one of them before the next batch starts, so neither a shed answer nor
-a health check waits behind more than the batch that was running when it arrived, and no second thread
-competes for the GIL; ``MicroBatcher`` runs them on a worker thread, so the loop keeps accepting and parsing
-requests (and answering /healthz) while a batch runs.
+Two runners: ``LoopBatcher`` (the service's default) schedules batches from the event loop — one at a time, the
+next only after the loop has read, admitted or shed, and answered (``/healthz``) whatever arrived during the last.
+A batch expected to be short (at most ``inline_max_s``, by the fitted cost) runs on the loop's own thread, so no
+second thread competes for the GIL; meanwhile requests wait in the socket buffers, so a refusal or a health check
+waits out at most that short batch. A longer batch runs on the batcher's worker thread while the loop keeps reading
+requests, refusing at once those that cannot make their deadline (counting what is left of the running batch)
+and answering ``/healthz`` (the pipeline holds the GIL at most a switch interval at a time). ``MicroBatcher`` runs
+every batch on a worker thread that takes the next one as soon as the last ends.
 """
 
 from __future__ import annotations
@@ -27,17 +29,20 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from rankstack.pipeline.api import RecommendRequest, RecommendResponse
 from rankstack.serving.admission import Admission, OverloadedError
 
-__all__ = ["BatchFn", "LoopBatcher", "MicroBatcher", "OverloadedError", "answer_jobs"]
+__all__ = ["BatchFn", "LoopBatcher", "MicroBatcher", "Outcome", "OverloadedError", "answer_jobs", "batch_outcomes",
+           "settle"]
 log = logging.getLogger(__name__)
 MIN_PASSES = 6  # loop passes between batches at least: asyncio's loop needs 5 from accepting a connection to the app
 QUIET_PASS_S = 50e-6  # a loop pass this short ran nothing but the batcher's own callback
+INLINE_MAX_S = 0.05  # the loop batcher runs a batch expected to take longer than this on its worker thread
+CLOSE_WAIT_S = 30.0  # on close, how long the loop batcher waits for the batch on its worker thread
 BatchFn = Callable[[list[RecommendRequest], float], list[RecommendResponse]]  # (requests, oldest wait in s)
 
 
@@ -77,18 +82,27 @@ class _Batching:
         job.future.set_exception(error)
         return False
 
-    def _run(self, jobs: list[_Job], backlog: bool) -> float:
-        """Answer one batch, timing it (and the gap since the last one) for the admission estimate; ``backlog``:
-        requests are still waiting behind it. When the batch started."""
+    def _begin(self, jobs: list[_Job]) -> float:
+        """Note a batch starting now (the gap since the last one, the observer); when it started."""
         started = time.perf_counter()
         if self._backlog_since is not None:
             self.admission.observe_gap(started - self._backlog_since)
         if self.on_batch is not None:
             self.on_batch(len(jobs), started - jobs[0].queued_at)
-        answer_jobs(self.run_batch, jobs)
-        ended = time.perf_counter()
-        self.admission.observe(len(jobs), ended - started)
+        return started
+
+    def _end(self, size: int, started: float, ended: float, backlog: bool) -> None:
+        """Teach the estimate a batch of ``size`` that ran from ``started`` to ``ended``; ``backlog``: requests were
+        still waiting when it ended."""
+        self.admission.observe(size, ended - started)
         self._backlog_since = ended if backlog else None
+
+    def _run(self, jobs: list[_Job], backlog: bool) -> float:
+        """Answer one batch on this thread, timing it (and the gap since the last one) for the admission estimate;
+        ``backlog``: requests are still waiting behind it. When the batch started."""
+        started = self._begin(jobs)
+        answer_jobs(self.run_batch, jobs)
+        self._end(len(jobs), started, time.perf_counter(), backlog)
         return started
 
 
@@ -152,32 +166,56 @@ class MicroBatcher(_Batching):
         return await asyncio.wrap_future(self.submit(request, arrived_at))
 
 
+Outcome = RecommendResponse | BaseException  # one request's response, or what its batch (or it alone) raised
+
+
+def batch_outcomes(run_batch: BatchFn, requests: list[RecommendRequest], queued_at: list[float]) -> list[Outcome]:
+    """Run one batch (``queued_at``: each request's arrival); a failing batch is re-run request by request so that
+    only the bad request fails. Touches no future, so it may run on any thread."""
+    try:
+        responses: list[Outcome] = list(run_batch(requests, time.perf_counter() - queued_at[0]))
+        if len(responses) != len(requests):
+            raise RuntimeError(f"the batch function answered {len(requests)} requests with {len(responses)} responses")
+        return responses
+    except BaseException as exc:
+        if len(requests) == 1:
+            return [exc]
+        log.info("a batch of %d failed (%s); answering its requests one by one", len(requests), exc)
+        return [batch_outcomes(run_batch, [request], [at])[0]
+                for request, at in zip(requests, queued_at, strict=True)]
+
+
+def settle(jobs: list[_Job], outcomes: list[Outcome]) -> None:
+    """Set each job's future to its outcome (on the thread that owns the futures); a future already done (an
+    asyncio future whose request was cancelled: client gone) is left alone."""
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        if job.future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            job.future.set_exception(outcome)
+        else:
+            job.future.set_result(outcome)
+
+
 def answer_jobs(run_batch: BatchFn, jobs: list[_Job]) -> None:
     """Run one batch and settle each job's future; a failing batch is split so that only the bad request fails."""
-    try:
-        responses = run_batch([job.request for job in jobs], time.perf_counter() - jobs[0].queued_at)
-    except BaseException as exc:
-        if len(jobs) == 1:
-            if not jobs[0].future.done():
-                jobs[0].future.set_exception(exc)
-            return
-        log.info("a batch of %d failed (%s); answering its requests one by one", len(jobs), exc)
-        for job in jobs:
-            answer_jobs(run_batch, [job])
-        return
-    for job, response in zip(jobs, responses, strict=True):
-        if not job.future.done():  # an asyncio future whose request was cancelled (client gone)
-            job.future.set_result(response)
+    settle(jobs, batch_outcomes(run_batch, [job.request for job in jobs], [job.queued_at for job in jobs]))
 
 
 class LoopBatcher(_Batching):
-    """Runs ``run_batch`` on batches of waiting requests in the event loop's own thread."""
+    """Schedules batches of waiting requests from the event loop; runs a short one on the loop's own thread and a
+    long one (expected over ``inline_max_s``) on a worker thread while the loop keeps admitting and shedding."""
 
-    def __init__(self, run_batch: BatchFn, **bounds: Any) -> None:
+    def __init__(self, run_batch: BatchFn, *, inline_max_s: float = INLINE_MAX_S, **bounds: Any) -> None:
         super().__init__(run_batch, **bounds)
+        if inline_max_s < 0:
+            raise ValueError(f"inline_max_s must be >= 0 seconds, got {inline_max_s}")
+        self.inline_max_s = inline_max_s
         self._pending: list[_Job] = []
         self._scheduled: asyncio.TimerHandle | asyncio.Handle | None = None
         self._blocked_since: float | None = None  # start of the last batch, until what arrived during it was read
+        self._worker: ThreadPoolExecutor | None = None  # one thread, made when the first long batch comes
+        self._off: _OffLoop | None = None  # the batch running on the worker thread now
 
     async def answer(self, request: RecommendRequest, arrived_at: float | None = None) -> RecommendResponse:
         """Queue one request and wait for its response (``OverloadedError`` when it is shed)."""
@@ -185,20 +223,20 @@ class LoopBatcher(_Batching):
         arrived = now if arrived_at is None else min(arrived_at, now)
         if self._blocked_since is not None:  # it may have waited in a socket buffer since that batch started
             arrived = min(arrived, self._blocked_since)
-        self.admission.admit(len(self._pending), now - arrived)  # no batch runs while this coroutine does
+        left = 0.0  # no batch runs on this thread while this coroutine does; one may run on the worker thread
+        if self._off is not None:
+            left = max(self.admission.cost.seconds(len(self._off.jobs)) - (now - self._off.started), 0.0)
+        self.admission.admit(len(self._pending), now - arrived, left)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[RecommendResponse] = loop.create_future()
         self._pending.append(_Job(request, future, arrived))
-        if self._scheduled is None:
+        if self._scheduled is None and self._off is None:  # else the running batch's end schedules the next
             self._scheduled = (loop.call_later(self.max_wait_s, self._flush) if self.max_wait_s > 0
                                else loop.call_soon(self._flush))
         return await future
 
-    def _flush(self) -> None:
-        """Run one batch of the waiting requests; the next one waits until the loop has read, admitted or shed
-        (and answered health checks for) whatever arrived while this one ran, and those requests' deadlines count
-        from the start of this batch (the client sent them no earlier)."""
-        self._scheduled = None
+    def _take(self) -> list[_Job]:
+        """The next batch's live jobs off the front of the queue (the others settled as expired or gone)."""
         now, taken = time.perf_counter(), 0
         jobs: list[_Job] = []
         size = min(len(self._pending), self.max_batch)
@@ -209,13 +247,50 @@ class LoopBatcher(_Batching):
             if self._live(job, now, size):
                 jobs.append(job)
         del self._pending[:taken]
+        return jobs
+
+    def _flush(self) -> None:
+        """Run one batch of the waiting requests — here if it is expected to be short, else on the worker thread; the
+        next one waits until the loop has read, admitted or shed (and answered health checks for) whatever arrived
+        meanwhile. Requests read right after a batch on this thread count their deadlines from its start (the
+        client sent them no earlier)."""
+        self._scheduled = None
+        jobs = self._take()
         loop = asyncio.get_running_loop()
-        if jobs:
-            self._blocked_since = started = self._run(jobs, backlog=bool(self._pending))
-            ended = time.perf_counter()
-            self._scheduled = loop.call_soon(self._after_io, 1, ended, ended + (ended - started))
-        elif self._pending:
-            self._scheduled = loop.call_soon(self._flush)
+        if not jobs:
+            if self._pending:
+                self._scheduled = loop.call_soon(self._flush)
+            return
+        if self.admission.cost.seconds(len(jobs)) > self.inline_max_s:
+            self._offload(jobs, loop)
+            return
+        self._blocked_since = started = self._run(jobs, backlog=bool(self._pending))
+        ended = time.perf_counter()
+        self._scheduled = loop.call_soon(self._after_io, 1, ended, ended + (ended - started))
+
+    def _offload(self, jobs: list[_Job], loop: asyncio.AbstractEventLoop) -> None:
+        """Start ``jobs`` on the worker thread; its end comes back to the loop (``_landed``)."""
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="rankstack-batch")
+        started = self._begin(jobs)
+        requests, arrivals = [job.request for job in jobs], [job.queued_at for job in jobs]
+        done = self._worker.submit(_timed_outcomes, self.run_batch, requests, arrivals)
+        off = self._off = _OffLoop(jobs, started, done)
+        done.add_done_callback(lambda _: loop.call_soon_threadsafe(self._landed, off))
+
+    def _landed(self, off: _OffLoop) -> None:
+        """A batch on the worker thread ended: learn its time, answer its requests, then (as after a batch on this
+        thread) start the next once the loop has had a quiet pass, so the loop's own work does not compete with it
+        for the GIL (starting it at once measured worse: docs/benchmarks.md, "#20: refusals without waiting out
+        the batch")."""
+        if self._off is not off:  # close() answered it already
+            return
+        self._off = None
+        outcomes, ended = _result(off)
+        self._end(len(off.jobs), off.started, ended, backlog=bool(self._pending))
+        settle(off.jobs, outcomes)
+        now = time.perf_counter()
+        self._scheduled = asyncio.get_running_loop().call_soon(self._after_io, 1, now, now + (ended - off.started))
 
     def _after_io(self, passes: int, previous: float, until: float) -> None:
         """Run the next batch (if requests wait) once the loop has had a quiet pass, at least ``MIN_PASSES`` after
@@ -233,10 +308,40 @@ class LoopBatcher(_Batching):
         self._scheduled = loop.call_soon(self._flush) if self._pending else None
 
     def close(self) -> None:
-        """Answer whatever still waits (the loop is stopping)."""
+        """Answer whatever still waits (the loop is stopping): the batch on the worker thread, then the queue."""
         if self._scheduled is not None:
             self._scheduled.cancel()
             self._scheduled = None
+        off, self._off = self._off, None
+        if off is not None:
+            settle(off.jobs, _result(off, timeout_s=CLOSE_WAIT_S)[0])
         while self._pending:
             jobs, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
             answer_jobs(self.run_batch, jobs)
+        if self._worker is not None:
+            self._worker.shutdown(wait=False)
+
+
+@dataclass
+class _OffLoop:
+    """A batch running on the loop batcher's worker thread: its jobs, when it started, its outcomes to come."""
+
+    jobs: list[_Job]
+    started: float
+    done: Future[tuple[list[Outcome], float]]
+
+
+def _timed_outcomes(run_batch: BatchFn, requests: list[RecommendRequest], queued_at: list[float]
+                    ) -> tuple[list[Outcome], float]:
+    """``batch_outcomes`` and when it ended (``perf_counter``), on the worker thread."""
+    outcomes = batch_outcomes(run_batch, requests, queued_at)
+    return outcomes, time.perf_counter()
+
+
+def _result(off: _OffLoop, timeout_s: float | None = None) -> tuple[list[Outcome], float]:
+    """The outcomes of a batch run on the worker thread and when it ended (every request failing with what broke
+    the thread, or with a timeout)."""
+    try:
+        return off.done.result(timeout=timeout_s)
+    except BaseException as exc:
+        return [exc] * len(off.jobs), time.perf_counter()

@@ -15,14 +15,16 @@ from rankstack.serving.settings import SWITCH_INTERVAL_S, ServiceSettings
 from rankstack.serving.workers import run_workers
 from rankstack.state.store import StateStore
 
-__all__ = ["BATCHER_HELP", "BATCH_WAIT_HELP", "DEFAULT_STATE", "MAX_BATCH_HELP", "MAX_CONNECTIONS_HELP",
-           "MAX_QUEUE_HELP", "SHED_HELP", "SWITCH_INTERVAL_S", "WORKERS_HELP", "run_server"]
+__all__ = ["BATCHER_HELP", "BATCH_WAIT_HELP", "DEFAULT_STATE", "INLINE_BATCH_HELP", "MAX_BATCH_HELP",
+           "MAX_CONNECTIONS_HELP", "MAX_QUEUE_HELP", "SHED_HELP", "SWITCH_INTERVAL_S", "WORKERS_HELP", "run_server"]
 DEFAULT_STATE = "sqlite:rankstack-state.db"
 WORKERS_HELP = ("Server processes sharing the port (default 1; one Python process uses about one core). Each loads "
                 "the artifact and opens the state store; /metrics adds them up and /admin/reload reaches all.")
 MAX_BATCH_HELP = "Most concurrent recommend requests answered by one pipeline call (micro-batching; default 32)."
 BATCHER_HELP = ("Where recommend batches run: 'loop' (default) on the event loop's thread, so no second thread "
                 "competes for the GIL; 'thread' on a worker thread, so the loop keeps reading requests meanwhile.")
+INLINE_BATCH_HELP = ("With --batcher loop: batches expected to take longer than this many milliseconds run on a "
+                     "worker thread, so refusals and /healthz are answered while they run (default 50).")
 BATCH_WAIT_HELP = ("Extra milliseconds a batch waits to fill (default 0: take whatever is queued). Larger batches "
                    "cost less CPU per request and add up to this much latency.")
 
@@ -42,14 +44,15 @@ def run_server(artifact: Path, *, host: str = "127.0.0.1", port: int = 8000, sta
                deadline_ms: float = 100.0, loader: str = DEFAULT_LOADER, log_level: str = "warning",
                workers: int = 1, max_batch: int = 32, batch_wait_ms: float = 0.0, batcher: str = "loop",
                shed: bool = True, max_queue: int = 1_000, max_connections: int | None = None,
-               say: Callable[[str], None] = _stderr) -> None:
+               inline_batch_ms: float = 50.0, say: Callable[[str], None] = _stderr) -> None:
     """Open the state store, load the artifact (errors are ``RankstackError``s), then serve until stopped.
 
     With ``workers`` > 1 the store is checked here and the artifact by ``run_workers`` (on its snapshot), then
     each worker process opens its own."""
     settings = ServiceSettings.from_env(artifact, deadline_s=deadline_ms / 1000.0, workers=workers,
                                         max_batch=max_batch, batch_wait_ms=batch_wait_ms, batcher=batcher,
-                                        shed=shed, max_queue=max_queue, max_connections=max_connections)
+                                        shed=shed, max_queue=max_queue, max_connections=max_connections,
+                                        inline_batch_ms=inline_batch_ms)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     store = open_state(state)  # the app warns when the store's durability settings can lose events
     try:

@@ -52,6 +52,10 @@ class ServiceSettings(BaseModel):
     batcher: Literal["loop", "thread"] = Field(default="loop", description=(
         "Where recommend batches run: on the event loop's thread (no second thread competes for the GIL) or on "
         "a worker thread (the loop keeps parsing requests while a batch runs)."))
+    inline_batch_ms: float = Field(default=50.0, ge=0, description=(
+        "Loop batcher only: a batch expected (by the fitted batch cost) to take longer than this runs on a worker "
+        "thread, so that the loop keeps refusing requests that cannot make their deadline and answering /healthz "
+        "while it runs; shorter ones run on the loop's thread (a refusal waits out at most such a batch)."))
 
     @classmethod
     def from_env(cls, artifact: Path, **overrides: object) -> ServiceSettings:

@@ -1,0 +1,53 @@
+"""``benchmarks/serve_load.py`` end to end on a tiny catalog: the JSON contract of ``--json``, and with a learning
+exploration stage (``--policy linucb``) the policy state of both workers after an open-loop run with fresh events."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "serve_load.py"
+TINY = ["--items", "1000", "--users", "300", "--per-user", "10", "--merge-k", "100", "--ranker", "none",
+        "--seed-events", "300", "--rates", "40", "--duration", "3", "--warmup", "1", "--fresh-events", "0.5",
+        "--workers", "2"]
+
+
+def serve_load(args: list[str], tmp_path: Path, timeout_s: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the script with ``args`` (its own workdir and results tag under ``tmp_path``), capturing its output."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, str(SCRIPT), *args, "--workdir", str(tmp_path / "work")],
+                          capture_output=True, text=True, timeout=timeout_s, env=env, cwd=tmp_path)
+
+
+@pytest.mark.slow  # builds, then starts two worker processes: about a minute on the 2-core box
+def test_a_learning_policy_in_the_serve_load_graph_ends_with_identical_worker_states(tmp_path: Path) -> None:
+    done = serve_load([*TINY, "--policy", "linucb", "--json", "--tag", f"pytest-{os.getpid()}"], tmp_path)
+    results = ROOT / "benchmarks" / "results" / f"serve_load-1000-linucb-w2-open-pytest-{os.getpid()}.json"
+    results.unlink(missing_ok=True)  # a test's record is not a benchmark result
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    run = out["runs"][0]
+    assert {"offered", "achieved", "p99_ms", "errors", "degraded", "shed"} <= run.keys()
+    assert out["policy"] == "linucb" and run["offered"] == 40 and run["achieved"] > 0
+    state = run["policy_state"]
+    assert len(state["workers"]) == 2 and state["identical"], state
+    first, second = state["workers"].values()
+    assert first["policy"] == "linucb" and first["digest"] == second["digest"] and first["cursor"] == second["cursor"]
+    # the workers learned: the seeded log and the run's fresh clicks were folded (not an untouched prior)
+    assert first["events"] > 0 and first["rewards"] > 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--policy", "ucb1"], "--policy: invalid choice"),
+    (["--policy"], "--policy: expected one argument"),
+])
+def test_a_bad_policy_is_refused_naming_the_option(args: list[str], message: str, tmp_path: Path) -> None:
+    done = serve_load(args, tmp_path, timeout_s=120)
+    assert done.returncode == 2 and message in done.stderr
