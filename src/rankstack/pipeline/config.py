@@ -396,9 +396,10 @@ class LearningSettings(_Strict):
     ``dim``-dimensional unit vectors fitted at train time and saved with the artifact: a truncated SVD of the
     training interactions (``representation: svd``) or a fitted vector source's user and item vectors projected
     onto the top ``dim`` singular directions of its item vectors (``representation: <source name>``, e.g.
-    ``sasrec``): the state is O(dim²) whatever the catalogue (plus two counters per item for ``bernoulli_ts``). Impressions are pulls, a ``click`` adds ``click_reward`` and a ``conversion``
-    ``conversion_reward`` (integers: the statistics are exact sums). ``prior_weight`` × 1/log2(2 + pool
-    position) is added to every score, so the untrained policy keeps the upstream order.
+    ``sasrec``): the state is O(dim²) whatever the catalogue (plus two counters per item for ``bernoulli_ts``).
+    Impressions are pulls, a ``click`` adds ``click_reward`` and a ``conversion`` ``conversion_reward``
+    (integers: the statistics are exact sums). ``prior_weight`` × 1/log2(2 + pool position) is added to every
+    score, so the untrained policy keeps the upstream order.
     """
 
     dim: int = Field(default=8, ge=1, le=64, description="dimensions of the user and item vectors")
