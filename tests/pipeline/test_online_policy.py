@@ -228,6 +228,21 @@ def test_neural_linear_features_are_the_rankers_projected_vectors(small_split: t
     assert svd.online is not None and pipeline.online is not None and svd.online.key != pipeline.online.key
 
 
+def test_any_vector_source_of_the_pipeline_can_be_the_representation(small_split: tuple[Dataset, Dataset]) -> None:
+    """ALS as a candidate source: the features are its own factors, projected."""
+    from rankstack.experiments.policy_representation import project_vectors
+
+    als = {"name": "als", "settings": {"factors": 6, "iterations": 3, "num_threads": 1, "device": "cpu"}, "k": 20}
+    pipeline = build(small_split[0], sources=[{"name": "popular", "k": 20, "quota": 5}, als],
+                     exploration={"policy": "linucb", "pool": 12, "learning": {"representation": "als", "dim": 4}})
+    source, features = pipeline.parts.sources["als"], pipeline.parts.policy
+    assert features is not None and hasattr(source, "user_vectors") and hasattr(source, "item_vectors")
+    users = source.user_vectors(np.arange(len(pipeline.parts.user_map))).numpy()
+    x, y = project_vectors(users, source.item_vectors().numpy(), 4)
+    np.testing.assert_array_equal(features.users, x)
+    np.testing.assert_array_equal(features.items, y)
+
+
 def test_neural_linear_round_trips_the_artifact(small_split: tuple[Dataset, Dataset], neural_linear: Path,
                                                tmp_path: Path) -> None:
     first = Pipeline.load(neural_linear)
