@@ -22,5 +22,5 @@ def _load(name: str) -> None:
     spec.loader.exec_module(module)
 
 
-for _name in ("open_loop", "serve_mix"):  # serve_mix imports open_loop by name
+for _name in ("open_loop", "serve_mix", "online_representation"):  # serve_mix imports open_loop by name
     _load(_name)

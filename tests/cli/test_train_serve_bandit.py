@@ -55,3 +55,39 @@ def test_train_then_serve_a_learning_policy_from_yaml(tmp_path: Path) -> None:
     assert after["policy"] == "linucb" and after["digest"] != before["digest"]
     assert after["impressions"] == 3 and after["rewards"] == 3
     store.close()
+
+
+def test_train_then_serve_neural_linear_over_sasrec_from_yaml(tmp_path: Path) -> None:
+    """The shipped ``bandit-neural-linear.yaml`` with a tiny SASRec: the artifact's policy features are SASRec's
+    projected vectors, and the service answers a request with NeuralLinear's propensities."""
+    lines = ["user_id,item_id,timestamp"]
+    for u in range(40):
+        for t in range(8):
+            lines.append(f"u{u},i{(u % 4) + 4 * ((u + 3 * t) % 8)},{1_700_000_000 + 60 * t}")
+    (tmp_path / "events.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path = REPO / "configs" / "pipelines" / "bandit-neural-linear.yaml"
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert config["exploration"]["policy"] == "neural_linear"
+    assert config["exploration"]["learning"]["representation"] == config["ranker"]["source"] == "sasrec"
+    config["data"] = {"name": str(tmp_path / "events.csv")}
+    config["sources"] = [{"name": "popular", "k": 20, "quota": 5}, {"name": "itemknn", "k": 20}]
+    config["merge"] = {"k": 25}
+    config["ranker"]["settings"].update({"epochs": 2, "hidden_dim": 16, "max_len": 10, "blocks": 1,
+                                         "validation": False, "batch_size": 64})
+    config["exploration"]["pool"] = 10
+    config["exploration"]["learning"].update({"dim": 4, "sync_every_s": 0.05})
+    config["evaluation"] = {"ks": [5], "funnel_ks": [10]}
+    (tmp_path / "nl.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "nl.yaml"), "-o", str(tmp_path / "art"),
+                                      "--no-register", "--json"])
+    assert result.exit_code == 0, result.output
+
+    loaded = Pipeline.load(tmp_path / "art")
+    assert loaded.parts.policy is not None and loaded.parts.policy.items.shape[1] == 4
+    assert loaded.parts.ranker is not None
+    store = SQLiteStateStore(tmp_path / "state.db")
+    with TestClient(create_app(Pipeline.load, store, ServiceSettings(artifact=tmp_path / "art"))) as http:
+        assert http.get("/v1/policy").json()["policy"] == "neural_linear"
+        slate = http.post("/v1/recommend", json={"user_id": "u1", "k": 3, "request_id": "r1"}).json()
+    assert len(slate["items"]) == 3 and all(0 < item["propensity"] <= 1 for item in slate["items"])
+    store.close()

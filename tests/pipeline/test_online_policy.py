@@ -192,3 +192,143 @@ def test_the_training_log_warm_starts_the_saved_state(tmp_path: Path) -> None:
     assert loaded.online.describe() == online.describe()
     cold = build(data, exploration={"policy": "linucb", "pool": 8, "learning": {"dim": 3, "warm_start": False}})
     assert cold.online is not None and cold.online.state.stats.events == 0 and cold.online.key != online.key
+
+
+TINY_SASREC = {"epochs": 2, "hidden_dim": 16, "max_len": 10, "blocks": 1, "validation": False, "batch_size": 64,
+               "device": "cpu", "seed": 0}
+NEURAL_LINEAR = {"policy": "neural_linear", "pool": 12, "learning": {"representation": "sasrec", "dim": 4}}
+
+
+@pytest.fixture(scope="module")
+def neural_linear(small_split: tuple[Dataset, Dataset], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pipeline whose sequential ranker is a tiny SASRec and whose policy is NeuralLinear over it, saved."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        pipeline = build(small_split[0], ranker={"source": "sasrec", "settings": TINY_SASREC},
+                         exploration=NEURAL_LINEAR)
+    finally:
+        torch.set_num_threads(threads)
+    return save_artifact(pipeline.parts, manifest_for(pipeline), tmp_path_factory.mktemp("nl") / "art")
+
+
+def test_neural_linear_features_are_the_rankers_projected_vectors(small_split: tuple[Dataset, Dataset],
+                                                                  neural_linear: Path) -> None:
+    from rankstack.experiments.policy_representation import representation_features
+    from rankstack.ranking.sequential import SequentialRanker
+
+    pipeline = Pipeline.load(neural_linear)
+    assert isinstance(pipeline.parts.ranker, SequentialRanker) and pipeline.parts.policy is not None
+    again = representation_features(pipeline.parts.ranker.source, len(pipeline.parts.user_map), 4)
+    np.testing.assert_array_equal(again.items, pipeline.parts.policy.items)  # the loaded ranker's item table
+    assert np.abs(again.users.astype(int) - pipeline.parts.policy.users).max() <= 1
+    svd = build(small_split[0], exploration={"policy": "lints", "pool": 12, "learning": {"dim": 4}})
+    assert svd.online is not None and pipeline.online is not None and svd.online.key != pipeline.online.key
+
+
+def test_any_vector_source_of_the_pipeline_can_be_the_representation(small_split: tuple[Dataset, Dataset]) -> None:
+    """ALS as a candidate source: the features are its own factors, projected."""
+    from rankstack.experiments.policy_representation import project_vectors
+
+    als = {"name": "als", "settings": {"factors": 6, "iterations": 3, "num_threads": 1, "device": "cpu"}, "k": 20}
+    pipeline = build(small_split[0], sources=[{"name": "popular", "k": 20, "quota": 5}, als],
+                     exploration={"policy": "linucb", "pool": 12, "learning": {"representation": "als", "dim": 4}})
+    source, features = pipeline.parts.sources["als"], pipeline.parts.policy
+    assert features is not None and hasattr(source, "user_vectors") and hasattr(source, "item_vectors")
+    users = source.user_vectors(np.arange(len(pipeline.parts.user_map))).numpy()
+    x, y = project_vectors(users, source.item_vectors().numpy(), 4)
+    np.testing.assert_array_equal(features.users, x)
+    np.testing.assert_array_equal(features.items, y)
+
+
+def test_neural_linear_round_trips_the_artifact(small_split: tuple[Dataset, Dataset], neural_linear: Path,
+                                               tmp_path: Path) -> None:
+    first = Pipeline.load(neural_linear)
+    resaved = save_artifact(first.parts, manifest_for(first, "small-test-0002"), tmp_path / "again")
+    second = Pipeline.load(resaved)
+    assert first.online is not None and second.online is not None and first.parts.policy is not None
+    assert (neural_linear / "policy" / "features.safetensors").read_bytes() == \
+        (resaved / "policy" / "features.safetensors").read_bytes()
+    pool = np.arange(12)
+    for internal in (0, 5, -1):
+        np.testing.assert_array_equal(first.online.features.phi(internal, pool),
+                                      second.online.features.phi(internal, pool))
+    assert not first.parts.policy.phi(-1, pool)[:, 5:].any()  # an unknown user: x = 0, only the item part
+    for user in ("u1", "u7", "stranger"):
+        a, b = (p.recommend([RecommendRequest(user_id=user, k=5, request_id="q")])[0] for p in (first, second))
+        assert [(i.item_id, i.propensity) for i in a.items] == [(i.item_id, i.propensity) for i in b.items]
+        assert all(i.propensity is not None and 0 < i.propensity <= 1 for i in a.items)
+    assert first.online.describe()["policy"] == "neural_linear"
+
+
+def test_neural_linear_chunked_folds_equal_one_batch_fold(neural_linear: Path) -> None:
+    served = Pipeline.load(neural_linear)
+    log = feedback(served, 40)
+    batch, chunked = Pipeline.load(neural_linear).online, Pipeline.load(neural_linear).online
+    assert batch is not None and chunked is not None
+    before = batch.describe()
+    batch.fold(log)
+    rng = np.random.default_rng(2)
+    at = 0
+    while at < len(log):
+        size = int(rng.integers(1, 25))
+        chunked.fold(log[at: at + size])
+        chunked.fold(log[max(at - 2, 0): at + size])  # re-delivered rows count nothing
+        at += size
+    assert chunked.describe() == batch.describe() and batch.describe()["digest"] != before["digest"]
+
+
+def test_neural_linear_workers_sharing_a_store_reach_identical_state(neural_linear: Path, tmp_path: Path) -> None:
+    from rankstack.events import Event
+    from rankstack.serving.online_learning import PolicyFollower
+
+    store = SQLiteStateStore(tmp_path / "state.db")
+    a, b = Pipeline.load(neural_linear), Pipeline.load(neural_linear)
+    assert a.online is not None and b.online is not None
+    log = feedback(a, 30)
+    events = [Event(event_id=f"e{e.seq}", user_id=e.user_id, item_id=e.item_id, event=e.event) for e in log]
+    store.add_events(events[: len(events) // 2])
+    fa, fb = PolicyFollower(a.online, store), PolicyFollower(b.online, store)
+    fa.step()
+    fa._checkpoint()
+    store.add_events(events[len(events) // 2:])
+    while fa.step():
+        pass
+    fb._restore()  # b resumes from a's checkpoint, then folds the rest
+    assert b.online.cursor > 0
+    while fb.step():
+        pass
+    assert a.online.describe() == b.online.describe() and a.online.state.stats.events == len(log)
+    user = RecommendRequest(user_id="u3", k=4, request_id="after")
+    assert [i.item_id for i in a.recommend([user])[0].items] == [i.item_id for i in b.recommend([user])[0].items]
+    store.close()
+
+
+@pytest.mark.parametrize(("exploration", "ranker", "expected"), [
+    ({"policy": "neural_linear"}, None, "policy 'neural_linear' is Thompson sampling over a learned network"),
+    ({"policy": "neural_linear", "learning": {"representation": "svd"}}, None, "set learning.representation"),
+    ({"policy": "lints", "learning": {"representation": "bert"}}, None,
+     "field 'exploration.learning.representation': unknown representation 'bert'"),
+    ({"policy": "linucb", "learning": {"representation": "itemknn"}}, None,
+     "unknown representation 'itemknn'; expected 'svd' or a source with user/item vectors"),
+    ({"policy": "neural_linear", "learning": {"representation": "sasrec"}}, None,
+     "exploration.learning.representation: 'sasrec' is not fitted by this pipeline"),
+    ({"policy": "neural_linear", "learning": {"representation": "two-tower"}}, {"source": "sasrec"},
+     "'two-tower' is not fitted by this pipeline: expected one of the sources .* or the sequential ranker's source"),
+])
+def test_bad_representations_name_the_key(exploration: dict[str, object], ranker: dict[str, object] | None,
+                                          expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        validate_pipeline_config(config_dict(exploration=exploration, ranker=ranker), "p.yaml")
+
+
+def test_a_representation_may_be_a_source_or_the_sequential_ranker() -> None:
+    as_source = config_dict(exploration=NEURAL_LINEAR, sources=[{"name": "popular", "k": 20, "quota": 5},
+                                                                {"name": "sasrec", "k": 20, "quota": 5}])
+    assert validate_pipeline_config(as_source).exploration.learning.representation == "sasrec"  # type: ignore[union-attr]
+    as_ranker = config_dict(exploration=NEURAL_LINEAR, ranker={"source": "sasrec"})
+    assert validate_pipeline_config(as_ranker).exploration.policy == "neural_linear"
+    plain = validate_pipeline_config(config_dict(exploration={"policy": "lints"}))
+    assert plain.exploration.learning is not None and plain.exploration.learning.representation == "svd"

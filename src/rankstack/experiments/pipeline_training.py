@@ -98,11 +98,26 @@ def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log, lambdarank_f
     policy = None
     if config.exploration.learning is not None:
         t0 = time.perf_counter()
-        policy = fit_policy_features(config.exploration.learning, fit_data)
+        policy = fit_policy_features(config.exploration.learning, fit_data,
+                                     representation_source(config, sources, ranker))
         log(f"exploration {config.exploration.policy}: policy features fitted in {time.perf_counter() - t0:.1f} s")
     return PipelineParts(config=config, sources=sources, fallback=fallback, user_map=fit_data.user_map,
                          item_map=fit_data.item_map, histories=fit_data.sequences(), ranker=ranker, catalog=catalog,
                          policy=policy)
+
+
+def representation_source(config: PipelineConfig, sources: Mapping[str, CandidateSource],
+                          ranker: StoredRanker | None) -> CandidateSource | None:
+    """The fitted source ``exploration.learning.representation`` names: one of the pipeline's sources, else the
+    sequential ranker's model; None for ``svd``."""
+    learning = config.exploration.learning
+    if learning is None or learning.representation == "svd":
+        return None
+    if learning.representation in sources:
+        return sources[learning.representation]
+    if isinstance(ranker, SequentialRanker) and ranker.source.name == learning.representation:
+        return ranker.source
+    raise ValueError(f"exploration.learning.representation: {learning.representation!r} was not fitted")
 
 
 def _stop_note(model: CandidateSource) -> str:

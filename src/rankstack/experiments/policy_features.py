@@ -1,4 +1,5 @@
-"""Fit the learning exploration stage's features at train time: a truncated SVD of the training interactions."""
+"""Fit the learning exploration stage's features at train time: a truncated SVD of the training interactions, or
+a fitted vector source's projected vectors (``rankstack.experiments.policy_representation``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from scipy.sparse.linalg import svds
 
 from rankstack.bandits.pool_stats import PoolStats, quantize
 from rankstack.data.dataset import Dataset
+from rankstack.experiments.policy_representation import representation_features
 from rankstack.pipeline.config import LearningSettings
 from rankstack.pipeline.online_policy import PolicyFeatures
+from rankstack.retrieval.source import CandidateSource
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -17,7 +20,22 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
 
 
-def fit_policy_features(settings: LearningSettings, data: Dataset) -> PolicyFeatures:
+def fit_policy_features(settings: LearningSettings, data: Dataset,
+                        representation: CandidateSource | None = None) -> PolicyFeatures:
+    """The features of ``settings.representation``: :func:`svd_features` (``svd``), or the fitted vector source
+    ``representation`` projected to ``dim`` dimensions; then the training log's statistics when ``warm_start``."""
+    if settings.representation == "svd":
+        features = svd_features(settings, data)
+    elif representation is None:
+        raise ValueError(f"learning.representation {settings.representation!r} needs that fitted source")
+    else:
+        features = representation_features(representation, data.n_users, settings.dim)
+    if not settings.warm_start:
+        return features
+    return PolicyFeatures(features.users, features.items, initial_stats(settings, data, features))
+
+
+def svd_features(settings: LearningSettings, data: Dataset) -> PolicyFeatures:
     """User and item vectors U√S and V√S of the binary user × item matrix ≈ U S Vᵀ (rank ``settings.dim``), each
     row scaled to unit norm and stored fixed-point; deterministic (fixed ARPACK start vector, signs fixed so that
     each item component's largest entry is positive). Tiny data with fewer dimensions pads with zeros."""
@@ -35,10 +53,7 @@ def fit_policy_features(settings: LearningSettings, data: Dataset) -> PolicyFeat
         signs[signs == 0] = 1.0
         root = np.sqrt(np.maximum(s, 0.0)) * signs
         users[:, :rank], items[:, :rank] = u * root, v * root
-    features = PolicyFeatures(quantize(unit_rows(users)).astype(np.int16), quantize(unit_rows(items)).astype(np.int16))
-    if not settings.warm_start:
-        return features
-    return PolicyFeatures(features.users, features.items, initial_stats(settings, data, features))
+    return PolicyFeatures(quantize(unit_rows(users)).astype(np.int16), quantize(unit_rows(items)).astype(np.int16))
 
 
 def initial_stats(settings: LearningSettings, data: Dataset, features: PolicyFeatures) -> PoolStats | None:

@@ -57,6 +57,8 @@ REGISTRY: dict[str, dict[str, tuple[str, str | None]]] = {
         "bernoulli_ts": ("rankstack.bandits.pool_policies:bernoulli_ts", "rankstack.pipeline.config:LearningSettings"),
         "ridge_epsilon_greedy": ("rankstack.bandits.pool_policies:ridge_epsilon_greedy",
                                  "rankstack.pipeline.config:LearningSettings"),
+        # lints over a learned network's representation (NeuralLinear, Riquelme et al. 2018)
+        "neural_linear": ("rankstack.bandits.pool_policies:lints", "rankstack.pipeline.config:LearningSettings"),
     },
     "index": {
         "exact": ("rankstack.index.exact:ExactIndex", "rankstack.index.exact:ExactIndexConfig"),

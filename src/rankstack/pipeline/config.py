@@ -378,21 +378,33 @@ class ValueStage(_Strict):
     normalize: bool = True
 
 
-LEARNING_POLICIES = ("linucb", "lints", "squarecb", "bernoulli_ts", "ridge_epsilon_greedy")
+LEARNING_POLICIES = ("linucb", "lints", "squarecb", "bernoulli_ts", "ridge_epsilon_greedy", "neural_linear")
+
+
+def vector_sources() -> tuple[str, ...]:
+    """The registered sources that expose user and item vectors (``user_vectors`` / ``item_vectors``)."""
+    from rankstack.pipeline.components import names, source_class
+    from rankstack.retrieval.indexed import has_vectors
+
+    return tuple(n for n in names("source") if has_vectors(source_class(n)))
 
 
 class LearningSettings(_Strict):
     """An exploration stage that learns online from the service's feedback (``rankstack.pipeline.online_policy``).
 
     One shared model over per-(user, candidate) features φ = [1, y_item, x_user ⊙ y_item], where x and y are
-    ``dim``-dimensional unit vectors of a truncated SVD of the training interactions (fitted at train time, saved
-    with the artifact): the state is O(dim²) whatever the catalogue (plus two counters per item for
-    ``bernoulli_ts``). Impressions are pulls, a ``click`` adds ``click_reward`` and a ``conversion``
-    ``conversion_reward`` (integers: the statistics are exact sums). ``prior_weight`` × 1/log2(2 + pool
-    position) is added to every score, so the untrained policy keeps the upstream order.
+    ``dim``-dimensional unit vectors fitted at train time and saved with the artifact: a truncated SVD of the
+    training interactions (``representation: svd``) or a fitted vector source's user and item vectors projected
+    onto the top ``dim`` singular directions of its item vectors (``representation: <source name>``, e.g.
+    ``sasrec``): the state is O(dim²) whatever the catalogue (plus two counters per item for ``bernoulli_ts``).
+    Impressions are pulls, a ``click`` adds ``click_reward`` and a ``conversion`` ``conversion_reward``
+    (integers: the statistics are exact sums). ``prior_weight`` × 1/log2(2 + pool position) is added to every
+    score, so the untrained policy keeps the upstream order.
     """
 
-    dim: int = Field(default=8, ge=1, le=64, description="SVD dimensions of the user and item vectors")
+    dim: int = Field(default=8, ge=1, le=64, description="dimensions of the user and item vectors")
+    representation: str = Field(default="svd", min_length=1, description=(
+        "svd, or a pipeline source with user/item vectors (sasrec, two-tower, lightgcn, als) to project"))
     alpha: float = Field(default=0.5, ge=0.0, description="linucb: width of the confidence bonus")
     v: float = Field(default=0.1, gt=0.0, description="lints: posterior scale")
     gamma: float = Field(default=1000.0, ge=0.0, description="squarecb: inverse-gap weighting strength")
@@ -406,6 +418,14 @@ class LearningSettings(_Strict):
     checkpoint_every_s: float = Field(default=5.0, gt=0.0, le=86_400.0, description="how often it saves its state")
     warm_start: bool = Field(default=True, description=(
         "start from the training log's impressions, clicks and conversions (logs with impressions only)"))
+
+    @field_validator("representation")
+    @classmethod
+    def _known_representation(cls, name: str) -> str:
+        if name != "svd" and name not in vector_sources():
+            raise ValueError(f"unknown representation {name!r}; expected 'svd' or a source with user/item vectors: "
+                             f"{', '.join(vector_sources())}")
+        return name
 
     @field_validator("beta_prior")
     @classmethod
@@ -422,11 +442,12 @@ class ExplorationStage(_Strict):
     from the pool. ``softmax``: items drawn with inclusion probability ∝ exp(score / temperature).
     ``linucb``, ``lints``, ``squarecb``, ``bernoulli_ts``, ``ridge_epsilon_greedy`` (ε = ``epsilon``): learning
     policies that update online from the service's feedback events, configured by ``learning``
-    (:class:`LearningSettings`; docs/bandits.md).
+    (:class:`LearningSettings`; docs/bandits.md). ``neural_linear``: ``lints`` over a learned network's
+    representation (``learning.representation`` naming a vector source; refused with ``svd``).
     """
 
     policy: Literal["greedy", "epsilon_greedy", "softmax", "linucb", "lints", "squarecb", "bernoulli_ts",
-                    "ridge_epsilon_greedy"] = "greedy"
+                    "ridge_epsilon_greedy", "neural_linear"] = "greedy"
     epsilon: float = Field(default=0.05, ge=0.0, le=1.0)
     temperature: float = Field(default=1.0, gt=0.0)
     pool: int = Field(default=50, ge=1, le=10_000)
@@ -440,6 +461,10 @@ class ExplorationStage(_Strict):
         elif self.policy not in LEARNING_POLICIES and self.learning is not None:
             raise ValueError(f"learning: settings for a learning policy ({', '.join(LEARNING_POLICIES)}), "
                              f"but policy is {self.policy!r}")
+        if self.policy == "neural_linear" and self.learning is not None and self.learning.representation == "svd":
+            raise ValueError("policy 'neural_linear' is Thompson sampling over a learned network's representation: "
+                             "set learning.representation to a vector source of the pipeline (e.g. sasrec), or use "
+                             "policy 'lints' over the SVD features")
         return self
 
     @property
@@ -502,7 +527,20 @@ class PipelineConfig(_Strict):
             unknown = sorted(set(self.ranker.score_sources) - set(names))
             if unknown:
                 raise ValueError(f"ranker.score_sources: {unknown} are not among the sources {names}")
+        self._representation_is_fitted(names)
         return self
+
+    def _representation_is_fitted(self, names: list[str]) -> None:
+        """The learning stage's ``representation`` names a source of this pipeline or its sequential ranker."""
+        learning = self.exploration.learning
+        if learning is None or learning.representation == "svd" or learning.representation in names:
+            return
+        if isinstance(self.ranker, RankerStage) and self.ranker.source == learning.representation:
+            return
+        ranker = f" or the sequential ranker's source {self.ranker.source!r}" \
+            if isinstance(self.ranker, RankerStage) else ""
+        raise ValueError(f"exploration.learning.representation: {learning.representation!r} is not fitted by this "
+                         f"pipeline: expected one of the sources {names}{ranker}")
 
     def stage_names(self) -> list[str]:
         """The stages this pipeline runs, in order."""

@@ -24,7 +24,8 @@ POLICY_SETTINGS: dict[str, tuple[str, ...]] = {"greedy": (), "epsilon_greedy": (
                                                # the learning policies read the stage's ``learning`` block
                                                "linucb": ("learning",), "lints": ("learning",),
                                                "squarecb": ("learning",), "bernoulli_ts": ("learning",),
-                                               "ridge_epsilon_greedy": ("epsilon", "learning")}
+                                               "ridge_epsilon_greedy": ("epsilon", "learning"),
+                                               "neural_linear": ("learning",)}
 
 
 def stage_policy(stage: ExplorationStage) -> Policy:

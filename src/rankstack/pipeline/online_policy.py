@@ -2,10 +2,11 @@
 service's feedback log.
 
 Context (docs/bandits.md, "The online policy stage"): each (user, candidate) pair has the fixed-point features
-φ = [1, y_item, x_user ⊙ y_item] where x and y are the unit ``dim``-vectors of a truncated SVD of the training
-interactions (:class:`PolicyFeatures`, saved with the artifact; unknown users have x = 0). One model is shared by
-every item, so its state is O(dim²) for any catalogue and what it learns on some items carries to similar ones;
-``bernoulli_ts`` (context-free) keeps two counters per item.
+φ = [1, y_item, x_user ⊙ y_item] where x and y are unit ``dim``-vectors fitted at train time — a truncated SVD of
+the training interactions, or a vector source's (e.g. SASRec's) vectors projected to ``dim`` dimensions
+(``learning.representation``) — (:class:`PolicyFeatures`, saved with the artifact; unknown users have x = 0).
+One model is shared by every item, so its state is O(dim²) for any catalogue and what it learns on some items
+carries to similar ones; ``bernoulli_ts`` (context-free) keeps two counters per item.
 
 Learning: :meth:`OnlinePolicy.fold` adds the events of the log after its cursor to exact integer sums
 (``rankstack.bandits.pool_stats``); a request reads the current :class:`PolicyState` (one reference, swapped
@@ -155,7 +156,7 @@ class OnlinePolicy:
             phi = self.features.phi(user, pool) / SCALE
             if self.name == "linucb":
                 positions, props = pp.linucb(phi, prior, k, state.model, s.alpha)
-            elif self.name == "lints":
+            elif self.name in ("lints", "neural_linear"):  # neural_linear: lints over a learned representation
                 positions, props = pp.lints(phi, prior, k, state.model, s.v, s.propensity_samples, rng)
             elif self.name == "ridge_epsilon_greedy":
                 positions, props = pp.ridge_epsilon_greedy(phi, prior, k, state.model, self.epsilon, rng)
