@@ -65,7 +65,7 @@ def test_load_rejects_another_format(tmp_path: Path) -> None:
     folder = _policy(False).save(tmp_path / "p")
     meta = json.loads((folder / "policy.json").read_text())
     (folder / "policy.json").write_text(json.dumps(meta | {"format": "other/1"}))
-    with pytest.raises(ValueError, match="format must be 'rankstack.reinforce_seq/1'"):
+    with pytest.raises(ValueError, match=r"format must be 'rankstack\.reinforce_seq/1'"):
         SeqReinforcePolicy.load(folder)
 
 

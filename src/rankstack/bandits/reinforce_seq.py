@@ -55,12 +55,19 @@ def topk_weights(pi: torch.Tensor, beta: torch.Tensor, top_k: int, cap: float) -
 class SoftmaxHead(nn.Module):
     """logits(s)_a = s W e_a + b_a over a frozen item table E [n_items, D]."""
 
+    items: torch.Tensor
+
     def __init__(self, item_table: torch.Tensor, warm_start: bool = True) -> None:
         super().__init__()
         n_items, dim = item_table.shape
         self.register_buffer("items", item_table.detach().float().clone())
         self.proj = nn.Parameter(torch.eye(dim) if warm_start else torch.zeros(dim, dim))
         self.bias = nn.Parameter(torch.zeros(n_items))
+
+    @property
+    def n_items(self) -> int:
+        """Catalogue size."""
+        return int(self.bias.shape[0])
 
     def user_vectors(self, states: torch.Tensor) -> torch.Tensor:
         """s W [B, D]: the query the item table is scored against."""
@@ -90,7 +97,7 @@ class SeqReinforcePolicy:
     @property
     def n_items(self) -> int:
         """Catalogue size."""
-        return int(self.policy_.bias.shape[0])
+        return self.policy_.n_items
 
     def logits(self, states: torch.Tensor) -> torch.Tensor:
         """π's logits [B, n_items] for SASRec states [B, D]."""

@@ -91,7 +91,7 @@ def log_prob(head: SoftmaxHead, states: torch.Tensor, targets: torch.Tensor, con
 
 def full_probs_of(head: SoftmaxHead, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """π(a_i|s_i) with the full softmax, in chunks that keep [chunk, n_items] under ~16 MB."""
-    chunk = max(1, 2**22 // max(1, head.items.shape[0]))
+    chunk = max(1, 2**22 // max(1, head.n_items))
     out = []
     with torch.no_grad():
         for start in range(0, len(items), chunk):
@@ -110,7 +110,7 @@ def fit_behaviour(rows: LoggedRows, item_table: torch.Tensor, config: SeqReinfor
     """β(a|s): a head fitted by maximum likelihood of the logged items (Adam, ``behaviour_epochs``)."""
     head = SoftmaxHead(item_table, warm_start=False)
     opt = torch.optim.Adam(head.parameters(), lr=config.lr)
-    log_q = log_proposal(config, rows.items, head.items.shape[0])
+    log_q = log_proposal(config, rows.items, head.n_items)
     for _ in range(config.behaviour_epochs):
         for idx in _batches(len(rows.items), config.batch_size, gen):
             loss = -log_prob(head, rows.states[idx], rows.items[idx], config, log_q, gen).mean()
@@ -137,7 +137,7 @@ def train_seq_reinforce(rows: LoggedRows, item_table: torch.Tensor, config: SeqR
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     n = len(rows.items)
-    n_val = int(round(n * config.validation))
+    n_val = round(n * config.validation)
     train, val = rows.take(torch.arange(n - n_val)), rows.take(torch.arange(n - n_val, n))
     missing = torch.isnan(rows.propensity)
     behaviour = None
@@ -148,7 +148,7 @@ def train_seq_reinforce(rows: LoggedRows, item_table: torch.Tensor, config: SeqR
     beta_train, beta_val = beta[: n - n_val], beta[n - n_val:]
     policy = SoftmaxHead(item_table, warm_start=config.warm_start)
     opt = torch.optim.Adam(policy.parameters(), lr=config.lr)
-    log_q = log_proposal(config, train.items, policy.items.shape[0])
+    log_q = log_proposal(config, train.items, policy.n_items)
     rewarded = torch.nonzero(train.rewards != 0)[:, 0]
     losses: list[float] = []
     capped = 0
