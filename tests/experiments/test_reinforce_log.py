@@ -6,10 +6,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from rankstack.bandits.logging_policies import simulate
 from rankstack.data.idmap import IdMap
 from rankstack.errors import ConfigError
 from rankstack.events import Event
-from rankstack.experiments.reinforce_log import read_service_rows, sqlite_path
+from rankstack.experiments.reinforce_log import dataset_events, read_service_rows, rows_from_events, sqlite_path
+from rankstack.simulation import SimulatorConfig
 from rankstack.state import SQLiteStateStore
 
 ITEMS = IdMap.fit(pl.Series(["a", "b", "c", "d"]))  # internal 0..3
@@ -70,3 +72,26 @@ def test_only_sqlite_stores_are_read(url: str, message: str) -> None:
 def test_sqlite_urls_name_their_file() -> None:
     assert sqlite_path("sqlite:state/x.db") == Path("state/x.db") == sqlite_path("sqlite://state/x.db")
     assert sqlite_path("plain.db") == Path("plain.db")
+
+
+def test_a_simulated_log_gives_a_row_per_impression_with_its_click_and_propensity(tmp_path: Path) -> None:
+    sim_log = simulate(SimulatorConfig(n_users=30, n_items=20, n_impressions=600, slate_size=3, seed=4))
+    sim_log.save(tmp_path / "sim")
+    events = dataset_events(str(tmp_path / "sim"))
+    users = IdMap.fit(events.get_column("user_id").unique(maintain_order=True))
+    items = IdMap.fit(events.get_column("item_id").unique(maintain_order=True))
+    empty = [np.zeros(0, np.int64)] * len(users)
+    rows = rows_from_events(events, user_map=users, item_map=items, train_histories=empty, max_len=10)
+    assert len(rows.items) == len(sim_log.item) == 600 and int(rows.rewards.sum()) == int(sim_log.click.sum())
+    # time order is request order, so the rows follow the simulator's impressions one to one
+    np.testing.assert_array_equal(items.to_external(rows.items).to_numpy(), sim_log.item)
+    np.testing.assert_array_equal(rows.rewards, sim_log.click.astype(float))
+    np.testing.assert_allclose(rows.propensity, sim_log.propensity)
+    clicked = {(int(u), int(i)) for u, i, c in zip(sim_log.user, sim_log.item, sim_log.click, strict=True) if c}
+    lengths: dict[int, int] = {}
+    for row, user in enumerate(sim_log.user.tolist()):
+        history = items.to_external(rows.histories[row]).to_list()
+        assert all((user, int(i)) in clicked for i in history)  # only the user's own clicked items
+        assert len(history) >= min(lengths.get(user, 0), 10)  # histories only grow (up to max_len)
+        lengths[user] = len(history)
+    assert sum(lengths.values()) > 0

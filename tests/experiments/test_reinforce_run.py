@@ -17,6 +17,7 @@ from rankstack.data.dataset import Dataset
 from rankstack.experiments.pipeline_training import fit_stages
 from rankstack.experiments.reinforce_log import read_service_rows
 from rankstack.experiments.reinforce_run import find_sasrec
+from rankstack.ope.service_log import read_service_events
 from rankstack.pipeline.artifact import load_artifact, save_artifact
 from rankstack.pipeline.config import validate_pipeline_config
 from rankstack.pipeline.pipeline import Pipeline
@@ -106,6 +107,29 @@ def test_cli_trains_saves_and_reports(served: tuple[Path, Path, int, int], tmp_p
     sasrec = find_sasrec(load_artifact(artifact))
     assert policy.config.top_k == 3 and policy.config.negatives == 5 and policy.n_items == sasrec.n_items_
     assert torch.equal(policy.policy_.items, sasrec.item_vectors())
+
+
+def test_the_same_log_as_an_event_file_gives_the_same_rows(served: tuple[Path, Path, int, int],
+                                                           tmp_path: Path) -> None:
+    artifact, db, impressions, _ = served
+    events = read_service_events(db).select("user_id", "item_id", "ts", "event", "request_id", "propensity")
+    events.rename({"ts": "timestamp"}).write_parquet(tmp_path / "events.parquet")
+    args = ["bandits", "reinforce", "--artifact", str(artifact), "--epochs", "1", "--json", "-o"]
+    from_file = CliRunner().invoke(app, [*args, str(tmp_path / "a"), "--log", str(tmp_path / "events.parquet")],
+                                   env={"RANKSTACK_QUIET": "1"})
+    from_store = CliRunner().invoke(app, [*args, str(tmp_path / "b"), "--state", f"sqlite:{db}"],
+                                    env={"RANKSTACK_QUIET": "1"})
+    assert from_file.exit_code == 0, from_file.output
+    one, two = (json.loads(r.stdout.strip().splitlines()[-1]) for r in (from_file, from_store))
+    assert one["reader"] == two["reader"] and one["reader"]["rows"] == impressions
+    assert one["validation"] == two["validation"]  # the same rows, states and seed: the same policy
+
+
+@pytest.mark.parametrize("sources", [[], ["--state", "sqlite:x.db", "--log", "x.parquet"]], ids=["none", "both"])
+def test_exactly_one_log_is_required(tmp_path: Path, sources: list[str]) -> None:
+    result = CliRunner().invoke(app, ["bandits", "reinforce", "--artifact", str(tmp_path), "-o", str(tmp_path / "p"),
+                                      *sources])
+    assert result.exit_code == 2 and "exactly one of --state" in result.output
 
 
 def test_an_artifact_without_sasrec_is_one_line_exit_2(tmp_path: Path, served: tuple[Path, Path, int, int]) -> None:

@@ -90,9 +90,12 @@ def compare(
 def reinforce(
     artifact: Annotated[Path, typer.Option("--artifact", help="Pipeline artifact with a SASRec (ranker or source): "
                                                               "its user states and item table.")],
-    state: Annotated[str, typer.Option("--state", help="The service's state store holding the logged events "
-                                                       "(sqlite:PATH).")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Folder for policy.safetensors and policy.json.")],
+    state: Annotated[str | None, typer.Option("--state", help="The service's state store holding the logged events "
+                                                              "(sqlite:PATH).")] = None,
+    log_spec: Annotated[str | None, typer.Option("--log", help="Or a canonical event log with impressions, clicks "
+                                                               "and propensities: a dataset name, file or folder "
+                                                               "(e.g. rankstack simulate's output).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="K of the top-K correction λ_K = K(1−π)^{K−1}.")] = 1,
     cap: Annotated[float, typer.Option("--cap", help="Cap c of the importance weight min(π/β, c).")] = 10.0,
     correction: Annotated[bool, typer.Option("--correction/--no-correction",
@@ -110,13 +113,15 @@ def reinforce(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the shuffles and the sampled negatives.")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
 ) -> None:
-    """Train top-K off-policy-corrected REINFORCE on the SASRec user state from the service's logged events."""
+    """Train top-K off-policy-corrected REINFORCE on the SASRec user state from the service's (or a simulated) log."""
     from pydantic import ValidationError
 
     from rankstack.bandits.reinforce_seq import SeqReinforceConfig
     from rankstack.errors import ConfigError
 
     with friendly_errors():
+        if (state is None) == (log_spec is None):
+            raise ConfigError("give exactly one of --state (the service's store) and --log (an event log)")
         if reward_event not in ("click", "conversion"):
             raise ConfigError(f"--reward must be click or conversion, got {reward_event!r}")
         try:
@@ -130,7 +135,8 @@ def reinforce(
 
         log = None if json_out else (lambda m: err_console.print(m, highlight=False))
         event: Literal["click", "conversion"] = "click" if reward_event == "click" else "conversion"
-        report = train_from_service(artifact, state, out, config, reward_event=event, log=log)
+        source = state if state is not None else str(log_spec)
+        report = train_from_service(artifact, source, out, config, reward_event=event, log=log)
     if json_out:
         typer.echo(json.dumps(report))
         return

@@ -1,8 +1,10 @@
-"""The service's event log as REINFORCE training rows: (user history before the event, shown item, reward,
-logged propensity).
+"""An event log as REINFORCE training rows: (user history before the event, shown item, reward, logged
+propensity).
 
-``rankstack serve`` keeps every ``/v1/events`` event in its state store (:mod:`rankstack.ope.service_log` reads
-the SQLite file read-only, in log order). One row per ``impression`` whose item the artifact knows:
+Two logs are read: the service's own (``rankstack serve`` keeps every ``/v1/events`` event in its state store;
+:mod:`rankstack.ope.service_log` reads the SQLite file read-only, in log order) and a canonical event log such as
+``rankstack simulate`` writes (a dataset name, file or folder; its events in time order). One row per
+``impression`` whose item the artifact knows:
 
 - history: the user's training sequence from the artifact, then the user's ``click`` / ``conversion`` events
   stored before the request's first impression (the items the service itself adds to a history,
@@ -21,9 +23,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import polars as pl
 
 from rankstack.data.idmap import IdMap
-from rankstack.errors import ConfigError
+from rankstack.data.loaders import load_dataset
+from rankstack.errors import ConfigError, DataValidationError
 from rankstack.ope.service_log import read_service_events
 
 HISTORY_EVENTS = ("click", "conversion")
@@ -55,7 +59,30 @@ def sqlite_path(state: str) -> Path:
 def read_service_rows(path: Path, *, user_map: IdMap, item_map: IdMap, train_histories: list[np.ndarray],
                       max_len: int, reward_event: Literal["click", "conversion"] = "click") -> ServiceRows:
     """One row per impression of a known item in the store at ``path`` (see the module docstring)."""
-    frame = read_service_events(path)
+    return rows_from_events(read_service_events(path), user_map=user_map, item_map=item_map,
+                            train_histories=train_histories, max_len=max_len, reward_event=reward_event)
+
+
+def dataset_events(spec: str) -> pl.DataFrame:
+    """A canonical event log (dataset name, file or folder) in external ids and time order, with ``request_id``
+    and ``propensity`` (null where the log has none); DataValidationError without an ``event`` column."""
+    dataset = load_dataset(spec)
+    events = dataset.events
+    if "event" not in events.columns:
+        raise DataValidationError(spec, "the log has no 'event' column (impressions and clicks are needed)")
+    events = events.with_columns(
+        dataset.item_map.to_external(events.get_column("item_id").to_numpy()).alias("item_id"),
+        dataset.user_map.to_external(events.get_column("user_id").to_numpy()).alias("user_id"),
+        *[pl.lit(None, dtype=dtype).alias(name) for name, dtype in (("request_id", pl.String),
+                                                                    ("propensity", pl.Float64))
+          if name not in events.columns])
+    return events.sort("timestamp", maintain_order=True) if "timestamp" in events.columns else events
+
+
+def rows_from_events(frame: pl.DataFrame, *, user_map: IdMap, item_map: IdMap, train_histories: list[np.ndarray],
+                     max_len: int, reward_event: Literal["click", "conversion"] = "click") -> ServiceRows:
+    """One row per impression of a known item in ``frame`` (``user_id``, ``item_id``, ``event``, ``request_id``,
+    ``propensity``; in log order)."""
     users, items, events = frame["user_id"].to_list(), frame["item_id"].to_list(), frame["event"].to_list()
     requests, props = frame["request_id"].to_list(), frame["propensity"].to_list()
     known_users = dict(zip(users, user_map.to_internal(users, strict=False).tolist(), strict=True)) if users else {}
