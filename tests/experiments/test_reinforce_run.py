@@ -16,7 +16,7 @@ from rankstack.cli import app
 from rankstack.data.dataset import Dataset
 from rankstack.experiments.pipeline_training import fit_stages
 from rankstack.experiments.reinforce_log import read_service_rows
-from rankstack.experiments.reinforce_run import find_sasrec
+from rankstack.experiments.reinforce_run import distinct_states, find_sasrec
 from rankstack.ope.service_log import read_service_events
 from rankstack.pipeline.artifact import load_artifact, save_artifact
 from rankstack.pipeline.config import validate_pipeline_config
@@ -145,3 +145,10 @@ def test_bad_options_are_one_line_exit_2(tmp_path: Path, args: list[str], messag
     result = CliRunner().invoke(app, ["bandits", "reinforce", "--artifact", str(tmp_path), "--state",
                                       "sqlite:x.db", "-o", str(tmp_path / "p"), *args])
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_distinct_states_match_one_state_per_row(served: tuple[Path, Path, int, int]) -> None:
+    sasrec = find_sasrec(load_artifact(served[0]))
+    histories = [np.array([1, 2], dtype=np.int64), np.array([3], dtype=np.int64), np.array([1, 2], dtype=np.int64),
+                 np.zeros(0, np.int64)]
+    np.testing.assert_allclose(distinct_states(sasrec, histories), sasrec.user_states(histories).numpy(), atol=1e-6)

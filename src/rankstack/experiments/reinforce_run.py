@@ -41,6 +41,16 @@ def find_sasrec(parts: PipelineParts) -> SASRec:
     raise ConfigError("--artifact: the pipeline has no SASRec (as its ranker or a source) to give the user states")
 
 
+def distinct_states(sasrec: SASRec, histories: list[np.ndarray]) -> np.ndarray:
+    """SASRec states [n, D] of the histories, each distinct history run once (a slate's rows share one)."""
+    index: dict[bytes, int] = {}
+    rows = np.array([index.setdefault(h.tobytes(), len(index)) for h in histories], dtype=np.int64)
+    firsts: dict[int, np.ndarray] = {}
+    for h, at in zip(histories, rows.tolist(), strict=True):
+        firsts.setdefault(at, h)
+    return sasrec.user_states([firsts[i] for i in range(len(index))]).cpu().numpy()[rows]
+
+
 def read_rows(parts: PipelineParts, source: str, max_len: int, reward_event: Literal["click", "conversion"]
               ) -> ServiceRows:
     """Rows of the service's store (``sqlite:PATH`` or a ``.db`` file) or of a canonical event log (a dataset
@@ -64,7 +74,7 @@ def train_from_service(artifact: Path, source: str, out: Path, config: SeqReinfo
         raise ConfigError(f"{source}: no impressions of items the artifact knows ({rows.counts})")
     if log is not None:
         log(f"{len(rows.items):,} rows, {int(rows.rewards.sum()):,} rewarded; computing SASRec states")
-    states = sasrec.user_states(rows.histories).cpu().numpy()
+    states = distinct_states(sasrec, rows.histories)
     logged = rows_from_arrays(states, rows.items, rows.rewards, rows.propensity)
     policy = train_seq_reinforce(logged, sasrec.item_vectors().cpu(), config, log=log)
     policy.report_ |= {"artifact": str(artifact), "log": source, "reward_event": reward_event,
