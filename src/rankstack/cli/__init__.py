@@ -42,7 +42,8 @@ COMMANDS: dict[str, LazyCommand] = {
         "rankstack.cli.tune:tune",
         "Search a model's settings on validation with Ray Tune (ASHA), then test the chosen setting once."),
     "bandits": LazyCommand(
-        "rankstack.cli.bandits:app", "Run and compare learning bandit policies on the marketplace simulator."),
+        "rankstack.cli.bandits:app", "Run and compare learning bandit policies on the marketplace simulator; "
+        "train the sequential REINFORCE policy from a service log."),
     "check-rules": LazyCommand(
         "rankstack.cli.rules:check_rules",
         "Validate a rules file; with --dataset, check its attributes exist in the item catalog too."),

@@ -1,24 +1,27 @@
-"""``rankstack bandits compare``: learning policies on one simulated stream, judged by the simulator's truth."""
+"""``rankstack bandits compare``: learning policies on one simulated stream, judged by the simulator's truth;
+``rankstack bandits reinforce``: the sequential top-K REINFORCE policy trained from a served pipeline's event log."""
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Literal
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from rankstack.cli.common import console, err_console
+from rankstack.cli.common import console, err_console, friendly_errors
 
-app = typer.Typer(no_args_is_help=True, help="Run and compare learning bandit policies on the marketplace simulator.")
+app = typer.Typer(no_args_is_help=True, help="Run and compare learning bandit policies on the marketplace simulator; "
+                                              "train the sequential REINFORCE policy from a service log.")
 
 
 
 @app.callback()
 def _group() -> None:
-    """Run and compare learning bandit policies on the marketplace simulator."""
+    """Run and compare learning bandit policies on the marketplace simulator; train REINFORCE from a service log."""
 
 
 DEFAULT_POLICIES = "uniform,bernoulli_ts,linucb,lints,neural_linear,squarecb"
@@ -81,3 +84,64 @@ def compare(
         table.add_row(name, f"{row['ctr']:.4f}", f"{row['revenue_per_1000']:.1f}", f"{row['regret']:,.0f}",
                       f"{row['wall_s']:.1f}")
     console.print(table)
+
+
+@app.command("reinforce")
+def reinforce(
+    artifact: Annotated[Path, typer.Option("--artifact", help="Pipeline artifact with a SASRec (ranker or source): "
+                                                              "its user states and item table.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Folder for policy.safetensors and policy.json.")],
+    state: Annotated[str | None, typer.Option("--state", help="The service's state store holding the logged events "
+                                                              "(sqlite:PATH).")] = None,
+    log_spec: Annotated[str | None, typer.Option("--log", help="Or a canonical event log with impressions, clicks "
+                                                               "and propensities: a dataset name, file or folder "
+                                                               "(e.g. rankstack simulate's output).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="K of the top-K correction λ_K = K(1−π)^{K−1}.")] = 1,
+    cap: Annotated[float, typer.Option("--cap", help="Cap c of the importance weight min(π/β, c).")] = 10.0,
+    correction: Annotated[bool, typer.Option("--correction/--no-correction",
+                                             help="Off-policy correction (off: plain REINFORCE on the log).")] = True,
+    negatives: Annotated[int, typer.Option("--negatives", help="Sampled-softmax negatives per batch (0: full "
+                                                               "softmax over the catalogue).")] = 0,
+    proposal: Annotated[str, typer.Option("--proposal", help="Negatives' proposal: uniform or popularity.")]
+    = "uniform",
+    reward_event: Annotated[str, typer.Option("--reward", help="Event that counts as reward 1: click or "
+                                                               "conversion.")] = "click",
+    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the rewarded rows.")] = 10,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 0.01,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per gradient step.")] = 512,
+    validation: Annotated[float, typer.Option("--validation", help="Share of the latest rows held out.")] = 0.1,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the shuffles and the sampled negatives.")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+) -> None:
+    """Train top-K off-policy-corrected REINFORCE on the SASRec user state from the service's (or a simulated) log."""
+    from pydantic import ValidationError
+
+    from rankstack.bandits.reinforce_seq import SeqReinforceConfig
+    from rankstack.errors import ConfigError
+
+    with friendly_errors():
+        if (state is None) == (log_spec is None):
+            raise ConfigError("give exactly one of --state (the service's store) and --log (an event log)")
+        if reward_event not in ("click", "conversion"):
+            raise ConfigError(f"--reward must be click or conversion, got {reward_event!r}")
+        try:
+            config = SeqReinforceConfig(top_k=top_k, cap=cap, correction=correction, negatives=negatives or None,
+                                        proposal=proposal, epochs=epochs, lr=lr, batch_size=batch_size,  # type: ignore[arg-type]
+                                        validation=validation, seed=seed)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ConfigError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+        from rankstack.experiments.reinforce_run import train_from_service
+
+        log = None if json_out else (lambda m: err_console.print(m, highlight=False))
+        event: Literal["click", "conversion"] = "click" if reward_event == "click" else "conversion"
+        source = state if state is not None else str(log_spec)
+        report = train_from_service(artifact, source, out, config, reward_event=event, log=log)
+    if json_out:
+        typer.echo(json.dumps(report))
+        return
+    val = report["validation"]
+    console.print(f"policy saved to {out}: {report['rows']:,} rows ({report['share_with_propensity']:.0%} with "
+                  f"logged propensities), {report['cap_hits_last_epoch']:,} weight-cap hits in the last epoch; "
+                  f"validation capped IPS {val['capped_ips']:.5f}, SNIPS {val['snips']:.5f} "
+                  f"(logging CTR {report['validation_logging_ctr']:.5f})", highlight=False)
