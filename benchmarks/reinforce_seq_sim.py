@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
+from reinforce_k_sweep import snips  # the same SNIPS over held-out impressions as the K sweep
 
 from rankstack.bandits.exploration import Softmax
 from rankstack.bandits.logging_policies import build_policy
@@ -44,8 +45,6 @@ from rankstack.bandits.reinforce_seq import SeqReinforceConfig, SeqReinforcePoli
 from rankstack.bandits.reinforce_seq_train import rows_from_arrays, train_seq_reinforce
 from rankstack.data.dataset import Dataset
 from rankstack.data.idmap import IdMap
-from rankstack.ope.estimators import SNIPS
-from rankstack.ope.feedback import OffPolicyData
 from rankstack.sequential.sasrec import SASRec, SASRecConfig
 from rankstack.simulation.simulator import MarketplaceSimulator
 from rankstack.simulation.simulator_config import PolicyConfig, SimulatorConfig
@@ -101,17 +100,6 @@ class Served:
             got = dist[np.arange(len(logits))[:, None], np.maximum(internal, 0), np.arange(SLATE)[None, :]]
             out[part] = np.where(internal >= 0, got, 0.0)
         return out
-
-
-def snips(pi_e: np.ndarray, beta: np.ndarray, clicks: np.ndarray) -> tuple[float, float]:
-    """SNIPS over the held-out impressions (two-action form) and the weights' effective sample size."""
-    n = pi_e.size
-    pi = np.clip(pi_e.ravel(), 0.0, 1.0)
-    data = OffPolicyData(reward=clicks.ravel(), action=np.zeros(n, dtype=np.int64),
-                         position=np.zeros(n, dtype=np.int64), pscore=beta.ravel(),
-                         action_dist=np.stack([pi, 1 - pi], axis=1)[:, :, None])
-    w = data.weights()
-    return SNIPS().estimate(data), float(w.sum() ** 2 / max((w * w).sum(), 1e-300))
 
 
 def one_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
