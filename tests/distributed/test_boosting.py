@@ -3,6 +3,7 @@ single-process model exactly; two data-parallel workers reach its validation NDC
 
 from __future__ import annotations
 
+import os
 import tempfile
 from typing import Any
 
@@ -36,6 +37,25 @@ def test_one_worker_trains_the_single_process_model(ray_instance: Any, tmp_path:
     assert text == local_text
     assert report.pop("workers") == 1 and not report.pop("data_parallel")
     assert report == local  # the same report: curve, best round, gains, parameters
+
+
+def test_a_worker_killed_after_its_fit_is_restarted_and_gives_the_same_model(ray_instance: Any, tmp_path: Any) -> None:
+    """The fit is run again from the start (one LightGBM call, seeded): the model equals the uninterrupted one."""
+    from rankstack.distributed.boosting import fit_lambdarank_on_ray
+
+    marker = tmp_path / "killed"
+
+    def die_once(rank: int) -> None:
+        if rank == 0 and not marker.exists():
+            marker.write_text("worker 0 died before reporting its model")
+            os._exit(1)
+
+    train, valid = _rows(150, 4), _rows(50, 5)
+    local_text, local = fit_lambdarank(train, valid, NAMES, rounds=30, early_stopping=10)
+    text, report = fit_lambdarank_on_ray(train, valid, NAMES, Backend("ray", 1), rounds=30, early_stopping=10,
+                                         storage=tmp_path / "ray", max_failures=1, after_fit=die_once)
+    assert marker.exists()  # the worker did die
+    assert text == local_text and report["best_iteration"] == local["best_iteration"]
 
 
 def test_two_data_parallel_workers_reach_the_same_validation_ndcg(ray_instance: Any, tmp_path: Any,
@@ -77,3 +97,10 @@ def test_the_pipeline_lambdarank_stage_trains_on_ray(ray_instance: Any, small_sp
                         partial(fit_lambdarank_on_ray, backend=Backend("ray", 1), storage=tmp_path))
     assert on_ray.ranker.model_text == local.ranker.model_text  # type: ignore[union-attr]
     assert on_ray.ranker.report["workers"] == 1  # type: ignore[union-attr]
+
+
+def test_a_negative_max_failures_is_refused_before_ray_starts() -> None:
+    from rankstack.distributed.boosting import fit_lambdarank_on_ray
+
+    with pytest.raises(ValueError, match="max_failures"):
+        fit_lambdarank_on_ray(_rows(10, 6), _rows(5, 7), NAMES, Backend("ray", 2), max_failures=-1)

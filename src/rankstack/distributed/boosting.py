@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from rankstack.ranking.lambdarank import prior_scores
 from rankstack.ranking.lambdarank_train import DEFAULT_PARAMS, RankingRows
 
 MODEL_FILE = "model.txt"
+AfterFit = Callable[[int], None]  # (rank): called on each worker after its fit, before it reports
 
 
 def worker_rows(rows: RankingRows, rank: int, world: int) -> RankingRows:
@@ -67,6 +68,8 @@ def _train_loop(config: dict[str, Any]) -> None:
         curve = [round(float(v), 5) for v in history["validation"][f"ndcg@{eval_at}"]]
         best = int(booster.best_iteration) or len(curve)
     metrics = {"best_iteration": best, "validation_curve": curve, "train_rows": len(mine.labels)}
+    if config.get("after_fit") is not None:  # a fault drill (tests): e.g. a worker that dies before reporting
+        config["after_fit"](rank)
     if rank == 0:
         with tempfile.TemporaryDirectory(prefix="rankstack-lightgbm-") as folder:  # Ray Train copies it on report
             Path(folder, MODEL_FILE).write_text(booster.model_to_string(num_iteration=best))
@@ -77,17 +80,18 @@ def _train_loop(config: dict[str, Any]) -> None:
 
 def _fit(ray: Any, train: RankingRows, validation: RankingRows | None, names: Sequence[str], workers: int,
          rounds: int, early_stopping: int, eval_at: int, params: dict[str, Any], base: str | None,
-         storage: Path) -> tuple[str, dict[str, Any]]:
-    """One Ray Train run: (model text, worker 0's metrics)."""
-    from ray.train import RunConfig, ScalingConfig
+         storage: Path, max_failures: int, after_fit: AfterFit | None) -> tuple[str, dict[str, Any]]:
+    """One Ray Train run: (model text, worker 0's metrics); restarted whole up to ``max_failures`` times."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.lightgbm import LightGBMTrainer
 
     config = {"train": ray.put(train), "validation": None if validation is None else ray.put(validation),
               "names": list(names), "base": base, "eval_at": eval_at, "rounds": rounds,
-              "early_stopping": early_stopping, "params": params}
+              "early_stopping": early_stopping, "params": params, "after_fit": after_fit}
     trainer = LightGBMTrainer(_train_loop, train_loop_config=config,
                               scaling_config=ScalingConfig(num_workers=workers, resources_per_worker={"CPU": 1}),
-                              run_config=RunConfig(storage_path=str(storage.resolve()), name="lambdarank"))
+                              run_config=RunConfig(storage_path=str(storage.resolve()), name="lambdarank",
+                                                   failure_config=FailureConfig(max_failures=max_failures)))
     result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"Ray Train returned no model: {result.error}")
@@ -97,11 +101,16 @@ def _fit(ray: Any, train: RankingRows, validation: RankingRows | None, names: Se
 def fit_lambdarank_on_ray(train: RankingRows, validation: RankingRows, names: Sequence[str], backend: Backend, *,
                           rounds: int = 500, early_stopping: int = 50, eval_at: int = 10,
                           params: dict[str, Any] | None = None, refit: bool = False, base: str | None = None,
-                          storage: str | Path | None = None) -> tuple[str, dict[str, Any]]:
+                          storage: str | Path | None = None, max_failures: int = 2,
+                          after_fit: AfterFit | None = None) -> tuple[str, dict[str, Any]]:
     """:func:`~rankstack.ranking.lambdarank_train.fit_lambdarank` on ``backend.workers`` Ray Train workers, with
     the same arguments and report (plus ``workers``); ``refit`` trains the best number of rounds again on the
-    training and validation rows together, on the workers too."""
+    training and validation rows together, on the workers too. A fit whose worker dies is run again from the start
+    (a LightGBM fit is one call, seeded: the retry gives the same trees), up to ``max_failures`` times."""
     import lightgbm
+
+    if max_failures < 0:
+        raise ValueError(f"max_failures must be >= 0, got {max_failures}")
 
     if not len(train.groups) or not len(validation.groups):
         raise ValueError(f"lambdarank: nothing to learn from ({len(train.groups)} training and "
@@ -112,13 +121,13 @@ def fit_lambdarank_on_ray(train: RankingRows, validation: RankingRows, names: Se
         with ray_session(backend) as ray:
             workers = min(worker_count(ray, backend), len(train.groups))
             text, metrics = _fit(ray, train, validation, names, workers, rounds, early_stopping, eval_at, config,
-                                 base, where / "search")
+                                 base, where / "search", max_failures, after_fit)
             curve = list(metrics.get("validation_curve", []))
             best = int(metrics.get("best_iteration", len(curve)))
             if refit:
                 both = RankingRows.concat([train, validation])
                 text, _ = _fit(ray, both, None, names, min(workers, len(both.groups)), best, 0, eval_at, config,
-                               base, where / "refit")
+                               base, where / "refit", max_failures, after_fit)
     finally:
         if storage is None:  # Ray Train's run folders in a temporary place: the model text is all that is kept
             shutil.rmtree(where, ignore_errors=True)
