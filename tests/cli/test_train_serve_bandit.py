@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 from fastapi.testclient import TestClient
@@ -18,25 +19,30 @@ from rankstack.state import SQLiteStateStore
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_train_then_serve_a_learning_policy_from_yaml(tmp_path: Path) -> None:
+def _train_tiny(config: dict[str, Any], tmp_path: Path) -> None:
+    """``rankstack train`` the shipped ``config`` shrunk to a tiny planted log → ``tmp_path/art``."""
     lines = ["user_id,item_id,timestamp"]
     for u in range(40):
         for t in range(8):
             lines.append(f"u{u},i{(u % 4) + 4 * ((u + 3 * t) % 8)},{1_700_000_000 + 60 * t}")
     (tmp_path / "events.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    config = yaml.safe_load((REPO / "configs" / "pipelines" / "bandit-linucb.yaml").read_text(encoding="utf-8"))
-    assert config["exploration"]["policy"] == "linucb"
     config["data"] = {"name": str(tmp_path / "events.csv")}
     config["sources"] = [{"name": "popular", "k": 20, "quota": 5}, {"name": "itemknn", "k": 20}]
     config["merge"] = {"k": 25}
-    config["ranker"] = None
     config["exploration"]["pool"] = 10
     config["exploration"]["learning"].update({"dim": 4, "sync_every_s": 0.05})
     config["evaluation"] = {"ks": [5], "funnel_ks": [10]}
-    (tmp_path / "bandit.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    result = CliRunner().invoke(app, ["train", str(tmp_path / "bandit.yaml"), "-o", str(tmp_path / "art"),
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "pipeline.yaml"), "-o", str(tmp_path / "art"),
                                       "--no-register", "--json"])
     assert result.exit_code == 0, result.output
+
+
+def test_train_then_serve_a_learning_policy_from_yaml(tmp_path: Path) -> None:
+    config = yaml.safe_load((REPO / "configs" / "pipelines" / "bandit-linucb.yaml").read_text(encoding="utf-8"))
+    assert config["exploration"]["policy"] == "linucb"
+    config["ranker"] = None
+    _train_tiny(config, tmp_path)
     assert (tmp_path / "art" / "policy" / "features.safetensors").is_file()
 
     store = SQLiteStateStore(tmp_path / "state.db")
@@ -60,27 +66,13 @@ def test_train_then_serve_a_learning_policy_from_yaml(tmp_path: Path) -> None:
 def test_train_then_serve_neural_linear_over_sasrec_from_yaml(tmp_path: Path) -> None:
     """The shipped ``bandit-neural-linear.yaml`` with a tiny SASRec: the artifact's policy features are SASRec's
     projected vectors, and the service answers a request with NeuralLinear's propensities."""
-    lines = ["user_id,item_id,timestamp"]
-    for u in range(40):
-        for t in range(8):
-            lines.append(f"u{u},i{(u % 4) + 4 * ((u + 3 * t) % 8)},{1_700_000_000 + 60 * t}")
-    (tmp_path / "events.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     path = REPO / "configs" / "pipelines" / "bandit-neural-linear.yaml"
     config = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert config["exploration"]["policy"] == "neural_linear"
     assert config["exploration"]["learning"]["representation"] == config["ranker"]["source"] == "sasrec"
-    config["data"] = {"name": str(tmp_path / "events.csv")}
-    config["sources"] = [{"name": "popular", "k": 20, "quota": 5}, {"name": "itemknn", "k": 20}]
-    config["merge"] = {"k": 25}
     config["ranker"]["settings"].update({"epochs": 2, "hidden_dim": 16, "max_len": 10, "blocks": 1,
                                          "validation": False, "batch_size": 64})
-    config["exploration"]["pool"] = 10
-    config["exploration"]["learning"].update({"dim": 4, "sync_every_s": 0.05})
-    config["evaluation"] = {"ks": [5], "funnel_ks": [10]}
-    (tmp_path / "nl.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    result = CliRunner().invoke(app, ["train", str(tmp_path / "nl.yaml"), "-o", str(tmp_path / "art"),
-                                      "--no-register", "--json"])
-    assert result.exit_code == 0, result.output
+    _train_tiny(config, tmp_path)
 
     loaded = Pipeline.load(tmp_path / "art")
     assert loaded.parts.policy is not None and loaded.parts.policy.items.shape[1] == 4
