@@ -1,9 +1,11 @@
-"""The request-path fast versions (dense item-kNN accumulation, ``rows_topk``, the merge) return exactly what the
-straightforward versions return: the sparse product with a per-row top-k, the dense ``score``, the original merge."""
+"""The request-path fast versions (item-kNN accumulation on dense rows or on the entries a user reaches,
+``rows_topk``, the merge) return exactly what the straightforward versions return: the sparse product with a per-row
+top-k, the dense ``score``, the original merge."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -94,6 +96,11 @@ def test_itemknn_retrieve_equals_the_sparse_product_and_the_dense_scores(
     model = _knn(rng, n_users, n_items, density, levels, weighted)
     users = rng.integers(0, n_users, int(rng.integers(0, 9)))
     got = model.retrieve(users, k, exclude_seen=exclude_seen)
+    for share in (0.0, 1e9):  # every user on a dense row, every user on the entries they reach
+        with mock.patch.object(itemknn, "_SPARSE_SHARE", share):
+            path = model.retrieve(users, k, exclude_seen=exclude_seen)
+        np.testing.assert_array_equal(path.item_ids, got.item_ids)
+        np.testing.assert_array_equal(path.scores, got.scores)
     train = model.train_
     assert train is not None
     rows = train[users]

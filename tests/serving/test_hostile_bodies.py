@@ -1,6 +1,6 @@
 """Hostile and malformed bodies on every endpoint, through both request paths: a 4xx with a JSON error, never a 5xx.
 
-``application/json`` exactly takes the recommend fast path (``serving/fast_recommend.py``); with a charset the
+``application/json`` exactly takes the fast path (``serving/fast_path.py``); with a charset the
 same body goes through FastAPI. Both must answer alike.
 """
 

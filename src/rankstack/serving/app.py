@@ -25,7 +25,7 @@ from rankstack.serving.admission import OverloadedError
 from rankstack.serving.batcher import LoopBatcher, MicroBatcher
 from rankstack.serving.docs_page import docs_html
 from rankstack.serving.fanout import ReloadGroup
-from rankstack.serving.fast_recommend import ARRIVED, response_json
+from rankstack.serving.fast_path import ARRIVED, FastRoute, response_json
 from rankstack.serving.guard import BoundedCalls, DurabilityWatch, GuardedState, HealthProbe, StateBreaker
 from rankstack.serving.middleware import ServiceMiddleware
 from rankstack.serving.model_slot import Loaded, ModelSlot, RecommenderLoader, ReloadRefusedError
@@ -187,6 +187,10 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     async def ingest(batch: EventBatch) -> EventsAck:
         """Store events durably before answering; duplicates (same ``event_id``) are acknowledged, not recounted.
         Under overload (``max_queue`` posts already waiting to be stored), 503 with ``Retry-After``: nothing stored."""
+        return await ingest_batch(batch)
+
+    async def ingest_batch(batch: EventBatch, arrived_at: float | None = None) -> EventsAck:
+        """The events route's work for one validated body (shared with the fast path)."""
         nonlocal events_waiting
         check_timestamps(batch.events, now=time.time(), max_skew_s=settings.event_max_skew_s)
         if events_waiting >= settings.max_queue:
@@ -302,8 +306,10 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         return response.model_copy(update={"workers_switched": outcome.switched})
 
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
-                       worker=None if group is None else str(os.getpid()), recommend=answer)
-    if group is not None:  # outermost, so the fast recommend path's answers are marked too
+                       worker=None if group is None else str(os.getpid()),
+                       fast_routes=[FastRoute("/v1/recommend", RecommendRequest, answer),
+                                    FastRoute("/v1/events", EventBatch, ingest_batch)])
+    if group is not None:  # outermost, so the fast path's answers are marked too
         app.add_middleware(CloseToRebalance, rebalance=rebalance)
     return app
 

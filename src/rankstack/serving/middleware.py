@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rankstack.serving import fast_recommend
-from rankstack.serving.fast_recommend import ARRIVED
+from rankstack.serving import fast_path
+from rankstack.serving.fast_path import ARRIVED, FastRoute
 from rankstack.serving.prometheus import ServiceMetrics
 
 WORKER_HEADER = b"x-rankstack-worker"
@@ -29,13 +30,13 @@ def _error_message(status: int, detail: str) -> tuple[Message, Message]:
 
 class ServiceMiddleware:
     """Refuses bodies over ``max_body_bytes`` and times every request under its route template; with ``worker``
-    set, every response names the worker process that answered (``X-Rankstack-Worker``); with ``recommend``,
-    JSON recommend requests take the fast path (``rankstack.serving.fast_recommend``)."""
+    set, every response names the worker process that answered (``X-Rankstack-Worker``); JSON posts to
+    ``fast_routes`` take the fast path (``rankstack.serving.fast_path``)."""
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_body_bytes: int, worker: str | None = None,
-                 recommend: fast_recommend.Answer | None = None) -> None:
+                 fast_routes: Sequence[FastRoute] = ()) -> None:
         self.app = app
-        self.recommend = recommend
+        self.fast_routes = {route.path: route for route in fast_routes}
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.worker_header = None if worker is None else (WORKER_HEADER, worker.encode())
@@ -81,9 +82,10 @@ class ServiceMiddleware:
             declared = _content_length(scope)
             if declared is not None and declared > limit:
                 raise _BodyTooLarge
-            if self.recommend is not None and fast_recommend.handles(scope):
-                scope.setdefault("rankstack.endpoint", fast_recommend.PATH)
-                await fast_recommend.serve(scope, limited_receive, tracking_send, self.app, self.recommend)
+            fast = fast_path.route_for(scope, self.fast_routes) if self.fast_routes else None
+            if fast is not None:
+                scope.setdefault("rankstack.endpoint", fast.path)
+                await fast_path.serve(scope, limited_receive, tracking_send, self.app, fast)
             else:
                 await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:

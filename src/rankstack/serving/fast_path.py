@@ -1,51 +1,64 @@
-"""The hot route, ``POST /v1/recommend``, answered at the ASGI level.
+"""The hot routes, ``POST /v1/recommend`` and ``POST /v1/events``, answered at the ASGI level.
 
 FastAPI's routing (dependency resolution, request parsing, response validation and encoding) costs about a
 third of a millisecond of CPU per request, as much as the re-rank stage of a 41k-item pipeline. A JSON request
-that validates is answered here with the same ``answer`` function the FastAPI route calls, and the response
-is encoded once by pydantic-core; anything else — invalid JSON or fields, another content type — is handed to
-FastAPI unchanged (the body replayed), so error bodies and the OpenAPI description stay FastAPI's.
+that validates is answered here with the same handler the FastAPI route calls, and the response is encoded once
+by pydantic-core; anything else — invalid JSON or fields, another content type — is handed to FastAPI unchanged
+(the body replayed), so error bodies and the OpenAPI description stay FastAPI's.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from fastapi import HTTPException
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rankstack.pipeline.api import RecommendRequest, RecommendResponse
 from rankstack.serving.schemas import ShedError, UnprocessableError
 
-PATH = "/v1/recommend"
-Answer = Callable[[RecommendRequest, float | None], Awaitable[RecommendResponse]]  # (request, arrived at)
 ARRIVED = "rankstack.arrived"  # the scope key the middleware sets (perf_counter() when the request reached us)
+Handler = Callable[[Any, float | None], Awaitable[BaseModel]]  # (validated body, arrived at) -> response model
 
 
-def response_json(response: RecommendResponse) -> bytes:
-    """A response as JSON bytes, serialised by pydantic-core (our own output is not validated again)."""
-    return RecommendResponse.__pydantic_serializer__.to_json(response)
+@dataclass(frozen=True)
+class FastRoute:
+    """A ``POST path`` whose JSON body validates as ``body`` and is answered by ``handler`` (errors raised as
+    ``HTTPException`` / ``ShedError`` / ``UnprocessableError``, as in the FastAPI route)."""
+
+    path: str
+    body: type[BaseModel]
+    handler: Handler
 
 
-def handles(scope: Scope) -> bool:
-    """True for ``POST /v1/recommend`` with ``Content-Type: application/json`` exactly."""
-    if scope["path"] != PATH or scope["method"] != "POST":
-        return False
-    return any(name == b"content-type" and value == b"application/json" for name, value in scope["headers"])
+def response_json(response: BaseModel) -> bytes:
+    """A response model as JSON bytes, serialised by pydantic-core (our own output is not validated again)."""
+    return type(response).__pydantic_serializer__.to_json(response)
 
 
-async def serve(scope: Scope, receive: Receive, send: Send, app: ASGIApp, answer: Answer) -> None:
-    """Answer one recommend request, or pass it to ``app`` when it does not parse and validate."""
+def route_for(scope: Scope, routes: dict[str, FastRoute]) -> FastRoute | None:
+    """The fast route of a ``POST`` with ``Content-Type: application/json`` exactly, else None."""
+    route = routes.get(scope["path"])
+    if route is None or scope["method"] != "POST":
+        return None
+    if any(name == b"content-type" and value == b"application/json" for name, value in scope["headers"]):
+        return route
+    return None
+
+
+async def serve(scope: Scope, receive: Receive, send: Send, app: ASGIApp, route: FastRoute) -> None:
+    """Answer one request on ``route``, or pass it to ``app`` when it does not parse and validate."""
     body = await _read_body(receive)
     try:
-        request = RecommendRequest.model_validate(json.loads(body))
+        request = route.body.model_validate(json.loads(body))
     except (ValueError, ValidationError, RecursionError):  # FastAPI words the 4xx (deep nesting: 400)
         await app(scope, _replay(body, receive), send)
         return
     try:
-        data, status, headers = response_json(await answer(request, scope.get(ARRIVED))), 200, {}
+        data, status, headers = response_json(await route.handler(request, scope.get(ARRIVED))), 200, {}
     except ShedError as exc:
         data, status, headers = exc.body.model_dump_json().encode(), 503, exc.headers
     except HTTPException as exc:
