@@ -74,6 +74,16 @@ def test_known_user_gets_k_distinct_unseen_items(small_split: tuple[Dataset, Dat
     assert set(resp.stage_ms) >= {"retrieval", "ranker", "rerank", "exploration", "total"}
 
 
+def test_responses_are_what_validation_would_build(small_split: tuple[Dataset, Dataset]) -> None:
+    """``_respond`` skips validation (``model_construct``): every field must already hold its declared type."""
+    pipe = build(small_split[0], exploration={"policy": "epsilon_greedy", "epsilon": 0.5, "pool": 10})
+    reqs = [RecommendRequest(user_id=u, k=4, request_id=f"r-{u}") for u in ("u1", "ghost")]
+    for resp in pipe.recommend(reqs):
+        checked = RecommendResponse.model_validate(resp.model_dump(), strict=True)
+        assert checked == resp and checked.model_dump_json() == resp.model_dump_json()
+        assert all(type(i.score) is float and type(i.propensity) is float for i in resp.items)
+
+
 def test_batch_equals_one_by_one(small_split: tuple[Dataset, Dataset]) -> None:
     pipe = build(small_split[0], exploration={"policy": "epsilon_greedy", "epsilon": 0.5, "pool": 10})
     reqs = [RecommendRequest(user_id=u, k=4, request_id=f"r-{u}") for u in ("u1", "u2", "ghost", "u9")]

@@ -354,7 +354,8 @@ class Pipeline:
                           clock.done())
 
     def _respond(self, requests: Sequence[RecommendRequest], slates: SlateBatch) -> list[RecommendResponse]:
-        """The response objects of ``slates``, in external ids."""
+        """The response objects of ``slates``, in external ids (built with ``model_construct``: our own output, every
+        field set with its type, is not validated again; ``tests/pipeline`` checks it against validation)."""
         flat = np.concatenate([slates.item_ids[row, :n] for row, n in enumerate(slates.lengths.tolist())])
         external = [str(x) for x in self.parts.item_map.to_external_list(flat)]
         out, at = [], 0
@@ -362,9 +363,9 @@ class Pipeline:
             names = external[at: at + n]
             at += n
             props = [None] * n if slates.propensities is None else slates.propensities[row, :n].tolist()
-            out.append(RecommendResponse(
+            out.append(RecommendResponse.model_construct(
                 request_id=slates.request_ids[row], user_id=requests[row].user_id,
-                items=[ScoredItem(item_id=name, score=s if math.isfinite(s) else 0.0, propensity=p)
+                items=[ScoredItem.model_construct(item_id=name, score=s if math.isfinite(s) else 0.0, propensity=p)
                        for name, s, p in zip(names, slates.scores[row, :n].tolist(), props, strict=True)],
                 stages=dict(slates.stages[row]), model_version=self.version,
                 model_digest=self.digest, fallback=slates.fallback[row],

@@ -13,8 +13,10 @@ from rankstack.progress import new_progress
 from rankstack.retrieval.source import CandidateSource, SourceConfig
 
 _BLOCK_CELLS = 1 << 22  # users per retrieve block: at most this many dense [users, items] score cells
-_SPARSE_SHARE = 0.125  # a user whose neighbour lists hold fewer entries than this share of the catalogue is scored
-# on those entries alone (no dense row): on a 41k-item catalogue 30 items × 50 neighbours is 4% of a dense row
+_SPARSE_SHARE = 0.05  # a user whose neighbour lists hold fewer entries than this share of the catalogue is scored
+# on those entries alone (no dense row). The crossover, timed on the 41k-item serve_load artifact (one user per call,
+# docs/benchmarks.md "#20, sixth session"): at < 2,000 entries 208 µs sparse vs 349 µs dense, at 2,000–5,000 488 vs
+# 365 µs. On a 1M-item catalogue a dense row is 4 MB per user, so the share matters most there.
 
 
 class ItemKNNConfig(SourceConfig):
