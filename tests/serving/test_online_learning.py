@@ -166,7 +166,7 @@ def converged(server: ServerProcess, workers: int, events: int) -> dict[str, Any
         states = policies(server, workers)
         return all(s["events"] == events for s in states.values())
 
-    wait_for(check, 40)
+    wait_for(check, 60)
     digests = {s["digest"] for s in states.values()}
     assert len(digests) == 1, states
     return next(iter(states.values()))
@@ -180,7 +180,7 @@ def served(artifact: Path, tmp_path: Path) -> Iterator[Callable[[int], ServerPro
     def start(workers: int) -> ServerProcess:
         server = ServerProcess(artifact, f"sqlite:{tmp_path / 'state.db'}", tmp_path / "server.log",
                                loader=DEFAULT_LOADER, workers=workers)
-        server.start()
+        server.start(timeout_s=120.0)  # two workers importing torch on a loaded 2-core CI box
         started.append(server)
         return server
 
@@ -200,7 +200,7 @@ def test_state_is_identical_across_workers_and_survives_kill_9_and_restarts(
     workers = {int(pid) for pid in policies(server, 2)}
     victim = min(workers)
     os.kill(victim, signal.SIGKILL)  # the parent replaces it; the replacement resumes from checkpoint + log
-    wait_for(lambda: victim not in server.worker_pids())
+    wait_for(lambda: victim not in server.worker_pids(), 60)  # the replacement loads torch and the artifact
     assert converged(server, 2, posted)["digest"] == first["digest"]
     with httpx.Client(base_url=server.url, timeout=10) as http:
         posted += feedback(http, 10, "b")
