@@ -1,5 +1,5 @@
-"""StageRunner: budgets hold on the worker pool, and a stage runs inline only after it has been fast for a while,
-going back to the pool at its first overrun."""
+"""StageRunner: budgets hold on the worker pool, a stage runs inline only after it has been fast for a while (going
+back to the pool at its first overrun), and a call its budget cannot cover is not started."""
 
 from __future__ import annotations
 
@@ -35,14 +35,64 @@ def test_a_stage_fast_for_inline_after_calls_runs_inline() -> None:
     runner.close()
 
 
-def test_an_inline_overrun_is_dropped_and_sends_the_stage_back_to_the_pool() -> None:
+def test_an_inline_overrun_keeps_its_result_and_sends_the_stage_back_to_the_pool() -> None:
     runner, me = StageRunner(inline_after=2), threading.get_ident()
     for _ in range(2):
         runner.run("rerank", _where(), 0.05)
     assert runner.inline("rerank")
     late = runner.run("rerank", _where(0.08), 0.05)
-    assert late.value is None and late.error == "timeout" and late.seconds >= 0.05
+    assert late.value == me and late.error == "late" and late.seconds >= 0.05  # the work was done: kept
     assert not runner.inline("rerank") and runner.run("rerank", _where(), 0.05).value != me
+    runner.close()
+
+
+def _calls(delay_s: float = 0.0) -> tuple[list[int], Callable[[], int]]:
+    """A stage that sleeps ``delay_s`` and counts its calls."""
+    calls: list[int] = []
+
+    def fn() -> int:
+        calls.append(1)
+        time.sleep(delay_s)
+        return len(calls)
+    return calls, fn
+
+
+def test_a_call_its_budget_cannot_cover_is_not_started() -> None:
+    runner = StageRunner(inline_after=0)
+    calls, fn = _calls(0.03)
+    for _ in range(3):
+        assert runner.run("ranker", fn, 1.0).ok
+    assert runner.expected_s("ranker") == pytest.approx(0.03, abs=0.02)
+    skipped = runner.run("ranker", fn, 0.01)
+    assert skipped.value is None and skipped.error == "skipped" and skipped.seconds == 0.0 and len(calls) == 3
+    assert runner.run("ranker", fn, 1.0).ok and len(calls) == 4  # a budget that covers it: runs
+    runner.close()
+
+
+def test_after_probe_after_skips_one_call_runs_anyway() -> None:
+    runner = StageRunner(inline_after=0, probe_after=3)
+    _, fn = _calls(0.02)
+    runner.run("retrieval", fn, 1.0)
+    outcomes = [runner.run("retrieval", fn, 0.005).error for _ in range(8)]
+    assert outcomes[:3] == ["skipped"] * 3 and outcomes[3] == "timeout" and outcomes[4:7] == ["skipped"] * 3
+    runner.close()
+
+
+def test_the_expected_time_grows_with_the_batch() -> None:
+    runner = StageRunner(inline_after=0)
+    for size in (1, 4, 1, 4):
+        runner.run("rerank", lambda size=size: time.sleep(0.002 + 0.004 * size), 1.0, size=size)
+    assert runner.expected_s("rerank", 4) > 2 * runner.expected_s("rerank", 1) > 0
+    assert runner.run("rerank", lambda: None, runner.expected_s("rerank", 4) * 0.6, size=4).error == "skipped"
+    assert runner.run("rerank", lambda: None, runner.expected_s("rerank", 4) * 0.6, size=1).ok
+    runner.close()
+
+
+def test_a_call_that_timed_out_on_the_pool_still_teaches_its_cost() -> None:
+    runner = StageRunner(inline_after=0)
+    assert runner.run("ranker", _where(0.1), 0.02).error == "timeout"
+    time.sleep(0.2)  # it finishes on its worker
+    assert runner.expected_s("ranker") >= 0.09
     runner.close()
 
 

@@ -1,14 +1,16 @@
-"""Run a stage under a time budget: its result, or a reason it has none (timed out or raised)."""
+"""Run a stage under a time budget: its result, or a reason it has none (timed out, not started, or raised)."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from rankstack.pipeline.cost import BatchCost
 
 T = TypeVar("T")
 LOGGER = logging.getLogger("rankstack.pipeline")
@@ -16,7 +18,9 @@ LOGGER = logging.getLogger("rankstack.pipeline")
 
 @dataclass(frozen=True)
 class Outcome(Generic[T]):
-    """A stage's result, or None with ``error`` saying why (``"timeout"`` or the exception text)."""
+    """A stage's result, or None with ``error`` saying why (``"timeout"``, ``"skipped"`` — not started, its budget
+    under its expected time — or the exception text); an inline call that ran past its budget keeps its result
+    with ``error="late"``."""
 
     value: T | None
     error: str | None
@@ -30,30 +34,46 @@ class Outcome(Generic[T]):
 
 class StageRunner:
     """Runs stage calls under a budget: on a small worker pool per stage, waiting at most the budget, or inline
-    once the stage has earned it.
+    once the stage has earned it; a call its budget cannot cover is not started.
 
     A stage that overruns on a worker keeps running there, but its result is dropped and the caller goes on; a
     stage whose workers are all stuck times out on its own, without starving the other stages. Handing a call
     to a worker costs two thread switches (~0.1 ms of CPU and up to 0.25 ms of wall time each on a busy 2-core
     box), so a stage whose last ``inline_after`` calls each took under ``inline_share`` of their budget runs in
-    the caller's thread instead. Inline, an overrun is noticed only when the call returns: its result is dropped
-    as on a timeout (the slate degrades the same way), and the stage goes back to the pool until it has been
-    fast again ``inline_after`` times. ``inline_after=0`` keeps every budgeted call on the pool.
+    the caller's thread instead. Inline, an overrun is noticed only when the call returns: the work is done, so its
+    result is kept (``error="late"``; the later stages find their budget spent and are skipped), and the stage
+    goes back to the pool until it has been fast again ``inline_after`` times. ``inline_after=0`` keeps every
+    budgeted call on the pool.
+
+    Each stage's cost is learnt as a line in the batch size (``BatchCost``, from every call that finished, on the
+    pool too); a call whose budget is under its expected time is skipped at once (``error="skipped"``) instead
+    of run to be thrown away — under overload, dropped work would take the CPU from the requests that can still be
+    answered. After ``probe_after`` skips in a row the next call runs anyway, so an estimate learnt in a slow
+    spell cannot keep a stage off for good.
     """
 
-    def __init__(self, workers: int = 2, *, inline_after: int = 20, inline_share: float = 0.25) -> None:
+    def __init__(self, workers: int = 2, *, inline_after: int = 20, inline_share: float = 0.25,
+                 probe_after: int = 8) -> None:
         self._workers = workers
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self.inline_after = inline_after
         self.inline_share = inline_share
+        self.probe_after = probe_after
         self._fast_runs: dict[str, int] = {}
+        self._costs: dict[str, BatchCost] = {}
+        self._skips: dict[str, int] = {}
 
     def inline(self, stage: str) -> bool:
         """Whether the stage's next budgeted call runs in the caller's thread."""
         return self.inline_after > 0 and self._fast_runs.get(stage, 0) >= self.inline_after
 
-    def run(self, stage: str, fn: Callable[[], T], budget_s: float | None) -> Outcome[T]:
-        """``fn()`` within ``budget_s`` seconds (None: no limit, run inline); never raises."""
+    def expected_s(self, stage: str, size: int = 1) -> float:
+        """The stage's expected wall time on a batch of ``size`` (0 before its first finished call)."""
+        cost = self._costs.get(stage)
+        return 0.0 if cost is None else cost.seconds(size)
+
+    def run(self, stage: str, fn: Callable[[], T], budget_s: float | None, size: int = 1) -> Outcome[T]:
+        """``fn()`` on a batch of ``size`` within ``budget_s`` seconds (None: no limit, run inline); never raises."""
         start = time.perf_counter()
         try:
             if budget_s is None:
@@ -61,12 +81,19 @@ class StageRunner:
             else:
                 if budget_s <= 0:
                     return Outcome(None, "timeout", 0.0)
+                if self._skip(stage, budget_s, size):
+                    return Outcome(None, "skipped", 0.0)
                 if self.inline(stage):
                     value = fn()
-                    if time.perf_counter() - start > budget_s:
-                        raise FutureTimeout
+                    seconds = time.perf_counter() - start
+                    self._cost(stage).observe(size, seconds)
+                    if seconds > budget_s:
+                        self._fast_runs[stage] = 0
+                        LOGGER.warning("stage %s ran past its %.1f ms budget (inline: result kept)", stage,
+                                       1000 * budget_s)
+                        return Outcome(value, "late", seconds)
                 else:
-                    value = self._pool(stage).submit(fn).result(timeout=budget_s)
+                    value = self._submit(stage, fn, size).result(timeout=budget_s)
         except FutureTimeout:
             self._fast_runs[stage] = 0
             LOGGER.warning("stage %s ran past its %.1f ms budget", stage, 1000 * (budget_s or 0))
@@ -79,6 +106,38 @@ class StageRunner:
             fast = seconds < self.inline_share * budget_s
             self._fast_runs[stage] = self._fast_runs.get(stage, 0) + 1 if fast else 0
         return Outcome(value, None, seconds)
+
+    def _skip(self, stage: str, budget_s: float, size: int) -> bool:
+        """Whether a call with ``budget_s`` is expected to overrun and should not start (every ``probe_after + 1``-th
+        such call runs anyway)."""
+        if budget_s >= self.expected_s(stage, size):
+            self._skips[stage] = 0
+            return False
+        skips = self._skips.get(stage, 0)
+        if skips >= self.probe_after:
+            self._skips[stage] = 0
+            return False
+        self._skips[stage] = skips + 1
+        return True
+
+    def _cost(self, stage: str) -> BatchCost:
+        """The stage's learnt cost line, made on first use."""
+        cost = self._costs.get(stage)
+        if cost is None:
+            cost = self._costs.setdefault(stage, BatchCost())
+        return cost
+
+    def _submit(self, stage: str, fn: Callable[[], T], size: int) -> Future[T]:
+        """``fn`` on the stage's pool; its wall time, once it finishes (in time or not), teaches the cost line."""
+        def timed() -> T:
+            began = time.perf_counter()
+            try:
+                return fn()
+            finally:
+                cost.observe(size, time.perf_counter() - began)
+
+        cost = self._cost(stage)
+        return self._pool(stage).submit(timed)
 
     def _pool(self, stage: str) -> ThreadPoolExecutor:
         """The stage's worker pool, started on first use."""

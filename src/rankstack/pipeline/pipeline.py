@@ -267,7 +267,7 @@ class Pipeline:
         if len(known):
             users = batch.user_ids[known]
             outcome = self.runner.run("retrieval", lambda: st.retrieve(self.retrievers, self.config, users),
-                                      self._budget("retrieval", started, deadline_s, enforce))
+                                      self._budget("retrieval", started, deadline_s, enforce), len(users))
             if outcome.value is not None:
                 table, failed = outcome.value
                 parts.append((known, table))
@@ -293,7 +293,7 @@ class Pipeline:
             return None, {}
         block = self._rank_batch(batch, table, state)
         outcome = self.runner.run("ranker", lambda: ranker.score(block),
-                                  self._budget("ranker", started, deadline_s, enforce))
+                                  self._budget("ranker", started, deadline_s, enforce), len(batch))
         if outcome.value is None:
             batch.mark("ranker", "degraded")
             return None, {}
@@ -315,7 +315,7 @@ class Pipeline:
                                 exposure=RowExposure(batch, state, self.parts.item_map))
         cands = Candidates(ids, np.where(ids >= 0, scores, -np.inf), "ranked")
         outcome = self.runner.run("rerank", lambda: reranker.rerank(cands, depth, context),
-                                  self._budget("rerank", started, deadline_s, enforce))
+                                  self._budget("rerank", started, deadline_s, enforce), len(batch))
         if outcome.value is None:
             batch.mark("rerank", "degraded")
             return ids[:, :depth], scores[:, :depth]
