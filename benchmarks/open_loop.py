@@ -50,9 +50,9 @@ class Reply:
 
 
 def request_bytes(method: str, path: str, body: bytes = b"", *, host: str = "127.0.0.1",
-                  content_type: str = "application/json") -> bytes:
+                  content_type: str = "application/json", headers: Sequence[tuple[str, str]] = ()) -> bytes:
     """One HTTP/1.1 keep-alive request, ready to write (Content-Length framing; no body for an empty ``body``)."""
-    head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n"
+    head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
     if body or method in ("POST", "PUT"):
         head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
     return (head + "\r\n").encode() + body

@@ -26,7 +26,10 @@ The two views:
   ``--overload-factor F --overload-duration S``: after the ``--duration`` at the rate, offer F× the rate for S s,
   then the rate again for ``--duration`` s; reports the share shed, the p99 of the requests answered during the
   overload, and the recovery time (``serve_mix.overload_figures``). ``--endpoint healthz`` drives ``GET /healthz``
-  instead: the generator's and the HTTP stack's floor.
+  instead: the generator's and the HTTP stack's floor. Each request carries ``X-Request-Start: t=<when it was due>``
+  and the server is started with ``--request-start-header X-Request-Start``, as behind a front proxy that stamps
+  requests, so the server counts deadlines (shedding, stage budgets) from when a request was due rather than from
+  when it read it; ``--no-stamp`` leaves both out (time in the socket queue is then invisible to the server).
 * ``--generator wrk``: ``wrk`` (one thread, ``--connections`` connections, each pausing between requests so that the
   offered load is as asked; the pause is calibrated on the warm-up's mean latency). wrk measures latency from
   sending a request to its response on an open connection; a request that waits for its connection's previous
@@ -82,6 +85,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 N_CATEGORIES = 100
 LEARNING_POLICIES = ("linucb", "lints", "squarecb", "bernoulli_ts", "ridge_epsilon_greedy")
+STAMP_HEADER = "X-Request-Start"  # what nginx/HAProxy/Heroku's router add: when the front received the request
 POLICY_SETTLE_S = 60.0  # after a run, how long to wait for every worker's policy state to agree
 
 WRK_SCRIPT = """
@@ -215,7 +219,8 @@ def free_port() -> int:
 
 def start_server(artifact: Path, workdir: Path, port: int, workers: int = 1, batch_wait_ms: float = 0.0,
                  batcher: str = "loop", deadline_ms: float = 100.0,
-                 inline_batch_ms: float | None = None) -> subprocess.Popen[bytes]:
+                 inline_batch_ms: float | None = None,
+                 request_start_header: str | None = None) -> subprocess.Popen[bytes]:
     """``python -m rankstack.serving`` with one torch thread per worker process."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     state = workdir / f"state-{port}.db"
@@ -224,7 +229,8 @@ def start_server(artifact: Path, workdir: Path, port: int, workers: int = 1, bat
                              "--state", f"sqlite:{state}", *(["--workers", str(workers)] if workers > 1 else []),
                              *(["--batch-wait-ms", str(batch_wait_ms)] if batch_wait_ms else []),
                              "--batcher", batcher, "--deadline-ms", str(deadline_ms),
-                             *(["--inline-batch-ms", str(inline_batch_ms)] if inline_batch_ms is not None else [])],
+                             *(["--inline-batch-ms", str(inline_batch_ms)] if inline_batch_ms is not None else []),
+                             *(["--request-start-header", request_start_header] if request_start_header else [])],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -356,7 +362,8 @@ def open_run(port: int, url: str, rate: float, fresh: float, args: argparse.Name
     """Warm up at ``rate``, then one measured open-loop run (with its overload phases when asked)."""
     def mix(tag: str, seed: int) -> Mix:
         return Mix(users=args.users, k=args.k, fresh=fresh, kind=args.fresh_kind, unknown=args.unknown_users,
-                   popular_items=popular[0], popular_p=popular[1], endpoint=args.endpoint, seed=seed, tag=tag)
+                   popular_items=popular[0], popular_p=popular[1], endpoint=args.endpoint, seed=seed, tag=tag,
+                   stamp=stamp_header(args))
 
     stamp = f"{os.getpid()}-{run_no}"
     settled_s = settle(url)
@@ -372,7 +379,8 @@ def open_run(port: int, url: str, rate: float, fresh: float, args: argparse.Name
     degraded = degradations_between(degraded_before, degradations(url))
     table = traffic.table()
     kind = HEALTH if args.endpoint == "healthz" else RECOMMEND
-    row: dict[str, Any] = {"offered": rate, "fresh_events": fresh, "endpoint": args.endpoint, "settled_s": settled_s,
+    row: dict[str, Any] = {"offered": rate, "fresh_events": fresh, "endpoint": args.endpoint,
+                           "stamped": stamp_header(args) is not None, "settled_s": settled_s,
                            **{k: v for k, v in summarise(table, 0.0, float(args.duration), kind=kind).items()
                               if k != "offered"},
                            "degraded_reasons": dict(traffic.reasons), "cold": traffic.cold,
@@ -439,7 +447,7 @@ def measure(n_items: int, args: argparse.Namespace, workdir: Path,
     port = free_port()
     t0 = time.perf_counter()
     proc = start_server(artifact, workdir, port, args.workers, args.batch_wait_ms, args.batcher, args.deadline_ms,
-                        args.inline_batch_ms)
+                        args.inline_batch_ms, stamp_header(args))
     startup_s = time.perf_counter() - t0
     url = f"http://127.0.0.1:{port}"
     rows: list[dict[str, Any]] = []
@@ -513,6 +521,11 @@ def _floats(text: str, name: str, lo: float, hi: float, *, open_lo: bool = False
     return values
 
 
+def stamp_header(args: argparse.Namespace) -> str | None:
+    """The request-start header the generator stamps and the server reads (open loop with ``--stamp``), or None."""
+    return STAMP_HEADER if args.stamp and args.generator == "open" else None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The options (bad values: one-line error, exit 2)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -550,6 +563,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "rate again for --duration seconds")
     parser.add_argument("--deadline-ms", type=float, default=100.0,
                         help="the server's request deadline (its --deadline-ms); recovery means p99 back under it")
+    parser.add_argument("--stamp", action=argparse.BooleanOptionalAction, default=True,
+                        help="open loop: stamp each request with X-Request-Start (when it was due) and start the "
+                             "server with --request-start-header X-Request-Start, as behind a front proxy, so its "
+                             "deadlines count from then (default); --no-stamp: from when the server reads it")
     parser.add_argument("--timeout", type=float, default=5.0, help="open loop: seconds from a request's scheduled "
                         "start before it counts as a timeout")
     parser.add_argument("--connections", type=int, default=16,

@@ -45,6 +45,7 @@ class Mix:
     endpoint: str = "recommend"  # or "healthz": the generator's own floor
     seed: int = 0
     tag: str = "load"
+    stamp: str | None = None  # header stamped with each request's start (epoch seconds), as a front proxy does
 
     def __post_init__(self) -> None:
         for name in ("fresh", "unknown"):
@@ -73,6 +74,7 @@ class Traffic:
         self.rows: list[tuple[int, float, float, float, int, bool, bool, bool]] = []
         self.reasons: Counter[str] = Counter()
         self.cold = 0
+        self.epoch = time.time() - time.perf_counter()  # perf_counter time -> seconds since the epoch
 
     async def job(self, i: int, scheduled: float) -> None:
         """One scheduled request (with its fresh event first, when drawn); one cut off at the end of the run
@@ -91,12 +93,14 @@ class Traffic:
             if fresh:
                 body = json.dumps({"events": [{"event_id": f"{mix.tag}-{i}", "user_id": user,
                                                "item_id": self._fresh_item(user), "event": mix.kind}]}).encode()
-                reply = await self.pool.call(request_bytes("POST", "/v1/events", body), scheduled)
+                reply = await self.pool.call(request_bytes("POST", "/v1/events", body, headers=self._stamp(scheduled)),
+                                             scheduled)
                 ms = (reply.done - scheduled) * 1e3
                 self.rows.append((EVENT, at, ms, ms, reply.status, False, True, known))
                 start, stage = reply.done, RECOMMEND
             body = b'{"user_id":"%s","k":%d}' % (user.encode(), mix.k)
-            reply = await self.pool.call(request_bytes("POST", "/v1/recommend", body), start)
+            reply = await self.pool.call(request_bytes("POST", "/v1/recommend", body, headers=self._stamp(start)),
+                                         start)
         except asyncio.CancelledError:
             now = time.perf_counter()
             if stage == EVENT:
@@ -110,6 +114,12 @@ class Traffic:
             degraded = self._read_slate(user, reply.body, known)
         self.rows.append((RECOMMEND, at, (reply.done - start) * 1e3, (reply.done - scheduled) * 1e3, reply.status,
                           degraded, fresh, known))
+
+    def _stamp(self, start: float) -> tuple[tuple[str, str], ...]:
+        """The stamp header of a request due at ``start`` (``perf_counter`` time), when the mix stamps."""
+        if self.mix.stamp is None:
+            return ()
+        return ((self.mix.stamp, f"t={start + self.epoch:.6f}"),)
 
     def _fresh_item(self, user: str) -> str:
         """One of the first five items last served to ``user``, else an item drawn by training popularity."""

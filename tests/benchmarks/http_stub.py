@@ -23,10 +23,11 @@ Handler = Callable[[str, str, bytes], Awaitable[Answer]]  # (method, path, body)
 
 
 class _Conn(asyncio.Protocol):
-    def __init__(self, handler: Handler, seen: list[tuple[str, str, bytes]]) -> None:
-        self.handler, self.seen = handler, seen
+    def __init__(self, handler: Handler, seen: list[tuple[str, str, bytes]], headers: list[dict[str, str]]) -> None:
+        self.handler, self.seen, self.headers_seen = handler, seen, headers
         self.parser = httptools.HttpRequestParser(self)
         self.url, self.body = b"", b""
+        self.headers: dict[str, str] = {}
         self.queue: asyncio.Queue[tuple[str, str, bytes] | None] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
 
@@ -43,6 +44,9 @@ class _Conn(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self.url += url
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode().lower()] = value.decode()
+
     def on_body(self, body: bytes) -> None:
         self.body += body
 
@@ -50,6 +54,8 @@ class _Conn(asyncio.Protocol):
         request = (self.parser.get_method().decode(), self.url.decode(), self.body)
         self.url, self.body = b"", b""
         self.seen.append(request)
+        self.headers_seen.append(self.headers)
+        self.headers = {}
         self.queue.put_nowait(request)
 
     async def _serve(self) -> None:  # answers in order, one at a time (HTTP/1.1 without pipelining tricks)
@@ -67,17 +73,19 @@ class _Conn(asyncio.Protocol):
 
 
 class Stub:
-    """``async with Stub(handler) as stub``: listens on ``stub.port``; ``stub.seen`` lists the requests in order."""
+    """``async with Stub(handler) as stub``: listens on ``stub.port``; ``stub.seen`` lists the requests in order,
+    ``stub.headers`` their headers (lower-cased names)."""
 
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.seen: list[tuple[str, str, bytes]] = []
+        self.headers: list[dict[str, str]] = []
         self.conns: list[_Conn] = []
         self.port = 0
 
     async def __aenter__(self) -> Stub:
         def make() -> _Conn:
-            conn = _Conn(self.handler, self.seen)
+            conn = _Conn(self.handler, self.seen, self.headers)
             self.conns.append(conn)
             return conn
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -131,3 +132,25 @@ def test_fresh_impressions_instead_of_clicks() -> None:
     _, seen = drive_mix(mix, rate=200, seconds=0.1)
     kinds = [json.loads(b)["events"][0]["event"] for _, p, b in seen if p == "/v1/events"]
     assert kinds == ["impression"] * 20
+
+
+def test_a_stamping_mix_stamps_every_request_with_its_start() -> None:
+    async def main(mix: Mix) -> tuple[Traffic, list[dict[str, str]], float, float]:
+        async with Stub(service) as stub:
+            pool = Pool("127.0.0.1", stub.port, timeout_s=2.0)
+            offsets = arrival_offsets([(200, 0.25)])
+            traffic = Traffic(mix, pool, offsets)
+            before = time.time()
+            await drive(offsets, traffic.job)
+            after = time.time()
+            pool.close()
+            return traffic, stub.headers, before, after
+
+    mix = Mix(users=5, fresh=0.5, popular_items=POPULAR, popular_p=np.full(3, 1 / 3), seed=5, stamp="X-Request-Start")
+    traffic, headers, before, after = run(main(mix))
+    assert len(headers) == len(traffic.rows) > 0
+    for seen in headers:
+        stamp = float(seen["x-request-start"].removeprefix("t="))
+        assert before - 0.01 <= stamp <= after  # due within the run (the first one at its start)
+    _, headers, _, _ = run(main(Mix(users=5, seed=5)))
+    assert headers and all("x-request-start" not in seen for seen in headers)

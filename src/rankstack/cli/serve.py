@@ -18,6 +18,7 @@ from rankstack.serving.server import (
     MAX_BATCH_HELP,
     MAX_CONNECTIONS_HELP,
     MAX_QUEUE_HELP,
+    REQUEST_START_HELP,
     SHED_HELP,
     WORKERS_HELP,
     run_server,
@@ -51,11 +52,13 @@ def serve(
     max_queue: Annotated[int, typer.Option("--max-queue", help=MAX_QUEUE_HELP, min=1)] = 1_000,
     max_connections: Annotated[int | None, typer.Option("--max-connections", help=MAX_CONNECTIONS_HELP, min=1)
                                ] = None,
+    request_start_header: Annotated[str | None, typer.Option("--request-start-header", help=REQUEST_START_HELP,
+                                                             metavar="NAME")] = None,
 ) -> None:
     """Serve recommendations over HTTP: /v1/recommend, /v1/events, /healthz, /readyz, /metrics, /admin/reload."""
     with friendly_errors():
         run_server(artifact, host=host, port=port, state=state, deadline_ms=deadline_ms, loader=loader,
                    log_level=log_level, workers=workers, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
                    batcher=batcher.value, shed=shed, max_queue=max_queue, max_connections=max_connections,
-                   inline_batch_ms=inline_batch_ms,
+                   inline_batch_ms=inline_batch_ms, request_start_header=request_start_header,
                    say=lambda message: err_console.print(message, highlight=False))

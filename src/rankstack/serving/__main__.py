@@ -16,6 +16,7 @@ from rankstack.serving.server import (
     MAX_BATCH_HELP,
     MAX_CONNECTIONS_HELP,
     MAX_QUEUE_HELP,
+    REQUEST_START_HELP,
     SHED_HELP,
     WORKERS_HELP,
     run_server,
@@ -40,12 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shed", action=argparse.BooleanOptionalAction, default=True, help=SHED_HELP)
     parser.add_argument("--max-queue", type=int, default=1_000, help=MAX_QUEUE_HELP)
     parser.add_argument("--max-connections", type=int, default=None, help=MAX_CONNECTIONS_HELP)
+    parser.add_argument("--request-start-header", default=None, metavar="NAME", help=REQUEST_START_HELP)
     args = parser.parse_args(argv)
     try:
         run_server(args.artifact, host=args.host, port=args.port, state=args.state, deadline_ms=args.deadline_ms,
                    loader=args.loader, log_level=args.log_level, workers=args.workers, max_batch=args.max_batch,
                    batch_wait_ms=args.batch_wait_ms, batcher=args.batcher, shed=args.shed, max_queue=args.max_queue,
-                   max_connections=args.max_connections, inline_batch_ms=args.inline_batch_ms)
+                   max_connections=args.max_connections, inline_batch_ms=args.inline_batch_ms,
+                   request_start_header=args.request_start_header)
     except RankstackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -307,6 +307,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
 
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
                        worker=None if group is None else str(os.getpid()),
+                       request_start_header=settings.request_start_header,
                        fast_routes=[FastRoute("/v1/recommend", RecommendRequest, answer),
                                     FastRoute("/v1/events", EventBatch, ingest_batch)])
     if group is not None:  # outermost, so the fast path's answers are marked too

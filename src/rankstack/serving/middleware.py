@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from rankstack.serving import fast_path
 from rankstack.serving.fast_path import ARRIVED, FastRoute
 from rankstack.serving.prometheus import ServiceMetrics
+from rankstack.serving.request_start import upstream_wait_s
 
 WORKER_HEADER = b"x-rankstack-worker"
 
@@ -31,11 +32,13 @@ def _error_message(status: int, detail: str) -> tuple[Message, Message]:
 class ServiceMiddleware:
     """Refuses bodies over ``max_body_bytes`` and times every request under its route template; with ``worker``
     set, every response names the worker process that answered (``X-Rankstack-Worker``); JSON posts to
-    ``fast_routes`` take the fast path (``rankstack.serving.fast_path``)."""
+    ``fast_routes`` take the fast path (``rankstack.serving.fast_path``); with ``request_start_header`` named, a
+    request stamped by a front proxy counts its deadline from that stamp (``rankstack.serving.request_start``)."""
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_body_bytes: int, worker: str | None = None,
-                 fast_routes: Sequence[FastRoute] = ()) -> None:
+                 fast_routes: Sequence[FastRoute] = (), request_start_header: str | None = None) -> None:
         self.app = app
+        self.start_header = None if request_start_header is None else request_start_header.lower().encode("latin-1")
         self.fast_routes = {route.path: route for route in fast_routes}
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
@@ -47,7 +50,7 @@ class ServiceMiddleware:
             await self.app(scope, receive, send)
             return
         t0 = time.perf_counter()
-        scope[ARRIVED] = t0
+        scope[ARRIVED] = t0 if self.start_header is None else self._arrived(scope, t0)
         status = {"code": 500, "started": False, "too_large": False}
         limit = self.max_body_bytes
         received = 0
@@ -97,6 +100,19 @@ class ServiceMiddleware:
             endpoint = getattr(route, "path", None) or scope.get("rankstack.endpoint") or "unmatched"
             self.metrics.request_seconds.labels(endpoint, scope["method"]).observe(time.perf_counter() - t0)
             self.metrics.requests.labels(endpoint, str(status["code"])).inc()
+
+    def _arrived(self, scope: Scope, t0: float) -> float:
+        """``t0`` moved back by the wait the request's stamp header reports (recorded; a bad stamp is counted and
+        ignored)."""
+        for name, value in scope["headers"]:
+            if name == self.start_header:
+                wait = upstream_wait_s(value, time.time())
+                if wait is None:
+                    self.metrics.request_start_invalid.inc()
+                    return t0
+                self.metrics.upstream_wait.observe(wait)
+                return t0 - wait
+        return t0
 
 
 def _content_length(scope: Scope) -> int | None:

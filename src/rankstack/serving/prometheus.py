@@ -56,6 +56,11 @@ class ServiceMetrics:
                             registry=r)
         for reason in ("deadline", "queue_full", "expired"):
             self.shed.labels("/v1/recommend", reason)
+        self.upstream_wait = Histogram("rankstack_upstream_wait_seconds", "Wait before the service read a request, "
+                                       "by the front proxy's stamp (only with --request-start-header).",
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.request_start_invalid = Counter("rankstack_request_start_invalid", "Request-start stamps ignored: not "
+                                             "a time, or older than the clock-error bound.", registry=r)
         self.service_estimate = Gauge("rankstack_recommend_batch_seconds_estimate", "Estimated wall time of a "
                                       "recommend batch of one request (batch=single) and of max_batch requests "
                                       "(batch=full), as load shedding uses it.", ["batch"], multiprocess_mode="liveall",

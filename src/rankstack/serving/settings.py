@@ -56,6 +56,10 @@ class ServiceSettings(BaseModel):
         "Loop batcher only: a batch expected (by the fitted batch cost) to take longer than this runs on a worker "
         "thread, so that the loop keeps refusing requests that cannot make their deadline and answering /healthz "
         "while it runs; shorter ones run on the loop's thread (a refusal waits out at most such a batch)."))
+    request_start_header: str | None = Field(default=None, pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", description=(
+        "Header a front proxy stamps with the time it received the request (e.g. X-Request-Start: t=<seconds>); "
+        "when named, a recommend request's deadline counts from that stamp, so one that waited upstream or in the "
+        "socket queue is shed or budgeted by its real age. The proxy's and the service's clocks must agree."))
 
     @classmethod
     def from_env(cls, artifact: Path, **overrides: object) -> ServiceSettings:
