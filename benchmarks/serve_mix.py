@@ -45,7 +45,7 @@ class Mix:
     endpoint: str = "recommend"  # or "healthz": the generator's own floor
     seed: int = 0
     tag: str = "load"
-    stamp: str | None = None  # header stamped with each request's start (epoch seconds), as a front proxy does
+    stamp: str | None = None  # header stamped with when each request is sent (epoch seconds), as a front proxy does
 
     def __post_init__(self) -> None:
         for name in ("fresh", "unknown"):
@@ -93,13 +93,13 @@ class Traffic:
             if fresh:
                 body = json.dumps({"events": [{"event_id": f"{mix.tag}-{i}", "user_id": user,
                                                "item_id": self._fresh_item(user), "event": mix.kind}]}).encode()
-                reply = await self.pool.call(request_bytes("POST", "/v1/events", body, headers=self._stamp(scheduled)),
+                reply = await self.pool.call(request_bytes("POST", "/v1/events", body, headers=self._stamp()),
                                              scheduled)
                 ms = (reply.done - scheduled) * 1e3
                 self.rows.append((EVENT, at, ms, ms, reply.status, False, True, known))
                 start, stage = reply.done, RECOMMEND
             body = b'{"user_id":"%s","k":%d}' % (user.encode(), mix.k)
-            reply = await self.pool.call(request_bytes("POST", "/v1/recommend", body, headers=self._stamp(start)),
+            reply = await self.pool.call(request_bytes("POST", "/v1/recommend", body, headers=self._stamp()),
                                          start)
         except asyncio.CancelledError:
             now = time.perf_counter()
@@ -115,11 +115,13 @@ class Traffic:
         self.rows.append((RECOMMEND, at, (reply.done - start) * 1e3, (reply.done - scheduled) * 1e3, reply.status,
                           degraded, fresh, known))
 
-    def _stamp(self, start: float) -> tuple[tuple[str, str], ...]:
-        """The stamp header of a request due at ``start`` (``perf_counter`` time), when the mix stamps."""
+    def _stamp(self) -> tuple[tuple[str, str], ...]:
+        """The stamp header of a request sent now, when the mix stamps: the time a front proxy would see it arrive
+        (the generator's own lag behind the schedule is the client's, so it is not in the stamp; it stays in the
+        latency, which counts from the scheduled start)."""
         if self.mix.stamp is None:
             return ()
-        return ((self.mix.stamp, f"t={start + self.epoch:.6f}"),)
+        return ((self.mix.stamp, f"t={time.perf_counter() + self.epoch:.6f}"),)
 
     def _fresh_item(self, user: str) -> str:
         """One of the first five items last served to ``user``, else an item drawn by training popularity."""

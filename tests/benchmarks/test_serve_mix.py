@@ -151,6 +151,6 @@ def test_a_stamping_mix_stamps_every_request_with_its_start() -> None:
     assert len(headers) == len(traffic.rows) > 0
     for seen in headers:
         stamp = float(seen["x-request-start"].removeprefix("t="))
-        assert before - 0.01 <= stamp <= after  # due within the run (the first one at its start)
+        assert before <= stamp <= after  # sent within the run
     _, headers, _, _ = run(main(Mix(users=5, seed=5)))
     assert headers and all("x-request-start" not in seen for seen in headers)

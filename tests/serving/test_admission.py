@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rankstack.serving.admission import RETRY_AFTER_MAX_S, Admission, BatchCost, OverloadedError
+from rankstack.serving.admission import RETRY_AFTER_MAX_S, Admission, BatchCost, OverloadedError, OverrunMargin
 
 BATCHES = st.lists(st.tuples(st.integers(1, 64), st.floats(0.0, 0.5)), max_size=40)
 
@@ -155,3 +158,56 @@ def test_retry_after_is_the_drain_time_in_whole_seconds() -> None:
 def test_a_bad_halflife_is_refused() -> None:
     with pytest.raises(ValueError, match="halflife must be positive"):
         BatchCost(halflife=0)
+
+
+def test_the_margin_is_the_quantile_of_recent_overruns() -> None:
+    margin = OverrunMargin(cap_s=1.0, quantile=0.9, window=100, every=10)
+    for _ in range(9):
+        margin.observe(0.01, 0.5)
+    assert margin.value_s == 0.0  # not recomputed before ``every`` answers
+    for i in range(91):
+        margin.observe(0.01, 0.01 + i / 1000)  # overruns 0 … 90 ms
+    overruns = [0.49] * 9 + [i / 1000 for i in range(91)]
+    assert margin.value_s == pytest.approx(float(np.quantile(overruns, 0.9)))
+    for _ in range(100):  # the window forgets: answers on time again
+        margin.observe(0.01, 0.005)
+    assert margin.value_s == 0.0  # early answers are no negative margin
+
+
+@given(st.lists(st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 100.0)), max_size=200))
+def test_the_margin_stays_within_zero_and_its_cap(answers: list[tuple[float, float]]) -> None:
+    margin = OverrunMargin(cap_s=0.05, every=1)
+    for expected, took in answers:
+        margin.observe(expected, took)
+        assert 0.0 <= margin.value_s <= 0.05
+
+
+@pytest.mark.parametrize("kw", [{"cap_s": -1.0}, {"quantile": 0.0}, {"quantile": 1.0}, {"window": 0}, {"every": 0}])
+def test_a_bad_margin_is_refused(kw: dict[str, float]) -> None:
+    args: dict[str, Any] = {"cap_s": 0.05, **kw}
+    with pytest.raises(ValueError, match=next(iter(kw))):
+        OverrunMargin(**args)
+
+
+def test_answers_later_than_expected_make_admission_stricter() -> None:
+    admission = trained([(1, 0.02)] * 20)  # 20 ms a request
+    expected = admission.admit(2, waited_s=0.03)  # its batch of 3: 60 ms expected, 90 ms in all: admitted
+    assert expected == pytest.approx(admission.expected_s(2)) == pytest.approx(0.06)
+    for _ in range(300):  # every answer came 30 ms later than expected
+        admission.answered(expected, expected + 0.03)
+    assert admission.margin.value_s == pytest.approx(0.03)
+    with pytest.raises(OverloadedError) as refused:
+        admission.admit(2, waited_s=0.03)
+    assert refused.value.expected_s == pytest.approx(0.03 + expected + 0.03)
+    admission.admit(0, waited_s=0.5)  # an idle server still admits (and its answers keep teaching the margin)
+    for _ in range(300):  # on time again: the margin is forgotten
+        admission.answered(expected, expected)
+    assert admission.margin.value_s == 0.0
+    admission.admit(2, waited_s=0.03)
+
+
+def test_the_margin_is_capped_at_half_the_deadline() -> None:
+    admission = trained([(1, 0.02)] * 20)
+    for _ in range(300):
+        admission.answered(0.02, 5.0)
+    assert admission.margin.value_s == pytest.approx(0.05)

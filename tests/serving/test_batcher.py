@@ -367,3 +367,26 @@ def test_a_batch_function_that_answers_the_wrong_number_of_requests_fails_them_n
     batcher.admission.observe(2, 0.05)
     out = _gather(batcher, ["a", "b", "c"])
     assert all(isinstance(r, RuntimeError) and "with 0 responses" in str(r) for r in out), out
+
+
+@pytest.mark.parametrize("kind", ["loop", "thread"])
+def test_answers_teach_the_admission_margin(kind: str) -> None:
+    """Each answered request reports how much later than expected it came; a batch function whose cost the fit
+    underestimates (every third batch 20 ms slower) gives a margin of about those 20 ms."""
+    calls = [0]
+
+    def run(requests: list[RecommendRequest], waited_s: float) -> list[RecommendResponse]:
+        calls[0] += 1
+        time.sleep(0.022 if calls[0] % 3 == 0 else 0.002)
+        return answer(requests)
+
+    batcher = LoopBatcher(run, max_batch=1, deadline_s=1.0) if kind == "loop" else MicroBatcher(
+        run, max_batch=1, deadline_s=1.0)
+
+    async def main() -> None:
+        for i in range(96):  # one at a time: the expected time is one batch
+            await batcher.answer(RecommendRequest(user_id=f"u{i}"))
+
+    asyncio.run(main())
+    batcher.close()
+    assert 0.008 < batcher.admission.margin.value_s < 0.2

@@ -84,3 +84,18 @@ def test_connection_bounds_reach_uvicorn(monkeypatch: pytest.MonkeyPatch, tmp_pa
     server.run_server(write_fake_artifact(tmp_path / "v1"), state=f"sqlite:{tmp_path / 's.db'}",
                       loader="serving_fakes:load_fake", max_connections=5, say=lambda _m: None)
     assert calls[0]["limit_concurrency"] == 5 and calls[0]["backlog"] == 2048
+
+
+def test_the_request_start_header_reaches_the_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(entry, "run_server", lambda artifact, **kw: calls.append(kw))
+    assert entry.main([str(tmp_path), "--request-start-header", "X-Request-Start"]) == 0
+    assert entry.main([str(tmp_path)]) == 0
+    assert [c["request_start_header"] for c in calls] == ["X-Request-Start", None]
+
+
+def test_a_request_start_header_that_is_not_a_token_is_a_configuration_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = entry.main([str(write_fake_artifact(tmp_path / "v1")), "--request-start-header", "X Start", "--state",
+                       f"sqlite:{tmp_path / 's.db'}", "--loader", "serving_fakes:load_fake"])
+    assert code == 2 and "request_start_header: String should match pattern" in capsys.readouterr().err

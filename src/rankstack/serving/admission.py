@@ -7,8 +7,12 @@ batch running now has some time left too. Its expected time to an answer is ther
 
     E = left of the running batch + (ahead // B) · (t(B) + gap) + t(ahead % B + 1)
 
-with ``t`` the fitted batch cost (``BatchCost``) and ``gap`` an exponentially weighted mean. The request is shed
-(``reason="deadline"``) when the time it already spent in the server plus ``E`` exceeds the deadline; a request
+with ``t`` the fitted batch cost (``BatchCost``) and ``gap`` an exponentially weighted mean. ``E`` is a mean, and a
+busy machine answers later than its batch costs say (the loop's own work, other threads and processes on the same
+cores); so each answered request also reports how much longer than its ``E`` it took from admission to answer,
+and the admission adds a margin ``m``, the 90th percentile of that overrun over the last 256 answers
+(``OverrunMargin``; 0 until answers teach it, at most half the deadline). The request is shed
+(``reason="deadline"``) when the time it already spent in the server plus ``E + m`` exceeds the deadline; a request
 that finds nothing queued and nothing running is always admitted, so a stale estimate can never stop the
 service. ``max_queue`` stays the hard bound (``reason="queue_full"``), with or without shedding, and a queued
 request that can no longer be answered in time when its batch comes up is dropped unrun (``reason="expired"``;
@@ -18,14 +22,22 @@ see ``Admission.expired``).
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Literal
+
+import numpy as np
 
 from rankstack.errors import RankstackError
 from rankstack.pipeline.cost import HALFLIFE_BATCHES, BatchCost
 
-__all__ = ["HALFLIFE_BATCHES", "RETRY_AFTER_MAX_S", "Admission", "BatchCost", "OverloadedError", "ShedReason"]
+__all__ = ["HALFLIFE_BATCHES", "RETRY_AFTER_MAX_S", "Admission", "BatchCost", "OverloadedError", "OverrunMargin",
+           "ShedReason"]
 ShedReason = Literal["deadline", "queue_full", "expired"]
 RETRY_AFTER_MAX_S = 30
+MARGIN_QUANTILE = 0.9  # the margin is this quantile of the overrun (time from admission to answer − expected)
+MARGIN_WINDOW = 256  # … over this many recent answers,
+MARGIN_EVERY = 16  # … recomputed every this many answers
+MARGIN_CAP = 0.5  # … and at most this share of the deadline (so a spell of slow answers cannot shed everything)
 
 
 class OverloadedError(RankstackError):
@@ -40,6 +52,31 @@ class OverloadedError(RankstackError):
         self.deadline_s = deadline_s
 
 
+class OverrunMargin:
+    """How much later than expected requests are answered: the ``quantile`` of ``took − expected`` (seconds) over
+    the last ``window`` answers, recomputed every ``every`` answers and clipped to ``[0, cap_s]``; 0 until the
+    first ``every`` answers."""
+
+    def __init__(self, cap_s: float, *, quantile: float = MARGIN_QUANTILE, window: int = MARGIN_WINDOW,
+                 every: int = MARGIN_EVERY) -> None:
+        if cap_s < 0 or not 0 < quantile < 1 or window < 1 or every < 1:
+            raise ValueError(f"need cap_s >= 0, 0 < quantile < 1, window >= 1 and every >= 1; got cap_s={cap_s}, "
+                             f"quantile={quantile}, window={window}, every={every}")
+        self.cap_s, self.quantile, self.every = cap_s, quantile, every
+        self._overruns: deque[float] = deque(maxlen=window)
+        self._since = 0
+        self.value_s = 0.0
+
+    def observe(self, expected_s: float, took_s: float) -> None:
+        """One answer, ``took_s`` after an admission that expected ``expected_s``."""
+        self._overruns.append(took_s - expected_s)
+        self._since += 1
+        if self._since >= self.every:
+            self._since = 0
+            margin = float(np.quantile(np.fromiter(self._overruns, float, len(self._overruns)), self.quantile))
+            self.value_s = min(max(margin, 0.0), self.cap_s)
+
+
 class Admission:
     """Decides whether a recommend request is queued or shed, and learns the batch costs it decides with."""
 
@@ -49,6 +86,7 @@ class Admission:
         self.max_queue = max_queue
         self.deadline_s = deadline_s if shed else None
         self.cost = BatchCost(halflife)
+        self.margin = OverrunMargin(MARGIN_CAP * (self.deadline_s or 0.0))
         self.gap_s = 0.0
         self._gap_weight = 0.5 ** (1.0 / halflife)
 
@@ -66,19 +104,26 @@ class Admission:
         full, own = divmod(ahead, self.max_batch)
         return running_left_s + full * (self.cost.seconds(self.max_batch) + self.gap_s) + self.cost.seconds(own + 1)
 
-    def admit(self, ahead: int, waited_s: float = 0.0, running_left_s: float = 0.0) -> None:
-        """Return when a request with ``ahead`` requests queued before it may queue; else raise ``OverloadedError``."""
+    def answered(self, expected_s: float, took_s: float) -> None:
+        """A request admitted on ``expected_s`` (``admit``'s answer) was answered ``took_s`` after its admission."""
+        self.margin.observe(expected_s, took_s)
+
+    def admit(self, ahead: int, waited_s: float = 0.0, running_left_s: float = 0.0) -> float:
+        """The expected time to an answer (``E``, without the margin) when a request with ``ahead`` requests queued
+        before it may queue; else raise ``OverloadedError``."""
         if ahead >= self.max_queue:
             raise OverloadedError(f"{self.max_queue} requests are already waiting; retry shortly",
                                   reason="queue_full", retry_after_s=self.retry_after_s(ahead, running_left_s))
+        expected = self.expected_s(ahead, running_left_s)
         if self.deadline_s is None or (ahead == 0 and running_left_s <= 0):
-            return
-        total = waited_s + self.expected_s(ahead, running_left_s)
+            return expected
+        total = waited_s + expected + self.margin.value_s
         if total > self.deadline_s:
             raise OverloadedError(
                 f"overloaded: {ahead} requests are queued ahead and the answer would take about {total * 1000:.0f} "
                 f"ms, past the {self.deadline_s * 1000:.0f} ms deadline; retry shortly", reason="deadline",
                 retry_after_s=self.retry_after_s(ahead, running_left_s), expected_s=total, deadline_s=self.deadline_s)
+        return expected
 
     def expired(self, waited_s: float, batch_size: int = 1) -> OverloadedError | None:
         """The error for a queued request that has waited ``waited_s`` when its batch of ``batch_size`` comes up and

@@ -111,6 +111,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         cost = batcher.admission.cost
         metrics.service_estimate.labels("single").set(cost.seconds(1))
         metrics.service_estimate.labels("full").set(cost.seconds(settings.max_batch))
+        metrics.admission_margin.set(batcher.admission.margin.value_s)
 
     rebalance = Rebalance()
     bounds: dict[str, Any] = {"max_batch": settings.max_batch, "max_wait_s": settings.batch_wait_ms / 1000.0,

@@ -82,6 +82,11 @@ class _Batching:
         job.future.set_exception(error)
         return False
 
+    def _answered(self, future: Future[RecommendResponse], expected_s: float, admitted: float) -> None:
+        """Teach the admission margin how long an answered request took from admission (failed ones teach nothing)."""
+        if not future.cancelled() and future.exception() is None:
+            self.admission.answered(expected_s, time.perf_counter() - admitted)
+
     def _begin(self, jobs: list[_Job]) -> float:
         """Note a batch starting now (the gap since the last one, the observer); when it started."""
         started = time.perf_counter()
@@ -124,8 +129,9 @@ class MicroBatcher(_Batching):
         running, left = self._running, 0.0
         if running is not None:
             left = max(self.admission.cost.seconds(running[1]) - (now - running[0]), 0.0)
-        self.admission.admit(self._queue.qsize(), now - arrived, left)
+        expected = self.admission.admit(self._queue.qsize(), now - arrived, left)
         future: Future[RecommendResponse] = Future()
+        future.add_done_callback(lambda f: self._answered(f, expected, now))
         self._queue.put(_Job(request, future, arrived))
         return future
 
@@ -226,14 +232,16 @@ class LoopBatcher(_Batching):
         left = 0.0  # no batch runs on this thread while this coroutine does; one may run on the worker thread
         if self._off is not None:
             left = max(self.admission.cost.seconds(len(self._off.jobs)) - (now - self._off.started), 0.0)
-        self.admission.admit(len(self._pending), now - arrived, left)
+        expected = self.admission.admit(len(self._pending), now - arrived, left)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[RecommendResponse] = loop.create_future()
         self._pending.append(_Job(request, future, arrived))
         if self._scheduled is None and self._off is None:  # else the running batch's end schedules the next
             self._scheduled = (loop.call_later(self.max_wait_s, self._flush) if self.max_wait_s > 0
                                else loop.call_soon(self._flush))
-        return await future
+        response = await future
+        self.admission.answered(expected, time.perf_counter() - now)
+        return response
 
     def _take(self) -> list[_Job]:
         """The next batch's live jobs off the front of the queue (the others settled as expired or gone)."""

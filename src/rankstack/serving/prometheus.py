@@ -65,6 +65,9 @@ class ServiceMetrics:
                                       "recommend batch of one request (batch=single) and of max_batch requests "
                                       "(batch=full), as load shedding uses it.", ["batch"], multiprocess_mode="liveall",
                                       registry=r)
+        self.admission_margin = Gauge("rankstack_admission_margin_seconds", "What load shedding adds to expected "
+                                      "times: the 90th percentile of how much later than expected the last 256 "
+                                      "answers came.", multiprocess_mode="liveall", registry=r)
         self.model_loaded = Gauge("rankstack_model_loaded_timestamp_seconds", "When the served model was loaded.",
                                   multiprocess_mode="liveall", registry=r)
         self.model_info = Gauge("rankstack_model_info", "1 for the served model, by version and artifact digest "
