@@ -26,10 +26,10 @@ The two views:
   ``--overload-factor F --overload-duration S``: after the ``--duration`` at the rate, offer F× the rate for S s,
   then the rate again for ``--duration`` s; reports the share shed, the p99 of the requests answered during the
   overload, and the recovery time (``serve_mix.overload_figures``). ``--endpoint healthz`` drives ``GET /healthz``
-  instead: the generator's and the HTTP stack's floor. Each request carries ``X-Request-Start: t=<when it was
-  sent>`` and the server is started with ``--request-start-header X-Request-Start``, as behind a front proxy that
-  stamps requests, so the server counts deadlines (shedding, stage budgets) from when a request was sent rather
-  than from when it read it (time in the socket queue included); ``--no-stamp`` leaves both out.
+  instead: the generator's and the HTTP stack's floor. With ``--stamp`` each request carries ``X-Request-Start:
+  t=<when it was sent>`` and the server is started with ``--request-start-header X-Request-Start``, as behind a
+  front proxy that stamps requests, so the server counts deadlines (shedding, stage budgets) from when a request
+  was sent rather than from when it read it (time in the socket queue included); off by default.
 * ``--generator wrk``: ``wrk`` (one thread, ``--connections`` connections, each pausing between requests so that the
   offered load is as asked; the pause is calibrated on the warm-up's mean latency). wrk measures latency from
   sending a request to its response on an open connection; a request that waits for its connection's previous
@@ -563,10 +563,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "rate again for --duration seconds")
     parser.add_argument("--deadline-ms", type=float, default=100.0,
                         help="the server's request deadline (its --deadline-ms); recovery means p99 back under it")
-    parser.add_argument("--stamp", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--stamp", action=argparse.BooleanOptionalAction, default=False,
                         help="open loop: stamp each request with X-Request-Start (when it is sent) and start the "
                              "server with --request-start-header X-Request-Start, as behind a front proxy, so its "
-                             "deadlines count from then (default); --no-stamp: from when the server reads it")
+                             "deadlines count from then; default --no-stamp: from when the server reads it (the "
+                             "stamped runs of docs/benchmarks.md, seventh session, shed more at the same rates)")
     parser.add_argument("--timeout", type=float, default=5.0, help="open loop: seconds from a request's scheduled "
                         "start before it counts as a timeout")
     parser.add_argument("--connections", type=int, default=16,

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rankstack.serving.admission import RETRY_AFTER_MAX_S, Admission, BatchCost, OverloadedError, OverrunMargin
+from rankstack.serving.admission import (
+    RETRY_AFTER_MAX_S,
+    Admission,
+    BatchCost,
+    OverloadedError,
+    OverrunMargin,
+    PostsInFlight,
+)
 
 BATCHES = st.lists(st.tuples(st.integers(1, 64), st.floats(0.0, 0.5)), max_size=40)
 
@@ -211,3 +218,35 @@ def test_the_margin_is_capped_at_half_the_deadline() -> None:
     for _ in range(300):
         admission.answered(0.02, 5.0)
     assert admission.margin.value_s == pytest.approx(0.05)
+
+
+def test_event_posts_are_refused_once_the_oldest_in_flight_is_past_the_deadline() -> None:
+    posts = PostsInFlight(max_queue=10, deadline_s=1.0)
+    first = posts.enter(0.0)
+    second = posts.enter(0.9)  # the oldest has waited 0.9 s: in time
+    with pytest.raises(OverloadedError) as refused:
+        posts.enter(1.5)
+    assert refused.value.reason == "deadline" and refused.value.expected_s == pytest.approx(1.5)
+    assert refused.value.retry_after_s == 2 and len(posts) == 2  # nothing entered
+    posts.leave(first)  # stored: now the oldest is the second, 0.6 s old
+    posts.enter(1.5)
+    posts.leave(second)
+    posts.leave(second)  # leaving twice is harmless
+    assert len(posts) == 1
+
+
+def test_event_posts_past_max_queue_are_refused_with_or_without_a_deadline() -> None:
+    for deadline in (None, 1.0):
+        posts = PostsInFlight(max_queue=2, deadline_s=deadline)
+        posts.enter(0.0)
+        posts.enter(0.0)
+        with pytest.raises(OverloadedError) as refused:
+            posts.enter(0.1)
+        assert refused.value.reason == "queue_full"
+
+
+def test_without_a_deadline_old_posts_do_not_refuse_new_ones() -> None:
+    posts = PostsInFlight(max_queue=5, deadline_s=None)
+    posts.enter(0.0)
+    posts.enter(100.0)
+    assert len(posts) == 2

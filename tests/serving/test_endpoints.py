@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,39 @@ def test_event_posts_past_max_queue_are_refused_and_nothing_is_acknowledged_unst
         assert first[0].status_code == 200 and first[0].json()["new"] == 1
         retried = http.post("/v1/events", json={"events": [click("b")]})  # the client's retry is stored
         assert retried.status_code == 200 and retried.json()["new"] == 1
+    store.close()
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        assert sorted(row[0] for row in db.execute("SELECT event_id FROM events")) == ["a", "b"]
+
+
+def test_event_posts_are_refused_while_the_oldest_in_flight_is_past_the_event_deadline(tmp_path: Path) -> None:
+    store = SQLiteStateStore(tmp_path / "state.db")
+    entered, release = threading.Event(), threading.Event()
+    add_events = store.add_events
+
+    def slow_add(events: Any) -> int:
+        entered.set()
+        release.wait(10)
+        return add_events(events)
+
+    store.add_events = slow_add  # type: ignore[method-assign]
+    settings = ServiceSettings(artifact=write_fake_artifact(tmp_path / "v1"), event_deadline_s=0.05)
+    with TestClient(create_app(load_fake, store, settings)) as http:
+        first: list[Any] = []
+        thread = threading.Thread(target=lambda: first.append(http.post("/v1/events", json={"events": [click("a")]})))
+        thread.start()
+        assert entered.wait(10)
+        time.sleep(0.1)  # the first post has now been in flight past the 50 ms event deadline
+        refused = http.post("/v1/events", json={"events": [click("b")]}, headers={"content-type": "application/json"})
+        release.set()
+        thread.join(10)
+        assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["reason"] == "deadline" and refused.json()["deadline_ms"] == 50.0
+        assert first[0].status_code == 200 and first[0].json()["new"] == 1
+        retried = http.post("/v1/events", json={"events": [click("b")]})  # the store keeps up again: stored
+        assert retried.status_code == 200 and retried.json()["new"] == 1
+        metrics = http.get("/metrics").text
+        assert 'rankstack_requests_shed_total{endpoint="/v1/events",reason="deadline"} 1.0' in metrics
     store.close()
     with sqlite3.connect(tmp_path / "state.db") as db:
         assert sorted(row[0] for row in db.execute("SELECT event_id FROM events")) == ["a", "b"]

@@ -31,7 +31,7 @@ from rankstack.errors import RankstackError
 from rankstack.pipeline.cost import HALFLIFE_BATCHES, BatchCost
 
 __all__ = ["HALFLIFE_BATCHES", "RETRY_AFTER_MAX_S", "Admission", "BatchCost", "OverloadedError", "OverrunMargin",
-           "ShedReason"]
+           "PostsInFlight", "ShedReason"]
 ShedReason = Literal["deadline", "queue_full", "expired"]
 RETRY_AFTER_MAX_S = 30
 MARGIN_QUANTILE = 0.9  # the margin is this quantile of the overrun (time from admission to answer − expected)
@@ -145,3 +145,43 @@ class Admission:
         """Whole seconds until the present queue is expected to have drained (at least 1, at most 30)."""
         drain = self.expected_s(max(queued - 1, 0), running_left_s) if queued else running_left_s
         return max(1, min(RETRY_AFTER_MAX_S, math.ceil(drain)))
+
+
+class PostsInFlight:
+    """Event posts between arrival and acknowledgement (used on the event loop only). A new post is refused when
+    ``max_queue`` are in flight (``queue_full``), or when the oldest has been in flight longer than ``deadline_s``
+    (``deadline``): the store is not keeping up, and a new post would wait at least as long — past the point where
+    clients give up, while the server still spends the CPU to store it. Nothing refused was stored; clients retry
+    (ingestion is idempotent on ``event_id``)."""
+
+    def __init__(self, max_queue: int, deadline_s: float | None = None) -> None:
+        self.max_queue = max_queue
+        self.deadline_s = deadline_s
+        self._since: dict[int, float] = {}  # token -> arrival (perf_counter), in arrival order
+        self._next = 0
+
+    def __len__(self) -> int:
+        return len(self._since)
+
+    def enter(self, now: float) -> int:
+        """A token for a post arriving ``now``; ``OverloadedError`` when it must be refused."""
+        if len(self._since) >= self.max_queue:
+            raise OverloadedError(f"{self.max_queue} event posts are already waiting to be stored; nothing was "
+                                  "stored, retry shortly", reason="queue_full")
+        if self.deadline_s is not None and self._since:
+            oldest = now - next(iter(self._since.values()))
+            if oldest > self.deadline_s:
+                retry = max(1, min(RETRY_AFTER_MAX_S, math.ceil(oldest)))
+                raise OverloadedError(
+                    f"overloaded: the oldest of {len(self._since)} event posts in flight has waited "
+                    f"{oldest * 1000:.0f} ms to be stored, past the {self.deadline_s * 1000:.0f} ms deadline; "
+                    "nothing was stored, retry shortly", reason="deadline", retry_after_s=retry, expected_s=oldest,
+                    deadline_s=self.deadline_s)
+        token = self._next
+        self._next += 1
+        self._since[token] = now
+        return token
+
+    def leave(self, token: int) -> None:
+        """The post holding ``token`` was answered (stored or failed)."""
+        self._since.pop(token, None)

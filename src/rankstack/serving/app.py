@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from rankstack.errors import RankstackError
 from rankstack.pipeline.api import KnownItems, RecommendRequest, RecommendResponse
-from rankstack.serving.admission import OverloadedError
+from rankstack.serving.admission import OverloadedError, PostsInFlight
 from rankstack.serving.batcher import LoopBatcher, MicroBatcher
 from rankstack.serving.docs_page import docs_html
 from rankstack.serving.fanout import ReloadGroup
@@ -119,7 +119,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
                               "deadline_s": settings.deadline_s, "shed": settings.shed}
     batcher = (LoopBatcher(run_batch, inline_max_s=settings.inline_batch_ms / 1000.0, **bounds)
                if settings.batcher == "loop" else MicroBatcher(run_batch, **bounds))
-    events_waiting = 0  # event posts waiting for or holding a thread to store them (bounded by max_queue)
+    in_flight = PostsInFlight(settings.max_queue, settings.event_deadline_s if settings.shed else None)
 
     def start() -> None:
         """Check the store once (durability warning), follow the other workers' reloads (several workers only)."""
@@ -187,22 +187,21 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     @app.post("/v1/events", response_model=EventsAck, responses=_errors(400, 413, 422, 503))
     async def ingest(batch: EventBatch) -> EventsAck:
         """Store events durably before answering; duplicates (same ``event_id``) are acknowledged, not recounted.
-        Under overload (``max_queue`` posts already waiting to be stored), 503 with ``Retry-After``: nothing stored."""
+        Under overload (``max_queue`` posts in flight, or the oldest in flight for longer than ``event_deadline_s``),
+        503 with ``Retry-After``: nothing stored."""
         return await ingest_batch(batch)
 
     async def ingest_batch(batch: EventBatch, arrived_at: float | None = None) -> EventsAck:
         """The events route's work for one validated body (shared with the fast path)."""
-        nonlocal events_waiting
         check_timestamps(batch.events, now=time.time(), max_skew_s=settings.event_max_skew_s)
-        if events_waiting >= settings.max_queue:
-            raise _shed(metrics, "/v1/events", OverloadedError(
-                f"{settings.max_queue} event posts are already waiting to be stored; nothing was stored, retry "
-                "shortly", reason="queue_full"))
-        events_waiting += 1
+        try:
+            token = in_flight.enter(time.perf_counter())
+        except OverloadedError as exc:
+            raise _shed(metrics, "/v1/events", exc) from exc
         try:
             return await run_in_threadpool(store, batch)
         finally:
-            events_waiting -= 1
+            in_flight.leave(token)
 
     def store(batch: EventBatch) -> EventsAck:
         """Write the events (on a thread: SQLite fsyncs), then acknowledge them."""

@@ -56,6 +56,8 @@ class ServiceMetrics:
                             registry=r)
         for reason in ("deadline", "queue_full", "expired"):
             self.shed.labels("/v1/recommend", reason)
+        for reason in ("deadline", "queue_full"):
+            self.shed.labels("/v1/events", reason)
         self.upstream_wait = Histogram("rankstack_upstream_wait_seconds", "Wait before the service read a request, "
                                        "by the front proxy's stamp (only with --request-start-header).",
                                        buckets=LATENCY_BUCKETS, registry=r)

@@ -38,6 +38,10 @@ class ServiceSettings(BaseModel):
     batch_wait_ms: float = Field(default=0.0, ge=0, le=100, description="Extra wait for a batch to fill (0: none).")
     max_queue: int = Field(default=1_000, ge=1, description=(
         "Hard bound: recommend requests (and, separately, event posts) waiting beyond this get 503, shed or not."))
+    event_deadline_s: float | None = Field(default=1.0, gt=0, description=(
+        "With shed on: an event post arriving while the oldest post in flight has waited longer than this to be "
+        "stored gets 503 with Retry-After at once (the store is not keeping up; nothing is stored, clients retry). "
+        "None: only max_queue bounds event posts."))
     shed: bool = Field(default=True, description=(
         "Load shedding by deadline: a recommend request whose expected queue wait plus service time passes "
         "deadline_s gets 503 with Retry-After at once, and a queued one whose deadline passed is dropped unrun. "
