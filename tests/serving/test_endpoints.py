@@ -177,7 +177,8 @@ def test_a_shed_recommend_is_a_quick_503_with_retry_after_and_a_reason(client: T
     assert 'rankstack_errors_total{endpoint="/v1/recommend",kind="overloaded"} 1.0' in metrics
 
 
-def test_event_posts_past_max_queue_are_refused_and_nothing_is_acknowledged_unstored(tmp_path: Path) -> None:
+def _held_store(tmp_path: Path) -> tuple[SQLiteStateStore, threading.Event, threading.Event]:
+    """A SQLite store whose writes wait for ``release`` (``entered`` is set once one is waiting)."""
     store = SQLiteStateStore(tmp_path / "state.db")
     entered, release = threading.Event(), threading.Event()
     add_events = store.add_events
@@ -188,6 +189,11 @@ def test_event_posts_past_max_queue_are_refused_and_nothing_is_acknowledged_unst
         return add_events(events)
 
     store.add_events = slow_add  # type: ignore[method-assign]
+    return store, entered, release
+
+
+def test_event_posts_past_max_queue_are_refused_and_nothing_is_acknowledged_unstored(tmp_path: Path) -> None:
+    store, entered, release = _held_store(tmp_path)
     settings = ServiceSettings(artifact=write_fake_artifact(tmp_path / "v1"), max_queue=1)
     with TestClient(create_app(load_fake, store, settings)) as http:
         first: list[Any] = []
@@ -208,16 +214,7 @@ def test_event_posts_past_max_queue_are_refused_and_nothing_is_acknowledged_unst
 
 
 def test_event_posts_are_refused_while_the_oldest_in_flight_is_past_the_event_deadline(tmp_path: Path) -> None:
-    store = SQLiteStateStore(tmp_path / "state.db")
-    entered, release = threading.Event(), threading.Event()
-    add_events = store.add_events
-
-    def slow_add(events: Any) -> int:
-        entered.set()
-        release.wait(10)
-        return add_events(events)
-
-    store.add_events = slow_add  # type: ignore[method-assign]
+    store, entered, release = _held_store(tmp_path)
     settings = ServiceSettings(artifact=write_fake_artifact(tmp_path / "v1"), event_deadline_s=0.05)
     with TestClient(create_app(load_fake, store, settings)) as http:
         first: list[Any] = []
