@@ -86,12 +86,14 @@ def test_connection_bounds_reach_uvicorn(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert calls[0]["limit_concurrency"] == 5 and calls[0]["backlog"] == 2048
 
 
-def test_the_request_start_header_reaches_the_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_the_request_start_header_and_event_deadline_reach_the_server(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(entry, "run_server", lambda artifact, **kw: calls.append(kw))
-    assert entry.main([str(tmp_path), "--request-start-header", "X-Request-Start"]) == 0
+    assert entry.main([str(tmp_path), "--request-start-header", "X-Request-Start", "--event-deadline-ms", "250"]) == 0
     assert entry.main([str(tmp_path)]) == 0
-    assert [c["request_start_header"] for c in calls] == ["X-Request-Start", None]
+    assert [(c["request_start_header"], c["event_deadline_ms"]) for c in calls] == [("X-Request-Start", 250.0),
+                                                                                   (None, 1000.0)]
 
 
 def test_a_request_start_header_that_is_not_a_token_is_a_configuration_error(
@@ -99,3 +101,13 @@ def test_a_request_start_header_that_is_not_a_token_is_a_configuration_error(
     code = entry.main([str(write_fake_artifact(tmp_path / "v1")), "--request-start-header", "X Start", "--state",
                        f"sqlite:{tmp_path / 's.db'}", "--loader", "serving_fakes:load_fake"])
     assert code == 2 and "request_start_header: String should match pattern" in capsys.readouterr().err
+
+
+def test_the_event_deadline_reaches_the_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    apps: list[Any] = []
+    monkeypatch.setattr(sys, "setswitchinterval", lambda _s: None)
+    monkeypatch.setattr(server.uvicorn, "run", lambda app, **kw: apps.append(app))
+    monkeypatch.setattr(server, "create_app", lambda loader, store, settings: settings)
+    server.run_server(write_fake_artifact(tmp_path / "v1"), state=f"sqlite:{tmp_path / 's.db'}",
+                      loader="serving_fakes:load_fake", event_deadline_ms=250.0, say=lambda _m: None)
+    assert apps[0].event_deadline_s == pytest.approx(0.25)

@@ -14,6 +14,7 @@ from rankstack.serving.server import (
     BATCH_WAIT_HELP,
     BATCHER_HELP,
     DEFAULT_STATE,
+    EVENT_DEADLINE_HELP,
     INLINE_BATCH_HELP,
     MAX_BATCH_HELP,
     MAX_CONNECTIONS_HELP,
@@ -52,6 +53,8 @@ def serve(
     max_queue: Annotated[int, typer.Option("--max-queue", help=MAX_QUEUE_HELP, min=1)] = 1_000,
     max_connections: Annotated[int | None, typer.Option("--max-connections", help=MAX_CONNECTIONS_HELP, min=1)
                                ] = None,
+    event_deadline_ms: Annotated[float, typer.Option("--event-deadline-ms", help=EVENT_DEADLINE_HELP, min=1)
+                                 ] = 1000.0,
     request_start_header: Annotated[str | None, typer.Option("--request-start-header", help=REQUEST_START_HELP,
                                                              metavar="NAME")] = None,
 ) -> None:
@@ -61,4 +64,5 @@ def serve(
                    log_level=log_level, workers=workers, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
                    batcher=batcher.value, shed=shed, max_queue=max_queue, max_connections=max_connections,
                    inline_batch_ms=inline_batch_ms, request_start_header=request_start_header,
+                   event_deadline_ms=event_deadline_ms,
                    say=lambda message: err_console.print(message, highlight=False))

@@ -12,6 +12,7 @@ from rankstack.serving.server import (
     BATCH_WAIT_HELP,
     BATCHER_HELP,
     DEFAULT_STATE,
+    EVENT_DEADLINE_HELP,
     INLINE_BATCH_HELP,
     MAX_BATCH_HELP,
     MAX_CONNECTIONS_HELP,
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shed", action=argparse.BooleanOptionalAction, default=True, help=SHED_HELP)
     parser.add_argument("--max-queue", type=int, default=1_000, help=MAX_QUEUE_HELP)
     parser.add_argument("--max-connections", type=int, default=None, help=MAX_CONNECTIONS_HELP)
+    parser.add_argument("--event-deadline-ms", type=float, default=1000.0, help=EVENT_DEADLINE_HELP)
     parser.add_argument("--request-start-header", default=None, metavar="NAME", help=REQUEST_START_HELP)
     args = parser.parse_args(argv)
     try:
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                    loader=args.loader, log_level=args.log_level, workers=args.workers, max_batch=args.max_batch,
                    batch_wait_ms=args.batch_wait_ms, batcher=args.batcher, shed=args.shed, max_queue=args.max_queue,
                    max_connections=args.max_connections, inline_batch_ms=args.inline_batch_ms,
-                   request_start_header=args.request_start_header)
+                   request_start_header=args.request_start_header, event_deadline_ms=args.event_deadline_ms)
     except RankstackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

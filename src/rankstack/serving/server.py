@@ -15,9 +15,9 @@ from rankstack.serving.settings import SWITCH_INTERVAL_S, ServiceSettings
 from rankstack.serving.workers import run_workers
 from rankstack.state.store import StateStore
 
-__all__ = ["BATCHER_HELP", "BATCH_WAIT_HELP", "DEFAULT_STATE", "INLINE_BATCH_HELP", "MAX_BATCH_HELP",
-           "MAX_CONNECTIONS_HELP", "MAX_QUEUE_HELP", "REQUEST_START_HELP", "SHED_HELP", "SWITCH_INTERVAL_S",
-           "WORKERS_HELP", "run_server"]
+__all__ = ["BATCHER_HELP", "BATCH_WAIT_HELP", "DEFAULT_STATE", "EVENT_DEADLINE_HELP", "INLINE_BATCH_HELP",
+           "MAX_BATCH_HELP", "MAX_CONNECTIONS_HELP", "MAX_QUEUE_HELP", "REQUEST_START_HELP", "SHED_HELP",
+           "SWITCH_INTERVAL_S", "WORKERS_HELP", "run_server"]
 DEFAULT_STATE = "sqlite:rankstack-state.db"
 WORKERS_HELP = ("Server processes sharing the port (default 1; one Python process uses about one core). Each loads "
                 "the artifact and opens the state store; /metrics adds them up and /admin/reload reaches all.")
@@ -35,6 +35,9 @@ MAX_QUEUE_HELP = "Hard bound on waiting recommend requests (and on waiting event
 MAX_CONNECTIONS_HELP = ("Open connections (or requests) at which uvicorn answers new requests itself with a plain 503, "
                         "/healthz included (default: no limit).")
 
+EVENT_DEADLINE_HELP = ("With shedding on: an event post arriving while the oldest post in flight has waited longer "
+                       "than this many milliseconds to be stored gets 503 with Retry-After, nothing stored "
+                       "(default 1000).")
 REQUEST_START_HELP = ("Header a front proxy stamps with when it received the request (e.g. X-Request-Start, nginx: "
                       "t=${msec}); recommend deadlines then count from that stamp, so requests that waited upstream "
                       "are shed by their real age. Off by default; the proxy's clock must agree with this one's.")
@@ -50,6 +53,7 @@ def run_server(artifact: Path, *, host: str = "127.0.0.1", port: int = 8000, sta
                workers: int = 1, max_batch: int = 32, batch_wait_ms: float = 0.0, batcher: str = "loop",
                shed: bool = True, max_queue: int = 1_000, max_connections: int | None = None,
                inline_batch_ms: float = 50.0, request_start_header: str | None = None,
+               event_deadline_ms: float = 1000.0,
                say: Callable[[str], None] = _stderr) -> None:
     """Open the state store, load the artifact (errors are ``RankstackError``s), then serve until stopped.
 
@@ -59,7 +63,8 @@ def run_server(artifact: Path, *, host: str = "127.0.0.1", port: int = 8000, sta
                                         max_batch=max_batch, batch_wait_ms=batch_wait_ms, batcher=batcher,
                                         shed=shed, max_queue=max_queue, max_connections=max_connections,
                                         inline_batch_ms=inline_batch_ms,
-                                        request_start_header=request_start_header)
+                                        request_start_header=request_start_header,
+                                        event_deadline_s=event_deadline_ms / 1000.0)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     store = open_state(state)  # the app warns when the store's durability settings can lose events
     try:
