@@ -177,11 +177,33 @@ def build_artifact(n_items: int, args: argparse.Namespace, workdir: Path) -> tup
     parts = fit_stages(config, data, lambda m: print("  " + m, flush=True))
     t2 = time.perf_counter()
     manifest = {"version": f"serve-load-{n_items}", "name": "serve-load", "created_at": datetime.now(UTC).isoformat(),
-                "config": config.model_dump(mode="json"), "data": {"name": "synthetic"}, "metrics": {"pipeline": {}}}
+                "config": config.model_dump(mode="json"), "data": {"name": "synthetic", "log": log_spec(n_items, args)},
+                "metrics": {"pipeline": {}}}
     out = save_artifact(parts, manifest, artifact_dir(workdir, n_items, args), overwrite=True)
     facts = {"items": data.n_items, "users": data.n_users, "events": len(data), "data_s": round(t1 - t0, 1),
              "fit_s": round(t2 - t1, 1), "save_s": round(time.perf_counter() - t2, 1)}
     return out, facts
+
+
+def log_spec(n_items: int, args: argparse.Namespace) -> dict[str, int]:
+    """What the synthetic training log is drawn from (kept in the manifest, checked on ``--reuse``)."""
+    return {"items": n_items, "users": args.users, "per_user": args.per_user, "seed": args.seed,
+            "cover_group": args.cover_group}
+
+
+def reuse_mismatch(artifact: Path, n_items: int, args: argparse.Namespace) -> str | None:
+    """Why the artifact already in the workdir is not the one these options would build, or None when it is (its
+    pipeline config equals this run's; its synthetic log too, where the manifest records it)."""
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    want = validate_pipeline_config(pipeline_config(args)).model_dump(mode="json")
+    if manifest.get("config") != want:
+        diff = sorted(k for k in {*want, *manifest.get("config", {})}
+                      if want.get(k) != manifest.get("config", {}).get(k))
+        return f"its pipeline config differs in {', '.join(diff)} (--ranker, --retrieval, --index, --merge-k …)"
+    log = manifest.get("data", {}).get("log")
+    if log is not None and log != log_spec(n_items, args):
+        return f"it was trained on another synthetic log ({log} against {log_spec(n_items, args)})"
+    return None
 
 
 def artifact_dir(workdir: Path, n_items: int, args: argparse.Namespace) -> Path:
@@ -436,6 +458,10 @@ def measure(n_items: int, args: argparse.Namespace, workdir: Path,
     artifact = artifact_dir(workdir, n_items, args)
     facts_file = workdir / f"build-{artifact.name.removeprefix('artifact-')}.json"
     if args.reuse and (artifact / "manifest.json").is_file():
+        mismatch = reuse_mismatch(artifact, n_items, args)
+        if mismatch is not None:
+            raise SystemExit(f"error: --reuse: {artifact} was built with other options: {mismatch}; drop --reuse "
+                             "to rebuild it there, or give another --workdir")
         facts = json.loads(facts_file.read_text())
     else:
         artifact, facts = build_artifact(n_items, args, workdir)
@@ -588,7 +614,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed-events", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--reuse", action="store_true", help="reuse artifacts already built in --workdir")
+    parser.add_argument("--reuse", action="store_true", help="reuse artifacts already built in --workdir (refused, "
+                        "before anything is served, when one was built with another pipeline or synthetic log)")
     parser.add_argument("--state-cache", type=int, default=None,
                         help="ranker.state_cache of a new artifact (0: the transformer runs on every request)")
     parser.add_argument("--build-only", action="store_true", help="build the artifacts in --workdir, serve nothing")

@@ -51,3 +51,35 @@ def test_a_learning_policy_in_the_serve_load_graph_ends_with_identical_worker_st
 def test_a_bad_policy_is_refused_naming_the_option(args: list[str], message: str, tmp_path: Path) -> None:
     done = serve_load(args, tmp_path, timeout_s=120)
     assert done.returncode == 2 and message in done.stderr
+
+
+def _tiny_config() -> dict[str, object]:
+    """The pipeline config ``serve_load.py`` builds for ``TINY`` (computed by the script's own functions)."""
+    code = ("import json, sys; sys.path.insert(0, 'benchmarks'); import serve_load as s; "
+            f"a = s.parse_args({TINY!r}); "
+            "print(json.dumps(s.validate_pipeline_config(s.pipeline_config(a)).model_dump(mode='json')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def test_reuse_refuses_an_artifact_built_with_other_options(tmp_path: Path) -> None:
+    """``--reuse`` serves the artifact in the workdir only when it is what these options build: another pipeline
+    (``--ranker``, ``--merge-k`` …) or another synthetic log is refused before anything is served."""
+    artifact = tmp_path / "work" / "artifact-1000"
+    artifact.mkdir(parents=True)
+    (tmp_path / "work" / "build-1000.json").write_text(json.dumps({"items": 1000}))
+    config = _tiny_config()
+    log = {"items": 1000, "users": 300, "per_user": 10, "seed": 0, "cover_group": 5}
+    cases = [({**config, "merge": {"k": 7}}, log, "pipeline config differs in merge"),
+             (config, {**log, "seed": 1}, "another synthetic log"),
+             (config, log, None)]
+    for have_config, have_log, refusal in cases:
+        manifest = {"config": have_config, "data": {"name": "synthetic", "log": have_log}}
+        (artifact / "manifest.json").write_text(json.dumps(manifest))
+        done = serve_load([*TINY, "--reuse", "--build-only"], tmp_path)
+        if refusal is None:
+            assert done.returncode == 0, done.stderr[-2000:]
+        else:
+            assert done.returncode != 0 and refusal in done.stderr and "drop --reuse" in done.stderr, done.stderr
