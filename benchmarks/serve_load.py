@@ -196,9 +196,9 @@ def reuse_mismatch(artifact: Path, n_items: int, args: argparse.Namespace) -> st
     pipeline config equals this run's; its synthetic log too, where the manifest records it)."""
     manifest = json.loads((artifact / "manifest.json").read_text())
     want = validate_pipeline_config(pipeline_config(args)).model_dump(mode="json")
-    if manifest.get("config") != want:
-        diff = sorted(k for k in {*want, *manifest.get("config", {})}
-                      if want.get(k) != manifest.get("config", {}).get(k))
+    have = manifest.get("config", {})
+    if have != want:
+        diff = sorted(k for k in {*want, *have} if want.get(k) != have.get(k))
         return f"its pipeline config differs in {', '.join(diff)} (--ranker, --retrieval, --index, --merge-k …)"
     log = manifest.get("data", {}).get("log")
     if log is not None and log != log_spec(n_items, args):

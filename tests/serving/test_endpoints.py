@@ -192,46 +192,54 @@ def _held_store(tmp_path: Path) -> tuple[SQLiteStateStore, threading.Event, thre
     return store, entered, release
 
 
+def _post_while_one_is_held(http: TestClient, entered: threading.Event, release: threading.Event,
+                            held_s: float = 0.0, headers: dict[str, str] | None = None) -> tuple[Any, Any]:
+    """Post event "a" on a thread, and once its write is held (plus ``held_s``) post event "b"; then release the
+    write. The two answers, first and second."""
+    first: list[Any] = []
+    thread = threading.Thread(target=lambda: first.append(http.post("/v1/events", json={"events": [click("a")]})))
+    thread.start()
+    assert entered.wait(10)
+    time.sleep(held_s)
+    second = http.post("/v1/events", json={"events": [click("b")]}, headers=headers)
+    release.set()
+    thread.join(10)
+    return first[0], second
+
+
+def _stored_ids(tmp_path: Path) -> list[str]:
+    """The event ids in the state store's file, sorted."""
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        return sorted(row[0] for row in db.execute("SELECT event_id FROM events"))
+
+
 def test_event_posts_past_max_queue_are_refused_and_nothing_is_acknowledged_unstored(tmp_path: Path) -> None:
     store, entered, release = _held_store(tmp_path)
     settings = ServiceSettings(artifact=write_fake_artifact(tmp_path / "v1"), max_queue=1)
     with TestClient(create_app(load_fake, store, settings)) as http:
-        first: list[Any] = []
-        thread = threading.Thread(target=lambda: first.append(http.post("/v1/events", json={"events": [click("a")]})))
-        thread.start()
-        assert entered.wait(10)  # the first post holds the one place
-        refused = http.post("/v1/events", json={"events": [click("b")]})
-        release.set()
-        thread.join(10)
+        first, refused = _post_while_one_is_held(http, entered, release)  # the first post holds the one place
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
         assert refused.json()["reason"] == "queue_full"
-        assert first[0].status_code == 200 and first[0].json()["new"] == 1
+        assert first.status_code == 200 and first.json()["new"] == 1
         retried = http.post("/v1/events", json={"events": [click("b")]})  # the client's retry is stored
         assert retried.status_code == 200 and retried.json()["new"] == 1
     store.close()
-    with sqlite3.connect(tmp_path / "state.db") as db:
-        assert sorted(row[0] for row in db.execute("SELECT event_id FROM events")) == ["a", "b"]
+    assert _stored_ids(tmp_path) == ["a", "b"]
 
 
 def test_event_posts_are_refused_while_the_oldest_in_flight_is_past_the_event_deadline(tmp_path: Path) -> None:
     store, entered, release = _held_store(tmp_path)
     settings = ServiceSettings(artifact=write_fake_artifact(tmp_path / "v1"), event_deadline_s=0.05)
     with TestClient(create_app(load_fake, store, settings)) as http:
-        first: list[Any] = []
-        thread = threading.Thread(target=lambda: first.append(http.post("/v1/events", json={"events": [click("a")]})))
-        thread.start()
-        assert entered.wait(10)
-        time.sleep(0.1)  # the first post has now been in flight past the 50 ms event deadline
-        refused = http.post("/v1/events", json={"events": [click("b")]}, headers={"content-type": "application/json"})
-        release.set()
-        thread.join(10)
+        # the first post has been in flight past the 50 ms event deadline when the second comes (fast path)
+        first, refused = _post_while_one_is_held(http, entered, release, held_s=0.1,
+                                                 headers={"content-type": "application/json"})
         assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1
         assert refused.json()["reason"] == "deadline" and refused.json()["deadline_ms"] == 50.0
-        assert first[0].status_code == 200 and first[0].json()["new"] == 1
+        assert first.status_code == 200 and first.json()["new"] == 1
         retried = http.post("/v1/events", json={"events": [click("b")]})  # the store keeps up again: stored
         assert retried.status_code == 200 and retried.json()["new"] == 1
         metrics = http.get("/metrics").text
         assert 'rankstack_requests_shed_total{endpoint="/v1/events",reason="deadline"} 1.0' in metrics
     store.close()
-    with sqlite3.connect(tmp_path / "state.db") as db:
-        assert sorted(row[0] for row in db.execute("SELECT event_id FROM events")) == ["a", "b"]
+    assert _stored_ids(tmp_path) == ["a", "b"]

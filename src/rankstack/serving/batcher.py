@@ -82,11 +82,6 @@ class _Batching:
         job.future.set_exception(error)
         return False
 
-    def _answered(self, future: Future[RecommendResponse], expected_s: float, admitted: float) -> None:
-        """Teach the admission margin how long an answered request took from admission (failed ones teach nothing)."""
-        if not future.cancelled() and future.exception() is None:
-            self.admission.answered(expected_s, time.perf_counter() - admitted)
-
     def _begin(self, jobs: list[_Job]) -> float:
         """Note a batch starting now (the gap since the last one, the observer); when it started."""
         started = time.perf_counter()
@@ -134,6 +129,11 @@ class MicroBatcher(_Batching):
         future.add_done_callback(lambda f: self._answered(f, expected, now))
         self._queue.put(_Job(request, future, arrived))
         return future
+
+    def _answered(self, future: Future[RecommendResponse], expected_s: float, admitted: float) -> None:
+        """Teach the admission margin how long an answered request took from admission (failed ones teach nothing)."""
+        if not future.cancelled() and future.exception() is None:
+            self.admission.answered(expected_s, time.perf_counter() - admitted)
 
     def close(self) -> None:
         """Finish the queued requests, then stop the worker."""
