@@ -506,6 +506,9 @@ def measure(n_items: int, args: argparse.Namespace, workdir: Path,
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        if not args.keep_state:  # one state file per run piled up in a reused workdir (hundreds of MB)
+            for suffix in ("", "-wal", "-shm"):
+                (workdir / f"state-{port}.db{suffix}").unlink(missing_ok=True)
     return {"catalog_items": n_items, "runs": rows, "server_startup_s": round(startup_s, 1), "build": facts}
 
 
@@ -616,6 +619,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--reuse", action="store_true", help="reuse artifacts already built in --workdir (refused, "
                         "before anything is served, when one was built with another pipeline or synthetic log)")
+    parser.add_argument("--keep-state", action="store_true",
+                        help="keep the run's SQLite state (workdir/state-<port>.db) instead of deleting it afterwards")
     parser.add_argument("--state-cache", type=int, default=None,
                         help="ranker.state_cache of a new artifact (0: the transformer runs on every request)")
     parser.add_argument("--build-only", action="store_true", help="build the artifacts in --workdir, serve nothing")

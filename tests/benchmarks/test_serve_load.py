@@ -42,6 +42,7 @@ def test_a_learning_policy_in_the_serve_load_graph_ends_with_identical_worker_st
     assert first["policy"] == "linucb" and first["digest"] == second["digest"] and first["cursor"] == second["cursor"]
     # the workers learned: the seeded log and the run's fresh clicks were folded (not an untouched prior)
     assert first["events"] > 0 and first["rewards"] > 0
+    assert not list((tmp_path / "work").glob("state-*.db*"))  # the run's state is deleted (no --keep-state)
 
 
 @pytest.mark.parametrize(("args", "message"), [
