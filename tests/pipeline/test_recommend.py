@@ -75,7 +75,8 @@ def test_known_user_gets_k_distinct_unseen_items(small_split: tuple[Dataset, Dat
 
 
 def test_responses_are_what_validation_would_build(small_split: tuple[Dataset, Dataset]) -> None:
-    """``_respond`` skips validation (``model_construct``): every field must already hold its declared type."""
+    """``_respond`` skips validation (``model_construct``, ``ScoredItem.trusted``): every field must already hold
+    its declared type."""
     pipe = build(small_split[0], exploration={"policy": "epsilon_greedy", "epsilon": 0.5, "pool": 10})
     reqs = [RecommendRequest(user_id=u, k=4, request_id=f"r-{u}") for u in ("u1", "ghost")]
     for resp in pipe.recommend(reqs):

@@ -60,6 +60,18 @@ class ScoredItem(BaseModel):
     score: float
     propensity: float | None = None
 
+    @classmethod
+    def trusted(cls, item_id: str, score: float, propensity: float | None) -> ScoredItem:
+        """An item built from values of the right types without validation: what ``model_construct`` makes, less
+        its walk over the fields (2.4 against 5.5 us; a slate has k of them). Only for our own output."""
+        item = cls.__new__(cls)
+        _set = object.__setattr__
+        _set(item, "__dict__", {"item_id": item_id, "score": score, "propensity": propensity})
+        _set(item, "__pydantic_fields_set__", {"item_id", "score", "propensity"})
+        _set(item, "__pydantic_extra__", None)
+        _set(item, "__pydantic_private__", None)
+        return item
+
 
 class RecommendResponse(BaseModel):
     """A slate plus what produced it: each stage's status (ran / degraded / skipped / failed) and wall time in ms."""

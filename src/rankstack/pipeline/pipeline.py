@@ -365,7 +365,7 @@ class Pipeline:
             props = [None] * n if slates.propensities is None else slates.propensities[row, :n].tolist()
             out.append(RecommendResponse.model_construct(
                 request_id=slates.request_ids[row], user_id=requests[row].user_id,
-                items=[ScoredItem.model_construct(item_id=name, score=s if math.isfinite(s) else 0.0, propensity=p)
+                items=[ScoredItem.trusted(name, s if math.isfinite(s) else 0.0, p)
                        for name, s, p in zip(names, slates.scores[row, :n].tolist(), props, strict=True)],
                 stages=dict(slates.stages[row]), model_version=self.version,
                 model_digest=self.digest, fallback=slates.fallback[row],
