@@ -160,3 +160,51 @@ def test_durability_of_a_store_without_settings_is_not_questioned() -> None:
     gauge = Gauge("durable", "test", registry=CollectorRegistry())
     assert DurabilityWatch(object(), gauge).done  # type: ignore[arg-type]
     assert gauge._value.get() == 1.0
+
+
+def _reads_on(reader: BoundedCalls, calls: int, seconds: float = 0.0, timeout_s: float = 1.0) -> list[bool]:
+    """For each of ``calls`` calls taking ``seconds``, whether it ran on the caller's thread."""
+    here = threading.get_ident()
+
+    def read() -> bool:
+        time.sleep(seconds)
+        return threading.get_ident() == here
+
+    return [reader.call(read, timeout_s) for _ in range(calls)]
+
+
+def test_fast_calls_earn_the_callers_thread() -> None:
+    """After ``inline_after`` fast calls the next run inline; without ``inline_after`` never."""
+    assert _reads_on(BoundedCalls(2, inline_after=3), 5) == [False, False, False, True, True]
+    assert not any(_reads_on(BoundedCalls(2), 25))
+
+
+def test_a_slow_inline_call_keeps_its_value_and_sends_the_next_to_a_thread() -> None:
+    reader = BoundedCalls(2, inline_after=2)
+    _reads_on(reader, 2)
+    assert reader.inline
+    assert _reads_on(reader, 1, seconds=0.05, timeout_s=0.02) == [True]  # overran: answered late, not cut off
+    assert not reader.inline and _reads_on(reader, 3) == [False, False, True]
+
+
+def test_an_inline_call_that_raises_sends_the_next_to_a_thread() -> None:
+    reader = BoundedCalls(2, inline_after=1)
+    _reads_on(reader, 1)
+
+    def fail() -> None:
+        raise StateStoreError("gone")
+
+    with pytest.raises(StateStoreError):
+        reader.call(fail, 1.0)
+    assert not reader.inline and _reads_on(reader, 2) == [False, True]
+
+
+def test_a_store_hung_from_the_start_is_never_read_inline(hung: HungStore) -> None:
+    """Its reads time out on the threads, so they never earn the inline path; each costs only its budget."""
+    reader = BoundedCalls(4, inline_after=1)
+    for _ in range(3):
+        t0 = time.perf_counter()
+        with pytest.raises(TimeoutError):
+            reader.call(lambda: hung.recent_items("u", 5), 0.02)
+        assert time.perf_counter() - t0 < 0.3
+    assert not reader.inline

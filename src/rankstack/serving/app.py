@@ -70,7 +70,8 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     metrics = ServiceMetrics(multiprocess=group is not None)
     metrics.model_served(slot.current)
     breaker = StateBreaker(settings.state_retry_s, settings.state_retry_max_s)
-    reader, probe = BoundedCalls(2, "rankstack-state"), HealthProbe(state, HEALTH_TIMEOUT_S)
+    reader = BoundedCalls(2, "rankstack-state", inline_after=20 if getattr(state, "local_reads", False) else 0)
+    probe = HealthProbe(state, HEALTH_TIMEOUT_S)
     durability = DurabilityWatch(state, metrics.state_durable)
     learning = OnlineLearning(state)
 

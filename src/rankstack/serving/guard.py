@@ -3,7 +3,8 @@
 Reads run on a few threads of their own (``BoundedCalls``) and a request waits for one at most its budget (the
 service's ``state_timeout_ms``, capped by what is left of its deadline): a store that hangs (Redis stopped, a
 dead network link) costs a request that much, never the store client's socket timeout, and never blocks the
-event loop longer. A failed or late read opens the breaker: reads skip the store for a pause that doubles
+event loop longer. A store whose reads are local (SQLite) is read on the request's thread once its reads have
+been fast, since the thread hop costs more than such a read (``BoundedCalls``). A failed or late read opens the breaker: reads skip the store for a pause that doubles
 with each failed retry after one (``state_retry_s``, then twice that, … up to ``state_retry_max_s``) and
 closes at the first read or write that succeeds.
 """
@@ -31,14 +32,41 @@ class StoreBusyError(Exception):
 
 class BoundedCalls:
     """Runs calls on at most ``threads`` threads; the caller waits at most a timeout. When every thread is still
-    busy (a hung store), a new call fails at once with ``StoreBusyError`` instead of queueing."""
+    busy (a hung store), a new call fails at once with ``StoreBusyError`` instead of queueing.
 
-    def __init__(self, threads: int = 2, name: str = "rankstack-state") -> None:
+    With ``inline_after`` > 0 (stores whose reads are local, ``local_reads``: SQLite), once the last
+    ``inline_after`` calls each returned within ``inline_share`` of their timeout, calls run on the caller's
+    thread instead: handing a read to a thread and back cost ~1 ms of CPU per recommend on the 2-core box, a
+    fifth of the request (``docs/benchmarks.md``, "Issue 20, eighth session"). An inline call cannot be cut off:
+    one that raises or overruns its timeout is answered as it ends (its value kept, late) and sends the calls
+    after it back to the threads until they have been fast ``inline_after`` times again. A store that hangs from
+    the start is never read inline; one that hangs later costs that one read's wait."""
+
+    def __init__(self, threads: int = 2, name: str = "rankstack-state", *, inline_after: int = 0,
+                 inline_share: float = 0.25) -> None:
         self._free = threading.BoundedSemaphore(threads)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix=name)
+        self.inline_after = inline_after
+        self.inline_share = inline_share
+        self._fast = 0  # calls in a row that returned within inline_share of their timeout
+
+    @property
+    def inline(self) -> bool:
+        """Whether the next call runs on the caller's thread."""
+        return self.inline_after > 0 and self._fast >= self.inline_after
 
     def call(self, fn: Callable[[], T], timeout_s: float) -> T:
-        """``fn()`` on a reader thread; ``TimeoutError`` after ``timeout_s`` (the call runs on, unheeded)."""
+        """``fn()`` on a reader thread (or inline, see the class); ``TimeoutError`` after ``timeout_s`` (the call
+        runs on, unheeded)."""
+        start = time.perf_counter()
+        if self.inline:
+            try:
+                value = fn()
+            except BaseException:
+                self._fast = 0
+                raise
+            self._record(time.perf_counter() - start, timeout_s)
+            return value
         if not self._free.acquire(blocking=False):
             raise StoreBusyError("every state reader thread is still waiting on the store")
         try:
@@ -48,9 +76,25 @@ class BoundedCalls:
             raise
         future.add_done_callback(lambda _: self._free.release())
         try:
-            return future.result(timeout=timeout_s)
+            value = future.result(timeout=timeout_s)
         except FutureTimeout:
+            self._fast = 0
             raise TimeoutError(f"no answer within {timeout_s * 1000:.0f} ms") from None
+        except BaseException:
+            self._fast = 0
+            raise
+        self._record(time.perf_counter() - start, timeout_s)
+        return value
+
+    def _record(self, seconds: float, timeout_s: float) -> None:
+        """Count a call that returned: fast ones in a row earn the inline path, a slow one loses it."""
+        if seconds <= self.inline_share * timeout_s:
+            self._fast += 1
+        else:
+            if self.inline:
+                log.warning("state read took %.1f ms inline (budget %.1f ms): reads go back to threads",
+                            seconds * 1000, timeout_s * 1000)
+            self._fast = 0
 
     def close(self) -> None:
         """Stop the threads once their calls return (queued calls are dropped)."""

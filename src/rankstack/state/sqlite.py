@@ -102,6 +102,9 @@ def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
 class SQLiteStateStore:
     """The embedded default ``StateStore``: one SQLite file shared by the service's threads."""
 
+    local_reads = True  # reads are local-file work that never waits for a writer (WAL): the service may run them
+    # on the request's own thread once they have been fast (``rankstack.serving.guard.BoundedCalls``)
+
     @classmethod
     def from_url(cls, url: str) -> SQLiteStateStore:
         """The store a ``sqlite:PATH`` (or ``sqlite://PATH``) URL names (``ConfigError`` without a path)."""
