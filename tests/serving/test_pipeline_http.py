@@ -9,53 +9,23 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 from server_process import ServerProcess
 from serving_fakes import TOKEN, click
 
-from rankstack.data.dataset import Dataset
-from rankstack.experiments.pipeline_training import fit_stages
 from rankstack.pipeline.api import RecommendRequest
-from rankstack.pipeline.artifact import save_artifact
-from rankstack.pipeline.config import validate_pipeline_config
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.serving import ServiceSettings, create_app
 from rankstack.serving.loaders import DEFAULT_LOADER
 from rankstack.state import SQLiteStateStore
-
-N_USERS, N_ITEMS = 40, 30
-
-
-def tiny_dataset() -> Dataset:
-    """Users in three taste groups, each clicking six items mostly of its group, one minute apart."""
-    rng = np.random.default_rng(7)
-    rows = []
-    for u in range(N_USERS):
-        mine = [i for i in range(N_ITEMS) if i % 3 == u % 3]
-        for t, i in enumerate(rng.choice(mine, size=6, replace=False)):
-            rows.append((f"user{u}", f"item{i}", 1_750_000_000 + 60 * t))
-    return Dataset.from_events(pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row"),
-                               name="tiny")
+from rankstack.testing.artifacts import tiny_pipeline_artifact
 
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A trained popular + item-kNN pipeline with epsilon-greedy exploration, saved as an artifact."""
-    config = validate_pipeline_config({
-        "name": "tiny", "data": {"name": "tiny"},
-        "sources": [{"name": "popular", "k": 15, "quota": 5},
-                    {"name": "itemknn", "settings": {"neighbors": 10}, "k": 15, "quota": 10}],
-        "merge": {"k": 20}, "exploration": {"policy": "epsilon_greedy", "epsilon": 0.2, "pool": 10, "seed": 3},
-        "deadlines_ms": {"retrieval": 30_000, "ranker": 30_000, "rerank": 30_000},
-        "evaluation": {"ks": [5], "funnel_ks": [10]},
-    })
-    parts = fit_stages(config, tiny_dataset(), lambda _m: None)
-    manifest = {"version": "tiny-0001", "name": "tiny", "created_at": "2026-01-01T00:00:00+00:00",
-                "config": config.model_dump(mode="json"), "data": {"name": "tiny"}, "metrics": {"pipeline": {}}}
-    return save_artifact(parts, manifest, tmp_path_factory.mktemp("artifacts") / "tiny-0001")
+    return tiny_pipeline_artifact(tmp_path_factory.mktemp("artifacts") / "tiny-0001")
 
 
 @pytest.fixture
