@@ -1,0 +1,112 @@
+"""Small fixed costs around the pipeline in the service, each timed in isolation (process CPU per call).
+
+* thread hops: a trivial call through Starlette's ``run_in_threadpool`` (how event posts were stored), through
+  the service's ``LoopWriter`` (how they are stored now; alone and ten at once), through the state reader's
+  ``BoundedCalls`` on its threads, and inline once it has earned that;
+* a slate item: ``ScoredItem.model_construct`` against ``ScoredItem.trusted``;
+* with ``--state FILE`` (a SQLite state, e.g. one ``serve_load.py --keep-state`` left): ``recent_items_many`` for
+  1 and 8 of its busiest users (on a copy of the file).
+
+Usage: python benchmarks/serving_overheads.py [--calls 3000] [--state FILE]
+Run old and new code alternately (``PYTHONPATH=<checkout>/src``) to compare: this box's speed drifts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import uvloop
+from starlette.concurrency import run_in_threadpool
+
+from rankstack.pipeline.api import ScoredItem
+from rankstack.serving.guard import BoundedCalls
+from rankstack.state.sqlite import SQLiteStateStore
+
+
+def per_call_us(fn: Callable[[int], object], calls: int) -> float:
+    """Process CPU microseconds per ``fn(i)``, after a short warm-up."""
+    for i in range(min(100, calls)):
+        fn(i)
+    t0 = time.process_time()
+    for i in range(calls):
+        fn(i)
+    return 1e6 * (time.process_time() - t0) / calls
+
+
+async def loop_hops(calls: int) -> dict[str, float]:
+    """Hops from the event loop to a thread and back, per call (the writer's only where the code has it)."""
+    hops: list[tuple[str, Callable[[], Awaitable[object]], int]] = [
+        ("run_in_threadpool", lambda: run_in_threadpool(int), 1)]
+    try:
+        from rankstack.serving.loop_writer import LoopWriter
+    except ImportError:  # an older checkout
+        writer = None
+    else:
+        live: LoopWriter[int, int] = LoopWriter(lambda items: list(items))
+        writer = live
+        hops += [("LoopWriter", lambda: live.submit(1), 1), ("LoopWriter, 10 at once", lambda: live.submit(1), 10)]
+    out = {}
+    for label, hop, together in hops:
+        for _ in range(50):
+            await asyncio.gather(*(hop() for _ in range(together)))
+        t0 = time.process_time()
+        for _ in range(calls // together):
+            await asyncio.gather(*(hop() for _ in range(together)))
+        out[label] = 1e6 * (time.process_time() - t0) / (calls // together * together)
+    if writer is not None:
+        writer.close()
+    return out
+
+
+def state_reads(path: Path, calls: int) -> dict[str, float]:
+    """``recent_items_many`` of 1 and 8 of the busiest users of a copy of the state file."""
+    folder = Path(tempfile.mkdtemp(prefix="overheads-"))
+    shutil.copy(path, folder / "state.db")
+    store = SQLiteStateStore(folder / "state.db")
+    users = [u for (u,) in store._query("SELECT user_id FROM events GROUP BY user_id ORDER BY COUNT(*) DESC"
+                                        " LIMIT 2000", ())]
+    if len(users) < 16:
+        raise SystemExit(f"{path}: fewer than 16 users with events")
+    out = {}
+    for size in (1, 8):
+        def read(i: int, size: int = size) -> object:
+            at = (i * size) % (len(users) - size)
+            return store.recent_items_many(users[at: at + size], 50)
+
+        out[f"recent_items_many, {size} users"] = per_call_us(read, calls // 4)
+    store.close()
+    shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--state", type=Path, default=None, help="a SQLite state file to time reads on (copied)")
+    args = parser.parse_args(argv)
+    results = uvloop.run(loop_hops(args.calls))
+    reader = BoundedCalls(2)
+    results["BoundedCalls, on its threads"] = per_call_us(lambda i: reader.call(int, 1.0), args.calls)
+    if "inline_after" in inspect.signature(BoundedCalls).parameters:  # (older checkouts lack these)
+        inline = BoundedCalls(2, inline_after=1)
+        results["BoundedCalls, inline"] = per_call_us(lambda i: inline.call(int, 1.0), args.calls)
+    results["ScoredItem.model_construct"] = per_call_us(
+        lambda i: ScoredItem.model_construct(item_id="item", score=0.5, propensity=None), args.calls * 10)
+    trusted = getattr(ScoredItem, "trusted", None)
+    if trusted is not None:
+        results["ScoredItem.trusted"] = per_call_us(lambda i: trusted("item", 0.5, None), args.calls * 10)
+    if args.state is not None:
+        results.update(state_reads(args.state, args.calls))
+    for label, us in results.items():
+        print(f"{label:>36}: {us:7.1f} us CPU per call")
+
+
+if __name__ == "__main__":
+    main()
