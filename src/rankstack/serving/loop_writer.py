@@ -1,10 +1,11 @@
 """One writer thread for an event loop: coroutines hand it work and await the result; work queued while a write
 runs goes into the next write, together.
 
-An event post used to reach the state store through Starlette's ``run_in_threadpool``: ~0.12 ms of CPU per post
-for the thread hop alone on a 2-core box, and each waiting post held a thread of its own. Here a post costs a
-lock, a wake-up of the one writer thread and one ``call_soon_threadsafe`` per write, shared by every post in it
-(measured ~0.04 ms per post alone, ~0.02 ms with ten queued; ``docs/benchmarks.md``, "Issue 20, eighth session").
+An event post used to reach the state store through Starlette's ``run_in_threadpool``: 209-270 us of CPU per
+post for the thread hop alone on the 2-core box, and each waiting post held a thread of its own. Here a post
+costs a lock, a wake-up of the one writer thread and one ``call_soon_threadsafe`` per write, shared by every post
+in it: 108-146 us alone, 24-25 us per post with ten queued (``benchmarks/serving_overheads.py``;
+``docs/benchmarks.md``, "Issue 20, eighth session").
 """
 
 from __future__ import annotations
