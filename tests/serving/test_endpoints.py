@@ -66,6 +66,17 @@ def test_events_are_idempotent(client: TestClient, store: SQLiteStateStore) -> N
     assert store.bandit_stats(["i0"]) == {"i0": (1.0, 1.0)}
 
 
+def test_an_event_post_after_shutdown_gets_503_and_nothing_is_stored(tmp_path: Path,
+                                                                     store: SQLiteStateStore) -> None:
+    """Once the app has stopped (its event writer closed), a post is refused with Retry-After, not a 500."""
+    app = create_app(load_fake, store, ServiceSettings(artifact=write_fake_artifact(tmp_path / "v1")))
+    with TestClient(app) as running:
+        assert running.post("/v1/events", json={"events": [click("before")]}).status_code == 200
+    late = TestClient(app).post("/v1/events", json={"events": [click("after")]})  # no lifespan: still stopped
+    assert late.status_code == 503 and late.headers["retry-after"] == "1"
+    assert store.stored_event_ids(["before", "after"]) == {"before"}
+
+
 def test_unknown_items_are_stored_and_reported(client: TestClient, store: SQLiteStateStore) -> None:
     ack = client.post("/v1/events", json={"events": [click("e1", item="nope"), click("e2", item="i1"),
                                                      click("e3", item="gone", kind="conversion", value=3.5)]}).json()

@@ -26,7 +26,7 @@ from rankstack.serving.docs_page import docs_html
 from rankstack.serving.fanout import ReloadGroup
 from rankstack.serving.fast_path import ARRIVED, FastRoute, response_json
 from rankstack.serving.guard import BoundedCalls, DurabilityWatch, GuardedState, HealthProbe, StateBreaker
-from rankstack.serving.loop_writer import LoopWriter
+from rankstack.serving.loop_writer import LoopWriter, WriterClosedError
 from rankstack.serving.middleware import ServiceMiddleware
 from rankstack.serving.model_slot import Loaded, ModelSlot, RecommenderLoader, ReloadRefusedError
 from rankstack.serving.online_learning import OnlineLearning
@@ -203,6 +203,9 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
             raise _shed(metrics, "/v1/events", exc) from exc
         try:
             return await writer.submit(batch)
+        except WriterClosedError as exc:  # the service is stopping: its writer takes no more posts
+            raise HTTPException(503, "the service is shutting down: nothing was stored, retry shortly",
+                                headers={"Retry-After": "1"}) from exc
         finally:
             in_flight.leave(token)
 

@@ -4,9 +4,9 @@ Reads run on a few threads of their own (``BoundedCalls``) and a request waits f
 service's ``state_timeout_ms``, capped by what is left of its deadline): a store that hangs (Redis stopped, a
 dead network link) costs a request that much, never the store client's socket timeout, and never blocks the
 event loop longer. A store whose reads are local (SQLite) is read on the request's thread once its reads have
-been fast, since the thread hop costs more than such a read (``BoundedCalls``). A failed or late read opens the breaker: reads skip the store for a pause that doubles
-with each failed retry after one (``state_retry_s``, then twice that, … up to ``state_retry_max_s``) and
-closes at the first read or write that succeeds.
+been fast, since the thread hop costs more than such a read (``BoundedCalls``). A failed or late read opens the
+breaker: reads skip the store for a pause that doubles with each failed retry after one (``state_retry_s``,
+then twice that, … up to ``state_retry_max_s``) and closes at the first read or write that succeeds.
 """
 
 from __future__ import annotations
