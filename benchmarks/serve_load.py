@@ -239,13 +239,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def state_file(workdir: Path, port: int) -> Path:
+    """The SQLite state of the server on ``port`` (with its ``-wal`` and ``-shm`` companions beside it)."""
+    return workdir / f"state-{port}.db"
+
+
 def start_server(artifact: Path, workdir: Path, port: int, workers: int = 1, batch_wait_ms: float = 0.0,
                  batcher: str = "loop", deadline_ms: float = 100.0,
                  inline_batch_ms: float | None = None,
                  request_start_header: str | None = None) -> subprocess.Popen[bytes]:
     """``python -m rankstack.serving`` with one torch thread per worker process."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    state = workdir / f"state-{port}.db"
+    state = state_file(workdir, port)
     log = (workdir / f"server-{port}.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "rankstack.serving", str(artifact), "--port", str(port),
                              "--state", f"sqlite:{state}", *(["--workers", str(workers)] if workers > 1 else []),
@@ -507,8 +512,9 @@ def measure(n_items: int, args: argparse.Namespace, workdir: Path,
         proc.terminate()
         proc.wait(timeout=30)
         if not args.keep_state:  # one state file per run piled up in a reused workdir (hundreds of MB)
+            state = state_file(workdir, port)
             for suffix in ("", "-wal", "-shm"):
-                (workdir / f"state-{port}.db{suffix}").unlink(missing_ok=True)
+                state.with_name(state.name + suffix).unlink(missing_ok=True)
     return {"catalog_items": n_items, "runs": rows, "server_startup_s": round(startup_s, 1), "build": facts}
 
 

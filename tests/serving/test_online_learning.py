@@ -13,47 +13,23 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 from server_process import ServerProcess
 
-from rankstack.data.dataset import Dataset
-from rankstack.experiments.pipeline_training import fit_stages
-from rankstack.pipeline.artifact import save_artifact
-from rankstack.pipeline.config import validate_pipeline_config
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.serving import ServiceSettings, create_app
 from rankstack.serving.loaders import DEFAULT_LOADER
 from rankstack.state import SQLiteStateStore
+from rankstack.testing.artifacts import tiny_pipeline_artifact
 
 FAST = {"sync_every_s": 0.05, "checkpoint_every_s": 0.2}
 
 
-def taste_dataset(n_users: int = 40, n_items: int = 30) -> Dataset:
-    """Users in three taste groups, six items each, mostly from their group."""
-    rng = np.random.default_rng(7)
-    rows = [(f"user{u}", f"item{i}", 1_750_000_000 + 60 * t) for u in range(n_users)
-            for t, i in enumerate(rng.choice([i for i in range(n_items) if i % 3 == u % 3], 6, replace=False))]
-    return Dataset.from_events(pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row"),
-                               name="taste")
-
-
 def learning_artifact(out: Path, policy: str = "linucb") -> Path:
-    """A trained popular + item-kNN pipeline whose exploration stage is ``policy``, saved."""
-    config = validate_pipeline_config({
-        "name": "online", "data": {"name": "taste"},
-        "sources": [{"name": "popular", "k": 15, "quota": 5},
-                    {"name": "itemknn", "settings": {"neighbors": 10}, "k": 15, "quota": 10}],
-        "merge": {"k": 20}, "exploration": {"policy": policy, "pool": 10, "learning": {"dim": 4, **FAST}},
-        "deadlines_ms": {"retrieval": 30_000, "ranker": 30_000, "rerank": 30_000},
-        "evaluation": {"ks": [5], "funnel_ks": [10]},
-    })
-    parts = fit_stages(config, taste_dataset(), lambda _m: None)
-    manifest = {"version": "online-0001", "name": "online", "created_at": "2026-01-01T00:00:00+00:00",
-                "config": config.model_dump(mode="json"), "data": {"name": "taste"}, "metrics": {"pipeline": {}}}
-    return save_artifact(parts, manifest, out)
+    """The tiny popular + item-kNN pipeline (``rankstack.testing.artifacts``) with ``policy`` exploring, saved."""
+    return tiny_pipeline_artifact(out, exploration={"policy": policy, "pool": 10, "learning": {"dim": 4, **FAST}},
+                                  version="online-0001")
 
 
 @pytest.fixture(scope="module")

@@ -236,10 +236,10 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         metrics.events.labels("duplicate").inc(received - new)
         unknown: list[str] = []
         with slot.use() as loaded:
-            known = getattr(loaded.recommender, "known_items", None)  # ``KnownItems``; isinstance costs ~10 us
-            if callable(known):
+            known_items = getattr(loaded.recommender, "known_items", None)  # ``KnownItems``; isinstance: ~10 us
+            if callable(known_items):
                 ids = [e.item_id for e in batch.events]
-                flags = known(ids)
+                flags = known_items(ids)
                 unknown = sorted({i for i, known in zip(ids, flags, strict=True) if not known})
                 metrics.unknown_items.inc(flags.count(False))
         return EventsAck(received=received, new=new, duplicates=received - new, unknown_items=unknown)

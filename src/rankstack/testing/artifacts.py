@@ -6,6 +6,7 @@ Needs nothing but the library; built in about a second. The library itself never
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -30,17 +31,20 @@ def tiny_dataset() -> Dataset:
                                name="tiny")
 
 
-def tiny_pipeline_artifact(folder: Path) -> Path:
-    """Train the tiny popular + item-kNN pipeline (epsilon-greedy exploration) and save it as ``folder``."""
+def tiny_pipeline_artifact(folder: Path, *, exploration: dict[str, Any] | None = None,
+                           version: str = "tiny-0001") -> Path:
+    """Train the tiny popular + item-kNN pipeline and save it as ``folder``; its exploration stage is
+    ``exploration`` (default: epsilon-greedy, epsilon 0.2, a pool of 10)."""
     config = validate_pipeline_config({
         "name": "tiny", "data": {"name": "tiny"},
         "sources": [{"name": "popular", "k": 15, "quota": 5},
                     {"name": "itemknn", "settings": {"neighbors": 10}, "k": 15, "quota": 10}],
-        "merge": {"k": 20}, "exploration": {"policy": "epsilon_greedy", "epsilon": 0.2, "pool": 10, "seed": 3},
+        "merge": {"k": 20},
+        "exploration": exploration or {"policy": "epsilon_greedy", "epsilon": 0.2, "pool": 10, "seed": 3},
         "deadlines_ms": {"retrieval": 30_000, "ranker": 30_000, "rerank": 30_000},
         "evaluation": {"ks": [5], "funnel_ks": [10]},
     })
     parts = fit_stages(config, tiny_dataset(), lambda _m: None)
-    manifest = {"version": "tiny-0001", "name": "tiny", "created_at": "2026-01-01T00:00:00+00:00",
+    manifest = {"version": version, "name": "tiny", "created_at": "2026-01-01T00:00:00+00:00",
                 "config": config.model_dump(mode="json"), "data": {"name": "tiny"}, "metrics": {"pipeline": {}}}
     return save_artifact(parts, manifest, folder)
