@@ -106,6 +106,22 @@ def test_a_slow_call_within_budget_still_resets_the_count() -> None:
     runner.close()
 
 
+def test_inline_trust_is_judged_by_the_stage_own_budget_not_the_deadline_left() -> None:
+    runner, me = StageRunner(inline_after=2, inline_share=0.25), threading.get_ident()
+    for _ in range(2):  # 10 ms against a 30 ms cap: slow for what is left, fast for its own 1 s
+        assert runner.run("ranker", _where(0.01), 0.03, own_s=1.0).ok
+    assert runner.inline("ranker")
+    late = runner.run("ranker", _where(0.08), 0.05, own_s=1.0)  # past what was left, well within its own budget
+    assert late.value == me and late.error == "late" and runner.inline("ranker")
+    assert runner.run("ranker", _where(0.3), 0.4, own_s=1.0).ok and not runner.inline("ranker")  # over 25% of 1 s
+    judged_by_cap = StageRunner(inline_after=2, inline_share=0.25)
+    for _ in range(2):
+        judged_by_cap.run("ranker", _where(0.01), 0.03)
+    assert not judged_by_cap.inline("ranker")
+    runner.close()
+    judged_by_cap.close()
+
+
 def test_inline_after_zero_keeps_every_budgeted_call_on_the_pool() -> None:
     runner, me = StageRunner(inline_after=0), threading.get_ident()
     assert all(runner.run("ranker", _where(), 1.0).value != me for _ in range(5))

@@ -39,8 +39,10 @@ class StageRunner:
     A stage that overruns on a worker keeps running there, but its result is dropped and the caller goes on; a
     stage whose workers are all stuck times out on its own, without starving the other stages. Handing a call
     to a worker costs two thread switches (~0.1 ms of CPU and up to 0.25 ms of wall time each on a busy 2-core
-    box), so a stage whose last ``inline_after`` calls each took under ``inline_share`` of their budget runs in
-    the caller's thread instead. Inline, an overrun is noticed only when the call returns: the work is done, so its
+    box), so a stage whose last ``inline_after`` calls each took under ``inline_share`` of its own budget runs in
+    the caller's thread instead. Trust is judged against the stage's own budget (``own_s``), not what is left of a
+    request's deadline: under load that shrinks, and judging by it would send stages to the pool, paying the hops,
+    just when CPU is scarcest. Inline, an overrun is noticed only when the call returns: the work is done, so its
     result is kept (``error="late"``; the later stages find their budget spent and are skipped), and the stage
     goes back to the pool until it has been fast again ``inline_after`` times. ``inline_after=0`` keeps every
     budgeted call on the pool.
@@ -72,9 +74,12 @@ class StageRunner:
         cost = self._costs.get(stage)
         return 0.0 if cost is None else cost.seconds(size)
 
-    def run(self, stage: str, fn: Callable[[], T], budget_s: float | None, size: int = 1) -> Outcome[T]:
-        """``fn()`` on a batch of ``size`` within ``budget_s`` seconds (None: no limit, run inline); never raises."""
+    def run(self, stage: str, fn: Callable[[], T], budget_s: float | None, size: int = 1, *,
+            own_s: float | None = None) -> Outcome[T]:
+        """``fn()`` on a batch of ``size`` within ``budget_s`` seconds (None: no limit, run inline); never raises.
+        ``own_s`` is the stage's own budget, which its inline trust is judged by (default ``budget_s``)."""
         start = time.perf_counter()
+        trust_s, judged = budget_s if own_s is None else own_s, budget_s is None
         try:
             if budget_s is None:
                 value = fn()
@@ -87,8 +92,9 @@ class StageRunner:
                     value = fn()
                     seconds = time.perf_counter() - start
                     self._cost(stage).observe(size, seconds)
+                    self._judge(stage, seconds, trust_s)
+                    judged = True
                     if seconds > budget_s:
-                        self._fast_runs[stage] = 0
                         LOGGER.warning("stage %s ran past its %.1f ms budget (inline: result kept)", stage,
                                        1000 * budget_s)
                         return Outcome(value, "late", seconds)
@@ -102,10 +108,14 @@ class StageRunner:
             LOGGER.warning("stage %s failed: %r", stage, exc)
             return Outcome(None, f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
         seconds = time.perf_counter() - start
-        if budget_s is not None:
-            fast = seconds < self.inline_share * budget_s
-            self._fast_runs[stage] = self._fast_runs.get(stage, 0) + 1 if fast else 0
+        if not judged:
+            self._judge(stage, seconds, trust_s)
         return Outcome(value, None, seconds)
+
+    def _judge(self, stage: str, seconds: float, trust_s: float | None) -> None:
+        """Count a call that took under ``inline_share`` of ``trust_s`` towards running inline; any other resets it."""
+        fast = trust_s is not None and seconds < self.inline_share * trust_s
+        self._fast_runs[stage] = self._fast_runs.get(stage, 0) + 1 if fast else 0
 
     def _skip(self, stage: str, budget_s: float, size: int) -> bool:
         """Whether a call with ``budget_s`` is expected to overrun and should not start (every ``probe_after + 1``-th

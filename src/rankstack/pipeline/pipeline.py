@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,7 +21,7 @@ from rankstack.pipeline.api import MAX_K, RecommendRequest, RecommendResponse, S
 from rankstack.pipeline.artifact import load_artifact
 from rankstack.pipeline.batch import ItemFilters, RequestBatch, SlateBatch, build_batch, internal_batch
 from rankstack.pipeline.config import PipelineConfig
-from rankstack.pipeline.deadline import StageRunner
+from rankstack.pipeline.deadline import Outcome, StageRunner
 from rankstack.pipeline.exploration_stage import explore
 from rankstack.pipeline.online_policy import OnlinePolicy
 from rankstack.pipeline.parts import PipelineParts, source_index
@@ -32,6 +32,8 @@ from rankstack.reranking.reranker import RerankContext
 from rankstack.retrieval.indexed import IndexedRetriever
 from rankstack.retrieval.source import Retriever
 from rankstack.state.store import StateStore, fresh_times
+
+T = TypeVar("T")
 
 
 class _Clock:
@@ -132,14 +134,17 @@ class Pipeline:
                 "data": m.get("data", {}), "metrics": m.get("metrics", {}).get("pipeline", {}),
                 "code_version": m.get("code_version", {})}
 
-    def _budget(self, stage: str, started: float, deadline_s: float | None, enforce: bool) -> float | None:
-        """Seconds this stage may take: its own budget, capped by what is left of the call's deadline."""
-        own = getattr(self.config.deadlines_ms, stage) if enforce else None
-        budget = None if own is None else own / 1000.0
+    def _run(self, stage: str, fn: Callable[[], T], size: int, started: float, deadline_s: float | None,
+             enforce: bool) -> Outcome[T]:
+        """``fn`` through the stage runner, within the stage's own budget capped by what is left of the call's
+        deadline; the runner judges the stage's inline trust by its own budget alone."""
+        own_ms = getattr(self.config.deadlines_ms, stage) if enforce else None
+        own = None if own_ms is None else own_ms / 1000.0
+        budget = own
         if deadline_s is not None:
             left = deadline_s - (time.perf_counter() - started)
             budget = left if budget is None else min(budget, left)
-        return budget
+        return self.runner.run(stage, fn, budget, size, own_s=own)
 
     def recommend(
         self, requests: Sequence[RecommendRequest], state: StateStore | None = None, *,
@@ -266,8 +271,8 @@ class Pipeline:
         parts: list[tuple[np.ndarray, st.CandidateTable]] = []
         if len(known):
             users = batch.user_ids[known]
-            outcome = self.runner.run("retrieval", lambda: st.retrieve(self.retrievers, self.config, users),
-                                      self._budget("retrieval", started, deadline_s, enforce), len(users))
+            outcome = self._run("retrieval", lambda: st.retrieve(self.retrievers, self.config, users), len(users),
+                                started, deadline_s, enforce)
             if outcome.value is not None:
                 table, failed = outcome.value
                 parts.append((known, table))
@@ -292,8 +297,7 @@ class Pipeline:
         if ranker is None or stage is None:
             return None, {}
         block = self._rank_batch(batch, table, state)
-        outcome = self.runner.run("ranker", lambda: ranker.score(block),
-                                  self._budget("ranker", started, deadline_s, enforce), len(batch))
+        outcome = self._run("ranker", lambda: ranker.score(block), len(batch), started, deadline_s, enforce)
         if outcome.value is None:
             batch.mark("ranker", "degraded")
             return None, {}
@@ -314,8 +318,8 @@ class Pipeline:
         context = RerankContext(np.arange(len(batch)), now=time.time(),
                                 exposure=RowExposure(batch, state, self.parts.item_map))
         cands = Candidates(ids, np.where(ids >= 0, scores, -np.inf), "ranked")
-        outcome = self.runner.run("rerank", lambda: reranker.rerank(cands, depth, context),
-                                  self._budget("rerank", started, deadline_s, enforce), len(batch))
+        outcome = self._run("rerank", lambda: reranker.rerank(cands, depth, context), len(batch), started,
+                            deadline_s, enforce)
         if outcome.value is None:
             batch.mark("rerank", "degraded")
             return ids[:, :depth], scores[:, :depth]
