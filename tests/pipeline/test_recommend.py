@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -194,6 +195,24 @@ def test_overall_deadline_spent_degrades_the_ranker(small_split: tuple[Dataset, 
     pipe = build(small_split[0], ranker={"source": "fakeseq"})
     (resp,) = pipe.recommend([RecommendRequest(user_id="u1", k=3)], deadline_s=1e-9)
     assert resp.stages["ranker"] == "degraded" and len(resp.items) == 3
+
+
+def test_stages_get_the_deadline_left_as_budget_and_their_own_budget_for_inline_trust(
+        small_split: tuple[Dataset, Dataset], monkeypatch: pytest.MonkeyPatch) -> None:
+    pipe = build(small_split[0], ranker={"source": "fakeseq"},
+                 deadlines_ms={"retrieval": 200, "ranker": 100, "rerank": 50})
+    calls: list[tuple[str, float | None, float | None]] = []
+    run = pipe.runner.run
+
+    def spy(stage: str, fn: Any, budget_s: float | None, size: int = 1, *, own_s: float | None = None) -> Any:
+        calls.append((stage, budget_s, own_s))
+        return run(stage, fn, budget_s, size, own_s=own_s)
+
+    monkeypatch.setattr(pipe.runner, "run", spy)
+    pipe.recommend([RecommendRequest(user_id="u1", k=3)], deadline_s=0.08)
+    own = {stage: o for stage, _, o in calls}
+    assert own["retrieval"] == pytest.approx(0.2) and own["ranker"] == pytest.approx(0.1)
+    assert all(budget is not None and budget <= 0.08 for _, budget, _ in calls)  # capped by what is left
 
 
 def test_failing_retrieval_falls_back_to_popularity(small_split: tuple[Dataset, Dataset],
