@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
+from rankstack.progress import PlainProgress
+from rankstack.ranking import lambdarank_train
 from rankstack.ranking.lambdarank import MISSING_RANK, prior_scores
 from rankstack.ranking.lambdarank_train import RankingRows, fit_lambdarank
 
@@ -68,3 +72,14 @@ def test_a_base_starts_the_model_at_that_order() -> None:
     _, report = fit_lambdarank(train, valid, ["score_s", "rank_s", "noise"], rounds=5, early_stopping=5,
                                params={"min_data_in_leaf": 5}, base="s")
     assert report["validation_curve"][0] > 0.7 and report["base"] == "s"
+
+
+def test_fit_reports_each_round_with_its_validation_ndcg(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr(lambdarank_train, "new_progress", lambda: PlainProgress(out, every_s=0.0))
+    _, report = fit_lambdarank(planted(100, 20, 0), planted(50, 20, 1), ["signal", "noise_a", "noise_b"],
+                               rounds=8, early_stopping=8, params={"min_data_in_leaf": 5}, refit=True)
+    lines = out.getvalue().splitlines()
+    first = f"{report['validation_curve'][0]:.4f}"
+    assert lines[0].startswith(f"LambdaRank rounds (validation ndcg@10 {first}): 1/8")
+    assert any(line.startswith("LambdaRank refit on train + validation: done") for line in lines)

@@ -8,12 +8,14 @@ stops when the validation groups' NDCG@``eval_at`` has not improved for ``early_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from rich.progress import Progress, TaskID
 
+from rankstack.progress import new_progress
 from rankstack.ranking.lambdarank import prior_scores
 
 
@@ -71,16 +73,23 @@ def fit_lambdarank(train: RankingRows, validation: RankingRows, names: Sequence[
     dvalid = lightgbm.Dataset(validation.features, validation.labels, group=validation.groups, reference=dtrain,
                               init_score=prior_scores(validation.features, names, base))
     history: dict[str, Any] = {}
-    booster = lightgbm.train(config, dtrain, num_boost_round=rounds, valid_sets=[dvalid], valid_names=["validation"],
-                             callbacks=[lightgbm.early_stopping(early_stopping, verbose=False),
-                                        lightgbm.record_evaluation(history)])
+    with new_progress() as progress:
+        task = progress.add_task("LambdaRank rounds", total=rounds)
+        booster = lightgbm.train(config, dtrain, num_boost_round=rounds, valid_sets=[dvalid],
+                                 valid_names=["validation"],
+                                 callbacks=[lightgbm.early_stopping(early_stopping, verbose=False),
+                                            lightgbm.record_evaluation(history),
+                                            _report_rounds(progress, task, f"ndcg@{eval_at}")])
     curve = [round(float(v), 5) for v in history["validation"][f"ndcg@{eval_at}"]]
     best = int(booster.best_iteration) or len(curve)
     if refit:
         both = RankingRows.concat([train, validation])
-        booster = lightgbm.train(config | {"metric": "none"}, lightgbm.Dataset(
-            both.features, both.labels, group=both.groups, feature_name=list(names),
-            init_score=prior_scores(both.features, names, base)), num_boost_round=best)
+        with new_progress() as progress:
+            task = progress.add_task("LambdaRank refit on train + validation", total=best)
+            booster = lightgbm.train(config | {"metric": "none"}, lightgbm.Dataset(
+                both.features, both.labels, group=both.groups, feature_name=list(names),
+                init_score=prior_scores(both.features, names, base)), num_boost_round=best,
+                callbacks=[_report_rounds(progress, task, None)])
     gain = booster.feature_importance(importance_type="gain", iteration=best)
     report = {
         "best_iteration": best, f"validation_ndcg@{eval_at}": curve[best - 1] if curve else None,
@@ -92,3 +101,13 @@ def fit_lambdarank(train: RankingRows, validation: RankingRows, names: Sequence[
         "base": base,
     }
     return booster.model_to_string(num_iteration=best), report
+
+
+def _report_rounds(progress: Progress, task: TaskID, metric: str | None) -> Callable[[Any], None]:
+    """A LightGBM callback advancing ``task`` by one per boosting round, its description showing the latest
+    validation ``metric`` (rounds can take minutes on large logs; early stopping ends the bar before its total)."""
+    def callback(env: Any) -> None:
+        scores = [float(r[2]) for r in env.evaluation_result_list or [] if metric is not None and r[1] == metric]
+        description = f"LambdaRank rounds (validation {metric} {scores[0]:.4f})" if scores else None
+        progress.update(task, advance=1, description=description)
+    return callback
