@@ -40,8 +40,8 @@ def test_train_writes_registers_and_the_registry_promotes_and_rolls_back(tmp_pat
         out = tmp_path / f"art{n}"
         result = runner.invoke(app, ["train", str(config), "-o", str(out), "--registry", str(reg), "--json"])
         assert result.exit_code == 0, result.output
-        record = json.loads(result.stdout)
-        assert record["registered"]["active"] is (n == 1)
+        record = json.loads(result.stdout)  # the record alone: the training notes went to stderr
+        assert record["registered"]["active"] is (n == 1) and "popular" in result.stderr
         assert set(record["metrics"]) == {"sources", "pipeline", "funnel"}
         outs.append(record["version"])
     manifest = json.loads((tmp_path / "art1" / "manifest.json").read_text())

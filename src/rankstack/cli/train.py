@@ -22,7 +22,7 @@ from rankstack.cli.backend_options import (
     session_for,
     source_fit_for,
 )
-from rankstack.cli.common import artifact_size, console, friendly_errors, metric_grid
+from rankstack.cli.common import artifact_size, console, err_console, friendly_errors, metric_grid
 from rankstack.errors import RegistryError
 
 if TYPE_CHECKING:
@@ -66,7 +66,10 @@ def train(
                                      param_hint="--backend")
         if out.exists() and any(out.iterdir()) and not force:
             raise typer.BadParameter(f"{out} exists and is not empty (use --force to replace it)", param_hint="--out")
-        log = (lambda _msg: None) if as_json else (lambda msg: console.print(escape(msg)))
+        def log(msg: str) -> None:
+            """A training note: on stderr under ``--json``, whose stdout is the record alone."""
+            (err_console if as_json else console).print(escape(msg))
+
         with session_for(backend):
             if backend.is_ray:
                 log(f"on Ray ({backend.workers or 'all'} workers): {', '.join(ray_stages(cfg))}; the rest here")
