@@ -4,6 +4,8 @@
   the service's ``LoopWriter`` (how they are stored now; alone and ten at once), through the state reader's
   ``BoundedCalls`` on its threads, and inline once it has earned that;
 * a slate item: ``ScoredItem.model_construct`` against ``ScoredItem.trusted``;
+* storing a one-click post in SQLite (``synchronous=FULL``): alone in its transaction (``add_events``) and ten
+  posts in one (``add_event_batches``, how the service's writer stores posts queued during a write);
 * with ``--state FILE`` (a SQLite state, e.g. one ``serve_load.py --keep-state`` left): ``recent_items_many`` for
   1 and 8 of its busiest users (on a copy of the file).
 
@@ -25,6 +27,7 @@ from pathlib import Path
 import uvloop
 from starlette.concurrency import run_in_threadpool
 
+from rankstack.events import Event
 from rankstack.pipeline.api import ScoredItem
 from rankstack.serving.guard import BoundedCalls
 from rankstack.state.sqlite import SQLiteStateStore
@@ -65,6 +68,26 @@ async def loop_hops(calls: int) -> dict[str, float]:
     return out
 
 
+def event_writes(calls: int) -> dict[str, float]:
+    """Process CPU per one-click post stored in a fresh SQLite file: alone in its transaction, and ten together."""
+    folder = Path(tempfile.mkdtemp(prefix="overheads-"))
+    store = SQLiteStateStore(folder / "state.db")
+
+    def click(key: str) -> Event:
+        return Event(event_id=key, user_id=f"u{hash(key) % 1000}", item_id=f"i{hash(key) % 500}", event="click",
+                     timestamp=time.time())
+
+    posts = max(calls // 10, 20)
+    out = {"SQLite post, alone in its transaction": per_call_us(lambda i: store.add_events([click(f"a{i}")]), posts)}
+    together = getattr(store, "add_event_batches", None)
+    if together is not None:  # (older checkouts lack it)
+        out["SQLite post, ten in one transaction"] = per_call_us(
+            lambda i: together([[click(f"t{i}-{j}")] for j in range(10)]), posts // 10) / 10
+    store.close()
+    shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
 def state_reads(path: Path, calls: int) -> dict[str, float]:
     """``recent_items_many`` of 1 and 8 of the busiest users of a copy of the state file."""
     folder = Path(tempfile.mkdtemp(prefix="overheads-"))
@@ -102,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     trusted = getattr(ScoredItem, "trusted", None)
     if trusted is not None:
         results["ScoredItem.trusted"] = per_call_us(lambda i: trusted("item", 0.5, None), args.calls * 10)
+    results.update(event_writes(args.calls))
     if args.state is not None:
         results.update(state_reads(args.state, args.calls))
     for label, us in results.items():

@@ -17,6 +17,7 @@ from rankstack.serving.admission import OverloadedError
 from rankstack.serving.batcher import LoopBatcher
 from rankstack.serving.schemas import MAX_EVENTS_PER_BATCH
 from rankstack.state import SQLiteStateStore
+from rankstack.state.shared import StateStoreError
 
 
 def test_health_and_readiness(client: TestClient) -> None:
@@ -254,3 +255,67 @@ def test_event_posts_are_refused_while_the_oldest_in_flight_is_past_the_event_de
         assert 'rankstack_requests_shed_total{endpoint="/v1/events",reason="deadline"} 1.0' in metrics
     store.close()
     assert _stored_ids(tmp_path) == ["a", "b"]
+
+
+def _queue_behind_a_held_write(http: TestClient, entered: threading.Event, release: threading.Event,
+                               ids: list[str]) -> tuple[Any, list[Any]]:
+    """Post "a" and hold its write; post one event per id in ``ids`` on threads and wait until all are queued
+    behind it; release. The first answer and the queued posts' answers, in ``ids`` order."""
+    answers: dict[int, Any] = {}
+
+    def post(at: int, event_id: str) -> None:
+        answers[at] = http.post("/v1/events", json={"events": [click(event_id)]})
+
+    threads = [threading.Thread(target=post, args=(-1, "a"))]
+    threads[0].start()
+    assert entered.wait(10)
+    threads += [threading.Thread(target=post, args=(at, event_id)) for at, event_id in enumerate(ids)]
+    for thread in threads[1:]:
+        thread.start()
+    writer = http.app.state.writer  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while writer.pending() < len(ids) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writer.pending() == len(ids)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    return answers[-1], [answers[at] for at in range(len(ids))]
+
+
+def test_posts_queued_behind_a_write_share_one_durable_transaction(tmp_path: Path) -> None:
+    store, entered, release = _held_store(tmp_path)
+    groups: list[int] = []
+    write_many = store.add_event_batches
+
+    def spy(batches: Any) -> list[int]:
+        groups.append(len(batches))
+        return write_many(batches)
+
+    store.add_event_batches = spy  # type: ignore[method-assign]
+    settings = ServiceSettings(artifact=write_fake_artifact(tmp_path / "v1"))
+    with TestClient(create_app(load_fake, store, settings)) as http:
+        first, queued = _queue_behind_a_held_write(http, entered, release, ["b", "c", "b"])
+        assert first.status_code == 200 and groups == [3]
+        assert [r.status_code for r in queued] == [200] * 3
+        assert sorted((r.json()["new"], r.json()["duplicates"]) for r in queued) == [(0, 1), (1, 0), (1, 0)]
+    store.close()
+    assert _stored_ids(tmp_path) == ["a", "b", "c"]
+
+
+def test_a_failed_group_write_answers_each_post_503_and_stores_none_of_them(tmp_path: Path) -> None:
+    store, entered, release = _held_store(tmp_path)
+
+    def failing(batches: Any) -> list[int]:
+        raise StateStoreError("SQLite state store: database or disk is full")
+
+    store.add_event_batches = failing  # type: ignore[method-assign]
+    settings = ServiceSettings(artifact=write_fake_artifact(tmp_path / "v1"))
+    with TestClient(create_app(load_fake, store, settings)) as http:
+        first, queued = _queue_behind_a_held_write(http, entered, release, ["b", "c"])
+        assert first.status_code == 200
+        assert [r.status_code for r in queued] == [503, 503] and all(r.headers["retry-after"] == "1" for r in queued)
+        metrics = http.get("/metrics").text
+        assert 'rankstack_errors_total{endpoint="/v1/events",kind="state_store"} 2.0' in metrics
+    store.close()
+    assert _stored_ids(tmp_path) == ["a"]

@@ -30,6 +30,36 @@ def test_sqlite_survives_reopen(tmp_path: Path) -> None:
     assert SQLiteStateStore(tmp_path / "s.db").recent_items("u", 5) == ["i"]
 
 
+def _click(event_id: str, item: str = "i") -> Event:
+    return Event(event_id=event_id, user_id="u", item_id=item, event="click", timestamp=1.0)
+
+
+def test_sqlite_stores_several_posts_in_one_transaction(tmp_path: Path) -> None:
+    store = SQLiteStateStore(tmp_path / "s.db")
+    store.add_events([_click("e0")])
+    assert store.add_event_batches([[_click("e1"), _click("e0")], [_click("e2")], [_click("e1")]]) == [1, 1, 0]
+    assert store.stored_event_ids(["e0", "e1", "e2"]) == {"e0", "e1", "e2"}
+
+
+def test_sqlite_posts_written_together_are_stored_all_or_none(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from rankstack.state import sqlite as sqlite_store
+
+    store = SQLiteStateStore(tmp_path / "s.db")
+    increment = sqlite_store.bandit_increment
+
+    def failing_on_boom(event: Event) -> tuple[float, float]:
+        if event.item_id == "boom":
+            raise sqlite3.OperationalError("disk I/O error")
+        return increment(event)
+
+    monkeypatch.setattr(sqlite_store, "bandit_increment", failing_on_boom)
+    with pytest.raises(StateStoreError, match="disk I/O error"):
+        store.add_event_batches([[_click("e1")], [_click("e2", "boom")]])
+    assert store.stored_event_ids(["e1", "e2"]) == set()
+    assert store.add_event_batches([[_click("e1")]]) == [1]  # the store still writes
+
+
 def test_sqlite_errors_are_state_store_errors(tmp_path: Path) -> None:
     store = SQLiteStateStore(tmp_path / "s.db")
     store.close()

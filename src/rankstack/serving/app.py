@@ -136,7 +136,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
                   docs_url=None, redoc_url=None,  # FastAPI's pages load their scripts from a CDN: see docs_page
                   lifespan=_lifespan(start, [*stops, batcher.close, writer.close, reader.close, probe.close,
                                              learning.stop, *on_shutdown]))
-    app.state.slot, app.state.metrics, app.state.store = slot, metrics, state
+    app.state.slot, app.state.metrics, app.state.store, app.state.writer = slot, metrics, state, writer
 
     @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
     async def docs() -> HTMLResponse:
@@ -210,25 +210,43 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
             in_flight.leave(token)
 
     def store_posts(batches: list[EventBatch]) -> list[EventsAck | Exception]:
-        """The writer thread's work: each post's events stored in turn (their acknowledgement or the 503)."""
-        outcomes: list[EventsAck | Exception] = []
-        for batch in batches:
+        """The writer thread's work: the posts queued since its last write, in one durable transaction where the
+        store can (``add_event_batches``: one fsync for all, nothing of any stored if it fails), else in turn; each
+        post's acknowledgement or its 503."""
+        write_many, news = getattr(state, "add_event_batches", None), None
+        if len(batches) > 1 and callable(write_many):
             try:
-                outcomes.append(store(batch))
+                news = write_many([batch.events for batch in batches])
+            except Exception as exc:
+                return [not_stored(exc) for _ in batches]
+        outcomes: list[EventsAck | Exception] = []
+        for at, batch in enumerate(batches):
+            try:
+                outcomes.append(store(batch) if news is None else acknowledge(batch, news[at]))
             except Exception as exc:
                 outcomes.append(exc)
         return outcomes
 
     def store(batch: EventBatch) -> EventsAck:
-        """Write the events (on the writer thread: SQLite fsyncs), then acknowledge them."""
+        """Write one post's events (on the writer thread: SQLite fsyncs), then acknowledge them."""
         try:
             new = state.add_events(batch.events)
         except Exception as exc:
-            breaker.trip()
-            metrics.errors.labels("/v1/events", "state_store").inc()
-            log.warning("events not stored: %s", exc)
-            raise HTTPException(503, "state store unavailable: events were not stored, retry later",
-                                headers={"Retry-After": "1"}) from exc
+            raise not_stored(exc) from exc
+        return acknowledge(batch, new)
+
+    def not_stored(exc: Exception) -> HTTPException:
+        """The 503 for a post the store could not take (the breaker opens; counted, logged)."""
+        breaker.trip()
+        metrics.errors.labels("/v1/events", "state_store").inc()
+        log.warning("events not stored: %s", exc)
+        error = HTTPException(503, "state store unavailable: events were not stored, retry later",
+                              headers={"Retry-After": "1"})
+        error.__cause__ = exc
+        return error
+
+    def acknowledge(batch: EventBatch, new: int) -> EventsAck:
+        """A stored post's answer: counts, and the items the served model does not know."""
         breaker.reset()
         durability.check()  # a store that was down at start: its settings are checked on its first success
         received = len(batch.events)

@@ -155,6 +155,11 @@ class SQLiteStateStore:
         threads meanwhile share one transaction (group commit): one fsync for all, each caller answered after it."""
         return self._group.submit(list(events))
 
+    def add_event_batches(self, batches: Sequence[Sequence[Event]]) -> list[int]:
+        """Several posts' events in one durable transaction (one fsync for all; a single writer thread cannot
+        group through ``add_events``); the new events of each. If the write fails, nothing of any is stored."""
+        return self._write_batches([list(events) for events in batches])
+
     def _write_batches(self, batches: list[list[Event]]) -> list[int]:
         """Every batch in one durable transaction; the new events of each (``GroupCommit``'s write)."""
         news = []
