@@ -43,9 +43,9 @@ class StageRunner:
     the caller's thread instead. Trust is judged against the stage's own budget (``own_s``), not what is left of a
     request's deadline: under load that shrinks, and judging by it would send stages to the pool, paying the hops,
     just when CPU is scarcest. Inline, an overrun is noticed only when the call returns: the work is done, so its
-    result is kept (``error="late"``; the later stages find their budget spent and are skipped), and the stage
-    goes back to the pool until it has been fast again ``inline_after`` times. ``inline_after=0`` keeps every
-    budgeted call on the pool.
+    result is kept (``error="late"``; the later stages find their budget spent and are skipped). Any call that took
+    over ``inline_share`` of the stage's own budget sends it back to the pool until it has been fast again
+    ``inline_after`` times. ``inline_after=0`` keeps every budgeted call on the pool.
 
     Each stage's cost is learnt as a line in the batch size (``BatchCost``, from every call that finished, on the
     pool too); a call whose budget is under its expected time is skipped at once (``error="skipped"``) instead
