@@ -55,6 +55,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -651,9 +652,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into ``SystemExit`` so that ``finally`` blocks run: a terminated run stops the server it started
+    (its workers were left serving, holding the CPU, when ``kill`` ended the script)."""
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse options, measure each catalog size, write one JSON per size (and the plot); ``--json``: print one."""
     args = parse_args(argv)
+    exit_on_sigterm()
     real_stdout = None
     if args.json:  # stdout carries the JSON object only: everything else (ours, libraries', C code's) to stderr
         sys.stdout.flush()

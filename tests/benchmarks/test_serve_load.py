@@ -84,3 +84,14 @@ def test_reuse_refuses_an_artifact_built_with_other_options(tmp_path: Path) -> N
             assert done.returncode == 0, done.stderr[-2000:]
         else:
             assert done.returncode != 0 and refusal in done.stderr and "drop --reuse" in done.stderr, done.stderr
+
+
+def test_sigterm_runs_the_cleanup_that_stops_the_server(tmp_path: Path) -> None:
+    code = ("import os, signal, sys, time; sys.path.insert(0, 'benchmarks'); import serve_load as s\n"
+            "s.exit_on_sigterm()\n"
+            "try:\n    os.kill(os.getpid(), signal.SIGTERM); time.sleep(10)\n"
+            "finally:\n    print('server stopped', flush=True)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=ROOT)
+    assert done.returncode == 128 + 15 and done.stdout == "server stopped\n", done.stderr[-2000:]
