@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -97,15 +98,21 @@ def test_a_failing_write_fails_every_item_in_it(failure: Exception | str) -> Non
     assert len({id(o) for o in outcomes[1:]}) == 3
 
 
-def test_close_writes_what_is_queued_then_refuses() -> None:
-    """``close`` waits for queued items to be written; a later submit raises ``WriterClosedError``."""
-    written: list[int] = []
-    gate = threading.Event()
+def _gated() -> tuple[threading.Event, list[int], Callable[[list[int]], list[int]]]:
+    """A write that waits for the gate, then records its items and returns them unchanged."""
+    gate, written = threading.Event(), []
 
     def write(items: list[int]) -> list[int]:
         gate.wait(5)
         written.extend(items)
         return items
+
+    return gate, written, write
+
+
+def test_close_writes_what_is_queued_then_refuses() -> None:
+    """``close`` waits for queued items to be written; a later submit raises ``WriterClosedError``."""
+    gate, written, write = _gated()
 
     async def main() -> None:
         writer: LoopWriter[int, int] = LoopWriter(write)
@@ -123,13 +130,7 @@ def test_close_writes_what_is_queued_then_refuses() -> None:
 
 def test_a_caller_that_gave_up_does_not_break_the_others() -> None:
     """A cancelled caller's item is still written; the other callers get their results."""
-    gate = threading.Event()
-    written: list[int] = []
-
-    def write(items: list[int]) -> list[int]:
-        gate.wait(5)
-        written.extend(items)
-        return items
+    gate, written, write = _gated()
 
     async def main() -> int:
         writer: LoopWriter[int, int] = LoopWriter(write)

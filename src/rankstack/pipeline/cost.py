@@ -1,9 +1,9 @@
 """The wall time of a batch as a line in its size, learnt from the batches that ran: what load shedding and the
-stage runner decide with."""
+stage runner decide with; and when a call has been fast enough to skip its thread hand-off."""
 
 from __future__ import annotations
 
-__all__ = ["HALFLIFE_BATCHES", "OUTLIER_FACTOR", "BatchCost"]
+__all__ = ["HALFLIFE_BATCHES", "OUTLIER_FACTOR", "BatchCost", "InlineTrust"]
 HALFLIFE_BATCHES = 16  # the weight of a batch in the estimates halves every this many batches
 OUTLIER_FACTOR = 4.0  # a batch counts as at most this many times its current estimate (a stall, a paused process)
 
@@ -52,3 +52,27 @@ class BatchCost:
     def seconds(self, size: int) -> float:
         """Expected wall time of a batch of ``size`` requests."""
         return self.alpha + self.beta * size
+
+
+class InlineTrust:
+    """Whether calls may run on the caller's thread: earned by ``after`` calls in a row that each took under
+    ``share`` of their budget, lost by any other call (``after`` 0: never earned)."""
+
+    def __init__(self, after: int, share: float) -> None:
+        self.after, self.share = after, share
+        self._fast = 0  # calls in a row that took under ``share`` of their budget
+
+    @property
+    def earned(self) -> bool:
+        """The next call may run inline."""
+        return self.after > 0 and self._fast >= self.after
+
+    def judge(self, seconds: float, budget_s: float | None) -> bool:
+        """Count one call that took ``seconds`` of ``budget_s`` (None: no budget, never fast); whether it was fast."""
+        fast = budget_s is not None and seconds < self.share * budget_s
+        self._fast = self._fast + 1 if fast else 0
+        return fast
+
+    def lose(self) -> None:
+        """A call failed or timed out: start counting again."""
+        self._fast = 0

@@ -10,7 +10,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from rankstack.pipeline.cost import BatchCost
+from rankstack.pipeline.cost import BatchCost, InlineTrust
 
 T = TypeVar("T")
 LOGGER = logging.getLogger("rankstack.pipeline")
@@ -61,13 +61,14 @@ class StageRunner:
         self.inline_after = inline_after
         self.inline_share = inline_share
         self.probe_after = probe_after
-        self._fast_runs: dict[str, int] = {}
+        self._trust: dict[str, InlineTrust] = {}
         self._costs: dict[str, BatchCost] = {}
         self._skips: dict[str, int] = {}
 
     def inline(self, stage: str) -> bool:
         """Whether the stage's next budgeted call runs in the caller's thread."""
-        return self.inline_after > 0 and self._fast_runs.get(stage, 0) >= self.inline_after
+        trust = self._trust.get(stage)
+        return trust is not None and trust.earned
 
     def expected_s(self, stage: str, size: int = 1) -> float:
         """The stage's expected wall time on a batch of ``size`` (0 before its first finished call)."""
@@ -92,7 +93,7 @@ class StageRunner:
                     value = fn()
                     seconds = time.perf_counter() - start
                     self._cost(stage).observe(size, seconds)
-                    self._judge(stage, seconds, trust_s)
+                    self._trust_of(stage).judge(seconds, trust_s)
                     judged = True
                     if seconds > budget_s:
                         LOGGER.warning("stage %s ran past its %.1f ms budget (inline: result kept)", stage,
@@ -101,7 +102,7 @@ class StageRunner:
                 else:
                     value = self._submit(stage, fn, size).result(timeout=budget_s)
         except FutureTimeout:
-            self._fast_runs[stage] = 0
+            self._trust_of(stage).lose()
             LOGGER.warning("stage %s ran past its %.1f ms budget", stage, 1000 * (budget_s or 0))
             return Outcome(None, "timeout", time.perf_counter() - start)
         except Exception as exc:  # a failing stage degrades the response instead of failing it
@@ -109,13 +110,15 @@ class StageRunner:
             return Outcome(None, f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
         seconds = time.perf_counter() - start
         if not judged:
-            self._judge(stage, seconds, trust_s)
+            self._trust_of(stage).judge(seconds, trust_s)
         return Outcome(value, None, seconds)
 
-    def _judge(self, stage: str, seconds: float, trust_s: float | None) -> None:
-        """Count a call that took under ``inline_share`` of ``trust_s`` towards running inline; any other resets it."""
-        fast = trust_s is not None and seconds < self.inline_share * trust_s
-        self._fast_runs[stage] = self._fast_runs.get(stage, 0) + 1 if fast else 0
+    def _trust_of(self, stage: str) -> InlineTrust:
+        """The stage's inline trust, made on first use."""
+        trust = self._trust.get(stage)
+        if trust is None:
+            trust = self._trust.setdefault(stage, InlineTrust(self.inline_after, self.inline_share))
+        return trust
 
     def _skip(self, stage: str, budget_s: float, size: int) -> bool:
         """Whether a call with ``budget_s`` is expected to overrun and should not start (every ``probe_after + 1``-th

@@ -123,6 +123,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     in_flight = PostsInFlight(settings.max_queue, settings.event_deadline_s if settings.shed else None)
     writer: LoopWriter[EventBatch, EventsAck] = LoopWriter(lambda batches: store_posts(batches),
                                                            name="rankstack-events")
+    write_many = getattr(state, "add_event_batches", None)  # posts queued together in one transaction (SQLite)
 
     def start() -> None:
         """Check the store once (durability warning), follow the other workers' reloads (several workers only)."""
@@ -213,7 +214,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         """The writer thread's work: the posts queued since its last write, in one durable transaction where the
         store can (``add_event_batches``: one fsync for all, nothing of any stored if it fails), else in turn; each
         post's acknowledgement or its 503."""
-        write_many, news = getattr(state, "add_event_batches", None), None
+        news = None
         if len(batches) > 1 and callable(write_many):
             try:
                 news = write_many([batch.events for batch in batches])

@@ -20,6 +20,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
 from rankstack.events import Event
+from rankstack.pipeline.cost import InlineTrust
 from rankstack.state.store import StateStore, exposure_counts_many, latest_times_many, recent_items_many
 
 log = logging.getLogger(__name__)
@@ -46,14 +47,12 @@ class BoundedCalls:
                  inline_share: float = 0.25) -> None:
         self._free = threading.BoundedSemaphore(threads)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix=name)
-        self.inline_after = inline_after
-        self.inline_share = inline_share
-        self._fast = 0  # calls in a row that returned within inline_share of their timeout
+        self._trust = InlineTrust(inline_after, inline_share)
 
     @property
     def inline(self) -> bool:
         """Whether the next call runs on the caller's thread."""
-        return self.inline_after > 0 and self._fast >= self.inline_after
+        return self._trust.earned
 
     def call(self, fn: Callable[[], T], timeout_s: float) -> T:
         """``fn()`` on a reader thread (or inline, see the class); ``TimeoutError`` after ``timeout_s`` (the call
@@ -63,7 +62,7 @@ class BoundedCalls:
             try:
                 value = fn()
             except BaseException:
-                self._fast = 0
+                self._trust.lose()
                 raise
             self._record(time.perf_counter() - start, timeout_s)
             return value
@@ -78,23 +77,20 @@ class BoundedCalls:
         try:
             value = future.result(timeout=timeout_s)
         except FutureTimeout:
-            self._fast = 0
+            self._trust.lose()
             raise TimeoutError(f"no answer within {timeout_s * 1000:.0f} ms") from None
         except BaseException:
-            self._fast = 0
+            self._trust.lose()
             raise
         self._record(time.perf_counter() - start, timeout_s)
         return value
 
     def _record(self, seconds: float, timeout_s: float) -> None:
         """Count a call that returned: fast ones in a row earn the inline path, a slow one loses it."""
-        if seconds <= self.inline_share * timeout_s:
-            self._fast += 1
-        else:
-            if self.inline:
-                log.warning("state read took %.1f ms inline (budget %.1f ms): reads go back to threads",
-                            seconds * 1000, timeout_s * 1000)
-            self._fast = 0
+        was_inline = self.inline
+        if not self._trust.judge(seconds, timeout_s) and was_inline:
+            log.warning("state read took %.1f ms inline (budget %.1f ms): reads go back to threads",
+                        seconds * 1000, timeout_s * 1000)
 
     def close(self) -> None:
         """Stop the threads once their calls return (queued calls are dropped)."""
