@@ -89,8 +89,9 @@ def test_responses_are_what_validation_would_build(small_split: tuple[Dataset, D
 def test_batch_equals_one_by_one(small_split: tuple[Dataset, Dataset]) -> None:
     pipe = build(small_split[0], exploration={"policy": "epsilon_greedy", "epsilon": 0.5, "pool": 10})
     reqs = [RecommendRequest(user_id=u, k=4, request_id=f"r-{u}") for u in ("u1", "u2", "ghost", "u9")]
-    together = pipe.recommend(reqs)
-    alone = [pipe.recommend([r])[0] for r in reqs]
+    # no stage budgets: a first retrieval past its 200 ms on a busy box fell back to popularity (CI, 2026-12-03)
+    together = pipe.recommend(reqs, stage_deadlines=False)
+    alone = [pipe.recommend([r], stage_deadlines=False)[0] for r in reqs]
     assert [ids(a) for a in together] == [ids(b) for b in alone]
     assert [[i.propensity for i in a.items] for a in together] == [[i.propensity for i in b.items] for b in alone]
 
