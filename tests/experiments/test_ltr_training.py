@@ -237,6 +237,55 @@ def test_a_sequential_scorer_fitted_once_sees_no_window_event(small_split: tuple
     assert "seq_score" in ranker.feature_names
 
 
+def test_a_source_fitted_once_follows_each_windows_histories(small_split: tuple[Dataset, Dataset],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``fit: once`` source: one fit, on data without any label or validation event; each window's candidates
+    come from that model reading the window's histories; it serves reading every fit event; its score is also
+    the sequential feature."""
+    import rankstack.experiments.ltr_training as ltr
+    from rankstack.sequential.sasrec import SASRec
+
+    fit, _ = small_split
+    sasrec = {"name": "sasrec", "fit": "once", "k": 20, "quota": 5,
+              "settings": {"max_len": 8, "hidden_dim": 8, "epochs": 2, "device": "cpu"}}
+    sources = [*config_dict()["sources"], sasrec]
+    config = validate_pipeline_config(config_dict(sources=sources, merge={"k": 40}, ranker={
+        **RANKER, "label_windows": 2, "sequential": {"source": "sasrec"}}))
+    fitted: list[Dataset] = []
+    moved: list[Dataset] = []
+    original_build, original_rebound = ltr.build_source, ltr.rebound
+
+    def spy(name: str, settings: dict[str, Any]) -> Any:
+        source = original_build(name, settings)
+        if name == "sasrec":
+            real_fit = source.fit
+            source.fit = lambda data: (fitted.append(data), real_fit(data))[1]  # type: ignore[method-assign]
+        return source
+
+    def spy_rebound(model: Any, data: Dataset) -> Any:
+        moved.append(data)
+        return original_rebound(model, data)
+
+    monkeypatch.setattr(ltr, "build_source", spy)
+    monkeypatch.setattr(ltr, "rebound", spy_rebound)
+    pipeline = Pipeline(fit_stages(config, fit, lambda _m: None))
+    assert len(fitted) == 1
+    w = ranker_windows(fit, 1, 1, 2, label_windows=2)
+    held = keys(w.validation).union(*(keys(labels) for _b, labels in w.training))
+    assert held and not keys(fitted[0].events) & held
+    windows = [before for before, _labels in w.training] + [w.before_validation]
+    assert [len(d) for d in moved] == [len(d) for d in windows] + [len(fit)]  # each window's, then serving's
+    served = pipeline.parts.sources["sasrec"]
+    assert isinstance(served, SASRec) and list(pipeline.parts.sources) == ["popular", "itemknn", "sasrec"]
+    assert [len(h) for h in served.histories_] == [len(h) for h in fit.sequences()]
+    ranker = pipeline.parts.ranker
+    assert isinstance(ranker, LambdaRankRanker) and ranker.sequential is served
+    assert {"seq_score", "score_sasrec"} <= set(ranker.feature_names)
+    out = pipeline.recommend([RecommendRequest(user_id=str(u), k=5)
+                              for u in fit.user_map.to_external_list([0, 1, 2])], stage_deadlines=False)
+    assert all(len(r.items) == 5 for r in out)
+
+
 def test_random_windows_hold_out_shuffled_events(small_split: tuple[Dataset, Dataset]) -> None:
     """``order="random"``: windows are seeded random holdouts of each user's events; the feature window keeps
     every other event, later ones included; another seed draws other events."""

@@ -107,6 +107,12 @@ BAD: list[tuple[str, Any, str]] = [
     ("neural LightGBM setting", config_dict(ranker={"kind": "neural", "rounds": 5}), "unknown field 'rounds'"),
     ("neural base not a source", config_dict(ranker={"kind": "neural", "base": "ease"}),
      "ranker.base: 'ease' is not among the sources"),
+    ("a source fitted once that cannot be", config_dict(ranker={"kind": "lambdarank"}, sources=[
+        {"name": "itemknn", "fit": "once"}]), "source 'itemknn' cannot be fitted once"),
+    ("a source fitted once without a candidate ranker", config_dict(sources=[{"name": "sasrec", "fit": "once"}]),
+     "fit: once needs a learned candidate ranker"),
+    ("a source fitted at an unknown time", config_dict(sources=[{"name": "popular", "fit": "twice"}]),
+     "sources[0] 'popular', field 'fit'"),
     ("top-level list", "- a\n- b\n", "expected a mapping"),
     ("broken YAML", "name: [unclosed\n", "invalid YAML at line"),
 ]

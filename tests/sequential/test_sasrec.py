@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 from cycles import cycle_dataset
@@ -60,6 +61,21 @@ def test_fresh_click_changes_scores_without_retraining(fitted: tuple[SASRec, obj
         assert torch.allclose(model.score(np.array([0]))[0], after)
     finally:
         model.histories_ = saved
+
+
+def test_with_histories_reads_another_datasets_histories_with_the_same_weights(
+        fitted: tuple[SASRec, object, object]) -> None:
+    model, fit, test = fitted
+    later = fit.with_events(pl.concat([fit.events, test.events]))  # type: ignore[attr-defined]
+    moved = model.with_histories(later)  # type: ignore[arg-type]
+    assert moved.net_ is model.net_ and moved.histories_ is not model.histories_
+    user = int(test.events.get_column("user_id")[0])  # type: ignore[attr-defined]
+    assert len(moved.histories_[user]) == len(model.histories_[user]) + 1
+    assert torch.allclose(moved.score(np.array([user]))[0], model.score_histories([moved.histories_[user]])[0])
+    held = int(moved.histories_[user][-1])
+    assert held not in moved.retrieve(np.array([user]), 40).item_ids[0]  # now seen, so excluded
+    with pytest.raises(ValueError, match="items"):
+        model.with_histories(SimpleNamespace(n_items=model.n_items_ + 1))  # type: ignore[arg-type]
 
 
 def test_score_candidates_gathers_full_scores(fitted: tuple[SASRec, object, object]) -> None:

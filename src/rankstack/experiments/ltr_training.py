@@ -17,6 +17,10 @@ window; label window w (w = 0 the latest) has its own feature window, every even
 3. the caller fits every source on the whole fit data for serving; the ranker's item statistics are recomputed
    on it too.
 
+A source configured ``fit: once`` (one that reads histories at request time, e.g. SASRec) is instead fitted a
+single time on the events before every user's first label or validation event, and each window (and serving)
+points that model at its own histories (``with_histories``).
+
 Features of a window's rows read only that window's fitted sources, statistics and histories, so no event of a
 label (or validation) window reaches a feature of its own rows.
 """
@@ -116,13 +120,40 @@ def ranker_windows(data: Dataset, label_events: int = 1, validation_events: int 
                          earlier, before(pl.concat(held_out), held_out))
 
 
-def _fit_sources(config: PipelineConfig, data: Dataset, log: Log, label: str) -> dict[str, CandidateSource]:
+def _fit_sources(config: PipelineConfig, data: Dataset, log: Log, label: str,
+                 once: Mapping[str, CandidateSource] | None = None) -> dict[str, CandidateSource]:
+    """Every source fitted on ``data``; those fitted once (``once``) only pointed at its histories."""
     sources: dict[str, CandidateSource] = {}
     for stage in config.sources:
+        if once is not None and stage.name in once:
+            sources[stage.name] = rebound(once[stage.name], data)
+            continue
         t0 = time.perf_counter()
         sources[stage.name] = build_source(stage.name, stage.settings).fit(data)
         log(f"ranker {label} window: source {stage.name} fitted in {time.perf_counter() - t0:.1f} s")
     return sources
+
+
+def rebound(model: CandidateSource, data: Dataset) -> CandidateSource:
+    """``model`` (fitted once) reading ``data``'s histories: its ``with_histories``."""
+    with_histories = getattr(model, "with_histories", None)
+    if with_histories is None:
+        raise TypeError(f"source {model.name!r} has no with_histories, so it cannot be fitted once")
+    out: CandidateSource = with_histories(data)
+    return out
+
+
+def fit_once_sources(config: PipelineConfig, windows: RankerWindows, log: Log) -> dict[str, CandidateSource]:
+    """The sources configured ``fit: once``, each fitted a single time on the events before every user's first
+    label or validation event (``before_all``)."""
+    earliest = windows.before_all if windows.before_all is not None else windows.training[-1][0]
+    out: dict[str, CandidateSource] = {}
+    for stage in config.sources:
+        if stage.fit == "once":
+            t0 = time.perf_counter()
+            out[stage.name] = build_source(stage.name, stage.settings).fit(earliest)
+            log(f"ranker: source {stage.name} fitted once, before every window, in {time.perf_counter() - t0:.1f} s")
+    return out
 
 
 def _sequential(stage: CandidateRankerStage, sources: Mapping[str, CandidateSource], data: Dataset,
@@ -166,10 +197,11 @@ class WindowModels:
 
 
 def fit_window(config: PipelineConfig, stage: CandidateRankerStage, data: Dataset, log: Log, label: str,
-               sequential: CandidateSource | None = None) -> WindowModels:
-    """Fit the sources, the sequential scorer (unless one fitted once is given) and the statistics on ``data``
-    (every event before a window)."""
-    sources = _fit_sources(config, data, log, label)
+               sequential: CandidateSource | None = None,
+               once: Mapping[str, CandidateSource] | None = None) -> WindowModels:
+    """Fit the sources (those fitted once, ``once``, are pointed at ``data``'s histories), the sequential scorer
+    (unless one fitted once is given) and the statistics on ``data`` (every event before a window)."""
+    sources = _fit_sources(config, data, log, label, once)
     seq = sequential if sequential is not None else _sequential(stage, sources, data, log, label)
     return WindowModels(sources, seq, item_stats(stage, data), candidate_pipeline(config, sources, data))
 
@@ -209,9 +241,10 @@ LambdaRankFit = Callable[..., tuple[str, dict[str, Any]]]  # fit_lambdarank's si
 
 
 def window_rows(config: PipelineConfig, stage: CandidateRankerStage, data: Dataset, labels: pl.DataFrame,
-                log: Log, label: str, sequential: CandidateSource | None = None) -> tuple[RankingRows, float]:
+                log: Log, label: str, sequential: CandidateSource | None = None,
+                once: Mapping[str, CandidateSource] | None = None) -> tuple[RankingRows, float]:
     """:func:`labelled_rows` of ``labels`` from models fitted on ``data`` (every event before the window)."""
-    return labelled_rows(fit_window(config, stage, data, log, label, sequential), stage, labels,
+    return labelled_rows(fit_window(config, stage, data, log, label, sequential, once), stage, labels,
                          max(config.evaluation.ks))
 
 
@@ -232,13 +265,15 @@ def sequential_once(stage: CandidateRankerStage, windows: RankerWindows, log: Lo
 @dataclass
 class TrainingRows:
     """A ranker's training rows (every label window's) and validation rows, groups with a positive only; their
-    feature names, what to report about the windows, and the sequential scorer fitted once (if so configured)."""
+    feature names, what to report about the windows, the sequential scorer fitted once (if so configured) and the
+    sources fitted once (``fit: once``)."""
 
     train: RankingRows
     validation: RankingRows
     names: list[str]
     windows: dict[str, Any]
     sequential_once: CandidateSource | None
+    once_sources: dict[str, CandidateSource] = field(default_factory=dict)
 
 
 def training_rows(config: PipelineConfig, stage: CandidateRankerStage, fit_data: Dataset, log: Log,
@@ -248,31 +283,32 @@ def training_rows(config: PipelineConfig, stage: CandidateRankerStage, fit_data:
                              stage.label_windows, stage.window_order, stage.seed)
     parts, recalls = [], []
     once = sequential_once(stage, windows, log)
+    once_sources = fit_once_sources(config, windows, log)
     for w, (before, labels) in enumerate(windows.training):
         log(f"ranker {kind}: label window {w + 1} of {len(windows.training)}: "
             f"{labels.get_column('user_id').n_unique():,} users, {labels.height:,} label events after "
             f"{len(before):,} feature-window events")
-        rows, recall = window_rows(config, stage, before, labels, log, f"training {w + 1}", once)
+        rows, recall = window_rows(config, stage, before, labels, log, f"training {w + 1}", once, once_sources)
         parts.append(rows)
         recalls.append(round(recall, 4))
     train = RankingRows.concat(parts)
     log(f"ranker {kind}: validation window of {windows.validation.get_column('user_id').n_unique():,} users")
     valid, valid_recall = window_rows(config, stage, windows.before_validation, windows.validation, log, "validation",
-                                      once)
+                                      once, once_sources)
     names = feature_names([s.name for s in config.sources], stage.sequential is not None, stage.embedding is not None,
                           stage.recency)
     report = {"label_events": stage.label_events, "label_windows": stage.label_windows,
               "validation_events": stage.validation_events, "min_history": stage.min_history,
               "train_candidate_recall": recalls[0] if len(recalls) == 1 else recalls,
               "validation_candidate_recall": round(valid_recall, 4)}
-    return TrainingRows(train.with_positives(), valid.with_positives(), names, report, once)
+    return TrainingRows(train.with_positives(), valid.with_positives(), names, report, once, once_sources)
 
 
-def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: Mapping[str, CandidateSource],
+def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: dict[str, CandidateSource],
                          log: Log, fit: LambdaRankFit | None = None) -> LambdaRankRanker:
-    """Fit the ranker on the windows of ``fit_data``; it serves over ``serving`` (sources fitted on all of it);
-    ``fit`` trains the trees elsewhere (``rankstack.distributed.boosting`` on Ray Train), as ``fit_lambdarank``
-    would."""
+    """Fit the ranker on the windows of ``fit_data``; it serves over ``serving`` (sources fitted on all of it; the
+    sources fitted once are added to it, pointed at all of ``fit_data``); ``fit`` trains the trees elsewhere
+    (``rankstack.distributed.boosting`` on Ray Train), as ``fit_lambdarank`` would."""
     stage = config.ranker
     assert isinstance(stage, LambdaRankStage)
     rows = training_rows(config, stage, fit_data, log, stage.kind)
@@ -284,6 +320,7 @@ def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: Map
     report |= {"windows": rows.windows, "fit_s": round(time.perf_counter() - t0, 2)}
     log(f"ranker lambdarank: {report['best_iteration']} trees in {report['fit_s']} s, validation "
         f"ndcg@10 {report['validation_ndcg@10']}; top features: {list(report['importance_gain'])[:5]}")
+    serving.update({name: rebound(model, fit_data) for name, model in rows.once_sources.items()})
     once = rows.sequential_once
     seq = once if once is not None else _sequential(stage, serving, fit_data, log, "serving")
     return LambdaRankRanker(text, [s.name for s in config.sources], item_stats(stage, fit_data),
@@ -291,10 +328,10 @@ def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: Map
                             embedding=stage.embedding, recency=stage.recency)
 
 
-def fit_neural_stage(config: PipelineConfig, fit_data: Dataset, serving: Mapping[str, CandidateSource],
+def fit_neural_stage(config: PipelineConfig, fit_data: Dataset, serving: dict[str, CandidateSource],
                      log: Log) -> NeuralRanker:
     """Fit the neural ranker on the windows of ``fit_data`` (the same rows LambdaRank trains on); it serves over
-    ``serving`` (sources fitted on all of it)."""
+    ``serving`` (sources fitted on all of it; those fitted once are added, as for :func:`fit_lambdarank_stage`)."""
     stage = config.ranker
     assert isinstance(stage, NeuralRankStage)
     rows = training_rows(config, stage, fit_data, log, stage.kind)
@@ -304,6 +341,7 @@ def fit_neural_stage(config: PipelineConfig, fit_data: Dataset, serving: Mapping
     log(f"ranker neural: best epoch {report['best_epoch']} of {report['epochs_run']} in {report['fit_s']} s "
         f"(stopped by {report['stopped_by']}), validation ndcg@10 {report['validation_ndcg@10']}; top features "
         f"(permutation): {list(report['importance_ndcg@10_drop'] or {})[:5]}")
+    serving.update({name: rebound(model, fit_data) for name, model in rows.once_sources.items()})
     once = rows.sequential_once
     seq = once if once is not None else _sequential(stage, serving, fit_data, log, "serving")
     return NeuralRanker(net, stage.model, [s.name for s in config.sources], item_stats(stage, fit_data),

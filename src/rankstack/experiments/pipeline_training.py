@@ -74,6 +74,9 @@ def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log, lambdarank_f
     """
     sources: dict[str, CandidateSource] = {}
     for stage in config.sources:
+        if stage.fit == "once":
+            log(f"source {stage.name}: fitted once with the ranker's windows (below)")
+            continue
         t0 = time.perf_counter()
         sources[stage.name] = source_fit(stage.name, stage.settings, fit_data)
         log(f"source {stage.name}: fitted in {time.perf_counter() - t0:.1f} s{_stop_note(sources[stage.name])}")
@@ -92,6 +95,7 @@ def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log, lambdarank_f
             model = source_fit(config.ranker.source, config.ranker.settings, fit_data)
             log(f"ranker {config.ranker.source}: fitted in {time.perf_counter() - t0:.1f} s{_stop_note(model)}")
         ranker = SequentialRanker(model)
+    sources = {stage.name: sources[stage.name] for stage in config.sources}  # config order, once-fitted included
     popular = sources.get("popular")
     fallback = popular if isinstance(popular, MostPopular) else MostPopular().fit(fit_data)
     catalog = ItemCatalog.from_dataset(fit_data) if fit_data.item_features is not None else None

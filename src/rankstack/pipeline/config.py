@@ -121,7 +121,10 @@ class SourceStage(_Strict):
 
     ``k`` items are retrieved per user; the merge keeps the source's top ``quota`` and fuses the rest with
     reciprocal-rank weight ``weight``. ``index`` (vector sources only: LightGCN, two-tower, SASRec) answers
-    retrieval from a vector index instead of scoring the whole catalog.
+    retrieval from a vector index instead of scoring the whole catalog. ``fit: once`` (sources that read a user's
+    history at request time, e.g. SASRec; with a learned candidate ranker only) fits the source a single time, on
+    every event before each user's first label or validation event, and points that model at each window's
+    histories, and at all of them for serving, instead of refitting it per window.
     """
 
     name: str = Field(min_length=1)
@@ -130,6 +133,7 @@ class SourceStage(_Strict):
     quota: int = Field(default=0, ge=0)
     weight: float = Field(default=1.0, ge=0.0)
     index: IndexStage | None = None
+    fit: Literal["per_window", "once"] = "per_window"
 
     @field_validator("name")
     @classmethod
@@ -152,6 +156,10 @@ class SourceStage(_Strict):
 
         if self.index is not None and not has_vectors(source_class(self.name)):
             raise ValueError(f"source {self.name!r} has no user/item vectors, so it cannot be served from an index")
+        if self.fit == "once" and not callable(getattr(source_class(self.name), "with_histories", None)):
+            raise ValueError(f"source {self.name!r} cannot be fitted once: its model keeps what it learned from the "
+                             "histories it was fitted on (fit: once suits sources that read histories at request "
+                             "time, e.g. sasrec)")
         return self
 
 
@@ -517,6 +525,10 @@ class PipelineConfig(_Strict):
             raise ValueError(f"sources: each source may appear once; repeated: {repeated}")
         if sum(s.quota for s in self.sources) > self.merge.k:
             raise ValueError(f"sources: quotas sum to more than merge.k = {self.merge.k}")
+        once = [s.name for s in self.sources if s.fit == "once"]
+        if once and not isinstance(self.ranker, CandidateRankerStage):
+            raise ValueError(f"sources {once}: fit: once needs a learned candidate ranker (ranker.kind lambdarank or "
+                             "neural), whose windows it is fitted before")
         if isinstance(self.ranker, CandidateRankerStage) and self.ranker.base is not None and \
                 self.ranker.base not in names:
             raise ValueError(f"ranker.base: {self.ranker.base!r} is not among the sources {names}")

@@ -7,6 +7,7 @@ online state) is scored without retraining: see :meth:`SASRec.score_histories`.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar, Literal
@@ -196,6 +197,17 @@ class SASRec(CandidateSource):
         """The output item embeddings [n_items, D] the model scores with (tied to its input embeddings)."""
         self._require_fitted()
         return self.net_.item_table().detach().float()
+
+    def with_histories(self, dataset: Dataset) -> SASRec:
+        """This fitted model (the same weights, shared) reading ``dataset``'s histories and seen items instead of
+        those it was fitted on: what a model fitted once serves with as the events move on (same id maps)."""
+        self._require_fitted()
+        if dataset.n_items != self.n_items_:
+            raise ValueError(f"with_histories: the dataset has {dataset.n_items} items, the model {self.n_items_}")
+        other = copy.copy(self)
+        other.train_ = dataset.interaction_matrix(binary=True)
+        other.histories_ = [np.asarray(h, dtype=np.int64) for h in dataset.sequences()]
+        return other
 
     def update_histories(self, user_ids: Sequence[int], items: Sequence[int]) -> None:
         """Append events (internal ids, in time order) to the stored histories; no retraining needed."""
