@@ -6,10 +6,12 @@
 * a slate item: ``ScoredItem.model_construct`` against ``ScoredItem.trusted``;
 * storing a one-click post in SQLite (``synchronous=FULL``): alone in its transaction (``add_events``) and ten
   posts in one (``add_event_batches``, how the service's writer stores posts queued during a write);
+* with ``--redis URL`` (a Redis server to write under a fresh key prefix): a one-click post alone (one script
+  call) and ten in one call, likewise;
 * with ``--state FILE`` (a SQLite state, e.g. one ``serve_load.py --keep-state`` left): ``recent_items_many`` for
   1 and 8 of its busiest users (on a copy of the file).
 
-Usage: python benchmarks/serving_overheads.py [--calls 3000] [--state FILE]
+Usage: python benchmarks/serving_overheads.py [--calls 3000] [--state FILE] [--redis URL]
 Run old and new code alternately (``PYTHONPATH=<checkout>/src``) to compare: this box's speed drifts.
 """
 
@@ -21,6 +23,7 @@ import inspect
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -30,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from rankstack.events import Event
 from rankstack.pipeline.api import ScoredItem
 from rankstack.serving.guard import BoundedCalls
+from rankstack.state.redis_store import RedisStateStore
 from rankstack.state.sqlite import SQLiteStateStore
 
 
@@ -68,23 +72,36 @@ async def loop_hops(calls: int) -> dict[str, float]:
     return out
 
 
-def event_writes(calls: int) -> dict[str, float]:
-    """Process CPU per one-click post stored in a fresh SQLite file: alone in its transaction, and ten together."""
-    folder = Path(tempfile.mkdtemp(prefix="overheads-"))
-    store = SQLiteStateStore(folder / "state.db")
+def _click(key: str) -> Event:
+    return Event(event_id=key, user_id=f"u{hash(key) % 1000}", item_id=f"i{hash(key) % 500}", event="click",
+                 timestamp=time.time())
 
-    def click(key: str) -> Event:
-        return Event(event_id=key, user_id=f"u{hash(key) % 1000}", item_id=f"i{hash(key) % 500}", event="click",
-                     timestamp=time.time())
 
+def _posts(store: SQLiteStateStore | RedisStateStore, calls: int, alone: str, ten: str) -> dict[str, float]:
+    """Process CPU per one-click post: alone (``add_events``) and ten in one write (``add_event_batches``)."""
     posts = max(calls // 10, 20)
-    out = {"SQLite post, alone in its transaction": per_call_us(lambda i: store.add_events([click(f"a{i}")]), posts)}
+    out = {alone: per_call_us(lambda i: store.add_events([_click(f"a{i}")]), posts)}
     together = getattr(store, "add_event_batches", None)
     if together is not None:  # (older checkouts lack it)
-        out["SQLite post, ten in one transaction"] = per_call_us(
-            lambda i: together([[click(f"t{i}-{j}")] for j in range(10)]), posts // 10) / 10
+        out[ten] = per_call_us(lambda i: together([[_click(f"t{i}-{j}")] for j in range(10)]), posts // 10) / 10
+    return out
+
+
+def event_writes(calls: int) -> dict[str, float]:
+    """Posts stored in a fresh SQLite file: alone in its transaction, and ten together."""
+    folder = Path(tempfile.mkdtemp(prefix="overheads-"))
+    store = SQLiteStateStore(folder / "state.db")
+    out = _posts(store, calls, "SQLite post, alone in its transaction", "SQLite post, ten in one transaction")
     store.close()
     shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
+def redis_writes(url: str, calls: int) -> dict[str, float]:
+    """Posts stored in Redis under a fresh key prefix (left for the server's retention): alone, and ten in one call."""
+    store = RedisStateStore(url, prefix=f"overheads-{uuid.uuid4().hex[:8]}:")
+    out = _posts(store, calls, "Redis post, alone in its call", "Redis post, ten in one call")
+    store.close()
     return out
 
 
@@ -113,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--state", type=Path, default=None, help="a SQLite state file to time reads on (copied)")
+    parser.add_argument("--redis", default=None, help="a Redis URL to time posts on (fresh key prefix)")
     args = parser.parse_args(argv)
     results = uvloop.run(loop_hops(args.calls))
     reader = BoundedCalls(2)
@@ -126,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     if trusted is not None:
         results["ScoredItem.trusted"] = per_call_us(lambda i: trusted("item", 0.5, None), args.calls * 10)
     results.update(event_writes(args.calls))
+    if args.redis is not None:
+        results.update(redis_writes(args.redis, args.calls))
     if args.state is not None:
         results.update(state_reads(args.state, args.calls))
     for label, us in results.items():

@@ -68,6 +68,26 @@ def test_sqlite_errors_are_state_store_errors(tmp_path: Path) -> None:
     assert not store.healthy()
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_posts_written_together_get_each_ones_new_count_and_history_order(kind: str, tmp_path: Path,
+                                                                          request: pytest.FixtureRequest) -> None:
+    store: Any = (SQLiteStateStore(tmp_path / "s.db") if kind == "sqlite" else
+                  RedisStateStore(request.getfixturevalue("redis_server").url))
+    store.add_events([_click("e0", "a")])
+    posts = [[_click("e1", "b"), _click("e0", "a")], [], [_click("e2", "c")], [_click("e1", "b")]]
+    assert store.add_event_batches(posts) == [1, 0, 1, 0]
+    assert store.stored_event_ids(["e0", "e1", "e2", "e3"]) == {"e0", "e1", "e2"}
+    assert store.recent_items("u", 5) == ["a", "b", "c"]
+    assert store.add_event_batches([]) == []
+    store.close()
+
+
+def test_redis_down_fails_every_post_written_together(unused_port: int) -> None:
+    store = RedisStateStore(f"redis://127.0.0.1:{unused_port}/0", timeout_s=0.2)
+    with pytest.raises(StateStoreError, match=str(unused_port)):
+        store.add_event_batches([[_click("e1")], [_click("e2")]])
+
+
 def test_redis_down_raises_state_store_error(unused_port: int) -> None:
     store = RedisStateStore(f"redis://127.0.0.1:{unused_port}/0", timeout_s=0.2)
     with pytest.raises(StateStoreError, match="Redis state store"):

@@ -123,7 +123,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     in_flight = PostsInFlight(settings.max_queue, settings.event_deadline_s if settings.shed else None)
     writer: LoopWriter[EventBatch, EventsAck] = LoopWriter(lambda batches: store_posts(batches),
                                                            name="rankstack-events")
-    write_many = getattr(state, "add_event_batches", None)  # posts queued together in one transaction (SQLite)
+    write_many = getattr(state, "add_event_batches", None)  # posts queued together in one write (SQLite, Redis)
 
     def start() -> None:
         """Check the store once (durability warning), follow the other workers' reloads (several workers only)."""
@@ -211,9 +211,9 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
             in_flight.leave(token)
 
     def store_posts(batches: list[EventBatch]) -> list[EventsAck | Exception]:
-        """The writer thread's work: the posts queued since its last write, in one durable transaction where the
-        store can (``add_event_batches``: one fsync for all, nothing of any stored if it fails), else in turn; each
-        post's acknowledgement or its 503."""
+        """The writer thread's work: the posts queued since its last write, in one write where the store can
+        (``add_event_batches``: SQLite, one transaction and fsync for all, nothing of any stored if it fails; Redis,
+        one script call), else in turn; each post's acknowledgement or its 503."""
         news = None
         if len(batches) > 1 and callable(write_many):
             try:

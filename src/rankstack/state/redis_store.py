@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,27 +37,33 @@ from rankstack.state.shared import (
 
 _FIELDS = 6
 _ADD_EVENTS = """
-local prefix, cap, ttl, new, logmax = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), 0, ARGV[4]
-for i = 5, #ARGV, 6 do
-  local eid, uid, item, kind, ts, record = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  local stored
-  if ttl > 0 then
-    stored = redis.call('SET', prefix .. 'e:' .. eid, record, 'NX', 'EX', ttl)
-  else
-    stored = redis.call('SET', prefix .. 'e:' .. eid, record, 'NX')
+local prefix, cap, ttl, logmax, posts = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local news, i = {}, 6 + posts
+for p = 1, posts do
+  local new = 0
+  for _ = 1, tonumber(ARGV[5 + p]) do
+    local eid, uid, item, kind, ts, record = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+    i = i + 6
+    local stored
+    if ttl > 0 then
+      stored = redis.call('SET', prefix .. 'e:' .. eid, record, 'NX', 'EX', ttl)
+    else
+      stored = redis.call('SET', prefix .. 'e:' .. eid, record, 'NX')
+    end
+    if stored then
+      new = new + 1
+      local seq = redis.call('INCR', prefix .. 'seq')
+      local key = prefix .. 'h:' .. uid .. ':' .. kind
+      redis.call('ZADD', key, ts, string.format('%016d', seq) .. ':' .. item)
+      if redis.call('ZCARD', key) > cap then redis.call('ZREMRANGEBYRANK', key, 0, -cap - 1) end
+      if kind == 'impression' then redis.call('HINCRBYFLOAT', prefix .. 'b:pulls', item, 1) end
+      if kind == 'click' then redis.call('HINCRBYFLOAT', prefix .. 'b:reward', item, 1) end
+      redis.call('XADD', prefix .. 'log', 'MAXLEN', '~', logmax, seq .. '-1', 'u', uid, 'i', item, 'e', kind)
+    end
   end
-  if stored then
-    new = new + 1
-    local seq = redis.call('INCR', prefix .. 'seq')
-    local key = prefix .. 'h:' .. uid .. ':' .. kind
-    redis.call('ZADD', key, ts, string.format('%016d', seq) .. ':' .. item)
-    if redis.call('ZCARD', key) > cap then redis.call('ZREMRANGEBYRANK', key, 0, -cap - 1) end
-    if kind == 'impression' then redis.call('HINCRBYFLOAT', prefix .. 'b:pulls', item, 1) end
-    if kind == 'click' then redis.call('HINCRBYFLOAT', prefix .. 'b:reward', item, 1) end
-    redis.call('XADD', prefix .. 'log', 'MAXLEN', '~', logmax, seq .. '-1', 'u', uid, 'i', item, 'e', kind)
-  end
+  news[p] = new
 end
-return new
+return news
 """
 
 
@@ -102,11 +109,25 @@ class RedisStateStore:
 
     def add_events(self, events: Sequence[Event]) -> int:
         """Store the batch with one atomic script call; returns how many ``event_id``s were new."""
+        return self.add_event_batches([events])[0]
+
+    def add_event_batches(self, batches: Sequence[Sequence[Event]]) -> list[int]:
+        """Several posts' events in one atomic script call (one round trip for posts queued behind a write); the
+        new events of each. On an error each post counts as failed; any part the server did store is kept, and a
+        retry stores nothing twice (ids are idempotent)."""
         ttl = math.ceil(self.retention_s) if self.retention_s and self.retention_s > 0 else 0  # 0: keep forever
-        args: list[Any] = [self.prefix, self.max_history, ttl, self.max_log]
-        for e in with_timestamps(events):
-            args += [e.event_id, e.user_id, e.item_id, e.event, repr(e.timestamp), e.model_dump_json()]
-        return int(self._call(self._add, args=args))
+        now = time.time()
+        stamped = [with_timestamps(events, now) for events in batches]
+        args: list[Any] = [self.prefix, self.max_history, ttl, self.max_log, len(stamped)]
+        args += [len(events) for events in stamped]
+        for events in stamped:
+            for e in events:
+                args += [e.event_id, e.user_id, e.item_id, e.event, repr(e.timestamp), e.model_dump_json()]
+        news = self._call(self._add, args=args)
+        if len(news) != len(stamped):
+            raise StateStoreError(f"Redis state store {self.url}: the write answered {len(news)} counts for "
+                                  f"{len(stamped)} posts")
+        return [int(n) for n in news]
 
     def recent_items(self, user_id: str, n: int, *, events: Sequence[str] = ("click", "conversion")) -> list[str]:
         """The user's last ``n`` items with an event in ``events``, oldest first."""
