@@ -268,8 +268,10 @@ def test_a_source_fitted_once_follows_each_windows_histories(small_split: tuple[
 
     monkeypatch.setattr(ltr, "build_source", spy)
     monkeypatch.setattr(ltr, "rebound", spy_rebound)
-    pipeline = Pipeline(fit_stages(config, fit, lambda _m: None))
+    messages: list[str] = []
+    pipeline = Pipeline(fit_stages(config, fit, messages.append))
     assert len(fitted) == 1
+    assert any(m.startswith("ranker: source sasrec fitted once") and "2 epochs (best" in m for m in messages)
     w = ranker_windows(fit, 1, 1, 2, label_windows=2)
     held = keys(w.validation).union(*(keys(labels) for _b, labels in w.training))
     assert held and not keys(fitted[0].events) & held

@@ -152,7 +152,8 @@ def fit_once_sources(config: PipelineConfig, windows: RankerWindows, log: Log) -
         if stage.fit == "once":
             t0 = time.perf_counter()
             out[stage.name] = build_source(stage.name, stage.settings).fit(earliest)
-            log(f"ranker: source {stage.name} fitted once, before every window, in {time.perf_counter() - t0:.1f} s")
+            log(f"ranker: source {stage.name} fitted once, before every window, in {time.perf_counter() - t0:.1f} s"
+                f"{out[stage.name].fit_note()}")
     return out
 
 
@@ -258,7 +259,7 @@ def sequential_once(stage: CandidateRankerStage, windows: RankerWindows, log: Lo
     t0 = time.perf_counter()
     model = build_source(spec.source, spec.settings).fit(earliest)
     log(f"ranker: sequential {spec.source} fitted once, before every window, in "
-        f"{time.perf_counter() - t0:.1f} s")
+        f"{time.perf_counter() - t0:.1f} s{model.fit_note()}")
     return model
 
 

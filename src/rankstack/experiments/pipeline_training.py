@@ -70,7 +70,8 @@ def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log, lambdarank_f
 
     A sequential ranker trains on the same interactions as the sources; the multi-task ranker on the logged
     impressions joined with the scores of sources fitted on the impressions before its window; the LambdaRank
-    and neural rankers on later windows of the fit data (``rankstack.experiments.ltr_training``).
+    and neural rankers on later windows of the fit data (``rankstack.experiments.ltr_training``), which also fits
+    the sources configured ``fit: once`` (in this process) and adds them to the pipeline's sources.
     """
     sources: dict[str, CandidateSource] = {}
     for stage in config.sources:
@@ -79,7 +80,7 @@ def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log, lambdarank_f
             continue
         t0 = time.perf_counter()
         sources[stage.name] = source_fit(stage.name, stage.settings, fit_data)
-        log(f"source {stage.name}: fitted in {time.perf_counter() - t0:.1f} s{_stop_note(sources[stage.name])}")
+        log(f"source {stage.name}: fitted in {time.perf_counter() - t0:.1f} s{sources[stage.name].fit_note()}")
     ranker: StoredRanker | None = None
     if isinstance(config.ranker, MultiTaskRankerStage):
         ranker = fit_multitask(config.ranker, config.sources, fit_data, log, multitask_fit)
@@ -93,7 +94,7 @@ def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log, lambdarank_f
         else:
             t0 = time.perf_counter()
             model = source_fit(config.ranker.source, config.ranker.settings, fit_data)
-            log(f"ranker {config.ranker.source}: fitted in {time.perf_counter() - t0:.1f} s{_stop_note(model)}")
+            log(f"ranker {config.ranker.source}: fitted in {time.perf_counter() - t0:.1f} s{model.fit_note()}")
         ranker = SequentialRanker(model)
     sources = {stage.name: sources[stage.name] for stage in config.sources}  # config order, once-fitted included
     popular = sources.get("popular")
@@ -122,19 +123,6 @@ def representation_source(config: PipelineConfig, sources: Mapping[str, Candidat
     if isinstance(ranker, SequentialRanker) and ranker.source.name == learning.representation:
         return ranker.source
     raise ValueError(f"exploration.learning.representation: {learning.representation!r} was not fitted")
-
-
-def _stop_note(model: CandidateSource) -> str:
-    """``"; 12 epochs (best 9), stopped by converged"`` for a model trained in epochs, then
-    ``"; stopped by time_budget_s=…"`` when a wall-clock budget ended its training early."""
-    summary = model.fit_summary()
-    note = ""
-    if summary is not None and not model.closed_form:
-        best = "-" if summary.best_epoch is None else summary.best_epoch
-        note = f"; {summary.epochs_run} epochs (best {best}), stopped by {summary.stopped_by}"
-        if summary.warning():
-            note += f" — warning: {summary.warning()}"
-    return note + ("" if model.budget_stop_ is None else f"; {model.budget_stop_.message()}")
 
 
 def training_summaries(parts: PipelineParts) -> dict[str, Any]:

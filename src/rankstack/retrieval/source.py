@@ -99,6 +99,18 @@ class CandidateSource(ABC):
             return FitSummary.closed_form()
         return None
 
+    def fit_note(self) -> str:
+        """``"; 12 epochs (best 9), stopped by converged"`` for a model trained in epochs, then
+        ``"; stopped by time_budget_s=…"`` when a wall-clock budget ended its training early (for a log line)."""
+        summary = self.fit_summary()
+        note = ""
+        if summary is not None and not self.closed_form:
+            best = "-" if summary.best_epoch is None else summary.best_epoch
+            note = f"; {summary.epochs_run} epochs (best {best}), stopped by {summary.stopped_by}"
+            if summary.warning():
+                note += f" — warning: {summary.warning()}"
+        return note + ("" if self.budget_stop_ is None else f"; {self.budget_stop_.message()}")
+
     def __init__(self, config: SourceConfig | None = None) -> None:
         self.config = config if config is not None else self.config_class()
         self.train_: sp.csr_matrix | None = None
