@@ -85,8 +85,9 @@ def lambdarank_fit_for(backend: Backend) -> LambdaRankFit | None:
 
 
 def ray_stages(config: PipelineConfig) -> list[str]:
-    """The stages of ``config`` that train on Ray workers with ``--backend ray`` (an empty list: none)."""
-    stages = [f"source {s.name}" for s in config.sources if s.name in RAY_SOURCES]
+    """The stages of ``config`` that train on Ray workers with ``--backend ray`` (an empty list: none; a source
+    fitted once with the learned ranker's windows trains in this process)."""
+    stages = [f"source {s.name}" for s in config.sources if s.name in RAY_SOURCES and s.fit == "per_window"]
     ranker = config.ranker
     kind = getattr(ranker, "kind", None)
     if kind in RAY_RANKERS:
