@@ -208,25 +208,32 @@ def test_a_changed_model_fails_its_checksum(trained: Pipeline, tmp_path: Path) -
 
 
 
-def test_a_sequential_scorer_fitted_once_sees_no_window_event(small_split: tuple[Dataset, Dataset],
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """``sequential.fit: once``: one fit, on data without any label or validation event, reused at serving."""
+def record_fits(monkeypatch: pytest.MonkeyPatch, name: str) -> list[Dataset]:
+    """The datasets every source ``name`` built by the ranker's training is fitted on, in order."""
     import rankstack.experiments.ltr_training as ltr
 
-    fit, _ = small_split
-    seq = {"source": "als", "settings": {"factors": 4, "iterations": 2}, "fit": "once"}
-    config = validate_pipeline_config(config_dict(ranker={**RANKER, "label_windows": 2, "sequential": seq}))
     fitted: list[Dataset] = []
     original = ltr.build_source
 
-    def spy(name: str, settings: dict[str, Any]) -> Any:
-        source = original(name, settings)
-        if name == "als":
+    def spy(source_name: str, settings: dict[str, Any]) -> Any:
+        source = original(source_name, settings)
+        if source_name == name:
             real_fit = source.fit
             source.fit = lambda data: (fitted.append(data), real_fit(data))[1]  # type: ignore[method-assign]
         return source
 
     monkeypatch.setattr(ltr, "build_source", spy)
+    return fitted
+
+
+def test_a_sequential_scorer_fitted_once_sees_no_window_event(small_split: tuple[Dataset, Dataset],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sequential.fit: once``: one fit, on data without any label or validation event, reused at serving."""
+
+    fit, _ = small_split
+    seq = {"source": "als", "settings": {"factors": 4, "iterations": 2}, "fit": "once"}
+    config = validate_pipeline_config(config_dict(ranker={**RANKER, "label_windows": 2, "sequential": seq}))
+    fitted = record_fits(monkeypatch, "als")
     pipeline = Pipeline(fit_stages(config, fit, lambda _m: None))
     assert len(fitted) == 1
     w = ranker_windows(fit, 1, 1, 2, label_windows=2)
@@ -251,22 +258,14 @@ def test_a_source_fitted_once_follows_each_windows_histories(small_split: tuple[
     sources = [*config_dict()["sources"], sasrec]
     config = validate_pipeline_config(config_dict(sources=sources, merge={"k": 40}, ranker={
         **RANKER, "label_windows": 2, "sequential": {"source": "sasrec"}}))
-    fitted: list[Dataset] = []
+    fitted = record_fits(monkeypatch, "sasrec")
     moved: list[Dataset] = []
-    original_build, original_rebound = ltr.build_source, ltr.rebound
-
-    def spy(name: str, settings: dict[str, Any]) -> Any:
-        source = original_build(name, settings)
-        if name == "sasrec":
-            real_fit = source.fit
-            source.fit = lambda data: (fitted.append(data), real_fit(data))[1]  # type: ignore[method-assign]
-        return source
+    original_rebound = ltr.rebound
 
     def spy_rebound(model: Any, data: Dataset) -> Any:
         moved.append(data)
         return original_rebound(model, data)
 
-    monkeypatch.setattr(ltr, "build_source", spy)
     monkeypatch.setattr(ltr, "rebound", spy_rebound)
     messages: list[str] = []
     pipeline = Pipeline(fit_stages(config, fit, messages.append))
