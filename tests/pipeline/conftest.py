@@ -116,7 +116,8 @@ GENEROUS_DEADLINES = {"retrieval": 30_000, "ranker": 30_000, "rerank": 30_000}
 
 
 def config_dict(**overrides: Any) -> dict[str, Any]:
-    """A small pipeline: popular + item-kNN, greedy, no ranker (override any top-level key)."""
+    """A small pipeline: popular + item-kNN, greedy, no ranker, stage budgets no loaded machine misses (override any
+    top-level key)."""
     base: dict[str, Any] = {
         "name": "small",
         "data": {"name": "small"},
@@ -124,6 +125,7 @@ def config_dict(**overrides: Any) -> dict[str, Any]:
                                                                "k": 20, "quota": 10}],
         "merge": {"k": 30},
         "exploration": {"policy": "greedy"},
+        "deadlines_ms": GENEROUS_DEADLINES,
         "evaluation": {"ks": [5, 10], "funnel_ks": [10, 20]},
     }
     base.update(overrides)
