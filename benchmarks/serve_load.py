@@ -77,6 +77,7 @@ from open_loop import run as run_loop
 from serve_mix import HEALTH, RECOMMEND, Mix, Traffic, overload_figures, summarise
 
 from rankstack.data.dataset import Dataset
+from rankstack.errors import ConfigError
 from rankstack.experiments.pipeline_training import fit_stages
 from rankstack.pipeline.artifact import save_artifact
 from rankstack.pipeline.components import names
@@ -194,10 +195,14 @@ def log_spec(n_items: int, args: argparse.Namespace) -> dict[str, int]:
 
 def reuse_mismatch(artifact: Path, n_items: int, args: argparse.Namespace) -> str | None:
     """Why the artifact already in the workdir is not the one these options would build, or None when it is (its
-    pipeline config equals this run's; its synthetic log too, where the manifest records it)."""
+    pipeline config, read with today's defaults, equals this run's; its synthetic log too, where the manifest records
+    it)."""
     manifest = json.loads((artifact / "manifest.json").read_text())
     want = validate_pipeline_config(pipeline_config(args)).model_dump(mode="json")
-    have = manifest.get("config", {})
+    try:  # read through today's config model, so a setting added since (with its default) is no difference
+        have = validate_pipeline_config(manifest.get("config", {})).model_dump(mode="json")
+    except ConfigError as exc:
+        return f"its pipeline config is not valid today ({exc})"
     if have != want:
         diff = sorted(k for k in {*want, *have} if want.get(k) != have.get(k))
         return f"its pipeline config differs in {', '.join(diff)} (--ranker, --retrieval, --index, --merge-k …)"

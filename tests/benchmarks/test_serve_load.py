@@ -67,14 +67,20 @@ def _tiny_config() -> dict[str, object]:
 
 def test_reuse_refuses_an_artifact_built_with_other_options(tmp_path: Path) -> None:
     """``--reuse`` serves the artifact in the workdir only when it is what these options build: another pipeline
-    (``--ranker``, ``--merge-k`` …) or another synthetic log is refused before anything is served."""
+    (``--ranker``, ``--merge-k`` …) or another synthetic log is refused before anything is served; a config saved
+    before a setting was added, with that setting's default, is the same pipeline."""
     artifact = tmp_path / "work" / "artifact-1000"
     artifact.mkdir(parents=True)
     (tmp_path / "work" / "build-1000.json").write_text(json.dumps({"items": 1000}))
     config = _tiny_config()
     log = {"items": 1000, "users": 300, "per_user": 10, "seed": 0, "cover_group": 5}
-    cases = [({**config, "merge": {"k": 7}}, log, "pipeline config differs in merge"),
+    older = {**config, "sources": [{k: v for k, v in source.items() if k != "fit"}  # a setting added since
+                                   for source in config["sources"]]}  # type: ignore[attr-defined]
+    wider = {**config["merge"], "k": config["merge"]["k"] + 5}  # type: ignore[index,operator,dict-item]
+    cases = [({**config, "merge": wider}, log, "pipeline config differs in merge"),
              (config, {**log, "seed": 1}, "another synthetic log"),
+             ({**config, "merge": {"k": -1}}, log, "its pipeline config is not valid today"),
+             (older, log, None),
              (config, log, None)]
     for have_config, have_log, refusal in cases:
         manifest = {"config": have_config, "data": {"name": "synthetic", "log": have_log}}
