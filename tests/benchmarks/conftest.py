@@ -19,8 +19,12 @@ def _load(name: str) -> None:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    saved = list(sys.path)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved  # serve_load puts its folder first on sys.path for its siblings (already loaded here)
 
 
-for _name in ("open_loop", "serve_mix", "online_representation"):  # serve_mix imports open_loop by name
+for _name in ("open_loop", "serve_mix", "online_representation", "serve_load"):  # by name: load order matters
     _load(_name)

@@ -54,37 +54,37 @@ def test_a_bad_policy_is_refused_naming_the_option(args: list[str], message: str
     assert done.returncode == 2 and message in done.stderr
 
 
-def _tiny_config() -> dict[str, object]:
-    """The pipeline config ``serve_load.py`` builds for ``TINY`` (computed by the script's own functions)."""
-    code = ("import json, sys; sys.path.insert(0, 'benchmarks'); import serve_load as s; "
-            f"a = s.parse_args({TINY!r}); "
-            "print(json.dumps(s.validate_pipeline_config(s.pipeline_config(a)).model_dump(mode='json')))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout)
-
-
 def test_reuse_refuses_an_artifact_built_with_other_options(tmp_path: Path) -> None:
     """``--reuse`` serves the artifact in the workdir only when it is what these options build: another pipeline
     (``--ranker``, ``--merge-k`` …) or another synthetic log is refused before anything is served; a config saved
     before a setting was added, with that setting's default, is the same pipeline."""
+    import serve_load as script
+
+    args = script.parse_args(TINY)
+    config = script.validate_pipeline_config(script.pipeline_config(args)).model_dump(mode="json")
     artifact = tmp_path / "work" / "artifact-1000"
     artifact.mkdir(parents=True)
     (tmp_path / "work" / "build-1000.json").write_text(json.dumps({"items": 1000}))
-    config = _tiny_config()
     log = {"items": 1000, "users": 300, "per_user": 10, "seed": 0, "cover_group": 5}
     older = {**config, "sources": [{k: v for k, v in source.items() if k != "fit"}  # a setting added since
-                                   for source in config["sources"]]}  # type: ignore[attr-defined]
-    wider = {**config["merge"], "k": config["merge"]["k"] + 5}  # type: ignore[index,operator,dict-item]
-    cases = [({**config, "merge": wider}, log, "pipeline config differs in merge"),
+                                   for source in config["sources"]]}
+    cases = [({**config, "merge": {**config["merge"], "k": config["merge"]["k"] + 5}}, log,
+              "pipeline config differs in merge"),
              (config, {**log, "seed": 1}, "another synthetic log"),
              ({**config, "merge": {"k": -1}}, log, "its pipeline config is not valid today"),
              (older, log, None),
              (config, log, None)]
-    for have_config, have_log, refusal in cases:
+
+    def store(have_config: dict[str, object], have_log: dict[str, object]) -> None:
         manifest = {"config": have_config, "data": {"name": "synthetic", "log": have_log}}
         (artifact / "manifest.json").write_text(json.dumps(manifest))
+
+    for have_config, have_log, refusal in cases:
+        store(have_config, have_log)
+        reason = script.reuse_mismatch(artifact, 1000, args)
+        assert (reason is None) if refusal is None else (reason is not None and refusal in reason), reason
+    for have_config, have_log, refusal in (cases[0], cases[3]):  # the script itself refuses before serving, or reuses
+        store(have_config, have_log)
         done = serve_load([*TINY, "--reuse", "--build-only"], tmp_path)
         if refusal is None:
             assert done.returncode == 0, done.stderr[-2000:]
