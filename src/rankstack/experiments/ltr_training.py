@@ -70,6 +70,11 @@ class RankerWindows:
         """Every label window's (feature window, label events), latest first."""
         return [(self.before_labels, self.labels), *self.earlier]
 
+    @property
+    def before_every_window(self) -> Dataset:
+        """What a model fitted once sees: ``before_all``, else the earliest label window's feature window."""
+        return self.before_all if self.before_all is not None else self.training[-1][0]
+
 
 def ranker_windows(data: Dataset, label_events: int = 1, validation_events: int = 1,
                    min_history: int = 3, label_windows: int = 1, order: str = "time", seed: int = 0) -> RankerWindows:
@@ -146,15 +151,17 @@ def rebound(model: CandidateSource, data: Dataset) -> CandidateSource:
 def fit_once_sources(config: PipelineConfig, windows: RankerWindows, log: Log) -> dict[str, CandidateSource]:
     """The sources configured ``fit: once``, each fitted a single time on the events before every user's first
     label or validation event (``before_all``)."""
-    earliest = windows.before_all if windows.before_all is not None else windows.training[-1][0]
-    out: dict[str, CandidateSource] = {}
-    for stage in config.sources:
-        if stage.fit == "once":
-            t0 = time.perf_counter()
-            out[stage.name] = build_source(stage.name, stage.settings).fit(earliest)
-            log(f"ranker: source {stage.name} fitted once, before every window, in {time.perf_counter() - t0:.1f} s"
-                f"{out[stage.name].fit_note()}")
-    return out
+    return {stage.name: _fit_once(stage.name, stage.settings, windows, log, f"source {stage.name}")
+            for stage in config.sources if stage.fit == "once"}
+
+
+def _fit_once(name: str, settings: Mapping[str, Any], windows: RankerWindows, log: Log,
+              what: str) -> CandidateSource:
+    """Source ``name`` fitted on the events before every window, logged as ``what``."""
+    t0 = time.perf_counter()
+    model = build_source(name, settings).fit(windows.before_every_window)
+    log(f"ranker: {what} fitted once, before every window, in {time.perf_counter() - t0:.1f} s{model.fit_note()}")
+    return model
 
 
 def _sequential(stage: CandidateRankerStage, sources: Mapping[str, CandidateSource], data: Dataset,
@@ -255,12 +262,7 @@ def sequential_once(stage: CandidateRankerStage, windows: RankerWindows, log: Lo
     spec = stage.sequential
     if spec is None or spec.fit != "once":
         return None
-    earliest = windows.before_all if windows.before_all is not None else windows.training[-1][0]
-    t0 = time.perf_counter()
-    model = build_source(spec.source, spec.settings).fit(earliest)
-    log(f"ranker: sequential {spec.source} fitted once, before every window, in "
-        f"{time.perf_counter() - t0:.1f} s{model.fit_note()}")
-    return model
+    return _fit_once(spec.source, spec.settings, windows, log, f"sequential {spec.source}")
 
 
 @dataclass
@@ -305,6 +307,16 @@ def training_rows(config: PipelineConfig, stage: CandidateRankerStage, fit_data:
     return TrainingRows(train.with_positives(), valid.with_positives(), names, report, once, once_sources)
 
 
+def serving_models(stage: CandidateRankerStage, rows: TrainingRows, serving: dict[str, CandidateSource],
+                   fit_data: Dataset, log: Log) -> CandidateSource | None:
+    """Add the sources fitted once to ``serving``, pointed at all of ``fit_data``; the sequential scorer to serve
+    with (the one fitted once, else from ``serving``)."""
+    serving.update({name: rebound(model, fit_data) for name, model in rows.once_sources.items()})
+    if rows.sequential_once is not None:
+        return rows.sequential_once
+    return _sequential(stage, serving, fit_data, log, "serving")
+
+
 def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: dict[str, CandidateSource],
                          log: Log, fit: LambdaRankFit | None = None) -> LambdaRankRanker:
     """Fit the ranker on the windows of ``fit_data``; it serves over ``serving`` (sources fitted on all of it; the
@@ -321,9 +333,7 @@ def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: dic
     report |= {"windows": rows.windows, "fit_s": round(time.perf_counter() - t0, 2)}
     log(f"ranker lambdarank: {report['best_iteration']} trees in {report['fit_s']} s, validation "
         f"ndcg@10 {report['validation_ndcg@10']}; top features: {list(report['importance_gain'])[:5]}")
-    serving.update({name: rebound(model, fit_data) for name, model in rows.once_sources.items()})
-    once = rows.sequential_once
-    seq = once if once is not None else _sequential(stage, serving, fit_data, log, "serving")
+    seq = serving_models(stage, rows, serving, fit_data, log)
     return LambdaRankRanker(text, [s.name for s in config.sources], item_stats(stage, fit_data),
                             last_n=stage.last_n, sequential=seq, report=report, base=stage.base,
                             embedding=stage.embedding, recency=stage.recency)
@@ -342,9 +352,7 @@ def fit_neural_stage(config: PipelineConfig, fit_data: Dataset, serving: dict[st
     log(f"ranker neural: best epoch {report['best_epoch']} of {report['epochs_run']} in {report['fit_s']} s "
         f"(stopped by {report['stopped_by']}), validation ndcg@10 {report['validation_ndcg@10']}; top features "
         f"(permutation): {list(report['importance_ndcg@10_drop'] or {})[:5]}")
-    serving.update({name: rebound(model, fit_data) for name, model in rows.once_sources.items()})
-    once = rows.sequential_once
-    seq = once if once is not None else _sequential(stage, serving, fit_data, log, "serving")
+    seq = serving_models(stage, rows, serving, fit_data, log)
     return NeuralRanker(net, stage.model, [s.name for s in config.sources], item_stats(stage, fit_data),
                         last_n=stage.last_n, sequential=seq, report=report, base=stage.base, embedding=stage.embedding,
                         recency=stage.recency)

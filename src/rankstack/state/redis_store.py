@@ -35,7 +35,6 @@ from rankstack.state.shared import (
     with_timestamps,
 )
 
-_FIELDS = 6
 _ADD_EVENTS = """
 local prefix, cap, ttl, logmax, posts = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local news, i = {}, 6 + posts
