@@ -287,6 +287,46 @@ def test_a_source_fitted_once_follows_each_windows_histories(small_split: tuple[
     assert all(len(r.items) == 5 for r in out)
 
 
+def test_a_source_fitted_once_and_continued_serves_with_weights_trained_on_every_fit_event(
+        small_split: tuple[Dataset, Dataset], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fit: once_continued``: the windows read the once-fitted model; serving (source and sequential feature)
+    reads a new model whose training started from those weights and went on over all the fit data."""
+    import torch
+
+    from rankstack.sequential.sasrec import SASRec
+
+    fit, _ = small_split
+    sasrec = {"name": "sasrec", "fit": "once_continued", "k": 20, "quota": 5,
+              "settings": {"max_len": 8, "hidden_dim": 8, "epochs": 3, "device": "cpu"}}
+    config = validate_pipeline_config(config_dict(sources=[*config_dict()["sources"], sasrec], merge={"k": 40},
+                                                  ranker={**RANKER, "sequential": {"source": "sasrec"}}))
+    fitted = record_fits(monkeypatch, "sasrec")
+    continued: list[tuple[SASRec, Dataset]] = []
+    original = SASRec.continued
+
+    def spy(model: SASRec, data: Dataset) -> SASRec:
+        continued.append((model, data))
+        return original(model, data)
+
+    monkeypatch.setattr(SASRec, "continued", spy)
+    messages: list[str] = []
+    pipeline = Pipeline(fit_stages(config, fit, messages.append))
+    assert len(fitted) == 1 and len(continued) == 1
+    once, data = continued[0]
+    assert data is fit
+    served = pipeline.parts.sources["sasrec"]
+    assert isinstance(served, SASRec) and served is not once
+    assert [len(h) for h in served.histories_] == [len(h) for h in fit.sequences()]
+    summary = served.fit_summary()
+    assert summary is not None and summary.curve[0][0] == 0  # the starting weights are validated first
+    same = [torch.equal(a, b) for a, b in zip(once.net_.state_dict().values(), served.net_.state_dict().values(),
+                                              strict=True)]
+    assert all(same) == (summary.best_epoch == 0)  # kept only when no epoch beat them
+    assert any(m.startswith("source sasrec: fitted once, continued on all the fit data") for m in messages)
+    ranker = pipeline.parts.ranker
+    assert isinstance(ranker, LambdaRankRanker) and ranker.sequential is served
+
+
 def test_random_windows_hold_out_shuffled_events(small_split: tuple[Dataset, Dataset]) -> None:
     """``order="random"``: windows are seeded random holdouts of each user's events; the feature window keeps
     every other event, later ones included; another seed draws other events."""

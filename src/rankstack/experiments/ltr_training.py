@@ -19,7 +19,8 @@ window; label window w (w = 0 the latest) has its own feature window, every even
 
 A source configured ``fit: once`` (one that reads histories at request time, e.g. SASRec) is instead fitted a
 single time on the events before every user's first label or validation event, and each window (and serving)
-points that model at its own histories (``with_histories``).
+points that model at its own histories (``with_histories``); ``fit: once_continued`` serves instead with that
+model trained further on all the fit data (``continued``).
 
 Features of a window's rows read only that window's fitted sources, statistics and histories, so no event of a
 label (or validation) window reaches a feature of its own rows.
@@ -149,10 +150,10 @@ def rebound(model: CandidateSource, data: Dataset) -> CandidateSource:
 
 
 def fit_once_sources(config: PipelineConfig, windows: RankerWindows, log: Log) -> dict[str, CandidateSource]:
-    """The sources configured ``fit: once``, each fitted a single time on the events before every user's first
-    label or validation event (``before_all``)."""
+    """The sources configured ``fit: once`` (or ``once_continued``), each fitted a single time on the events before
+    every user's first label or validation event (``before_all``)."""
     return {stage.name: _fit_once(stage.name, stage.settings, windows, log, f"source {stage.name}")
-            for stage in config.sources if stage.fit == "once"}
+            for stage in config.sources if stage.fit != "per_window"}
 
 
 def _fit_once(name: str, settings: Mapping[str, Any], windows: RankerWindows, log: Log,
@@ -307,14 +308,30 @@ def training_rows(config: PipelineConfig, stage: CandidateRankerStage, fit_data:
     return TrainingRows(train.with_positives(), valid.with_positives(), names, report, once, once_sources)
 
 
-def serving_models(stage: CandidateRankerStage, rows: TrainingRows, serving: dict[str, CandidateSource],
+def serving_models(config: PipelineConfig, rows: TrainingRows, serving: dict[str, CandidateSource],
                    fit_data: Dataset, log: Log) -> CandidateSource | None:
-    """Add the sources fitted once to ``serving``, pointed at all of ``fit_data``; the sequential scorer to serve
-    with (the one fitted once, else from ``serving``)."""
-    serving.update({name: rebound(model, fit_data) for name, model in rows.once_sources.items()})
+    """Add the sources fitted once to ``serving``, pointed at all of ``fit_data`` (``once_continued``: trained
+    further on it); the sequential scorer to serve with (the one fitted once, else from ``serving``)."""
+    stage = config.ranker
+    assert isinstance(stage, CandidateRankerStage)
+    continued = {s.name for s in config.sources if s.fit == "once_continued"}
+    for name, model in rows.once_sources.items():
+        serving[name] = _continued(model, fit_data, log) if name in continued else rebound(model, fit_data)
     if rows.sequential_once is not None:
         return rows.sequential_once
     return _sequential(stage, serving, fit_data, log, "serving")
+
+
+def _continued(model: CandidateSource, data: Dataset, log: Log) -> CandidateSource:
+    """``model`` (fitted once) trained further on ``data``, for serving: its ``continued``."""
+    continued = getattr(model, "continued", None)
+    if continued is None:
+        raise TypeError(f"source {model.name!r} has no continued, so it cannot be fitted once_continued")
+    t0 = time.perf_counter()
+    out: CandidateSource = continued(data)
+    log(f"source {model.name}: fitted once, continued on all the fit data for serving in "
+        f"{time.perf_counter() - t0:.1f} s{out.fit_note()}")
+    return out
 
 
 def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: dict[str, CandidateSource],
@@ -333,7 +350,7 @@ def fit_lambdarank_stage(config: PipelineConfig, fit_data: Dataset, serving: dic
     report |= {"windows": rows.windows, "fit_s": round(time.perf_counter() - t0, 2)}
     log(f"ranker lambdarank: {report['best_iteration']} trees in {report['fit_s']} s, validation "
         f"ndcg@10 {report['validation_ndcg@10']}; top features: {list(report['importance_gain'])[:5]}")
-    seq = serving_models(stage, rows, serving, fit_data, log)
+    seq = serving_models(config, rows, serving, fit_data, log)
     return LambdaRankRanker(text, [s.name for s in config.sources], item_stats(stage, fit_data),
                             last_n=stage.last_n, sequential=seq, report=report, base=stage.base,
                             embedding=stage.embedding, recency=stage.recency)
@@ -352,7 +369,7 @@ def fit_neural_stage(config: PipelineConfig, fit_data: Dataset, serving: dict[st
     log(f"ranker neural: best epoch {report['best_epoch']} of {report['epochs_run']} in {report['fit_s']} s "
         f"(stopped by {report['stopped_by']}), validation ndcg@10 {report['validation_ndcg@10']}; top features "
         f"(permutation): {list(report['importance_ndcg@10_drop'] or {})[:5]}")
-    seq = serving_models(stage, rows, serving, fit_data, log)
+    seq = serving_models(config, rows, serving, fit_data, log)
     return NeuralRanker(net, stage.model, [s.name for s in config.sources], item_stats(stage, fit_data),
                         last_n=stage.last_n, sequential=seq, report=report, base=stage.base, embedding=stage.embedding,
                         recency=stage.recency)

@@ -75,7 +75,7 @@ def fit_stages(config: PipelineConfig, fit_data: Dataset, log: Log, lambdarank_f
     """
     sources: dict[str, CandidateSource] = {}
     for stage in config.sources:
-        if stage.fit == "once":
+        if stage.fit != "per_window":
             log(f"source {stage.name}: fitted once with the ranker's windows (below)")
             continue
         t0 = time.perf_counter()

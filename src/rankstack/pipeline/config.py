@@ -124,7 +124,10 @@ class SourceStage(_Strict):
     retrieval from a vector index instead of scoring the whole catalog. ``fit: once`` (sources that read a user's
     history at request time, e.g. SASRec; with a learned candidate ranker only) fits the source a single time, on
     every event before each user's first label or validation event, and points that model at each window's
-    histories, and at all of them for serving, instead of refitting it per window.
+    histories, and at all of them for serving, instead of refitting it per window; ``fit: once_continued`` does the
+    same for the windows, then serves with that model trained further on all the fit data (its training starts from
+    the once-fitted weights, which it keeps unless an epoch beats them on validation), so what it serves with has
+    also learned from the windows' events.
     """
 
     name: str = Field(min_length=1)
@@ -133,7 +136,7 @@ class SourceStage(_Strict):
     quota: int = Field(default=0, ge=0)
     weight: float = Field(default=1.0, ge=0.0)
     index: IndexStage | None = None
-    fit: Literal["per_window", "once"] = "per_window"
+    fit: Literal["per_window", "once", "once_continued"] = "per_window"
 
     @field_validator("name")
     @classmethod
@@ -156,10 +159,14 @@ class SourceStage(_Strict):
 
         if self.index is not None and not has_vectors(source_class(self.name)):
             raise ValueError(f"source {self.name!r} has no user/item vectors, so it cannot be served from an index")
-        if self.fit == "once" and not callable(getattr(source_class(self.name), "with_histories", None)):
+        model = source_class(self.name)
+        if self.fit != "per_window" and not callable(getattr(model, "with_histories", None)):
             raise ValueError(f"source {self.name!r} cannot be fitted once: its model keeps what it learned from the "
-                             "histories it was fitted on (fit: once suits sources that read histories at request "
-                             "time, e.g. sasrec)")
+                             f"histories it was fitted on (fit: {self.fit} suits sources that read histories at "
+                             "request time, e.g. sasrec)")
+        if self.fit == "once_continued" and not callable(getattr(model, "continued", None)):
+            raise ValueError(f"source {self.name!r} cannot be continued: its training cannot start from fitted weights "
+                             "(fit: once_continued suits sasrec; fit: once serves with the once-fitted model)")
         return self
 
 
@@ -525,10 +532,10 @@ class PipelineConfig(_Strict):
             raise ValueError(f"sources: each source may appear once; repeated: {repeated}")
         if sum(s.quota for s in self.sources) > self.merge.k:
             raise ValueError(f"sources: quotas sum to more than merge.k = {self.merge.k}")
-        once = [s.name for s in self.sources if s.fit == "once"]
+        once = [s.name for s in self.sources if s.fit != "per_window"]
         if once and not isinstance(self.ranker, CandidateRankerStage):
-            raise ValueError(f"sources {once}: fit: once needs a learned candidate ranker (ranker.kind lambdarank or "
-                             "neural), whose windows it is fitted before")
+            raise ValueError(f"sources {once}: fit: once (or once_continued) needs a learned candidate ranker "
+                             "(ranker.kind lambdarank or neural), whose windows it is fitted before")
         if isinstance(self.ranker, CandidateRankerStage) and self.ranker.base is not None and \
                 self.ranker.base not in names:
             raise ValueError(f"ranker.base: {self.ranker.base!r} is not among the sources {names}")

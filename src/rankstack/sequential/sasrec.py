@@ -209,6 +209,20 @@ class SASRec(CandidateSource):
         other.histories_ = [np.asarray(h, dtype=np.int64) for h in dataset.sequences()]
         return other
 
+    def continued(self, dataset: Dataset) -> SASRec:
+        """A new model with these settings whose training starts from this model's weights and goes on over
+        ``dataset`` (same id maps): epoch 0, the starting weights, is validated first and kept unless a later
+        epoch beats it. What a model fitted once before the ranker's windows serves with once it has also seen
+        the windows' events."""
+        from rankstack.sequential.sasrec_train import train_sasrec
+
+        self._require_fitted()
+        if dataset.n_items != self.n_items_:
+            raise ValueError(f"continued: the dataset has {dataset.n_items} items, the model {self.n_items_}")
+        other = SASRec(self.config)
+        train_sasrec(other, dataset, start=self.net_.state_dict())
+        return other
+
     def update_histories(self, user_ids: Sequence[int], items: Sequence[int]) -> None:
         """Append events (internal ids, in time order) to the stored histories; no retraining needed."""
         self._check_items([np.asarray(items, dtype=np.int64)])

@@ -5,7 +5,7 @@ loading a trained model never imports this module."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -59,9 +59,11 @@ class SequenceTable:
         return low + (draw * span).long().clamp_max(span - 1)
 
 
-def train_sasrec(model: SASRec, dataset: Dataset) -> None:
+def train_sasrec(model: SASRec, dataset: Dataset, start: Mapping[str, torch.Tensor] | None = None) -> None:
     """Fit ``model`` on every user's sequence; with ``validation``, each user's last item (users with three or
-    more events) is held out to early-stop on. One :class:`Deadline` of ``time_budget_s`` covers the whole fit."""
+    more events) is held out to early-stop on. One :class:`Deadline` of ``time_budget_s`` covers the whole fit.
+    ``start``: the weights to start from (a network of the same shape) instead of a fresh initialisation; they
+    are validated as epoch 0 and kept unless an epoch beats them."""
     cfg = model.config
     deadline = Deadline(cfg.time_budget_s)
     model.train_ = dataset.interaction_matrix(binary=True)
@@ -70,19 +72,23 @@ def train_sasrec(model: SASRec, dataset: Dataset) -> None:
     model.histories_ = [np.asarray(s, dtype=np.int64) for s in dataset.sequences()]
     torch.manual_seed(cfg.seed)
     model.net_ = model.new_net()
+    if start is not None:
+        model.net_.load_state_dict(start)
     model.history_ = []
     if cfg.validation:
         fit_seqs = [s[:-1] if len(s) >= 3 else s for s in model.histories_]
         val_users = np.array([u for u, s in enumerate(model.histories_) if len(s) >= 3], dtype=np.int64)
     else:
         fit_seqs, val_users = model.histories_, np.zeros(0, dtype=np.int64)
-    _train(model, fit_seqs, val_users, deadline)
+    _train(model, fit_seqs, val_users, deadline, warm=start is not None)
 
 
-def _train(model: SASRec, seqs: list[np.ndarray], val_users: np.ndarray, deadline: Deadline) -> None:
+def _train(model: SASRec, seqs: list[np.ndarray], val_users: np.ndarray, deadline: Deadline,
+           warm: bool = False) -> None:
     """AdamW over shuffled users each epoch; keeps the weights of the best validation NDCG (without validation:
-    of the last completed epoch). A ``time_budget_s`` that runs out inside an epoch discards that epoch's
-    updates (back to a completed epoch's weights) unless no epoch was completed yet; see ``budget_stop_``.
+    of the last completed epoch; ``warm``: the starting weights are validated as epoch 0 first). A
+    ``time_budget_s`` that runs out inside an epoch discards that epoch's updates (back to a completed epoch's
+    weights) unless no epoch was completed yet; see ``budget_stop_``.
 
     Data-parallel (:mod:`rankstack.data_parallel`): every replica draws the same user order and trains on its part
     of each batch, DDP averaging the gradients; replica 0 validates for all; each finished epoch is a checkpoint,
@@ -109,6 +115,10 @@ def _train(model: SASRec, seqs: list[np.ndarray], val_users: np.ndarray, deadlin
         model.history_, model.best_epoch_, last_state = list(resumed["history"]), resumed["best_epoch"], \
             resumed["last_state"]
         done = int(resumed["epoch"])
+    elif warm and validate is not None:  # the starting weights compete too: continuing must beat them
+        metrics = stop.validate(lambda: dp.lead(validate))
+        stop.record(0, metrics[f"val_ndcg@{cfg.eval_k}"], lambda: copy.deepcopy(net.state_dict()))
+        model.history_.append({"epoch": 0, "wall_s": stop.elapsed(), **metrics})
     step = dp.wrap(Step(net, lambda inputs, targets: _loss(model, inputs, targets, gen)))
     stopped_by: StoppedBy = "epochs"
     with new_progress() as progress:
@@ -153,7 +163,7 @@ def _train(model: SASRec, seqs: list[np.ndarray], val_users: np.ndarray, deadlin
     if stop.best_state is not None:
         net.load_state_dict(stop.best_state)
     net.eval()
-    best = model.best_epoch_ if model.best_epoch_ > 0 else None
+    best = model.best_epoch_ if model.best_epoch_ > 0 or (warm and validate is not None) else None
     model.fit_summary_ = stop.summary(done, stopped_by, best)
 
 
