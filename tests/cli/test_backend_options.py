@@ -67,6 +67,7 @@ def test_parts_not_sharded_yet_say_so(argv: list[str], message: str) -> None:
     ("full", ["source two-tower", "ranker sasrec"]),
     ("ltr-ml1m", ["ranker lambdarank"]),
     ("ltr-ml1m-sasrec", ["ranker lambdarank"]),  # its SASRec is fitted once, in process
+    ("ltr-ml1m-sasrec-continued", ["ranker lambdarank"]),  # fitted once and continued, both in process
     ("neural-100k", []),
 ])
 def test_train_names_the_stages_that_train_on_ray(name: str, stages: list[str]) -> None:

@@ -15,6 +15,7 @@ from rankstack.pipeline.config import (
     NeuralRankStage,
     default_config,
     load_pipeline_config,
+    validate_pipeline_config,
 )
 from rankstack.pipeline.defaults import DEFAULT
 
@@ -109,8 +110,12 @@ BAD: list[tuple[str, Any, str]] = [
      "ranker.base: 'ease' is not among the sources"),
     ("a source fitted once that cannot be", config_dict(ranker={"kind": "lambdarank"}, sources=[
         {"name": "itemknn", "fit": "once"}]), "source 'itemknn' cannot be fitted once"),
+    ("a source continued that cannot be", config_dict(ranker={"kind": "lambdarank"}, sources=[
+        {"name": "itemknn", "fit": "once_continued"}]), "source 'itemknn' cannot be fitted once"),
+    ("a source continued without a candidate ranker", config_dict(sources=[
+        {"name": "sasrec", "fit": "once_continued"}]), "fit: once (or once_continued) needs a learned candidate"),
     ("a source fitted once without a candidate ranker", config_dict(sources=[{"name": "sasrec", "fit": "once"}]),
-     "fit: once needs a learned candidate ranker"),
+     "fit: once (or once_continued) needs a learned candidate ranker"),
     ("a source fitted at an unknown time", config_dict(sources=[{"name": "popular", "fit": "twice"}]),
      "sources[0] 'popular', field 'fit'"),
     ("top-level list", "- a\n- b\n", "expected a mapping"),
@@ -174,3 +179,13 @@ def test_the_neural_example_is_ltr_100k_with_the_neural_ranker() -> None:
     assert neural.ranker.model_dump(include=shared) == ltr.ranker.model_dump(include=shared)
     skip = {"name", "ranker"}
     assert neural.model_dump(exclude=skip) == ltr.model_dump(exclude=skip)
+
+
+def test_a_source_whose_training_cannot_start_from_fitted_weights_is_not_continued(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from rankstack.sequential.sasrec import SASRec
+
+    monkeypatch.delattr(SASRec, "continued")
+    with pytest.raises(ValueError, match="source 'sasrec' cannot be continued"):
+        validate_pipeline_config(config_dict(ranker={"kind": "lambdarank"}, sources=[
+            {"name": "sasrec", "fit": "once_continued"}]))

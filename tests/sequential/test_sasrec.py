@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 from pathlib import Path
@@ -76,6 +77,27 @@ def test_with_histories_reads_another_datasets_histories_with_the_same_weights(
     assert held not in moved.retrieve(np.array([user]), 40).item_ids[0]  # now seen, so excluded
     with pytest.raises(ValueError, match="items"):
         model.with_histories(SimpleNamespace(n_items=model.n_items_ + 1))  # type: ignore[arg-type]
+
+
+def test_continued_starts_from_the_fitted_weights_and_keeps_them_unless_beaten(
+        fitted: tuple[SASRec, object, object]) -> None:
+    model, fit, _ = fitted
+    short = SASRec(SASRecConfig(**{**SMALL, "epochs": 1, "eval_every": 1})).fit(fit)  # type: ignore[arg-type]
+    start = {k: v.clone() for k, v in short.net_.state_dict().items()}
+    more = copy.copy(short)
+    more.config = short.config.model_copy(update={"epochs": 6})
+    went_on = more.continued(fit)  # type: ignore[arg-type]
+    assert all(torch.equal(v, start[k]) for k, v in short.net_.state_dict().items())  # the original is untouched
+    curve = went_on.fit_summary().curve  # type: ignore[union-attr]
+    assert curve[0] == (0, pytest.approx(short.history_[-1]["val_ndcg@10"]))  # epoch 0: the starting weights
+    assert went_on.best_epoch_ > 0 and max(v for _, v in curve) > curve[0][1]
+    ruin = copy.copy(model)
+    ruin.config = model.config.model_copy(update={"epochs": 2, "eval_every": 1, "lr": 5.0})
+    kept = ruin.continued(fit)  # type: ignore[arg-type]
+    assert kept.best_epoch_ == 0 and kept.fit_summary().best_epoch == 0  # type: ignore[union-attr]
+    assert all(torch.equal(v, model.net_.state_dict()[k]) for k, v in kept.net_.state_dict().items())
+    with pytest.raises(ValueError, match="items"):
+        model.continued(SimpleNamespace(n_items=model.n_items_ + 1))  # type: ignore[arg-type]
 
 
 def test_score_candidates_gathers_full_scores(fitted: tuple[SASRec, object, object]) -> None:
