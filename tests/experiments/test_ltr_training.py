@@ -327,6 +327,34 @@ def test_a_source_fitted_once_and_continued_serves_with_weights_trained_on_every
     assert isinstance(ranker, LambdaRankRanker) and ranker.sequential is served
 
 
+def test_a_sequential_scorer_fitted_once_and_continued_serves_with_the_continued_model(
+        small_split: tuple[Dataset, Dataset], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sequential.fit: once_continued``: one fit before the windows, then one continuation on all the fit data,
+    which is the scorer the ranker serves with."""
+    from rankstack.sequential.sasrec import SASRec
+
+    fit, _ = small_split
+    seq = {"source": "sasrec", "settings": {"max_len": 8, "hidden_dim": 8, "epochs": 2, "device": "cpu"},
+           "fit": "once_continued"}
+    config = validate_pipeline_config(config_dict(ranker={**RANKER, "sequential": seq}))
+    fitted = record_fits(monkeypatch, "sasrec")
+    continued: list[SASRec] = []
+    original = SASRec.continued
+
+    def spy(model: SASRec, data: Dataset) -> SASRec:
+        assert data is fit
+        continued.append(original(model, data))
+        return continued[-1]
+
+    monkeypatch.setattr(SASRec, "continued", spy)
+    messages: list[str] = []
+    pipeline = Pipeline(fit_stages(config, fit, messages.append))
+    assert len(fitted) == 1 and len(continued) == 1
+    ranker = pipeline.parts.ranker
+    assert isinstance(ranker, LambdaRankRanker) and ranker.sequential is continued[0]
+    assert any(m.startswith("sequential sasrec: fitted once, continued") for m in messages)
+
+
 def test_random_windows_hold_out_shuffled_events(small_split: tuple[Dataset, Dataset]) -> None:
     """``order="random"``: windows are seeded random holdouts of each user's events; the feature window keeps
     every other event, later ones included; another seed draws other events."""

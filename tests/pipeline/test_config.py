@@ -114,6 +114,8 @@ BAD: list[tuple[str, Any, str]] = [
         {"name": "itemknn", "fit": "once_continued"}]), "source 'itemknn' cannot be fitted once"),
     ("a source continued without a candidate ranker", config_dict(sources=[
         {"name": "sasrec", "fit": "once_continued"}]), "fit: once (or once_continued) needs a learned candidate"),
+    ("a sequential feature continued that cannot be", config_dict(ranker={"kind": "lambdarank", "sequential": {
+        "source": "als", "fit": "once_continued"}}), "'als' cannot be continued"),
     ("a source fitted once without a candidate ranker", config_dict(sources=[{"name": "sasrec", "fit": "once"}]),
      "fit: once (or once_continued) needs a learned candidate ranker"),
     ("a source fitted at an unknown time", config_dict(sources=[{"name": "popular", "fit": "twice"}]),

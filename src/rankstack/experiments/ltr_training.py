@@ -258,10 +258,10 @@ def window_rows(config: PipelineConfig, stage: CandidateRankerStage, data: Datas
 
 
 def sequential_once(stage: CandidateRankerStage, windows: RankerWindows, log: Log) -> CandidateSource | None:
-    """With ``sequential.fit: once``, the sequential scorer fitted once on the events before every user's first
-    label or validation event (``before_all``), for every window and for serving."""
+    """With ``sequential.fit: once`` (or ``once_continued``), the sequential scorer fitted once on the events before
+    every user's first label or validation event (``before_all``), for every window (and ``once``: for serving)."""
     spec = stage.sequential
-    if spec is None or spec.fit != "once":
+    if spec is None or spec.fit == "per_window":
         return None
     return _fit_once(spec.source, spec.settings, windows, log, f"sequential {spec.source}")
 
@@ -311,25 +311,29 @@ def training_rows(config: PipelineConfig, stage: CandidateRankerStage, fit_data:
 def serving_models(config: PipelineConfig, rows: TrainingRows, serving: dict[str, CandidateSource],
                    fit_data: Dataset, log: Log) -> CandidateSource | None:
     """Add the sources fitted once to ``serving``, pointed at all of ``fit_data`` (``once_continued``: trained
-    further on it); the sequential scorer to serve with (the one fitted once, else from ``serving``)."""
+    further on it); the sequential scorer to serve with (the one fitted once, trained further on ``fit_data`` when
+    it is ``once_continued``; else from ``serving``)."""
     stage = config.ranker
     assert isinstance(stage, CandidateRankerStage)
     continued = {s.name for s in config.sources if s.fit == "once_continued"}
     for name, model in rows.once_sources.items():
-        serving[name] = _continued(model, fit_data, log) if name in continued else rebound(model, fit_data)
+        serving[name] = _continued(model, fit_data, log, f"source {name}") if name in continued \
+            else rebound(model, fit_data)
     if rows.sequential_once is not None:
+        if stage.sequential is not None and stage.sequential.fit == "once_continued":
+            return _continued(rows.sequential_once, fit_data, log, f"sequential {stage.sequential.source}")
         return rows.sequential_once
     return _sequential(stage, serving, fit_data, log, "serving")
 
 
-def _continued(model: CandidateSource, data: Dataset, log: Log) -> CandidateSource:
-    """``model`` (fitted once) trained further on ``data``, for serving: its ``continued``."""
+def _continued(model: CandidateSource, data: Dataset, log: Log, what: str) -> CandidateSource:
+    """``model`` (fitted once) trained further on ``data``, for serving (its ``continued``), logged as ``what``."""
     continued = getattr(model, "continued", None)
     if continued is None:
         raise TypeError(f"source {model.name!r} has no continued, so it cannot be fitted once_continued")
     t0 = time.perf_counter()
     out: CandidateSource = continued(data)
-    log(f"source {model.name}: fitted once, continued on all the fit data for serving in "
+    log(f"{what}: fitted once, continued on all the fit data for serving in "
         f"{time.perf_counter() - t0:.1f} s{out.fit_note()}")
     return out
 

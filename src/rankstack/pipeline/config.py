@@ -283,11 +283,12 @@ class SequentialFeature(_Strict):
     ranker's windows; reused from the sources when it names one of them without settings). ``fit: once`` fits it
     a single time, on every event before each user's first label or validation event, and uses that model in
     every window and at serving (no label or validation event reaches it; it serves with what it learned before
-    the windows)."""
+    the windows); ``fit: once_continued`` uses it in every window and serves with it trained further on all the
+    fit data (as a source's ``once_continued``)."""
 
     source: str = Field(min_length=1)
     settings: dict[str, Any] = Field(default_factory=dict)
-    fit: Literal["per_window", "once"] = "per_window"
+    fit: Literal["per_window", "once", "once_continued"] = "per_window"
 
     @field_validator("source")
     @classmethod
@@ -298,6 +299,15 @@ class SequentialFeature(_Strict):
     @classmethod
     def _settings_fit_the_source(cls, settings: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         return _checked_settings(info.data.get("source"), settings)
+
+    @model_validator(mode="after")
+    def _continuable(self) -> SequentialFeature:
+        from rankstack.pipeline.components import source_class
+
+        if self.fit == "once_continued" and not callable(getattr(source_class(self.source), "continued", None)):
+            raise ValueError(f"{self.source!r} cannot be continued: its training cannot start from fitted weights "
+                             "(fit: once_continued suits sasrec)")
+        return self
 
 
 class CandidateRankerStage(_Strict):
