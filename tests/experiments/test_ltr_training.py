@@ -226,6 +226,21 @@ def record_fits(monkeypatch: pytest.MonkeyPatch, name: str) -> list[Dataset]:
     return fitted
 
 
+def record_continuations(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Dataset, Any]]:
+    """(the model fitted once, the data, the continued model) of every ``SASRec.continued`` call, in order."""
+    from rankstack.sequential.sasrec import SASRec
+
+    calls: list[tuple[Any, Dataset, Any]] = []
+    original = SASRec.continued
+
+    def spy(model: SASRec, data: Dataset) -> SASRec:
+        calls.append((model, data, original(model, data)))
+        return calls[-1][2]  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(SASRec, "continued", spy)
+    return calls
+
+
 def test_a_sequential_scorer_fitted_once_sees_no_window_event(small_split: tuple[Dataset, Dataset],
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """``sequential.fit: once``: one fit, on data without any label or validation event, reused at serving."""
@@ -301,18 +316,11 @@ def test_a_source_fitted_once_and_continued_serves_with_weights_trained_on_every
     config = validate_pipeline_config(config_dict(sources=[*config_dict()["sources"], sasrec], merge={"k": 40},
                                                   ranker={**RANKER, "sequential": {"source": "sasrec"}}))
     fitted = record_fits(monkeypatch, "sasrec")
-    continued: list[tuple[SASRec, Dataset]] = []
-    original = SASRec.continued
-
-    def spy(model: SASRec, data: Dataset) -> SASRec:
-        continued.append((model, data))
-        return original(model, data)
-
-    monkeypatch.setattr(SASRec, "continued", spy)
+    continued = record_continuations(monkeypatch)
     messages: list[str] = []
     pipeline = Pipeline(fit_stages(config, fit, messages.append))
     assert len(fitted) == 1 and len(continued) == 1
-    once, data = continued[0]
+    once, data, _ = continued[0]
     assert data is fit
     served = pipeline.parts.sources["sasrec"]
     assert isinstance(served, SASRec) and served is not once
@@ -331,27 +339,20 @@ def test_a_sequential_scorer_fitted_once_and_continued_serves_with_the_continued
         small_split: tuple[Dataset, Dataset], monkeypatch: pytest.MonkeyPatch) -> None:
     """``sequential.fit: once_continued``: one fit before the windows, then one continuation on all the fit data,
     which is the scorer the ranker serves with."""
-    from rankstack.sequential.sasrec import SASRec
 
     fit, _ = small_split
     seq = {"source": "sasrec", "settings": {"max_len": 8, "hidden_dim": 8, "epochs": 2, "device": "cpu"},
            "fit": "once_continued"}
     config = validate_pipeline_config(config_dict(ranker={**RANKER, "sequential": seq}))
     fitted = record_fits(monkeypatch, "sasrec")
-    continued: list[SASRec] = []
-    original = SASRec.continued
-
-    def spy(model: SASRec, data: Dataset) -> SASRec:
-        assert data is fit
-        continued.append(original(model, data))
-        return continued[-1]
-
-    monkeypatch.setattr(SASRec, "continued", spy)
+    continued = record_continuations(monkeypatch)
     messages: list[str] = []
     pipeline = Pipeline(fit_stages(config, fit, messages.append))
     assert len(fitted) == 1 and len(continued) == 1
+    _, data, served = continued[0]
+    assert data is fit
     ranker = pipeline.parts.ranker
-    assert isinstance(ranker, LambdaRankRanker) and ranker.sequential is continued[0]
+    assert isinstance(ranker, LambdaRankRanker) and ranker.sequential is served
     assert any(m.startswith("sequential sasrec: fitted once, continued") for m in messages)
 
 

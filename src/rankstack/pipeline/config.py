@@ -164,9 +164,8 @@ class SourceStage(_Strict):
             raise ValueError(f"source {self.name!r} cannot be fitted once: its model keeps what it learned from the "
                              f"histories it was fitted on (fit: {self.fit} suits sources that read histories at "
                              "request time, e.g. sasrec)")
-        if self.fit == "once_continued" and not callable(getattr(model, "continued", None)):
-            raise ValueError(f"source {self.name!r} cannot be continued: its training cannot start from fitted weights "
-                             "(fit: once_continued suits sasrec; fit: once serves with the once-fitted model)")
+        if self.fit == "once_continued":
+            _continuable(self.name)
         return self
 
 
@@ -179,6 +178,15 @@ def _rescorer(name: str) -> str:
     if not callable(getattr(source_class(name), "score_candidates", None)):
         raise ValueError(f"source {name!r} cannot re-score candidates (it has no score_candidates method)")
     return name
+
+
+def _continuable(name: str) -> None:
+    """A ``ValueError`` unless source ``name``'s training can start from fitted weights (``continued``)."""
+    from rankstack.pipeline.components import source_class
+
+    if not callable(getattr(source_class(name), "continued", None)):
+        raise ValueError(f"source {name!r} cannot be continued: its training cannot start from fitted weights "
+                         "(fit: once_continued suits sasrec; fit: once serves with the once-fitted model)")
 
 
 def _checked_settings(name: Any, settings: dict[str, Any]) -> dict[str, Any]:
@@ -301,12 +309,9 @@ class SequentialFeature(_Strict):
         return _checked_settings(info.data.get("source"), settings)
 
     @model_validator(mode="after")
-    def _continuable(self) -> SequentialFeature:
-        from rankstack.pipeline.components import source_class
-
-        if self.fit == "once_continued" and not callable(getattr(source_class(self.source), "continued", None)):
-            raise ValueError(f"{self.source!r} cannot be continued: its training cannot start from fitted weights "
-                             "(fit: once_continued suits sasrec)")
+    def _continued_if_it_can(self) -> SequentialFeature:
+        if self.fit == "once_continued":
+            _continuable(self.source)
         return self
 
 
