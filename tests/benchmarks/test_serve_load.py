@@ -48,10 +48,31 @@ def test_a_learning_policy_in_the_serve_load_graph_ends_with_identical_worker_st
 @pytest.mark.parametrize(("args", "message"), [
     (["--policy", "ucb1"], "--policy: invalid choice"),
     (["--policy"], "--policy: expected one argument"),
+    (["--max-batch", "0"], "--max-batch: bad value"),
 ])
 def test_a_bad_policy_is_refused_naming_the_option(args: list[str], message: str, tmp_path: Path) -> None:
     done = serve_load(args, tmp_path, timeout_s=120)
     assert done.returncode == 2 and message in done.stderr
+
+
+def test_the_server_gets_max_batch_only_when_it_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import serve_load as script
+
+    started: list[list[str]] = []
+
+    class Exited:
+        def __init__(self, argv: list[str], **_: object) -> None:
+            started.append(argv)
+
+        def poll(self) -> int:
+            return 1  # exits at once: start_server reports the log and raises
+
+    monkeypatch.setattr(script.subprocess, "Popen", Exited)
+    for max_batch in (None, 8):
+        with pytest.raises(RuntimeError, match="server exited"):
+            script.start_server(tmp_path, tmp_path, 1, workers=2, max_batch=max_batch)
+    assert "--max-batch" not in started[0]
+    assert started[1][started[1].index("--max-batch") + 1] == "8"
 
 
 def test_reuse_refuses_an_artifact_built_with_other_options(tmp_path: Path) -> None:
