@@ -397,6 +397,20 @@ def test_a_pipeline_trains_on_random_windows(small_split: tuple[Dataset, Dataset
     assert len(pipeline.parts.ranker.report["windows"]["train_candidate_recall"]) == 2
 
 
+def test_a_learned_ranker_trains_under_a_learning_exploration_policy(small_split: tuple[Dataset, Dataset]) -> None:
+    """The windows' candidate pipelines carry no exploration stage: a learning policy's features are fitted after
+    the ranker (this raised "learns online but the pipeline has no policy features" before)."""
+    fit, _ = small_split
+    config = config_dict(ranker={**RANKER, "label_windows": 1},
+                         exploration={"policy": "linucb", "pool": 10, "seed": 0, "learning": {"dim": 4}})
+    pipeline = Pipeline(fit_stages(validate_pipeline_config(config), fit, lambda _m: None))
+    assert isinstance(pipeline.parts.ranker, LambdaRankRanker)
+    assert pipeline.parts.policy is not None and pipeline.online is not None
+    user = str(pipeline.parts.user_map.to_external_list([0])[0])
+    slate = pipeline.recommend([RecommendRequest(user_id=user, k=5)], stage_deadlines=False)[0]
+    assert len(slate.items) == 5 and all(item.propensity is not None for item in slate.items)
+
+
 NEURAL: dict[str, Any] = {"kind": "neural", "min_history": 2, "attribute": "category", "base": "itemknn",
                           "model": {"epochs": 3, "mlp_dims": [8], "expert_dims": [8], "tower_dims": [4]}}
 

@@ -38,7 +38,13 @@ import polars as pl
 
 from rankstack.data.dataset import Dataset
 from rankstack.pipeline.components import build_source
-from rankstack.pipeline.config import CandidateRankerStage, LambdaRankStage, NeuralRankStage, PipelineConfig
+from rankstack.pipeline.config import (
+    CandidateRankerStage,
+    ExplorationStage,
+    LambdaRankStage,
+    NeuralRankStage,
+    PipelineConfig,
+)
 from rankstack.pipeline.parts import PipelineParts
 from rankstack.pipeline.pipeline import Pipeline
 from rankstack.ranking.candidate_features import ItemStats, candidate_features, feature_names, request_times
@@ -186,8 +192,9 @@ def item_stats(stage: CandidateRankerStage, data: Dataset) -> ItemStats:
 
 
 def candidate_pipeline(config: PipelineConfig, sources: dict[str, CandidateSource], data: Dataset) -> Pipeline:
-    """A pipeline of the fitted ``sources`` without ranker, value or re-rank stages: it yields the candidates."""
-    bare = config.model_copy(update={"ranker": None, "value": None, "rerank": None})
+    """A pipeline of the fitted ``sources`` without ranker, value, re-rank or learning exploration stages: it yields
+    the candidates (a learning policy's features are fitted after the ranker, so the window has none to give it)."""
+    bare = config.model_copy(update={"ranker": None, "value": None, "rerank": None, "exploration": ExplorationStage()})
     popular = sources.get("popular")
     fallback = popular if isinstance(popular, MostPopular) else MostPopular().fit(data)
     return Pipeline(PipelineParts(config=bare, sources=sources, fallback=fallback, user_map=data.user_map,
