@@ -61,11 +61,15 @@ class ServerProcess:
         raise RuntimeError(f"server did not answer within {timeout_s} s: {self.log_path.read_text()[-2000:]}")
 
     def worker_pids(self, timeout_s: float = 30.0) -> set[int]:
-        """Wait until every worker process has answered /healthz (new connection each time); their pids."""
+        """Wait until every worker process has answered /healthz (new connection each time); their pids. A
+        connection reset is asked again: the kernel resets connections queued on a worker killed just before."""
         seen: set[int] = set()
         deadline = time.monotonic() + timeout_s
         while len(seen) < self.workers and time.monotonic() < deadline:
-            seen.add(int(httpx.get(self.url + "/healthz", timeout=5).headers["x-rankstack-worker"]))
+            try:
+                seen.add(int(httpx.get(self.url + "/healthz", timeout=5).headers["x-rankstack-worker"]))
+            except httpx.TransportError:
+                time.sleep(0.05)
         if len(seen) < self.workers:
             raise RuntimeError(f"only workers {sorted(seen)} answered within {timeout_s} s")
         return seen
