@@ -427,6 +427,16 @@ def open_run(port: int, url: str, rate: float, fresh: float, args: argparse.Name
     return row
 
 
+def seconds_over(timeline: list[list[Any]], p99_ms: float) -> str:
+    """How many 1-s windows of a run's ``timeline`` missed ``p99_ms`` (or shed or failed), and the worst one."""
+    bad = [w for w in timeline if w[2] or w[3] or (w[4] is not None and w[4] > p99_ms)]
+    if not bad:
+        return f"every second within p99 {p99_ms:g} ms"
+    worst = max(bad, key=lambda w: w[5] or 0.0)
+    return (f"{len(bad)} of {len(timeline)} seconds over p99 {p99_ms:g} ms or shedding (worst at {worst[0]:g} s: "
+            f"p99 {worst[4]} ms, {worst[2]} shed)")
+
+
 def settle(url: str, limit_s: float = 90.0, quick_ms: float = 50.0) -> float:
     """Wait (up to ``limit_s``) until an event post and a recommend both answer within ``quick_ms`` twice in a row,
     so that a backlog left by an overloaded run (event writes queued in the server's threads) does not spill into
@@ -499,7 +509,8 @@ def measure(n_items: int, args: argparse.Namespace, workdir: Path,
                     print(f"  {rate:g} req/s offered, fresh {fresh:g}: p50 {result['p50_ms']} ms, p99 "
                           f"{result['p99_ms']} ms, achieved {result['achieved']} req/s, errors {result['errors']}, "
                           f"degraded {result['degraded']}, shed {result['shed']}, generator CPU "
-                          f"{result['generator']['cpu_share']:.0%}", flush=True)
+                          f"{result['generator']['cpu_share']:.0%}; {seconds_over(result['timeline'], 20.0)}",
+                          flush=True)
                     if "overload" in result:
                         o = result["overload"]
                         print(f"    overload ×{o['factor']:g}: shed {o['shed_share']:.1%}, p99 answered "

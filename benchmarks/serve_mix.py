@@ -174,6 +174,26 @@ def tally(t: dict[str, np.ndarray], lo: float, hi: float, kind: int = RECOMMEND)
     return out
 
 
+def timeline(t: dict[str, np.ndarray], lo: float, hi: float, *, step_s: float = 1.0,
+             kind: int = RECOMMEND) -> list[list[float | int | None]]:
+    """Per ``step_s`` window of [lo, hi) by scheduled start, the ``kind`` requests as ``[start s, answered, shed,
+    errors, p99 ms of the answered, max ms]``: tells a short stall (a few bad windows) from a run that was
+    overloaded throughout."""
+    sel = (t["kind"] == kind) & (t["at"] >= lo) & (t["at"] < hi)
+    at, ms, status = t["at"][sel], t["ms"][sel], t["status"][sel]
+    ok = (status >= 200) & (status < 300)
+    out: list[list[float | int | None]] = []
+    for start in np.arange(lo, hi - 1e-9, step_s):
+        inside = (at >= start) & (at < start + step_s)
+        good = ms[inside & ok]
+        p99 = round(float(np.percentile(good, 99)), 1) if len(good) else None
+        peak = round(float(good.max()), 1) if len(good) else None
+        shed = int((status[inside] == 503).sum())
+        out.append([round(float(start - lo), 3), len(good), shed, int(inside.sum()) - len(good) - shed, p99,
+                    peak])
+    return out
+
+
 def _errors(status: np.ndarray) -> tuple[int, dict[str, int]]:
     """Errors (anything but 2xx and 503) in total and by cause: timeout, connection, http_<status>."""
     causes: Counter[str] = Counter()
@@ -188,6 +208,7 @@ def _errors(status: np.ndarray) -> tuple[int, dict[str, int]]:
 def summarise(t: dict[str, np.ndarray], lo: float, hi: float, *, kind: int = RECOMMEND) -> dict[str, Any]:
     """One run's figures: the recommends (or health checks) in [lo, hi), their events, errors of both added."""
     main = tally(t, lo, hi, kind)
+    main["timeline"] = timeline(t, lo, hi, kind=kind)
     if kind == RECOMMEND and (t["kind"] == EVENT).any():
         events = tally(t, lo, hi, EVENT)
         main["events"] = {k: events[k] for k in ("requests", "achieved", "p50_ms", "p99_ms", "max_ms", "errors",

@@ -122,3 +122,13 @@ def test_sigterm_runs_the_cleanup_that_stops_the_server(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
                           cwd=ROOT)
     assert done.returncode == 128 + 15 and done.stdout == "server stopped\n", done.stderr[-2000:]
+
+
+def test_seconds_over_names_the_bad_windows_and_the_worst() -> None:
+    import serve_load as script
+
+    fine = [[0, 100, 0, 0, 9.0, 12.0], [1, 100, 0, 0, 11.0, 15.0]]
+    assert script.seconds_over(fine, 20.0) == "every second within p99 20 ms"
+    bad = [*fine, [2, 90, 10, 0, 30.0, 80.0], [3, 100, 0, 1, 25.0, 40.0]]
+    assert script.seconds_over(bad, 20.0) == ("2 of 4 seconds over p99 20 ms or shedding (worst at 2 s: p99 30.0 ms, "
+                                              "10 shed)")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from http_stub import Answer, Stub
 from open_loop import TIMEOUT, Pool, arrival_offsets, drive, run
-from serve_mix import EVENT, RECOMMEND, Mix, Traffic, overload_figures, summarise
+from serve_mix import EVENT, RECOMMEND, Mix, Traffic, overload_figures, summarise, timeline
 
 POPULAR = ["p1", "p2", "p3"]
 
@@ -154,3 +154,15 @@ def test_a_stamping_mix_stamps_every_request_with_its_start() -> None:
         assert before <= stamp <= after  # sent within the run
     _, headers, _, _ = run(main(Mix(users=5, seed=5)))
     assert headers and all("x-request-start" not in seen for seen in headers)
+
+
+def test_the_timeline_shows_which_seconds_went_wrong() -> None:
+    rows = [(RECOMMEND, t, 5.0, 200) for t in np.arange(0, 3, 0.01)]
+    rows += [(RECOMMEND, t, 90.0 if i % 3 else 1.0, 200 if i % 3 else 503) for i, t in enumerate(np.arange(3, 4, 0.01))]
+    rows += [(RECOMMEND, 4.5, 7.0, TIMEOUT), (EVENT, 4.2, 3.0, 200)]
+    windows = timeline(table(rows), 0.0, 5.0)
+    assert [w[0] for w in windows] == [0, 1, 2, 3, 4]
+    assert windows[0] == [0, 100, 0, 0, 5.0, 5.0]
+    assert windows[3][1:4] == [66, 34, 0] and windows[3][4] == 90.0
+    assert windows[4] == [4, 0, 0, 1, None, None]  # the event is not counted; the timeout is an error
+    assert summarise(table(rows), 0.0, 5.0)["timeline"] == windows

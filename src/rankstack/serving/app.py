@@ -27,7 +27,7 @@ from rankstack.serving.fanout import ReloadGroup
 from rankstack.serving.fast_path import ARRIVED, FastRoute, response_json
 from rankstack.serving.guard import BoundedCalls, DurabilityWatch, GuardedState, HealthProbe, StateBreaker
 from rankstack.serving.loop_writer import LoopWriter, WriterClosedError
-from rankstack.serving.middleware import ServiceMiddleware
+from rankstack.serving.middleware import ServiceApp, ServiceMiddleware
 from rankstack.serving.model_slot import Loaded, ModelSlot, RecommenderLoader, ReloadRefusedError
 from rankstack.serving.online_learning import OnlineLearning
 from rankstack.serving.prometheus import ServiceMetrics
@@ -103,16 +103,25 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
                 response.stage_ms["state"] = round(guarded.elapsed_s * 1000.0, 3)
                 if guarded.degraded and response.fallback is None:
                     response.fallback = "no_fresh_state"
+        if responses:
+            metrics.observe_stages(responses[0].stage_ms)
         return responses
 
     def observe_batch(size: int, waited_s: float) -> None:
         """Record a batch's size, how long its oldest request waited, and the batch costs shedding assumes."""
         metrics.batch_size.observe(size)
         metrics.queue_seconds.observe(waited_s)
+        now = time.monotonic()
+        if now < gauges_due[0]:  # the estimates move slowly: a scrape a few times a second is plenty
+            return
+        gauges_due[0] = now + GAUGE_PERIOD_S
         cost = batcher.admission.cost
-        metrics.service_estimate.labels("single").set(cost.seconds(1))
-        metrics.service_estimate.labels("full").set(cost.seconds(settings.max_batch))
+        estimate_single.set(cost.seconds(1))
+        estimate_full.set(cost.seconds(settings.max_batch))
         metrics.admission_margin.set(batcher.admission.margin.value_s)
+
+    gauges_due = [0.0]
+    estimate_single, estimate_full = metrics.service_estimate.labels("single"), metrics.service_estimate.labels("full")
 
     rebalance = Rebalance()
     bounds: dict[str, Any] = {"max_batch": settings.max_batch, "max_wait_s": settings.batch_wait_ms / 1000.0,
@@ -133,7 +142,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
             group.start(slot, on_reload=served, on_join=rebalance.trigger)
 
     stops = [group.stop] if group is not None else []
-    app = FastAPI(title="rankstack", version="1", summary="Multi-stage recommendations and feedback events.",
+    app = ServiceApp(title="rankstack", version="1", summary="Multi-stage recommendations and feedback events.",
                   docs_url=None, redoc_url=None,  # FastAPI's pages load their scripts from a CDN: see docs_page
                   lifespan=_lifespan(start, [*stops, batcher.close, writer.close, reader.close, probe.close,
                                              learning.stop, *on_shutdown]))
@@ -341,13 +350,12 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         metrics.reloads.labels("ok").inc()
         return response.model_copy(update={"workers_switched": outcome.switched})
 
-    app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
-                       worker=None if group is None else str(os.getpid()),
-                       request_start_header=settings.request_start_header,
-                       fast_routes=[FastRoute("/v1/recommend", RecommendRequest, answer),
-                                    FastRoute("/v1/events", EventBatch, ingest_batch)])
-    if group is not None:  # outermost, so the fast path's answers are marked too
-        app.add_middleware(CloseToRebalance, rebalance=rebalance)
+    front: Any = ServiceMiddleware(app.framework, metrics=metrics, max_body_bytes=settings.max_body_bytes,
+                                   worker=None if group is None else str(os.getpid()),
+                                   request_start_header=settings.request_start_header,
+                                   fast_routes=[FastRoute("/v1/recommend", RecommendRequest, answer),
+                                                FastRoute("/v1/events", EventBatch, ingest_batch)])
+    app.front = front if group is None else CloseToRebalance(front, rebalance=rebalance)  # outermost: marks all
     return app
 
 
@@ -375,6 +383,7 @@ def _shed(metrics: ServiceMetrics, endpoint: str, exc: OverloadedError) -> ShedE
                                   expected_ms=ms, deadline_ms=deadline))
 
 
+GAUGE_PERIOD_S = 0.25  # the batch-cost and margin gauges are written at most this often
 HEALTH_TIMEOUT_S = 0.5  # /readyz and /metrics wait this long for the state store's health check
 _ROUTES = {"/v1/recommend", "/v1/events", "/v1/policy", "/healthz", "/readyz", "/metrics", "/admin/reload"}
 

@@ -8,6 +8,8 @@ are listed per live worker (``pid`` label).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -30,8 +32,9 @@ class ServiceMetrics:
                                          ["endpoint", "method"], buckets=LATENCY_BUCKETS, registry=r)
         self.requests = Counter("rankstack_http_requests", "HTTP responses by status.", ["endpoint", "status"],
                                 registry=r)
-        self.stage_seconds = Histogram("rankstack_stage_duration_seconds", "Wall time of each pipeline stage.",
-                                       ["stage"], buckets=LATENCY_BUCKETS, registry=r)
+        self.stage_seconds = Histogram("rankstack_stage_duration_seconds", "Wall time of each pipeline stage, "
+                                       "once per batched pipeline call.", ["stage"], buckets=LATENCY_BUCKETS,
+                                       registry=r)
         self.errors = Counter("rankstack_errors", "Failures handled by the service.", ["endpoint", "kind"], registry=r)
         self.degradations = Counter("rankstack_stage_degradations", "Stages that did not run normally.",
                                     ["stage", "status"], registry=r)
@@ -97,14 +100,18 @@ class ServiceMetrics:
         self.workers_serving.set(serving)
         self.workers_expected.set(expected)
 
-    def observe_response(self, response: RecommendResponse) -> None:
-        """Record a slate's stage timings, non-normal stages and fallback."""
+    def observe_stages(self, stage_ms: Mapping[str, float]) -> None:
+        """Record one batched pipeline call's stage timings (its slates share them: once per batch, not per slate,
+        which in multiprocess mode would write ~16 shared-memory values per request)."""
         stages = self._stage_children
-        for stage, ms in response.stage_ms.items():
+        for stage, ms in stage_ms.items():
             child = stages.get(stage)
-            if child is None:  # ``labels`` costs a lock and a tuple key per call: ~8 stages for every response
+            if child is None:  # ``labels`` costs a lock and a tuple key per call
                 child = stages.setdefault(stage, self.stage_seconds.labels(stage))
             child.observe(ms / 1000.0)
+
+    def observe_response(self, response: RecommendResponse) -> None:
+        """Record a slate's non-normal stages and fallback."""
         for stage, status in response.stages.items():
             if status != "ran":
                 self.degradations.labels(stage, status).inc()
