@@ -49,6 +49,8 @@ def test_a_learning_policy_in_the_serve_load_graph_ends_with_identical_worker_st
     (["--policy", "ucb1"], "--policy: invalid choice"),
     (["--policy"], "--policy: expected one argument"),
     (["--max-batch", "0"], "--max-batch: bad value"),
+    (["--server-nice", "20"], "--server-nice: bad value"),
+    (["--server-nice", "-1"], "--server-nice: bad value"),
 ])
 def test_a_bad_policy_is_refused_naming_the_option(args: list[str], message: str, tmp_path: Path) -> None:
     done = serve_load(args, tmp_path, timeout_s=120)
@@ -132,3 +134,27 @@ def test_seconds_over_names_the_bad_windows_and_the_worst() -> None:
     bad = [*fine, [2, 90, 10, 0, 30.0, 80.0], [3, 100, 0, 1, 25.0, 40.0]]
     assert script.seconds_over(bad, 20.0) == ("2 of 4 seconds over p99 20 ms or shedding (worst at 2 s: p99 30.0 ms, "
                                               "10 shed)")
+
+
+def test_a_nicer_server_really_runs_at_a_lower_priority(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--server-nice`` lowers the priority of the process the server runs in (the workers inherit it)."""
+    import serve_load as script
+
+    seen: list[int] = []
+    real_popen = subprocess.Popen
+
+    class Exited:
+        def __init__(self, argv: list[str], **kwargs: object) -> None:
+            code = "import os; print(os.getpriority(os.PRIO_PROCESS, 0))"
+            with real_popen([sys.executable, "-c", code], preexec_fn=kwargs.get("preexec_fn"),  # type: ignore[arg-type]
+                            stdout=subprocess.PIPE, text=True) as child:
+                seen.append(int(child.communicate()[0]))
+
+        def poll(self) -> int:
+            return 1
+
+    monkeypatch.setattr(script.subprocess, "Popen", Exited)
+    for nice in (0, 5):
+        with pytest.raises(RuntimeError, match="server exited"):
+            script.start_server(tmp_path, tmp_path, 1, nice=nice)
+    assert seen[1] - seen[0] == 5
