@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ValidationError
+from starlette.types import ASGIApp
 
 from rankstack.errors import RankstackError
 from rankstack.pipeline.api import RecommendRequest, RecommendResponse
@@ -121,7 +122,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         metrics.admission_margin.set(batcher.admission.margin.value_s)
 
     gauges_due = [0.0]
-    estimate_single, estimate_full = metrics.service_estimate.labels("single"), metrics.service_estimate.labels("full")
+    estimate_single, estimate_full = (metrics.service_estimate.labels(size) for size in ("single", "full"))
 
     rebalance = Rebalance()
     bounds: dict[str, Any] = {"max_batch": settings.max_batch, "max_wait_s": settings.batch_wait_ms / 1000.0,
@@ -260,8 +261,8 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         breaker.reset()
         durability.check()  # a store that was down at start: its settings are checked on its first success
         received = len(batch.events)
-        metrics.events.labels("new").inc(new)
-        metrics.events.labels("duplicate").inc(received - new)
+        metrics.child(metrics.events, "new").inc(new)
+        metrics.child(metrics.events, "duplicate").inc(received - new)
         unknown: list[str] = []
         with slot.use() as loaded:
             known_items = getattr(loaded.recommender, "known_items", None)  # ``KnownItems``; isinstance: ~10 us
@@ -350,7 +351,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         metrics.reloads.labels("ok").inc()
         return response.model_copy(update={"workers_switched": outcome.switched})
 
-    front: Any = ServiceMiddleware(app.framework, metrics=metrics, max_body_bytes=settings.max_body_bytes,
+    front: ASGIApp = ServiceMiddleware(app.framework, metrics=metrics, max_body_bytes=settings.max_body_bytes,
                                    worker=None if group is None else str(os.getpid()),
                                    request_start_header=settings.request_start_header,
                                    fast_routes=[FastRoute("/v1/recommend", RecommendRequest, answer),

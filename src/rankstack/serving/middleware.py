@@ -65,8 +65,6 @@ class ServiceMiddleware:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.worker_header = None if worker is None else (WORKER_HEADER, worker.encode())
-        self._timers: dict[tuple[str, str], Any] = {}  # ``labels`` costs a lock and a tuple key: keep the children
-        self._counts: dict[tuple[str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Wrap one HTTP request; other ASGI traffic passes through."""
@@ -125,22 +123,9 @@ class ServiceMiddleware:
         finally:
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or scope.get("rankstack.endpoint") or "unmatched"
-            self._timer(endpoint, scope["method"]).observe(time.perf_counter() - t0)
-            self._count(endpoint, status["code"]).inc()
-
-    def _timer(self, endpoint: str, method: str) -> Any:
-        """The latency histogram child of ``endpoint`` and ``method``."""
-        child = self._timers.get((endpoint, method))
-        if child is None:
-            child = self._timers.setdefault((endpoint, method), self.metrics.request_seconds.labels(endpoint, method))
-        return child
-
-    def _count(self, endpoint: str, code: int) -> Any:
-        """The response counter child of ``endpoint`` and status ``code``."""
-        child = self._counts.get((endpoint, code))
-        if child is None:
-            child = self._counts.setdefault((endpoint, code), self.metrics.requests.labels(endpoint, str(code)))
-        return child
+            metrics = self.metrics
+            metrics.child(metrics.request_seconds, endpoint, scope["method"]).observe(time.perf_counter() - t0)
+            metrics.child(metrics.requests, endpoint, str(status["code"])).inc()
 
     def _arrived(self, scope: Scope, t0: float) -> float:
         """``t0`` moved back by the wait the request's stamp header reports (recorded; a bad stamp is counted and

@@ -9,6 +9,7 @@ are listed per live worker (``pid`` label).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -83,7 +84,7 @@ class ServiceMetrics:
         self.workers_expected = Gauge("rankstack_workers_expected", "Worker processes the service runs when whole.",
                                       multiprocess_mode="livemostrecent", registry=r)
         self._served: tuple[str, str] | None = None
-        self._stage_children: dict[str, Histogram] = {}
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
 
     def model_served(self, loaded: Loaded) -> None:
         """Record the model served from now on: its load time and its version and digest."""
@@ -100,15 +101,20 @@ class ServiceMetrics:
         self.workers_serving.set(serving)
         self.workers_expected.set(expected)
 
+    def child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        """``metric.labels(*labels)``, kept for the next call: ``labels`` costs a lock and a tuple key per call,
+        which the per-request metrics should not pay (not for series that are ever removed)."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children.setdefault(key, metric.labels(*labels))
+        return found
+
     def observe_stages(self, stage_ms: Mapping[str, float]) -> None:
         """Record one batched pipeline call's stage timings (its slates share them: once per batch, not per slate,
         which in multiprocess mode would write ~16 shared-memory values per request)."""
-        stages = self._stage_children
         for stage, ms in stage_ms.items():
-            child = stages.get(stage)
-            if child is None:  # ``labels`` costs a lock and a tuple key per call
-                child = stages.setdefault(stage, self.stage_seconds.labels(stage))
-            child.observe(ms / 1000.0)
+            self.child(self.stage_seconds, stage).observe(ms / 1000.0)
 
     def observe_response(self, response: RecommendResponse) -> None:
         """Record a slate's non-normal stages and fallback."""
