@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ import scipy.sparse as sp
 
 from rankstack.data.dataset import Dataset
 from rankstack.io import atomic_write
+from rankstack.ranking.history_features import attribute_masks, history_block
 from rankstack.ranking.ranker import RankBatch
 
 DAY = 86_400.0
@@ -75,6 +77,11 @@ class ItemStats:
     trans: sp.csr_matrix
     trans_out: np.ndarray
     user_last: np.ndarray | None = None  # None: statistics saved before it existed (the recency feature is NaN)
+
+    @cached_property
+    def attribute_masks(self) -> np.ndarray | None:
+        """Each item's attribute values as bits [n_items, words] (None for a wide vocabulary), computed once."""
+        return attribute_masks(self.attributes)
 
     @classmethod
     def from_dataset(cls, data: Dataset, *, recent_days: float = 30.0, neighbors: int = 200,
@@ -252,33 +259,6 @@ def _source_blocks(batch: RankBatch, sources: Sequence[str], valid: np.ndarray) 
     return out
 
 
-def _history_block(batch: RankBatch, stats: ItemStats, last_n: int, valid: np.ndarray) -> list[np.ndarray]:
-    """Co-occurrence sum / max / cosine and attribute match of each candidate with the last ``last_n`` items,
-    then the cosine with the last item and the transition probabilities from the last 1 and 5 items."""
-    shape = valid.shape
-    co_sum, co_max, co_cos, match, cos_last, tr_last, tr_five = (np.zeros(shape) for _ in range(7))
-    pop = np.maximum(stats.pop_all, 1.0)
-    out_deg = np.maximum(stats.trans_out, 1.0)
-    has_attr = stats.attributes.shape[1] > 0
-    for row in range(shape[0]):
-        hist = batch.histories[row][-last_n:] if row < len(batch.histories) else np.zeros(0, np.int64)
-        hist = hist[(hist >= 0) & (hist < stats.cooc.shape[0])]
-        if not len(hist):
-            continue
-        cand = np.where(valid[row], batch.item_ids[row], 0)
-        block = stats.cooc[hist][:, cand].toarray()  # [N, C]
-        co_sum[row], co_max[row] = block.sum(axis=0), block.max(axis=0)
-        cosines = block / np.sqrt(pop[hist])[:, None] / np.sqrt(pop[cand])[None, :]
-        co_cos[row], cos_last[row] = cosines.sum(axis=0), cosines[-1]
-        recent = hist[-5:]
-        probs = stats.trans[recent][:, cand].toarray() / out_deg[recent][:, None]  # [≤5, C] P(i follows h)
-        tr_last[row], tr_five[row] = probs[-1], probs.mean(axis=0)
-        if has_attr:
-            shared = (stats.attributes[hist] @ stats.attributes[cand].T).toarray()  # [N, C] shared values
-            match[row] = (shared > 0).mean(axis=0)
-    return [co_sum, co_max, co_cos, match, cos_last, tr_last, tr_five]
-
-
 def _embedding_block(batch: RankBatch, vectors: np.ndarray, last_n: int, valid: np.ndarray) -> list[np.ndarray]:
     """Max and mean cosine of each candidate's row of ``vectors`` (unit rows) with the last ``last_n`` items'."""
     shape = valid.shape
@@ -339,7 +319,7 @@ def candidate_features(batch: RankBatch, stats: ItemStats, sources: Sequence[str
                         np.float64)
     columns = [*blocks, proposed, merged_rank, np.log1p(pop_all), np.log1p(pop_recent), trend,
                stats.age_days[safe], np.broadcast_to(user_events[:, None], ids.shape),
-               np.broadcast_to(hist_len[:, None], ids.shape), *_history_block(batch, stats, last_n, known_item)]
+               np.broadcast_to(hist_len[:, None], ids.shape), *history_block(batch, stats, last_n, known_item)]
     if seq_scores is not None:
         columns.append(seq_scores)
     if item_vectors is not None:
