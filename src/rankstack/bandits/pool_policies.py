@@ -35,7 +35,7 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 def linucb(phi: np.ndarray, prior: np.ndarray, k: int, model: RidgeModel, alpha: float) -> Choice:
     """Upper-confidence slate: deterministic, propensity 1 per slot."""
-    width = np.sqrt(np.maximum(np.einsum("pd,de,pe->p", phi, model.a_inv, phi), 0.0))
+    width = np.sqrt(np.maximum(np.einsum("pd,pd->p", phi @ model.a_inv, phi), 0.0))  # φᵀA⁻¹φ per row
     positions = top_k(phi @ model.theta + alpha * width + prior, k)
     return positions, np.ones(len(positions))
 

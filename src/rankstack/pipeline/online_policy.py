@@ -148,15 +148,16 @@ class OnlinePolicy:
         if len(pool) == 0:
             return pool[:0], np.zeros(0)
         prior = s.prior_weight / np.log2(2.0 + np.arange(len(pool)))
+        if self.name == "linucb":  # deterministic: no generator seeded (that costs more than the choice)
+            positions, props = pp.linucb(self.features.phi(user, pool) / SCALE, prior, k, state.model, s.alpha)
+            return pool[positions], props
         rng = draws.generator() if isinstance(draws, RequestDraws) else draws
         if self.name == "bernoulli_ts":
             positions, props = pp.bernoulli_ts(state.beta_a[pool], state.beta_b[pool], prior, k,
                                                s.propensity_samples, rng)
         else:
             phi = self.features.phi(user, pool) / SCALE
-            if self.name == "linucb":
-                positions, props = pp.linucb(phi, prior, k, state.model, s.alpha)
-            elif self.name in ("lints", "neural_linear"):  # neural_linear: lints over a learned representation
+            if self.name in ("lints", "neural_linear"):  # neural_linear: lints over a learned representation
                 positions, props = pp.lints(phi, prior, k, state.model, s.v, s.propensity_samples, rng)
             elif self.name == "ridge_epsilon_greedy":
                 positions, props = pp.ridge_epsilon_greedy(phi, prior, k, state.model, self.epsilon, rng)
