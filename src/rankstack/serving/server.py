@@ -10,6 +10,7 @@ import uvicorn
 
 from rankstack.pipeline.components import open_state
 from rankstack.serving.app import create_app
+from rankstack.serving.http_protocol import CoalescingHttpToolsProtocol
 from rankstack.serving.loaders import DEFAULT_LOADER, resolve_loader
 from rankstack.serving.settings import SWITCH_INTERVAL_S, ServiceSettings
 from rankstack.serving.workers import run_workers
@@ -72,6 +73,7 @@ def run_server(artifact: Path, *, host: str = "127.0.0.1", port: int = 8000, sta
             app = create_app(resolve_loader(loader), store, settings)
             _announce(settings, host, port, state, say)
             uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
+                        http=CoalescingHttpToolsProtocol,
                         limit_concurrency=settings.max_connections, backlog=settings.backlog)
             return
     finally:

@@ -46,6 +46,7 @@ from rankstack.errors import RankstackError
 from rankstack.pipeline.components import open_state
 from rankstack.serving.app import create_app
 from rankstack.serving.fanout import ReloadGroup, pid_alive, publish_start
+from rankstack.serving.http_protocol import CoalescingHttpToolsProtocol
 from rankstack.serving.loaders import resolve_loader
 from rankstack.serving.model_slot import ModelSlot, ReloadRefusedError
 from rankstack.serving.settings import SWITCH_INTERVAL_S, ServiceSettings
@@ -106,7 +107,8 @@ def run_workers(settings: ServiceSettings, *, state: str, loader: str, host: str
             _supervise(settings.workers, host, port, log_level, spec.control_dir)
         else:  # pragma: no cover - platforms without SO_REUSEPORT
             uvicorn.run(f"{__name__}:worker_app", factory=True, host=host, port=port, workers=settings.workers,
-                        log_level=log_level, access_log=False, limit_concurrency=settings.max_connections,
+                        log_level=log_level, access_log=False,
+                        http=CoalescingHttpToolsProtocol, limit_concurrency=settings.max_connections,
                         backlog=settings.backlog)
     finally:
         for name, value in saved.items():
@@ -137,7 +139,8 @@ def _serve_worker(host: str, port: int, log_level: str) -> None:
     settings = WorkerSpec.model_validate_json(os.environ[SPEC_ENV]).settings
     sock = reuse_port_socket(host, port)
     config = uvicorn.Config(f"{__name__}:worker_app", factory=True, log_level=log_level, access_log=False,
-                            limit_concurrency=settings.max_connections, backlog=settings.backlog)
+                            http=CoalescingHttpToolsProtocol, limit_concurrency=settings.max_connections,
+                            backlog=settings.backlog)
     uvicorn.Server(config).run(sockets=[sock])
 
 
