@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -60,3 +62,23 @@ def test_a_slot_that_only_checks_runs_the_smoke_request_without_the_warmup(tmp_p
     checked = WarmingRecommender()
     ModelSlot(lambda path: checked, tmp_path, "warmup-user", warm=False).close()  # type: ignore[arg-type,return-value]
     assert checked.calls == ["recommend"]
+
+
+class Cycle:
+    """An object in a reference cycle with itself (only the cyclic collector frees it)."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_load_collects_garbage_then_freezes_what_lives(tmp_path: Path) -> None:
+    kept, dropped = Cycle(), Cycle()
+    dropped_ref = weakref.ref(dropped)
+    del dropped
+    before = gc.get_freeze_count()
+    slot = ModelSlot(lambda path: WarmingRecommender(), tmp_path, "u1")
+    assert dropped_ref() is None  # collected before the freeze, not frozen with the live objects
+    assert gc.get_freeze_count() > before and kept.me is kept
+    frozen = gc.get_freeze_count()
+    slot.reload()
+    assert gc.get_freeze_count() >= frozen

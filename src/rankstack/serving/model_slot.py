@@ -1,9 +1,17 @@
 """The served recommender behind one reference: load fully, smoke-test, swap atomically, close the old one
-once its last in-flight request is done."""
+once its last in-flight request is done.
+
+After each load, everything alive (the imported libraries' ~230k objects, the model) is moved out of the cyclic
+garbage collector's reach (``gc.freeze``): a full collection over them took 80–115 ms on the serving machine,
+a stall in the middle of traffic; afterwards a full collection scans only what was allocated since. Frozen
+objects are still freed by reference counting (a loaded pipeline holds no reference cycles), so a replaced model
+is released as before. Garbage is collected just before each freeze, so none of it is kept.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import threading
 import time
@@ -16,6 +24,13 @@ from rankstack.pipeline.api import Recommender, RecommendRequest
 
 log = logging.getLogger(__name__)
 RecommenderLoader = Callable[[Path], Recommender]
+
+
+def settle_heap() -> None:
+    """Collect garbage, then freeze what is alive (see the module docstring): the first call walks every object
+    once, before serving; later ones (reloads) walk only what was allocated since the last."""
+    gc.collect()
+    gc.freeze()
 
 
 class ReloadRefusedError(RankstackError):
@@ -82,6 +97,7 @@ class ModelSlot:
             if files is not None:  # name the operator's folder, not the private copy the files were read from
                 detail = detail.replace(str(files), str(artifact))
             raise ReloadRefusedError(f"artifact {artifact} refused: {detail}") from exc
+        settle_heap()
         return Loaded(recommender, artifact, time.time(), files)
 
     @contextlib.contextmanager
