@@ -68,7 +68,7 @@ def _scratch(n_items: int) -> np.ndarray:
     """This thread's item → slot table of ``n_items`` entries, all -1 (callers restore the -1s they write)."""
     table = getattr(_LOCAL, "table", None)
     if table is None or len(table) < n_items:
-        table = _LOCAL.table = np.full(n_items, -1, dtype=np.int64)
+        table = _LOCAL.table = np.full(n_items, -1, dtype=np.int32)
     return table
 
 
