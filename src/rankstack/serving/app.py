@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -33,6 +32,7 @@ from rankstack.serving.model_slot import Loaded, ModelSlot, RecommenderLoader, R
 from rankstack.serving.online_learning import OnlineLearning
 from rankstack.serving.prometheus import ServiceMetrics
 from rankstack.serving.rebalance import CloseToRebalance, Rebalance
+from rankstack.serving.request_ids import new_request_id
 from rankstack.serving.schemas import (
     ErrorBody,
     EventBatch,
@@ -174,7 +174,9 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
     async def answer(body: RecommendRequest, arrived_at: float | None = None) -> RecommendResponse:
         """The slate for one validated request that reached the server at ``arrived_at`` (``perf_counter``; HTTP
         errors raised as ``HTTPException`` / ``ShedError`` / ``UnprocessableError``)."""
-        request = body if body.request_id else body.model_copy(update={"request_id": uuid.uuid4().hex})
+        if not body.request_id:  # the body was validated for this request alone: set the id in place
+            body.request_id = new_request_id()
+        request = body
         try:
             response = await batcher.answer(request, arrived_at)
         except OverloadedError as exc:
