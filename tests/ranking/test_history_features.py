@@ -8,6 +8,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rankstack.ranking import history_features
 from rankstack.ranking.candidate_features import ItemStats
 from rankstack.ranking.history_features import attribute_masks, history_block, row_entries
 from rankstack.ranking.ranker import RankBatch
@@ -97,3 +98,16 @@ def test_attribute_masks_cover_the_vocabulary_in_64_bit_words(values: int, words
     if values:
         last = values - 1  # item 2 holds the vocabulary's last value
         assert int(masks[2, last // 64]) == 1 << (last % 64)
+
+
+def test_a_failed_lookup_leaves_the_thread_table_clean() -> None:
+    stats = random_stats(np.random.default_rng(1), 6, 3)
+    batch = RankBatch(np.zeros(1, np.int64), np.array([[0, 1, 2]]), [np.array([3, 4])])
+    known = batch.item_ids >= 0
+    before = history_block(batch, stats, 4, known)
+    slots = history_features._Slots(batch.item_ids, known, 6)
+    with pytest.raises(IndexError):
+        slots.find(np.array([0]), np.array([10**9]))  # an item id past every table
+    assert (history_features._scratch(6) == -1).all()
+    after = history_block(batch, stats, 4, known)
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))

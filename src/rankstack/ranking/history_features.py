@@ -97,8 +97,10 @@ class _Slots:
         for r in np.flatnonzero((np.diff(at) > 0) & (np.diff(own) > 0)):
             mine = self.item[own[r]: own[r + 1]]
             table[mine] = np.arange(own[r], own[r + 1])
-            out[at[r]: at[r + 1]] = table[items[at[r]: at[r + 1]]]
-            table[mine] = -1
+            try:
+                out[at[r]: at[r + 1]] = table[items[at[r]: at[r + 1]]]
+            finally:  # the table is this thread's for every later call: leave it all -1 whatever happens
+                table[mine] = -1
         return out
 
     def spread(self, values: np.ndarray) -> np.ndarray:
