@@ -1,5 +1,6 @@
-"""One write per response: writes in one loop step coalesce; close sends them first, abort drops them; a real
-uvicorn server on the protocol answers keep-alive requests with each response in one transport write."""
+"""One write per response: a head goes out with the next write at once (alone at the end of the loop step when no
+write follows); close sends it first, abort drops it; a real uvicorn server on the protocol answers keep-alive
+requests with each response in one transport write."""
 
 from __future__ import annotations
 
@@ -45,6 +46,11 @@ class FakeTransport:
         return self.extra.get(name, default)
 
 
+def fake_of(wrapper: CoalescingTransport) -> FakeTransport:
+    """The fake under a wrapper."""
+    return wrapper._transport  # type: ignore[return-value]
+
+
 def run_steps(*steps: Any) -> FakeTransport:
     """Run each step (a callable of the wrapper) in its own loop iteration; returns the fake."""
     fake = FakeTransport()
@@ -60,22 +66,42 @@ def run_steps(*steps: Any) -> FakeTransport:
     return fake
 
 
-def test_writes_in_one_step_leave_as_one() -> None:
-    fake = run_steps(lambda t: (t.write(b"head "), t.write(memoryview(b"body")), t.write(b"")),
-                     lambda t: t.writelines([b"a", b"b"]))
-    assert fake.writes == [b"head body", b"ab"]
+def test_a_head_goes_out_with_the_next_write_at_once() -> None:
+    seen: dict[str, Any] = {}
+
+    def step(t: CoalescingTransport) -> None:
+        t.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        t.write(memoryview(b"body"))
+        seen["at_once"] = list(fake_of(t).writes)  # before the loop step ends
+        t.write(b"")
+        t.writelines([b"a", b"b"])  # no head held: straight through
+
+    fake = run_steps(step)
+    assert seen["at_once"] == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
+    assert fake.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody", b"a", b"b"]
 
 
-def test_close_and_eof_send_what_is_kept_and_abort_drops_it() -> None:
-    assert run_steps(lambda t: (t.write(b"last"), t.close())).writes == [b"last"]
-    assert run_steps(lambda t: (t.write(b"x"), t.write_eof())).writes == [b"x", b"<eof>"]
-    fake = run_steps(lambda t: (t.write(b"gone"), t.abort()))
+def test_a_head_without_a_body_goes_out_at_the_end_of_the_step() -> None:
+    seen: dict[str, Any] = {}
+
+    def step(t: CoalescingTransport) -> None:
+        t.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        seen["held"] = list(fake_of(t).writes)
+
+    assert run_steps(step).writes == [b"HTTP/1.1 204 No Content\r\n\r\n"] and seen["held"] == []
+
+
+def test_close_and_eof_send_what_is_held_and_abort_drops_it() -> None:
+    head = b"HTTP/1.1 200 OK\r\n\r\n"
+    assert run_steps(lambda t: (t.write(head), t.close())).writes == [head]
+    assert run_steps(lambda t: (t.write(head), t.write_eof())).writes == [head, b"<eof>"]
+    fake = run_steps(lambda t: (t.write(head), t.abort()))
     assert fake.writes == [] and fake.aborted
 
 
 def test_buffer_size_counts_kept_bytes_and_other_calls_forward() -> None:
     seen: dict[str, Any] = {}
-    run_steps(lambda t: (t.write(b"12345"), seen.update(size=t.get_write_buffer_size(),
+    run_steps(lambda t: (t.write(b"HTTP/"), seen.update(size=t.get_write_buffer_size(),
                                                         peer=t.get_extra_info("peername"))))
     assert seen == {"size": 5 + 7, "peer": ("127.0.0.1", 1)}
 
@@ -128,8 +154,10 @@ def test_a_uvicorn_server_on_the_protocol_sends_each_response_in_one_write() -> 
             for _ in range(3):  # keep-alive: one connection, several responses
                 reply = client.get("/")
                 assert reply.status_code == 200 and reply.json() == {"ok": True}
+            assert client.head("/", timeout=5).status_code == 200  # a head with no body write still goes out
     finally:
         server.should_exit = True
         thread.join(timeout=20)
-    assert len(CountingTransport.writes) == 3
-    assert all(w.startswith(b"HTTP/1.1 200") and w.endswith(b'{"ok": true}') for w in CountingTransport.writes)
+    assert len(CountingTransport.writes) == 4
+    assert all(w.startswith(b"HTTP/1.1 200") and w.endswith(b'{"ok": true}') for w in CountingTransport.writes[:3])
+    assert CountingTransport.writes[3].startswith(b"HTTP/1.1 200") and CountingTransport.writes[3].endswith(b"\r\n\r\n")
