@@ -201,5 +201,5 @@ def _block_rows(batch: RankBatch, stats: ItemStats, last_n: int, known: np.ndarr
     per_slot = [np.bincount(slot, count, size), co_max, np.bincount(slot, cosine, size),
                 np.bincount(slot[last], cosine[last], size), np.bincount(r_slot[r_last], prob[r_last], size),
                 np.bincount(r_slot, prob, size) / n_recent]
-    co_sum, co_max_b, co_cos, cos_last, tr_last, tr_five = (slots.spread(v) for v in per_slot)
-    return [co_sum, co_max_b, co_cos, match, cos_last, tr_last, tr_five]
+    co_sum, co_max, co_cos, cos_last, tr_last, tr_five = (slots.spread(v) for v in per_slot)
+    return [co_sum, co_max, co_cos, match, cos_last, tr_last, tr_five]

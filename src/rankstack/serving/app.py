@@ -176,9 +176,8 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         errors raised as ``HTTPException`` / ``ShedError`` / ``UnprocessableError``)."""
         if not body.request_id:  # the body was validated for this request alone: set the id in place
             body.request_id = new_request_id()
-        request = body
         try:
-            response = await batcher.answer(request, arrived_at)
+            response = await batcher.answer(body, arrived_at)
         except OverloadedError as exc:
             raise _shed(metrics, "/v1/recommend", exc) from exc
         except RankstackError as exc:

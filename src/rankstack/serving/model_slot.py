@@ -1,11 +1,11 @@
 """The served recommender behind one reference: load fully, smoke-test, swap atomically, close the old one
 once its last in-flight request is done.
 
-After each load, everything alive (the imported libraries' ~230k objects, the model) is moved out of the cyclic
-garbage collector's reach (``gc.freeze``): a full collection over them took 80–115 ms on the serving machine,
-a stall in the middle of traffic; afterwards a full collection scans only what was allocated since. Frozen
-objects are still freed by reference counting (a loaded pipeline holds no reference cycles), so a replaced model
-is released as before. Garbage is collected just before each freeze, so none of it is kept.
+After each load that will serve, everything alive (the imported libraries' ~230k objects, the model) is moved
+out of the cyclic garbage collector's reach (``gc.freeze``): a full collection over them took 80–115 ms on the
+serving machine, a stall in the middle of traffic; afterwards a full collection scans only what was allocated
+since. Frozen objects are still freed by reference counting (a loaded pipeline holds no reference cycles), so a
+replaced model is released as before. Garbage is collected just before each freeze, so none of it is kept.
 """
 
 from __future__ import annotations
@@ -97,7 +97,8 @@ class ModelSlot:
             if files is not None:  # name the operator's folder, not the private copy the files were read from
                 detail = detail.replace(str(files), str(artifact))
             raise ReloadRefusedError(f"artifact {artifact} refused: {detail}") from exc
-        settle_heap()
+        if self.warm:  # a slot that only checks the artifact (warm=False) will not serve: nothing to settle
+            settle_heap()
         return Loaded(recommender, artifact, time.time(), files)
 
     @contextlib.contextmanager
