@@ -60,6 +60,15 @@ class Mix:
             raise ValueError(f"endpoint must be recommend or healthz, got {self.endpoint!r}")
 
 
+def _cdf(p: np.ndarray | None) -> np.ndarray | None:
+    """The cumulative distribution ``Generator.choice(n, p=p)`` builds on every call (a 41k-item cumsum took a
+    fifth of the generator's own CPU), built once: a uniform draw searched in it picks the same items."""
+    if p is None:
+        return None
+    cdf = np.cumsum(np.asarray(p, dtype=np.float64))
+    return cdf / cdf[-1]
+
+
 class Traffic:
     """Sends the scheduled requests of one run through ``pool`` and keeps one row per HTTP request."""
 
@@ -75,6 +84,7 @@ class Traffic:
         self.reasons: Counter[str] = Counter()
         self.cold = 0
         self.epoch = time.time() - time.perf_counter()  # perf_counter time -> seconds since the epoch
+        self.popular_cdf = _cdf(mix.popular_p)
 
     async def job(self, i: int, scheduled: float) -> None:
         """One scheduled request (with its fresh event first, when drawn); one cut off at the end of the run
@@ -128,7 +138,9 @@ class Traffic:
         slate = self.last_slate.get(user)
         if slate:
             return slate[int(self.rng.integers(min(5, len(slate))))]
-        return self.mix.popular_items[int(self.rng.choice(len(self.mix.popular_items), p=self.mix.popular_p))]
+        if self.popular_cdf is None:
+            return self.mix.popular_items[int(self.rng.choice(len(self.mix.popular_items)))]
+        return self.mix.popular_items[int(self.popular_cdf.searchsorted(self.rng.random(), side="right"))]
 
     def _read_slate(self, user: str, body: bytes, known: bool) -> bool:
         """Remember the slate's first items for the user's next fresh event; True when the slate is degraded."""

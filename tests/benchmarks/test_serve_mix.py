@@ -166,3 +166,13 @@ def test_the_timeline_shows_which_seconds_went_wrong() -> None:
     assert windows[3][1:4] == [66, 34, 0] and windows[3][4] == 90.0
     assert windows[4] == [4, 0, 0, 1, None, None]  # the event is not counted; the timeout is an error
     assert summarise(table(rows), 0.0, 5.0)["timeline"] == windows
+
+
+def test_fresh_items_by_popularity_are_the_draws_of_generator_choice() -> None:
+    weights = np.random.default_rng(3).random(50)
+    items = [f"i{j}" for j in range(50)]
+    mix = Mix(users=5, fresh=1.0, popular_items=items, popular_p=weights / weights.sum(), seed=9)
+    traffic = Traffic(mix, Pool("127.0.0.1", 9, timeout_s=1.0), np.zeros(1))
+    reference = np.random.default_rng(9)
+    drawn = [traffic._fresh_item(f"u{n}") for n in range(500)]
+    assert drawn == [items[int(reference.choice(50, p=mix.popular_p))] for _ in range(500)]
