@@ -158,3 +158,22 @@ def test_a_nicer_server_really_runs_at_a_lower_priority(tmp_path: Path, monkeypa
         with pytest.raises(RuntimeError, match="server exited"):
             script.start_server(tmp_path, tmp_path, 1, nice=nice)
     assert seen[1] - seen[0] == 5
+
+
+def test_the_artifact_is_built_in_a_process_of_its_own(tmp_path: Path) -> None:
+    """The build runs in a spawned process: the caller gets its facts, the artifact and the popular items on disk,
+    and a build that fails there ends the script with an error naming it instead of a half-made artifact used."""
+    import serve_load as script
+
+    args = script.parse_args(TINY)
+    work = tmp_path / "work"
+    work.mkdir()
+    facts_file = work / "build-1000.json"
+    facts = script.build_in_child(1000, args, work, facts_file)
+    assert facts["items"] == 1000 and json.loads(facts_file.read_text()) == facts
+    assert (script.artifact_dir(work, 1000, args) / "manifest.json").is_file()
+    assert (work / "popular-1000.json").is_file()
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the workdir should be")
+    with pytest.raises(SystemExit, match="building the 1,000-item artifact failed"):
+        script.build_in_child(1000, args, blocked, blocked / "build-1000.json")
