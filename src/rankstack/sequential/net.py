@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Protocol, cast
 
 import torch
@@ -42,27 +43,79 @@ class CausalBlock(nn.Module):
         (plain causal attention); ``last_only`` returns just the last position [B, 1, D].
 
         The same operations as ``forward``, called as functions on the weights (each submodule's ``__call__`` and
-        the identity dropouts cost ~5% of a small serving batch's pass), and the last block projects the query of
-        the last position only."""
+        the identity dropouts cost ~5% of a small serving batch's pass; reaching the weights through the modules
+        again on every pass, ~10%), and the last block projects the query of the last position only."""
         b, length, dim = x.shape
-        ln1, ln2 = self.norm1, self.norm2
-        ffn_in, gelu, ffn_out = cast(nn.Linear, self.ffn[0]), cast(nn.GELU, self.ffn[1]), cast(nn.Linear, self.ffn[3])
-        h = F.layer_norm(x, ln1.normalized_shape, ln1.weight, ln1.bias, ln1.eps)
-        w, bias, split = self.qkv.weight, self.qkv.bias, (b, -1, self.heads, dim // self.heads)
+        w = self.eval_weights()
+        h = F.layer_norm(x, w.norm_shape, w.ln1_weight, w.ln1_bias, w.ln1_eps)
+        split = (b, -1, self.heads, dim // self.heads)
         if last_only:  # the last query attends to every (allowed) key: no causal mask, one query row
-            q = F.linear(h[:, -1:], w[:dim], bias[:dim]).view(split)
-            k, v = F.linear(h, w[dim:], bias[dim:]).view(b, length, 2, self.heads, dim // self.heads).unbind(2)
+            q = F.linear(h[:, -1:], w.q_weight, w.q_bias).view(split)
+            k, v = F.linear(h, w.kv_weight, w.kv_bias).view(b, length, 2, self.heads, dim // self.heads).unbind(2)
             x = x[:, -1:]
             allowed = None if allowed is None else allowed[:, :, -1:]
         else:
-            q, k, v = F.linear(h, w, bias).view(b, length, 3, self.heads, dim // self.heads).unbind(2)
+            q, k, v = F.linear(h, w.qkv_weight, w.qkv_bias).view(b, length, 3, self.heads, dim // self.heads).unbind(2)
         attn = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                               attn_mask=allowed, is_causal=allowed is None and not last_only)
-        x = x + F.linear(attn.transpose(1, 2).reshape(b, x.shape[1], dim), self.out.weight, self.out.bias)
-        h = F.layer_norm(x, ln2.normalized_shape, ln2.weight, ln2.bias, ln2.eps)
-        h = F.linear(F.gelu(F.linear(h, ffn_in.weight, ffn_in.bias), approximate=gelu.approximate),
-                     ffn_out.weight, ffn_out.bias)
+        x = x + F.linear(attn.transpose(1, 2).reshape(b, x.shape[1], dim), w.out_weight, w.out_bias)
+        h = F.layer_norm(x, w.norm_shape, w.ln2_weight, w.ln2_bias, w.ln2_eps)
+        h = F.linear(F.gelu(F.linear(h, w.ffn_in_weight, w.ffn_in_bias), approximate=w.gelu_approximate),
+                     w.ffn_out_weight, w.ffn_out_bias)
         return x + h
+
+    _eval_weights: _BlockWeights | None = None
+
+    def eval_weights(self) -> _BlockWeights:
+        """This block's weights gathered for :meth:`infer`, kept while the fused projection's weight is the same
+        tensor in the same storage: training and ``load_state_dict`` update the weights in place, which the kept
+        references and views see; ``to()`` / ``half()`` move every parameter to new storage and a new layer is a new
+        tensor, so both gather again."""
+        kept = self._eval_weights
+        qkv = self.qkv.weight
+        if kept is None or kept.source is not qkv or kept.storage != qkv.data_ptr():
+            kept = self._eval_weights = _BlockWeights.of(self)
+        return kept
+
+
+@dataclass(frozen=True)
+class _BlockWeights:
+    """The tensors and settings one :meth:`CausalBlock.infer` pass reads, gathered once."""
+
+    source: torch.Tensor  # the fused projection's weight these were gathered from, and its storage then
+    storage: int
+    norm_shape: tuple[int, ...]
+    ln1_weight: torch.Tensor
+    ln1_bias: torch.Tensor
+    ln1_eps: float
+    qkv_weight: torch.Tensor
+    qkv_bias: torch.Tensor
+    q_weight: torch.Tensor
+    q_bias: torch.Tensor
+    kv_weight: torch.Tensor
+    kv_bias: torch.Tensor
+    out_weight: torch.Tensor
+    out_bias: torch.Tensor
+    ln2_weight: torch.Tensor
+    ln2_bias: torch.Tensor
+    ln2_eps: float
+    ffn_in_weight: torch.Tensor
+    ffn_in_bias: torch.Tensor
+    gelu_approximate: str
+    ffn_out_weight: torch.Tensor
+    ffn_out_bias: torch.Tensor
+
+    @staticmethod
+    def of(block: CausalBlock) -> _BlockWeights:
+        """Gather ``block``'s weights (the query and key/value rows of the fused projection as views)."""
+        dim = block.qkv.weight.shape[1]
+        ffn_in, gelu, ffn_out = (cast(nn.Linear, block.ffn[0]), cast(nn.GELU, block.ffn[1]),
+                                 cast(nn.Linear, block.ffn[3]))
+        w, bias = block.qkv.weight, block.qkv.bias
+        return _BlockWeights(w, w.data_ptr(), tuple(block.norm1.normalized_shape), block.norm1.weight, block.norm1.bias,
+                             block.norm1.eps, w, bias, w[:dim], bias[:dim], w[dim:], bias[dim:], block.out.weight,
+                             block.out.bias, block.norm2.weight, block.norm2.bias, block.norm2.eps, ffn_in.weight,
+                             ffn_in.bias, gelu.approximate, ffn_out.weight, ffn_out.bias)
 
 
 class SASRecShape(Protocol):
