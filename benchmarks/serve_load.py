@@ -720,6 +720,7 @@ def main(argv: list[str] | None = None) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    code = _git_head()  # before this run writes its own results file into the tree
     catalogs = []
     for n_items in (int(x) for x in args.items.split(",")):
         suffix = ("" if args.retrieval == "itemknn" else f"-{args.retrieval}") + (
@@ -736,7 +737,7 @@ def main(argv: list[str] | None = None) -> None:
         row = measure(n_items, args, workdir, save)
         if args.build_only:
             continue
-        row.update({"code": _git_head(), "generator": args.generator, "ranker": args.ranker, "policy": args.policy,
+        row.update({"code": code, "generator": args.generator, "ranker": args.ranker, "policy": args.policy,
                     "retrieval": args.retrieval, "merge_k": args.merge_k,
                     "k": args.k, "workers": args.workers, "batch_wait_ms": args.batch_wait_ms, "batcher": args.batcher,
                     "inline_batch_ms": args.inline_batch_ms,
@@ -765,11 +766,14 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _git_head() -> str:
-    """The checked-out commit, with ``-dirty`` when the tree has uncommitted changes ("unknown" outside git)."""
+    """The commit of the checkout this script is in (not the current directory's), with ``-dirty`` when its tree
+    has uncommitted changes ("unknown" outside git)."""
+    here = Path(__file__).resolve().parent
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=here)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True)
+                               text=True, check=True, cwd=here)
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")

@@ -177,3 +177,14 @@ def test_the_artifact_is_built_in_a_process_of_its_own(tmp_path: Path) -> None:
     blocked.write_text("a file where the workdir should be")
     with pytest.raises(SystemExit, match="building the 1,000-item artifact failed"):
         script.build_in_child(1000, args, blocked, blocked / "build-1000.json")
+
+
+def test_the_code_a_run_records_is_the_scripts_own_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``code`` names the commit of the checkout the script lives in, whatever the current directory."""
+    import serve_load as script
+
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    monkeypatch.chdir(tmp_path)  # not a repository
+    assert script._git_head().removesuffix("-dirty") == head.stdout.strip()
