@@ -82,3 +82,44 @@ def test_a_load_collects_garbage_then_freezes_what_lives(tmp_path: Path) -> None
     frozen = gc.get_freeze_count()
     slot.reload()
     assert gc.get_freeze_count() >= frozen
+
+
+class CollectorWatch(WarmingRecommender):
+    """Records whether automatic garbage collection was on during the smoke request and the warm-up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.collector: list[bool] = []
+
+    def recommend(self, requests: Sequence[RecommendRequest], state: StateStore | None = None, *,
+                  deadline_s: float | None = None) -> list[RecommendResponse]:
+        self.collector.append(gc.isenabled())
+        return super().recommend(requests, state, deadline_s=deadline_s)
+
+    def warmup(self) -> None:
+        self.collector.append(gc.isenabled())
+        super().warmup()
+
+
+@pytest.mark.parametrize("enabled_before", [True, False])
+def test_a_serving_load_runs_without_automatic_collection_and_restores_it(tmp_path: Path,
+                                                                           enabled_before: bool) -> None:
+    seen: list[bool] = []
+
+    def load(path: Path) -> CollectorWatch:
+        seen.append(gc.isenabled())
+        return watch
+
+    watch = CollectorWatch()
+    (gc.enable if enabled_before else gc.disable)()
+    try:
+        ModelSlot(load, tmp_path, "u1")  # type: ignore[arg-type]
+        assert seen == [False] and watch.collector == [False, False]
+        assert gc.isenabled() is enabled_before
+        with pytest.raises(ReloadRefusedError):  # a failed load restores it too
+            ModelSlot(lambda path: WarmingRecommender(fail_warmup=True), tmp_path, "u1")  # type: ignore[arg-type,return-value]
+        assert gc.isenabled() is enabled_before
+        ModelSlot(load, tmp_path, "u1", warm=False)  # a check-only slot leaves the collector alone
+        assert seen[-1] is enabled_before
+    finally:
+        gc.enable()

@@ -5,7 +5,8 @@ After each load that will serve, everything alive (the imported libraries' ~230k
 out of the cyclic garbage collector's reach (``gc.freeze``): a full collection over them took 80–115 ms on the
 serving machine, a stall in the middle of traffic; afterwards a full collection scans only what was allocated
 since. Frozen objects are still freed by reference counting (a loaded pipeline holds no reference cycles), so a
-replaced model is released as before. Garbage is collected just before each freeze, so none of it is kept.
+replaced model is released as before. Garbage is collected just before each freeze, so none of it is kept, and
+automatic collection is paused while the load runs, so that this one collection is the only one it causes.
 """
 
 from __future__ import annotations
@@ -31,6 +32,22 @@ def settle_heap() -> None:
     once, before serving; later ones (reloads) walk only what was allocated since the last."""
     gc.collect()
     gc.freeze()
+
+
+@contextlib.contextmanager
+def _collector_paused(paused: bool) -> Iterator[None]:
+    """No automatic garbage collection while a serving load runs (``settle_heap`` collects once after it): the load
+    allocates enough to trigger full collections that walk the whole growing heap with the GIL held (two of
+    110–113 ms in a load of the 41k serve-load artifact on the 2-core box), which during a reload stall the
+    requests being served. The collector's previous state is restored."""
+    was_enabled = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused and was_enabled:
+            gc.enable()
 
 
 class ReloadRefusedError(RankstackError):
@@ -87,11 +104,12 @@ class ModelSlot:
         """Load ``files`` (default: ``artifact`` itself), run one smoke request and (with ``warm``) its ``warmup``,
         if any; any failure is a ``ReloadRefusedError``."""
         try:
-            recommender = self.loader(files or artifact)
-            recommender.recommend([RecommendRequest(user_id=self.warmup_user, k=1)], None)
-            warmup = getattr(recommender, "warmup", None) if self.warm else None
-            if callable(warmup):  # a full request for a known user, so live traffic does not meet cold stages
-                warmup()
+            with _collector_paused(self.warm):
+                recommender = self.loader(files or artifact)
+                recommender.recommend([RecommendRequest(user_id=self.warmup_user, k=1)], None)
+                warmup = getattr(recommender, "warmup", None) if self.warm else None
+                if callable(warmup):  # a full request for a known user, so live traffic does not meet cold stages
+                    warmup()
         except Exception as exc:
             detail = f"{type(exc).__name__}: {exc}"
             if files is not None:  # name the operator's folder, not the private copy the files were read from
