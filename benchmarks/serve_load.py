@@ -7,7 +7,8 @@ only users, ``--cover-group`` items each), train a pipeline (popular + item-kNN 
 SASRec transformer re-scoring them when registered, or with ``--ranker lambdarank`` the learned LightGBM ranker
 over candidate features, MMR + a frequency cap re-ranking to k=20, epsilon-greedy
 exploration, or with ``--policy linucb`` (or another learning policy) an exploration stage that learns online from
-the events the service receives), save the artifact, start the server on loopback with SQLite state, post a few
+the events the service receives) and save the artifact — in a process of its own, so the one that drives the load
+carries nothing of the build — then start the server on loopback with SQLite state, post a few
 thousand events, warm up, then measure once per offered load in ``--rates`` (× each share in ``--fresh-events``).
 With a learning policy the fresh events are its feedback (clicks reward the item clicked, ``--fresh-kind
 impression`` counts pulls), and after each run every worker's ``GET /v1/policy`` is read until they agree
