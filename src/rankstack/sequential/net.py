@@ -73,7 +73,7 @@ class CausalBlock(nn.Module):
         tensor, so both gather again."""
         kept = self._eval_weights
         qkv = self.qkv.weight
-        if kept is None or kept.source is not qkv or kept.storage != qkv.data_ptr():
+        if kept is None or kept.qkv_weight is not qkv or kept.storage != qkv.data_ptr():
             kept = self._eval_weights = _BlockWeights.of(self)
         return kept
 
@@ -82,8 +82,7 @@ class CausalBlock(nn.Module):
 class _BlockWeights:
     """The tensors and settings one :meth:`CausalBlock.infer` pass reads, gathered once."""
 
-    source: torch.Tensor  # the fused projection's weight these were gathered from, and its storage then
-    storage: int
+    storage: int  # where the fused projection's weight (``qkv_weight``) was when these were gathered
     norm_shape: tuple[int, ...]
     ln1_weight: torch.Tensor
     ln1_bias: torch.Tensor
@@ -112,7 +111,7 @@ class _BlockWeights:
         ffn_in, gelu, ffn_out = (cast(nn.Linear, block.ffn[0]), cast(nn.GELU, block.ffn[1]),
                                  cast(nn.Linear, block.ffn[3]))
         w, bias = block.qkv.weight, block.qkv.bias
-        return _BlockWeights(w, w.data_ptr(), tuple(block.norm1.normalized_shape), block.norm1.weight, block.norm1.bias,
+        return _BlockWeights(w.data_ptr(), tuple(block.norm1.normalized_shape), block.norm1.weight, block.norm1.bias,
                              block.norm1.eps, w, bias, w[:dim], bias[:dim], w[dim:], bias[dim:], block.out.weight,
                              block.out.bias, block.norm2.weight, block.norm2.bias, block.norm2.eps, ffn_in.weight,
                              ffn_in.bias, gelu.approximate, ffn_out.weight, ffn_out.bias)

@@ -35,18 +35,17 @@ def settle_heap() -> None:
 
 
 @contextlib.contextmanager
-def _collector_paused(paused: bool) -> Iterator[None]:
+def _collector_paused() -> Iterator[None]:
     """No automatic garbage collection while a serving load runs (``settle_heap`` collects once after it): the load
     allocates enough to trigger full collections that walk the whole growing heap with the GIL held (two of
     110–113 ms in a load of the 41k serve-load artifact on the 2-core box), which during a reload stall the
     requests being served. The collector's previous state is restored."""
     was_enabled = gc.isenabled()
-    if paused:
-        gc.disable()
+    gc.disable()
     try:
         yield
     finally:
-        if paused and was_enabled:
+        if was_enabled:
             gc.enable()
 
 
@@ -104,7 +103,7 @@ class ModelSlot:
         """Load ``files`` (default: ``artifact`` itself), run one smoke request and (with ``warm``) its ``warmup``,
         if any; any failure is a ``ReloadRefusedError``."""
         try:
-            with _collector_paused(self.warm):
+            with _collector_paused() if self.warm else contextlib.nullcontext():
                 recommender = self.loader(files or artifact)
                 recommender.recommend([RecommendRequest(user_id=self.warmup_user, k=1)], None)
                 warmup = getattr(recommender, "warmup", None) if self.warm else None
