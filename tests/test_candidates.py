@@ -9,7 +9,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rankstack.candidates import PAD_ITEM, compact, rows_topk, sparse_topk, stable_lexsort, take_rows, uncompact
+from rankstack.candidates import (
+    PAD_ITEM,
+    compact,
+    row_counts,
+    rows_topk,
+    sparse_topk,
+    stable_lexsort,
+    take_rows,
+    uncompact,
+)
 from rankstack.index.topk import topk_excluding
 
 
@@ -95,3 +104,14 @@ def test_take_rows_is_take_along_axis(seed: int, rows: int, width: int, k: int, 
     values = rng.standard_normal((width, rows)).T if transposed else rng.standard_normal((rows, width))
     columns = rng.integers(0, max(width, 1), (rows, k if width else 0))
     np.testing.assert_array_equal(take_rows(values, columns), np.take_along_axis(values, columns, axis=1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), rows=st.integers(0, 5), width=st.sampled_from([0, 1, 7, 4095, 4096, 9000]),
+       density=st.floats(0.0, 1.0))
+def test_row_counts_is_count_nonzero_along_rows(seed: int, rows: int, width: int, density: float) -> None:
+    """Narrow masks take numpy's ``axis`` count, wide ones a count per row: the same numbers either way."""
+    mask = np.random.default_rng(seed).random((rows, width)) < density
+    got = row_counts(mask)
+    np.testing.assert_array_equal(got, np.count_nonzero(mask, axis=1))
+    assert got.shape == (rows,)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import scipy.sparse as sp
 
 PAD_ITEM = -1
+_WIDE_ROW = 4096  # columns from which row_counts counts row by row
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def top_candidates(scores: np.ndarray, k: int) -> np.ndarray:
     sample.partition(rank - 1, axis=1)
     cut = -sample[:, rank - 1]
     keep = scores >= cut[:, None]
-    redo = np.flatnonzero((cut <= 0) | (np.count_nonzero(keep, axis=1) < k))
+    redo = np.flatnonzero((cut <= 0) | (row_counts(keep) < k))
     if len(redo):
         keep[redo] = _at_or_above_kth(scores[redo], k)
     return keep
@@ -120,12 +121,20 @@ def _at_or_above_kth(scores: np.ndarray, k: int) -> np.ndarray:
     """Bool mask: the nonzero entries at or above the row's k-th largest nonzero value (all nonzero entries when
     there are at most k, or when that value is ≤ 0), from a partition of each row's nonzero values only."""
     keep = scores != 0
-    for row in np.flatnonzero(np.count_nonzero(keep, axis=1) > k).tolist():
+    for row in np.flatnonzero(row_counts(keep) > k).tolist():
         values = scores[row][keep[row]]
         kth = np.partition(values, len(values) - k)[len(values) - k]
         if kth > 0:
             keep[row] &= scores[row] >= kth
     return keep
+
+
+def row_counts(mask: np.ndarray) -> np.ndarray:
+    """``np.count_nonzero(mask, axis=1)`` of a bool [rows, n] mask; wide rows one at a time, where the per-row count
+    takes numpy's fast path (~1.5 µs for a 41k-wide row against ~13 µs a row for the ``axis`` form)."""
+    if mask.shape[1] < _WIDE_ROW:
+        return np.count_nonzero(mask, axis=1)
+    return np.fromiter((np.count_nonzero(row) for row in mask), dtype=np.intp, count=len(mask))
 
 
 def descending_key(values: np.ndarray) -> np.ndarray:
