@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from rankstack.errors import ConfigError
 from rankstack.retrieval.itemknn import ItemKNN
+from rankstack.retrieval.popular import MostPopular
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "itemknn_block.py"
 
@@ -63,10 +64,8 @@ def test_a_matrix_without_histories_is_refused(bench: Any, monkeypatch: pytest.M
 
 def test_an_artifact_without_item_knn_is_named(bench: Any, monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    def refuse(artifact: Path) -> ItemKNN:
-        raise ConfigError(f"{artifact}: no item-kNN source among ['popular']")
-
-    monkeypatch.setattr(bench, "_source", refuse)
+    loaded = SimpleNamespace(parts=SimpleNamespace(sources={"popular": MostPopular()}))
+    monkeypatch.setattr(bench.Pipeline, "load", lambda artifact: loaded)
     assert bench.main(["some/artifact", "--users", "3"]) == 2
     assert "some/artifact: no item-kNN source among ['popular']" in capsys.readouterr().err
     with pytest.raises(SystemExit):
