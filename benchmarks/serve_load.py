@@ -83,6 +83,7 @@ from rankstack.experiments.pipeline_training import fit_stages
 from rankstack.pipeline.artifact import save_artifact
 from rankstack.pipeline.components import names
 from rankstack.pipeline.config import validate_pipeline_config
+from rankstack.serving.settings import DEFAULT_BATCH_WAIT_MS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -269,7 +270,8 @@ def state_file(workdir: Path, port: int) -> Path:
     return workdir / f"state-{port}.db"
 
 
-def start_server(artifact: Path, workdir: Path, port: int, workers: int = 1, batch_wait_ms: float = 0.0,
+def start_server(artifact: Path, workdir: Path, port: int, workers: int = 1,
+                 batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
                  batcher: str = "loop", deadline_ms: float = 100.0,
                  inline_batch_ms: float | None = None,
                  request_start_header: str | None = None, max_batch: int | None = None,
@@ -281,7 +283,7 @@ def start_server(artifact: Path, workdir: Path, port: int, workers: int = 1, bat
     log = (workdir / f"server-{port}.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "rankstack.serving", str(artifact), "--port", str(port),
                              "--state", f"sqlite:{state}", *(["--workers", str(workers)] if workers > 1 else []),
-                             *(["--batch-wait-ms", str(batch_wait_ms)] if batch_wait_ms else []),
+                             "--batch-wait-ms", str(batch_wait_ms),
                              "--batcher", batcher, "--deadline-ms", str(deadline_ms),
                              *(["--inline-batch-ms", str(inline_batch_ms)] if inline_batch_ms is not None else []),
                              *(["--max-batch", str(max_batch)] if max_batch is not None else []),
@@ -652,7 +654,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-connections", type=int, default=1024, help="open loop: most connections open at once")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes (rankstack serve --workers)")
     parser.add_argument("--tag", default="", help="suffix of the results file (keeps earlier runs)")
-    parser.add_argument("--batch-wait-ms", type=float, default=0.0, help="server micro-batch fill wait")
+    parser.add_argument("--batch-wait-ms", type=float, default=DEFAULT_BATCH_WAIT_MS,
+                        help="the server's --batch-wait-ms (its longest micro-batch fill wait, scaled by load)")
     parser.add_argument("--batcher", choices=["loop", "thread"], default="loop", help="where the server runs batches")
     parser.add_argument("--max-batch", type=int, default=None, help="the server's --max-batch (default: the "
                         "server's own)")

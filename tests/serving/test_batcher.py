@@ -8,9 +8,11 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rankstack.pipeline.api import RecommendRequest, RecommendResponse
-from rankstack.serving.batcher import BatchFn, LoopBatcher, MicroBatcher, OverloadedError, _Job
+from rankstack.serving.batcher import BatchFn, BusyShare, LoopBatcher, MicroBatcher, OverloadedError, _Job
 
 
 def answer(requests: list[RecommendRequest]) -> list[RecommendResponse]:
@@ -94,7 +96,8 @@ def test_the_loop_batcher_fails_a_bad_request_alone_and_sheds_past_its_queue() -
 
 def test_the_loop_batcher_waits_to_fill_and_answers_leftovers_on_close() -> None:
     sizes: list[int] = []
-    batcher = LoopBatcher(lambda rs, waited: (sizes.append(len(rs)), answer(rs))[1], max_wait_s=0.02)
+    batcher = LoopBatcher(lambda rs, waited: (sizes.append(len(rs)), answer(rs))[1], max_wait_s=0.02,
+                          fill_by_load=False)
 
     async def main() -> float:
         start = time.perf_counter()
@@ -108,6 +111,69 @@ def test_the_loop_batcher_waits_to_fill_and_answers_leftovers_on_close() -> None
     batcher._pending.append(_Job(RecommendRequest(user_id="late"), left))
     batcher.close()
     assert left.result().user_id == "late" and sizes == [2, 1]
+
+
+def test_an_idle_loop_batcher_answers_at_once_and_a_busy_one_waits_to_fill() -> None:
+    sizes: list[int] = []
+    batcher = LoopBatcher(lambda rs, waited: (sizes.append(len(rs)), answer(rs))[1], max_wait_s=0.05)
+
+    async def pair() -> float:
+        start = time.perf_counter()
+        first = asyncio.ensure_future(batcher.answer(RecommendRequest(user_id="a")))
+        await asyncio.sleep(0.01)
+        await asyncio.gather(first, batcher.answer(RecommendRequest(user_id="b")))
+        return time.perf_counter() - start
+
+    assert batcher.fill_wait_s(time.perf_counter()) == 0.0
+    assert asyncio.run(pair()) < 0.05 and sizes == [1, 1]  # idle: no fill wait, each request its own batch
+    now = time.perf_counter()
+    batcher.busy.add(now - 2.0, now)  # as if it had run batches back to back for the last two seconds
+    assert batcher.fill_wait_s(now) == pytest.approx(0.05)
+    assert asyncio.run(pair()) >= 0.04 and sizes == [1, 1, 2]  # busy: the second joins the first's batch
+
+
+def test_the_thread_batcher_scales_its_fill_wait_too() -> None:
+    sizes: list[int] = []
+    batcher = MicroBatcher(lambda rs, _w: (sizes.append(len(rs)), answer(rs))[1], max_wait_s=0.05)
+    now = time.perf_counter()
+    batcher.busy.add(now - 2.0, now)
+    first = batcher.submit(RecommendRequest(user_id="a"))
+    time.sleep(0.01)
+    second = batcher.submit(RecommendRequest(user_id="b"))
+    assert first.result(5).user_id == "a" and second.result(5).user_id == "b" and sizes == [2]
+    batcher.close()
+
+
+@pytest.mark.parametrize(("busy", "expected"), [(0.0, 0.0), (0.25, 0.25), (0.5, 0.5), (0.9, 0.9)])
+def test_the_busy_share_of_steady_batches_is_their_duty_cycle(busy: float, expected: float) -> None:
+    share, t, period = BusyShare(0.5), 0.0, 0.002
+    for _ in range(5_000):
+        share.add(t, t + busy * period)
+        t += period
+    assert share.share(t) == pytest.approx(expected, abs=0.01)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 0.05), st.floats(0, 0.05)), max_size=200), st.floats(0, 5))
+def test_the_busy_share_stays_in_unit_range_and_decays_when_idle(gaps: list[tuple[float, float]],
+                                                                  idle_s: float) -> None:
+    share, t = BusyShare(0.5), 0.0
+    for gap, run in gaps:
+        t += gap
+        share.add(t, t + run)
+        t += run
+        assert 0.0 <= share.share(t) <= 1.0
+    assert share.share(t + idle_s) <= share.share(t) + 1e-12
+    assert share.share(t + 20.0) < 1e-9
+
+
+@pytest.mark.parametrize(("window_s", "wait_s"), [(0.0, 0.0), (-1.0, 0.0), (0.5, -0.001)])
+def test_bad_busy_windows_and_waits_are_refused(window_s: float, wait_s: float) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        if window_s <= 0:
+            BusyShare(window_s)
+        else:
+            LoopBatcher(lambda rs, _w: answer(rs), max_wait_s=wait_s)
 
 
 def _sleepy(seconds: float, seen: list[str] | None = None) -> BatchFn:

@@ -11,6 +11,7 @@ from serving_fakes import write_fake_artifact
 
 from rankstack.serving import __main__ as entry
 from rankstack.serving import server
+from rankstack.serving.settings import DEFAULT_BATCH_WAIT_MS
 
 
 def test_workers_reach_the_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -47,7 +48,7 @@ def test_batching_options_reach_the_server(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setattr(entry, "run_server", lambda artifact, **kw: calls.append(kw))
     assert entry.main([str(tmp_path), "--max-batch", "8", "--batch-wait-ms", "2.5"]) == 0
     assert entry.main([str(tmp_path)]) == 0
-    assert [(c["max_batch"], c["batch_wait_ms"]) for c in calls] == [(8, 2.5), (32, 0.0)]
+    assert [(c["max_batch"], c["batch_wait_ms"]) for c in calls] == [(8, 2.5), (32, DEFAULT_BATCH_WAIT_MS)]
 
 
 @pytest.mark.parametrize(("option", "value", "message"), [

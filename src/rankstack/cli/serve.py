@@ -13,6 +13,7 @@ from rankstack.serving.loaders import DEFAULT_LOADER
 from rankstack.serving.server import (
     BATCH_WAIT_HELP,
     BATCHER_HELP,
+    DEFAULT_BATCH_WAIT_MS,
     DEFAULT_STATE,
     EVENT_DEADLINE_HELP,
     INLINE_BATCH_HELP,
@@ -46,7 +47,8 @@ def serve(
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "warning",
     workers: Annotated[int, typer.Option("--workers", help=WORKERS_HELP, min=1)] = 1,
     max_batch: Annotated[int, typer.Option("--max-batch", help=MAX_BATCH_HELP, min=1, max=1024)] = 32,
-    batch_wait_ms: Annotated[float, typer.Option("--batch-wait-ms", help=BATCH_WAIT_HELP, min=0, max=100)] = 0.0,
+    batch_wait_ms: Annotated[float, typer.Option("--batch-wait-ms", help=BATCH_WAIT_HELP, min=0,
+                                                 max=100)] = DEFAULT_BATCH_WAIT_MS,
     batcher: Annotated[Batcher, typer.Option("--batcher", help=BATCHER_HELP)] = Batcher.loop,
     inline_batch_ms: Annotated[float, typer.Option("--inline-batch-ms", help=INLINE_BATCH_HELP, min=0)] = 50.0,
     shed: Annotated[bool, typer.Option("--shed/--no-shed", help=SHED_HELP)] = True,

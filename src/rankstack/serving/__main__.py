@@ -11,6 +11,7 @@ from rankstack.serving.loaders import DEFAULT_LOADER
 from rankstack.serving.server import (
     BATCH_WAIT_HELP,
     BATCHER_HELP,
+    DEFAULT_BATCH_WAIT_MS,
     DEFAULT_STATE,
     EVENT_DEADLINE_HELP,
     INLINE_BATCH_HELP,
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="warning")
     parser.add_argument("--workers", type=int, default=1, help=WORKERS_HELP)
     parser.add_argument("--max-batch", type=int, default=32, help=MAX_BATCH_HELP)
-    parser.add_argument("--batch-wait-ms", type=float, default=0.0, help=BATCH_WAIT_HELP)
+    parser.add_argument("--batch-wait-ms", type=float, default=DEFAULT_BATCH_WAIT_MS, help=BATCH_WAIT_HELP)
     parser.add_argument("--batcher", choices=["loop", "thread"], default="loop", help=BATCHER_HELP)
     parser.add_argument("--inline-batch-ms", type=float, default=50.0, help=INLINE_BATCH_HELP)
     parser.add_argument("--shed", action=argparse.BooleanOptionalAction, default=True, help=SHED_HELP)

@@ -1,9 +1,12 @@
 """Micro-batching: concurrent recommend requests are answered by one batched ``Recommender.recommend`` call.
 
-The first waiting request and every request queued behind it (up to ``max_batch``, waiting at most
-``max_wait_s`` for more) run as one batch: the pipeline is batch-first, so eight requests cost about twice
-one. A batch that raises is re-run one request at a time, so one bad request fails alone. ``run_batch`` is
-told how long the oldest request waited, so the pipeline's deadline can count from arrival.
+The first waiting request and every request queued behind it (up to ``max_batch``) run as one batch: the
+pipeline is batch-first, so eight requests cost about twice one. A request that finds the batcher idle waits
+``max_wait_s · ρ`` for others to join, where ρ is the share of the last ``BUSY_WINDOW_S`` spent running batches
+(an exponentially weighted mean): an idle service answers at once, a busy one fills its batches and spends less
+CPU per request just when it has least to spare (``fill_by_load=False``: always ``max_wait_s``). A batch
+that raises is re-run one request at a time, so one bad request fails alone. ``run_batch`` is told how long
+the oldest request waited, so the pipeline's deadline can count from arrival.
 
 Load shedding (``rankstack.serving.admission``): a request that cannot be answered within ``deadline_s`` is
 refused at once (``OverloadedError``, answered as 503), a queued request that can no longer be answered in time
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import queue
 import threading
 import time
@@ -36,13 +40,14 @@ from typing import Any
 from rankstack.pipeline.api import RecommendRequest, RecommendResponse
 from rankstack.serving.admission import Admission, OverloadedError
 
-__all__ = ["BatchFn", "LoopBatcher", "MicroBatcher", "Outcome", "OverloadedError", "answer_jobs", "batch_outcomes",
-           "settle"]
+__all__ = ["BatchFn", "BusyShare", "LoopBatcher", "MicroBatcher", "Outcome", "OverloadedError", "answer_jobs",
+           "batch_outcomes", "settle"]
 log = logging.getLogger(__name__)
 MIN_PASSES = 6  # loop passes between batches at least: asyncio's loop needs 5 from accepting a connection to the app
 QUIET_PASS_S = 50e-6  # a loop pass this short ran nothing but the batcher's own callback
 INLINE_MAX_S = 0.05  # the loop batcher runs a batch expected to take longer than this on its worker thread
 CLOSE_WAIT_S = 30.0  # on close, how long the loop batcher waits for the batch on its worker thread
+BUSY_WINDOW_S = 0.5  # time constant of the busy share that scales the fill wait
 BatchFn = Callable[[list[RecommendRequest], float], list[RecommendResponse]]  # (requests, oldest wait in s)
 
 
@@ -62,10 +67,14 @@ class _Batching:
 
     def __init__(self, run_batch: BatchFn, *, max_batch: int = 32, max_wait_s: float = 0.0,
                  max_queue: int = 1_000, on_batch: Callable[[int, float], None] | None = None,
-                 deadline_s: float | None = None, shed: bool = True) -> None:
+                 deadline_s: float | None = None, shed: bool = True, fill_by_load: bool = True) -> None:
+        if max_wait_s < 0:
+            raise ValueError(f"max_wait_s must be >= 0 seconds, got {max_wait_s}")
         self.run_batch = run_batch
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
+        self.fill_by_load = fill_by_load
+        self.busy = BusyShare(BUSY_WINDOW_S)
         self.max_queue = max_queue
         self.on_batch = on_batch
         self.admission = Admission(max_batch=max_batch, max_queue=max_queue, deadline_s=deadline_s, shed=shed)
@@ -95,7 +104,15 @@ class _Batching:
         """Teach the estimate a batch of ``size`` that ran from ``started`` to ``ended``; ``backlog``: requests were
         still waiting when it ended."""
         self.admission.observe(size, ended - started)
+        self.busy.add(started, ended)
         self._backlog_since = ended if backlog else None
+
+    def fill_wait_s(self, now: float) -> float:
+        """How long a request that finds the batcher idle waits for others: ``max_wait_s · ρ`` (ρ the busy share
+        now), or ``max_wait_s`` without ``fill_by_load``."""
+        if self.max_wait_s <= 0 or not self.fill_by_load:
+            return self.max_wait_s
+        return self.max_wait_s * self.busy.share(now)
 
     def _run(self, jobs: list[_Job], backlog: bool) -> float:
         """Answer one batch on this thread, timing it (and the gap since the last one) for the admission estimate;
@@ -147,7 +164,8 @@ class MicroBatcher(_Batching):
             if first is None:
                 return
             jobs, stop = [first], False
-            until = time.perf_counter() + self.max_wait_s
+            now = time.perf_counter()
+            until = now + self.fill_wait_s(now)
             while len(jobs) < self.max_batch:
                 try:
                     left = until - time.perf_counter()
@@ -170,6 +188,33 @@ class MicroBatcher(_Batching):
     async def answer(self, request: RecommendRequest, arrived_at: float | None = None) -> RecommendResponse:
         """Queue one request and wait for its response (``OverloadedError`` when it is shed)."""
         return await asyncio.wrap_future(self.submit(request, arrived_at))
+
+
+class BusyShare:
+    """ρ(t): the share of recent time spent running batches, weighted ``exp(−age / window_s)``.
+
+    ρ(t) = (1 / window_s) · ∫ busy(s) · exp(−(t − s) / window_s) ds over s ≤ t, busy(s) = 1 while a batch runs;
+    a batch is counted whole at its end (so ρ ∈ [0, 1] up to that rounding, and clipped to it).
+    """
+
+    def __init__(self, window_s: float) -> None:
+        if window_s <= 0:
+            raise ValueError(f"window_s must be > 0 seconds, got {window_s}")
+        self.window_s = window_s
+        self._mass = 0.0  # ∫ busy · weight, as of ``_at``
+        self._at = 0.0
+
+    def add(self, started: float, ended: float) -> None:
+        """A batch ran from ``started`` to ``ended``."""
+        if ended < started:
+            return
+        self._mass = self._mass * math.exp(-max(ended - self._at, 0.0) / self.window_s) + (ended - started)
+        self._at = max(ended, self._at)
+
+    def share(self, now: float) -> float:
+        """ρ at ``now``, in [0, 1]."""
+        decayed = self._mass * math.exp(-max(now - self._at, 0.0) / self.window_s)
+        return min(decayed / self.window_s, 1.0)
 
 
 Outcome = RecommendResponse | BaseException  # one request's response, or what its batch (or it alone) raised
@@ -237,8 +282,8 @@ class LoopBatcher(_Batching):
         future: asyncio.Future[RecommendResponse] = loop.create_future()
         self._pending.append(_Job(request, future, arrived))
         if self._scheduled is None and self._off is None:  # else the running batch's end schedules the next
-            self._scheduled = (loop.call_later(self.max_wait_s, self._flush) if self.max_wait_s > 0
-                               else loop.call_soon(self._flush))
+            wait = self.fill_wait_s(now)
+            self._scheduled = loop.call_later(wait, self._flush) if wait > 0 else loop.call_soon(self._flush)
         response = await future
         self.admission.answered(expected, time.perf_counter() - now)
         return response

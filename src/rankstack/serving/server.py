@@ -12,7 +12,7 @@ from rankstack.pipeline.components import open_state
 from rankstack.serving.app import create_app
 from rankstack.serving.http_protocol import CoalescingHttpToolsProtocol
 from rankstack.serving.loaders import DEFAULT_LOADER, resolve_loader
-from rankstack.serving.settings import SWITCH_INTERVAL_S, ServiceSettings
+from rankstack.serving.settings import DEFAULT_BATCH_WAIT_MS, SWITCH_INTERVAL_S, ServiceSettings
 from rankstack.serving.workers import run_workers
 from rankstack.state.store import StateStore
 
@@ -27,8 +27,9 @@ BATCHER_HELP = ("Where recommend batches run: 'loop' (default) on the event loop
                 "competes for the GIL; 'thread' on a worker thread, so the loop keeps reading requests meanwhile.")
 INLINE_BATCH_HELP = ("With --batcher loop: batches expected to take longer than this many milliseconds run on a "
                      "worker thread, so refusals and /healthz are answered while they run (default 50).")
-BATCH_WAIT_HELP = ("Extra milliseconds a batch waits to fill (default 0: take whatever is queued). Larger batches "
-                   "cost less CPU per request and add up to this much latency.")
+BATCH_WAIT_HELP = (f"Longest wait in milliseconds for a batch to fill (default {DEFAULT_BATCH_WAIT_MS:g}), scaled by "
+                   "how busy the worker was over the last half second: an idle service answers at once, a busy one "
+                   "fills larger batches, which cost less CPU per request. 0: never wait.")
 
 SHED_HELP = ("Load shedding (default on): a recommend request that cannot be answered within --deadline-ms gets 503 "
              "with Retry-After at once instead of queueing; --no-shed queues up to --max-queue and degrades late.")
@@ -51,7 +52,8 @@ def _stderr(message: str) -> None:
 
 def run_server(artifact: Path, *, host: str = "127.0.0.1", port: int = 8000, state: str = DEFAULT_STATE,
                deadline_ms: float = 100.0, loader: str = DEFAULT_LOADER, log_level: str = "warning",
-               workers: int = 1, max_batch: int = 32, batch_wait_ms: float = 0.0, batcher: str = "loop",
+               workers: int = 1, max_batch: int = 32, batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
+               batcher: str = "loop",
                shed: bool = True, max_queue: int = 1_000, max_connections: int | None = None,
                inline_batch_ms: float = 50.0, request_start_header: str | None = None,
                event_deadline_ms: float = 1000.0,

@@ -17,6 +17,9 @@ ADMIN_TOKEN_ENV = "RANKSTACK_ADMIN_TOKEN"
 SWITCH_INTERVAL_S = 0.0005
 
 
+DEFAULT_BATCH_WAIT_MS = 2.0  # an idle service waits 0, a saturated one this long: docs/serving.md, "Micro-batching"
+
+
 class ServiceSettings(BaseModel):
     """How the HTTP service runs; unknown keys are rejected."""
 
@@ -35,7 +38,9 @@ class ServiceSettings(BaseModel):
     event_max_skew_s: float = Field(default=300.0, ge=0, description=(
         "Event timestamps later than the service's clock plus this (clock skew) get 422."))
     max_batch: int = Field(default=32, ge=1, le=1_024, description="Most requests answered by one pipeline call.")
-    batch_wait_ms: float = Field(default=0.0, ge=0, le=100, description="Extra wait for a batch to fill (0: none).")
+    batch_wait_ms: float = Field(default=DEFAULT_BATCH_WAIT_MS, ge=0, le=100, description=(
+        "Longest wait for a batch to fill: a request that finds the batcher idle waits this times the share of the "
+        "last half second spent running batches (0: never wait)."))
     max_queue: int = Field(default=1_000, ge=1, description=(
         "Hard bound: recommend requests (and, separately, event posts) waiting beyond this get 503, shed or not."))
     event_deadline_s: float | None = Field(default=1.0, gt=0, description=(
