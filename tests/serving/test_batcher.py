@@ -12,7 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rankstack.pipeline.api import RecommendRequest, RecommendResponse
-from rankstack.serving.batcher import BatchFn, BusyShare, LoopBatcher, MicroBatcher, OverloadedError, _Job
+from rankstack.serving.batcher import (
+    FILL_FROM_BUSY,
+    BatchFn,
+    BusyShare,
+    LoopBatcher,
+    MicroBatcher,
+    OverloadedError,
+    _Job,
+)
 
 
 def answer(requests: list[RecommendRequest]) -> list[RecommendResponse]:
@@ -142,6 +150,19 @@ def test_the_thread_batcher_scales_its_fill_wait_too() -> None:
     second = batcher.submit(RecommendRequest(user_id="b"))
     assert first.result(5).user_id == "a" and second.result(5).user_id == "b" and sizes == [2]
     batcher.close()
+
+
+@pytest.mark.parametrize(("busy", "wait_share"), [(0.1, 0.0), (FILL_FROM_BUSY, 0.0), (0.5, 1 / 3), (0.85, 0.8),
+                                                  (1.0, 1.0)])
+def test_the_fill_wait_ramps_from_nothing_under_light_load_to_the_cap_at_saturation(busy: float,
+                                                                                      wait_share: float) -> None:
+    batcher = LoopBatcher(lambda rs, _w: answer(rs), max_wait_s=0.003)
+    t, period = 0.0, 0.002
+    for _ in range(5_000):
+        batcher.busy.add(t, t + busy * period)
+        t += period
+    assert batcher.fill_wait_s(t) == pytest.approx(0.003 * wait_share, abs=0.003 * 0.02)
+    assert LoopBatcher(lambda rs, _w: answer(rs), max_wait_s=0.0).fill_wait_s(t) == 0.0
 
 
 @pytest.mark.parametrize(("busy", "expected"), [(0.0, 0.0), (0.25, 0.25), (0.5, 0.5), (0.9, 0.9)])

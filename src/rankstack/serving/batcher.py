@@ -2,9 +2,10 @@
 
 The first waiting request and every request queued behind it (up to ``max_batch``) run as one batch: the
 pipeline is batch-first, so eight requests cost about twice one. A request that finds the batcher idle waits
-``max_wait_s · ρ`` for others to join, where ρ is the share of the last ``BUSY_WINDOW_S`` spent running batches
-(an exponentially weighted mean): an idle service answers at once, a busy one fills its batches and spends less
-CPU per request just when it has least to spare (``fill_by_load=False``: always ``max_wait_s``). A batch
+``max_wait_s · clip((ρ − ρ₀) / (1 − ρ₀), 0, 1)`` for others to join, where ρ is the share of the last
+``BUSY_WINDOW_S`` spent running batches (an exponentially weighted mean) and ρ₀ = ``FILL_FROM_BUSY``: a lightly
+loaded service answers at once, a busy one fills its batches and spends less CPU per request just when it has
+least to spare (``fill_by_load=False``: always ``max_wait_s``). A batch
 that raises is re-run one request at a time, so one bad request fails alone. ``run_batch`` is told how long
 the oldest request waited, so the pipeline's deadline can count from arrival.
 
@@ -48,6 +49,7 @@ QUIET_PASS_S = 50e-6  # a loop pass this short ran nothing but the batcher's own
 INLINE_MAX_S = 0.05  # the loop batcher runs a batch expected to take longer than this on its worker thread
 CLOSE_WAIT_S = 30.0  # on close, how long the loop batcher waits for the batch on its worker thread
 BUSY_WINDOW_S = 0.5  # time constant of the busy share that scales the fill wait
+FILL_FROM_BUSY = 0.25  # below this busy share a request never waits for a batch to fill
 BatchFn = Callable[[list[RecommendRequest], float], list[RecommendResponse]]  # (requests, oldest wait in s)
 
 
@@ -108,11 +110,12 @@ class _Batching:
         self._backlog_since = ended if backlog else None
 
     def fill_wait_s(self, now: float) -> float:
-        """How long a request that finds the batcher idle waits for others: ``max_wait_s · ρ`` (ρ the busy share
-        now), or ``max_wait_s`` without ``fill_by_load``."""
+        """How long a request that finds the batcher idle waits for others: ``max_wait_s · clip((ρ − ρ₀) / (1 − ρ₀),
+        0, 1)`` (ρ the busy share now, ρ₀ = ``FILL_FROM_BUSY``), or ``max_wait_s`` without ``fill_by_load``."""
         if self.max_wait_s <= 0 or not self.fill_by_load:
             return self.max_wait_s
-        return self.max_wait_s * self.busy.share(now)
+        ramp = (self.busy.share(now) - FILL_FROM_BUSY) / (1.0 - FILL_FROM_BUSY)
+        return self.max_wait_s * min(max(ramp, 0.0), 1.0)
 
     def _run(self, jobs: list[_Job], backlog: bool) -> float:
         """Answer one batch on this thread, timing it (and the gap since the last one) for the admission estimate;

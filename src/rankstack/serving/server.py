@@ -28,8 +28,8 @@ BATCHER_HELP = ("Where recommend batches run: 'loop' (default) on the event loop
 INLINE_BATCH_HELP = ("With --batcher loop: batches expected to take longer than this many milliseconds run on a "
                      "worker thread, so refusals and /healthz are answered while they run (default 50).")
 BATCH_WAIT_HELP = (f"Longest wait in milliseconds for a batch to fill (default {DEFAULT_BATCH_WAIT_MS:g}), scaled by "
-                   "how busy the worker was over the last half second: an idle service answers at once, a busy one "
-                   "fills larger batches, which cost less CPU per request. 0: never wait.")
+                   "how busy the worker was over the last half second: a lightly loaded service answers at once, "
+                   "a busy one fills larger batches, which cost less CPU per request. 0: never wait.")
 
 SHED_HELP = ("Load shedding (default on): a recommend request that cannot be answered within --deadline-ms gets 503 "
              "with Retry-After at once instead of queueing; --no-shed queues up to --max-queue and degrades late.")

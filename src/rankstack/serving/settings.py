@@ -17,7 +17,7 @@ ADMIN_TOKEN_ENV = "RANKSTACK_ADMIN_TOKEN"
 SWITCH_INTERVAL_S = 0.0005
 
 
-DEFAULT_BATCH_WAIT_MS = 2.0  # an idle service waits 0, a saturated one this long: docs/serving.md, "Micro-batching"
+DEFAULT_BATCH_WAIT_MS = 2.5  # lightly loaded: no wait; saturated: this long (docs/serving.md, "Micro-batching")
 
 
 class ServiceSettings(BaseModel):
@@ -39,8 +39,9 @@ class ServiceSettings(BaseModel):
         "Event timestamps later than the service's clock plus this (clock skew) get 422."))
     max_batch: int = Field(default=32, ge=1, le=1_024, description="Most requests answered by one pipeline call.")
     batch_wait_ms: float = Field(default=DEFAULT_BATCH_WAIT_MS, ge=0, le=100, description=(
-        "Longest wait for a batch to fill: a request that finds the batcher idle waits this times the share of the "
-        "last half second spent running batches (0: never wait)."))
+        "Longest wait for a batch to fill: a request that finds the batcher idle waits nothing while the worker "
+        "spent under a quarter of the last half second running batches, then up to this much as that share "
+        "rises to 1 (0: never wait)."))
     max_queue: int = Field(default=1_000, ge=1, description=(
         "Hard bound: recommend requests (and, separately, event posts) waiting beyond this get 503, shed or not."))
     event_deadline_s: float | None = Field(default=1.0, gt=0, description=(
