@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from pathlib import Path
 import pytest
 from server_process import ServerProcess
 from serving_fakes import write_fake_artifact
+
+from rankstack.serving.settings import DEFAULT_BATCH_WAIT_MS
 
 # The fake pipeline: a batch of b requests takes 40 ms + b · 20 ms (at most 33 requests/s); the pipeline's time is
 # a sleep, so the test's own costs (this driver, parsing and answering requests) stay small on a busy 2-core box.
@@ -193,6 +196,11 @@ def test_three_times_capacity_is_shed_fast_and_the_service_recovers(tmp_path: Pa
     assert acknowledged <= stored
     assert 'rankstack_requests_shed_total{endpoint="/v1/recommend",reason="deadline"}' in metrics
     assert 'rankstack_recommend_batch_seconds_estimate{batch="full"}' in metrics
+    # the batcher's busy share and the fill wait it sets are exported, within their bounds
+    busy = [float(v) for v in re.findall(r"^rankstack_batcher_busy_share(?:\{[^}]*\})? (\S+)$", metrics, re.M)]
+    fill = [float(v) for v in re.findall(r"^rankstack_batch_fill_wait_seconds(?:\{[^}]*\})? (\S+)$", metrics, re.M)]
+    assert busy and fill and all(0.0 <= b <= 1.0 for b in busy)
+    assert all(0.0 <= f <= DEFAULT_BATCH_WAIT_MS / 1000 for f in fill)
 
 
 def test_a_refusal_does_not_wait_out_the_running_batch(tmp_path: Path) -> None:

@@ -74,6 +74,11 @@ class ServiceMetrics:
         self.admission_margin = Gauge("rankstack_admission_margin_seconds", "What load shedding adds to expected "
                                       "times: the 90th percentile of how much later than expected the last 256 "
                                       "answers came.", multiprocess_mode="liveall", registry=r)
+        self.fill_wait = Gauge("rankstack_batch_fill_wait_seconds", "How long a request finding the batcher idle "
+                               "waits for others now (batch_wait_ms scaled by the worker's busy share).",
+                               multiprocess_mode="liveall", registry=r)
+        self.busy_share = Gauge("rankstack_batcher_busy_share", "Share of the last half second the worker spent "
+                                "running recommend batches.", multiprocess_mode="liveall", registry=r)
         self.model_loaded = Gauge("rankstack_model_loaded_timestamp_seconds", "When the served model was loaded.",
                                   multiprocess_mode="liveall", registry=r)
         self.model_info = Gauge("rankstack_model_info", "1 for the served model, by version and artifact digest "
