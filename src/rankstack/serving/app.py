@@ -120,9 +120,9 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         estimate_single.set(cost.seconds(1))
         estimate_full.set(cost.seconds(settings.max_batch))
         metrics.admission_margin.set(batcher.admission.margin.value_s)
-        started = time.perf_counter()
-        metrics.busy_share.set(batcher.busy.share(started))
-        metrics.fill_wait.set(batcher.fill_wait_s(started))
+        at = time.perf_counter()
+        metrics.busy_share.set(batcher.busy.share(at))
+        metrics.fill_wait.set(batcher.fill_wait_s(at))
 
     gauges_due = [0.0]
     estimate_single, estimate_full = (metrics.service_estimate.labels(size) for size in ("single", "full"))

@@ -5,9 +5,9 @@ pipeline is batch-first, so eight requests cost about twice one. A request that 
 ``max_wait_s · clip((ρ − ρ₀) / (1 − ρ₀), 0, 1)`` for others to join, where ρ is the share of the last
 ``BUSY_WINDOW_S`` spent running batches (an exponentially weighted mean) and ρ₀ = ``FILL_FROM_BUSY``: a lightly
 loaded service answers at once, a busy one fills its batches and spends less CPU per request just when it has
-least to spare (``fill_by_load=False``: always ``max_wait_s``). A batch
-that raises is re-run one request at a time, so one bad request fails alone. ``run_batch`` is told how long
-the oldest request waited, so the pipeline's deadline can count from arrival.
+least to spare (``fill_by_load=False``: always ``max_wait_s``). A batch that raises is re-run one request at
+a time, so one bad request fails alone. ``run_batch`` is told how long the oldest request waited, so the
+pipeline's deadline can count from arrival.
 
 Load shedding (``rankstack.serving.admission``): a request that cannot be answered within ``deadline_s`` is
 refused at once (``OverloadedError``, answered as 503), a queued request that can no longer be answered in time
