@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import scipy.sparse as sp
 
 PAD_ITEM = -1
-_WIDE_ROW = 4096  # columns from which row_counts counts row by row
+_WIDE_ROW = 4096  # columns from which row_counts counts, and rows_topk ranks, row by row
 
 
 @dataclass(frozen=True)
@@ -76,10 +76,16 @@ def rows_topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
     The same lists as :func:`sparse_topk` on ``sp.csr_matrix(scores)``: ties go to the lower item id, short rows
     are padded with -1 / -inf. Only the entries that can make a row's top k (see :func:`top_candidates`) are
-    sorted, all rows in one sort.
+    sorted, all rows in one sort; rows at least ``_WIDE_ROW`` wide one at a time (:func:`_wide_row_topk`).
     """
     n_rows, n_cols = scores.shape
     scores = np.asarray(scores, dtype=np.float32)
+    if n_cols >= _WIDE_ROW:
+        out_ids = np.full((n_rows, k), PAD_ITEM, dtype=np.int64)
+        out_scores = np.full((n_rows, k), -np.inf, dtype=np.float32)
+        for row in range(n_rows):
+            _wide_row_topk(scores[row], k, out_ids[row], out_scores[row])
+        return out_ids, out_scores
     flat = np.flatnonzero(top_candidates(scores, k))  # (row, item) order
     rows, items = np.divmod(flat, n_cols)
     item_bits = max(n_cols - 1, 1).bit_length()
@@ -90,6 +96,37 @@ def rows_topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     values = scores.ravel()[flat]
     order = stable_lexsort((-values, rows))  # items stay ascending among ties
     return place_in_slots(rows[order], items[order], values[order], n_rows, k)
+
+
+def _wide_row_topk(row: np.ndarray, k: int, out_ids: np.ndarray, out_scores: np.ndarray) -> None:
+    """One wide row's top-k written into ``out_ids`` / ``out_scores`` (padded already): the entries that can make it
+    (:func:`_wide_row_candidates`), cut to those at or above the k-th value, sorted by (value desc, item)."""
+    items = _wide_row_candidates(row, k)
+    values = row[items]
+    if len(values) > k:
+        kth = np.partition(values, len(values) - k)[len(values) - k]
+        near = values >= kth
+        items, values = items[near], values[near]
+    order = np.lexsort((items, -values))[:k]
+    out_ids[: len(order)] = items[order]
+    out_scores[: len(order)] = values[order]
+
+
+def _wide_row_candidates(row: np.ndarray, k: int) -> np.ndarray:
+    """Ascending columns of ``row``'s nonzero entries that hold its top k (a superset): those at or above a cut c,
+    the (2k / s)-th largest positive value of every s-th entry, when at least k reach it (then the k-th largest
+    is ≥ c); else every nonzero entry. Only the sample's positive values are partitioned: a partition of a
+    sample that is mostly zeros took ~25 µs of a 41k-wide row against ~5 µs."""
+    stride = len(row) // (8 * k)
+    if stride >= 4:
+        sample = row[::stride]
+        sample = sample[sample > 0]
+        rank = -(-2 * k // stride)
+        if len(sample) >= rank:
+            items = np.flatnonzero(row >= np.partition(sample, len(sample) - rank)[len(sample) - rank])
+            if len(items) >= k:
+                return items
+    return np.flatnonzero(row)
 
 
 def top_candidates(scores: np.ndarray, k: int) -> np.ndarray:

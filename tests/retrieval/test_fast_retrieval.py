@@ -71,6 +71,48 @@ def test_rows_topk_with_a_sampled_cut_equals_the_sorted_reference(seed: int, row
     np.testing.assert_array_equal(scores, want_scores)
 
 
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), rows=st.integers(0, 3), cols=st.integers(4096, 12_000), k=st.integers(1, 400),
+       density=st.floats(0.0, 1.0), levels=st.sampled_from([0, 1, 5]), negative=st.booleans())
+def test_rows_topk_on_wide_rows_equals_the_sorted_reference(seed: int, rows: int, cols: int, k: int,
+                                                            density: float, levels: int, negative: bool) -> None:
+    """Rows of at least ``_WIDE_ROW`` columns are ranked one at a time (sampled cut, or every nonzero entry)."""
+    rng = np.random.default_rng(seed)
+    dense = _matrix(rng, (rows, cols), density, levels)
+    if negative:
+        dense *= np.where(rng.random(dense.shape) < 0.3, -1, 1).astype(np.float32)
+    ids, scores = rows_topk(dense, k)
+    want_ids, want_scores = _reference_topk(dense, k)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(scores, want_scores)
+    assert ids.dtype == np.int64 and scores.dtype == np.float32
+
+
+@pytest.mark.parametrize("case", ["sample holds the largest", "sample mostly zero", "fewer than k nonzero",
+                                  "all zero"])
+def test_rows_topk_on_a_wide_row_whose_sampled_cut_fails(case: str) -> None:
+    """The wide-row cut falls back to every nonzero entry where fewer than k entries reach it or the sample holds
+    too few positive values; the lists are the reference's either way."""
+    rng = np.random.default_rng(7)
+    cols, k = 41_000, 300
+    stride = cols // (8 * k)
+    row = (rng.random(cols) * 0.5 + 0.01).astype(np.float32)
+    if case == "sample holds the largest":  # only the sampled entries reach the cut: fewer than k of them do
+        row[::stride] += 10.0
+    elif case == "sample mostly zero":
+        row[::stride] = 0.0
+        row[: stride * 5: stride] = 1.0
+    elif case == "fewer than k nonzero":
+        row[rng.random(cols) > 0.005] = 0.0
+    else:
+        row[:] = 0.0
+    dense = row[None, :]
+    ids, scores = rows_topk(dense, k)
+    want_ids, want_scores = _reference_topk(dense, k)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(scores, want_scores)
+
+
 def _knn(rng: np.random.Generator, n_users: int, n_items: int, density: float, levels: int,
          weighted: bool) -> ItemKNN:
     """An ItemKNN with a random interaction matrix (some users with no items) and a random similarity matrix."""
