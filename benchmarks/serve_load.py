@@ -366,6 +366,22 @@ def degradations(url: str) -> dict[str, float]:
     return found
 
 
+def state_cache_lookups(url: str) -> dict[str, float]:
+    """The server's state-cache lookups so far by result (``hit``, ``miss``; empty when it counts none)."""
+    return {result: float(n) for result, n in re.findall(
+        r'rankstack_state_cache_lookups_total\{result="([^"]+)"\} (\S+)', metrics_text(url))}
+
+
+def cache_figures(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """Lookups between two readings and the share that missed (each reading lags the server by up to its gauge
+    period, a quarter of a second or so: a ratio over a run, not an exact count)."""
+    if not before or not after:
+        return {}
+    hits, misses = (after.get(k, 0.0) - before.get(k, 0.0) for k in ("hit", "miss"))
+    lookups = hits + misses
+    return {"lookups": int(lookups), "miss_share": round(misses / lookups, 3) if lookups else None}
+
+
 def degradations_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     """Degradations and fallbacks counted between two readings (none when a reading is missing)."""
     if not before or not after:
@@ -432,9 +448,10 @@ def open_run(port: int, url: str, rate: float, fresh: float, args: argparse.Name
     if args.overload_factor:
         phases += [(rate * args.overload_factor, float(args.overload_duration)), (rate, float(args.duration))]
     offsets = arrival_offsets(phases, poisson=args.arrivals == "poisson", seed=args.seed + run_no)
-    before, degraded_before = server_counters(url), degradations(url)
+    before, degraded_before, cache_before = server_counters(url), degradations(url), state_cache_lookups(url)
     traffic, generator = run_loop(_session(port, mix(f"run-{stamp}", args.seed + 7919 * run_no), offsets, args))
     degraded = degradations_between(degraded_before, degradations(url))
+    cache = cache_figures(cache_before, state_cache_lookups(url))
     table = traffic.table()
     kind = HEALTH if args.endpoint == "healthz" else RECOMMEND
     row: dict[str, Any] = {"offered": rate, "fresh_events": fresh, "endpoint": args.endpoint,
@@ -443,7 +460,7 @@ def open_run(port: int, url: str, rate: float, fresh: float, args: argparse.Name
                               if k != "offered"},
                            "degraded_reasons": dict(traffic.reasons), "cold": traffic.cold,
                            "generator": generator, "server_means": counter_means(before, server_counters(url)),
-                           "degradations": degraded}
+                           "state_cache": cache, "degradations": degraded}
     if args.overload_factor:
         row["overload"] = {"factor": args.overload_factor, **overload_figures(
             table, before_s=float(args.duration), overload_s=float(args.overload_duration),
@@ -537,6 +554,9 @@ def measure(n_items: int, args: argparse.Namespace, workdir: Path,
                           f"degraded {result['degraded']}, shed {result['shed']}, generator CPU "
                           f"{result['generator']['cpu_share']:.0%}; {seconds_over(result['timeline'], 20.0)}",
                           flush=True)
+                    if result["state_cache"].get("miss_share") is not None:
+                        print(f"    state cache: {result['state_cache']['lookups']} lookups, "
+                              f"{result['state_cache']['miss_share']:.1%} missed", flush=True)
                     if "overload" in result:
                         o = result["overload"]
                         print(f"    overload ×{o['factor']:g}: shed {o['shed_share']:.1%}, p99 answered "

@@ -136,6 +136,15 @@ def test_seconds_over_names_the_bad_windows_and_the_worst() -> None:
                                               "10 shed)")
 
 
+def test_cache_figures_take_the_lookups_between_two_readings() -> None:
+    import serve_load as script
+
+    before, after = {"hit": 100.0, "miss": 40.0}, {"hit": 160.0, "miss": 80.0}
+    assert script.cache_figures(before, after) == {"lookups": 100, "miss_share": 0.4}
+    assert script.cache_figures(before, before) == {"lookups": 0, "miss_share": None}
+    assert script.cache_figures({}, after) == {} and script.cache_figures(before, {}) == {}  # a reading failed
+
+
 def test_a_nicer_server_really_runs_at_a_lower_priority(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``--server-nice`` lowers the priority of the process the server runs in (the workers inherit it)."""
     import serve_load as script

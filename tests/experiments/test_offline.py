@@ -128,9 +128,11 @@ def test_sasrec_state_cache_is_warmed_and_serves_the_same_slates(tmp_path: Path)
     hits, misses = cache.hits, cache.misses
     cached = [r.items for r in pipe.recommend(reqs, state)]
     assert (cache.hits - hits, cache.misses - misses) == (2, 1)  # u1's fresh click makes a new history
+    assert pipe.state_cache_counts() == (cache.hits, cache.misses, len(cache))  # what the service's metrics read
     off = sasrec | {"state_cache": 0}
     uncached = pipe.with_config(pipe.config.model_copy(update={"ranker": pipe.config.ranker.model_copy(update=off)}))
     assert uncached.parts.ranker.source.state_cache is None and uncached.warm_states() == 0
+    assert uncached.state_cache_counts() == (0, 0, 0)
     assert [[i.item_id for i in r] for r in cached] == [
         [i.item_id for i in r.items] for r in uncached.recommend(reqs, state)]
 

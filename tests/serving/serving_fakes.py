@@ -33,6 +33,8 @@ class FakeRecommender:
         self.started = threading.Event()
         self.fail = False
         self.last_deadline_s: float | None = None
+        self.cached_users: set[str] = set()  # a stand-in state cache: a user's first request misses, later ones hit
+        self.cache_hits = self.cache_misses = 0
 
     def recommend(self, requests: Sequence[RecommendRequest], state: StateStore | None = None, *,
                   deadline_s: float | None = None) -> list[RecommendResponse]:
@@ -44,6 +46,11 @@ class FakeRecommender:
         time.sleep(self.delay_s + self.delay_per_request_s * len(requests))
         out = []
         for req in requests:
+            if req.user_id in self.cached_users:
+                self.cache_hits += 1
+            else:
+                self.cache_misses += 1
+                self.cached_users.add(req.user_id)
             history = set(state.recent_items(req.user_id, 5)) if state is not None else set()
             banned = history | set(req.exclude)
             items = [ScoredItem(item_id=f"i{j}", score=1.0 / (1 + j), propensity=1.0)
@@ -54,6 +61,10 @@ class FakeRecommender:
                 stage_ms={"retrieval": 0.1, "ranking": 0.2, "reranking": 0.05},
             ))
         return out
+
+    def state_cache_counts(self) -> tuple[int, int, int]:
+        """(hits, misses, entries) of the stand-in state cache, as ``Pipeline.state_cache_counts``."""
+        return self.cache_hits, self.cache_misses, len(self.cached_users)
 
     def describe(self) -> dict[str, Any]:
         """Version and catalog size."""

@@ -155,6 +155,20 @@ def test_metrics_expose_latency_stages_events_and_errors(client: TestClient) -> 
     assert "rankstack_state_store_up 1.0" in text
 
 
+def test_metrics_count_state_cache_lookups_from_when_the_model_serves(client: TestClient) -> None:
+    """Lookups the recommender counted before it served (the load's warm-up request) are not counted; each batch's
+    are, as it ends; the cache's entries include the warm-up's."""
+    metrics = client.get("/metrics").text
+    assert 'rankstack_state_cache_lookups_total{result="hit"} 0.0' in metrics
+    assert 'rankstack_state_cache_lookups_total{result="miss"} 0.0' in metrics
+    for user in ("u1", "u1", "u2", "u1"):
+        assert client.post("/v1/recommend", json={"user_id": user, "k": 3}).status_code == 200
+    metrics = client.get("/metrics").text
+    assert 'rankstack_state_cache_lookups_total{result="hit"} 2.0' in metrics
+    assert 'rankstack_state_cache_lookups_total{result="miss"} 2.0' in metrics
+    assert "rankstack_state_cache_entries 3.0" in metrics
+
+
 def test_openapi_is_published(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert {"/v1/recommend", "/v1/events", "/healthz", "/readyz", "/metrics", "/admin/reload"} <= set(spec["paths"])

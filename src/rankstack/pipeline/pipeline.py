@@ -31,6 +31,7 @@ from rankstack.reranking.rerank_pipeline import RerankPipeline
 from rankstack.reranking.reranker import RerankContext
 from rankstack.retrieval.indexed import IndexedRetriever
 from rankstack.retrieval.source import Retriever
+from rankstack.sequential.state_cache import StateCache
 from rankstack.state.store import StateStore, fresh_times
 
 T = TypeVar("T")
@@ -393,6 +394,16 @@ class Pipeline:
         if ranker is None or stage is None or not stage.warm_states:
             return 0
         return ranker.warm([h[-stage.history:] for h in self.parts.histories])
+
+    def state_cache_counts(self) -> tuple[int, int, int]:
+        """(hits, misses, entries) of the ranker's and the sources' user-state caches (each counted once), since
+        each was made; a miss ran the sequential network (a fresh event changed the history, or this process never
+        computed that state). The service counts the lookups after a model starts serving."""
+        caches = {id(c): c for c in (getattr(part, "state_cache", None)
+                                     for part in (self.parts.ranker, *self.parts.sources.values()))
+                  if isinstance(c, StateCache)}
+        return (sum(c.hits for c in caches.values()), sum(c.misses for c in caches.values()),
+                sum(len(c) for c in caches.values()))
 
     def known_items(self, item_ids: Sequence[str]) -> list[bool]:
         """One flag per external item id: True when the item is in the trained catalog."""

@@ -27,6 +27,7 @@ from rankstack.io import write_text_atomic
 from rankstack.ranking.candidate_features import ItemStats, candidate_features, feature_names, unit_rows
 from rankstack.ranking.ranker import RankBatch
 from rankstack.retrieval.source import CandidateSource
+from rankstack.sequential.state_cache import StateCache
 
 RELEVANCE = "relevance"  # the one objective: the model's ranking score of each candidate
 FORMAT = 2  # 2: transition and last-item features, optional embedding features (a format-1 ranker: retrain)
@@ -99,6 +100,12 @@ class CandidateFeatureRanker:
         return candidate_features(batch, self.stats, self.sources, last_n=self.last_n,
                                   seq_scores=sequential_scores(self.sequential, batch),
                                   item_vectors=self._item_vectors(batch.sources), recency=self.recency)
+
+    @property
+    def state_cache(self) -> StateCache | None:
+        """The sequential scorer's user-state cache (None without one)."""
+        cache = getattr(self.sequential, "state_cache", None)
+        return cache if isinstance(cache, StateCache) else None
 
     def keep_states(self, capacity: int) -> None:
         """Cache the sequential scorer's user states when it can (a no-op otherwise)."""

@@ -13,7 +13,7 @@ from rankstack.errors import ConfigError
 from rankstack.ranking.ranker import RankBatch
 from rankstack.retrieval.source import CandidateSource
 from rankstack.retrieval.source_files import save_source
-from rankstack.sequential.state_cache import CachesStates
+from rankstack.sequential.state_cache import CachesStates, StateCache
 
 NEXT_ITEM = "next_item"  # the one objective: the model's score of each candidate as the user's next item
 
@@ -56,6 +56,11 @@ class SequentialRanker:
                 raise ValueError(f"score_candidates returned {scores_np.shape}, expected {cands.shape}")
             out[rows] = np.where(cands >= 0, scores_np, np.nan)
         return {NEXT_ITEM: out}
+
+    @property
+    def state_cache(self) -> StateCache | None:
+        """The source's user-state cache (None when it keeps none)."""
+        return None if self._states is None else self._states.state_cache
 
     def keep_states(self, capacity: int) -> None:
         """Cache up to ``capacity`` user states keyed by the exact history (models that cache states only)."""

@@ -79,6 +79,15 @@ class ServiceMetrics:
                                multiprocess_mode="liveall", registry=r)
         self.busy_share = Gauge("rankstack_batcher_busy_share", "Share of the last half second the worker spent "
                                 "running recommend batches.", multiprocess_mode="liveall", registry=r)
+        self.state_cache = Counter("rankstack_state_cache_lookups", "User-state lookups of the sequential model "
+                                   "while serving, by result: a miss runs the network (a fresh event changed the "
+                                   "user's history, or this worker never computed that state).", ["result"],
+                                   registry=r)
+        for result in ("hit", "miss"):
+            self.state_cache.labels(result)
+        self.state_cache_entries = Gauge("rankstack_state_cache_entries", "User states the workers' caches hold.",
+                                         multiprocess_mode="livesum", registry=r)
+        self._cache_read: tuple[object, int, int] | None = None  # (recommender, hits, misses) at the last reading
         self.model_loaded = Gauge("rankstack_model_loaded_timestamp_seconds", "When the served model was loaded.",
                                   multiprocess_mode="liveall", registry=r)
         self.model_info = Gauge("rankstack_model_info", "1 for the served model, by version and artifact digest "
@@ -92,8 +101,10 @@ class ServiceMetrics:
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
 
     def model_served(self, loaded: Loaded) -> None:
-        """Record the model served from now on: its load time and its version and digest."""
+        """Record the model served from now on: its load time and its version and digest; its state-cache lookups
+        count from here (the load's warm-up is not counted)."""
         self.model_loaded.set(loaded.loaded_at)
+        self.observe_state_cache(loaded.recommender)
         labels = (loaded.version, loaded.digest)
         if self._served is not None and self._served != labels:
             self.model_info.labels(*self._served).set(0)  # a worker's file keeps the series: say it is gone
@@ -114,6 +125,22 @@ class ServiceMetrics:
         if found is None:
             found = self._children.setdefault(key, metric.labels(*labels))
         return found
+
+    def observe_state_cache(self, recommender: object) -> None:
+        """Count the state-cache lookups ``recommender`` made since the last reading of it (a recommender read
+        for the first time only sets the starting point), and its cached states."""
+        read = getattr(recommender, "state_cache_counts", None)
+        if not callable(read):
+            return
+        hits, misses, entries = read()
+        last = self._cache_read
+        if last is not None and last[0] is recommender:
+            if hits > last[1]:
+                self.state_cache.labels("hit").inc(hits - last[1])
+            if misses > last[2]:
+                self.state_cache.labels("miss").inc(misses - last[2])
+        self._cache_read = (recommender, hits, misses)
+        self.state_cache_entries.set(entries)
 
     def observe_stages(self, stage_ms: Mapping[str, float]) -> None:
         """Record one batched pipeline call's stage timings (its slates share them: once per batch, not per slate,
