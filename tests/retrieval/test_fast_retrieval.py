@@ -36,20 +36,33 @@ def _matrix(rng: np.random.Generator, shape: tuple[int, int], density: float, le
     return np.where(rng.random(shape) < density, values, 0.0).astype(np.float32)
 
 
-@settings(max_examples=80, deadline=None)
-@given(seed=st.integers(0, 10_000), rows=st.integers(0, 6), cols=st.integers(1, 40), k=st.integers(1, 45),
-       density=st.floats(0.0, 1.0), levels=st.sampled_from([0, 1, 3]), negative=st.booleans())
-def test_rows_topk_equals_the_sorted_reference_and_sparse_topk(seed: int, rows: int, cols: int, k: int,
-                                                               density: float, levels: int, negative: bool) -> None:
+def _signed_matrix(seed: int, shape: tuple[int, int], density: float, levels: int, negative: bool) -> np.ndarray:
+    """``_matrix``, with ~30% of its stored values negated when ``negative`` (they rank below positive ones and
+    above nothing)."""
     rng = np.random.default_rng(seed)
-    dense = _matrix(rng, (rows, cols), density, levels)
-    if negative:  # stored negative scores rank below positive ones and above nothing
+    dense = _matrix(rng, shape, density, levels)
+    if negative:
         dense *= np.where(rng.random(dense.shape) < 0.3, -1, 1).astype(np.float32)
+    return dense
+
+
+def _assert_rows_topk_is_the_reference(dense: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``rows_topk(dense, k)`` equals the sorted reference, in int64 ids and float32 scores; returns the lists."""
     ids, scores = rows_topk(dense, k)
     want_ids, want_scores = _reference_topk(dense, k)
     np.testing.assert_array_equal(ids, want_ids)
     np.testing.assert_array_equal(scores, want_scores)
     assert ids.dtype == np.int64 and scores.dtype == np.float32
+    return want_ids, want_scores
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 10_000), rows=st.integers(0, 6), cols=st.integers(1, 40), k=st.integers(1, 45),
+       density=st.floats(0.0, 1.0), levels=st.sampled_from([0, 1, 3]), negative=st.booleans())
+def test_rows_topk_equals_the_sorted_reference_and_sparse_topk(seed: int, rows: int, cols: int, k: int,
+                                                               density: float, levels: int, negative: bool) -> None:
+    dense = _signed_matrix(seed, (rows, cols), density, levels, negative)
+    want_ids, want_scores = _assert_rows_topk_is_the_reference(dense, k)
     sparse_ids, sparse_scores = sparse_topk(sp.csr_matrix(dense), k)
     np.testing.assert_array_equal(sparse_ids, want_ids)
     np.testing.assert_array_equal(sparse_scores, want_scores)
@@ -77,15 +90,7 @@ def test_rows_topk_with_a_sampled_cut_equals_the_sorted_reference(seed: int, row
 def test_rows_topk_on_wide_rows_equals_the_sorted_reference(seed: int, rows: int, cols: int, k: int,
                                                             density: float, levels: int, negative: bool) -> None:
     """Rows of at least ``_WIDE_ROW`` columns are ranked one at a time (sampled cut, or every nonzero entry)."""
-    rng = np.random.default_rng(seed)
-    dense = _matrix(rng, (rows, cols), density, levels)
-    if negative:
-        dense *= np.where(rng.random(dense.shape) < 0.3, -1, 1).astype(np.float32)
-    ids, scores = rows_topk(dense, k)
-    want_ids, want_scores = _reference_topk(dense, k)
-    np.testing.assert_array_equal(ids, want_ids)
-    np.testing.assert_array_equal(scores, want_scores)
-    assert ids.dtype == np.int64 and scores.dtype == np.float32
+    _assert_rows_topk_is_the_reference(_signed_matrix(seed, (rows, cols), density, levels, negative), k)
 
 
 @pytest.mark.parametrize("case", ["sample holds the largest", "sample mostly zero", "fewer than k nonzero",
@@ -106,11 +111,7 @@ def test_rows_topk_on_a_wide_row_whose_sampled_cut_fails(case: str) -> None:
         row[rng.random(cols) > 0.005] = 0.0
     else:
         row[:] = 0.0
-    dense = row[None, :]
-    ids, scores = rows_topk(dense, k)
-    want_ids, want_scores = _reference_topk(dense, k)
-    np.testing.assert_array_equal(ids, want_ids)
-    np.testing.assert_array_equal(scores, want_scores)
+    _assert_rows_topk_is_the_reference(row[None, :], k)
 
 
 def _knn(rng: np.random.Generator, n_users: int, n_items: int, density: float, levels: int,
