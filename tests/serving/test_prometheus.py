@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sys
+import threading
 
 from rankstack.serving.prometheus import ServiceMetrics
 
@@ -61,3 +63,34 @@ def test_a_recommender_without_a_state_cache_leaves_the_counts_alone() -> None:
     metrics = ServiceMetrics()
     metrics.observe_state_cache(object())
     assert _read(metrics) == (0.0, 0.0, 0.0)
+
+
+class _Ticking:
+    """A recommender whose every reading finds one more hit (lookups happening between readings)."""
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.lock = threading.Lock()
+
+    def state_cache_counts(self) -> tuple[int, int, int]:
+        """One more hit than the last reading."""
+        with self.lock:
+            self.hits += 1
+            return self.hits, 0, 1
+
+
+def test_concurrent_readings_count_every_lookup_once() -> None:
+    """Batches and a reload's first reading can race: each reading's increments follow the one before."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as CPython allows, so unguarded readings interleave
+    try:
+        metrics, recommender = ServiceMetrics(), _Ticking()
+        threads = [threading.Thread(target=lambda: [metrics.observe_state_cache(recommender) for _ in range(2000)])
+                   for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(before)
+    assert _read(metrics)[0] == recommender.hits - 1  # the first reading is the starting point

@@ -8,6 +8,7 @@ are listed per live worker (``pid`` label).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,6 +89,7 @@ class ServiceMetrics:
         self.state_cache_entries = Gauge("rankstack_state_cache_entries", "User states the workers' caches hold.",
                                          multiprocess_mode="livesum", registry=r)
         self._cache_read: tuple[object, int, int] | None = None  # (recommender, hits, misses) at the last reading
+        self._cache_lock = threading.Lock()  # a reading and its increments are one step (batches, reloads race)
         self.model_loaded = Gauge("rankstack_model_loaded_timestamp_seconds", "When the served model was loaded.",
                                   multiprocess_mode="liveall", registry=r)
         self.model_info = Gauge("rankstack_model_info", "1 for the served model, by version and artifact digest "
@@ -132,15 +134,16 @@ class ServiceMetrics:
         read = getattr(recommender, "state_cache_counts", None)
         if not callable(read):
             return
-        hits, misses, entries = read()
-        last = self._cache_read
-        if last is not None and last[0] is recommender:
-            if hits > last[1]:
-                self.state_cache.labels("hit").inc(hits - last[1])
-            if misses > last[2]:
-                self.state_cache.labels("miss").inc(misses - last[2])
-        self._cache_read = (recommender, hits, misses)
-        self.state_cache_entries.set(entries)
+        with self._cache_lock:
+            hits, misses, entries = read()
+            last = self._cache_read
+            if last is not None and last[0] is recommender:
+                if hits > last[1]:
+                    self.state_cache.labels("hit").inc(hits - last[1])
+                if misses > last[2]:
+                    self.state_cache.labels("miss").inc(misses - last[2])
+            self._cache_read = (recommender, hits, misses)
+            self.state_cache_entries.set(entries)
 
     def observe_stages(self, stage_ms: Mapping[str, float]) -> None:
         """Record one batched pipeline call's stage timings (its slates share them: once per batch, not per slate,
