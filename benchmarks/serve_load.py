@@ -344,9 +344,8 @@ def metrics_text(url: str) -> str:
         return ""
 
 
-def server_counters(url: str) -> dict[str, tuple[float, float]]:
-    """(sum, count) of each stage histogram and of the batch-size histogram, from the server's /metrics."""
-    text = metrics_text(url)
+def server_counters(text: str) -> dict[str, tuple[float, float]]:
+    """(sum, count) of each stage histogram and of the batch-size histogram, from the server's /metrics ``text``."""
     out = {}
     for name, label in (("rankstack_stage_duration_seconds", r'\{stage="([^"]+)"\}'),
                         ("rankstack_recommend_batch_size", r"()")):
@@ -356,9 +355,9 @@ def server_counters(url: str) -> dict[str, tuple[float, float]]:
     return out
 
 
-def degradations(url: str) -> dict[str, float]:
-    """Stage degradations and fallbacks counted by the server so far (``stage/status`` and ``fallback:name``)."""
-    text = metrics_text(url)
+def degradations(text: str) -> dict[str, float]:
+    """Stage degradations and fallbacks the server's /metrics ``text`` counts (``stage/status`` and
+    ``fallback:name``)."""
     found = {f"{stage}/{status}": float(n) for stage, status, n in re.findall(
         r'rankstack_stage_degradations_total\{stage="([^"]+)",status="([^"]+)"\} (\S+)', text)}
     found.update({f"fallback:{name}": float(n) for name, n in re.findall(
@@ -366,15 +365,15 @@ def degradations(url: str) -> dict[str, float]:
     return found
 
 
-def state_cache_lookups(url: str) -> dict[str, float]:
-    """The server's state-cache lookups so far by result (``hit``, ``miss``; empty when it counts none)."""
+def state_cache_lookups(text: str) -> dict[str, float]:
+    """The state-cache lookups the server's /metrics ``text`` counts, by result (``hit``, ``miss``; empty when it
+    counts none)."""
     return {result: float(n) for result, n in re.findall(
-        r'rankstack_state_cache_lookups_total\{result="([^"]+)"\} (\S+)', metrics_text(url))}
+        r'rankstack_state_cache_lookups_total\{result="([^"]+)"\} (\S+)', text)}
 
 
 def cache_figures(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
-    """Lookups between two readings and the share that missed (each reading lags the server by up to its gauge
-    period, a quarter of a second or so: a ratio over a run, not an exact count)."""
+    """Lookups between two readings and the share that missed (the server counts them as each batch ends)."""
     if not before or not after:
         return {}
     hits, misses = (after.get(k, 0.0) - before.get(k, 0.0) for k in ("hit", "miss"))
@@ -448,10 +447,9 @@ def open_run(port: int, url: str, rate: float, fresh: float, args: argparse.Name
     if args.overload_factor:
         phases += [(rate * args.overload_factor, float(args.overload_duration)), (rate, float(args.duration))]
     offsets = arrival_offsets(phases, poisson=args.arrivals == "poisson", seed=args.seed + run_no)
-    before, degraded_before, cache_before = server_counters(url), degradations(url), state_cache_lookups(url)
+    before = metrics_text(url)
     traffic, generator = run_loop(_session(port, mix(f"run-{stamp}", args.seed + 7919 * run_no), offsets, args))
-    degraded = degradations_between(degraded_before, degradations(url))
-    cache = cache_figures(cache_before, state_cache_lookups(url))
+    after = metrics_text(url)
     table = traffic.table()
     kind = HEALTH if args.endpoint == "healthz" else RECOMMEND
     row: dict[str, Any] = {"offered": rate, "fresh_events": fresh, "endpoint": args.endpoint,
@@ -459,8 +457,10 @@ def open_run(port: int, url: str, rate: float, fresh: float, args: argparse.Name
                            **{k: v for k, v in summarise(table, 0.0, float(args.duration), kind=kind).items()
                               if k != "offered"},
                            "degraded_reasons": dict(traffic.reasons), "cold": traffic.cold,
-                           "generator": generator, "server_means": counter_means(before, server_counters(url)),
-                           "state_cache": cache, "degradations": degraded}
+                           "generator": generator,
+                           "server_means": counter_means(server_counters(before), server_counters(after)),
+                           "state_cache": cache_figures(state_cache_lookups(before), state_cache_lookups(after)),
+                           "degradations": degradations_between(degradations(before), degradations(after))}
     if args.overload_factor:
         row["overload"] = {"factor": args.overload_factor, **overload_figures(
             table, before_s=float(args.duration), overload_s=float(args.overload_duration),
@@ -506,11 +506,12 @@ def wrk_run(url: str, rate: float, args: argparse.Namespace, workdir: Path) -> d
     period_ms = 1000.0 * args.connections / rate
     warm = run_wrk(url, args, args.warmup, int(period_ms * 0.9), workdir)
     wait_ms = max(0, round(period_ms - warm["mean_ms"]))
-    before, degraded_before = server_counters(url), degradations(url)
+    before = metrics_text(url)
     result = run_wrk(url, args, args.duration, wait_ms, workdir)
-    degraded = degradations_between(degraded_before, degradations(url))
-    return {"target_rps": rate, **result, "warmup": warm, "server_means": counter_means(before, server_counters(url)),
-            "degradations": degraded}
+    after = metrics_text(url)
+    return {"target_rps": rate, **result, "warmup": warm,
+            "server_means": counter_means(server_counters(before), server_counters(after)),
+            "degradations": degradations_between(degradations(before), degradations(after))}
 
 
 def measure(n_items: int, args: argparse.Namespace, workdir: Path,

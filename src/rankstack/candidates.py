@@ -63,12 +63,19 @@ def sparse_topk(scores: sp.csr_matrix, k: int, exclude: sp.csr_matrix | None = N
             keep = ~blocked[items]
             blocked[seen] = False
             items, values = items[keep], values[keep]
-        if len(values) > k:  # everything tied with the k-th value competes, so ties at the cut go by item id too
-            near = values >= np.partition(values, len(values) - k)[len(values) - k]
-            items, values = items[near], values[near]
-        order = np.lexsort((items, -values))[:k]
-        out_ids[row, : len(order)], out_scores[row, : len(order)] = items[order], values[order]
+        _write_row_topk(items, values, k, out_ids[row], out_scores[row])
     return out_ids, out_scores
+
+
+def _write_row_topk(items: np.ndarray, values: np.ndarray, k: int, out_ids: np.ndarray,
+                    out_scores: np.ndarray) -> None:
+    """The top k of one row's entries (``items``, ``values``) by (value desc, item) into the padded ``out_ids`` /
+    ``out_scores``."""
+    if len(values) > k:  # everything tied with the k-th value competes, so ties at the cut go by item id too
+        near = values >= np.partition(values, len(values) - k)[len(values) - k]
+        items, values = items[near], values[near]
+    order = np.lexsort((items, -values))[:k]
+    out_ids[: len(order)], out_scores[: len(order)] = items[order], values[order]
 
 
 def rows_topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,15 +83,16 @@ def rows_topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
     The same lists as :func:`sparse_topk` on ``sp.csr_matrix(scores)``: ties go to the lower item id, short rows
     are padded with -1 / -inf. Only the entries that can make a row's top k (see :func:`top_candidates`) are
-    sorted, all rows in one sort; rows at least ``_WIDE_ROW`` wide one at a time (:func:`_wide_row_topk`).
+    sorted, all rows in one sort; rows at least ``_WIDE_ROW`` wide one at a time (:func:`_wide_row_candidates`).
     """
     n_rows, n_cols = scores.shape
     scores = np.asarray(scores, dtype=np.float32)
     if n_cols >= _WIDE_ROW:
         out_ids = np.full((n_rows, k), PAD_ITEM, dtype=np.int64)
         out_scores = np.full((n_rows, k), -np.inf, dtype=np.float32)
-        for row in range(n_rows):
-            _wide_row_topk(scores[row], k, out_ids[row], out_scores[row])
+        for row, values in enumerate(scores):
+            items = _wide_row_candidates(values, k)
+            _write_row_topk(items, values[items], k, out_ids[row], out_scores[row])
         return out_ids, out_scores
     flat = np.flatnonzero(top_candidates(scores, k))  # (row, item) order
     rows, items = np.divmod(flat, n_cols)
@@ -96,20 +104,6 @@ def rows_topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     values = scores.ravel()[flat]
     order = stable_lexsort((-values, rows))  # items stay ascending among ties
     return place_in_slots(rows[order], items[order], values[order], n_rows, k)
-
-
-def _wide_row_topk(row: np.ndarray, k: int, out_ids: np.ndarray, out_scores: np.ndarray) -> None:
-    """One wide row's top-k written into ``out_ids`` / ``out_scores`` (padded already): the entries that can make it
-    (:func:`_wide_row_candidates`), cut to those at or above the k-th value, sorted by (value desc, item)."""
-    items = _wide_row_candidates(row, k)
-    values = row[items]
-    if len(values) > k:
-        kth = np.partition(values, len(values) - k)[len(values) - k]
-        near = values >= kth
-        items, values = items[near], values[near]
-    order = np.lexsort((items, -values))[:k]
-    out_ids[: len(order)] = items[order]
-    out_scores[: len(order)] = values[order]
 
 
 def _wide_row_candidates(row: np.ndarray, k: int) -> np.ndarray:
