@@ -44,7 +44,7 @@ against the offered rate, one line per fresh-event share, next to it). ``--json`
 Usage: python benchmarks/serve_load.py [--items 41000] [--rates 100,300] [--duration 30] [--workers 2]
        [--fresh-events 0,0.5,1] [--overload-factor 3 --overload-duration 30] [--json] [--plot]
        [--generator open|wrk] [--ranker sasrec|lambdarank|none] [--policy epsilon_greedy|linucb|…]
-       [--workdir DIR --reuse]
+       [--workdir DIR --reuse] [--state-cache N] [--candidate-cache-mb MB]
 The wrk view needs ``wrk`` on PATH (``apt-get install wrk``).
 """
 
@@ -168,6 +168,8 @@ def pipeline_config(args: argparse.Namespace) -> dict[str, Any]:
         config["ranker"] = {"source": args.ranker, "history": 50, "settings": {} if same else sasrec}
         if args.state_cache is not None:
             config["ranker"]["state_cache"] = args.state_cache
+    if args.candidate_cache_mb is not None:
+        config["merge"]["cache_mb"] = args.candidate_cache_mb
     return config
 
 
@@ -365,11 +367,11 @@ def degradations(text: str) -> dict[str, float]:
     return found
 
 
-def state_cache_lookups(text: str) -> dict[str, float]:
-    """The state-cache lookups the server's /metrics ``text`` counts, by result (``hit``, ``miss``; empty when it
-    counts none)."""
+def cache_lookups(text: str, cache: str = "state_cache") -> dict[str, float]:
+    """The lookups of ``cache`` (``state_cache``: the ranker's user states; ``candidate_cache``: known users' merged
+    candidates) the server's /metrics ``text`` counts, by result (``hit``, ``miss``; empty when it counts none)."""
     return {result: float(n) for result, n in re.findall(
-        r'rankstack_state_cache_lookups_total\{result="([^"]+)"\} (\S+)', text)}
+        rf'rankstack_{cache}_lookups_total\{{result="([^"]+)"\}} (\S+)', text)}
 
 
 def cache_figures(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
@@ -459,7 +461,8 @@ def open_run(port: int, url: str, rate: float, fresh: float, args: argparse.Name
                            "degraded_reasons": dict(traffic.reasons), "cold": traffic.cold,
                            "generator": generator,
                            "server_means": counter_means(server_counters(before), server_counters(after)),
-                           "state_cache": cache_figures(state_cache_lookups(before), state_cache_lookups(after)),
+                           **{cache: cache_figures(cache_lookups(before, cache), cache_lookups(after, cache))
+                              for cache in ("state_cache", "candidate_cache")},
                            "degradations": degradations_between(degradations(before), degradations(after))}
     if args.overload_factor:
         row["overload"] = {"factor": args.overload_factor, **overload_figures(
@@ -555,9 +558,10 @@ def measure(n_items: int, args: argparse.Namespace, workdir: Path,
                           f"degraded {result['degraded']}, shed {result['shed']}, generator CPU "
                           f"{result['generator']['cpu_share']:.0%}; {seconds_over(result['timeline'], 20.0)}",
                           flush=True)
-                    if result["state_cache"].get("miss_share") is not None:
-                        print(f"    state cache: {result['state_cache']['lookups']} lookups, "
-                              f"{result['state_cache']['miss_share']:.1%} missed", flush=True)
+                    for cache in ("state_cache", "candidate_cache"):
+                        if result[cache].get("miss_share") is not None:
+                            print(f"    {cache.replace('_', ' ')}: {result[cache]['lookups']} lookups, "
+                                  f"{result[cache]['miss_share']:.1%} missed", flush=True)
                     if "overload" in result:
                         o = result["overload"]
                         print(f"    overload ×{o['factor']:g}: shed {o['shed_share']:.1%}, p99 answered "
@@ -701,6 +705,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="keep the run's SQLite state (workdir/state-<port>.db) instead of deleting it afterwards")
     parser.add_argument("--state-cache", type=int, default=None,
                         help="ranker.state_cache of a new artifact (0: the transformer runs on every request)")
+    parser.add_argument("--candidate-cache-mb", type=float, default=None,
+                        help="merge.cache_mb of a new artifact (0: retrieval runs for every request)")
     parser.add_argument("--build-only", action="store_true", help="build the artifacts in --workdir, serve nothing")
     parser.add_argument("--json", action="store_true", help="print one JSON object ({'runs': [...]}) on stdout, "
                         "progress on stderr")

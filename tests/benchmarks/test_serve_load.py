@@ -145,6 +145,18 @@ def test_cache_figures_take_the_lookups_between_two_readings() -> None:
     assert script.cache_figures({}, after) == {} and script.cache_figures(before, {}) == {}  # a reading failed
 
 
+def test_cache_lookups_are_read_per_cache_from_the_metrics_text() -> None:
+    import serve_load as script
+
+    text = ('rankstack_state_cache_lookups_total{result="hit"} 12.0\n'
+            'rankstack_state_cache_lookups_total{result="miss"} 3.0\n'
+            'rankstack_candidate_cache_lookups_total{result="hit"} 40.0\n'
+            'rankstack_candidate_cache_lookups_total{result="miss"} 1.0\n')
+    assert script.cache_lookups(text) == {"hit": 12.0, "miss": 3.0}
+    assert script.cache_lookups(text, "candidate_cache") == {"hit": 40.0, "miss": 1.0}
+    assert script.cache_lookups("", "candidate_cache") == {}
+
+
 def test_a_nicer_server_really_runs_at_a_lower_priority(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``--server-nice`` lowers the priority of the process the server runs in (the workers inherit it)."""
     import serve_load as script

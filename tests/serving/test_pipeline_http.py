@@ -68,6 +68,10 @@ def test_http_slates_equal_offline_slates_for_the_same_state(served: tuple[TestC
         assert all(0 < it["propensity"] <= 1 for it in online["items"])
     user1 = {it["item_id"] for it in client.post("/v1/recommend", json=REQUESTS[0]).json()["items"]}
     assert not user1 & {"item4", "item7"}  # fresh clicks are not recommended again
+    metrics = client.get("/metrics").text  # the service's warm-up kept every known user's candidates
+    assert 'rankstack_candidate_cache_lookups_total{result="hit"} 4.0' in metrics  # user1 twice, user2, user4
+    assert 'rankstack_candidate_cache_lookups_total{result="miss"} 0.0' in metrics
+    assert f"rankstack_candidate_cache_entries {float(len(offline.parts.user_map))}" in metrics
     offline.close()
 
 

@@ -201,10 +201,15 @@ def _checked_settings(name: Any, settings: dict[str, Any]) -> dict[str, Any]:
 
 
 class MergeStage(_Strict):
-    """How many merged candidates go on to ranking, and the reciprocal-rank-fusion constant."""
+    """How many merged candidates go on to ranking, the reciprocal-rank-fusion constant, and the memory the service
+    may spend keeping known users' merged candidates between requests."""
 
     k: int = Field(default=200, ge=1, le=10_000)
     rrf_k: float = Field(default=60.0, ge=0.0)
+    cache_mb: float = Field(default=256.0, ge=0.0, le=1_000_000.0, description=(
+        "MiB per serving process for known users' merged candidate rows, kept between requests (0: off)"))
+    warm_cache: bool = Field(default=True, description=(
+        "fill that cache when the service loads the pipeline, most active users first"))
 
 
 class RankerStage(_Strict):

@@ -20,6 +20,7 @@ from rankstack.pipeline import stages as st
 from rankstack.pipeline.api import MAX_K, RecommendRequest, RecommendResponse, ScoredItem
 from rankstack.pipeline.artifact import load_artifact
 from rankstack.pipeline.batch import ItemFilters, RequestBatch, SlateBatch, build_batch, internal_batch
+from rankstack.pipeline.candidate_cache import CandidateCache, row_bytes
 from rankstack.pipeline.config import PipelineConfig
 from rankstack.pipeline.deadline import Outcome, StageRunner
 from rankstack.pipeline.exploration_stage import explore
@@ -35,6 +36,7 @@ from rankstack.sequential.state_cache import StateCache
 from rankstack.state.store import StateStore, fresh_times
 
 T = TypeVar("T")
+WARM_BLOCK = 256  # known users per retrieval call while the candidate cache warms
 
 
 class _Clock:
@@ -79,6 +81,7 @@ class Pipeline:
         self.retrievers = self._retrievers()
         self.runner = StageRunner()
         self.online = self._online_policy()
+        self.candidate_cache: CandidateCache | None = None  # made by keep_candidates (the service's warm-up)
 
     def _online_policy(self) -> OnlinePolicy | None:
         """The learning exploration stage (None for the stateless policies)."""
@@ -270,6 +273,13 @@ class Pipeline:
         names = list(self.parts.sources)
         width, rrf = self.config.merge.k, self.config.merge.rrf_k
         parts: list[tuple[np.ndarray, st.CandidateTable]] = []
+        cache = self.candidate_cache
+        if len(known) and cache is not None:
+            found, cached = cache.get(batch.user_ids[known])
+            if cached is not None:
+                parts.append((known[found], cached))
+                batch.mark("retrieval", "ran", known[found])
+                known = known[~found]
         if len(known):
             users = batch.user_ids[known]
             outcome = self._run("retrieval", lambda: st.retrieve(self.retrievers, self.config, users), len(users),
@@ -278,6 +288,8 @@ class Pipeline:
                 table, failed = outcome.value
                 parts.append((known, table))
                 batch.mark("retrieval", "degraded" if failed else "ran", known)
+                if cache is not None and not failed:
+                    cache.put(users, table)
             else:
                 parts.append((known, st.popularity(self.popular_order, self.seen, users, width, rrf, names)))
                 batch.mark("retrieval", "failed", known)
@@ -380,12 +392,45 @@ class Pipeline:
     def warmup(self) -> None:
         """One full request for a known user, stages inline, so that the first served requests do not pay the
         first-call costs (lazy caches, kernel set-up) and time out into a fallback after a load or reload; with
-        ``ranker.warm_states``, the ranker's state cache is filled from the known users' trained histories."""
+        ``ranker.warm_states``, the ranker's state cache is filled from the known users' trained histories; with
+        ``merge.cache_mb``, known users' candidates are kept from now on (and, with ``merge.warm_cache``, computed
+        now)."""
+        self.keep_candidates()
         self.warm_states()
         if len(self.parts.user_map):
             user = str(self.parts.user_map.to_external_list([0])[0])
             self.recommend([RecommendRequest(user_id=user, k=1, request_id="rankstack-warmup")], None,
                            stage_deadlines=False)
+
+    def keep_candidates(self) -> int:
+        """Keep known users' merged candidates between calls, in at most ``merge.cache_mb`` MiB (a no-op at 0 or
+        when already kept); with ``merge.warm_cache``, compute them now for the most active users (the longest
+        trained histories first, ties by user id) until the cache is full. Returns how many rows were computed."""
+        merge = self.config.merge
+        if self.candidate_cache is not None or merge.cache_mb <= 0 or not len(self.parts.user_map):
+            return 0
+        capacity = int(merge.cache_mb * 2**20) // row_bytes(merge.k, len(self.parts.sources))
+        if capacity < 1:
+            return 0
+        self.candidate_cache = cache = CandidateCache(capacity, merge.k, list(self.parts.sources))
+        if not merge.warm_cache:
+            return 0
+        lengths = np.fromiter((len(h) for h in self.parts.histories), np.int64, len(self.parts.histories))
+        users = np.argsort(-lengths, kind="stable")[:capacity]
+        kept = 0
+        for at in range(0, len(users), WARM_BLOCK):
+            block = users[at: at + WARM_BLOCK]
+            table, failed = st.retrieve(self.retrievers, self.config, block)
+            if not failed:
+                kept += cache.put(block, table)
+        cache.hits = cache.misses = 0  # lookups count from here: the warm-up is not served traffic
+        return kept
+
+    def candidate_cache_counts(self) -> tuple[int, int, int]:
+        """(hits, misses, entries) of the merged-candidate cache since the service started keeping it (all zero
+        while none is kept)."""
+        cache = self.candidate_cache
+        return (0, 0, 0) if cache is None else (cache.hits, cache.misses, len(cache))
 
     def warm_states(self) -> int:
         """Compute and cache the ranker's state for up to ``ranker.state_cache`` known users (their trained

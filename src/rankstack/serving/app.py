@@ -98,7 +98,7 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
                                deadline_at=None if deadline is None else time.perf_counter() + deadline)
         with slot.use() as loaded:
             responses = loaded.recommender.recommend(requests, guarded, deadline_s=deadline)
-            metrics.observe_state_cache(loaded.recommender)
+            metrics.observe_caches(loaded.recommender)
         for response in responses:
             if guarded.used:
                 response.stages["state"] = "degraded" if guarded.degraded else "ran"

@@ -88,7 +88,16 @@ class ServiceMetrics:
             self.state_cache.labels(result)
         self.state_cache_entries = Gauge("rankstack_state_cache_entries", "User states the workers' caches hold.",
                                          multiprocess_mode="livesum", registry=r)
-        self._cache_read: tuple[object, int, int] | None = None  # (recommender, hits, misses) at the last reading
+        self.candidate_cache = Counter("rankstack_candidate_cache_lookups", "Known users' merged-candidate "
+                                       "lookups while serving, by result: a miss runs retrieval (this worker has not "
+                                       "kept that user's candidates since the model loaded).", ["result"], registry=r)
+        for result in ("hit", "miss"):
+            self.candidate_cache.labels(result)
+        self.candidate_cache_entries = Gauge("rankstack_candidate_cache_entries", "Users whose merged candidates "
+                                             "the workers' caches hold.", multiprocess_mode="livesum", registry=r)
+        self._caches = {"state_cache_counts": (self.state_cache, self.state_cache_entries),
+                        "candidate_cache_counts": (self.candidate_cache, self.candidate_cache_entries)}
+        self._cache_read: dict[str, tuple[object, int, int]] = {}  # reader → (recommender, hits, misses) last read
         self._cache_lock = threading.Lock()  # a reading and its increments are one step (batches, reloads race)
         self.model_loaded = Gauge("rankstack_model_loaded_timestamp_seconds", "When the served model was loaded.",
                                   multiprocess_mode="liveall", registry=r)
@@ -103,10 +112,10 @@ class ServiceMetrics:
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
 
     def model_served(self, loaded: Loaded) -> None:
-        """Record the model served from now on: its load time and its version and digest; its state-cache lookups
+        """Record the model served from now on: its load time and its version and digest; its cache lookups
         count from here (the load's warm-up is not counted)."""
         self.model_loaded.set(loaded.loaded_at)
-        self.observe_state_cache(loaded.recommender)
+        self.observe_caches(loaded.recommender)
         labels = (loaded.version, loaded.digest)
         if self._served is not None and self._served != labels:
             self.model_info.labels(*self._served).set(0)  # a worker's file keeps the series: say it is gone
@@ -128,22 +137,23 @@ class ServiceMetrics:
             found = self._children.setdefault(key, metric.labels(*labels))
         return found
 
-    def observe_state_cache(self, recommender: object) -> None:
-        """Count the state-cache lookups ``recommender`` made since the last reading of it (a recommender read
-        for the first time only sets the starting point), and its cached states."""
-        read = getattr(recommender, "state_cache_counts", None)
-        if not callable(read):
-            return
+    def observe_caches(self, recommender: object) -> None:
+        """Count the state-cache and candidate-cache lookups ``recommender`` made since the last reading of it (a
+        recommender read for the first time only sets the starting point), and what each cache holds."""
         with self._cache_lock:
-            hits, misses, entries = read()
-            last = self._cache_read
-            if last is not None and last[0] is recommender:
-                if hits > last[1]:
-                    self.state_cache.labels("hit").inc(hits - last[1])
-                if misses > last[2]:
-                    self.state_cache.labels("miss").inc(misses - last[2])
-            self._cache_read = (recommender, hits, misses)
-            self.state_cache_entries.set(entries)
+            for reader, (lookups, entries) in self._caches.items():
+                read = getattr(recommender, reader, None)
+                if not callable(read):
+                    continue
+                hits, misses, held = read()
+                last = self._cache_read.get(reader)
+                if last is not None and last[0] is recommender:
+                    if hits > last[1]:
+                        lookups.labels("hit").inc(hits - last[1])
+                    if misses > last[2]:
+                        lookups.labels("miss").inc(misses - last[2])
+                self._cache_read[reader] = (recommender, hits, misses)
+                entries.set(held)
 
     def observe_stages(self, stage_ms: Mapping[str, float]) -> None:
         """Record one batched pipeline call's stage timings (its slates share them: once per batch, not per slate,
