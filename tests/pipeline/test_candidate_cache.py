@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from collections import OrderedDict
@@ -193,11 +194,14 @@ def test_cached_slates_equal_computed_ones(small_split: tuple[Dataset, Dataset],
     assert entries == (len(fit.user_map) if warm else 4)
 
 
-def test_warm_up_keeps_the_most_active_users_until_full(small_split: tuple[Dataset, Dataset]) -> None:
+def test_warm_up_keeps_the_most_active_users_until_full(small_split: tuple[Dataset, Dataset],
+                                                         caplog: pytest.LogCaptureFixture) -> None:
     fit, _ = small_split
     one_row = row_bytes(30, 2) / 2**20
     pipe = build(fit, merge={"k": 30, "cache_mb": 5.5 * one_row})
-    assert pipe.keep_candidates() == 5
+    with caplog.at_level(logging.INFO, logger="rankstack.pipeline.pipeline"):
+        assert pipe.keep_candidates() == 5
+    assert f"merged candidates of 5 of {len(fit.user_map)} known users kept" in caplog.text
     cache = pipe.candidate_cache
     assert cache is not None and cache.capacity == 5 and len(cache) == 5
     assert pipe.candidate_cache_counts() == (0, 0, 5)  # the warm-up's own lookups are not counted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ from rankstack.sequential.state_cache import StateCache
 from rankstack.state.store import StateStore, fresh_times
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 WARM_BLOCK = 256  # known users per retrieval call while the candidate cache warms
 
 
@@ -415,6 +417,7 @@ class Pipeline:
         self.candidate_cache = cache = CandidateCache(capacity, merge.k, list(self.parts.sources))
         if not merge.warm_cache:
             return 0
+        started = time.perf_counter()
         lengths = np.fromiter((len(h) for h in self.parts.histories), np.int64, len(self.parts.histories))
         users = np.argsort(-lengths, kind="stable")[:capacity]
         kept = 0
@@ -424,6 +427,8 @@ class Pipeline:
             if not failed:
                 kept += cache.put(block, table)
         cache.hits = cache.misses = 0  # lookups count from here: the warm-up is not served traffic
+        log.info("%s: merged candidates of %d of %d known users kept (%.0f MiB) in %.1f s", self.version, kept,
+                 len(lengths), cache.nbytes / 2**20, time.perf_counter() - started)
         return kept
 
     def candidate_cache_counts(self) -> tuple[int, int, int]:

@@ -71,7 +71,11 @@ class BudgetStop:
 
 
 class Retriever(Protocol):
-    """What the pipeline's retrieval stage calls: a ``CandidateSource``, or one served from a vector index."""
+    """What the pipeline's retrieval stage calls: a ``CandidateSource``, or one served from a vector index.
+
+    A user's row must depend on nothing but the user's id and the trained model (never on the clock, the request
+    or online state): the service keeps each known user's merged row between requests
+    (``rankstack.pipeline.candidate_cache``)."""
 
     def retrieve(self, user_ids: np.ndarray, k: int) -> Candidates:
         """Top-``k`` candidates per user, the user's training items excluded."""
