@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hst
 
 from rankstack.data.dataset import Dataset
+from rankstack.pipeline import pipeline as pipeline_module
 from rankstack.pipeline import stages as st
 from rankstack.pipeline.api import RecommendRequest, RecommendResponse
 from rankstack.pipeline.candidate_cache import CandidateCache, row_bytes
@@ -210,6 +211,21 @@ def test_warm_up_keeps_the_most_active_users_until_full(small_split: tuple[Datas
     found, _ = cache.get(np.arange(len(lengths)))
     assert sorted(np.flatnonzero(found).tolist()) == sorted(most_active.tolist())
     assert pipe.keep_candidates() == 0  # already kept: nothing recomputed
+
+
+def test_warm_up_stops_at_its_time_budget(small_split: tuple[Dataset, Dataset],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    fit, _ = small_split
+    monkeypatch.setattr(pipeline_module, "WARM_BLOCK", 7)
+    pipe = build(fit, merge={"k": 30, "warm_cache_s": 1e-9})  # over budget after the first block
+    assert pipe.keep_candidates() == 7
+    cache = pipe.candidate_cache
+    assert cache is not None and len(cache) == 7
+    rest = requests_for(fit, list(range(len(fit.user_map))), unknown=0)
+    pipe.recommend(rest, None, stage_deadlines=False)  # the others fill on demand
+    assert pipe.candidate_cache_counts() == (7, len(fit.user_map) - 7, len(fit.user_map))
+    whole = build(fit, merge={"k": 30, "warm_cache_s": None})
+    assert whole.keep_candidates() == len(fit.user_map)
 
 
 @pytest.mark.parametrize("merge", [{"k": 30, "cache_mb": 0}, {"k": 30, "cache_mb": 1e-6}],

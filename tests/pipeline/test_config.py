@@ -66,6 +66,7 @@ BAD: list[tuple[str, Any, str]] = [
     ("repeated source", config_dict(sources=[{"name": "popular"}, {"name": "popular"}]), "repeated: ['popular']"),
     ("quotas over merge.k", config_dict(merge={"k": 5}, sources=[{"name": "popular", "quota": 6}]), "merge.k = 5"),
     ("negative candidate cache", config_dict(merge={"k": 30, "cache_mb": -1}), "field 'merge.cache_mb'"),
+    ("candidate cache warm budget of 0", config_dict(merge={"k": 30, "warm_cache_s": 0}), "field 'merge.warm_cache_s'"),
     ("candidate cache warm not a flag", config_dict(merge={"k": 30, "warm_cache": "soon"}),
      "field 'merge.warm_cache'"),
     ("ranker cannot re-score", config_dict(ranker={"source": "ease"}), "field 'ranker.source'"),

@@ -210,6 +210,8 @@ class MergeStage(_Strict):
         "MiB per serving process for known users' merged candidate rows, kept between requests (0: off)"))
     warm_cache: bool = Field(default=True, description=(
         "fill that cache when the service loads the pipeline, most active users first"))
+    warm_cache_s: float | None = Field(default=60.0, gt=0.0, description=(
+        "stop that warm-up after this many seconds (null: until the cache is full); later users fill on demand"))
 
 
 class RankerStage(_Strict):

@@ -407,7 +407,8 @@ class Pipeline:
     def keep_candidates(self) -> int:
         """Keep known users' merged candidates between calls, in at most ``merge.cache_mb`` MiB (a no-op at 0 or
         when already kept); with ``merge.warm_cache``, compute them now for the most active users (the longest
-        trained histories first, ties by user id) until the cache is full. Returns how many rows were computed."""
+        trained histories first, ties by user id) until the cache is full or ``merge.warm_cache_s`` has passed.
+        Returns how many rows were kept."""
         merge = self.config.merge
         if self.candidate_cache is not None or merge.cache_mb <= 0 or not len(self.parts.user_map):
             return 0
@@ -426,6 +427,8 @@ class Pipeline:
             table, failed = st.retrieve(self.retrievers, self.config, block)
             if not failed:
                 kept += cache.put(block, table)
+            if merge.warm_cache_s is not None and time.perf_counter() - started > merge.warm_cache_s:
+                break  # a slow catalogue (item-kNN's dense rows over millions of items) must not hold a load for long
         cache.hits = cache.misses = 0  # lookups count from here: the warm-up is not served traffic
         log.info("%s: merged candidates of %d of %d known users kept (%.0f MiB) in %.1f s", self.version, kept,
                  len(lengths), cache.nbytes / 2**20, time.perf_counter() - started)
