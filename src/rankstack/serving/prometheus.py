@@ -30,6 +30,7 @@ class ServiceMetrics:
         self.multiprocess = multiprocess
         self.registry = CollectorRegistry()
         r = self.registry
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
         self.request_seconds = Histogram("rankstack_http_request_duration_seconds", "HTTP request latency.",
                                          ["endpoint", "method"], buckets=LATENCY_BUCKETS, registry=r)
         self.requests = Counter("rankstack_http_requests", "HTTP responses by status.", ["endpoint", "status"],
@@ -80,23 +81,15 @@ class ServiceMetrics:
                                multiprocess_mode="liveall", registry=r)
         self.busy_share = Gauge("rankstack_batcher_busy_share", "Share of the last half second the worker spent "
                                 "running recommend batches.", multiprocess_mode="liveall", registry=r)
-        self.state_cache = Counter("rankstack_state_cache_lookups", "User-state lookups of the sequential model "
-                                   "while serving, by result: a miss runs the network (a fresh event changed the "
-                                   "user's history, or this worker never computed that state).", ["result"],
-                                   registry=r)
-        for result in ("hit", "miss"):
-            self.state_cache.labels(result)
-        self.state_cache_entries = Gauge("rankstack_state_cache_entries", "User states the workers' caches hold.",
-                                         multiprocess_mode="livesum", registry=r)
-        self.candidate_cache = Counter("rankstack_candidate_cache_lookups", "Known users' merged-candidate "
-                                       "lookups while serving, by result: a miss runs retrieval (this worker has not "
-                                       "kept that user's candidates since the model loaded).", ["result"], registry=r)
-        for result in ("hit", "miss"):
-            self.candidate_cache.labels(result)
-        self.candidate_cache_entries = Gauge("rankstack_candidate_cache_entries", "Users whose merged candidates "
-                                             "the workers' caches hold.", multiprocess_mode="livesum", registry=r)
-        self._caches = {"state_cache_counts": (self.state_cache, self.state_cache_entries),
-                        "candidate_cache_counts": (self.candidate_cache, self.candidate_cache_entries)}
+        self._caches = {  # Recommender method → its lookups by result and its entries
+            "state_cache_counts": self._cache_metrics(
+                "state_cache", "User-state lookups of the sequential model while serving, by result: a miss runs the "
+                "network (a fresh event changed the user's history, or this worker never computed that state).",
+                "User states the workers' caches hold."),
+            "candidate_cache_counts": self._cache_metrics(
+                "candidate_cache", "Known users' merged-candidate lookups while serving, by result: a miss runs "
+                "retrieval (this worker has not kept that user's candidates since the model loaded).",
+                "Users whose merged candidates the workers' caches hold.")}
         self._cache_read: dict[str, tuple[object, int, int]] = {}  # reader → (recommender, hits, misses) last read
         self._cache_lock = threading.Lock()  # a reading and its increments are one step (batches, reloads race)
         self.model_loaded = Gauge("rankstack_model_loaded_timestamp_seconds", "When the served model was loaded.",
@@ -109,7 +102,6 @@ class ServiceMetrics:
         self.workers_expected = Gauge("rankstack_workers_expected", "Worker processes the service runs when whole.",
                                       multiprocess_mode="livemostrecent", registry=r)
         self._served: tuple[str, str] | None = None
-        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
 
     def model_served(self, loaded: Loaded) -> None:
         """Record the model served from now on: its load time and its version and digest; its cache lookups
@@ -137,6 +129,15 @@ class ServiceMetrics:
             found = self._children.setdefault(key, metric.labels(*labels))
         return found
 
+    def _cache_metrics(self, name: str, lookups_help: str, entries_help: str) -> tuple[Counter, Gauge]:
+        """``rankstack_<name>_lookups_total{result="hit|miss"}`` (both series present from the start) and
+        ``rankstack_<name>_entries`` (summed over live workers)."""
+        lookups = Counter(f"rankstack_{name}_lookups", lookups_help, ["result"], registry=self.registry)
+        for result in ("hit", "miss"):
+            self.child(lookups, result)
+        entries = Gauge(f"rankstack_{name}_entries", entries_help, multiprocess_mode="livesum", registry=self.registry)
+        return lookups, entries
+
     def observe_caches(self, recommender: object) -> None:
         """Count the state-cache and candidate-cache lookups ``recommender`` made since the last reading of it (a
         recommender read for the first time only sets the starting point), and what each cache holds."""
@@ -149,9 +150,9 @@ class ServiceMetrics:
                 last = self._cache_read.get(reader)
                 if last is not None and last[0] is recommender:
                     if hits > last[1]:
-                        lookups.labels("hit").inc(hits - last[1])
+                        self.child(lookups, "hit").inc(hits - last[1])
                     if misses > last[2]:
-                        lookups.labels("miss").inc(misses - last[2])
+                        self.child(lookups, "miss").inc(misses - last[2])
                 self._cache_read[reader] = (recommender, hits, misses)
                 entries.set(held)
 
