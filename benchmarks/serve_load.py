@@ -44,7 +44,9 @@ against the offered rate, one line per fresh-event share, next to it). ``--json`
 Usage: python benchmarks/serve_load.py [--items 41000] [--rates 100,300] [--duration 30] [--workers 2]
        [--fresh-events 0,0.5,1] [--overload-factor 3 --overload-duration 30] [--json] [--plot]
        [--generator open|wrk] [--ranker sasrec|lambdarank|none] [--policy epsilon_greedy|linucb|…]
-       [--workdir DIR --reuse] [--state-cache N] [--candidate-cache-mb MB]
+       [--workdir DIR --reuse] [--state-cache N] [--candidate-cache-mb MB] [--[no-]pin-workers]
+With ``--workers`` 2 or more each worker is pinned to a core (``rankstack serve --pin-workers``) unless
+``--no-pin-workers``.
 The wrk view needs ``wrk`` on PATH (``apt-get install wrk``).
 """
 
@@ -277,7 +279,7 @@ def start_server(artifact: Path, workdir: Path, port: int, workers: int = 1,
                  batcher: str = "loop", deadline_ms: float = 100.0,
                  inline_batch_ms: float | None = None,
                  request_start_header: str | None = None, max_batch: int | None = None,
-                 nice: int = 0) -> subprocess.Popen[bytes]:
+                 nice: int = 0, pin_workers: bool = False) -> subprocess.Popen[bytes]:
     """``python -m rankstack.serving`` with one torch thread per worker process, its scheduling priority lowered
     by ``nice`` (its workers inherit it)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
@@ -289,6 +291,7 @@ def start_server(artifact: Path, workdir: Path, port: int, workers: int = 1,
                              "--batcher", batcher, "--deadline-ms", str(deadline_ms),
                              *(["--inline-batch-ms", str(inline_batch_ms)] if inline_batch_ms is not None else []),
                              *(["--max-batch", str(max_batch)] if max_batch is not None else []),
+                             *(["--pin-workers"] if pin_workers else []),
                              *(["--request-start-header", request_start_header] if request_start_header else [])],
                             env=env, stdout=log, stderr=subprocess.STDOUT,
                             preexec_fn=(lambda: os.nice(nice)) if nice else None)
@@ -542,7 +545,7 @@ def measure(n_items: int, args: argparse.Namespace, workdir: Path,
     port = free_port()
     t0 = time.perf_counter()
     proc = start_server(artifact, workdir, port, args.workers, args.batch_wait_ms, args.batcher, args.deadline_ms,
-                        args.inline_batch_ms, stamp_header(args), args.max_batch, args.server_nice)
+                        args.inline_batch_ms, stamp_header(args), args.max_batch, args.server_nice, args.pin_workers)
     startup_s = time.perf_counter() - t0
     url = f"http://127.0.0.1:{port}"
     rows: list[dict[str, Any]] = []
@@ -688,6 +691,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "generator (0-19; default 0, the same priority): on a shared box a waking generator then "
                         "gets a core at once, as a client on another machine would, instead of waiting out a "
                         "worker's time slice with the wait charged to the server's latency")
+    parser.add_argument("--pin-workers", action=argparse.BooleanOptionalAction, default=None,
+                        help="the server's --pin-workers (each worker process on one core; default: on with "
+                        "--workers 2 or more, the deployment docs/serving.md recommends for a box given to the "
+                        "service)")
     parser.add_argument("--inline-batch-ms", type=float, default=None, help="the server's --inline-batch-ms (loop "
                         "batcher: longer batches run off the loop's thread; a huge value keeps every batch on it, as "
                         "before; default: the server's)")
@@ -728,6 +735,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not ok:
             parser.error(f"{name}: bad value (durations and timeouts > 0, --overload-factor 0 or >= 1, shares in "
                          "[0, 1], connection counts >= 1)")
+    if args.pin_workers is None:
+        args.pin_workers = args.workers > 1
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what ``build_in_child`` passes on to the build
     return args
 
@@ -773,6 +782,7 @@ def main(argv: list[str] | None = None) -> None:
                     "k": args.k, "workers": args.workers, "batch_wait_ms": args.batch_wait_ms, "batcher": args.batcher,
                     "inline_batch_ms": args.inline_batch_ms,
                     "max_batch": args.max_batch, "server_nice": args.server_nice,
+                    "pin_workers": args.pin_workers,
                     "deadline_ms": args.deadline_ms, "index": args.index, "index_params": args.index_params,
                     "connections": args.connections, "users": args.users, "duration_s": args.duration,
                     "warmup_s": args.warmup, "arrivals": args.arrivals, "fresh_kind": args.fresh_kind,

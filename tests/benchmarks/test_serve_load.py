@@ -77,6 +77,33 @@ def test_the_server_gets_max_batch_only_when_it_is_given(tmp_path: Path, monkeyp
     assert started[1][started[1].index("--max-batch") + 1] == "8"
 
 
+@pytest.mark.parametrize(("argv", "pinned"), [
+    ([], False),                                     # one worker: left where the kernel puts it
+    (["--workers", "2"], True),                      # several: one core each unless told otherwise
+    (["--workers", "2", "--no-pin-workers"], False),
+    (["--pin-workers"], True),
+])
+def test_workers_are_pinned_by_default_only_when_there_are_several(argv: list[str], pinned: bool,
+                                                                   tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import serve_load as script
+
+    assert script.parse_args(argv).pin_workers is pinned
+    started: list[list[str]] = []
+
+    class Exited:
+        def __init__(self, command: list[str], **_: object) -> None:
+            started.append(command)
+
+        def poll(self) -> int:
+            return 1
+
+    monkeypatch.setattr(script.subprocess, "Popen", Exited)
+    with pytest.raises(RuntimeError, match="server exited"):
+        script.start_server(tmp_path, tmp_path, 1, workers=2, pin_workers=pinned)
+    assert ("--pin-workers" in started[0]) is pinned
+
+
 def test_reuse_refuses_an_artifact_built_with_other_options(tmp_path: Path) -> None:
     """``--reuse`` serves the artifact in the workdir only when it is what these options build: another pipeline
     (``--ranker``, ``--merge-k`` …) or another synthetic log is refused before anything is served; a config saved

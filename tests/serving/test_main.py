@@ -20,6 +20,8 @@ def test_workers_reach_the_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert entry.main([str(tmp_path), "--workers", "3", "--port", "9"]) == 0
     assert calls[0]["workers"] == 3 and calls[0]["port"] == 9 and calls[0]["artifact"] == tmp_path
     assert entry.main([str(tmp_path)]) == 0 and calls[1]["workers"] == 1
+    assert calls[1]["pin_workers"] is False
+    assert entry.main([str(tmp_path), "--workers", "2", "--pin-workers"]) == 0 and calls[2]["pin_workers"] is True
 
 
 @pytest.mark.parametrize("workers", ["0", "-1"])

@@ -148,6 +148,39 @@ def test_a_dead_worker_is_replaced(tmp_path: Path) -> None:
     finally:
         proc.stop()
 
+def thread_cores(pid: int) -> list[set[int]]:
+    """The cores each thread of process ``pid`` may run on."""
+    return [os.sched_getaffinity(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or not Path("/proc/self/task").exists(),
+                    reason="this platform has no per-thread CPU affinity")
+def test_pinned_workers_each_run_on_one_core_and_a_replacement_takes_the_same(tmp_path: Path) -> None:
+    cores = sorted(os.sched_getaffinity(0))
+    proc = ServerProcess(write_fake_artifact(tmp_path / "v1"), f"sqlite:{tmp_path / 'state.db'}",
+                         tmp_path / "server.log", workers=2, options=["--pin-workers"])
+    proc.start()
+    try:
+        placed = {}
+        for pid in proc.worker_pids():
+            seen = thread_cores(pid)
+            assert len(seen) >= 2 and all(len(c) == 1 for c in seen) and len({min(c) for c in seen}) == 1
+            placed[pid] = min(seen[0])
+        assert sorted(placed.values()) == sorted(cores[i % len(cores)] for i in range(2))  # distinct on 2+ cores
+        assert os.sched_getaffinity(proc.proc.pid) == set(cores)  # type: ignore[union-attr]  # the parent floats
+        victim = min(placed)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        after: set[int] = set()
+        while time.monotonic() < deadline and (len(after) < 2 or victim in after):
+            with contextlib.suppress(RuntimeError, httpx.HTTPError):  # the replacement may still be starting
+                after = proc.worker_pids(timeout_s=5)
+        (replacement,) = after - set(placed)
+        assert {min(c) for c in thread_cores(replacement)} == {placed[victim]}
+    finally:
+        proc.stop()
+
+
 def test_sigterm_stops_every_worker_and_removes_the_temporary_folder(tmp_path: Path) -> None:
     temp = tmp_path / "tmp"
     temp.mkdir()

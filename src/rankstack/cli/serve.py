@@ -20,6 +20,7 @@ from rankstack.serving.server import (
     MAX_BATCH_HELP,
     MAX_CONNECTIONS_HELP,
     MAX_QUEUE_HELP,
+    PIN_WORKERS_HELP,
     REQUEST_START_HELP,
     SHED_HELP,
     WORKERS_HELP,
@@ -46,6 +47,7 @@ def serve(
                                         "Recommender.")] = DEFAULT_LOADER,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "warning",
     workers: Annotated[int, typer.Option("--workers", help=WORKERS_HELP, min=1)] = 1,
+    pin_workers: Annotated[bool, typer.Option("--pin-workers/--no-pin-workers", help=PIN_WORKERS_HELP)] = False,
     max_batch: Annotated[int, typer.Option("--max-batch", help=MAX_BATCH_HELP, min=1, max=1024)] = 32,
     batch_wait_ms: Annotated[float, typer.Option("--batch-wait-ms", help=BATCH_WAIT_HELP, min=0,
                                                  max=100)] = DEFAULT_BATCH_WAIT_MS,
@@ -66,5 +68,5 @@ def serve(
                    log_level=log_level, workers=workers, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
                    batcher=batcher.value, shed=shed, max_queue=max_queue, max_connections=max_connections,
                    inline_batch_ms=inline_batch_ms, request_start_header=request_start_header,
-                   event_deadline_ms=event_deadline_ms,
+                   event_deadline_ms=event_deadline_ms, pin_workers=pin_workers,
                    say=lambda message: err_console.print(message, highlight=False))

@@ -18,6 +18,7 @@ from rankstack.serving.server import (
     MAX_BATCH_HELP,
     MAX_CONNECTIONS_HELP,
     MAX_QUEUE_HELP,
+    PIN_WORKERS_HELP,
     REQUEST_START_HELP,
     SHED_HELP,
     WORKERS_HELP,
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loader", default=DEFAULT_LOADER)
     parser.add_argument("--log-level", default="warning")
     parser.add_argument("--workers", type=int, default=1, help=WORKERS_HELP)
+    parser.add_argument("--pin-workers", action=argparse.BooleanOptionalAction, default=False, help=PIN_WORKERS_HELP)
     parser.add_argument("--max-batch", type=int, default=32, help=MAX_BATCH_HELP)
     parser.add_argument("--batch-wait-ms", type=float, default=DEFAULT_BATCH_WAIT_MS, help=BATCH_WAIT_HELP)
     parser.add_argument("--batcher", choices=["loop", "thread"], default="loop", help=BATCHER_HELP)
@@ -51,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                    loader=args.loader, log_level=args.log_level, workers=args.workers, max_batch=args.max_batch,
                    batch_wait_ms=args.batch_wait_ms, batcher=args.batcher, shed=args.shed, max_queue=args.max_queue,
                    max_connections=args.max_connections, inline_batch_ms=args.inline_batch_ms,
-                   request_start_header=args.request_start_header, event_deadline_ms=args.event_deadline_ms)
+                   request_start_header=args.request_start_header, event_deadline_ms=args.event_deadline_ms,
+                   pin_workers=args.pin_workers)
     except RankstackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

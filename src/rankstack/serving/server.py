@@ -9,6 +9,7 @@ from pathlib import Path
 import uvicorn
 
 from rankstack.pipeline.components import open_state
+from rankstack.serving.affinity import pin_process, seat_core, usable_cores
 from rankstack.serving.app import create_app
 from rankstack.serving.http_protocol import CoalescingHttpToolsProtocol
 from rankstack.serving.loaders import DEFAULT_LOADER, resolve_loader
@@ -40,6 +41,8 @@ MAX_CONNECTIONS_HELP = ("Open connections (or requests) at which uvicorn answers
 EVENT_DEADLINE_HELP = ("With shedding on: an event post arriving while the oldest post in flight has waited longer "
                        "than this many milliseconds to be stored gets 503 with Retry-After, nothing stored "
                        "(default 1000).")
+PIN_WORKERS_HELP = ("Run each server process on one core (worker i on the i-th core this process may use, round "
+                    "robin): for a box given to the service; Linux only. Off by default.")
 REQUEST_START_HELP = ("Header a front proxy stamps with when it received the request (e.g. X-Request-Start, nginx: "
                       "t=${msec}); recommend deadlines then count from that stamp, so requests that waited upstream "
                       "are shed by their real age. Off by default; the proxy's clock must agree with this one's.")
@@ -56,7 +59,7 @@ def run_server(artifact: Path, *, host: str = "127.0.0.1", port: int = 8000, sta
                batcher: str = "loop",
                shed: bool = True, max_queue: int = 1_000, max_connections: int | None = None,
                inline_batch_ms: float = 50.0, request_start_header: str | None = None,
-               event_deadline_ms: float = 1000.0,
+               event_deadline_ms: float = 1000.0, pin_workers: bool = False,
                say: Callable[[str], None] = _stderr) -> None:
     """Open the state store, load the artifact (errors are ``RankstackError``s), then serve until stopped.
 
@@ -67,11 +70,14 @@ def run_server(artifact: Path, *, host: str = "127.0.0.1", port: int = 8000, sta
                                         shed=shed, max_queue=max_queue, max_connections=max_connections,
                                         inline_batch_ms=inline_batch_ms,
                                         request_start_header=request_start_header,
-                                        event_deadline_s=event_deadline_ms / 1000.0)
+                                        event_deadline_s=event_deadline_ms / 1000.0, pin_workers=pin_workers)
+    cores = usable_cores() if settings.pin_workers else None  # refused here where the platform cannot pin
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     store = open_state(state)  # the app warns when the store's durability settings can lose events
     try:
         if settings.workers == 1:
+            if cores is not None:
+                pin_process(seat_core(0, cores))
             app = create_app(resolve_loader(loader), store, settings)
             _announce(settings, host, port, state, say)
             uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,

@@ -59,6 +59,10 @@ class ServiceSettings(BaseModel):
         "Listen backlog: connections the kernel queues before the server accepts them (capped by somaxconn)."))
     warmup_user: str = Field(default="__rankstack_warmup__", description="User of the smoke request run on reload.")
     workers: int = Field(default=1, ge=1, description="Server processes sharing the port, each with its own model.")
+    pin_workers: bool = Field(default=False, description=(
+        "Run each server process on one core of those the service may use (worker i on the i-th, round robin): "
+        "no moves between cores, and a worker's threads pass the GIL on one core. For a box given to the "
+        "service (docs/serving.md, \"Workers and cores\"); off: the kernel places them."))
     batcher: Literal["loop", "thread"] = Field(default="loop", description=(
         "Where recommend batches run: on the event loop's thread (no second thread competes for the GIL) or on "
         "a worker thread (the loop keeps parsing requests while a batch runs)."))

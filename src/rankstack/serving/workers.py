@@ -44,6 +44,7 @@ from uvicorn.config import STARTUP_FAILURE
 
 from rankstack.errors import RankstackError
 from rankstack.pipeline.components import open_state
+from rankstack.serving.affinity import pin_process, seat_core, usable_cores
 from rankstack.serving.app import create_app
 from rankstack.serving.fanout import ReloadGroup, pid_alive, publish_start
 from rankstack.serving.http_protocol import CoalescingHttpToolsProtocol
@@ -103,8 +104,9 @@ def run_workers(settings: ServiceSettings, *, state: str, loader: str, host: str
         if threads is not None:  # the workers, spawned below, inherit it before they import torch
             for name in THREAD_ENV:
                 os.environ[name] = str(threads)
+        cores = usable_cores() if settings.pin_workers else None
         if hasattr(socket, "SO_REUSEPORT"):
-            _supervise(settings.workers, host, port, log_level, spec.control_dir)
+            _supervise(settings.workers, host, port, log_level, spec.control_dir, cores)
         else:  # pragma: no cover - platforms without SO_REUSEPORT
             uvicorn.run(f"{__name__}:worker_app", factory=True, host=host, port=port, workers=settings.workers,
                         log_level=log_level, access_log=False,
@@ -134,8 +136,11 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _serve_worker(host: str, port: int, log_level: str) -> None:
-    """One worker process: its own listening socket, then uvicorn until SIGTERM / SIGINT."""
+def _serve_worker(host: str, port: int, log_level: str, core: int | None = None) -> None:
+    """One worker process (on ``core`` only, when given): its own listening socket, then uvicorn until SIGTERM /
+    SIGINT."""
+    if core is not None:  # before any thread starts, so each inherits it
+        pin_process(core)
     settings = WorkerSpec.model_validate_json(os.environ[SPEC_ENV]).settings
     sock = reuse_port_socket(host, port)
     config = uvicorn.Config(f"{__name__}:worker_app", factory=True, log_level=log_level, access_log=False,
@@ -166,28 +171,32 @@ class _Seat:
     """One worker place: its process (None while waiting to retry), whether it ever served, its failed starts."""
 
     process: multiprocessing.process.BaseProcess | None
+    core: int | None = None  # with --pin-workers: the core its worker (and any replacement) runs on
     first: bool = True
     served: bool = False
     failures: int = 0
     retry_at: float = 0.0
 
 
-def _supervise(workers: int, host: str, port: int, log_level: str, control_dir: Path) -> None:
-    """Start ``workers`` worker processes, replace any that dies, stop them all on SIGTERM / SIGINT. A worker of the
-    first start that cannot start (``STARTUP_FAILURE``) stops the service; a replacement that cannot start, or
-    dies before serving, is started again after a back-off, and the healthy workers keep serving."""
+def _supervise(workers: int, host: str, port: int, log_level: str, control_dir: Path,
+               cores: list[int] | None = None) -> None:
+    """Start ``workers`` worker processes (with ``cores``, worker i pinned to ``seat_core(i, cores)``), replace any
+    that dies, stop them all on SIGTERM / SIGINT. A worker of the first start that cannot start
+    (``STARTUP_FAILURE``) stops the service; a replacement that cannot start, or dies before serving, is started
+    again after a back-off (on the same core), and the healthy workers keep serving."""
     holder = reuse_port_socket(host, port)  # bound, never listening: the port is ours before any worker starts
     context = multiprocessing.get_context("spawn")
     stop: list[int] = []
     previous = {sig: signal.signal(sig, lambda sig, _frame: stop.append(sig))
                 for sig in (signal.SIGTERM, signal.SIGINT)}
 
-    def start() -> multiprocessing.process.BaseProcess:
-        process = context.Process(target=_serve_worker, args=(host, port, log_level), name="rankstack-worker")
+    def start(core: int | None) -> multiprocessing.process.BaseProcess:
+        process = context.Process(target=_serve_worker, args=(host, port, log_level, core), name="rankstack-worker")
         process.start()
         return process
 
-    seats = [_Seat(start()) for _ in range(workers)]
+    places = [None if cores is None else seat_core(i, cores) for i in range(workers)]
+    seats = [_Seat(start(core), core) for core in places]
     failed = False
     try:
         while not stop and not failed:
@@ -216,7 +225,7 @@ def _supervise(workers: int, host: str, port: int, log_level: str, control_dir: 
         raise RankstackError("a worker could not start (see its log above)")
 
 
-def _tend(seat: _Seat, start: Callable[[], multiprocessing.process.BaseProcess], control_dir: Path,
+def _tend(seat: _Seat, start: Callable[[int | None], multiprocessing.process.BaseProcess], control_dir: Path,
           seats: list[_Seat]) -> bool:
     """Look after one worker place: note when its worker serves, replace a dead one (after a back-off if it never
     served); True when the service must stop (a worker of the first start could not start)."""
@@ -224,7 +233,7 @@ def _tend(seat: _Seat, start: Callable[[], multiprocessing.process.BaseProcess],
     now = time.monotonic()
     if process is None:
         if now >= seat.retry_at:
-            seat.process, seat.served = start(), False
+            seat.process, seat.served = start(seat.core), False
         return False
     if not seat.served and _acknowledged(control_dir, process):  # a killed worker's acknowledgement stays
         seat.served, seat.failures = True, 0
@@ -237,7 +246,7 @@ def _tend(seat: _Seat, start: Callable[[], multiprocessing.process.BaseProcess],
     seat.first = False
     if seat.served:
         log.warning("worker %s died (exit code %s): starting another", process.pid, process.exitcode)
-        seat.process, seat.served = start(), False
+        seat.process, seat.served = start(seat.core), False
         return False
     seat.failures += 1
     delay = min(RETRY_S * 2 ** (seat.failures - 1), RETRY_MAX_S)
