@@ -21,10 +21,14 @@ from rankstack.data.dataset import Dataset
 from rankstack.device import resolve_device
 from rankstack.evaluation.fit_summary import FitSummary
 from rankstack.retrieval.source import BudgetStop, CandidateSource, SourceConfig
-from rankstack.sequential.batches import pad_left
+from rankstack.sequential.batches import pad_left, pad_left_array
 from rankstack.sequential.net import SASRecNet
+from rankstack.sequential.net_numpy import NumpyLastHidden
 from rankstack.sequential.state_cache import StateCache, history_key
 
+# Up to this many histories a CPU call runs the NumPy pass (faster than torch's for serving batches; larger
+# batches, such as evaluation's, keep torch's fused attention; docs/benchmarks.md, "Issue 20, twentieth session").
+NUMPY_MAX_BATCH = 12
 
 class SASRecConfig(SourceConfig):
     """The SASRec paper's ML-1M architecture (2 blocks, 1 head, dim 64). ``preset``: ``cpu`` (the defaults, sized
@@ -147,10 +151,28 @@ class SASRec(CandidateSource):
             return torch.zeros(0, self.config.hidden_dim, device=self.device_)
         return torch.from_numpy(np.stack(rows)).to(self.device_)
 
+    _numpy_pass: NumpyLastHidden | None = None
+
+    def _numpy_last_hidden(self) -> NumpyLastHidden | None:
+        """The NumPy pass over this model's network (on the CPU, float32), gathered again once the network changed;
+        None where torch's own pass serves."""
+        if self.device_.type != "cpu":
+            return None
+        kept = self._numpy_pass
+        if kept is not None and kept.current(self.net_):
+            return kept
+        if not NumpyLastHidden.supports(self.net_):
+            return None
+        kept = self._numpy_pass = NumpyLastHidden(self.net_)
+        return kept
+
     def _compute_states(self, histories: Sequence[np.ndarray], batch_size: int) -> torch.Tensor:
-        """The network's last hidden state of each history, in batches of ``batch_size``."""
+        """The network's last hidden state of each history, in batches of ``batch_size``; serving-sized calls on
+        the CPU (at most ``NUMPY_MAX_BATCH`` histories) run the NumPy pass (``net_numpy``)."""
         if self.net_.training:  # eval() walks every submodule: skip it on the serving hot path
             self.net_.eval()
+        if len(histories) <= NUMPY_MAX_BATCH and (fast := self._numpy_last_hidden()) is not None:
+            return torch.from_numpy(fast(pad_left_array(histories, self.config.max_len)))
         out = []
         for start in range(0, len(histories), batch_size):
             seq = pad_left(histories[start : start + batch_size], self.config.max_len, self.device_)
