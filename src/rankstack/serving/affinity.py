@@ -1,7 +1,7 @@
 """``--pin-workers``: each server process runs on one core of those it may use.
 
 Measured on the 2-core benchmark box (docs/benchmarks.md, "Issue 20, twentieth session"): two unpinned workers
-and the load generator moved between the cores ~40 times a second, and each move leaves a worker's caches on
+and the load generator moved between the cores 29–46 times a second, and each move leaves a worker's caches on
 the other core; pinned, a worker's loop, batch and event-writer threads also hand the GIL to each other on one
 core instead of waking a thread on the other. For a box given to the service; left off, the kernel places them.
 """
