@@ -131,19 +131,25 @@ def test_connections_opened_together_are_spread_over_the_workers(server: ServerP
     assert min(Counter(owners).values()) >= 2 and len(set(owners)) == 2  # P(fail) ~ 5e-4 with random spreading
 
 
+def kill_and_wait_for_replacement(proc: ServerProcess, victim: int, timeout_s: float = 60.0) -> set[int]:
+    """SIGKILL worker ``victim``; the worker pids once two answer and ``victim`` is not among them (or at the
+    timeout)."""
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    after: set[int] = set()
+    while time.monotonic() < deadline and (len(after) < 2 or victim in after):
+        with contextlib.suppress(RuntimeError, httpx.HTTPError):  # the replacement may still be starting
+            after = proc.worker_pids(timeout_s=5)
+    return after
+
+
 def test_a_dead_worker_is_replaced(tmp_path: Path) -> None:
     proc = ServerProcess(write_fake_artifact(tmp_path / "v1"), f"sqlite:{tmp_path / 'state.db'}",
                          tmp_path / "server.log", workers=2)
     proc.start()
     try:
-        before = proc.worker_pids()
-        victim = min(before)
-        os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        after: set[int] = set()
-        while time.monotonic() < deadline and (len(after) < 2 or victim in after):
-            with contextlib.suppress(RuntimeError, httpx.HTTPError):  # the replacement may still be starting
-                after = proc.worker_pids(timeout_s=5)
+        victim = min(proc.worker_pids())
+        after = kill_and_wait_for_replacement(proc, victim)
         assert victim not in after and len(after) == 2
     finally:
         proc.stop()
@@ -169,13 +175,7 @@ def test_pinned_workers_each_run_on_one_core_and_a_replacement_takes_the_same(tm
         assert sorted(placed.values()) == sorted(cores[i % len(cores)] for i in range(2))  # distinct on 2+ cores
         assert os.sched_getaffinity(proc.proc.pid) == set(cores)  # type: ignore[union-attr]  # the parent floats
         victim = min(placed)
-        os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        after: set[int] = set()
-        while time.monotonic() < deadline and (len(after) < 2 or victim in after):
-            with contextlib.suppress(RuntimeError, httpx.HTTPError):  # the replacement may still be starting
-                after = proc.worker_pids(timeout_s=5)
-        (replacement,) = after - set(placed)
+        (replacement,) = kill_and_wait_for_replacement(proc, victim) - set(placed)
         assert {min(c) for c in thread_cores(replacement)} == {placed[victim]}
     finally:
         proc.stop()
