@@ -69,15 +69,15 @@ def _projection(layer: nn.Linear) -> np.ndarray:
     return np.ascontiguousarray(_view(layer.weight).T)
 
 
-def _norm(layer: nn.LayerNorm) -> _Norm:
+def _gather_norm(layer: nn.LayerNorm) -> _Norm:
     return _Norm(_view(layer.weight), _view(layer.bias), float(layer.eps))
 
 
-def _block(block: CausalBlock) -> _Block:
+def _gather_block(block: CausalBlock) -> _Block:
     ffn_in, gelu, ffn_out = (cast(nn.Linear, block.ffn[0]), cast(nn.GELU, block.ffn[1]),
                              cast(nn.Linear, block.ffn[3]))
-    return _Block(_norm(block.norm1), _projection(block.qkv), _view(block.qkv.bias), _projection(block.out),
-                  _view(block.out.bias), _norm(block.norm2), _projection(ffn_in), _view(ffn_in.bias),
+    return _Block(_gather_norm(block.norm1), _projection(block.qkv), _view(block.qkv.bias), _projection(block.out),
+                  _view(block.out.bias), _gather_norm(block.norm2), _projection(ffn_in), _view(ffn_in.bias),
                   gelu.approximate, _projection(ffn_out), _view(ffn_out.bias), block.heads)
 
 
@@ -104,8 +104,8 @@ class NumpyLastHidden:
         self.max_len, self.dim = net.max_len, net.dim
         self.items = _view(net.items.weight)
         self.positions = _view(net.positions.weight)
-        self.blocks = [_block(block) for block in cast(list[CausalBlock], list(net.blocks))]
-        self.norm = _norm(net.norm)
+        self.blocks = [_gather_block(block) for block in cast(list[CausalBlock], list(net.blocks))]
+        self.norm = _gather_norm(net.norm)
         self.causal = np.tril(np.ones((net.max_len, net.max_len), dtype=bool))
         self.eye = np.eye(net.max_len, dtype=bool)
 

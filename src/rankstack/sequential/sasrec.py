@@ -114,6 +114,7 @@ class SASRec(CandidateSource):
 
     def _forget_states(self) -> None:
         self._items_np = None
+        self._numpy_pass = None  # its arrays (and the old network's tensors it keeps) go with the old weights
         if self.state_cache is not None:
             self.state_cache.clear()
 
