@@ -84,8 +84,8 @@ def test_rerank_matches_the_general_path(seed: int, rows: int, n: int, k: int, n
     config = MMRConfig(relevance_weight=weight, relevance=relevance)  # type: ignore[arg-type]
     cands = Candidates(ids, scores, "x")
     ref = GeneralMMR(sim, config).rerank(cands, k)
-    for scan_max_rows in (0, 100):
-        with _scan_max_rows(scan_max_rows):
+    for sort_max_rows in (0, 100):  # the batched greedy steps, then the sorts
+        with _sort_max_rows(sort_max_rows):
             fast = MMR(sim, config).rerank(cands, k)
         np.testing.assert_array_equal(fast.item_ids, ref.item_ids)
         np.testing.assert_array_equal(fast.scores, ref.scores)
@@ -106,20 +106,20 @@ def test_select_matches_the_general_select(seed: int, rows: int, n: int, k: int,
     codes = sim.gather_categories(ids)
     assert codes is not None
     expected = mmr.select(vecs, residual, relevance, valid, k)
-    for scan_max_rows in (0, 100):  # the batched numpy steps, then the per-row scan
-        with _scan_max_rows(scan_max_rows):
+    for sort_max_rows in (0, 100):  # the batched greedy steps, then the sorts
+        with _sort_max_rows(sort_max_rows):
             np.testing.assert_array_equal(categorical_mmr(codes, relevance, valid, k, weight), expected)
 
 
 @contextmanager
-def _scan_max_rows(value: int) -> Iterator[None]:
-    """Route categorical MMR to the per-row scan up to ``value`` rows, to the batched steps above."""
-    saved = mmr_module.SCAN_MAX_ROWS
-    mmr_module.SCAN_MAX_ROWS = value
+def _sort_max_rows(value: int) -> Iterator[None]:
+    """Route categorical MMR to the sorts up to ``value`` rows, to the batched greedy steps above."""
+    saved = mmr_module.SORT_MAX_ROWS
+    mmr_module.SORT_MAX_ROWS = value
     try:
         yield
     finally:
-        mmr_module.SCAN_MAX_ROWS = saved
+        mmr_module.SORT_MAX_ROWS = saved
 
 
 def test_multi_category_similarity_keeps_the_general_path() -> None:

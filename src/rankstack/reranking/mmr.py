@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import heapq
-import math
 from typing import Literal
 
 import numpy as np
 
-from rankstack.candidates import normalize_relevance
+from rankstack.candidates import normalize_relevance, take_rows
 from rankstack.reranking.diversity import DiversityConfig, DiversityReranker
 from rankstack.reranking.similarity import ItemSimilarity
 
-SCAN_MAX_ROWS = 8  # up to this many rows the per-row Python scan beats the batched numpy steps
+SORT_MAX_ROWS = 12  # up to this many rows three row-wise sorts beat k batched greedy steps (N = 300, k = 40)
 
 
 class MMRConfig(DiversityConfig):
@@ -25,7 +23,7 @@ class MMR(DiversityReranker):
     """Greedy ``argmax_{i∉Y} λ·r_i − (1−λ)·max_{j∈Y} S_ij`` (the first pick is the most relevant item).
 
     ``r`` is the per-row relevance (min-max scaled scores by default), ``S`` the item similarity and ``Y``
-    the items picked so far (Carbonell & Goldstein 1998). Cost O(N·k·d) per row, vectorised over rows; O(N·k)
+    the items picked so far (Carbonell & Goldstein 1998). Cost O(N·k·d) per row, vectorised over rows; O(N log N)
     when every item has at most one category (:func:`categorical_mmr`, same picks).
     """
 
@@ -70,51 +68,40 @@ class MMR(DiversityReranker):
 
 def categorical_mmr(codes: np.ndarray, relevance: np.ndarray, valid: np.ndarray, k: int,
                     relevance_weight: float) -> np.ndarray:
-    """MMR picks [rows, k] for ``S_ij = [c_i = c_j ≥ 0]``: ``gain_i = λ·r_i − (1−λ)·[c_i ∈ c(Y)]``.
+    """MMR picks [rows, k] for ``S_ij = [c_i = c_j ≥ 0]``: ``gain_i = λ·r_i − (1−λ)·[c_i ∈ c(Y)]``, by sorting.
 
+    With a 0/1 similarity the greedy order is known in advance: a category's first pick is its most relevant
+    item (its *leader*, earliest position on ties), and after it the category's other items only ever count
+    penalised. So the picks are every row sorted by ``λ·r_i`` for leaders and ``λ·r_i − (1−λ)`` for the rest
+    (descending, earliest position first): a leader always precedes its followers, whose value is lower.
     ``codes`` [rows, N] are category codes (-1: none, similar to nothing); the float32 gains, pick order, ties
-    (first position) and -1 for rows that run out are those of :meth:`MMR.select` on one-hot vectors.
+    and -1 for rows that run out are those of :meth:`MMR.select` on one-hot vectors. Above ``SORT_MAX_ROWS``
+    rows, numpy's row-wise sorts slow down and k batched greedy steps (:func:`_greedy_rows`) are cheaper.
     """
-    n = codes.shape[1]
+    n_rows, n = codes.shape
     keys = np.where(codes >= 0, codes, -1 - np.arange(n))  # an uncategorised item only matches itself
     gain = (relevance_weight * relevance + np.where(valid, 0.0, -np.inf)).astype(np.float32)
     penalised = gain - np.float32(1.0 - relevance_weight)
-    if codes.shape[0] <= SCAN_MAX_ROWS:
-        return _lazy_rows(keys, gain, penalised, k)
-    return _greedy_rows(keys, gain, penalised, k)
-
-
-def _lazy_rows(keys: np.ndarray, gain: np.ndarray, penalised: np.ndarray, k: int) -> np.ndarray:
-    """Each row lazily: unused-key items in ``(−gain_i, i)`` order, the rest in a heap by ``(−penalised_i, i)``.
-
-    An item enters the heap when the scan reaches it after its key was used; until then its penalised gain
-    cannot beat the scan's head (``penalised_i ≤ gain_i``), so each step compares two candidates.
-    """
-    orders = np.argsort(-gain, axis=1, kind="stable").tolist()
-    rows = zip(orders, gain.tolist(), penalised.tolist(), keys.tolist(), strict=True)
-    return np.array([_scan(*row, k) for row in rows], dtype=np.int64).reshape(gain.shape[0], k)
-
-
-def _scan(order: list[int], fresh: list[float], pen: list[float], key: list[int], k: int) -> list[int]:
-    """:func:`_lazy_rows` for one row (Python lists: a step costs two comparisons and a heap operation)."""
-    used: set[int] = set()
-    heap: list[tuple[float, int]] = []
-    picks = [-1] * k
-    at, end = 0, len(order)
-    for t in range(k):
-        while at < end and key[order[at]] in used:
-            heapq.heappush(heap, (-pen[order[at]], order[at]))
-            at += 1
-        head = (-fresh[order[at]], order[at]) if at < end else (math.inf, end)
-        if heap and heap[0] < head:
-            best = heapq.heappop(heap)
-        else:
-            best, at = head, at + 1
-        if best[0] == math.inf:  # the best gain is −∞: the row ran out of valid items
-            break
-        picks[t] = best[1]
-        used.add(key[best[1]])
+    if n_rows > SORT_MAX_ROWS:
+        return _greedy_rows(keys, gain, penalised, k)
+    value = np.where(_leaders(keys, gain), gain, penalised)
+    order = np.argsort(-value, axis=1, kind="stable")[:, :k]
+    picks = np.full((n_rows, k), -1, dtype=np.int64)
+    picks[:, :order.shape[1]] = np.where(np.isneginf(take_rows(value, order)), -1, order)  # -inf: ran out
     return picks
+
+
+def _leaders(keys: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """Mask [rows, N] of each row's first entry of every key in ``(−gain, position)`` order."""
+    by_gain = np.argsort(-gain, axis=1, kind="stable")
+    by_key = np.argsort(take_rows(keys, by_gain), axis=1, kind="stable")  # within a key: by gain, then position
+    position = take_rows(by_gain, by_key)  # the column of each entry in (key, −gain, position) order
+    grouped = take_rows(keys, position)
+    first = np.ones(grouped.shape, dtype=bool)
+    first[:, 1:] = grouped[:, 1:] != grouped[:, :-1]
+    leaders = np.zeros(keys.shape, dtype=bool)
+    leaders.ravel()[(position + np.arange(0, keys.size, keys.shape[1])[:, None]).ravel()] = first.ravel()
+    return leaders
 
 
 def _greedy_rows(keys: np.ndarray, gain: np.ndarray, penalised: np.ndarray, k: int) -> np.ndarray:
