@@ -326,5 +326,5 @@ def candidate_features(batch: RankBatch, stats: ItemStats, sources: Sequence[str
         columns += _embedding_block(batch, item_vectors, last_n, known_item & (ids < len(item_vectors)))
     if recency:
         columns.append(np.broadcast_to(since_last_days(batch, stats)[:, None], ids.shape))
-    matrix = np.stack([np.asarray(c, np.float64)[valid] for c in columns], axis=1).astype(np.float32)
+    matrix = np.stack(columns, axis=-1, dtype=np.float32)[valid]  # [B, C, F] → the valid rows, row-major
     return matrix, valid
