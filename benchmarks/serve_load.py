@@ -45,6 +45,7 @@ Usage: python benchmarks/serve_load.py [--items 41000] [--rates 100,300] [--dura
        [--fresh-events 0,0.5,1] [--overload-factor 3 --overload-duration 30] [--json] [--plot]
        [--generator open|wrk] [--ranker sasrec|lambdarank|none] [--policy epsilon_greedy|linucb|…]
        [--workdir DIR --reuse] [--state-cache N] [--candidate-cache-mb MB] [--[no-]pin-workers]
+       [--no-balance-workers]
 With ``--workers`` 2 or more each worker is pinned to a core (``rankstack serve --pin-workers``) unless
 ``--no-pin-workers``.
 The wrk view needs ``wrk`` on PATH (``apt-get install wrk``).
@@ -279,7 +280,8 @@ def start_server(artifact: Path, workdir: Path, port: int, workers: int = 1,
                  batcher: str = "loop", deadline_ms: float = 100.0,
                  inline_batch_ms: float | None = None,
                  request_start_header: str | None = None, max_batch: int | None = None,
-                 nice: int = 0, pin_workers: bool = False) -> subprocess.Popen[bytes]:
+                 nice: int = 0, pin_workers: bool = False, balance_workers: bool = True
+                 ) -> subprocess.Popen[bytes]:
     """``python -m rankstack.serving`` with one torch thread per worker process, its scheduling priority lowered
     by ``nice`` (its workers inherit it)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
@@ -292,6 +294,7 @@ def start_server(artifact: Path, workdir: Path, port: int, workers: int = 1,
                              *(["--inline-batch-ms", str(inline_batch_ms)] if inline_batch_ms is not None else []),
                              *(["--max-batch", str(max_batch)] if max_batch is not None else []),
                              *(["--pin-workers"] if pin_workers else []),
+                             *([] if balance_workers else ["--no-balance-workers"]),
                              *(["--request-start-header", request_start_header] if request_start_header else [])],
                             env=env, stdout=log, stderr=subprocess.STDOUT,
                             preexec_fn=(lambda: os.nice(nice)) if nice else None)
@@ -545,7 +548,8 @@ def measure(n_items: int, args: argparse.Namespace, workdir: Path,
     port = free_port()
     t0 = time.perf_counter()
     proc = start_server(artifact, workdir, port, args.workers, args.batch_wait_ms, args.batcher, args.deadline_ms,
-                        args.inline_batch_ms, stamp_header(args), args.max_batch, args.server_nice, args.pin_workers)
+                        args.inline_batch_ms, stamp_header(args), args.max_batch, args.server_nice, args.pin_workers,
+                        args.balance_workers)
     startup_s = time.perf_counter() - t0
     url = f"http://127.0.0.1:{port}"
     rows: list[dict[str, Any]] = []
@@ -695,6 +699,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the server's --pin-workers (each worker process on one core; default: on with "
                         "--workers 2 or more, the deployment docs/serving.md recommends for a box given to the "
                         "service)")
+    parser.add_argument("--balance-workers", action=argparse.BooleanOptionalAction, default=True,
+                        help="the server's --balance-workers (a worker busier than the others closes some kept-alive "
+                        "connections; default on, as in the server)")
     parser.add_argument("--inline-batch-ms", type=float, default=None, help="the server's --inline-batch-ms (loop "
                         "batcher: longer batches run off the loop's thread; a huge value keeps every batch on it, as "
                         "before; default: the server's)")
@@ -782,7 +789,7 @@ def main(argv: list[str] | None = None) -> None:
                     "k": args.k, "workers": args.workers, "batch_wait_ms": args.batch_wait_ms, "batcher": args.batcher,
                     "inline_batch_ms": args.inline_batch_ms,
                     "max_batch": args.max_batch, "server_nice": args.server_nice,
-                    "pin_workers": args.pin_workers,
+                    "pin_workers": args.pin_workers, "balance_workers": args.balance_workers,
                     "deadline_ms": args.deadline_ms, "index": args.index, "index_params": args.index_params,
                     "connections": args.connections, "users": args.users, "duration_s": args.duration,
                     "warmup_s": args.warmup, "arrivals": args.arrivals, "fresh_kind": args.fresh_kind,

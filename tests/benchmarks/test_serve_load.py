@@ -102,6 +102,11 @@ def test_workers_are_pinned_by_default_only_when_there_are_several(argv: list[st
     with pytest.raises(RuntimeError, match="server exited"):
         script.start_server(tmp_path, tmp_path, 1, workers=2, pin_workers=pinned)
     assert ("--pin-workers" in started[0]) is pinned
+    assert "--no-balance-workers" not in started[0]  # the server's default: workers balanced
+    with pytest.raises(RuntimeError, match="server exited"):
+        script.start_server(tmp_path, tmp_path, 1, workers=2, balance_workers=False)
+    assert "--no-balance-workers" in started[1]
+    assert script.parse_args(["--no-balance-workers"]).balance_workers is False
 
 
 def test_reuse_refuses_an_artifact_built_with_other_options(tmp_path: Path) -> None:

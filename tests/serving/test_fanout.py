@@ -125,3 +125,57 @@ def test_a_joining_worker_is_noticed_and_each_connection_is_closed_once(tmp_path
     rebalance.trigger()
     answers = [rebalance.should_close(("127.0.0.1", port)) for port in (5002, 5000, 5001, 5000, 5002)]
     assert answers == [False, True, True, False, False]  # open before the join: closed once; opened after: kept
+
+
+def test_the_load_board_holds_the_live_fresh_rates_of_the_other_workers(tmp_path: Path) -> None:
+    group = ReloadGroup(tmp_path)
+    group.publish_load(120.0)
+    other, gone = os.getppid(), dead_pid()
+    for pid, rate in ((other, 80.0), (gone, 500.0)):
+        (tmp_path / f"load-{pid}.json").write_text(json.dumps({"pid": pid, "rate": rate}))
+    (tmp_path / "load-junk.json").write_text("{not json")
+    assert group.peer_loads(max_age_s=60) == [80.0]  # not its own, not a dead worker's, not junk
+    os.utime(tmp_path / f"load-{other}.json", (1.0, 1.0))
+    assert group.peer_loads(max_age_s=60) == []  # stale: the worker stopped publishing
+    group.stop()
+    assert not (tmp_path / f"load-{group.pid}.json").exists()
+
+
+def _serve(rebalance: object, connections: range, rounds: int) -> list[int]:
+    """``rounds`` requests on each of ``connections`` (ports) in turn: the ports whose answer closed them."""
+    from rankstack.serving.rebalance import Rebalance
+
+    assert isinstance(rebalance, Rebalance)
+    return [port for _ in range(rounds) for port in connections if rebalance.should_close(("127.0.0.1", port))]
+
+
+@pytest.mark.parametrize(("own", "others", "closes"), [
+    (600.0, [400.0], 1),  # 10 connections of 60 req/s each, the mean 500: one of them (not two: overshoot)
+    (1000.0, [0.0], 5),  # all the load here: half of it moves
+    (540.0, [460.0], 0),  # within 10% of the mean
+    (40.0, [0.0], 0),  # too little load to bother
+    (600.0, [], 0),  # no other worker
+    (600.0, [200.0, 200.0, 200.0], 5),  # the mean of four workers is 300
+])
+def test_a_worker_over_its_share_closes_the_connections_that_carry_the_excess(own: float, others: list[float],
+                                                                              closes: int) -> None:
+    from rankstack.serving.rebalance import Rebalance
+
+    rebalance = Rebalance()
+    assert _serve(rebalance, range(6000, 6010), 3) == []  # ten connections, nothing asked yet
+    assert rebalance.balance(own, others) == closes
+    assert _serve(rebalance, range(7000, 7003), 1) == []  # connections opened since (reopened) are left alone
+    closed = _serve(rebalance, range(6000, 6010), 3)
+    assert len(closed) == len(set(closed)) == closes == rebalance.balance_closes  # each connection once
+    assert rebalance.balance(500.0, [500.0]) == 0  # balanced now: nothing more is closed
+    assert _serve(rebalance, range(6000, 6010), 2) == []
+
+
+def test_the_request_rate_is_counted_between_looks() -> None:
+    from rankstack.serving.rebalance import Rebalance
+
+    rebalance = Rebalance()
+    assert rebalance.rate(100.0) is None
+    _serve(rebalance, range(6000, 6005), 4)
+    assert rebalance.rate(102.0) == pytest.approx(10.0)
+    assert rebalance.rate(103.0) == 0.0

@@ -22,6 +22,9 @@ def test_workers_reach_the_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert entry.main([str(tmp_path)]) == 0 and calls[1]["workers"] == 1
     assert calls[1]["pin_workers"] is False
     assert entry.main([str(tmp_path), "--workers", "2", "--pin-workers"]) == 0 and calls[2]["pin_workers"] is True
+    assert calls[2]["balance_workers"] is True  # on unless turned off
+    assert entry.main([str(tmp_path), "--workers", "2", "--no-balance-workers"]) == 0
+    assert calls[3]["balance_workers"] is False
 
 
 @pytest.mark.parametrize("workers", ["0", "-1"])

@@ -131,6 +131,33 @@ def test_connections_opened_together_are_spread_over_the_workers(server: ServerP
     assert min(Counter(owners).values()) >= 2 and len(set(owners)) == 2  # P(fail) ~ 5e-4 with random spreading
 
 
+def test_a_worker_carrying_all_the_load_closes_connections_to_share_it(server: ServerProcess) -> None:
+    """Load through one worker's kept-alive connections only: within a few balance periods it answers some with
+    ``Connection: close`` (the clients reconnect and the kernel places them anew) and counts them."""
+    clients = [httpx.Client(base_url=server.url, timeout=10) for _ in range(12)]
+    try:
+        owners = [c.post("/v1/recommend", json={"user_id": "u1", "k": 1}).headers["x-rankstack-worker"]
+                  for c in clients]
+        busy = Counter(owners).most_common(1)[0][0]
+        mine = [c for c, owner in zip(clients, owners, strict=True) if owner == busy]
+        closed, deadline = 0, time.monotonic() + 20
+        while not closed and time.monotonic() < deadline:
+            for client in mine:
+                answer = client.post("/v1/recommend", json={"user_id": "u2", "k": 1})
+                assert answer.status_code == 200
+                closed += answer.headers.get("connection") == "close"
+    finally:
+        for client in clients:
+            client.close()
+    assert closed
+    counted, deadline = 0.0, time.monotonic() + 10  # the closes are counted at the next balance period
+    while not counted and time.monotonic() < deadline:
+        text = httpx.get(server.url + "/metrics", timeout=10).text
+        counted = float(re.findall(r"^rankstack_balance_closes_total (\S+)$", text, re.M)[0])
+        time.sleep(0.2)
+    assert counted >= 1
+
+
 def kill_and_wait_for_replacement(proc: ServerProcess, victim: int, timeout_s: float = 60.0) -> set[int]:
     """SIGKILL worker ``victim``; the worker pids once two answer and ``victim`` is not among them (or at the
     timeout)."""

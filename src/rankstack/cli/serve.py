@@ -11,6 +11,7 @@ import typer
 from rankstack.cli.common import err_console, friendly_errors
 from rankstack.serving.loaders import DEFAULT_LOADER
 from rankstack.serving.server import (
+    BALANCE_WORKERS_HELP,
     BATCH_WAIT_HELP,
     BATCHER_HELP,
     DEFAULT_BATCH_WAIT_MS,
@@ -48,6 +49,8 @@ def serve(
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "warning",
     workers: Annotated[int, typer.Option("--workers", help=WORKERS_HELP, min=1)] = 1,
     pin_workers: Annotated[bool, typer.Option("--pin-workers/--no-pin-workers", help=PIN_WORKERS_HELP)] = False,
+    balance_workers: Annotated[bool, typer.Option("--balance-workers/--no-balance-workers",
+                                                  help=BALANCE_WORKERS_HELP)] = True,
     max_batch: Annotated[int, typer.Option("--max-batch", help=MAX_BATCH_HELP, min=1, max=1024)] = 32,
     batch_wait_ms: Annotated[float, typer.Option("--batch-wait-ms", help=BATCH_WAIT_HELP, min=0,
                                                  max=100)] = DEFAULT_BATCH_WAIT_MS,
@@ -69,4 +72,5 @@ def serve(
                    batcher=batcher.value, shed=shed, max_queue=max_queue, max_connections=max_connections,
                    inline_batch_ms=inline_batch_ms, request_start_header=request_start_header,
                    event_deadline_ms=event_deadline_ms, pin_workers=pin_workers,
+                   balance_workers=balance_workers,
                    say=lambda message: err_console.print(message, highlight=False))

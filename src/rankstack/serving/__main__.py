@@ -9,6 +9,7 @@ from pathlib import Path
 from rankstack.errors import RankstackError
 from rankstack.serving.loaders import DEFAULT_LOADER
 from rankstack.serving.server import (
+    BALANCE_WORKERS_HELP,
     BATCH_WAIT_HELP,
     BATCHER_HELP,
     DEFAULT_BATCH_WAIT_MS,
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="warning")
     parser.add_argument("--workers", type=int, default=1, help=WORKERS_HELP)
     parser.add_argument("--pin-workers", action=argparse.BooleanOptionalAction, default=False, help=PIN_WORKERS_HELP)
+    parser.add_argument("--balance-workers", action=argparse.BooleanOptionalAction, default=True,
+                        help=BALANCE_WORKERS_HELP)
     parser.add_argument("--max-batch", type=int, default=32, help=MAX_BATCH_HELP)
     parser.add_argument("--batch-wait-ms", type=float, default=DEFAULT_BATCH_WAIT_MS, help=BATCH_WAIT_HELP)
     parser.add_argument("--batcher", choices=["loop", "thread"], default="loop", help=BATCHER_HELP)
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                    batch_wait_ms=args.batch_wait_ms, batcher=args.batcher, shed=args.shed, max_queue=args.max_queue,
                    max_connections=args.max_connections, inline_batch_ms=args.inline_batch_ms,
                    request_start_header=args.request_start_header, event_deadline_ms=args.event_deadline_ms,
-                   pin_workers=args.pin_workers)
+                   pin_workers=args.pin_workers, balance_workers=args.balance_workers)
     except RankstackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -31,7 +31,7 @@ from rankstack.serving.middleware import ServiceApp, ServiceMiddleware
 from rankstack.serving.model_slot import Loaded, ModelSlot, RecommenderLoader, ReloadRefusedError
 from rankstack.serving.online_learning import OnlineLearning
 from rankstack.serving.prometheus import ServiceMetrics
-from rankstack.serving.rebalance import CloseToRebalance, Rebalance
+from rankstack.serving.rebalance import BALANCE_PERIOD_S, CloseToRebalance, Rebalance
 from rankstack.serving.request_ids import new_request_id
 from rankstack.serving.schemas import (
     ErrorBody,
@@ -144,7 +144,26 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         store_answers()
         learning.follow(slot.current.recommender)
         if group is not None:
-            group.start(slot, on_reload=served, on_join=rebalance.trigger)
+            group.start(slot, on_reload=served, on_join=rebalance.trigger, on_poll=balance)
+
+    balance_due, balance_counted = [0.0], [0]
+
+    def balance() -> None:
+        """Every BALANCE_PERIOD_S (on the reload follower's thread): publish this worker's request rate and, with
+        ``balance_workers``, close the connections that carry its excess over the other workers'."""
+        now = time.monotonic()
+        if group is None or now < balance_due[0]:
+            return
+        balance_due[0] = now + BALANCE_PERIOD_S
+        rate = rebalance.rate(now)
+        if rate is None:
+            return
+        group.publish_load(rate)
+        if settings.balance_workers:
+            rebalance.balance(rate, group.peer_loads(3 * BALANCE_PERIOD_S))
+        closed, balance_counted[0] = rebalance.balance_closes - balance_counted[0], rebalance.balance_closes
+        if closed:
+            metrics.balance_closes.inc(closed)
 
     stops = [group.stop] if group is not None else []
     app = ServiceApp(title="rankstack", version="1", summary="Multi-stage recommendations and feedback events.",

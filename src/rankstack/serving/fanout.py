@@ -9,6 +9,9 @@ requests finish on the old model) and writes ``ack-PID.json``: the generation, t
 error if its own reload failed (it then keeps its old model). The receiving worker answers once every live
 worker has acknowledged the generation, or after ``wait_s``. A worker that starts later (the supervisor replaced a
 dead one) loads the published copy, never the operator's folder, which may have changed since.
+
+The same folder is the workers' load board: each writes its request rate to ``load-PID.json`` and reads the others'
+(``rankstack.serving.rebalance``).
 """
 
 from __future__ import annotations
@@ -126,20 +129,36 @@ class ReloadGroup:
         return slot
 
     def start(self, slot: ModelSlot, on_reload: Callable[[Loaded], None],
-              on_join: Callable[[], None] = lambda: None) -> None:
+              on_join: Callable[[], None] = lambda: None, on_poll: Callable[[], None] = lambda: None) -> None:
         """Acknowledge the model served now and follow published reloads in a background thread; ``on_join`` is
-        called there when another worker starts serving (e.g. a replacement)."""
+        called there when another worker starts serving (e.g. a replacement), ``on_poll`` at every look."""
         self._ack(slot.current.recommender.version)
-        self._thread = threading.Thread(target=self._follow, args=(slot, on_reload, on_join),
+        self._thread = threading.Thread(target=self._follow, args=(slot, on_reload, on_join, on_poll),
                                         name="rankstack-reload-follower", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop following and withdraw this worker's acknowledgement (it no longer serves)."""
+        """Stop following and withdraw this worker's acknowledgement and load (it no longer serves)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         (self.dir / f"ack-{self.pid}.json").unlink(missing_ok=True)
+        (self.dir / f"load-{self.pid}.json").unlink(missing_ok=True)
+
+    def publish_load(self, rate: float) -> None:
+        """Put this worker's request rate (a second) on the board."""
+        _write_json(self.dir / f"load-{self.pid}.json", {"pid": self.pid, "rate": rate})
+
+    def peer_loads(self, max_age_s: float) -> list[float]:
+        """The request rates the other running workers published within ``max_age_s``."""
+        rates, now = [], time.time()
+        for path in self.dir.glob("load-*.json"):
+            with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
+                data = json.loads(path.read_text())
+                pid = int(data["pid"])
+                if pid != self.pid and now - path.stat().st_mtime <= max_age_s and pid_alive(pid):
+                    rates.append(float(data["rate"]))
+        return rates
 
     def reload(self, slot: ModelSlot, artifact: Path | None) -> tuple[Loaded, Loaded, int]:
         """Reload here from a fresh snapshot (``ReloadRefusedError`` publishes nothing), then publish; returns
@@ -210,9 +229,10 @@ class ReloadGroup:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _follow(self, slot: ModelSlot, on_reload: Callable[[Loaded], None], on_join: Callable[[], None]) -> None:
+    def _follow(self, slot: ModelSlot, on_reload: Callable[[Loaded], None], on_join: Callable[[], None],
+                on_poll: Callable[[], None]) -> None:
         """Poll the target; reload when another worker published a newer generation; call ``on_join`` when a worker
-        joins; stop if orphaned."""
+        joins and ``on_poll`` every time; stop if orphaned."""
         parent = os.getppid()
         while not self._stop.wait(self.poll_s):
             if os.getppid() != parent:
@@ -223,6 +243,7 @@ class ReloadGroup:
                 self._follow_once(slot, on_reload)
                 if self._joined():
                     on_join()
+                on_poll()
             except Exception:
                 log.exception("following a published reload failed; retrying")
 

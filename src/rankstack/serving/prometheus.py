@@ -97,6 +97,8 @@ class ServiceMetrics:
         self.model_info = Gauge("rankstack_model_info", "1 for the served model, by version and artifact digest "
                                 "(0 for one served before).", ["version", "digest"], multiprocess_mode="liveall",
                                 registry=r)
+        self.balance_closes = Counter("rankstack_balance_closes", "Kept-alive connections closed to move load off "
+                                      "a worker busier than the others.", registry=r)
         self.workers_serving = Gauge("rankstack_workers_serving", "Worker processes serving (past loading).",
                                      multiprocess_mode="livemostrecent", registry=r)
         self.workers_expected = Gauge("rankstack_workers_expected", "Worker processes the service runs when whole.",

@@ -43,6 +43,9 @@ EVENT_DEADLINE_HELP = ("With shedding on: an event post arriving while the oldes
                        "(default 1000).")
 PIN_WORKERS_HELP = ("Run each server process on one core (worker i on the i-th core this process may use, round "
                     "robin): for a box given to the service; Linux only. Off by default.")
+BALANCE_WORKERS_HELP = ("With several workers: a worker taking over 10% more requests than the workers' mean closes "
+                        "some kept-alive connections so clients reconnect and the kernel places them anew. On by "
+                        "default.")
 REQUEST_START_HELP = ("Header a front proxy stamps with when it received the request (e.g. X-Request-Start, nginx: "
                       "t=${msec}); recommend deadlines then count from that stamp, so requests that waited upstream "
                       "are shed by their real age. Off by default; the proxy's clock must agree with this one's.")
@@ -59,7 +62,7 @@ def run_server(artifact: Path, *, host: str = "127.0.0.1", port: int = 8000, sta
                batcher: str = "loop",
                shed: bool = True, max_queue: int = 1_000, max_connections: int | None = None,
                inline_batch_ms: float = 50.0, request_start_header: str | None = None,
-               event_deadline_ms: float = 1000.0, pin_workers: bool = False,
+               event_deadline_ms: float = 1000.0, pin_workers: bool = False, balance_workers: bool = True,
                say: Callable[[str], None] = _stderr) -> None:
     """Open the state store, load the artifact (errors are ``RankstackError``s), then serve until stopped.
 
@@ -70,7 +73,8 @@ def run_server(artifact: Path, *, host: str = "127.0.0.1", port: int = 8000, sta
                                         shed=shed, max_queue=max_queue, max_connections=max_connections,
                                         inline_batch_ms=inline_batch_ms,
                                         request_start_header=request_start_header,
-                                        event_deadline_s=event_deadline_ms / 1000.0, pin_workers=pin_workers)
+                                        event_deadline_s=event_deadline_ms / 1000.0, pin_workers=pin_workers,
+                                        balance_workers=balance_workers)
     cores = usable_cores() if settings.pin_workers else None  # refused here where the platform cannot pin
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     store = open_state(state)  # the app warns when the store's durability settings can lose events

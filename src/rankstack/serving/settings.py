@@ -63,6 +63,10 @@ class ServiceSettings(BaseModel):
         "Run each server process on one core of those the service may use (worker i on the i-th, round robin): "
         "no moves between cores, and a worker's threads pass the GIL on one core. For a box given to the "
         "service (docs/serving.md, \"Workers and cores\"); off: the kernel places them."))
+    balance_workers: bool = Field(default=True, description=(
+        "With several workers: a worker whose request rate is over 10% above the workers' mean closes some of its "
+        "kept-alive connections (each at its next response) so that clients reconnect and the kernel places them "
+        "anew (docs/serving.md, \"Workers and cores\")."))
     batcher: Literal["loop", "thread"] = Field(default="loop", description=(
         "Where recommend batches run: on the event loop's thread (no second thread competes for the GIL) or on "
         "a worker thread (the loop keeps parsing requests while a batch runs)."))
