@@ -30,6 +30,7 @@ from rankstack.sequential.state_cache import StateCache, history_key
 # batches, such as evaluation's, keep torch's fused attention; docs/benchmarks.md, "Issue 20, twentieth session").
 NUMPY_MAX_BATCH = 12
 
+
 class SASRecConfig(SourceConfig):
     """The SASRec paper's ML-1M architecture (2 blocks, 1 head, dim 64). ``preset``: ``cpu`` (the defaults, sized
     so a ≤ 100k-event log trains in minutes on 2 cores: the last 50 items, lr 3e-3, at most 50 epochs, patience 5)

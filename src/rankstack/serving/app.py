@@ -159,8 +159,8 @@ def create_app(recommender_loader: RecommenderLoader, state: StateStore, setting
         if rate is None:
             return
         group.publish_load(rate)
-        if settings.balance_workers:
-            rebalance.balance(rate, group.peer_loads(3 * BALANCE_PERIOD_S))
+        # off: no peers, so nothing is closed (and the connections noted for the balance are still let go)
+        rebalance.balance(rate, group.peer_loads(3 * BALANCE_PERIOD_S) if settings.balance_workers else [])
         closed, balance_counted[0] = rebalance.balance_closes - balance_counted[0], rebalance.balance_closes
         if closed:
             metrics.balance_closes.inc(closed)

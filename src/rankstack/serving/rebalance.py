@@ -44,7 +44,7 @@ class Rebalance:
         self._active: set[tuple[str, int]] = set()  # connections seen since the last balance
         self._excess = 0  # connections still to close for the balance, each at its next response
         self.balance_closes = 0  # connections closed for the balance so far
-        self._counted = (0, 0.0)  # (requests, time) at the last balance
+        self._counted: tuple[int, float] | None = None  # (requests, time) at the last look at the rate
 
     def trigger(self) -> None:
         """Another worker joined: close the connections open now, each at its next response."""
@@ -76,9 +76,10 @@ class Rebalance:
 
     def rate(self, now: float) -> float | None:
         """Requests a second since the last call (None on the first call)."""
-        count, last = self._counted
-        self._counted = (self.requests, now)
-        return None if last == 0.0 else (self.requests - count) / max(now - last, 1e-9)
+        before, self._counted = self._counted, (self.requests, now)
+        if before is None:
+            return None
+        return (self.requests - before[0]) / max(now - before[1], 1e-9)
 
     def balance(self, own: float, others: list[float], margin: float = BALANCE_MARGIN,
                 min_rate: float = BALANCE_MIN_RATE) -> int:

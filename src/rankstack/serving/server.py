@@ -91,7 +91,7 @@ def run_server(artifact: Path, *, host: str = "127.0.0.1", port: int = 8000, sta
     finally:
         _close(store)
     _announce(settings, host, port, state, say)
-    run_workers(settings, state=state, loader=loader, host=host, port=port, log_level=log_level)
+    run_workers(settings, state=state, loader=loader, host=host, port=port, log_level=log_level, cores=cores)
 
 
 def _announce(settings: ServiceSettings, host: str, port: int, state: str, say: Callable[[str], None]) -> None:

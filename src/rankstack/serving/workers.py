@@ -82,9 +82,11 @@ def worker_threads(workers: int, cores: int | None, environ: Mapping[str, str]) 
     return max(1, (cores or 1) // max(workers, 1))
 
 
-def run_workers(settings: ServiceSettings, *, state: str, loader: str, host: str, port: int, log_level: str) -> None:
+def run_workers(settings: ServiceSettings, *, state: str, loader: str, host: str, port: int, log_level: str,
+                cores: list[int] | None = None) -> None:
     """Snapshot and check the artifact, then serve with ``settings.workers`` uvicorn worker processes until
-    SIGTERM / SIGINT, then clean up (``ReloadRefusedError`` when the artifact does not load)."""
+    SIGTERM / SIGINT, then clean up (``ReloadRefusedError`` when the artifact does not load). ``cores``: the
+    cores to pin the workers to (``settings.pin_workers``; None: read here when pinning)."""
     root = Path(tempfile.mkdtemp(prefix="rankstack-serve-"))
     (root / "metrics").mkdir()
     (root / "control").mkdir()
@@ -104,7 +106,8 @@ def run_workers(settings: ServiceSettings, *, state: str, loader: str, host: str
         if threads is not None:  # the workers, spawned below, inherit it before they import torch
             for name in THREAD_ENV:
                 os.environ[name] = str(threads)
-        cores = usable_cores() if settings.pin_workers else None
+        if settings.pin_workers and cores is None:
+            cores = usable_cores()
         if hasattr(socket, "SO_REUSEPORT"):
             _supervise(settings.workers, host, port, log_level, spec.control_dir, cores)
         else:  # pragma: no cover - platforms without SO_REUSEPORT
@@ -239,7 +242,8 @@ def _tend(seat: _Seat, start: Callable[[int | None], multiprocessing.process.Bas
         seat.served, seat.failures = True, 0
     if process.is_alive():
         return False
-    (control_dir / f"ack-{process.pid}.json").unlink(missing_ok=True)  # a later process may get the same pid
+    for name in (f"ack-{process.pid}.json", f"load-{process.pid}.json"):  # a later process may get the same pid
+        (control_dir / name).unlink(missing_ok=True)
     if seat.first and not seat.served and process.exitcode == STARTUP_FAILURE:
         log.error("worker %s could not start: stopping the service", process.pid)
         return True
